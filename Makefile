@@ -1,0 +1,31 @@
+# vwire — see README.md.
+GO       ?= go
+BIN      := bin/vwire
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+STATE    ?= $(CURDIR)/.vwire
+PKGS     := ./...
+
+.PHONY: build test lint run clean fuzz
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vwire
+
+# The test command the README gives and CI runs.
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Until `vwire node` exists: a registry on the embedded defaults, with the
+# architecture's examples applied and listed. Ctrl-C stops it.
+run: build
+	./scripts/quickstart.sh $(STATE)
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=30s ./registry/manifest
+
+clean:
+	rm -rf bin $(STATE)

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/registry"
+	"github.com/vwire/vwire/registry/store"
+	"github.com/vwire/vwire/registry/store/etcdstore"
+	"github.com/vwire/vwire/registry/store/memstore"
+)
+
+type registryFlags struct {
+	listen        string
+	domains       []string
+	store         string
+	etcdEndpoints []string
+	etcdPrefix    string
+	defaultExpiry time.Duration
+}
+
+func newRegistryCmd(g *globals) *cobra.Command {
+	var f registryFlags
+	cmd := &cobra.Command{
+		Use:   "registry",
+		Short: "Run a Network Service Registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRegistry(cmd.Context(), g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", ":5002", "listen address (host:port or unix:///path); always mTLS")
+	fl.StringSliceVar(&f.domains, "domain", nil, "registry domain this registry is authoritative for (repeatable)")
+	fl.StringVar(&f.store, "store", "memory", "store: memory or etcd")
+	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", []string{"http://127.0.0.1:2379"}, "etcd endpoints (with --store etcd)")
+	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/vwire/registry/", "key prefix in etcd")
+	fl.DurationVar(&f.defaultExpiry, "default-expiry", registry.DefaultExpiry, "lifetime of an endpoint registered without expiration_time")
+	return cmd
+}
+
+func openStore(ctx context.Context, g *globals, f registryFlags) (store.Store, error) {
+	switch f.store {
+	case "memory":
+		return memstore.New(), nil
+	case "etcd":
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		s, err := etcdstore.New(dctx, etcdstore.Config{Endpoints: f.etcdEndpoints, Prefix: f.etcdPrefix, Logger: g.log})
+		if err != nil {
+			return nil, fmt.Errorf("etcd store at %s: %w", strings.Join(f.etcdEndpoints, ","), err)
+		}
+		return s, nil
+	default:
+		return nil, fmt.Errorf("--store %q: want memory or etcd", f.store)
+	}
+}
+
+func runRegistry(ctx context.Context, g *globals, f registryFlags) error {
+	src, err := g.identitySource(ctx, "registry", true)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	st, err := openStore(ctx, g, f)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Logger: g.log})
+	if err != nil {
+		return err
+	}
+	l, err := grpcutil.Listen(f.listen)
+	if err != nil {
+		return err
+	}
+	gs := grpcutil.NewServer(src, identity.AuthorizeTrustDomain(src), g.log)
+	srv.Register(gs)
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+
+	g.log.Info("registry serving", "listen", l.Addr().String(), "id", src.ID().String(),
+		"domains", f.domains, "store", f.store)
+	return serveUntilDone(ctx, g, gs, l)
+}

@@ -1,0 +1,157 @@
+// Package grpcutil holds what every vwire gRPC listener and dialer share:
+// address parsing, mTLS credentials from the identity package, keepalives
+// and call logging. Nothing here listens in plaintext.
+package grpcutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/vwire/vwire/internal/identity"
+)
+
+// Addr is a parsed listen or dial address.
+type Addr struct {
+	Network string // "tcp" or "unix"
+	Address string // host:port or socket path
+}
+
+// String renders the address as a URL (tcp://host:port, unix:///path).
+func (a Addr) String() string {
+	if a.Network == "unix" {
+		return "unix://" + a.Address
+	}
+	return "tcp://" + a.Address
+}
+
+// ParseAddr accepts host:port, :port, tcp://host:port, unix:///path and a
+// bare absolute path (a unix socket).
+func ParseAddr(s string) (Addr, error) {
+	switch {
+	case s == "":
+		return Addr{}, errors.New("empty address")
+	case strings.HasPrefix(s, "unix://"):
+		p := strings.TrimPrefix(s, "unix://")
+		if !filepath.IsAbs(p) {
+			return Addr{}, fmt.Errorf("address %q: unix socket path must be absolute", s)
+		}
+		return Addr{Network: "unix", Address: p}, nil
+	case strings.HasPrefix(s, "/"):
+		return Addr{Network: "unix", Address: s}, nil
+	case strings.HasPrefix(s, "tcp://"):
+		s = strings.TrimPrefix(s, "tcp://")
+	case strings.Contains(s, "://"):
+		return Addr{}, fmt.Errorf("address %q: want host:port, tcp://host:port or unix:///path", s)
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return Addr{}, fmt.Errorf("address %q: %w", s, err)
+	}
+	return Addr{Network: "tcp", Address: s}, nil
+}
+
+// Listen opens a listener on addr. A stale unix socket file left by a dead
+// process is removed first; its directory is created.
+func Listen(addr string) (net.Listener, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if a.Network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(a.Address), 0o755); err != nil {
+			return nil, fmt.Errorf("listen %s: %w", a, err)
+		}
+		if c, err := net.DialTimeout("unix", a.Address, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen %s: another process is serving this socket", a)
+		}
+		_ = os.Remove(a.Address)
+	}
+	l, err := net.Listen(a.Network, a.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a, err)
+	}
+	return l, nil
+}
+
+// NewServer returns a gRPC server that only speaks mTLS with src's SVID and
+// admits peers that pass authorize.
+func NewServer(src identity.Source, authorize tlsconfig.Authorizer, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+	base := []grpc.ServerOption{
+		grpc.Creds(identity.ServerCredentials(src, authorize)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(unaryLogger(log)),
+		grpc.ChainStreamInterceptor(streamLogger(log)),
+	}
+	return grpc.NewServer(append(base, opts...)...)
+}
+
+// Dial returns a client connection to target over mTLS; the server must pass
+// authorize. The connection is made lazily, as grpc.NewClient does.
+func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	a, err := ParseAddr(target)
+	if err != nil {
+		return nil, err
+	}
+	t := a.Address
+	if a.Network == "unix" {
+		t = "unix://" + a.Address
+	} else {
+		t = "passthrough:///" + a.Address
+	}
+	base := []grpc.DialOption{
+		grpc.WithTransportCredentials(identity.ClientCredentials(src, authorize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	cc, err := grpc.NewClient(t, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", a, err)
+	}
+	return cc, nil
+}
+
+func unaryLogger(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		logCall(ctx, log, info.FullMethod, start, err)
+		return resp, err
+	}
+}
+
+func streamLogger(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logCall(ss.Context(), log, info.FullMethod, start, err)
+		return err
+	}
+}
+
+func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
+	level := slog.LevelDebug
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	if !log.Enabled(ctx, level) {
+		return
+	}
+	peer := ""
+	if id, perr := identity.PeerID(ctx); perr == nil {
+		peer = id.String()
+	}
+	log.Log(ctx, level, "grpc call", "method", method, "peer", peer,
+		"code", status.Code(err).String(), "duration", time.Since(start), "err", err)
+}

@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/registry/store"
+)
+
+// maxResyncs bounds how often one watch re-lists after its feed broke
+// (a slow consumer, an etcd compaction) before giving up.
+const maxResyncs = 5
+
+// message is a registry object that can be decoded from the store.
+type message[T any] interface {
+	proto.Message
+	*T
+}
+
+// find answers a Find: the current matches, then, with watch, every later
+// change to the matching set. A record that stops matching (changed labels)
+// is reported deleted. When the store's feed breaks, it re-lists and sends
+// the difference, so a watcher never misses a change.
+func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, watch bool,
+	match func(P) bool, send func(P, bool) error) error {
+	if !watch {
+		entries, err := s.store.List(ctx, kind)
+		if err != nil {
+			return storeError("find", string(kind), err)
+		}
+		for _, e := range entries {
+			if m, ok := decode[T, P](s, e); ok && match(m) {
+				if err := send(m, false); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+
+	sent := map[string]P{} // what this watcher believes exists
+	for resync := 0; ; resync++ {
+		entries, w, err := s.store.ListAndWatch(ctx, kind)
+		if err != nil {
+			return storeError("watch", string(kind), err)
+		}
+		if err := sendSnapshot(entries, sent, s, match, send); err != nil {
+			return err
+		}
+		for ev := range w.Events {
+			m, ok := decode[T, P](s, ev.Entry)
+			if !ok {
+				continue
+			}
+			_, had := sent[ev.Name]
+			switch {
+			case !ev.Deleted && match(m):
+				sent[ev.Name] = m
+				err = send(m, false)
+			case had:
+				delete(sent, ev.Name)
+				err = send(m, true)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		err = w.Err()
+		if err == nil {
+			return nil
+		}
+		if resync >= maxResyncs {
+			return status.Errorf(codes.Unavailable, "watch %s: store feed keeps failing: %v", kind, err)
+		}
+		s.log.Warn("registry watch broke; re-listing", "kind", kind, "err", err, "lagged", errors.Is(err, store.ErrWatchLagged))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Duration(resync) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// sendSnapshot sends the entries that match and, for a resync, deletions of
+// what the watcher had that is no longer there.
+func sendSnapshot[T any, P message[T]](entries []store.Entry, sent map[string]P, s *Server,
+	match func(P) bool, send func(P, bool) error) error {
+	live := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		m, ok := decode[T, P](s, e)
+		if !ok || !match(m) {
+			continue
+		}
+		live[e.Name] = true
+		if old, had := sent[e.Name]; had && proto.Equal(old, m) {
+			continue
+		}
+		sent[e.Name] = m
+		if err := send(m, false); err != nil {
+			return err
+		}
+	}
+	for name, old := range sent {
+		if !live[name] {
+			delete(sent, name)
+			if err := send(old, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func decode[T any, P message[T]](s *Server, e store.Entry) (P, bool) {
+	m := P(new(T))
+	if err := proto.Unmarshal(e.Value, m); err != nil {
+		s.log.Error("registry: undecodable record skipped", "name", e.Name, "err", err)
+		return nil, false
+	}
+	return m, true
+}

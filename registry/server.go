@@ -1,0 +1,220 @@
+// Package registry is vwire's Network Service Registry: NSM's
+// NetworkServiceRegistry and NetworkServiceEndpointRegistry (Register, Find
+// with watch, Unregister) over a pluggable store. It validates what it is
+// given, keeps names in the domains it is authoritative for, expires
+// endpoints that stop refreshing, and streams every change to watchers.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/golang/protobuf/ptypes/empty"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vwire/vwire/registry/store"
+	"github.com/vwire/vwire/registry/validate"
+)
+
+// DefaultExpiry is how long an endpoint registration lives when it does not
+// say: NSM's one minute.
+const DefaultExpiry = time.Minute
+
+// Config configures a Server.
+type Config struct {
+	// Domains this registry is authoritative for; `name@domain` with one of
+	// them is stored as `name`.
+	Domains []string
+	Store   store.Store
+	// DefaultExpiry applies to endpoints registered without expiration_time.
+	DefaultExpiry time.Duration
+	Logger        *slog.Logger
+}
+
+// Server implements both registry services over one store.
+type Server struct {
+	store   store.Store
+	domains domains
+	expiry  time.Duration
+	log     *slog.Logger
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("registry: no store")
+	}
+	for _, d := range cfg.Domains {
+		if err := validate.Name("x@" + d); err != nil || d == "" {
+			return nil, fmt.Errorf("registry: domain %q is not a DNS name", d)
+		}
+	}
+	s := &Server{store: cfg.Store, domains: domains(cfg.Domains), expiry: cfg.DefaultExpiry, log: cfg.Logger}
+	if s.expiry <= 0 {
+		s.expiry = DefaultExpiry
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Register adds both registry services to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	regapi.RegisterNetworkServiceRegistryServer(g, s.NetworkServices())
+	regapi.RegisterNetworkServiceEndpointRegistryServer(g, s.Endpoints())
+}
+
+// NetworkServices is the NetworkServiceRegistry half of the server.
+func (s *Server) NetworkServices() regapi.NetworkServiceRegistryServer { return (*nsServer)(s) }
+
+// Endpoints is the NetworkServiceEndpointRegistry half of the server.
+func (s *Server) Endpoints() regapi.NetworkServiceEndpointRegistryServer { return (*nseServer)(s) }
+
+// nsServer serves NetworkServices.
+type nsServer Server
+
+func (s *nsServer) Register(ctx context.Context, in *regapi.NetworkService) (*regapi.NetworkService, error) {
+	ns := proto.Clone(in).(*regapi.NetworkService)
+	if err := validate.NetworkService(ns); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "network service: %v", err)
+	}
+	if err := s.domains.localService(ns); err != nil {
+		return nil, err
+	}
+	validate.Normalize(ns)
+	value, err := proto.Marshal(ns)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode network service %q: %v", ns.Name, err)
+	}
+	if err := s.store.Put(ctx, store.KindService, ns.Name, value, 0); err != nil {
+		return nil, storeError("register network service", ns.Name, err)
+	}
+	s.log.Info("network service registered", "name", ns.Name, "payload", ns.Payload, "matches", len(ns.Matches))
+	return ns, nil
+}
+
+func (s *nsServer) Unregister(ctx context.Context, in *regapi.NetworkService) (*empty.Empty, error) {
+	if in.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "network service: name: must not be empty")
+	}
+	name, err := s.domains.local("name", in.GetName())
+	if err != nil {
+		return nil, err
+	}
+	// Unregistering what is not there is not an error: clients retry.
+	if err := s.store.Delete(ctx, store.KindService, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, storeError("unregister network service", name, err)
+	}
+	s.log.Info("network service unregistered", "name", name)
+	return &empty.Empty{}, nil
+}
+
+func (s *nsServer) Find(q *regapi.NetworkServiceQuery, stream regapi.NetworkServiceRegistry_FindServer) error {
+	query := proto.Clone(q.GetNetworkService()).(*regapi.NetworkService)
+	if q.GetNetworkService() == nil {
+		query = nil
+	}
+	if err := s.domains.localService(query); err != nil {
+		return err
+	}
+	return find(stream.Context(), (*Server)(s), store.KindService, q.GetWatch(),
+		func(ns *regapi.NetworkService) bool { return MatchService(query, ns) },
+		func(ns *regapi.NetworkService, deleted bool) error {
+			return stream.Send(&regapi.NetworkServiceResponse{NetworkService: ns, Deleted: deleted})
+		})
+}
+
+// nseServer serves NetworkServiceEndpoints.
+type nseServer Server
+
+func (s *nseServer) Register(ctx context.Context, in *regapi.NetworkServiceEndpoint) (*regapi.NetworkServiceEndpoint, error) {
+	nse := proto.Clone(in).(*regapi.NetworkServiceEndpoint)
+	if err := validate.Endpoint(nse); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint: %v", err)
+	}
+	if err := s.domains.localEndpoint(nse); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if nse.ExpirationTime == nil {
+		nse.ExpirationTime = timestamppb.New(now.Add(s.expiry))
+	}
+	ttl := nse.ExpirationTime.AsTime().Sub(now)
+	if ttl <= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint %q: expiration_time %s is in the past",
+			nse.Name, nse.ExpirationTime.AsTime().Format(time.RFC3339Nano))
+	}
+	// initial_registration_time survives refreshes.
+	nse.InitialRegistrationTime = timestamppb.New(now)
+	if old, err := s.store.Get(ctx, store.KindEndpoint, nse.Name); err == nil {
+		prev := new(regapi.NetworkServiceEndpoint)
+		if proto.Unmarshal(old, prev) == nil && prev.InitialRegistrationTime != nil {
+			nse.InitialRegistrationTime = prev.InitialRegistrationTime
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, storeError("register endpoint", nse.Name, err)
+	}
+	value, err := proto.Marshal(nse)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode endpoint %q: %v", nse.Name, err)
+	}
+	if err := s.store.Put(ctx, store.KindEndpoint, nse.Name, value, ttl); err != nil {
+		return nil, storeError("register endpoint", nse.Name, err)
+	}
+	s.log.Debug("endpoint registered", "name", nse.Name, "url", nse.Url, "services", nse.NetworkServiceNames, "expires", nse.ExpirationTime.AsTime())
+	return nse, nil
+}
+
+func (s *nseServer) Unregister(ctx context.Context, in *regapi.NetworkServiceEndpoint) (*empty.Empty, error) {
+	if in.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "network service endpoint: name: must not be empty")
+	}
+	name, err := s.domains.local("name", in.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.Delete(ctx, store.KindEndpoint, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, storeError("unregister endpoint", name, err)
+	}
+	s.log.Info("endpoint unregistered", "name", name)
+	return &empty.Empty{}, nil
+}
+
+func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.NetworkServiceEndpointRegistry_FindServer) error {
+	query := proto.Clone(q.GetNetworkServiceEndpoint()).(*regapi.NetworkServiceEndpoint)
+	if q.GetNetworkServiceEndpoint() == nil {
+		query = nil
+	}
+	if err := s.domains.localEndpoint(query); err != nil {
+		return err
+	}
+	return find(stream.Context(), (*Server)(s), store.KindEndpoint, q.GetWatch(),
+		func(nse *regapi.NetworkServiceEndpoint) bool {
+			// The store may keep an expired record up to a second longer
+			// (etcd leases are whole seconds): it is gone for Find.
+			return !expired(nse, time.Now()) && MatchEndpoint(query, nse)
+		},
+		func(nse *regapi.NetworkServiceEndpoint, deleted bool) error {
+			return stream.Send(&regapi.NetworkServiceEndpointResponse{NetworkServiceEndpoint: nse, Deleted: deleted})
+		})
+}
+
+func expired(nse *regapi.NetworkServiceEndpoint, now time.Time) bool {
+	return nse.GetExpirationTime() != nil && !nse.GetExpirationTime().AsTime().After(now)
+}
+
+func storeError(op, name string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Errorf(codes.Unavailable, "%s %q: store: %v", op, name, err)
+}
