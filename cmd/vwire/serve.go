@@ -21,13 +21,6 @@ func serveUntilDone(ctx context.Context, g *globals, gs *grpc.Server, l net.List
 		return err
 	case <-ctx.Done():
 	}
-	g.log.Info("stopping", "grace", gracePeriod)
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(gracePeriod):
-		gs.Stop()
-	}
+	stopGracefully(g, gs)
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -114,6 +115,11 @@ func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, op
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(identity.ClientCredentials(src, authorize)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// Peers are on this node or this fabric: after a restart they are
+		// back within seconds, so do not wait the default two minutes.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second,
+		}, MinConnectTimeout: 5 * time.Second}),
 	}
 	cc, err := grpc.NewClient(t, append(base, opts...)...)
 	if err != nil {

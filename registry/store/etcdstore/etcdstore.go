@@ -286,7 +286,7 @@ func (s *Store) watch(ctx context.Context, kind store.Kind, rev int64) (*store.W
 		case s.ctx.Err() != nil:
 			err = fmt.Errorf("etcdstore: watch %s: %w", kind, ErrClosed)
 		default:
-			s.log.Warn("etcdstore: watch ended", "kind", kind, "error", err)
+			s.log.Debug("etcdstore: watch ended", "kind", kind, "error", err)
 		}
 		mu.Lock()
 		reason = err

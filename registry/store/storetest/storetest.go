@@ -468,12 +468,17 @@ func replay(w *store.Watch, state map[string]string) error {
 	return fmt.Errorf("watch ended before the end marker: %v", w.Err())
 }
 
+// The expiry tests below never assert that something happened quickly.
+// Where a step must come before a ttl runs out, they time it; if the machine
+// stalled for a whole ttl, a record may rightly have expired and the test
+// accepts that or, when it can no longer judge, skips.
+
 func testExpires(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	mustPut(t, s, kind, "kept", []byte("1"))
 	_, w := mustListAndWatch(t, ctx, s, kind)
 
-	mustPutTTL(t, s, kind, "a", []byte("1"), ttl)
+	mustPut(t, s, kind, "a", []byte("1"))
 	mustPutTTL(t, s, kind, "a", []byte("2"), ttl)
 	expectEvents(t, w, put("a", "1"), put("a", "2"))
 	expectEventsWithin(t, w, ttl+patience, deleted("a", "2"))
@@ -491,24 +496,36 @@ func testRePutKeepsAlive(t *testing.T, s store.Store) {
 	// control expires on its own; alive is Put again every quarter ttl. When
 	// control is gone, alive must still be there.
 	mustPutTTL(t, s, kind, "control", []byte("c"), ttl)
+	lastPut := time.Now() // when the Put that set alive's ttl started
 	mustPutTTL(t, s, kind, "alive", []byte("0"), ttl)
+	var stall time.Duration // the longest time alive went without a Put
 	refresh := time.NewTicker(ttl / 4)
 	defer refresh.Stop()
 	deadline := time.After(ttl + patience)
 	for refreshes := 1; ; {
 		select {
 		case <-refresh.C:
+			start := time.Now()
 			mustPutTTL(t, s, kind, "alive", []byte(fmt.Sprint(refreshes)), ttl)
+			stall = max(stall, time.Since(lastPut))
+			lastPut = start
 			refreshes++
 		case ev, ok := <-w.Events:
 			if !ok {
 				t.Fatalf("watch ended: %v", w.Err())
 			}
 			if ev.Deleted && ev.Name == "alive" {
-				t.Fatalf("alive expired although it was Put again every %v", ttl/4)
+				if stall >= ttl {
+					t.Skipf("alive expired, but the test stalled %v between Puts; cannot judge", stall)
+				}
+				t.Fatalf("alive expired although it was Put again every %v (longest gap %v)", ttl/4, stall)
 			}
 			if ev.Deleted && ev.Name == "control" {
-				if _, err := s.Get(ctx, kind, "alive"); err != nil {
+				_, err := s.Get(ctx, kind, "alive")
+				if err != nil && time.Since(lastPut) >= ttl {
+					t.Skipf("Get(alive): %v, but the test stalled %v since the last Put; cannot judge", err, time.Since(lastPut))
+				}
+				if err != nil {
 					t.Fatalf("Get(alive) after control expired: %v", err)
 				}
 				return
@@ -523,13 +540,25 @@ func testZeroTTLRemovesExpiry(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	_, w := mustListAndWatch(t, ctx, s, kind)
 
+	start := time.Now()
 	mustPutTTL(t, s, kind, "a", []byte("1"), ttl)
 	mustPut(t, s, kind, "a", []byte("2"))
-	// control outlives a's first expiry by a second, so by the time it goes,
-	// a would have gone too if the ttl were still attached.
+	slow := time.Since(start) >= ttl
+	// control outlives a's first ttl by a second, so by the time it goes,
+	// a would have gone too if that ttl were still attached.
 	mustPutTTL(t, s, kind, "control", []byte("c"), ttl+time.Second)
 
-	expectEvents(t, w, put("a", "1"), put("a", "2"), put("control", "c"))
+	expectEvents(t, w, put("a", "1"))
+	rest := []store.Event{put("a", "2"), put("control", "c")}
+	// If the test was slow, a may rightly have expired before the second
+	// Put recreated it.
+	if ev := nextEvent(t, w); !slow || !equalEvent(ev, deleted("a", "1")) {
+		if !equalEvent(ev, rest[0]) {
+			t.Fatalf("event %s, want %s", formatEvent(ev), formatEvent(rest[0]))
+		}
+		rest = rest[1:]
+	}
+	expectEvents(t, w, rest...)
 	expectEventsWithin(t, w, ttl+time.Second+patience, deleted("control", "c"))
 	if got := mustGet(t, s, kind, "a"); string(got) != "2" {
 		t.Fatalf("Get(a) = %q, want %q", got, "2")
@@ -542,8 +571,15 @@ func testDeleteStopsExpiry(t *testing.T, s store.Store) {
 
 	// a's first incarnation had a ttl; the new one, stored after the delete,
 	// must not be removed when that ttl runs out.
+	start := time.Now()
 	mustPutTTL(t, s, kind, "a", []byte("1"), ttl)
-	mustDelete(t, s, kind, "a")
+	if err := s.Delete(ctx, kind, "a"); err != nil {
+		// Only acceptable if a could have expired already; the events
+		// are the same either way.
+		if !errors.Is(err, store.ErrNotFound) || time.Since(start) < ttl {
+			t.Fatalf("Delete(a): %v", err)
+		}
+	}
 	mustPut(t, s, kind, "a", []byte("2"))
 	mustPutTTL(t, s, kind, "control", []byte("c"), ttl+time.Second)
 
@@ -632,6 +668,21 @@ func expectEventsWithin(t *testing.T, w *store.Watch, wait time.Duration, want .
 			t.Fatalf("no event %d (%s) within %v", i, formatEvent(wantEv), wait)
 		}
 	}
+}
+
+// nextEvent waits for the next event.
+func nextEvent(t *testing.T, w *store.Watch) store.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-w.Events:
+		if !ok {
+			t.Fatalf("watch ended: %v", w.Err())
+		}
+		return ev
+	case <-time.After(patience):
+		t.Fatalf("no event within %v", patience)
+	}
+	panic("unreachable")
 }
 
 // collect reads n events, or fewer if the watch ends or stalls.

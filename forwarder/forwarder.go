@@ -1,0 +1,359 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/golang/protobuf/ptypes/empty"
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/internal/connpath"
+	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/keyedlock"
+	"github.com/vwire/vwire/mechanisms"
+)
+
+// Defaults.
+const (
+	DefaultMaxTokenLifetime = 10 * time.Minute
+	// cleanupTimeout bounds undo work, which never runs on the caller's
+	// context (it may be the one that expired).
+	cleanupTimeout = 15 * time.Second
+)
+
+// Config configures a Forwarder.
+type Config struct {
+	// Name is this hop's name in connection paths; unique in the mesh.
+	Name      string
+	Dataplane Dataplane
+	// Pool dials next hops (endpoints, remote managers) with this
+	// forwarder's identity.
+	Pool             *grpcutil.Pool
+	MaxTokenLifetime time.Duration
+	Logger           *slog.Logger
+}
+
+// Forwarder serves networkservice.NetworkService for its manager.
+type Forwarder struct {
+	name     string
+	dp       Dataplane
+	pool     *grpcutil.Pool
+	lifetime time.Duration
+	log      *slog.Logger
+
+	locks keyedlock.Locker
+	mu    sync.Mutex // guards conns
+	conns map[string]*vwire
+}
+
+// vwire is the forwarder's state for one connection, keyed by its own
+// segment id.
+type vwire struct {
+	id      string
+	nextHop string
+	remote  bool
+	in      *networkservice.Connection // as returned to the manager
+	out     *networkservice.Connection // as the next hop returned it
+	expires time.Time
+	timer   *time.Timer
+}
+
+// New returns a Forwarder for cfg.
+func New(cfg Config) (*Forwarder, error) {
+	if cfg.Name == "" || cfg.Dataplane == nil || cfg.Pool == nil {
+		return nil, errors.New("forwarder: name, dataplane and pool are required")
+	}
+	f := &Forwarder{name: cfg.Name, dp: cfg.Dataplane, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, log: cfg.Logger, conns: map[string]*vwire{}}
+	if f.lifetime <= 0 {
+		f.lifetime = DefaultMaxTokenLifetime
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	return f, nil
+}
+
+// Register adds the NetworkService to a gRPC server.
+func (f *Forwarder) Register(g *grpc.Server) { networkservice.RegisterNetworkServiceServer(g, f) }
+
+// Request builds or refreshes one vWire. Its steps, in order:
+// validate → path → serialise → incoming mechanism → offers → next hop →
+// build → remember → reply.
+func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
+	nextHop, remote, err := validate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	conn := proto.Clone(req.GetConnection()).(*networkservice.Connection)
+	hop, err := connpath.Enter(conn, f.name)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "path: %v", err)
+	}
+	unlock := f.locks.Lock(hop.ID())
+	defer unlock()
+	log := f.log.With("conn", hop.ID(), "service", conn.GetNetworkService())
+	expires := connpath.Expiry(hop.Prev(conn), time.Now(), f.lifetime)
+	connpath.SetExpires(hop.Segment, expires)
+	old := f.get(hop.ID())
+
+	in, err := f.acceptIncoming(ctx, hop.ID(), conn, req.GetMechanismPreferences(), old)
+	if err != nil {
+		return nil, err
+	}
+	offers, err := f.offers(ctx, hop.ID(), conn, remote, old)
+	if err != nil {
+		return nil, err
+	}
+	out, err := f.callNext(ctx, conn, offers, nextHop)
+	if err != nil {
+		log.Info("next hop refused", "next_hop", nextHop, "err", err)
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(TrailerFailedHop, "next"))
+		return nil, status.Errorf(status.Code(err), "next hop %s: %s", nextHop, status.Convert(err).Message())
+	}
+
+	// The incoming connection as this node terminates it: our mechanism,
+	// and everything the endpoint decided.
+	conn.Mechanism = in
+	conn.Context = out.GetContext()
+	conn.Path = proto.Clone(out.GetPath()).(*networkservice.Path)
+	conn.Path.Index = uint32(hop.Index)
+	conn.NetworkServiceEndpointName = out.GetNetworkServiceEndpointName()
+	conn.State = networkservice.State_UP
+	start := time.Now()
+	if err := f.dp.Connect(ctx, hop.ID(), conn, out); err != nil {
+		log.Error("dataplane connect failed", "err", err)
+		f.undo(ctx, hop.ID(), out, nextHop, old != nil && old.nextHop != nextHop)
+		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
+	}
+	log.Debug("vWire built", "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
+	if old != nil && old.nextHop != nextHop {
+		// Rerouted: the old next hop's part of the path is no longer ours.
+		f.closeNext(ctx, old.out, old.nextHop)
+	}
+	f.remember(&vwire{id: hop.ID(), nextHop: nextHop, remote: remote, in: proto.Clone(conn).(*networkservice.Connection), out: out, expires: expires})
+	connpath.Leave(conn, hop)
+	return conn, nil
+}
+
+func validate(ctx context.Context, req *networkservice.NetworkServiceRequest) (nextHop string, remote bool, err error) {
+	conn := req.GetConnection()
+	switch {
+	case conn == nil:
+		return "", false, status.Error(codes.InvalidArgument, "request has no connection")
+	case conn.GetNetworkService() == "":
+		return "", false, status.Error(codes.InvalidArgument, "connection.network_service: must not be empty")
+	case len(req.GetMechanismPreferences()) == 0:
+		return "", false, status.Error(codes.InvalidArgument, "mechanism_preferences: the previous hop offered no mechanism")
+	}
+	for i, m := range req.GetMechanismPreferences() {
+		if err := mechanisms.ValidateOffer(m); err != nil {
+			return "", false, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %v", i, err)
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	hops := md.Get(MDNextHop)
+	if len(hops) != 1 || hops[0] == "" {
+		return "", false, status.Errorf(codes.InvalidArgument, "metadata %s: the manager must name the next hop", MDNextHop)
+	}
+	r := md.Get(MDNextHopRemote)
+	return hops[0], len(r) == 1 && r[0] == "true", nil
+}
+
+// acceptIncoming keeps the mechanism of a refreshed connection when the
+// previous hop still offers its type (its parameters, e.g. a VNI, must not
+// change under a live vWire); otherwise the dataplane chooses.
+func (f *Forwarder) acceptIncoming(ctx context.Context, id string, conn *networkservice.Connection, prefs []*networkservice.Mechanism, old *vwire) (*networkservice.Mechanism, error) {
+	if old != nil {
+		for _, p := range prefs {
+			if p.GetType() == old.in.GetMechanism().GetType() {
+				return old.in.GetMechanism(), nil
+			}
+		}
+	}
+	m, err := f.dp.Accept(ctx, id, conn, prefs)
+	if err != nil {
+		if errors.Is(err, ErrNoMechanism) {
+			return nil, status.Errorf(codes.InvalidArgument, "mechanism_preferences: %v", err)
+		}
+		return nil, status.Errorf(codes.Internal, "dataplane accept: %v", err)
+	}
+	return m, nil
+}
+
+// offers returns what to offer the next hop; a refresh offers the
+// mechanism already agreed first, so the next hop keeps it.
+func (f *Forwarder) offers(ctx context.Context, id string, conn *networkservice.Connection, remote bool, old *vwire) ([]*networkservice.Mechanism, error) {
+	offers, err := f.dp.Offer(ctx, id, conn, remote)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "dataplane offer: %v", err)
+	}
+	if old != nil && old.remote == remote && old.out.GetMechanism() != nil {
+		offers = append([]*networkservice.Mechanism{old.out.GetMechanism()}, offers...)
+	}
+	if len(offers) == 0 {
+		kind := "LOCAL"
+		if remote {
+			kind = "REMOTE"
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "dataplane offers no %s mechanism", kind)
+	}
+	return offers, nil
+}
+
+func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, offers []*networkservice.Mechanism, nextHop string) (*networkservice.Connection, error) {
+	cc, err := f.pool.Get(nextHop)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
+	}
+	next := proto.Clone(conn).(*networkservice.Connection)
+	next.Mechanism = nil
+	out, err := networkservice.NewNetworkServiceClient(cc).Request(ctx, &networkservice.NetworkServiceRequest{
+		Connection:           next,
+		MechanismPreferences: offers,
+	})
+	if err != nil {
+		if status.Code(err) == codes.Unavailable {
+			f.pool.Reset(nextHop) // the next attempt dials afresh
+		}
+		return nil, err
+	}
+	if out.GetMechanism() == nil {
+		return nil, status.Error(codes.Internal, "reply has no mechanism")
+	}
+	return out, nil
+}
+
+// undo removes what a failed Request made here and beyond, on its own
+// context: the request's may be what failed.
+func (f *Forwarder) undo(ctx context.Context, id string, out *networkservice.Connection, nextHop string, closeNext bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if old := f.get(id); old == nil || closeNext {
+		f.closeNext(ctx, out, nextHop)
+		if err := f.dp.Disconnect(ctx, id); err != nil {
+			f.log.Error("dataplane disconnect after failed connect", "conn", id, "err", err)
+		}
+		f.forget(id)
+	}
+}
+
+// Close tears down one vWire and closes the next hop. Closing an unknown
+// connection is not an error; the dataplane is still asked to remove
+// anything tagged with the id (a restarted forwarder may have left it).
+func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) (*empty.Empty, error) {
+	id, ok := connpath.Find(conn, f.name)
+	if !ok {
+		return &empty.Empty{}, nil
+	}
+	unlock := f.locks.Lock(id)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	old := f.forget(id)
+	if old != nil {
+		f.closeNext(ctx, old.out, old.nextHop)
+	} else if hops := metadata.ValueFromIncomingContext(ctx, MDNextHop); len(hops) == 1 {
+		// State lost (a restart): the manager still knows the next hop.
+		next := proto.Clone(conn).(*networkservice.Connection)
+		if _, err := connpath.Enter(next, f.name); err == nil {
+			f.closeNext(ctx, next, hops[0])
+		}
+	}
+	if err := f.dp.Disconnect(ctx, id); err != nil {
+		return nil, status.Errorf(codes.Internal, "dataplane disconnect %s: %v", id, err)
+	}
+	f.log.Debug("vWire closed", "conn", id, "known", old != nil)
+	return &empty.Empty{}, nil
+}
+
+func (f *Forwarder) closeNext(ctx context.Context, out *networkservice.Connection, nextHop string) {
+	if out == nil || nextHop == "" {
+		return
+	}
+	cc, err := f.pool.Get(nextHop)
+	if err == nil {
+		_, err = networkservice.NewNetworkServiceClient(cc).Close(ctx, out)
+	}
+	if err != nil {
+		f.log.Info("close next hop", "next_hop", nextHop, "conn", out.GetId(), "err", err)
+	}
+}
+
+func (f *Forwarder) get(id string) *vwire {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.conns[id]
+}
+
+func (f *Forwarder) remember(v *vwire) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if old := f.conns[v.id]; old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+	v.timer = time.AfterFunc(time.Until(v.expires), func() { f.expire(v.id) })
+	f.conns[v.id] = v
+}
+
+func (f *Forwarder) forget(id string) *vwire {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.conns[id]
+	if v != nil {
+		v.timer.Stop()
+		delete(f.conns, id)
+	}
+	return v
+}
+
+// expire closes a connection nobody refreshed in time.
+func (f *Forwarder) expire(id string) {
+	unlock := f.locks.Lock(id)
+	defer unlock()
+	v := f.get(id)
+	if v == nil || time.Now().Before(v.expires) {
+		return // closed, or refreshed while we waited for the lock
+	}
+	f.forget(id)
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	f.log.Info("vWire expired", "conn", id, "expired", v.expires)
+	f.closeNext(ctx, v.out, v.nextHop)
+	if err := f.dp.Disconnect(ctx, id); err != nil {
+		f.log.Error("dataplane disconnect on expiry", "conn", id, "err", err)
+	}
+}
+
+// Connections returns a copy of every live connection as returned to the
+// manager (for monitoring and tests).
+func (f *Forwarder) Connections() []*networkservice.Connection {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*networkservice.Connection, 0, len(f.conns))
+	for _, v := range f.conns {
+		out = append(out, proto.Clone(v.in).(*networkservice.Connection))
+	}
+	return out
+}
+
+// Shutdown stops expiry timers without tearing anything down: a restarted
+// forwarder picks its vWires up again from the refreshes.
+func (f *Forwarder) Shutdown() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.conns {
+		v.timer.Stop()
+	}
+}
+
+// String names the forwarder in logs.
+func (f *Forwarder) String() string { return fmt.Sprintf("forwarder %s", f.name) }

@@ -1,0 +1,79 @@
+package connpath
+
+import (
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func names(c *networkservice.Connection) string {
+	s := ""
+	for _, seg := range c.GetPath().GetPathSegments() {
+		s += seg.Name + ","
+	}
+	return s
+}
+
+func TestEnterLeave(t *testing.T) {
+	// A client with its own segment, then a manager, then a forwarder.
+	conn := &networkservice.Connection{Id: "c1"}
+	client, err := Enter(conn, "nsc")
+	if err != nil || !client.New || conn.Id != "c1" || client.PrevIndex != -1 {
+		t.Fatalf("client enter: %+v %v id=%s", client, err, conn.Id)
+	}
+	mgr, err := Enter(conn, "mgr")
+	if err != nil || !mgr.New || mgr.Index != 1 || conn.Id == "c1" || conn.Id != mgr.ID() {
+		t.Fatalf("manager enter: %+v %v", mgr, err)
+	}
+	fwd, _ := Enter(conn, "fwd")
+	if names(conn) != "nsc,mgr,fwd," || conn.Path.Index != 2 {
+		t.Fatalf("path %s index %d", names(conn), conn.Path.Index)
+	}
+	Leave(conn, fwd)
+	if conn.Id != mgr.ID() || conn.Path.Index != 1 {
+		t.Fatal("leave forwarder did not restore the manager's view")
+	}
+	Leave(conn, mgr)
+	if conn.Id != "c1" || conn.Path.Index != 0 {
+		t.Fatal("leave manager did not restore the client's view")
+	}
+
+	// A refresh of the returned connection finds the same segments.
+	mgr2, _ := Enter(conn, "mgr")
+	if mgr2.New || mgr2.ID() != mgr.ID() {
+		t.Fatalf("refresh made a new manager segment: %+v", mgr2)
+	}
+	if id, ok := Find(&networkservice.Connection{Path: &networkservice.Path{Index: 1, PathSegments: conn.Path.PathSegments}}, "fwd"); !ok || id != fwd.ID() {
+		t.Fatalf("Find fwd = %s %v", id, ok)
+	}
+
+	// A different next hop replaces what followed.
+	fwdB, _ := Enter(conn, "fwd-b")
+	if !fwdB.New || names(conn) != "nsc,mgr,fwd-b," {
+		t.Fatalf("reroute: %s", names(conn))
+	}
+}
+
+func TestEnterBadIndex(t *testing.T) {
+	conn := &networkservice.Connection{Path: &networkservice.Path{Index: 3, PathSegments: []*networkservice.PathSegment{{Name: "a"}}}}
+	if _, err := Enter(conn, "b"); err == nil {
+		t.Fatal("index past the end accepted")
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	now := time.Now()
+	if got := Expiry(nil, now, time.Minute); !got.Equal(now.Add(time.Minute)) {
+		t.Fatalf("no prev: %v", got)
+	}
+	soon := &networkservice.PathSegment{Expires: timestamppb.New(now.Add(time.Second))}
+	if got := Expiry(soon, now, time.Minute); !got.Equal(soon.Expires.AsTime()) {
+		t.Fatalf("prev sooner: %v", got)
+	}
+	late := &networkservice.PathSegment{Expires: timestamppb.New(now.Add(time.Hour))}
+	if got := Expiry(late, now, time.Minute); !got.Equal(now.Add(time.Minute)) {
+		t.Fatalf("prev later than the limit: %v", got)
+	}
+}

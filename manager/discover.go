@@ -1,0 +1,218 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vwire/vwire/registry"
+)
+
+// target is what discovery found for a Request.
+type target struct {
+	endpoints       []*regapi.NetworkServiceEndpoint
+	payload         string
+	forwarderLabels map[string]string
+	pinned          bool
+}
+
+// discover finds the candidate endpoints of a Request: the one it names, or
+// those the network service's matches select for its labels.
+func (m *Manager) discover(ctx context.Context, conn *networkservice.Connection) (*target, error) {
+	if name := conn.GetNetworkServiceEndpointName(); name != "" {
+		nse, err := m.findEndpoint(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		payload := conn.GetPayload()
+		if payload == "" {
+			if ns, err := m.findService(ctx, conn.GetNetworkService()); err == nil {
+				payload = ns.GetPayload()
+			}
+		}
+		return &target{endpoints: []*regapi.NetworkServiceEndpoint{nse}, payload: payload, forwarderLabels: defaultForwarderLabels, pinned: true}, nil
+	}
+	ns, err := m.findService(ctx, conn.GetNetworkService())
+	if err != nil {
+		return nil, err
+	}
+	nses, err := m.findEndpoints(ctx, &regapi.NetworkServiceEndpoint{NetworkServiceNames: []string{ns.GetName()}})
+	if err != nil {
+		return nil, err
+	}
+	cands, match, err := Select(ns, conn.GetLabels(), nses)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "network service %q: %v", conn.GetNetworkService(), err)
+	}
+	if len(cands) == 0 {
+		return nil, status.Errorf(codes.NotFound, "network service %q: no endpoint matches labels %s (%d registered)",
+			conn.GetNetworkService(), formatLabels(conn.GetLabels()), len(nses))
+	}
+	fl := match.GetMetadata().GetLabels()
+	if len(fl) == 0 {
+		fl = defaultForwarderLabels
+	}
+	return &target{endpoints: cands, payload: ns.GetPayload(), forwarderLabels: fl}, nil
+}
+
+// Select applies a network service's matches to a client's labels, NSM's
+// way: the first match whose source_selector is a subset of the labels
+// decides; its routes' destination_selectors (Go templates over the labels)
+// pick endpoints whose labels for the service contain them; a match with
+// fallthrough and no candidates passes to the next. A service without
+// matches, or whose matches all pass, offers every endpoint. The returned
+// match is the one that decided (nil when none did).
+func Select(ns *regapi.NetworkService, labels map[string]string, nses []*regapi.NetworkServiceEndpoint) ([]*regapi.NetworkServiceEndpoint, *regapi.Match, error) {
+	for i, match := range ns.GetMatches() {
+		if !registry.IsSubset(match.GetSourceSelector(), labels) {
+			continue
+		}
+		var cands []*regapi.NetworkServiceEndpoint
+		for j, route := range match.GetRoutes() {
+			sel, err := expand(route.GetDestinationSelector(), labels)
+			if err != nil {
+				return nil, nil, fmt.Errorf("matches[%d].routes[%d].destination_selector: %w", i, j, err)
+			}
+			for _, nse := range nses {
+				if registry.IsSubset(sel, nse.GetNetworkServiceLabels()[ns.GetName()].GetLabels()) && !slices.Contains(cands, nse) {
+					cands = append(cands, nse)
+				}
+			}
+		}
+		if len(cands) == 0 && match.GetFallthrough() {
+			continue
+		}
+		return cands, match, nil
+	}
+	return nses, nil, nil
+}
+
+// expand fills {{ .label }} templates in a selector's values from the
+// client's labels. A template naming a label the client does not carry is
+// an error: silently matching "<no value>" would pick nothing or the wrong
+// endpoint.
+func expand(sel map[string]string, labels map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(sel))
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		v := sel[k]
+		if !strings.Contains(v, "{{") {
+			out[k] = v
+			continue
+		}
+		t, err := template.New(k).Option("missingkey=error").Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", k, err)
+		}
+		var buf bytes.Buffer
+		if err := t.Execute(&buf, labels); err != nil {
+			return nil, fmt.Errorf("%q: template %q: %w (client labels %s)", k, v, err, formatLabels(labels))
+		}
+		out[k] = buf.String()
+	}
+	return out, nil
+}
+
+func (m *Manager) findService(ctx context.Context, name string) (*regapi.NetworkService, error) {
+	stream, err := m.regNS.Find(ctx, &regapi.NetworkServiceQuery{NetworkService: &regapi.NetworkService{Name: name}})
+	if err != nil {
+		return nil, registryError("network service", name, err)
+	}
+	var found *regapi.NetworkService
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, registryError("network service", name, err)
+		}
+		found = resp.GetNetworkService()
+	}
+	if found == nil {
+		return nil, status.Errorf(codes.NotFound, "network service %q is not registered", name)
+	}
+	return found, nil
+}
+
+func (m *Manager) findEndpoints(ctx context.Context, q *regapi.NetworkServiceEndpoint) ([]*regapi.NetworkServiceEndpoint, error) {
+	stream, err := m.regNSE.Find(ctx, &regapi.NetworkServiceEndpointQuery{NetworkServiceEndpoint: q})
+	if err != nil {
+		return nil, registryError("endpoints of", strings.Join(q.GetNetworkServiceNames(), ","), err)
+	}
+	now := timestamppb.Now().AsTime()
+	var out []*regapi.NetworkServiceEndpoint
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, registryError("endpoints of", strings.Join(q.GetNetworkServiceNames(), ","), err)
+		}
+		nse := resp.GetNetworkServiceEndpoint()
+		if exp := nse.GetExpirationTime(); exp != nil && !exp.AsTime().After(now) {
+			continue
+		}
+		out = append(out, nse)
+	}
+}
+
+func (m *Manager) findEndpoint(ctx context.Context, name string) (*regapi.NetworkServiceEndpoint, error) {
+	if ep := m.localEndpoint(name); ep != nil {
+		return ep.nse, nil
+	}
+	nses, err := m.findEndpoints(ctx, &regapi.NetworkServiceEndpoint{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	if len(nses) == 0 {
+		return nil, status.Errorf(codes.NotFound, "network service endpoint %q is not registered", name)
+	}
+	return nses[0], nil
+}
+
+func registryError(what, name string, err error) error {
+	st := status.Convert(err)
+	code := st.Code()
+	if code == codes.Unknown || code == codes.Internal {
+		code = codes.Unavailable
+	}
+	return status.Errorf(code, "registry: %s %q: %s", what, name, st.Message())
+}
+
+// order returns the candidates in round-robin order for service, sorted by
+// name first so that every manager walks them the same way; avoid goes last.
+func (m *Manager) order(service string, cands []*regapi.NetworkServiceEndpoint, avoid string) []*regapi.NetworkServiceEndpoint {
+	sorted := slices.SortedFunc(slices.Values(cands), func(a, b *regapi.NetworkServiceEndpoint) int {
+		return strings.Compare(a.GetName(), b.GetName())
+	})
+	m.mu.Lock()
+	start := int(m.rr[service] % uint64(len(sorted)))
+	m.rr[service]++
+	m.mu.Unlock()
+	out := append(slices.Clone(sorted[start:]), sorted[:start]...)
+	if i := slices.IndexFunc(out, func(n *regapi.NetworkServiceEndpoint) bool { return n.GetName() == avoid }); i >= 0 && len(out) > 1 {
+		out = append(append(out[:i:i], out[i+1:]...), out[i])
+	}
+	return out
+}
+
+func formatLabels(l map[string]string) string {
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		kv = append(kv, k+"="+l[k])
+	}
+	return "{" + strings.Join(kv, ",") + "}"
+}

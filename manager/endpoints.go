@@ -1,0 +1,271 @@
+package manager
+
+import (
+	"context"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang/protobuf/ptypes/empty"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/registry"
+	"github.com/vwire/vwire/registry/validate"
+)
+
+// defaultRegistrationLifetime applies to registrations without an expiry.
+const defaultRegistrationLifetime = time.Minute
+
+// localEndpoint is an endpoint that registered through this manager: the
+// registry knows it under the manager's URL, the manager keeps its own.
+type localEndpoint struct {
+	nse      *regapi.NetworkServiceEndpoint // as registered (manager's URL)
+	url      string                         // the endpoint's own URL
+	expires  time.Time
+	failures int // consecutive failed probes
+}
+
+// localForwarder is a forwarder on this node.
+type localForwarder struct {
+	name     string
+	url      string
+	labels   map[string]string
+	expires  time.Time
+	failures int
+}
+
+func (m *Manager) localEndpoint(name string) *localEndpoint {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.endpoints[name]
+}
+
+func (m *Manager) forwarderByName(name string) *localForwarder {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.forwarders[name]
+}
+
+// forwardersMatching returns the live forwarders whose labels contain sel,
+// by name.
+func (m *Manager) forwardersMatching(sel map[string]string) []*localForwarder {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*localForwarder
+	for _, name := range slices.Sorted(maps.Keys(m.forwarders)) {
+		f := m.forwarders[name]
+		if f.failures == 0 && registry.IsSubset(sel, f.labels) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// nsProxy serves the NetworkServiceRegistry to local workloads by passing
+// calls to the domain's registry.
+type nsProxy Manager
+
+func (p *nsProxy) Register(ctx context.Context, ns *regapi.NetworkService) (*regapi.NetworkService, error) {
+	return p.regNS.Register(ctx, ns)
+}
+
+func (p *nsProxy) Unregister(ctx context.Context, ns *regapi.NetworkService) (*empty.Empty, error) {
+	return p.regNS.Unregister(ctx, ns)
+}
+
+func (p *nsProxy) Find(q *regapi.NetworkServiceQuery, srv regapi.NetworkServiceRegistry_FindServer) error {
+	stream, err := p.regNS.Find(srv.Context(), q)
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return eofNil(err)
+		}
+		if err := srv.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// nseProxy serves the NetworkServiceEndpointRegistry to local workloads:
+// forwarders are kept here, endpoints go to the registry under the
+// manager's URL.
+type nseProxy Manager
+
+func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoint) (*regapi.NetworkServiceEndpoint, error) {
+	m := (*Manager)(p)
+	if err := validate.Endpoint(in); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint: %v", err)
+	}
+	nse := proto.Clone(in).(*regapi.NetworkServiceEndpoint)
+	if nse.ExpirationTime == nil {
+		nse.ExpirationTime = timestamppb.New(time.Now().Add(defaultRegistrationLifetime))
+	}
+	if slices.Contains(nse.GetNetworkServiceNames(), forwarder.ServiceName) {
+		if _, err := grpcutil.ParseAddr(nse.GetUrl()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "forwarder url: %v", err)
+		}
+		m.mu.Lock()
+		old, known := m.forwarders[nse.Name]
+		m.forwarders[nse.Name] = &localForwarder{
+			name: nse.Name, url: nse.Url, expires: nse.ExpirationTime.AsTime(),
+			labels: nse.GetNetworkServiceLabels()[forwarder.ServiceName].GetLabels(),
+		}
+		m.mu.Unlock()
+		if !known || old.failures > 0 {
+			// A (re)started forwarder: do not wait out the backoff that
+			// its absence built up.
+			m.pool.Reset(nse.Url)
+			m.log.Info("forwarder registered", "name", nse.Name, "url", nse.Url)
+		}
+		return nse, nil
+	}
+	if _, err := grpcutil.ParseAddr(nse.GetUrl()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "endpoint url: %v", err)
+	}
+	own := nse.Url
+	nse.Url = m.url
+	reply, err := m.regNSE.Register(ctx, nse)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	_, known := m.endpoints[reply.GetName()]
+	m.endpoints[reply.GetName()] = &localEndpoint{nse: reply, url: own, expires: reply.GetExpirationTime().AsTime()}
+	m.mu.Unlock()
+	if !known {
+		m.log.Info("endpoint registered", "name", reply.GetName(), "url", own, "services", reply.GetNetworkServiceNames())
+	}
+	out := proto.Clone(reply).(*regapi.NetworkServiceEndpoint)
+	out.Url = own
+	return out, nil
+}
+
+func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEndpoint) (*empty.Empty, error) {
+	m := (*Manager)(p)
+	m.mu.Lock()
+	_, isFwd := m.forwarders[nse.GetName()]
+	delete(m.forwarders, nse.GetName())
+	delete(m.endpoints, nse.GetName())
+	m.mu.Unlock()
+	if isFwd {
+		return &empty.Empty{}, nil
+	}
+	return m.regNSE.Unregister(ctx, nse)
+}
+
+func (p *nseProxy) Find(q *regapi.NetworkServiceEndpointQuery, srv regapi.NetworkServiceEndpointRegistry_FindServer) error {
+	stream, err := p.regNSE.Find(srv.Context(), q)
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return eofNil(err)
+		}
+		if err := srv.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// probeLoop drops local endpoints and forwarders whose registration expired
+// or whose socket stopped answering twice in a row, so that selection never
+// waits on a dead process.
+func (m *Manager) probeLoop(ctx context.Context) {
+	defer close(m.done)
+	t := time.NewTicker(m.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.probe(ctx)
+	}
+}
+
+func (m *Manager) probe(ctx context.Context) {
+	type item struct{ name, url string }
+	m.mu.Lock()
+	var eps, fwds []item
+	for n, e := range m.endpoints {
+		eps = append(eps, item{n, e.url})
+	}
+	for n, f := range m.forwarders {
+		fwds = append(fwds, item{n, f.url})
+	}
+	m.mu.Unlock()
+
+	now := time.Now()
+	alive := func(u string) bool { return reachable(ctx, u, m.probeEvery) }
+	for _, e := range eps {
+		ok := alive(e.url)
+		m.mu.Lock()
+		ep := m.endpoints[e.name]
+		var gone *localEndpoint
+		if ep != nil {
+			if ok {
+				ep.failures = 0
+			} else {
+				ep.failures++
+			}
+			if ep.failures >= 2 || now.After(ep.expires) {
+				gone = ep
+				delete(m.endpoints, e.name)
+			}
+		}
+		m.mu.Unlock()
+		if gone != nil {
+			m.log.Info("local endpoint gone; unregistering", "name", e.name, "url", e.url, "expired", now.After(gone.expires))
+			uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if _, err := m.regNSE.Unregister(uctx, gone.nse); err != nil {
+				m.log.Warn("unregister dead endpoint", "name", e.name, "err", err)
+			}
+			cancel()
+		}
+	}
+	for _, f := range fwds {
+		ok := alive(f.url)
+		m.mu.Lock()
+		if fw := m.forwarders[f.name]; fw != nil {
+			if ok {
+				fw.failures = 0
+			} else {
+				fw.failures++
+			}
+			if fw.failures >= 2 || now.After(fw.expires) {
+				delete(m.forwarders, f.name)
+				m.log.Info("forwarder gone", "name", f.name, "url", f.url)
+			}
+		}
+		m.mu.Unlock()
+	}
+}
+
+// reachable tells whether something accepts connections at url.
+func reachable(ctx context.Context, url string, timeout time.Duration) bool {
+	a, err := grpcutil.ParseAddr(url)
+	if err != nil {
+		return false
+	}
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, a.Network, a.Address)
+	if err != nil {
+		return strings.Contains(err.Error(), "too many open files") // not the peer's fault
+	}
+	c.Close()
+	return true
+}

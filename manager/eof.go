@@ -1,0 +1,5 @@
+package manager
+
+import "io"
+
+var errEOF = io.EOF

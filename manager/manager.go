@@ -1,0 +1,149 @@
+// Package manager is vwire's per-node Network Service Manager: it serves
+// NSM's NetworkService (Request, Close), MonitorConnection and registry APIs
+// to local workloads and to other managers, discovers and selects endpoints,
+// hands each Request to a forwarder on its node, and keeps every connection
+// until it is closed or expires.
+package manager
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc"
+
+	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/keyedlock"
+)
+
+// Defaults.
+const (
+	DefaultMaxTokenLifetime = 10 * time.Minute
+	DefaultProbeInterval    = time.Second
+	// DefaultSocket is where NSM workloads find their manager.
+	DefaultSocket = "/var/lib/networkservicemesh/nsm.io.sock"
+	// LabelNodeName is the client label that carries the client's node.
+	LabelNodeName = "nodeName"
+	// cleanupTimeout bounds undo work, run on its own context.
+	cleanupTimeout = 15 * time.Second
+)
+
+// defaultForwarderLabels select a forwarder when the match says nothing:
+// NSM's convention.
+var defaultForwarderLabels = map[string]string{"p2p": "true"}
+
+// Config configures a Manager.
+type Config struct {
+	// Name is this hop's name in connection paths; unique in the mesh.
+	Name string
+	// NodeName fills the nodeName label of clients that do not give one.
+	NodeName string
+	// URL is where other nodes reach this manager (tcp://ip:port); local
+	// endpoints are registered in the registry under it.
+	URL string
+	// Registry is a connection to the domain's registry.
+	Registry grpc.ClientConnInterface
+	// Pool dials forwarders with this manager's identity.
+	Pool             *grpcutil.Pool
+	MaxTokenLifetime time.Duration
+	// ProbeInterval is how often local endpoints and forwarders are probed;
+	// one that fails twice in a row is dropped.
+	ProbeInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Manager is one node's Network Service Manager.
+type Manager struct {
+	name, node, url string
+	regNS           regapi.NetworkServiceRegistryClient
+	regNSE          regapi.NetworkServiceEndpointRegistryClient
+	pool            *grpcutil.Pool
+	lifetime        time.Duration
+	probeEvery      time.Duration
+	log             *slog.Logger
+
+	locks keyedlock.Locker // serialises Request/Close/expiry per connection id
+
+	mu         sync.Mutex // guards the fields below
+	conns      map[string]*connection
+	endpoints  map[string]*localEndpoint
+	forwarders map[string]*localForwarder
+	rr         map[string]uint64 // round-robin position per network service
+	watchers   map[*watcher]struct{}
+
+	stop     context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// New returns a running Manager; Stop stops it.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Name == "" || cfg.URL == "" || cfg.Registry == nil || cfg.Pool == nil {
+		return nil, errors.New("manager: name, url, registry and pool are required")
+	}
+	m := &Manager{
+		name: cfg.Name, node: cfg.NodeName, url: cfg.URL,
+		regNS:      regapi.NewNetworkServiceRegistryClient(cfg.Registry),
+		regNSE:     regapi.NewNetworkServiceEndpointRegistryClient(cfg.Registry),
+		pool:       cfg.Pool,
+		lifetime:   cfg.MaxTokenLifetime,
+		probeEvery: cfg.ProbeInterval,
+		log:        cfg.Logger,
+		conns:      map[string]*connection{},
+		endpoints:  map[string]*localEndpoint{},
+		forwarders: map[string]*localForwarder{},
+		rr:         map[string]uint64{},
+		watchers:   map[*watcher]struct{}{},
+		done:       make(chan struct{}),
+	}
+	if m.lifetime <= 0 {
+		m.lifetime = DefaultMaxTokenLifetime
+	}
+	if m.probeEvery <= 0 {
+		m.probeEvery = DefaultProbeInterval
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop = cancel
+	go m.probeLoop(ctx)
+	return m, nil
+}
+
+// Register adds every service the manager serves to a gRPC server.
+func (m *Manager) Register(g *grpc.Server) {
+	networkservice.RegisterNetworkServiceServer(g, m)
+	networkservice.RegisterMonitorConnectionServer(g, m)
+	regapi.RegisterNetworkServiceRegistryServer(g, (*nsProxy)(m))
+	regapi.RegisterNetworkServiceEndpointRegistryServer(g, (*nseProxy)(m))
+}
+
+// Stop ends the manager's background work. Connections are left as they
+// are: the dataplane keeps carrying traffic and a restarted manager
+// rebuilds its state from the clients' refreshes. Safe to call twice.
+func (m *Manager) Stop() error {
+	m.stopOnce.Do(func() {
+		m.stop()
+		<-m.done
+		m.mu.Lock()
+		for _, c := range m.conns {
+			c.timer.Stop()
+		}
+		for w := range m.watchers {
+			w.end(nil)
+		}
+		m.mu.Unlock()
+	})
+	return nil
+}
+
+// Name is the manager's hop name.
+func (m *Manager) Name() string { return m.name }
+
+// URL is where other nodes reach this manager.
+func (m *Manager) URL() string { return m.url }

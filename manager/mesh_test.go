@@ -1,0 +1,480 @@
+package manager_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/cls"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/kernel"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vwire/vwire/test/sandbox"
+)
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// request is what an NSM client sends: its own path segment and a KERNEL
+// mechanism preference.
+func request(service string, labels map[string]string) *networkservice.NetworkServiceRequest {
+	id := uuid.NewString()
+	return &networkservice.NetworkServiceRequest{
+		Connection: &networkservice.Connection{
+			Id: id, NetworkService: service, Labels: labels,
+			Path: &networkservice.Path{PathSegments: []*networkservice.PathSegment{{
+				Name: "nsc", Id: id, Expires: timestamppb.New(time.Now().Add(10 * time.Minute)),
+			}}},
+		},
+		MechanismPreferences: []*networkservice.Mechanism{{
+			Cls: cls.LOCAL, Type: kernel.MECHANISM,
+			Parameters: map[string]string{kernel.InterfaceNameKey: "nsm-1", kernel.NetNSURL: "file:///proc/self/ns/net"},
+		}},
+	}
+}
+
+func pathNames(c *networkservice.Connection) string {
+	var n []string
+	for _, s := range c.GetPath().GetPathSegments() {
+		n = append(n, s.GetName())
+	}
+	return strings.Join(n, " > ")
+}
+
+func TestLocalRequest(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	n.ServeICMPResponder("icmp-1", nil, "icmp")
+	cli := n.Client("nsc")
+	ctx := ctxT(t)
+
+	req := request("icmp", nil)
+	conn, err := cli.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pathNames(conn); got != "nsc > manager-node1 > forwarder-node1 > icmp-1" {
+		t.Fatalf("path %s", got)
+	}
+	if conn.GetId() != req.Connection.Id || conn.GetPath().GetIndex() != 0 {
+		t.Fatalf("reply not in the client's view: id %s index %d", conn.GetId(), conn.GetPath().GetIndex())
+	}
+	if conn.GetMechanism().GetType() != kernel.MECHANISM || conn.GetNetworkServiceEndpointName() != "icmp-1" {
+		t.Fatalf("mechanism %v endpoint %q", conn.GetMechanism(), conn.GetNetworkServiceEndpointName())
+	}
+	ip := conn.GetContext().GetIpContext()
+	if len(ip.GetSrcIpAddrs()) != 1 || len(ip.GetDstIpAddrs()) != 1 {
+		t.Fatalf("ip context %v", ip)
+	}
+	if conn.GetLabels()["nodeName"] != "node1" {
+		t.Fatalf("nodeName label not filled: %v", conn.GetLabels())
+	}
+	live := n.Dataplane.Live()
+	if len(live) != 1 {
+		t.Fatalf("dataplane has %d vWires", len(live))
+	}
+	for _, v := range live {
+		if v.In.GetMechanism().GetType() != kernel.MECHANISM || v.Out.GetMechanism().GetType() != kernel.MECHANISM {
+			t.Fatalf("local vWire %s -> %s", v.In.GetMechanism().GetType(), v.Out.GetMechanism().GetType())
+		}
+		if v.In.GetMechanism().GetParameters()[kernel.InterfaceNameKey] != "nsm-1" {
+			t.Fatalf("client's interface name lost: %v", v.In.GetMechanism())
+		}
+	}
+
+	// Close tears down every hop; a second Close and a Close of an unknown
+	// connection are not errors.
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if _, err := cli.Close(ctx, request("icmp", nil).Connection); err != nil {
+		t.Fatalf("close of unknown: %v", err)
+	}
+	if len(n.Dataplane.Live()) != 0 || len(n.Manager.Connections()) != 0 || len(n.Forwarder.Connections()) != 0 {
+		t.Fatal("state left after close")
+	}
+}
+
+func TestRemoteRequest(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2})
+	n1, n2 := sb.Nodes[0], sb.Nodes[1]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	n2.ServeICMPResponder("icmp-remote", nil, "icmp")
+	cli := n1.Client("nsc")
+	ctx := ctxT(t)
+
+	conn, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "nsc > manager-node1 > forwarder-node1 > manager-node2 > forwarder-node2 > icmp-remote"
+	if got := pathNames(conn); got != want {
+		t.Fatalf("path %s, want %s", got, want)
+	}
+	check := func(n *sandbox.Node, in, out string) {
+		t.Helper()
+		live := n.Dataplane.Live()
+		if len(live) != 1 {
+			t.Fatalf("%s: %d vWires", n.Name, len(live))
+		}
+		for _, v := range live {
+			if v.In.GetMechanism().GetType() != in || v.Out.GetMechanism().GetType() != out {
+				t.Fatalf("%s: %s -> %s, want %s -> %s", n.Name, v.In.GetMechanism().GetType(), v.Out.GetMechanism().GetType(), in, out)
+			}
+		}
+	}
+	check(n1, kernel.MECHANISM, vxlan.MECHANISM)
+	check(n2, vxlan.MECHANISM, kernel.MECHANISM)
+	for _, v := range n1.Dataplane.Live() {
+		p := v.Out.GetMechanism().GetParameters()
+		if p[vxlan.SrcIP] == "" || p[vxlan.DstIP] == "" || p[vxlan.VNI] == "" {
+			t.Fatalf("vxlan parameters not negotiated: %v", p)
+		}
+	}
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range sb.Nodes {
+		if len(n.Dataplane.Live()) != 0 || len(n.Manager.Connections()) != 0 {
+			t.Fatalf("%s: state left after close", n.Name)
+		}
+	}
+}
+
+// TestTopologyAware: with an endpoint on each node and a nodeName route,
+// every client lands on the endpoint of its own node.
+func TestTopologyAware(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2})
+	sb.RegisterService(&regapi.NetworkService{Name: "local-vl3", Matches: []*regapi.Match{{
+		Routes: []*regapi.Destination{{DestinationSelector: map[string]string{"nodeName": "{{  .nodeName }}"}}},
+	}}})
+	for _, n := range sb.Nodes {
+		n.ServeICMPResponder("vl3-"+n.Name, map[string]string{"nodeName": n.Name}, "local-vl3")
+	}
+	ctx := ctxT(t)
+	for _, n := range sb.Nodes {
+		for range 3 {
+			conn, err := n.Client("nsc").Request(ctx, request("local-vl3", nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if conn.GetNetworkServiceEndpointName() != "vl3-"+n.Name {
+				t.Fatalf("client on %s got %s", n.Name, conn.GetNetworkServiceEndpointName())
+			}
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	sb.RegisterService(&regapi.NetworkService{Name: "zoned", Matches: []*regapi.Match{{
+		Routes: []*regapi.Destination{{DestinationSelector: map[string]string{"zone": "{{ .zone }}"}}},
+	}}})
+	sb.RegisterService(&regapi.NetworkService{Name: "empty"})
+	n.ServeICMPResponder("icmp-1", map[string]string{"color": "red"}, "icmp", "zoned")
+	cli := n.Client("nsc")
+	ctx := ctxT(t)
+	tests := []struct {
+		name    string
+		mutate  func(*networkservice.NetworkServiceRequest)
+		code    codes.Code
+		mention string
+	}{
+		{name: "no network service", mutate: func(r *networkservice.NetworkServiceRequest) { r.Connection.NetworkService = "" }, code: codes.InvalidArgument, mention: "network_service"},
+		{name: "no connection", mutate: func(r *networkservice.NetworkServiceRequest) { r.Connection = nil }, code: codes.InvalidArgument, mention: "connection"},
+		{name: "unknown mechanism", mutate: func(r *networkservice.NetworkServiceRequest) { r.MechanismPreferences[0].Type = "CARRIER_PIGEON" }, code: codes.InvalidArgument, mention: "CARRIER_PIGEON"},
+		{name: "no mechanism", mutate: func(r *networkservice.NetworkServiceRequest) { r.MechanismPreferences = nil }, code: codes.InvalidArgument, mention: "mechanism"},
+		{name: "interface name too long", mutate: func(r *networkservice.NetworkServiceRequest) {
+			r.MechanismPreferences[0].Parameters[kernel.InterfaceNameKey] = "a-very-long-interface-name"
+		}, code: codes.InvalidArgument, mention: "name"},
+		{name: "malformed label", mutate: func(r *networkservice.NetworkServiceRequest) {
+			r.Connection.Labels = map[string]string{"bad key!": "x"}
+		}, code: codes.InvalidArgument, mention: "labels"},
+		{name: "template that does not execute", mutate: func(r *networkservice.NetworkServiceRequest) { r.Connection.NetworkService = "zoned" }, code: codes.InvalidArgument, mention: "zone"},
+		{name: "unknown service", mutate: func(r *networkservice.NetworkServiceRequest) { r.Connection.NetworkService = "nope" }, code: codes.NotFound, mention: `"nope"`},
+		{name: "no endpoint", mutate: func(r *networkservice.NetworkServiceRequest) { r.Connection.NetworkService = "empty" }, code: codes.NotFound, mention: `"empty"`},
+		{name: "named endpoint unknown", mutate: func(r *networkservice.NetworkServiceRequest) { r.Connection.NetworkServiceEndpointName = "ghost" }, code: codes.NotFound, mention: "ghost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := request("icmp", nil)
+			tt.mutate(req)
+			_, err := cli.Request(ctx, req)
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.mention) {
+				t.Fatalf("err = %v, want %s mentioning %q", err, tt.code, tt.mention)
+			}
+		})
+	}
+	if len(n.Manager.Connections()) != 0 || len(n.Dataplane.Calls("Connect")) != 0 {
+		t.Fatal("bad requests left state or reached the dataplane")
+	}
+}
+
+// TestDeadEndpointReselect: an endpoint that is registered but does not
+// answer is passed over within the same Request.
+func TestDeadEndpointReselect(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2})
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	sb.Nodes[1].ServeICMPResponder("alive", nil, "icmp")
+	// "dead" is registered at a manager URL where nothing listens.
+	ctx := ctxT(t)
+	_, err := regapi.NewNetworkServiceEndpointRegistryClient(sb.RegConn).Register(ctx, &regapi.NetworkServiceEndpoint{
+		Name: "dead", Url: "tcp://127.0.0.1:1", NetworkServiceNames: []string{"icmp"},
+		ExpirationTime: timestamppb.New(time.Now().Add(time.Hour)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := sb.Nodes[0].Client("nsc")
+	for i := range 4 { // round robin starts at each of the two in turn
+		conn, err := cli.Request(ctx, request("icmp", nil))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if conn.GetNetworkServiceEndpointName() != "alive" {
+			t.Fatalf("request %d landed on %s", i, conn.GetNetworkServiceEndpointName())
+		}
+	}
+	// With only the dead one left, the error names what was tried.
+	for _, e := range sb.Nodes[1].Endpoints() {
+		e.Stop()
+	}
+	waitFor(t, "alive's registration to go", func() bool { return len(findEndpoints(t, sb, "alive")) == 0 })
+	_, err = cli.Request(ctx, request("icmp", nil))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "dead") {
+		t.Fatalf("err = %v, want Unavailable naming the dead candidate", err)
+	}
+}
+
+func findEndpoints(t *testing.T, sb *sandbox.Sandbox, name string) []*regapi.NetworkServiceEndpoint {
+	stream, err := regapi.NewNetworkServiceEndpointRegistryClient(sb.RegConn).Find(ctxT(t), &regapi.NetworkServiceEndpointQuery{NetworkServiceEndpoint: &regapi.NetworkServiceEndpoint{Name: name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*regapi.NetworkServiceEndpoint
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			return out
+		}
+		out = append(out, r.NetworkServiceEndpoint)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRefreshAndExpiry: a refreshed connection lives past its first
+// expiry; one that is not refreshed is closed on every hop.
+func TestRefreshAndExpiry(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2, MaxTokenLifetime: 2 * time.Second})
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	sb.Nodes[1].ServeICMPResponder("icmp-remote", nil, "icmp")
+	cli := sb.Nodes[0].Client("nsc")
+	ctx := ctxT(t)
+
+	kept, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Request(ctx, request("icmp", nil)); err != nil {
+		t.Fatal(err)
+	}
+	firstExpiry := kept.GetPath().GetPathSegments()[1].GetExpires().AsTime()
+	addr := kept.GetContext().GetIpContext().GetSrcIpAddrs()[0]
+	for time.Now().Before(firstExpiry.Add(2 * time.Second)) {
+		time.Sleep(500 * time.Millisecond)
+		kept.GetPath().GetPathSegments()[0].Expires = timestamppb.New(time.Now().Add(10 * time.Minute))
+		kept, err = cli.Request(ctx, &networkservice.NetworkServiceRequest{Connection: kept, MechanismPreferences: request("", nil).MechanismPreferences})
+		if err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+	}
+	if got := kept.GetContext().GetIpContext().GetSrcIpAddrs()[0]; got != addr {
+		t.Fatalf("refresh changed the address %s -> %s", addr, got)
+	}
+	// Only the refreshed one is left, on every hop.
+	waitFor(t, "the unrefreshed connection to be closed everywhere", func() bool {
+		for _, n := range sb.Nodes {
+			if len(n.Manager.Connections()) != 1 || len(n.Dataplane.Live()) != 1 || len(n.Forwarder.Connections()) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range sb.Nodes {
+		for _, c := range n.Manager.Connections() {
+			if c.GetPath().GetPathSegments()[0].GetId() != kept.GetId() {
+				t.Fatalf("%s kept the wrong connection", n.Name)
+			}
+		}
+	}
+}
+
+func TestMonitorConnections(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	n.ServeICMPResponder("icmp-1", nil, "icmp")
+	cli := n.Client("nsc")
+	ctx := ctxT(t)
+
+	before, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := request("icmp", nil)
+	stream, err := cli.MonitorConnections(ctx, &networkservice.MonitorScopeSelector{
+		PathSegments: []*networkservice.PathSegment{{Id: mine.Connection.Id}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := cli.MonitorConnections(ctx, &networkservice.MonitorScopeSelector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if err != nil || ev.GetType() != networkservice.ConnectionEventType_INITIAL_STATE_TRANSFER || len(ev.GetConnections()) != 0 {
+		t.Fatalf("first event %v %v", ev, err)
+	}
+	ev, _ = all.Recv()
+	if ev.GetType() != networkservice.ConnectionEventType_INITIAL_STATE_TRANSFER || len(ev.GetConnections()) != 1 {
+		t.Fatalf("initial state of everything: %v", ev)
+	}
+	conn, err := cli.Request(ctx, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Close(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 2 {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range ev.GetConnections() {
+			if c.GetPath().GetPathSegments()[0].GetId() != mine.Connection.Id {
+				t.Fatalf("selector leaked another connection: %v", c)
+			}
+		}
+		got = append(got, ev.GetType().String())
+	}
+	if strings.Join(got, ",") != "UPDATE,DELETE" {
+		t.Fatalf("events %v", got)
+	}
+	var types []string
+	for range 3 {
+		ev, _ := all.Recv()
+		types = append(types, ev.GetType().String())
+	}
+	if strings.Join(types, ",") != "UPDATE,DELETE,DELETE" {
+		t.Fatalf("all events %v", types)
+	}
+}
+
+// TestParallel: 200 Requests at once, local and remote, all connect with
+// distinct addresses; after they are closed the managers' goroutines are
+// back to their baseline.
+func TestParallel(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2})
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	sb.Nodes[0].ServeICMPResponder("icmp-local", nil, "icmp")
+	sb.Nodes[1].ServeICMPResponder("icmp-remote", nil, "icmp")
+	cli := sb.Nodes[0].Client("nsc")
+	ctx := ctxT(t)
+	// Warm up connections and pools, then take the baseline.
+	c, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.Close(ctx, c)
+	cli.Close(ctx, c2)
+	time.Sleep(200 * time.Millisecond)
+	baseline := runtime.NumGoroutine()
+
+	const n = 200
+	conns := make([]*networkservice.Connection, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := cli.Request(ctx, request("icmp", nil))
+			if err != nil {
+				errs <- fmt.Errorf("request %d: %w", i, err)
+				return
+			}
+			conns[i] = conn
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, c := range conns {
+		key := c.GetNetworkServiceEndpointName() + "/" + c.GetContext().GetIpContext().GetSrcIpAddrs()[0]
+		if other, dup := seen[key]; dup {
+			t.Fatalf("%s given to %s and %s", key, other, c.GetId())
+		}
+		seen[key] = c.GetId()
+	}
+	if got := len(sb.Nodes[0].Manager.Connections()); got != n {
+		t.Fatalf("manager holds %d connections, want %d", got, n)
+	}
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cli.Close(ctx, c); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, node := range sb.Nodes {
+		if len(node.Manager.Connections()) != 0 || len(node.Dataplane.Live()) != 0 {
+			t.Fatalf("%s: state left after closing all", node.Name)
+		}
+	}
+	waitFor(t, fmt.Sprintf("goroutines back to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline+2 })
+}

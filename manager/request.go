@@ -1,0 +1,237 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang/protobuf/ptypes/empty"
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/internal/connpath"
+	"github.com/vwire/vwire/mechanisms"
+	"github.com/vwire/vwire/registry/validate"
+)
+
+// Request connects a client (or a remote forwarder) to an endpoint. The
+// steps, in order:
+//
+//	validate → path → serialise → known connection? refresh it with the same
+//	endpoint and forwarder : discover and select → hand to a forwarder →
+//	remember → reply
+func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
+	if err := validateRequest(req); err != nil {
+		return nil, err
+	}
+	conn := proto.Clone(req.GetConnection()).(*networkservice.Connection)
+	m.fillLabels(conn)
+	hop, err := connpath.Enter(conn, m.name)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "connection.path: %v", err)
+	}
+	unlock := m.locks.Lock(hop.ID())
+	defer unlock()
+	expires := connpath.Expiry(hop.Prev(conn), time.Now(), m.lifetime)
+	connpath.SetExpires(hop.Segment, expires)
+
+	var c *connection
+	if old := m.get(hop.ID()); old != nil {
+		c, err = m.refresh(ctx, conn, req.GetMechanismPreferences(), old)
+		if err != nil && !old.pinned && ctx.Err() == nil {
+			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
+			c, err = m.connect(ctx, conn, req.GetMechanismPreferences(), old.endpoint)
+		}
+	} else {
+		c, err = m.connect(ctx, conn, req.GetMechanismPreferences(), "")
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.id, c.expires = hop.ID(), expires
+	m.remember(c)
+	reply := proto.Clone(c.conn).(*networkservice.Connection)
+	connpath.Leave(reply, hop)
+	return reply, nil
+}
+
+func validateRequest(req *networkservice.NetworkServiceRequest) error {
+	conn := req.GetConnection()
+	if conn == nil {
+		return status.Error(codes.InvalidArgument, "request has no connection")
+	}
+	if conn.GetNetworkService() == "" {
+		return status.Error(codes.InvalidArgument, "connection.network_service: must name a network service")
+	}
+	if err := validate.Name(conn.GetNetworkService()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "connection.network_service: %v", err)
+	}
+	if err := validate.Labels("connection.labels", conn.GetLabels()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if len(req.GetMechanismPreferences()) == 0 {
+		return status.Error(codes.InvalidArgument, "mechanism_preferences: at least one mechanism must be offered")
+	}
+	for i, mech := range req.GetMechanismPreferences() {
+		if err := mechanisms.ValidateOffer(mech); err != nil {
+			return status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %v", i, err)
+		}
+	}
+	return nil
+}
+
+// fillLabels gives a client without a nodeName label this node's name.
+func (m *Manager) fillLabels(conn *networkservice.Connection) {
+	if m.node == "" || conn.GetLabels()[LabelNodeName] != "" {
+		return
+	}
+	if conn.Labels == nil {
+		conn.Labels = map[string]string{}
+	}
+	conn.Labels[LabelNodeName] = m.node
+}
+
+// refresh renews a known connection through the same endpoint and forwarder.
+func (m *Manager) refresh(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, old *connection) (*connection, error) {
+	fwd := m.forwarderByName(old.forwarder)
+	if fwd == nil {
+		return nil, status.Errorf(codes.Unavailable, "forwarder %s is gone", old.forwarder)
+	}
+	nextHop, remote := old.nextHop, old.remote
+	if ep := m.localEndpoint(old.endpoint); ep != nil {
+		nextHop, remote = ep.url, false // it may have re-registered elsewhere
+	}
+	conn.NetworkServiceEndpointName = old.endpoint
+	if conn.Payload == "" {
+		conn.Payload = old.conn.GetPayload()
+	}
+	reply, err := m.callForwarder(ctx, fwd, conn, prefs, nextHop, remote)
+	if err != nil {
+		return nil, err
+	}
+	return &connection{conn: reply, prefs: prefs, endpoint: old.endpoint, forwarder: fwd.name, nextHop: nextHop, remote: remote, pinned: old.pinned}, nil
+}
+
+// connect discovers the candidate endpoints and tries them in round-robin
+// order until one answers through a forwarder. avoid names an endpoint that
+// just failed this connection: it is tried last.
+func (m *Manager) connect(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, avoid string) (*connection, error) {
+	t, err := m.discover(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	conn.Payload = t.payload
+	fwds := m.forwardersMatching(t.forwarderLabels)
+	if len(fwds) == 0 {
+		return nil, status.Errorf(codes.Unavailable, "no forwarder on node %s matches labels %s", m.node, formatLabels(t.forwarderLabels))
+	}
+	var tried []string
+	for _, nse := range m.order(conn.GetNetworkService(), t.endpoints, avoid) {
+		c, err := m.via(ctx, conn, prefs, nse, fwds)
+		if err == nil {
+			c.pinned = t.pinned
+			return c, nil
+		}
+		tried = append(tried, fmt.Sprintf("%s: %s", nse.GetName(), status.Convert(err).Message()))
+		m.log.Info("endpoint failed; trying the next candidate", "service", conn.GetNetworkService(), "endpoint", nse.GetName(), "err", err)
+		if ctx.Err() != nil || status.Code(err) == codes.InvalidArgument || status.Code(err) == codes.PermissionDenied {
+			// Another endpoint would refuse it too, or there is no time left.
+			break
+		}
+	}
+	return nil, status.Errorf(codes.Unavailable, "network service %q: no candidate endpoint answered (tried %s)",
+		conn.GetNetworkService(), strings.Join(tried, "; "))
+}
+
+// via sends the connection to one endpoint through the first forwarder that
+// builds it. A forwarder that fails by itself (not its next hop) is passed
+// over for the next one.
+func (m *Manager) via(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nse *regapi.NetworkServiceEndpoint, fwds []*localForwarder) (*connection, error) {
+	nextHop, remote := nse.GetUrl(), true
+	if ep := m.localEndpoint(nse.GetName()); ep != nil {
+		nextHop, remote = ep.url, false
+	} else if nse.GetUrl() == m.url {
+		return nil, status.Errorf(codes.Unavailable, "endpoint %s is registered through this manager but has not re-registered since it restarted", nse.GetName())
+	}
+	conn.NetworkServiceEndpointName = nse.GetName()
+	var err error
+	for _, fwd := range fwds {
+		var reply *networkservice.Connection
+		var nextFailed bool
+		reply, nextFailed, err = m.callForwarderTrailer(ctx, fwd, conn, prefs, nextHop, remote)
+		if err == nil {
+			return &connection{conn: reply, prefs: prefs, endpoint: nse.GetName(), forwarder: fwd.name, nextHop: nextHop, remote: remote}, nil
+		}
+		if nextFailed || ctx.Err() != nil {
+			return nil, err
+		}
+		m.log.Warn("forwarder failed", "forwarder", fwd.name, "err", err)
+	}
+	return nil, err
+}
+
+func (m *Manager) callForwarder(ctx context.Context, fwd *localForwarder, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nextHop string, remote bool) (*networkservice.Connection, error) {
+	reply, _, err := m.callForwarderTrailer(ctx, fwd, conn, prefs, nextHop, remote)
+	return reply, err
+}
+
+// callForwarderTrailer hands the connection to a forwarder and reports
+// whether a failure was the next hop's.
+func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nextHop string, remote bool) (*networkservice.Connection, bool, error) {
+	cc, err := m.pool.Get(fwd.url)
+	if err != nil {
+		return nil, false, status.Errorf(codes.Unavailable, "forwarder %s: %v", fwd.name, err)
+	}
+	octx := metadata.AppendToOutgoingContext(ctx, forwarder.MDNextHop, nextHop, forwarder.MDNextHopRemote, boolString(remote))
+	req := &networkservice.NetworkServiceRequest{Connection: conn, MechanismPreferences: prefs}
+	var trailer metadata.MD
+	reply, err := networkservice.NewNetworkServiceClient(cc).Request(octx, req, grpc.Trailer(&trailer))
+	if status.Code(err) == codes.Unavailable && len(trailer.Get(forwarder.TrailerFailedHop)) == 0 {
+		// The forwarder's socket failed: it may have just restarted.
+		// Reconnect at once and give it one more, short, chance.
+		m.pool.Reset(fwd.url)
+		rctx, cancel := context.WithTimeout(octx, forwarderRetryTimeout)
+		trailer = nil
+		reply, err = networkservice.NewNetworkServiceClient(cc).Request(rctx, req, grpc.Trailer(&trailer), grpc.WaitForReady(true))
+		cancel()
+	}
+	if err != nil {
+		next := len(trailer.Get(forwarder.TrailerFailedHop)) > 0
+		if !next {
+			err = status.Errorf(status.Code(err), "forwarder %s: %s", fwd.name, status.Convert(err).Message())
+		}
+		return nil, next, err
+	}
+	return reply, false, nil
+}
+
+// forwarderRetryTimeout bounds the second attempt at a forwarder whose
+// socket just failed.
+const forwarderRetryTimeout = 2 * time.Second
+
+// Close tears a connection down along its path. Closing an unknown
+// connection is not an error: Close is idempotent.
+func (m *Manager) Close(ctx context.Context, conn *networkservice.Connection) (*empty.Empty, error) {
+	id, ok := connpath.Find(conn, m.name)
+	if !ok {
+		return &empty.Empty{}, nil
+	}
+	unlock := m.locks.Lock(id)
+	defer unlock()
+	c := m.forget(id)
+	if c == nil {
+		return &empty.Empty{}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	m.closeForwarder(ctx, c)
+	m.log.Debug("connection closed", "conn", id, "service", c.conn.GetNetworkService())
+	return &empty.Empty{}, nil
+}
