@@ -68,13 +68,16 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&g.stateDir, "state-dir", "/var/lib/vwire", "state directory (development CA, runtime files)")
 	f.StringVar(&g.trustDomain, "trust-domain", "", "SPIFFE trust domain of the development CA (default: the CA's, or "+identity.DefaultTrustDomain+" for a new one)")
-	f.StringVar(&g.svidDir, "svid-dir", "", "take this process's identity from svid.pem, svid-key.pem and bundle.pem in DIR (as written by `vwire identity issue`)")
+	f.StringVar(&g.svidDir, "svid-dir", "", "take this process's identity from svid.pem, svid-key.pem and bundle.pem in DIR (as written by vwire identity issue)")
 
 	root.AddCommand(
 		newRegistryCmd(g),
 		newApplyCmd(g),
 		newGetCmd(g),
 		newDeleteCmd(g),
+		newManagerCmd(g),
+		newNSCCmd(g),
+		newNSECmd(g),
 		newIdentityCmd(g),
 		newVersionCmd(),
 	)
