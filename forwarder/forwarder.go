@@ -116,6 +116,10 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	out, err := f.callNext(ctx, conn, offers, nextHop)
 	if err != nil {
 		log.Info("next hop refused", "next_hop", nextHop, "err", err)
+		if old == nil {
+			// Release what Accept and Offer reserved (VNIs, keys).
+			f.undo(ctx, hop.ID(), nil, "", false)
+		}
 		_ = grpc.SetTrailer(ctx, metadata.Pairs(TrailerFailedHop, "next"))
 		return nil, status.Errorf(status.Code(err), "next hop %s: %s", nextHop, status.Convert(err).Message())
 	}

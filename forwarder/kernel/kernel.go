@@ -1,0 +1,396 @@
+// Package kernel is the forwarder's kernel dataplane: each vWire is made of
+// veth pairs into workloads' network namespaces (KERNEL) and kernel VXLAN
+// devices between nodes (VXLAN), cross-connected by tc mirred redirects.
+// Every link carries its connection id in its alias, so a restarted
+// forwarder keeps the links that live connections claim again and removes
+// the rest. It is what `vwire node` uses on a host without VPP, and what
+// proves on every CI run that a Request gives a vWire that carries packets.
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	nsmkernel "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/kernel"
+	nsmvxlan "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/mechanisms/kernel"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+)
+
+// Defaults.
+const (
+	DefaultMTU = 1500
+	// vxlanOverhead is what VXLAN over IPv4 adds to a frame: outer IP,
+	// UDP, VXLAN and the inner Ethernet header.
+	vxlanOverhead = 50
+	// DefaultGrace is how long links found at start wait to be claimed by
+	// a live connection's refresh before they are removed.
+	DefaultGrace = time.Minute
+)
+
+var errExist = syscall.EEXIST
+
+// Config configures the kernel dataplane.
+type Config struct {
+	// TunnelIP is this node's address for VXLAN tunnels.
+	TunnelIP netip.Addr
+	// Grace is how long links found at start may wait for their connection
+	// to be refreshed (DefaultGrace when zero).
+	Grace time.Duration
+	// NetNSPath names the namespace the forwarder's links live in; the
+	// current one when empty (tests run several nodes in one process).
+	NetNSPath string
+	Logger    *slog.Logger
+}
+
+// Dataplane implements forwarder.Dataplane with netlink in the forwarder's
+// own network namespace.
+type Dataplane struct {
+	nl          *netlink.Handle
+	tunnel      netip.Addr
+	underlayMTU int
+	grace       time.Duration
+	vnis        *vxlan.VNIAllocator
+	log         *slog.Logger
+
+	mu      sync.Mutex                   // guards the fields below
+	held    map[string]map[string]uint32 // VNIs by connection id and role
+	orphans map[string]bool              // ids found at start, not yet claimed
+}
+
+var _ forwarder.Dataplane = (*Dataplane)(nil)
+
+// New opens the dataplane in cfg.NetNS, or the current network namespace.
+func New(cfg Config) (*Dataplane, error) {
+	var nl *netlink.Handle
+	var err error
+	if cfg.NetNSPath != "" {
+		var ns netns.NsHandle
+		if ns, err = netns.GetFromPath(cfg.NetNSPath); err != nil {
+			return nil, fmt.Errorf("kernel dataplane: %w", err)
+		}
+		nl, err = netlink.NewHandleAt(ns)
+		ns.Close()
+	} else {
+		nl, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
+	}
+	d := &Dataplane{nl: nl, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+		held: map[string]map[string]uint32{}, orphans: map[string]bool{}, underlayMTU: DefaultMTU}
+	if d.grace <= 0 {
+		d.grace = DefaultGrace
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TunnelIP.IsValid() {
+		if mtu, err := d.mtuOf(cfg.TunnelIP); err == nil {
+			d.underlayMTU = mtu
+		} else {
+			d.log.Warn("tunnel address not on any interface; assuming MTU 1500", "tunnel_ip", cfg.TunnelIP, "err", err)
+		}
+	}
+	return d, nil
+}
+
+func (d *Dataplane) mtuOf(ip netip.Addr) (int, error) {
+	addrs, err := d.nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return 0, err
+	}
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip.Unmap() {
+			link, err := d.nl.LinkByIndex(a.LinkIndex)
+			if err != nil {
+				return 0, err
+			}
+			return link.Attrs().MTU, nil
+		}
+	}
+	return 0, fmt.Errorf("no interface has %s", ip)
+}
+
+// Start reconciles with what a previous run left: links of ours are kept
+// for the grace period, during which refreshes claim them; the rest are
+// then removed. It returns once the first listing is done; the removal runs
+// until ctx ends.
+func (d *Dataplane) Start(ctx context.Context) error {
+	links, err := d.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("kernel dataplane: list links: %w", err)
+	}
+	d.mu.Lock()
+	for _, l := range links {
+		role, id, ok := parseAlias(l.Attrs().Alias)
+		if !ok {
+			continue
+		}
+		d.orphans[id] = true
+		if vx, isVx := l.(*netlink.Vxlan); isVx {
+			if err := d.vnis.Reserve(uint32(vx.VxlanId)); err == nil {
+				d.holdLocked(id, role, uint32(vx.VxlanId))
+			}
+		}
+	}
+	n := len(d.orphans)
+	d.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	d.log.Info("found vWire links from a previous run; keeping them for refreshes", "connections", n, "grace", d.grace)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.grace):
+		}
+		d.mu.Lock()
+		var stale []string
+		for id := range d.orphans {
+			stale = append(stale, id)
+		}
+		d.orphans = map[string]bool{}
+		d.mu.Unlock()
+		for _, id := range stale {
+			d.log.Info("removing links no connection claimed", "conn", id)
+			if err := d.Disconnect(ctx, id); err != nil {
+				d.log.Error("remove stale links", "conn", id, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// Close releases the netlink handle. Links stay: traffic goes on.
+func (d *Dataplane) Close() error {
+	d.nl.Close()
+	return nil
+}
+
+func (d *Dataplane) holdLocked(id, role string, vni uint32) {
+	if d.held[id] == nil {
+		d.held[id] = map[string]uint32{}
+	}
+	d.held[id][role] = vni
+}
+
+// holdVNI reserves vni for id's role, or confirms the id already holds it.
+func (d *Dataplane) holdVNI(id, role string, vni uint32) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held[id][role] == vni {
+		return true
+	}
+	if !d.vnis.TryReserve(vni) {
+		return false
+	}
+	if old, ok := d.held[id][role]; ok {
+		d.vnis.Release(old)
+	}
+	d.holdLocked(id, role, vni)
+	return true
+}
+
+// Accept takes the first KERNEL (with a namespace) or VXLAN preference.
+func (d *Dataplane) Accept(_ context.Context, id string, _ *networkservice.Connection, prefs []*networkservice.Mechanism) (*networkservice.Mechanism, error) {
+	var reasons []error
+	for _, p := range prefs {
+		switch p.GetType() {
+		case nsmkernel.MECHANISM:
+			params, err := kernel.FromOffer(p)
+			if err == nil && params.NetNSURL == "" {
+				err = errors.New("kernel: the client named no network namespace (inodeURL)")
+			}
+			if err != nil {
+				reasons = append(reasons, err)
+				continue
+			}
+			if params.Name == "" {
+				params.Name = kernel.DefaultName(id)
+			}
+			return kernel.New(params), nil
+		case nsmvxlan.MECHANISM:
+			if !d.tunnel.IsValid() {
+				reasons = append(reasons, errors.New("vxlan: this forwarder has no tunnel address"))
+				continue
+			}
+			offer, err := vxlan.FromOffer(p)
+			if err != nil {
+				reasons = append(reasons, err)
+				continue
+			}
+			params, err := vxlan.Accept(offer, d.tunnel, func(vni uint32) bool { return d.holdVNI(id, roleIn, vni) })
+			if err != nil {
+				reasons = append(reasons, err)
+				continue
+			}
+			params.MTU = uint32(d.underlayMTU - vxlanOverhead)
+			return vxlan.New(params), nil
+		default:
+			reasons = append(reasons, fmt.Errorf("%s: not supported by the kernel dataplane", p.GetType()))
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", forwarder.ErrNoMechanism, errors.Join(reasons...))
+}
+
+// Offer offers VXLAN to a remote hop and KERNEL to a local endpoint.
+func (d *Dataplane) Offer(_ context.Context, id string, _ *networkservice.Connection, remote bool) ([]*networkservice.Mechanism, error) {
+	if !remote {
+		return []*networkservice.Mechanism{kernel.New(kernel.Params{})}, nil
+	}
+	if !d.tunnel.IsValid() {
+		return nil, nil
+	}
+	d.mu.Lock()
+	vni, ok := d.held[id][roleOut]
+	d.mu.Unlock()
+	if !ok {
+		var err error
+		if vni, err = d.vnis.Allocate(); err != nil {
+			return nil, fmt.Errorf("vxlan: %w", err)
+		}
+		d.mu.Lock()
+		d.holdLocked(id, roleOut, vni)
+		d.mu.Unlock()
+	}
+	p := vxlan.Offer(d.tunnel, vni)
+	p.MTU = uint32(d.underlayMTU - vxlanOverhead)
+	return []*networkservice.Mechanism{vxlan.New(p)}, nil
+}
+
+// Connect builds (or re-checks) the vWire: the incoming side, the outgoing
+// side and the redirects between them.
+func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
+	d.mu.Lock()
+	delete(d.orphans, id)
+	d.mu.Unlock()
+	mtu := d.mtu(in, out)
+	if in.Context == nil {
+		in.Context = &networkservice.ConnectionContext{}
+	}
+	in.Context.MTU = uint32(mtu)
+	if d.intact(id) {
+		return nil
+	}
+	// Leftovers of an earlier attempt (or of a peer that changed) go first.
+	d.removeLinks(id)
+	start := time.Now()
+	inLink, err := d.side(roleIn, id, in.GetMechanism(), in.GetContext(), mtu)
+	if err != nil {
+		d.removeLinks(id)
+		return err
+	}
+	outLink, err := d.side(roleOut, id, out.GetMechanism(), out.GetContext(), mtu)
+	if err != nil {
+		d.removeLinks(id)
+		return err
+	}
+	if err := d.crossConnect(inLink, outLink); err != nil {
+		d.removeLinks(id)
+		return err
+	}
+	d.log.Debug("kernel vWire built", "conn", id, "in", in.GetMechanism().GetType(), "out", out.GetMechanism().GetType(), "mtu", mtu, "took", time.Since(start))
+	return nil
+}
+
+// mtu is the vWire's MTU: the underlay's less VXLAN's overhead when a side
+// tunnels, never above what the endpoint asked for.
+func (d *Dataplane) mtu(in, out *networkservice.Connection) int {
+	mtu := DefaultMTU
+	if in.GetMechanism().GetType() == nsmvxlan.MECHANISM || out.GetMechanism().GetType() == nsmvxlan.MECHANISM {
+		mtu = d.underlayMTU - vxlanOverhead
+	}
+	if m := int(out.GetContext().GetMTU()); m > 0 && m < mtu {
+		mtu = m
+	}
+	return mtu
+}
+
+// side makes one side's link in the forwarder's namespace.
+func (d *Dataplane) side(role, id string, m *networkservice.Mechanism, cc *networkservice.ConnectionContext, mtu int) (netlink.Link, error) {
+	switch m.GetType() {
+	case nsmkernel.MECHANISM:
+		p, err := kernel.FromMechanism(m)
+		if err != nil {
+			return nil, err
+		}
+		spec := vethSpec{host: linkName(role, id), role: role, id: id, netns: p.NetNSURL, name: p.Name, mtu: mtu}
+		if role == roleIn { // the client's side
+			spec.addrs, spec.routes = cc.GetIpContext().GetSrcIpAddrs(), cc.GetIpContext().GetSrcRoutes()
+		} else { // the endpoint's side
+			spec.addrs, spec.routes = cc.GetIpContext().GetDstIpAddrs(), cc.GetIpContext().GetDstRoutes()
+		}
+		return d.createVeth(spec)
+	case nsmvxlan.MECHANISM:
+		p, err := vxlan.FromMechanism(m)
+		if err != nil {
+			return nil, err
+		}
+		local, remote := p.SrcIP, p.DstIP // we sent the Request onward
+		if role == roleIn {
+			local, remote = p.DstIP, p.SrcIP // we received it
+		}
+		return d.createVxlan(linkName(role, id), role, id, p, net.IP(local.AsSlice()), net.IP(remote.AsSlice()), mtu)
+	}
+	return nil, fmt.Errorf("%s side: mechanism %q is not supported by the kernel dataplane", role, m.GetType())
+}
+
+// intact reports whether both sides of id exist with our alias and still
+// redirect to each other.
+func (d *Dataplane) intact(id string) bool {
+	in, err1 := d.nl.LinkByName(linkName(roleIn, id))
+	out, err2 := d.nl.LinkByName(linkName(roleOut, id))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if in.Attrs().Alias != alias(roleIn, id) || out.Attrs().Alias != alias(roleOut, id) {
+		return false
+	}
+	return d.hasRedirect(in, out) && d.hasRedirect(out, in)
+}
+
+// Disconnect removes every link of id and frees its VNIs.
+func (d *Dataplane) Disconnect(_ context.Context, id string) error {
+	err := d.removeLinks(id)
+	d.mu.Lock()
+	for _, vni := range d.held[id] {
+		d.vnis.Release(vni)
+	}
+	delete(d.held, id)
+	delete(d.orphans, id)
+	d.mu.Unlock()
+	return err
+}
+
+// removeLinks deletes id's links (a veth's far end goes with it).
+func (d *Dataplane) removeLinks(id string) error {
+	var errs []error
+	for _, role := range []string{roleIn, roleOut} {
+		l, err := d.nl.LinkByName(linkName(role, id))
+		if err != nil {
+			continue // not there
+		}
+		if l.Attrs().Alias != alias(role, id) {
+			errs = append(errs, fmt.Errorf("link %s is not ours (alias %q): left alone", l.Attrs().Name, l.Attrs().Alias))
+			continue
+		}
+		if err := d.nl.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", l.Attrs().Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,261 @@
+package kernel
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+
+	"github.com/vwire/vwire/mechanisms/kernel"
+)
+
+// These tests build real vWires between network namespaces they create
+// (and always delete), and ping across them.
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, veth pairs and vxlan devices")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+}
+
+var nsSeq atomic.Int32
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// netns makes a namespace with lo up and returns its name and path.
+func netnsFor(t *testing.T, role string) (string, string) {
+	t.Helper()
+	name := fmt.Sprintf("vwk%d-%s%d", os.Getpid(), role, nsSeq.Add(1))
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name, "/var/run/netns/" + name
+}
+
+func ping(ns, addr string) error {
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-W", "2", "-i", "0.2", addr).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ping %s from %s: %v\n%s", addr, ns, err, out)
+	}
+	return nil
+}
+
+func links(t *testing.T, ns string) string {
+	return run(t, "ip", "-n", ns, "-o", "link", "show")
+}
+
+func ipContext(src, dst string) *networkservice.ConnectionContext {
+	return &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{
+		SrcIpAddrs: []string{src + "/32"}, DstIpAddrs: []string{dst + "/32"},
+		SrcRoutes: []*networkservice.Route{{Prefix: dst + "/32"}}, DstRoutes: []*networkservice.Route{{Prefix: src + "/32"}},
+	}}
+}
+
+func kernelMech(path, name string) *networkservice.Mechanism {
+	return kernel.New(kernel.Params{Name: name, NetNSURL: "file://" + path})
+}
+
+func newDP(t *testing.T, nodePath string, tunnel string, grace time.Duration) *Dataplane {
+	t.Helper()
+	cfg := Config{NetNSPath: nodePath, Grace: grace}
+	if tunnel != "" {
+		cfg.TunnelIP = netip.MustParseAddr(tunnel)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestLocalKernelToKernel(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	_, nodePath := netnsFor(t, "node")
+	node := strings.TrimPrefix(nodePath, "/var/run/netns/")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	before := links(t, node)
+
+	cc := ipContext("169.254.10.1", "169.254.10.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}
+	if err := d.Connect(ctx, "conn-1", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.10.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(ep, "169.254.10.1"); err != nil {
+		t.Fatal(err)
+	}
+	if in.GetContext().GetMTU() != DefaultMTU {
+		t.Fatalf("mtu %d", in.GetContext().GetMTU())
+	}
+	// A refresh finds everything in place and changes nothing.
+	idx := run(t, "ip", "-n", node, "-o", "link", "show", linkName(roleIn, "conn-1"))
+	if err := d.Connect(ctx, "conn-1", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if again := run(t, "ip", "-n", node, "-o", "link", "show", linkName(roleIn, "conn-1")); again != idx {
+		t.Fatalf("refresh rebuilt the link:\n%s\n%s", idx, again)
+	}
+	if !strings.Contains(links(t, client), "vwire/wl/conn-1") {
+		t.Fatalf("workload end has no alias:\n%s", links(t, client))
+	}
+
+	if err := d.Disconnect(ctx, "conn-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := links(t, node); got != before {
+		t.Fatalf("links left in the node namespace:\n%s", got)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
+	// Disconnecting twice is fine.
+	if err := d.Disconnect(ctx, "conn-1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConnectFailureLeavesNothing(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	node, nodePath := netnsFor(t, "node")
+	_, clientPath := netnsFor(t, "nsc")
+	d := newDP(t, nodePath, "", 0)
+	before := links(t, node)
+	cc := ipContext("169.254.10.1", "169.254.10.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech("/var/run/netns/does-not-exist", "nsm-e"), Context: cc}
+	if err := d.Connect(ctx, "conn-x", in, out); err == nil {
+		t.Fatal("connect into a missing namespace succeeded")
+	}
+	if got := links(t, node); got != before {
+		t.Fatalf("a failed connect left links:\n%s", got)
+	}
+	bad := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{SrcIpAddrs: []string{"not-an-ip"}}}}
+	if err := d.Connect(ctx, "conn-y", bad, out); err == nil {
+		t.Fatal("bad address accepted")
+	}
+	if got := links(t, node); got != before {
+		t.Fatalf("a failed connect left links:\n%s", got)
+	}
+}
+
+// twoNodes makes two node namespaces joined by a veth with 10.222.0.1 and
+// 10.222.0.2 on it.
+func twoNodes(t *testing.T) (n1, p1, n2, p2 string) {
+	n1, p1 = netnsFor(t, "node")
+	n2, p2 = netnsFor(t, "node")
+	peer := fmt.Sprintf("vwk%dp", nsSeq.Add(1))
+	run(t, "ip", "-n", n1, "link", "add", "name", "uplink", "type", "veth", "peer", "name", peer)
+	run(t, "ip", "-n", n1, "link", "set", peer, "netns", n2)
+	run(t, "ip", "-n", n2, "link", "set", peer, "name", "uplink")
+	for i, n := range []string{n1, n2} {
+		run(t, "ip", "-n", n, "addr", "add", fmt.Sprintf("10.222.0.%d/24", i+1), "dev", "uplink")
+		run(t, "ip", "-n", n, "link", "set", "uplink", "up")
+	}
+	return
+}
+
+func TestRemoteKernelVxlanKernel(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	n1, p1, n2, p2 := twoNodes(t)
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d1 := newDP(t, p1, "10.222.0.1", 0)
+	d2 := newDP(t, p2, "10.222.0.2", 0)
+	cc := ipContext("169.254.20.1", "169.254.20.2")
+
+	// The protocol's order: node1 offers, node2 accepts and builds, node1 builds.
+	offers, err := d1.Offer(ctx, "a", nil, true)
+	if err != nil || len(offers) != 1 {
+		t.Fatalf("offer: %v %v", offers, err)
+	}
+	accepted, err := d2.Accept(ctx, "b", nil, offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in2 := &networkservice.Connection{Mechanism: accepted, Context: cc}
+	if err := d2.Connect(ctx, "b", in2, &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}); err != nil {
+		t.Fatal(err)
+	}
+	in1 := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	if err := d1.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.20.2"); err != nil {
+		t.Fatal(err)
+	}
+	if want := uint32(1500 - vxlanOverhead); in1.GetContext().GetMTU() != want {
+		t.Fatalf("mtu %d, want %d", in1.GetContext().GetMTU(), want)
+	}
+	mtu := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c")
+	if !strings.Contains(mtu, "mtu 1450") {
+		t.Fatalf("client interface mtu: %s", mtu)
+	}
+
+	// A restarted forwarder on node1 keeps the links a refresh claims and
+	// removes the others after the grace period.
+	stray := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-s"), Context: ipContext("169.254.21.1", "169.254.21.2")}
+	offers2, _ := d1.Offer(ctx, "stray", nil, true)
+	acc2, err := d2.Accept(ctx, "stray-b", nil, offers2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Connect(ctx, "stray", stray, &networkservice.Connection{Mechanism: acc2}); err != nil {
+		t.Fatal(err)
+	}
+	d1b := newDP(t, p1, "10.222.0.1", 500*time.Millisecond)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := d1b.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	offersAgain, err := d1b.Offer(ctx, "a", nil, true)
+	if err != nil || offersAgain[0].GetParameters()["vni"] != offers[0].GetParameters()["vni"] {
+		t.Fatalf("restarted forwarder offers a different VNI for a live vWire: %v vs %v (%v)", offersAgain, offers, err)
+	}
+	if err := d1b.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(links(t, n1), linkName(roleOut, "stray")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("unclaimed links not removed:\n%s", links(t, n1))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := ping(client, "169.254.20.2"); err != nil {
+		t.Fatalf("claimed vWire broken by reconcile: %v", err)
+	}
+	if err := ping(ep, "169.254.20.1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = n2
+}
