@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATE    ?= $(CURDIR)/.vwire
 PKGS     := ./...
 
-.PHONY: build test lint run clean fuzz
+.PHONY: build test lint run run-registry clean fuzz
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vwire
@@ -19,10 +19,15 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Until `vwire node` exists: a registry on the embedded defaults, with the
-# architecture's examples applied and listed. Ctrl-C stops it.
+# The quick start (as root): `vwire node`, an icmp-responder and a client in
+# network namespaces; the client pings the endpoint across its vWire.
+# Ctrl-C stops everything and removes the namespaces.
 run: build
 	./scripts/quickstart.sh $(STATE)
+
+# A registry alone, with the architecture document's examples applied.
+run-registry: build
+	./scripts/registry-examples.sh $(STATE)
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=30s ./registry/manifest

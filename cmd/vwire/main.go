@@ -76,6 +76,8 @@ func newRoot() *cobra.Command {
 		newGetCmd(g),
 		newDeleteCmd(g),
 		newManagerCmd(g),
+		newForwarderCmd(g),
+		newNodeCmd(g),
 		newNSCCmd(g),
 		newNSECmd(g),
 		newIdentityCmd(g),

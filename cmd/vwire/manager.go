@@ -54,7 +54,7 @@ func newManagerCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func (f *managerFlags) resolve() error {
+func (f *managerFlags) resolveNodeName() error {
 	if f.nodeName == "" {
 		f.nodeName = os.Getenv("NODE_NAME")
 	}
@@ -64,6 +64,13 @@ func (f *managerFlags) resolve() error {
 			return fmt.Errorf("node name: %w", err)
 		}
 		f.nodeName = h
+	}
+	return nil
+}
+
+func (f *managerFlags) resolve() error {
+	if err := f.resolveNodeName(); err != nil {
+		return err
 	}
 	if f.advertise == "" {
 		_, port, err := net.SplitHostPort(f.listen)

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"github.com/spf13/cobra"
+
+	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/forwarder/kernel"
+	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/registration"
+	"github.com/vwire/vwire/manager"
+)
+
+type forwarderFlags struct {
+	dataplane        string
+	listen           string
+	connectTo        string
+	nodeName         string
+	name             string
+	labels           []string
+	tunnelIP         string
+	maxTokenLifetime time.Duration
+	grace            time.Duration
+}
+
+func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataplane, "dataplane", "auto", "dataplane: kernel, vpp or auto (vpp when available, else kernel)")
+	fl.StringVar(&f.listen, listenFlag, "unix:///var/lib/vwire/forwarder.sock", "where the manager reaches this forwarder")
+	fl.StringSliceVar(&f.labels, "forwarder-labels", []string{"p2p=true"}, "labels the manager selects this forwarder by")
+	fl.StringVar(&f.tunnelIP, "tunnel-ip", "", "this node's address for tunnels (default: the address of the default route's interface)")
+	fl.DurationVar(&f.grace, "reconcile-grace", kernel.DefaultGrace, "how long links from a previous run wait for their connection's refresh")
+}
+
+func newForwarderCmd(g *globals) *cobra.Command {
+	var f forwarderFlags
+	cmd := &cobra.Command{
+		Use:   "forwarder",
+		Short: "Run a node's forwarder (builds vWires in the dataplane)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runForwarder(cmd.Context(), g, f)
+		},
+	}
+	addForwarderFlags(cmd, &f, "listen")
+	fl := cmd.Flags()
+	fl.StringVar(&f.connectTo, "connect-to", "unix://"+manager.DefaultSocket, "the node's manager")
+	fl.StringVar(&f.nodeName, "node-name", "", "node name (default $NODE_NAME, else the host name)")
+	fl.StringVar(&f.name, "name", "", "name in connection paths (default forwarder-<node name>)")
+	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", forwarder.DefaultMaxTokenLifetime, "longest a vWire lives without a refresh")
+	return cmd
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// openDataplane picks the dataplane the flags ask for.
+func openDataplane(g *globals, f forwarderFlags, tunnel netip.Addr) (*kernel.Dataplane, error) {
+	switch f.dataplane {
+	case "kernel", "auto":
+		// The VPP dataplane is not built into this binary yet: auto means kernel.
+		return kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, Logger: g.log.With("dataplane", "kernel")})
+	case "vpp":
+		return nil, fmt.Errorf("--dataplane vpp: the VPP dataplane is not available in this build")
+	default:
+		return nil, fmt.Errorf("--dataplane %q: want kernel, vpp or auto", f.dataplane)
+	}
+}
+
+func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
+	if f.nodeName == "" {
+		mf := managerFlags{}
+		if err := mf.resolveNodeName(); err != nil {
+			return err
+		}
+		f.nodeName = mf.nodeName
+	}
+	if f.name == "" {
+		f.name = "forwarder-" + f.nodeName
+	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return err
+	}
+	var tunnel netip.Addr
+	if f.tunnelIP != "" {
+		if tunnel, err = netip.ParseAddr(f.tunnelIP); err != nil {
+			return fmt.Errorf("--tunnel-ip %q: %w", f.tunnelIP, err)
+		}
+	} else if ip, err := defaultRouteIP(); err == nil {
+		tunnel, _ = netip.AddrFromSlice(ip.To4())
+	} else {
+		g.log.Warn("no tunnel address: remote vWires are not possible on this node", "err", err)
+	}
+	src, err := g.identitySource(ctx, "forwarder", true)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	authz := identity.AuthorizeTrustDomain(src)
+
+	dp, err := openDataplane(g, f, tunnel)
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	if err := dp.Start(ctx); err != nil {
+		return err
+	}
+	pool := grpcutil.NewPool(src, authz)
+	defer pool.Close()
+	fwd, err := forwarder.New(forwarder.Config{Name: f.name, Dataplane: dp, Pool: pool, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log.With("component", "forwarder")})
+	if err != nil {
+		return err
+	}
+	// Stopping leaves the dataplane as it is: a restarted forwarder takes
+	// its vWires back on their next refresh.
+	defer fwd.Shutdown()
+	gs := grpcutil.NewServer(src, authz, g.log)
+	fwd.Register(gs)
+
+	mgr, err := grpcutil.Dial(f.connectTo, src, authz)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	go registration.Keep(ctx, regapi.NewNetworkServiceEndpointRegistryClient(mgr), &regapi.NetworkServiceEndpoint{
+		Name: f.name, Url: f.listen, NetworkServiceNames: []string{forwarder.ServiceName},
+		NetworkServiceLabels: map[string]*regapi.NetworkServiceLabels{forwarder.ServiceName: {Labels: labels}},
+	}, 30*time.Second, g.log.With("component", "forwarder"), nil)
+	return serveAll(ctx, g, gs, []string{f.listen}, "forwarder", "name", f.name, "tunnel_ip", tunnel, "manager", f.connectTo)
+}
