@@ -18,7 +18,9 @@ import (
 
 	"github.com/vwire/vwire/internal/connpath"
 	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/keyedlock"
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/mechanisms"
 )
 
@@ -35,6 +37,8 @@ type Config struct {
 	// Name is this hop's name in connection paths; unique in the mesh.
 	Name      string
 	Dataplane Dataplane
+	// Source is this forwarder's identity: it signs its path tokens.
+	Source identity.Source
 	// Pool dials next hops (endpoints, remote managers) with this
 	// forwarder's identity.
 	Pool             *grpcutil.Pool
@@ -46,6 +50,7 @@ type Config struct {
 type Forwarder struct {
 	name     string
 	dp       Dataplane
+	src      identity.Source
 	pool     *grpcutil.Pool
 	lifetime time.Duration
 	log      *slog.Logger
@@ -59,6 +64,7 @@ type Forwarder struct {
 // segment id.
 type vwire struct {
 	id      string
+	caller  string // SPIFFE ID of the manager that asked for it
 	nextHop string
 	remote  bool
 	in      *networkservice.Connection // as returned to the manager
@@ -69,10 +75,10 @@ type vwire struct {
 
 // New returns a Forwarder for cfg.
 func New(cfg Config) (*Forwarder, error) {
-	if cfg.Name == "" || cfg.Dataplane == nil || cfg.Pool == nil {
-		return nil, errors.New("forwarder: name, dataplane and pool are required")
+	if cfg.Name == "" || cfg.Dataplane == nil || cfg.Pool == nil || cfg.Source == nil {
+		return nil, errors.New("forwarder: name, dataplane, source and pool are required")
 	}
-	f := &Forwarder{name: cfg.Name, dp: cfg.Dataplane, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, log: cfg.Logger, conns: map[string]*vwire{}}
+	f := &Forwarder{name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, log: cfg.Logger, conns: map[string]*vwire{}}
 	if f.lifetime <= 0 {
 		f.lifetime = DefaultMaxTokenLifetime
 	}
@@ -98,12 +104,19 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "path: %v", err)
 	}
+	caller, err := token.Admit(ctx, conn, hop.PrevIndex, f.src.ID())
+	if err != nil {
+		return nil, err
+	}
 	unlock := f.locks.Lock(hop.ID())
 	defer unlock()
 	log := f.log.With("conn", hop.ID(), "service", conn.GetNetworkService())
 	expires := connpath.Expiry(hop.Prev(conn), time.Now(), f.lifetime)
 	connpath.SetExpires(hop.Segment, expires)
 	old := f.get(hop.ID())
+	if old != nil && old.caller != caller.String() {
+		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s, not %s", hop.ID(), old.caller, caller)
+	}
 
 	in, err := f.acceptIncoming(ctx, hop.ID(), conn, req.GetMechanismPreferences(), old)
 	if err != nil {
@@ -113,7 +126,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if err != nil {
 		return nil, err
 	}
-	out, err := f.callNext(ctx, conn, offers, nextHop)
+	out, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop)
 	if err != nil {
 		log.Info("next hop refused", "next_hop", nextHop, "err", err)
 		if old == nil {
@@ -143,7 +156,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		// Rerouted: the old next hop's part of the path is no longer ours.
 		f.closeNext(ctx, old.out, old.nextHop)
 	}
-	f.remember(&vwire{id: hop.ID(), nextHop: nextHop, remote: remote, in: proto.Clone(conn).(*networkservice.Connection), out: out, expires: expires})
+	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, in: proto.Clone(conn).(*networkservice.Connection), out: out, expires: expires})
 	connpath.Leave(conn, hop)
 	return conn, nil
 }
@@ -213,10 +226,21 @@ func (f *Forwarder) offers(ctx context.Context, id string, conn *networkservice.
 	return offers, nil
 }
 
-func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, offers []*networkservice.Mechanism, nextHop string) (*networkservice.Connection, error) {
+func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string) (*networkservice.Connection, error) {
 	cc, err := f.pool.Get(nextHop)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
+	}
+	aud, err := f.pool.PeerID(ctx, nextHop)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "connect: %v", err)
+	}
+	svid, err := f.src.GetX509SVID()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
+	}
+	if ctx, err = token.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
+		return nil, err
 	}
 	next := proto.Clone(conn).(*networkservice.Connection)
 	next.Mechanism = nil
@@ -260,6 +284,10 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	}
 	unlock := f.locks.Lock(id)
 	defer unlock()
+	peer, _ := identity.PeerID(ctx)
+	if v := f.get(id); v != nil && v.caller != peer.String() {
+		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s; %s may not close it", id, v.caller, peer)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	old := f.forget(id)

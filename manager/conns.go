@@ -22,6 +22,7 @@ type connection struct {
 	nextHop   string // URL the forwarder sends the connection to
 	remote    bool   // nextHop is another node's manager
 	pinned    bool   // the caller named the endpoint: never reselect
+	caller    string // SPIFFE ID of the previous hop: only it may Close
 	expires   time.Time
 	timer     *time.Timer
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/keyedlock"
 )
 
@@ -47,6 +48,8 @@ type Config struct {
 	URL string
 	// Registry is a connection to the domain's registry.
 	Registry grpc.ClientConnInterface
+	// Source is this manager's identity: it signs the manager's path tokens.
+	Source identity.Source
 	// Pool dials forwarders with this manager's identity.
 	Pool             *grpcutil.Pool
 	MaxTokenLifetime time.Duration
@@ -61,6 +64,7 @@ type Manager struct {
 	name, node, url string
 	regNS           regapi.NetworkServiceRegistryClient
 	regNSE          regapi.NetworkServiceEndpointRegistryClient
+	src             identity.Source
 	pool            *grpcutil.Pool
 	lifetime        time.Duration
 	probeEvery      time.Duration
@@ -82,13 +86,14 @@ type Manager struct {
 
 // New returns a running Manager; Stop stops it.
 func New(cfg Config) (*Manager, error) {
-	if cfg.Name == "" || cfg.URL == "" || cfg.Registry == nil || cfg.Pool == nil {
-		return nil, errors.New("manager: name, url, registry and pool are required")
+	if cfg.Name == "" || cfg.URL == "" || cfg.Registry == nil || cfg.Pool == nil || cfg.Source == nil {
+		return nil, errors.New("manager: name, url, registry, source and pool are required")
 	}
 	m := &Manager{
 		name: cfg.Name, node: cfg.NodeName, url: cfg.URL,
 		regNS:      regapi.NewNetworkServiceRegistryClient(cfg.Registry),
 		regNSE:     regapi.NewNetworkServiceEndpointRegistryClient(cfg.Registry),
+		src:        cfg.Source,
 		pool:       cfg.Pool,
 		lifetime:   cfg.MaxTokenLifetime,
 		probeEvery: cfg.ProbeInterval,

@@ -17,6 +17,8 @@ import (
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/internal/connpath"
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/mechanisms"
 	"github.com/vwire/vwire/registry/validate"
 )
@@ -37,10 +39,17 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "connection.path: %v", err)
 	}
+	caller, err := token.Admit(ctx, conn, hop.PrevIndex, m.src.ID())
+	if err != nil {
+		return nil, err
+	}
 	unlock := m.locks.Lock(hop.ID())
 	defer unlock()
 	expires := connpath.Expiry(hop.Prev(conn), time.Now(), m.lifetime)
 	connpath.SetExpires(hop.Segment, expires)
+	if old := m.get(hop.ID()); old != nil && old.caller != caller.String() {
+		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s, not %s", hop.ID(), old.caller, caller)
+	}
 
 	var c *connection
 	if old := m.get(hop.ID()); old != nil {
@@ -55,7 +64,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	if err != nil {
 		return nil, err
 	}
-	c.id, c.expires = hop.ID(), expires
+	c.id, c.expires, c.caller = hop.ID(), expires, caller.String()
 	m.remember(c)
 	reply := proto.Clone(c.conn).(*networkservice.Connection)
 	connpath.Leave(reply, hop)
@@ -189,7 +198,11 @@ func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder,
 	if err != nil {
 		return nil, false, status.Errorf(codes.Unavailable, "forwarder %s: %v", fwd.name, err)
 	}
-	octx := metadata.AppendToOutgoingContext(ctx, forwarder.MDNextHop, nextHop, forwarder.MDNextHopRemote, boolString(remote))
+	octx, err := m.stamp(ctx, conn, fwd.url)
+	if err != nil {
+		return nil, false, err
+	}
+	octx = metadata.AppendToOutgoingContext(octx, forwarder.MDNextHop, nextHop, forwarder.MDNextHopRemote, boolString(remote))
 	req := &networkservice.NetworkServiceRequest{Connection: conn, MechanismPreferences: prefs}
 	var trailer metadata.MD
 	reply, err := networkservice.NewNetworkServiceClient(cc).Request(octx, req, grpc.Trailer(&trailer))
@@ -212,6 +225,21 @@ func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder,
 	return reply, false, nil
 }
 
+// stamp signs the manager's own segment (current in conn) for the
+// forwarder at url.
+func (m *Manager) stamp(ctx context.Context, conn *networkservice.Connection, url string) (context.Context, error) {
+	aud, err := m.pool.PeerID(ctx, url)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "forwarder at %s: %v", url, err)
+	}
+	svid, err := m.src.GetX509SVID()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
+	}
+	seg := conn.GetPath().GetPathSegments()[conn.GetPath().GetIndex()]
+	return token.Stamp(ctx, seg, svid, aud, seg.GetExpires().AsTime())
+}
+
 // forwarderRetryTimeout bounds the second attempt at a forwarder whose
 // socket just failed.
 const forwarderRetryTimeout = 2 * time.Second
@@ -225,10 +253,14 @@ func (m *Manager) Close(ctx context.Context, conn *networkservice.Connection) (*
 	}
 	unlock := m.locks.Lock(id)
 	defer unlock()
-	c := m.forget(id)
+	c := m.get(id)
 	if c == nil {
 		return &empty.Empty{}, nil
 	}
+	if peer, err := identity.PeerID(ctx); err != nil || peer.String() != c.caller {
+		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s; %s may not close it", id, c.caller, peer)
+	}
+	m.forget(id)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	m.closeForwarder(ctx, c)

@@ -125,7 +125,7 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	}
 	pool := grpcutil.NewPool(src, authz)
 	defer pool.Close()
-	fwd, err := forwarder.New(forwarder.Config{Name: f.name, Dataplane: dp, Pool: pool, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log.With("component", "forwarder")})
+	fwd, err := forwarder.New(forwarder.Config{Name: f.name, Dataplane: dp, Source: src, Pool: pool, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log.With("component", "forwarder")})
 	if err != nil {
 		return err
 	}

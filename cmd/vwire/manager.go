@@ -101,7 +101,7 @@ func runManager(ctx context.Context, g *globals, f managerFlags, src identity.So
 	defer pool.Close()
 	m, err := manager.New(manager.Config{
 		Name: "manager-" + f.nodeName, NodeName: f.nodeName, URL: f.advertise,
-		Registry: reg, Pool: pool, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
+		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
 	})
 	if err != nil {
 		return err

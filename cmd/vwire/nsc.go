@@ -88,12 +88,13 @@ func runNSC(cmd *cobra.Command, g *globals, f nscFlags, args []string) error {
 		return err
 	}
 	defer src.Close()
-	cc, err := grpcutil.Dial(connectTo, src, identity.AuthorizeTrustDomain(src))
+	cc, err := grpcutil.DialPeer(connectTo, src, identity.AuthorizeTrustDomain(src))
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
 	defer cc.Close()
 	client, err := nsc.New(cc, nsc.Config{
+		Source:           src,
 		Name:             f.name,
 		Labels:           f.labels,
 		NetNSURL:         netnsURL,

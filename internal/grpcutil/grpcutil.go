@@ -5,6 +5,7 @@ package grpcutil
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,11 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -126,6 +130,72 @@ func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, op
 		return nil, fmt.Errorf("dial %s: %w", a, err)
 	}
 	return cc, nil
+}
+
+// Conn is a client connection that remembers whom it reached: the SPIFFE
+// ID of the server, as verified in the last TLS handshake.
+type Conn struct {
+	*grpc.ClientConn
+	peer atomic.Pointer[spiffeid.ID]
+}
+
+// DialPeer is Dial for a connection whose server's identity the caller
+// needs (to address a path token to it).
+func DialPeer(target string, src identity.Source, authorize tlsconfig.Authorizer, opts ...grpc.DialOption) (*Conn, error) {
+	c := &Conn{}
+	capture := func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+		if err := authorize(id, chains); err != nil {
+			return err
+		}
+		c.peer.Store(&id)
+		return nil
+	}
+	cc, err := Dial(target, src, capture, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.ClientConn = cc
+	return c, nil
+}
+
+// peerTimeout bounds how long PeerID waits for a connection.
+const peerTimeout = 10 * time.Second
+
+// PeerID waits until the connection is up and returns the server's SPIFFE
+// ID. A server that cannot be reached fails it after one fresh attempt
+// (not after the caller's whole deadline), so callers can move on.
+func (c *Conn) PeerID(ctx context.Context) (spiffeid.ID, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	retried := false
+	for {
+		st := c.GetState()
+		switch st {
+		case connectivity.Ready:
+			if id := c.peer.Load(); id != nil {
+				return *id, nil
+			}
+		case connectivity.TransientFailure:
+			// The channel stays in TRANSIENT_FAILURE while it retries in
+			// the background: give it one immediate retry, briefly.
+			if retried {
+				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.Target())
+			}
+			retried = true
+			c.ResetConnectBackoff()
+			wctx, wcancel := context.WithTimeout(ctx, time.Second)
+			changed := c.WaitForStateChange(wctx, st)
+			wcancel()
+			if !changed {
+				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.Target())
+			}
+			continue
+		}
+		c.Connect()
+		if !c.WaitForStateChange(ctx, st) {
+			return spiffeid.ID{}, fmt.Errorf("connect to %s: %w", c.Target(), ctx.Err())
+		}
+	}
 }
 
 func unaryLogger(log *slog.Logger) grpc.UnaryServerInterceptor {

@@ -1,8 +1,11 @@
 package grpcutil
 
 import (
+	"context"
 	"errors"
 	"sync"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
@@ -21,31 +24,49 @@ type Pool struct {
 	opts      []grpc.DialOption
 
 	mu     sync.Mutex // guards conns and closed
-	conns  map[string]*grpc.ClientConn
+	conns  map[string]*Conn
 	closed bool
 }
 
 // NewPool returns a pool dialing with src's identity; servers must pass authorize.
 func NewPool(src identity.Source, authorize tlsconfig.Authorizer, opts ...grpc.DialOption) *Pool {
-	return &Pool{src: src, authorize: authorize, opts: opts, conns: map[string]*grpc.ClientConn{}}
+	return &Pool{src: src, authorize: authorize, opts: opts, conns: map[string]*Conn{}}
 }
 
 // Get returns the connection to target, dialing it on first use.
 func (p *Pool) Get(target string) (*grpc.ClientConn, error) {
+	c, err := p.conn(target)
+	if err != nil {
+		return nil, err
+	}
+	return c.ClientConn, nil
+}
+
+func (p *Pool) conn(target string) (*Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, ErrPoolClosed
 	}
-	if cc, ok := p.conns[target]; ok {
-		return cc, nil
+	if c, ok := p.conns[target]; ok {
+		return c, nil
 	}
-	cc, err := Dial(target, p.src, p.authorize, p.opts...)
+	c, err := DialPeer(target, p.src, p.authorize, p.opts...)
 	if err != nil {
 		return nil, err
 	}
-	p.conns[target] = cc
-	return cc, nil
+	p.conns[target] = c
+	return c, nil
+}
+
+// PeerID returns the SPIFFE ID of the server at target, connecting first
+// if need be (bounded by ctx): the audience of the token a hop signs for it.
+func (p *Pool) PeerID(ctx context.Context, target string) (spiffeid.ID, error) {
+	c, err := p.conn(target)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	return c.PeerID(ctx)
 }
 
 // Forget closes and drops the connection to target (a next hop that is gone).

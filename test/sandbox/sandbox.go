@@ -26,6 +26,7 @@ import (
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/registration"
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/manager"
 	"github.com/vwire/vwire/registry"
 	"github.com/vwire/vwire/registry/store/memstore"
@@ -177,7 +178,7 @@ func (n *Node) StartManager() {
 	pool := grpcutil.NewPool(src, authz)
 	m, err := manager.New(manager.Config{
 		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
-		Registry: reg, Pool: pool, MaxTokenLifetime: sb.lifetime,
+		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
 		ProbeInterval: 200 * time.Millisecond, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})
 	if err != nil {
@@ -210,7 +211,7 @@ func (n *Node) StartForwarder() {
 	authz := identity.AuthorizeTrustDomain(src)
 	pool := grpcutil.NewPool(src, authz)
 	f, err := forwarder.New(forwarder.Config{
-		Name: "forwarder-" + n.Name, Dataplane: n.Dataplane, Pool: pool, MaxTokenLifetime: sb.lifetime,
+		Name: "forwarder-" + n.Name, Dataplane: n.Dataplane, Source: src, Pool: pool, MaxTokenLifetime: sb.lifetime,
 		Logger: sb.log.With("node", n.Name, "component", "forwarder"),
 	})
 	if err != nil {
@@ -255,24 +256,60 @@ func (n *Node) dialManager(src identity.Source) *grpc.ClientConn {
 	return cc
 }
 
-// Client is a workload's connection to its node's manager.
+// Client is a workload's connection to its node's manager. Its Request
+// signs the client's own path segment, as NSM's clients do.
 type Client struct {
 	networkservice.NetworkServiceClient
 	networkservice.MonitorConnectionClient
 	Registry regapi.NetworkServiceEndpointRegistryClient
 	Services regapi.NetworkServiceRegistryClient
+	Src      identity.Source
+	// NoToken makes Request send the client's segment unsigned.
+	NoToken bool
+	cc      *grpcutil.Conn
 }
 
 // Client returns a workload connection to the node's manager with the
 // identity name.
 func (n *Node) Client(name string) *Client {
-	cc := n.dialManager(n.sb.Source(name))
+	src := n.sb.Source(name)
+	cc, err := grpcutil.DialPeer("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+	if err != nil {
+		n.sb.t.Fatal(err)
+	}
+	n.sb.t.Cleanup(func() { cc.Close() })
 	return &Client{
 		NetworkServiceClient:    networkservice.NewNetworkServiceClient(cc),
 		MonitorConnectionClient: networkservice.NewMonitorConnectionClient(cc),
 		Registry:                regapi.NewNetworkServiceEndpointRegistryClient(cc),
 		Services:                regapi.NewNetworkServiceRegistryClient(cc),
+		Src:                     src,
+		cc:                      cc,
 	}
+}
+
+// Request signs the client's segment (at the path's index) for the
+// manager and sends the request.
+func (c *Client) Request(ctx context.Context, req *networkservice.NetworkServiceRequest, opts ...grpc.CallOption) (*networkservice.Connection, error) {
+	if !c.NoToken && req.GetConnection().GetPath() != nil && len(req.GetConnection().GetPath().GetPathSegments()) > 0 {
+		aud, err := c.cc.PeerID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		svid, err := c.Src.GetX509SVID()
+		if err != nil {
+			return nil, err
+		}
+		own := req.Connection.Path.PathSegments[req.Connection.Path.Index]
+		expires := time.Now().Add(10 * time.Minute)
+		if own.GetExpires() != nil {
+			expires = own.GetExpires().AsTime()
+		}
+		if ctx, err = token.Stamp(ctx, own, svid, aud, expires); err != nil {
+			return nil, err
+		}
+	}
+	return c.NetworkServiceClient.Request(ctx, req, opts...)
 }
 
 // Endpoint is an endpoint served on a node and registered through its
@@ -350,7 +387,7 @@ func (n *Node) ServeICMPResponder(name string, labels map[string]string, service
 	if err != nil {
 		n.sb.t.Fatal(err)
 	}
-	ep, err := nse.New(nse.Config{Name: name, Service: svc, MaxTokenLifetime: n.sb.lifetime, Logger: n.sb.log.With("nse", name)})
+	ep, err := nse.New(nse.Config{Name: name, Service: svc, Source: n.sb.Source("nse-" + name), MaxTokenLifetime: n.sb.lifetime, Logger: n.sb.log.With("nse", name)})
 	if err != nil {
 		n.sb.t.Fatal(err)
 	}

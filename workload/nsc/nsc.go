@@ -5,9 +5,13 @@
 package nsc
 
 import (
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/token"
 	"io"
 	"log/slog"
 	"maps"
@@ -85,6 +89,10 @@ type Config struct {
 	// (io.Discard when nil), in Format: "text" (default) or "json".
 	Output io.Writer
 	Format string
+	// Source is the client's identity. When set (vwire nsc always sets it)
+	// the client signs its own path segment for the manager, whose SPIFFE
+	// ID it learns from cc (a *grpcutil.Conn), as NSM's clients do.
+	Source identity.Source
 	Logger *slog.Logger
 }
 
@@ -99,6 +107,8 @@ type Client struct {
 	reqTO   time.Duration
 	closeTO time.Duration
 	out     *printer
+	src     identity.Source
+	peer    func(context.Context) (spiffeid.ID, error)
 	log     *slog.Logger
 }
 
@@ -118,7 +128,17 @@ func New(cc grpc.ClientConnInterface, cfg Config) (*Client, error) {
 		reqTO:   cfg.RequestTimeout,
 		closeTO: cfg.CloseTimeout,
 		out:     out,
+		src:     cfg.Source,
 		log:     cfg.Logger,
+	}
+	if c.src != nil {
+		p, ok := cc.(interface {
+			PeerID(context.Context) (spiffeid.ID, error)
+		})
+		if !ok {
+			return nil, fmt.Errorf("nsc: signing path tokens needs a connection that knows its server's identity (grpcutil.DialPeer)")
+		}
+		c.peer = p.PeerID
 	}
 	if c.name == "" {
 		c.name = DefaultName()
@@ -381,6 +401,20 @@ func (c *Client) stamp(conn *networkservice.Connection) {
 func (c *Client) request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.reqTO)
 	defer cancel()
+	if c.src != nil {
+		aud, err := c.peer(ctx)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "manager: %v", err)
+		}
+		svid, err := c.src.GetX509SVID()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
+		}
+		own := req.GetConnection().GetPath().GetPathSegments()[req.GetConnection().GetPath().GetIndex()]
+		if ctx, err = token.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
+			return nil, err
+		}
+	}
 	conn, err := c.ns.Request(ctx, req)
 	if err != nil {
 		return nil, err

@@ -20,7 +20,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/vwire/vwire/internal/connpath"
+	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/keyedlock"
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/memif"
 )
@@ -62,7 +64,11 @@ type Config struct {
 	// MaxTokenLifetime bounds a connection's life without a refresh;
 	// DefaultMaxTokenLifetime when zero.
 	MaxTokenLifetime time.Duration
-	Logger           *slog.Logger
+	// Source is the endpoint's identity. When set (vwire nse always sets
+	// it), the caller's path token is verified and the endpoint signs its
+	// own segment, as NSM's endpoints do.
+	Source identity.Source
+	Logger *slog.Logger
 }
 
 // Endpoint is NSM's NetworkServiceServer and MonitorConnectionServer for
@@ -70,6 +76,7 @@ type Config struct {
 type Endpoint struct {
 	name        string
 	svc         Service
+	src         identity.Source
 	mechanisms  []string
 	netns       string
 	maxLifetime time.Duration
@@ -108,6 +115,7 @@ func New(cfg Config) (*Endpoint, error) {
 	e := &Endpoint{
 		name:        cfg.Name,
 		svc:         cfg.Service,
+		src:         cfg.Source,
 		mechanisms:  cfg.Mechanisms,
 		netns:       cfg.NetNSURL,
 		maxLifetime: cfg.MaxTokenLifetime,
@@ -162,12 +170,28 @@ func (e *Endpoint) Request(ctx context.Context, req *networkservice.NetworkServi
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "connection %s: path: %v", req.GetConnection().GetId(), err)
 	}
+	if e.src != nil {
+		caller, err := token.Admit(ctx, conn, hop.PrevIndex, e.src.ID())
+		if err != nil {
+			return nil, err
+		}
+		// The last segment has no next hop: it is addressed to the caller.
+		svid, err := e.src.GetX509SVID()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
+		}
+		if _, err := token.Stamp(ctx, hop.Segment, svid, caller, now.Add(e.maxLifetime)); err != nil {
+			return nil, err
+		}
+	}
 	expires := connpath.Expiry(hop.Prev(conn), now, e.maxLifetime)
 	if !expires.After(now) {
 		return nil, status.Errorf(codes.InvalidArgument, "connection %s: the previous hop's path segment expired at %s",
 			conn.GetId(), expires.Format(time.RFC3339Nano))
 	}
-	connpath.SetExpires(hop.Segment, now.Add(e.maxLifetime))
+	if e.src == nil {
+		connpath.SetExpires(hop.Segment, now.Add(e.maxLifetime))
+	}
 	log := e.log.With("conn", hop.ID(), "service", conn.GetNetworkService())
 
 	unlock := e.locks.Lock(hop.ID())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/workload/nse"
 	"github.com/vwire/vwire/workload/nse/icmpresponder"
 )
@@ -189,13 +190,29 @@ func TestRunRegisters(t *testing.T) {
 
 	// The registered URL serves the endpoint.
 	client := ids.source(t, "forwarder")
-	cc, err := grpcutil.Dial(first.GetUrl(), client, identity.AuthorizeTrustDomain(client))
+	cc, err := grpcutil.DialPeer(first.GetUrl(), client, identity.AuthorizeTrustDomain(client))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	if _, err := networkservice.NewNetworkServiceClient(cc).Request(ctxT(t), request("c1", time.Minute, kernelMech(""))); err != nil {
+	// The endpoint checks path tokens: sign the caller's segment for it.
+	req := request("c1", time.Minute, kernelMech(""))
+	aud, err := cc.PeerID(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, _ := client.GetX509SVID()
+	seg := req.Connection.Path.PathSegments[req.Connection.Path.Index]
+	rctx, err := token.Stamp(ctxT(t), seg, svid, aud, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := networkservice.NewNetworkServiceClient(cc).Request(rctx, req); err != nil {
 		t.Fatalf("request at the registered url: %v", err)
+	}
+	// An unsigned one is refused.
+	if _, err := networkservice.NewNetworkServiceClient(cc).Request(ctxT(t), request("c2", time.Minute, kernelMech(""))); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("unsigned request: %v", err)
 	}
 
 	// Shutdown unregisters.

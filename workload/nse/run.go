@@ -99,7 +99,7 @@ func Run(ctx context.Context, opts Options, svc Service) error {
 	}
 
 	ep, err := New(Config{Name: name, Service: svc, Mechanisms: opts.Mechanisms, NetNSURL: opts.NetNSURL,
-		MaxTokenLifetime: opts.MaxTokenLifetime, Logger: log})
+		MaxTokenLifetime: opts.MaxTokenLifetime, Source: opts.Source, Logger: log})
 	if err != nil {
 		return err
 	}

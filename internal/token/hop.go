@@ -1,0 +1,70 @@
+package token
+
+import (
+	"context"
+	"crypto/x509"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// PeerCert is the certificate the caller of a gRPC call presented.
+func PeerCert(ctx context.Context) (*x509.Certificate, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return nil, status.Error(codes.Unauthenticated, "the caller presented no certificate")
+	}
+	return info.State.PeerCertificates[0], nil
+}
+
+// Admit is what a hop does with the path it receives: a caller that sent
+// its token only as gRPC metadata (as NSM's clients may) has it put into its
+// segment; then CheckCaller. It returns the caller's SPIFFE ID, or a
+// PermissionDenied status that says what is wrong.
+func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self spiffeid.ID) (spiffeid.ID, error) {
+	cert, err := PeerCert(ctx)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	caller, err := x509svid.IDFromCert(cert)
+	if err != nil {
+		return spiffeid.ID{}, status.Errorf(codes.Unauthenticated, "caller certificate: %v", err)
+	}
+	segs := conn.GetPath().GetPathSegments()
+	if prev >= 0 && prev < len(segs) && segs[prev].GetToken() == "" {
+		if toks := metadata.ValueFromIncomingContext(ctx, MDToken); len(toks) == 1 {
+			segs[prev].Token = toks[0]
+			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() {
+				segs[prev].Expires = timestamppb.New(c.Expires)
+			}
+		}
+	}
+	if err := CheckCaller(conn.GetPath(), prev, cert, self, time.Now()); err != nil {
+		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "path token from %s: %v", caller, err)
+	}
+	return caller, nil
+}
+
+// Stamp signs a hop's own segment for the next hop aud, valid until
+// expires, and returns ctx carrying the token as NSM's metadata.
+func Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.SVID, aud spiffeid.ID, expires time.Time) (context.Context, error) {
+	tok, err := Sign(svid, aud, expires)
+	if err != nil {
+		return ctx, status.Errorf(codes.Internal, "%v", err)
+	}
+	seg.Token = tok
+	seg.Expires = timestamppb.New(expires)
+	return metadata.AppendToOutgoingContext(ctx, MDToken, tok, MDExpires, expires.UTC().Format(time.RFC3339Nano)), nil
+}

@@ -1,0 +1,108 @@
+package manager_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/test/sandbox"
+)
+
+// TestRequestAuthentication: every hop checks who calls it and the path
+// tokens it is given; nothing reaches a dataplane when that fails.
+func TestRequestAuthentication(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	n.ServeICMPResponder("icmp-1", nil, "icmp")
+	ctx := ctxT(t)
+
+	foreignCA, err := identity.OpenCA(t.TempDir(), "evil.org", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid, _ := foreignCA.ComponentID("nsc")
+	foreign, err := identity.NewCASource(foreignCA, fid, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	cli := n.Client("nsc")
+	tests := []struct {
+		name string
+		call func() error
+		code codes.Code
+	}{
+		{name: "unsigned client segment", code: codes.PermissionDenied, call: func() error {
+			c := n.Client("nsc-unsigned")
+			c.NoToken = true
+			_, err := c.Request(ctx, request("icmp", nil))
+			return err
+		}},
+		{name: "expired client token", code: codes.PermissionDenied, call: func() error {
+			req := request("icmp", nil)
+			req.Connection.Path.PathSegments[0].Expires = timestamppb.New(time.Now().Add(-time.Second))
+			_, err := cli.Request(ctx, req)
+			return err
+		}},
+		{name: "no client certificate", code: codes.Unavailable, call: func() error {
+			cc, err := grpc.NewClient("unix://"+n.ManagerSocket, grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(cli.Src, tlsconfig.AuthorizeAny()))))
+			if err != nil {
+				return err
+			}
+			defer cc.Close()
+			_, err = networkservice.NewNetworkServiceClient(cc).Request(ctx, request("icmp", nil))
+			return err
+		}},
+		{name: "certificate from another trust domain", code: codes.Unavailable, call: func() error {
+			cc, err := grpcutil.Dial("unix://"+n.ManagerSocket, foreign, tlsconfig.AuthorizeAny())
+			if err != nil {
+				return err
+			}
+			defer cc.Close()
+			_, err = networkservice.NewNetworkServiceClient(cc).Request(ctx, request("icmp", nil))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); status.Code(err) != tt.code {
+				t.Fatalf("err = %v, want %s", err, tt.code)
+			}
+			if len(n.Dataplane.Calls("Connect")) != 0 || len(n.Manager.Connections()) != 0 {
+				t.Fatal("a refused request reached the dataplane or left state")
+			}
+		})
+	}
+
+	// The path a client gets back carries a token on every segment.
+	conn, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range conn.GetPath().GetPathSegments() {
+		if s.GetToken() == "" || s.GetExpires() == nil {
+			t.Fatalf("segment %d (%s) has no token or expiry", i, s.GetName())
+		}
+	}
+	// Only the client that made a connection may close it.
+	if _, err := n.Client("intruder").Close(ctx, conn); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("close by another workload: %v", err)
+	}
+	if len(n.Dataplane.Live()) != 1 {
+		t.Fatal("an intruder's close tore the vWire down")
+	}
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+}
