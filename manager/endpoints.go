@@ -17,6 +17,7 @@ import (
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/regpath"
 	"github.com/vwire/vwire/registry"
 	"github.com/vwire/vwire/registry/validate"
 )
@@ -107,6 +108,16 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 	if err := validate.Endpoint(in); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint: %v", err)
 	}
+	h, err := regpath.Enter(ctx, m.name, m.src.ID(), m.lifetime)
+	if err != nil {
+		return nil, err
+	}
+	for _, svc := range in.GetNetworkServiceNames() {
+		if err := m.policy.MayRegister(h.Origin.String(), svc); err != nil {
+			m.log.Warn("registration refused by policy", "workload", h.Origin.String(), "endpoint", in.GetName(), "service", svc, "err", err)
+			return nil, status.Errorf(codes.PermissionDenied, "%v", err)
+		}
+	}
 	nse := proto.Clone(in).(*regapi.NetworkServiceEndpoint)
 	if nse.ExpirationTime == nil {
 		nse.ExpirationTime = timestamppb.New(time.Now().Add(defaultRegistrationLifetime))
@@ -128,15 +139,26 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 			m.pool.Reset(nse.Url)
 			m.log.Info("forwarder registered", "name", nse.Name, "url", nse.Url)
 		}
-		return nse, nil
+		return nse, h.Reply(ctx, m.src, true)
 	}
 	if _, err := grpcutil.ParseAddr(nse.GetUrl()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "endpoint url: %v", err)
 	}
 	own := nse.Url
 	nse.Url = m.url
-	reply, err := m.regNSE.Register(ctx, nse)
+	aud, err := m.regConn.PeerID(ctx)
 	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "registry: %v", err)
+	}
+	octx, err := h.Forward(ctx, m.src, aud)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := m.regNSE.Register(octx, nse)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Reply(ctx, m.src, false); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()

@@ -19,6 +19,7 @@ import (
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/keyedlock"
+	"github.com/vwire/vwire/internal/policy"
 )
 
 // Defaults.
@@ -47,7 +48,10 @@ type Config struct {
 	// endpoints are registered in the registry under it.
 	URL string
 	// Registry is a connection to the domain's registry.
-	Registry grpc.ClientConnInterface
+	Registry *grpcutil.Conn
+	// Policy decides who may request and register what (nil: anyone of
+	// the trust domain).
+	Policy *policy.Policy
 	// Source is this manager's identity: it signs the manager's path tokens.
 	Source identity.Source
 	// Pool dials forwarders with this manager's identity.
@@ -64,6 +68,8 @@ type Manager struct {
 	name, node, url string
 	regNS           regapi.NetworkServiceRegistryClient
 	regNSE          regapi.NetworkServiceEndpointRegistryClient
+	regConn         *grpcutil.Conn
+	policy          *policy.Policy
 	src             identity.Source
 	pool            *grpcutil.Pool
 	lifetime        time.Duration
@@ -93,6 +99,8 @@ func New(cfg Config) (*Manager, error) {
 		name: cfg.Name, node: cfg.NodeName, url: cfg.URL,
 		regNS:      regapi.NewNetworkServiceRegistryClient(cfg.Registry),
 		regNSE:     regapi.NewNetworkServiceEndpointRegistryClient(cfg.Registry),
+		regConn:    cfg.Registry,
+		policy:     cfg.Policy,
 		src:        cfg.Source,
 		pool:       cfg.Pool,
 		lifetime:   cfg.MaxTokenLifetime,

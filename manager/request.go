@@ -43,6 +43,9 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	if err != nil {
 		return nil, err
 	}
+	if err := m.mayRequest(conn); err != nil {
+		return nil, err
+	}
 	unlock := m.locks.Lock(hop.ID())
 	defer unlock()
 	expires := connpath.Expiry(hop.Prev(conn), time.Now(), m.lifetime)
@@ -69,6 +72,23 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	reply := proto.Clone(c.conn).(*networkservice.Connection)
 	connpath.Leave(reply, hop)
 	return reply, nil
+}
+
+// mayRequest applies the policy to the client that asked: the subject of
+// the path's first segment, whose token chain Admit verified.
+func (m *Manager) mayRequest(conn *networkservice.Connection) error {
+	if m.policy == nil {
+		return nil
+	}
+	c, err := token.Parse(conn.GetPath().GetPathSegments()[0].GetToken())
+	if err != nil {
+		return status.Errorf(codes.PermissionDenied, "path: %v", err)
+	}
+	if err := m.policy.MayRequest(c.Subject, conn.GetNetworkService()); err != nil {
+		m.log.Warn("request refused by policy", "client", c.Subject, "service", conn.GetNetworkService(), "err", err)
+		return status.Errorf(codes.PermissionDenied, "%v", err)
+	}
+	return nil
 }
 
 func validateRequest(req *networkservice.NetworkServiceRequest) error {

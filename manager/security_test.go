@@ -1,6 +1,7 @@
 package manager_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/policy"
 	"github.com/vwire/vwire/test/sandbox"
 )
 
@@ -104,5 +106,63 @@ func TestRequestAuthentication(t *testing.T) {
 	}
 	if _, err := cli.Close(ctx, conn); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	pol, err := policy.Parse("test", []byte(`
+request:
+  - name: guests-not-secret
+    ids: ["spiffe://sandbox.local/vwire/guest"]
+    services: ["secret"]
+    deny: true
+  - name: everyone
+    ids: ["spiffe://sandbox.local/**"]
+    services: ["*"]
+register:
+  - name: infrastructure
+    ids: ["spiffe://sandbox.local/vwire/forwarder-*", "spiffe://sandbox.local/vwire/nse-icmp-*"]
+    services: ["*"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opt  sandbox.Options
+	}{
+		{name: "enforced by the manager", opt: sandbox.Options{Nodes: 1, Policy: pol}},
+		{name: "enforced by the registry through the path", opt: sandbox.Options{Nodes: 1, RegistryPolicy: pol}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := sandbox.New(t, tc.opt)
+			n := sb.Nodes[0]
+			sb.RegisterService(&regapi.NetworkService{Name: "secret"})
+			n.ServeICMPResponder("icmp-1", nil, "secret")
+			ctx := ctxT(t)
+
+			// Registration: a workload no rule names is refused.
+			rogue := n.Client("nse-rogue")
+			_, err := rogue.Registry.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "rogue", Url: "tcp://127.0.0.1:9", NetworkServiceNames: []string{"secret"}})
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no register rule") {
+				t.Fatalf("rogue registration: %v", err)
+			}
+			if len(findEndpoints(t, sb, "rogue")) != 0 {
+				t.Fatal("a refused registration reached the registry")
+			}
+			if tc.opt.Policy == nil {
+				return // requests are the manager's to check
+			}
+			_, err = n.Client("guest").Request(ctx, request("secret", nil))
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `"guests-not-secret"`) {
+				t.Fatalf("guest request: %v", err)
+			}
+			if len(n.Dataplane.Calls("Connect")) != 0 {
+				t.Fatal("a refused request reached the dataplane")
+			}
+			if _, err := n.Client("staff").Request(ctx, request("secret", nil)); err != nil {
+				t.Fatalf("allowed request: %v", err)
+			}
+		})
 	}
 }

@@ -20,6 +20,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/policy"
+	"github.com/vwire/vwire/internal/regpath"
 	"github.com/vwire/vwire/registry/store"
 	"github.com/vwire/vwire/registry/validate"
 )
@@ -36,7 +39,14 @@ type Config struct {
 	Store   store.Store
 	// DefaultExpiry applies to endpoints registered without expiration_time.
 	DefaultExpiry time.Duration
-	Logger        *slog.Logger
+	// Source is the registry's identity: with it, calls that carry an NSM
+	// path (endpoints registering through their manager) are verified and
+	// answered with the registry's segment.
+	Source identity.Source
+	// Policy decides who may register endpoints for which services and
+	// domains (nil: anyone of the trust domain).
+	Policy *policy.Policy
+	Logger *slog.Logger
 }
 
 // Server implements both registry services over one store.
@@ -44,6 +54,8 @@ type Server struct {
 	store   store.Store
 	domains domains
 	expiry  time.Duration
+	src     identity.Source
+	policy  *policy.Policy
 	log     *slog.Logger
 }
 
@@ -57,7 +69,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("registry: domain %q is not a DNS name", d)
 		}
 	}
-	s := &Server{store: cfg.Store, domains: domains(cfg.Domains), expiry: cfg.DefaultExpiry, log: cfg.Logger}
+	s := &Server{store: cfg.Store, domains: domains(cfg.Domains), expiry: cfg.DefaultExpiry, src: cfg.Source, policy: cfg.Policy, log: cfg.Logger}
 	if s.expiry <= 0 {
 		s.expiry = DefaultExpiry
 	}
@@ -141,6 +153,9 @@ func (s *nseServer) Register(ctx context.Context, in *regapi.NetworkServiceEndpo
 	if err := validate.Endpoint(nse); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint: %v", err)
 	}
+	if err := (*Server)(s).admitRegistration(ctx, nse); err != nil {
+		return nil, err
+	}
 	if err := s.domains.localEndpoint(nse); err != nil {
 		return nil, err
 	}
@@ -206,6 +221,32 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 		func(nse *regapi.NetworkServiceEndpoint, deleted bool) error {
 			return stream.Send(&regapi.NetworkServiceEndpointResponse{NetworkServiceEndpoint: nse, Deleted: deleted})
 		})
+}
+
+// admitRegistration applies the policy to whoever asked for an endpoint
+// registration: the endpoint itself when its manager forwarded the call
+// with an NSM path, else the caller.
+func (s *Server) admitRegistration(ctx context.Context, nse *regapi.NetworkServiceEndpoint) error {
+	var origin string
+	if s.src != nil {
+		h, err := regpath.Enter(ctx, "registry", s.src.ID(), time.Hour)
+		if err != nil {
+			return err
+		}
+		origin = h.Origin.String()
+		if err := h.Reply(ctx, s.src, true); err != nil {
+			return err
+		}
+	} else if id, err := identity.PeerID(ctx); err == nil {
+		origin = id.String()
+	}
+	for _, svc := range nse.GetNetworkServiceNames() {
+		if err := s.policy.MayRegister(origin, svc); err != nil {
+			s.log.Warn("registration refused by policy", "workload", origin, "endpoint", nse.GetName(), "service", svc, "err", err)
+			return status.Errorf(codes.PermissionDenied, "%v", err)
+		}
+	}
+	return nil
 }
 
 func expired(nse *regapi.NetworkServiceEndpoint, now time.Time) bool {

@@ -14,6 +14,7 @@ import (
 	"github.com/vwire/vwire/forwarder/kernel"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/regpath"
 	"github.com/vwire/vwire/internal/registration"
 	"github.com/vwire/vwire/manager"
 )
@@ -135,7 +136,7 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	gs := grpcutil.NewServer(src, authz, g.log)
 	fwd.Register(gs)
 
-	mgr, err := grpcutil.Dial(f.connectTo, src, authz)
+	mgr, err := regpath.DialRegistrant(f.connectTo, src, authz)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/logging"
+	"github.com/vwire/vwire/internal/policy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -27,6 +28,7 @@ type globals struct {
 	stateDir    string
 	trustDomain string
 	svidDir     string
+	policyFile  string
 	log         *slog.Logger
 }
 
@@ -68,6 +70,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&g.stateDir, "state-dir", "/var/lib/vwire", "state directory (development CA, runtime files)")
 	f.StringVar(&g.trustDomain, "trust-domain", "", "SPIFFE trust domain of the development CA (default: the CA's, or "+identity.DefaultTrustDomain+" for a new one)")
+	f.StringVar(&g.policyFile, "policy", "", "policy file: who may request and register what (default: any workload of the trust domain)")
 	f.StringVar(&g.svidDir, "svid-dir", "", "take this process's identity from svid.pem, svid-key.pem and bundle.pem in DIR (as written by vwire identity issue)")
 
 	root.AddCommand(
@@ -84,6 +87,14 @@ func newRoot() *cobra.Command {
 		newVersionCmd(),
 	)
 	return root
+}
+
+// loadPolicy reads --policy; nil when none is given.
+func (g *globals) loadPolicy() (*policy.Policy, error) {
+	if g.policyFile == "" {
+		return nil, nil
+	}
+	return policy.Load(g.policyFile)
 }
 
 // identitySource returns this process's identity: Workload API, SVID files

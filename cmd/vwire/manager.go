@@ -92,7 +92,11 @@ func runManager(ctx context.Context, g *globals, f managerFlags, src identity.So
 		return err
 	}
 	authz := identity.AuthorizeTrustDomain(src)
-	reg, err := grpcutil.Dial(f.registry, src, authz)
+	pol, err := g.loadPolicy()
+	if err != nil {
+		return err
+	}
+	reg, err := grpcutil.DialPeer(f.registry, src, authz)
 	if err != nil {
 		return err
 	}
@@ -101,7 +105,7 @@ func runManager(ctx context.Context, g *globals, f managerFlags, src identity.So
 	defer pool.Close()
 	m, err := manager.New(manager.Config{
 		Name: "manager-" + f.nodeName, NodeName: f.nodeName, URL: f.advertise,
-		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
+		Registry: reg, Policy: pol, Pool: pool, Source: src, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
 	})
 	if err != nil {
 		return err

@@ -75,7 +75,11 @@ func runRegistry(ctx context.Context, g *globals, f registryFlags) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Logger: g.log})
+	pol, err := g.loadPolicy()
+	if err != nil {
+		return err
+	}
+	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Source: src, Policy: pol, Logger: g.log})
 	if err != nil {
 		return err
 	}

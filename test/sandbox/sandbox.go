@@ -25,7 +25,9 @@ import (
 	"github.com/vwire/vwire/forwarder/forwardertest"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/policy"
 	"github.com/vwire/vwire/internal/registration"
+	"github.com/vwire/vwire/internal/regpath"
 	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/manager"
 	"github.com/vwire/vwire/registry"
@@ -35,7 +37,9 @@ import (
 // Options tune a sandbox.
 type Options struct {
 	Nodes            int
-	MaxTokenLifetime time.Duration // managers' and forwarders' (default 10m)
+	MaxTokenLifetime time.Duration  // managers' and forwarders' (default 10m)
+	Policy           *policy.Policy // the managers'
+	RegistryPolicy   *policy.Policy // the registry's
 	Logger           *slog.Logger
 }
 
@@ -49,6 +53,8 @@ type Sandbox struct {
 	Nodes    []*Node
 	log      *slog.Logger
 	lifetime time.Duration
+	policy   *policy.Policy
+	regPol   *policy.Policy
 }
 
 // Node is one node: a manager and a forwarder.
@@ -84,7 +90,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy}
 	sb.startRegistry()
 	for i := range opt.Nodes {
 		sb.AddNode(fmt.Sprintf("node%d", i+1))
@@ -130,7 +136,7 @@ func (sb *Sandbox) startRegistry() {
 	src := sb.Source("registry")
 	st := memstore.New()
 	sb.t.Cleanup(func() { st.Close() })
-	srv, err := registry.New(registry.Config{Store: st})
+	srv, err := registry.New(registry.Config{Store: st, Source: src, Policy: sb.regPol})
 	if err != nil {
 		sb.t.Fatal(err)
 	}
@@ -171,13 +177,14 @@ func (n *Node) StartManager() {
 		n.ManagerURL = "tcp://" + l.Addr().String()
 		l.Close()
 	}
-	reg, err := grpcutil.Dial(sb.Registry, src, authz)
+	reg, err := grpcutil.DialPeer(sb.Registry, src, authz)
 	if err != nil {
 		sb.t.Fatal(err)
 	}
 	pool := grpcutil.NewPool(src, authz)
 	m, err := manager.New(manager.Config{
-		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
+		Policy: sb.policy,
+		Name:   "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
 		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
 		ProbeInterval: 200 * time.Millisecond, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})
@@ -247,8 +254,8 @@ func (n *Node) StartForwarder() {
 // StopForwarder stops the node's forwarder as a crash would.
 func (n *Node) StopForwarder() { n.stopFwd() }
 
-func (n *Node) dialManager(src identity.Source) *grpc.ClientConn {
-	cc, err := grpcutil.Dial("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+func (n *Node) dialManager(src identity.Source) *grpcutil.Conn {
+	cc, err := regpath.DialRegistrant("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
 	if err != nil {
 		n.sb.t.Fatal(err)
 	}

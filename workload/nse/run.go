@@ -17,6 +17,7 @@ import (
 
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/regpath"
 )
 
 // Defaults shared with NSM's workloads.
@@ -123,7 +124,7 @@ func Run(ctx context.Context, opts Options, svc Service) error {
 		opts.Ready(name, url)
 	}
 
-	cc, err := grpcutil.Dial(connectTo, opts.Source, identity.AuthorizeTrustDomain(opts.Source))
+	cc, err := regpath.DialRegistrant(connectTo, opts.Source, identity.AuthorizeTrustDomain(opts.Source))
 	if err != nil {
 		gs.Stop()
 		return fmt.Errorf("nse %s: manager: %w", name, err)
