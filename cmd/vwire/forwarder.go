@@ -14,8 +14,8 @@ import (
 	"github.com/vwire/vwire/forwarder/kernel"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
-	"github.com/vwire/vwire/internal/regpath"
 	"github.com/vwire/vwire/internal/registration"
+	"github.com/vwire/vwire/internal/regpath"
 	"github.com/vwire/vwire/manager"
 )
 
