@@ -46,11 +46,15 @@ ip netns exec $nsnode "$vwire" node "${common[@]}" --node-name quickstart \
 pids+=($!)
 for _ in $(seq 100); do [ -S "$state/forwarder.sock" ] && break; sleep 0.1; done
 
-ip netns exec $nsnse "$vwire" nse icmp-responder "${common[@]}" --service icmp --name icmp-responder \
+# The workloads take their identity from the node's SPIFFE Workload API,
+# as NSM workloads would from SPIRE.
+export SPIFFE_ENDPOINT_SOCKET=unix://$state/workload-api.sock
+for _ in $(seq 100); do [ -S "$state/workload-api.sock" ] && break; sleep 0.1; done
+ip netns exec $nsnse "$vwire" nse icmp-responder --service icmp --name icmp-responder \
 	--connect-to "unix://$state/nsm.sock" --listen "unix://$state/icmp-responder.sock" 2>"$state/nse.log" &
 pids+=($!)
 
-ip netns exec $nsnsc "$vwire" nsc "${common[@]}" --connect-to "unix://$state/nsm.sock" \
+ip netns exec $nsnsc "$vwire" nsc --connect-to "unix://$state/nsm.sock" \
 	kernel://icmp/nsm-1 >"$state/nsc.out" 2>"$state/nsc.log" &
 pids+=($!)
 

@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/vwire/vwire/internal/grpcutil"
+	"github.com/vwire/vwire/internal/identity"
 )
 
 // newNodeCmd runs a whole node in one process: the embedded default.
@@ -19,6 +23,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		mf       managerFlags
 		ff       forwarderFlags
 		external string
+		wlAPI    string
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -51,6 +56,9 @@ func newNodeCmd(g *globals) *cobra.Command {
 				waitForSocket(ctx, mf.socket)
 				return runForwarder(ctx, g, ff)
 			})
+			if os.Getenv(identity.EnvWorkloadAPISocket) == "" && g.svidDir == "" {
+				eg.Go(func() error { return serveWorkloadAPI(ctx, g, wlAPI) })
+			}
 			return eg.Wait()
 		},
 	}
@@ -58,11 +66,41 @@ func newNodeCmd(g *globals) *cobra.Command {
 	fl.StringVar(&rf.listen, "registry-listen", ":5002", "address of the embedded registry")
 	fl.StringSliceVar(&rf.domains, "domain", nil, "registry domain the embedded registry is authoritative for (repeatable)")
 	fl.StringVar(&external, "registry", "", "use this registry instead of embedding one")
+	fl.StringVar(&wlAPI, "workload-api-socket", "", "SPIFFE Workload API socket for workloads when no SPIRE is configured (default <state-dir>/workload-api.sock)")
 	rf.store = "memory"
 	addManagerFlags(cmd, &mf)
 	addForwarderFlags(cmd, &ff, "forwarder-socket")
 	fl.Lookup("forwarder-socket").DefValue = "unix:///var/lib/vwire/forwarder.sock"
 	return cmd
+}
+
+// serveWorkloadAPI gives workloads SVIDs from the development CA over the
+// SPIFFE Workload API, identifying them by their socket peer credentials:
+// NSM-compatible workloads then need no SPIRE.
+func serveWorkloadAPI(ctx context.Context, g *globals, socket string) error {
+	if socket == "" {
+		socket = filepath.Join(g.stateDir, "workload-api.sock")
+	}
+	ca, err := identity.OpenCA(g.stateDir, g.trustDomain, true)
+	if err != nil {
+		return err
+	}
+	l, err := grpcutil.Listen("unix://" + socket)
+	if err != nil {
+		return err
+	}
+	// Any local process may ask; what it gets names its uid and executable.
+	if err := os.Chmod(socket, 0o777); err != nil {
+		return fmt.Errorf("workload API socket: %w", err)
+	}
+	gs := grpc.NewServer(grpc.Creds(identity.PeerCredentials{}))
+	(&identity.WorkloadAPIServer{CA: ca, Identify: identity.IdentifyByPeer(ca.TrustDomain())}).Register(gs)
+	g.log.Info("SPIFFE Workload API serving", "socket", socket, "for_workloads", identity.EnvWorkloadAPISocket+"=unix://"+socket)
+	go func() {
+		<-ctx.Done()
+		gs.Stop()
+	}()
+	return gs.Serve(l)
 }
 
 // registryDialAddr turns a listen address into one to dial on this host.

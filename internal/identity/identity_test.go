@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -340,5 +341,33 @@ func TestNewFromStateDir(t *testing.T) {
 	defer src.Close()
 	if got := src.ID().String(); got != "spiffe://vwire.local/vwire/registry" {
 		t.Fatalf("id = %s", got)
+	}
+}
+
+// TestWorkloadAPIPeerIdentity: vwire's own Workload API tells workloads
+// apart by their socket's peer credentials.
+func TestWorkloadAPIPeerIdentity(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ca := mustCA(t, "example.org")
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(grpc.Creds(PeerCredentials{}))
+	(&WorkloadAPIServer{CA: ca, TTL: time.Hour, Identify: IdentifyByPeer(ca.TrustDomain())}).Register(g)
+	go g.Serve(l)
+	defer g.Stop()
+
+	src, err := NewWorkloadAPISource(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	exe, _ := os.Executable()
+	want := fmt.Sprintf("spiffe://example.org/workload/uid/%d/%s", os.Getuid(), filepath.Base(exe))
+	if got := src.ID().String(); got != want {
+		t.Fatalf("id = %s, want %s", got, want)
 	}
 }
