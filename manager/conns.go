@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
@@ -17,12 +18,13 @@ type connection struct {
 	id        string
 	conn      *networkservice.Connection // our view: Path.Index at our segment
 	prefs     []*networkservice.Mechanism
-	endpoint  string // endpoint name
-	forwarder string // forwarder name
-	nextHop   string // URL the forwarder sends the connection to
-	remote    bool   // nextHop is another node's manager
-	pinned    bool   // the caller named the endpoint: never reselect
-	caller    string // SPIFFE ID of the previous hop: only it may Close
+	endpoint  string     // endpoint name
+	forwarder string     // forwarder name
+	nextHop   string     // URL the forwarder sends the connection to
+	remote    bool       // nextHop is another node's manager
+	pinned    bool       // the caller named the endpoint: never reselect
+	caller    string     // SPIFFE ID of the previous hop: only it may Close
+	files     []*os.File // descriptors the client passed (its netns), open while the connection lives
 	expires   time.Time
 	timer     *time.Timer
 }
@@ -39,6 +41,11 @@ func (m *Manager) remember(c *connection) {
 	defer m.mu.Unlock()
 	if old := m.conns[c.id]; old != nil {
 		old.timer.Stop()
+		if len(c.files) == 0 {
+			c.files = old.files // the client did not pass them again
+		} else {
+			closeFiles(old.files)
+		}
 	}
 	id := c.id
 	c.timer = time.AfterFunc(time.Until(c.expires), func() { m.expire(id) })
@@ -55,6 +62,7 @@ func (m *Manager) forget(id string) *connection {
 		return nil
 	}
 	c.timer.Stop()
+	closeFiles(c.files)
 	delete(m.conns, id)
 	m.publishLocked(networkservice.ConnectionEventType_DELETE, c.conn)
 	return c

@@ -2,8 +2,10 @@ package manager
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -31,7 +33,8 @@ type localEndpoint struct {
 	nse      *regapi.NetworkServiceEndpoint // as registered (manager's URL)
 	url      string                         // the endpoint's own URL
 	expires  time.Time
-	failures int // consecutive failed probes
+	sock     *os.File // the endpoint's socket when it passed its descriptor
+	failures int      // consecutive failed probes
 }
 
 // localForwarder is a forwarder on this node.
@@ -141,6 +144,14 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 		}
 		return nse, h.Reply(ctx, m.src, true)
 	}
+	var sock *os.File
+	if strings.HasPrefix(nse.GetUrl(), "inode://") {
+		// An NSM endpoint passes its socket's descriptor beside the call.
+		if sock, err = receiveFile(ctx, nse.GetUrl()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "endpoint url %s: %v", nse.GetUrl(), err)
+		}
+		nse.Url = fmt.Sprintf("unix:///proc/%d/fd/%d", os.Getpid(), sock.Fd())
+	}
 	if _, err := grpcutil.ParseAddr(nse.GetUrl()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "endpoint url: %v", err)
 	}
@@ -156,14 +167,23 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 	}
 	reply, err := m.regNSE.Register(octx, nse)
 	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
 		return nil, err
 	}
 	if err := h.Reply(ctx, m.src, false); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
-	_, known := m.endpoints[reply.GetName()]
-	m.endpoints[reply.GetName()] = &localEndpoint{nse: reply, url: own, expires: reply.GetExpirationTime().AsTime()}
+	prev, known := m.endpoints[reply.GetName()]
+	ep := &localEndpoint{nse: reply, url: own, expires: reply.GetExpirationTime().AsTime(), sock: sock}
+	if known && sock == nil && prev.url == own {
+		ep.sock = prev.sock // a refresh without the descriptor: keep the one we have
+	} else if known && prev.sock != nil {
+		prev.sock.Close()
+	}
+	m.endpoints[reply.GetName()] = ep
 	m.mu.Unlock()
 	if !known {
 		m.log.Info("endpoint registered", "name", reply.GetName(), "url", own, "services", reply.GetNetworkServiceNames())
@@ -178,6 +198,9 @@ func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEnd
 	m.mu.Lock()
 	_, isFwd := m.forwarders[nse.GetName()]
 	delete(m.forwarders, nse.GetName())
+	if ep := m.endpoints[nse.GetName()]; ep != nil && ep.sock != nil {
+		ep.sock.Close()
+	}
 	delete(m.endpoints, nse.GetName())
 	m.mu.Unlock()
 	if isFwd {
@@ -247,6 +270,9 @@ func (m *Manager) probe(ctx context.Context) {
 			if ep.failures >= 2 || now.After(ep.expires) {
 				gone = ep
 				delete(m.endpoints, e.name)
+				if ep.sock != nil {
+					ep.sock.Close()
+				}
 			}
 		}
 		m.mu.Unlock()

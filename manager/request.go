@@ -54,20 +54,25 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s, not %s", hop.ID(), old.caller, caller)
 	}
 
-	var c *connection
-	if old := m.get(hop.ID()); old != nil {
-		c, err = m.refresh(ctx, conn, req.GetMechanismPreferences(), old)
-		if err != nil && !old.pinned && ctx.Err() == nil {
-			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
-			c, err = m.connect(ctx, conn, req.GetMechanismPreferences(), old.endpoint)
-		}
-	} else {
-		c, err = m.connect(ctx, conn, req.GetMechanismPreferences(), "")
-	}
+	prefs, files, err := receiveFiles(ctx, req.GetMechanismPreferences())
 	if err != nil {
 		return nil, err
 	}
-	c.id, c.expires, c.caller = hop.ID(), expires, caller.String()
+	var c *connection
+	if old := m.get(hop.ID()); old != nil {
+		c, err = m.refresh(ctx, conn, prefs, old)
+		if err != nil && !old.pinned && ctx.Err() == nil {
+			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
+			c, err = m.connect(ctx, conn, prefs, old.endpoint)
+		}
+	} else {
+		c, err = m.connect(ctx, conn, prefs, "")
+	}
+	if err != nil {
+		closeFiles(files)
+		return nil, err
+	}
+	c.id, c.expires, c.caller, c.files = hop.ID(), expires, caller.String(), files
 	m.remember(c)
 	reply := proto.Clone(c.conn).(*networkservice.Connection)
 	connpath.Leave(reply, hop)

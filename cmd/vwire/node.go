@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -86,6 +87,11 @@ func serveWorkloadAPI(ctx context.Context, g *globals, socket string) error {
 		return err
 	}
 	l, err := grpcutil.Listen("unix://" + socket)
+	if errors.Is(err, grpcutil.ErrSocketInUse) {
+		// Another node on this host serves the same CA's Workload API.
+		g.log.Info("SPIFFE Workload API already served here by another process", "socket", socket)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

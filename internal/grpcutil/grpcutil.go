@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edwarnicke/grpcfd"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
@@ -26,6 +27,9 @@ import (
 
 	"github.com/vwire/vwire/internal/identity"
 )
+
+// ErrSocketInUse is returned by Listen for a unix socket another process serves.
+var ErrSocketInUse = errors.New("another process is serving this socket")
 
 // Addr is a parsed listen or dial address.
 type Addr struct {
@@ -79,7 +83,7 @@ func Listen(addr string) (net.Listener, error) {
 		}
 		if c, err := net.DialTimeout("unix", a.Address, 200*time.Millisecond); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("listen %s: another process is serving this socket", a)
+			return nil, fmt.Errorf("listen %s: %w", a, ErrSocketInUse)
 		}
 		_ = os.Remove(a.Address)
 	}
@@ -94,7 +98,9 @@ func Listen(addr string) (net.Listener, error) {
 // admits peers that pass authorize.
 func NewServer(src identity.Source, authorize tlsconfig.Authorizer, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
 	base := []grpc.ServerOption{
-		grpc.Creds(identity.ServerCredentials(src, authorize)),
+		// On unix sockets, file descriptors can travel beside the calls
+		// (NSM's grpcfd: a client's netns, an endpoint's socket).
+		grpc.Creds(grpcfd.TransportCredentials(identity.ServerCredentials(src, authorize))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryLogger(log)),
@@ -117,7 +123,7 @@ func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, op
 		t = "passthrough:///" + a.Address
 	}
 	base := []grpc.DialOption{
-		grpc.WithTransportCredentials(identity.ClientCredentials(src, authorize)),
+		grpc.WithTransportCredentials(grpcfd.TransportCredentials(identity.ClientCredentials(src, authorize))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		// Peers are on this node or this fabric: after a restart they are
 		// back within seconds, so do not wait the default two minutes.
