@@ -118,6 +118,7 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 	for _, svc := range in.GetNetworkServiceNames() {
 		if err := m.policy.MayRegister(h.Origin.String(), svc); err != nil {
 			m.log.Warn("registration refused by policy", "workload", h.Origin.String(), "endpoint", in.GetName(), "service", svc, "err", err)
+			m.metrics.refusals.WithLabelValues("register").Inc()
 			return nil, status.Errorf(codes.PermissionDenied, "%v", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/vwire/vwire/internal/grpcutil"
@@ -60,7 +61,9 @@ type Config struct {
 	// ProbeInterval is how often local endpoints and forwarders are probed;
 	// one that fails twice in a row is dropped.
 	ProbeInterval time.Duration
-	Logger        *slog.Logger
+	// Metrics receives the manager's collectors (none when nil).
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
 }
 
 // Manager is one node's Network Service Manager.
@@ -75,6 +78,7 @@ type Manager struct {
 	lifetime        time.Duration
 	probeEvery      time.Duration
 	log             *slog.Logger
+	metrics         *metricSet
 
 	locks keyedlock.Locker // serialises Request/Close/expiry per connection id
 
@@ -122,6 +126,7 @@ func New(cfg Config) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
+	m.metrics = newMetrics(cfg.Metrics, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stop = cancel
 	go m.probeLoop(ctx)

@@ -29,7 +29,8 @@ import (
 //	validate → path → serialise → known connection? refresh it with the same
 //	endpoint and forwarder : discover and select → hand to a forwarder →
 //	remember → reply
-func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
+func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (reply *networkservice.Connection, err error) {
+	defer func(start time.Time) { m.metrics.observeRequest(start, err) }(time.Now())
 	if err := validateRequest(req); err != nil {
 		return nil, err
 	}
@@ -63,6 +64,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		c, err = m.refresh(ctx, conn, prefs, old)
 		if err != nil && !old.pinned && ctx.Err() == nil {
 			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
+			m.metrics.reselects.Inc()
 			c, err = m.connect(ctx, conn, prefs, old.endpoint)
 		}
 	} else {
@@ -74,7 +76,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	}
 	c.id, c.expires, c.caller, c.files = hop.ID(), expires, caller.String(), files
 	m.remember(c)
-	reply := proto.Clone(c.conn).(*networkservice.Connection)
+	reply = proto.Clone(c.conn).(*networkservice.Connection)
 	connpath.Leave(reply, hop)
 	return reply, nil
 }
@@ -91,6 +93,7 @@ func (m *Manager) mayRequest(conn *networkservice.Connection) error {
 	}
 	if err := m.policy.MayRequest(c.Subject, conn.GetNetworkService()); err != nil {
 		m.log.Warn("request refused by policy", "client", c.Subject, "service", conn.GetNetworkService(), "err", err)
+		m.metrics.refusals.WithLabelValues("request").Inc()
 		return status.Errorf(codes.PermissionDenied, "%v", err)
 	}
 	return nil
@@ -272,6 +275,7 @@ const forwarderRetryTimeout = 2 * time.Second
 // Close tears a connection down along its path. Closing an unknown
 // connection is not an error: Close is idempotent.
 func (m *Manager) Close(ctx context.Context, conn *networkservice.Connection) (*empty.Empty, error) {
+	defer func(start time.Time) { m.metrics.closes.Observe(time.Since(start).Seconds()) }(time.Now())
 	id, ok := connpath.Find(conn, m.name)
 	if !ok {
 		return &empty.Empty{}, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -131,7 +132,7 @@ register:
 		name string
 		opt  sandbox.Options
 	}{
-		{name: "enforced by the manager", opt: sandbox.Options{Nodes: 1, Policy: pol}},
+		{name: "enforced by the manager", opt: sandbox.Options{Nodes: 1, Policy: pol, Metrics: prometheus.NewRegistry()}},
 		{name: "enforced by the registry through the path", opt: sandbox.Options{Nodes: 1, RegistryPolicy: pol}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,6 +163,22 @@ register:
 			}
 			if _, err := n.Client("staff").Request(ctx, request("secret", nil)); err != nil {
 				t.Fatalf("allowed request: %v", err)
+			}
+			// Refusals are counted.
+			mfs, err := tc.opt.Metrics.(*prometheus.Registry).Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]float64{}
+			for _, mf := range mfs {
+				if mf.GetName() == "vwire_policy_refusals_total" {
+					for _, m := range mf.GetMetric() {
+						got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+					}
+				}
+			}
+			if got["request"] != 1 || got["register"] != 1 {
+				t.Fatalf("refusal counters %v, want one of each", got)
 			}
 		})
 	}

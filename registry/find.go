@@ -43,6 +43,8 @@ func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, 
 		return nil
 	}
 
+	s.metrics.watchers.Add(1)
+	defer s.metrics.watchers.Add(-1)
 	sent := map[string]P{} // what this watcher believes exists
 	for resync := 0; ; resync++ {
 		entries, w, err := s.store.ListAndWatch(ctx, kind)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang/protobuf/ptypes/empty"
+	"github.com/prometheus/client_golang/prometheus"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,7 +47,9 @@ type Config struct {
 	// Policy decides who may register endpoints for which services and
 	// domains (nil: anyone of the trust domain).
 	Policy *policy.Policy
-	Logger *slog.Logger
+	// Metrics receives the registry's collectors (none when nil).
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
 }
 
 // Server implements both registry services over one store.
@@ -57,6 +60,7 @@ type Server struct {
 	src     identity.Source
 	policy  *policy.Policy
 	log     *slog.Logger
+	metrics *metricSet
 }
 
 // New returns a Server for cfg.
@@ -76,6 +80,7 @@ func New(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.metrics = newMetrics(cfg.Metrics, s)
 	return s, nil
 }
 
@@ -243,6 +248,7 @@ func (s *Server) admitRegistration(ctx context.Context, nse *regapi.NetworkServi
 	for _, svc := range nse.GetNetworkServiceNames() {
 		if err := s.policy.MayRegister(origin, svc); err != nil {
 			s.log.Warn("registration refused by policy", "workload", origin, "endpoint", nse.GetName(), "service", svc, "err", err)
+			s.metrics.refusals.Inc()
 			return status.Errorf(codes.PermissionDenied, "%v", err)
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -330,4 +332,49 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestMetrics: a running registry serves /metrics, /healthz and /readyz,
+// and its series move with what it holds.
+func TestMetrics(t *testing.T) {
+	maddr := freeAddr(t)
+	c := startRegistry(t, t.TempDir(), append([]string{"--metrics-listen", maddr}, seedDomains...)...)
+	scrape := func(path string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + maddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+		return string(body)
+	}
+	if got := scrape("/healthz"); got != "ok\n" {
+		t.Fatalf("healthz %q", got)
+	}
+	scrape("/readyz")
+	if m := scrape("/metrics"); !strings.Contains(m, `vwire_registry_entries{kind="ns"} 0`) {
+		t.Fatalf("before apply:\n%s", grepLines(m, "vwire_"))
+	}
+	file := filepath.Join(t.TempDir(), "valid.yaml")
+	valid, _ := os.ReadFile("../../deployments/examples/architecture/networkservices.yaml")
+	os.WriteFile(file, valid, 0o644)
+	c.ok("apply", "-f", file)
+	m := scrape("/metrics")
+	if !strings.Contains(m, `vwire_registry_entries{kind="ns"} 4`) || !strings.Contains(m, "go_goroutines") {
+		t.Fatalf("after apply:\n%s", grepLines(m, "vwire_"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

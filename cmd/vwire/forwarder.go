@@ -47,6 +47,7 @@ func newForwarderCmd(g *globals) *cobra.Command {
 		Short: "Run a node's forwarder (builds vWires in the dataplane)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			g.serveMetrics(cmd.Context())
 			return runForwarder(cmd.Context(), g, f)
 		},
 	}

@@ -11,10 +11,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/logging"
+	"github.com/vwire/vwire/internal/metrics"
 	"github.com/vwire/vwire/internal/policy"
 )
 
@@ -29,7 +31,9 @@ type globals struct {
 	trustDomain string
 	svidDir     string
 	policyFile  string
+	metricsAddr string
 	log         *slog.Logger
+	metrics     *prometheus.Registry
 }
 
 func main() {
@@ -62,6 +66,7 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			g.log = log
+			g.metrics = metrics.NewRegistry()
 			return nil
 		},
 	}
@@ -70,6 +75,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&g.stateDir, "state-dir", "/var/lib/vwire", "state directory (development CA, runtime files)")
 	f.StringVar(&g.trustDomain, "trust-domain", "", "SPIFFE trust domain of the development CA (default: the CA's, or "+identity.DefaultTrustDomain+" for a new one)")
+	f.StringVar(&g.metricsAddr, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090); off when empty")
 	f.StringVar(&g.policyFile, "policy", "", "policy file: who may request and register what (default: any workload of the trust domain)")
 	f.StringVar(&g.svidDir, "svid-dir", "", "take this process's identity from svid.pem, svid-key.pem and bundle.pem in DIR (as written by vwire identity issue)")
 
@@ -87,6 +93,19 @@ func newRoot() *cobra.Command {
 		newVersionCmd(),
 	)
 	return root
+}
+
+// serveMetrics serves the process's metrics and health on --metrics-listen
+// until ctx ends; it does nothing when the flag is empty.
+func (g *globals) serveMetrics(ctx context.Context) {
+	if g.metricsAddr == "" {
+		return
+	}
+	go func() {
+		if err := metrics.Serve(ctx, g.metricsAddr, g.metrics, nil, g.log); err != nil {
+			g.log.Error("metrics server", "err", err)
+		}
+	}()
 }
 
 // loadPolicy reads --policy; nil when none is given.

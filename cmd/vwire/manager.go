@@ -46,6 +46,7 @@ func newManagerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer src.Close()
+			g.serveMetrics(cmd.Context())
 			return runManager(cmd.Context(), g, f, src)
 		},
 	}
@@ -105,7 +106,7 @@ func runManager(ctx context.Context, g *globals, f managerFlags, src identity.So
 	defer pool.Close()
 	m, err := manager.New(manager.Config{
 		Name: "manager-" + f.nodeName, NodeName: f.nodeName, URL: f.advertise,
-		Registry: reg, Policy: pol, Pool: pool, Source: src, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
+		Registry: reg, Policy: pol, Pool: pool, Source: src, Metrics: g.metrics, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
 	})
 	if err != nil {
 		return err

@@ -39,6 +39,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 			ff.connectTo = "unix://" + mf.socket
 			mf.registry = external
 			eg, ctx := errgroup.WithContext(ctx)
+			g.serveMetrics(ctx)
 			if external == "" {
 				mf.registry = registryDialAddr(rf.listen)
 				eg.Go(func() error { return runRegistry(ctx, g, rf) })

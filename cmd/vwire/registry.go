@@ -34,6 +34,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 		Short: "Run a Network Service Registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			g.serveMetrics(cmd.Context())
 			return runRegistry(cmd.Context(), g, f)
 		},
 	}
@@ -79,7 +80,7 @@ func runRegistry(ctx context.Context, g *globals, f registryFlags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Source: src, Policy: pol, Logger: g.log})
+	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Source: src, Policy: pol, Metrics: g.metrics, Logger: g.log})
 	if err != nil {
 		return err
 	}

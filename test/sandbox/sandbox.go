@@ -19,6 +19,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/vwire/vwire/forwarder"
@@ -37,9 +38,10 @@ import (
 // Options tune a sandbox.
 type Options struct {
 	Nodes            int
-	MaxTokenLifetime time.Duration  // managers' and forwarders' (default 10m)
-	Policy           *policy.Policy // the managers'
-	RegistryPolicy   *policy.Policy // the registry's
+	MaxTokenLifetime time.Duration         // managers' and forwarders' (default 10m)
+	Policy           *policy.Policy        // the managers'
+	RegistryPolicy   *policy.Policy        // the registry's
+	Metrics          prometheus.Registerer // the managers' collectors (one node only)
 	Logger           *slog.Logger
 }
 
@@ -55,6 +57,7 @@ type Sandbox struct {
 	lifetime time.Duration
 	policy   *policy.Policy
 	regPol   *policy.Policy
+	metrics  prometheus.Registerer
 }
 
 // Node is one node: a manager and a forwarder.
@@ -90,7 +93,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics}
 	sb.startRegistry()
 	for i := range opt.Nodes {
 		sb.AddNode(fmt.Sprintf("node%d", i+1))
@@ -183,8 +186,8 @@ func (n *Node) StartManager() {
 	}
 	pool := grpcutil.NewPool(src, authz)
 	m, err := manager.New(manager.Config{
-		Policy: sb.policy,
-		Name:   "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
+		Policy: sb.policy, Metrics: sb.metrics,
+		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
 		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
 		ProbeInterval: 200 * time.Millisecond, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})

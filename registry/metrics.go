@@ -1,0 +1,51 @@
+package registry
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vwire/vwire/registry/store"
+)
+
+// metricSet is the registry's share of its process's Prometheus metrics.
+type metricSet struct {
+	watchers atomic.Int64
+	refusals prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metricSet {
+	ms := &metricSet{refusals: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vwire_registry_policy_refusals_total", Help: "Endpoint registrations the policy refused.",
+	})}
+	if reg != nil {
+		reg.MustRegister(ms.refusals, registryCollector{s})
+	}
+	return ms
+}
+
+var (
+	entriesDesc  = prometheus.NewDesc("vwire_registry_entries", "Records in the registry, by kind (ns, nse).", []string{"kind"}, nil)
+	watchersDesc = prometheus.NewDesc("vwire_registry_watchers", "Open Find watch streams.", nil, nil)
+)
+
+// registryCollector counts entries at scrape time from the store.
+type registryCollector struct{ s *Server }
+
+func (c registryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- entriesDesc
+	ch <- watchersDesc
+}
+
+func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, kind := range []store.Kind{store.KindService, store.KindEndpoint} {
+		if entries, err := c.s.store.List(ctx, kind); err == nil {
+			ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(len(entries)), string(kind))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(watchersDesc, prometheus.GaugeValue, float64(c.s.metrics.watchers.Load()))
+}
