@@ -90,12 +90,17 @@ func (p *nsProxy) Find(q *regapi.NetworkServiceQuery, srv regapi.NetworkServiceR
 	if err != nil {
 		return err
 	}
+	return relay(stream, srv)
+}
+
+// relay copies a registry Find stream to the caller until either ends.
+func relay[T any](from interface{ Recv() (T, error) }, to interface{ Send(T) error }) error {
 	for {
-		resp, err := stream.Recv()
+		resp, err := from.Recv()
 		if err != nil {
 			return eofNil(err)
 		}
-		if err := srv.Send(resp); err != nil {
+		if err := to.Send(resp); err != nil {
 			return err
 		}
 	}
@@ -215,15 +220,7 @@ func (p *nseProxy) Find(q *regapi.NetworkServiceEndpointQuery, srv regapi.Networ
 	if err != nil {
 		return err
 	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return eofNil(err)
-		}
-		if err := srv.Send(resp); err != nil {
-			return err
-		}
-	}
+	return relay(stream, srv)
 }
 
 // probeLoop drops local endpoints and forwarders whose registration expired

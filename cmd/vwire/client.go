@@ -57,17 +57,7 @@ func (c *registryClient) findServices(ctx context.Context, q *regapi.NetworkServ
 	if err != nil {
 		return nil, rpcError(err)
 	}
-	var out []*regapi.NetworkService
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, rpcError(err)
-		}
-		out = append(out, resp.GetNetworkService())
-	}
+	return collect(stream, (*regapi.NetworkServiceResponse).GetNetworkService)
 }
 
 // findEndpoints returns the endpoints matching q (no watch).
@@ -76,7 +66,12 @@ func (c *registryClient) findEndpoints(ctx context.Context, q *regapi.NetworkSer
 	if err != nil {
 		return nil, rpcError(err)
 	}
-	var out []*regapi.NetworkServiceEndpoint
+	return collect(stream, (*regapi.NetworkServiceEndpointResponse).GetNetworkServiceEndpoint)
+}
+
+// collect reads a finished (non-watch) Find stream to its end.
+func collect[R, T any](stream interface{ Recv() (R, error) }, get func(R) T) ([]T, error) {
+	var out []T
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -85,7 +80,7 @@ func (c *registryClient) findEndpoints(ctx context.Context, q *regapi.NetworkSer
 		if err != nil {
 			return nil, rpcError(err)
 		}
-		out = append(out, resp.GetNetworkServiceEndpoint())
+		out = append(out, get(resp))
 	}
 }
 
