@@ -6,7 +6,9 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATE    ?= $(CURDIR)/.vwire
 PKGS     := ./...
 
-.PHONY: build test lint run run-registry clean fuzz
+IMAGE    ?= ghcr.io/vwire/vwire:latest
+
+.PHONY: build test lint run run-registry clean fuzz docker
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vwire
@@ -31,6 +33,10 @@ run-registry: build
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=30s ./registry/manifest
+
+# The image (needs a Docker engine; CI has none, so the Dockerfile is checked by review).
+docker:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:
 	rm -rf bin $(STATE)
