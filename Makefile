@@ -31,8 +31,17 @@ run: build
 run-registry: build
 	./scripts/registry-examples.sh $(STATE)
 
+# Every fuzz target for FUZZTIME each; crashers land in testdata/fuzz and
+# become regression cases that `make test` runs.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzDecode:./registry/manifest FuzzSelect:./manager FuzzParse:./mechanisms/nscurl \
+	FuzzParse:./mechanisms/inodeurl FuzzFromMechanism:./mechanisms/kernel FuzzFromMechanism:./mechanisms/memif \
+	FuzzFromMechanism:./mechanisms/vxlan FuzzFromMechanism:./mechanisms/wireguard FuzzFromMechanism:./mechanisms/ipsec
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=30s ./registry/manifest
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*} in $${t#*:}"; \
+		$(GO) test -run='^$$' -fuzz="^$${t%%:*}$$" -fuzztime=$(FUZZTIME) "$${t#*:}"; \
+	done
 
 # The image (needs a Docker engine; CI has none, so the Dockerfile is checked by review).
 docker:

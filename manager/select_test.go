@@ -147,3 +147,28 @@ func TestSelectForwarderLabels(t *testing.T) {
 		t.Fatalf("got %v %v %v", names(got), match, err)
 	}
 }
+
+// FuzzSelect: selector templates and labels from anywhere never panic, and
+// what Select returns is always among the endpoints it was given.
+func FuzzSelect(f *testing.F) {
+	f.Add("{{  .nodeName }}", "nodeName", "node1", "node1")
+	f.Add("{{ .zone", "zone", "a", "a")
+	f.Add("{{ index . \"x\" }}", "x", "1", "1")
+	f.Add("{{ range . }}{{ . }}{{ end }}", "k", "v", "v")
+	f.Fuzz(func(t *testing.T, tmpl, key, value, nseValue string) {
+		ns := &regapi.NetworkService{Name: "s", Matches: []*regapi.Match{
+			{SourceSelector: map[string]string{key: value}, Routes: []*regapi.Destination{{DestinationSelector: map[string]string{"k": tmpl}}}, Fallthrough: true},
+			{Routes: []*regapi.Destination{{DestinationSelector: map[string]string{key: tmpl}}}},
+		}}
+		nses := []*regapi.NetworkServiceEndpoint{nse("a", "s", "k", nseValue), nse("b", "s", key, nseValue)}
+		got, _, err := Select(ns, map[string]string{key: value}, nses)
+		if err != nil {
+			return
+		}
+		for _, g := range got {
+			if g != nses[0] && g != nses[1] {
+				t.Fatalf("Select returned an endpoint it was not given: %v", g)
+			}
+		}
+	})
+}
