@@ -144,9 +144,11 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 		m.mu.Unlock()
 		if !known || old.failures > 0 {
 			// A (re)started forwarder: do not wait out the backoff that
-			// its absence built up.
+			// its absence built up, and put back what it carried.
 			m.pool.Reset(nse.Url)
 			m.log.Info("forwarder registered", "name", nse.Name, "url", nse.Url)
+			name := nse.Name
+			m.healAll("forwarder "+name+" is back", true, func(c *connection) bool { return c.forwarder == name })
 		}
 		return nse, h.Reply(ctx, m.src, true)
 	}
@@ -207,10 +209,16 @@ func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEnd
 	if ep := m.endpoints[nse.GetName()]; ep != nil && ep.sock != nil {
 		ep.sock.Close()
 	}
+	_, isEP := m.endpoints[nse.GetName()]
 	delete(m.endpoints, nse.GetName())
 	m.mu.Unlock()
+	name := nse.GetName()
 	if isFwd {
+		m.healAll("forwarder "+name+" unregistered", false, func(c *connection) bool { return c.forwarder == name })
 		return &empty.Empty{}, nil
+	}
+	if isEP {
+		m.healAll("endpoint "+name+" unregistered", false, func(c *connection) bool { return c.endpoint == name && !c.remote })
 	}
 	return m.regNSE.Unregister(ctx, nse)
 }
@@ -276,6 +284,8 @@ func (m *Manager) probe(ctx context.Context) {
 		m.mu.Unlock()
 		if gone != nil {
 			m.log.Info("local endpoint gone; unregistering", "name", e.name, "url", e.url, "expired", now.After(gone.expires))
+			name := e.name
+			m.healAll("endpoint "+name+" is gone", false, func(c *connection) bool { return c.endpoint == name && !c.remote })
 			uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if _, err := m.regNSE.Unregister(uctx, gone.nse); err != nil {
 				m.log.Warn("unregister dead endpoint", "name", e.name, "err", err)
@@ -295,6 +305,8 @@ func (m *Manager) probe(ctx context.Context) {
 			if fw.failures >= 2 || now.After(fw.expires) {
 				delete(m.forwarders, f.name)
 				m.log.Info("forwarder gone", "name", f.name, "url", f.url)
+				name := f.name
+				defer m.healAll("forwarder "+name+" is gone", false, func(c *connection) bool { return c.forwarder == name })
 			}
 		}
 		m.mu.Unlock()

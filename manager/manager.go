@@ -27,6 +27,7 @@ import (
 const (
 	DefaultMaxTokenLifetime = 10 * time.Minute
 	DefaultProbeInterval    = time.Second
+	DefaultReselectTimeout  = 15 * time.Second
 	// DefaultSocket is where NSM workloads find their manager.
 	DefaultSocket = "/var/lib/networkservicemesh/nsm.io.sock"
 	// LabelNodeName is the client label that carries the client's node.
@@ -61,6 +62,9 @@ type Config struct {
 	// ProbeInterval is how often local endpoints and forwarders are probed;
 	// one that fails twice in a row is dropped.
 	ProbeInterval time.Duration
+	// ReselectTimeout bounds how long a Request waits for an endpoint a
+	// supplier is starting (DefaultReselectTimeout when zero).
+	ReselectTimeout time.Duration
 	// Metrics receives the manager's collectors (none when nil).
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
@@ -77,6 +81,7 @@ type Manager struct {
 	pool            *grpcutil.Pool
 	lifetime        time.Duration
 	probeEvery      time.Duration
+	reselectTimeout time.Duration
 	log             *slog.Logger
 	metrics         *metricSet
 
@@ -89,8 +94,10 @@ type Manager struct {
 	rr         map[string]uint64 // round-robin position per network service
 	watchers   map[*watcher]struct{}
 
+	ctx      context.Context // ends at Stop: background work (probes, heals)
 	stop     context.CancelFunc
 	done     chan struct{}
+	wg       sync.WaitGroup // heals in flight
 	stopOnce sync.Once
 }
 
@@ -120,6 +127,9 @@ func New(cfg Config) (*Manager, error) {
 	if m.lifetime <= 0 {
 		m.lifetime = DefaultMaxTokenLifetime
 	}
+	if m.reselectTimeout = cfg.ReselectTimeout; m.reselectTimeout <= 0 {
+		m.reselectTimeout = DefaultReselectTimeout
+	}
 	if m.probeEvery <= 0 {
 		m.probeEvery = DefaultProbeInterval
 	}
@@ -128,7 +138,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.metrics = newMetrics(cfg.Metrics, m)
 	ctx, cancel := context.WithCancel(context.Background())
-	m.stop = cancel
+	m.ctx, m.stop = ctx, cancel
 	go m.probeLoop(ctx)
 	return m, nil
 }
@@ -148,6 +158,7 @@ func (m *Manager) Stop() error {
 	m.stopOnce.Do(func() {
 		m.stop()
 		<-m.done
+		m.wg.Wait()
 		m.mu.Lock()
 		for _, c := range m.conns {
 			c.timer.Stop()

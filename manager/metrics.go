@@ -13,6 +13,7 @@ type metricSet struct {
 	closes    prometheus.Histogram
 	refusals  *prometheus.CounterVec
 	reselects prometheus.Counter
+	heals     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, m *Manager) *metricSet {
@@ -31,9 +32,12 @@ func newMetrics(reg prometheus.Registerer, m *Manager) *metricSet {
 		reselects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vwire_manager_reselections_total", Help: "Connections moved to another endpoint after their refresh failed.",
 		}),
+		heals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vwire_manager_heals_total", Help: "Connections the manager rebuilt on its own after a next hop went away or came back.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.requests, s.closes, s.refusals, s.reselects, connCollector{m})
+		reg.MustRegister(s.requests, s.closes, s.refusals, s.reselects, s.heals, connCollector{m})
 	}
 	return s
 }

@@ -65,6 +65,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		if err != nil && !old.pinned && ctx.Err() == nil {
 			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
 			m.metrics.reselects.Inc()
+			conn.NetworkServiceEndpointName = "" // the manager chose it: choose again
 			c, err = m.connect(ctx, conn, prefs, old.endpoint)
 		}
 	} else {
@@ -156,10 +157,34 @@ func (m *Manager) refresh(ctx context.Context, conn *networkservice.Connection, 
 	return &connection{conn: reply, prefs: prefs, endpoint: old.endpoint, forwarder: fwd.name, nextHop: nextHop, remote: remote, pinned: old.pinned}, nil
 }
 
+// SupplierStarting begins the message of the error a supplier endpoint
+// returns after starting an endpoint for the client: discovery should be
+// tried again, for up to the reselect timeout.
+const SupplierStarting = "supplier: starting"
+
 // connect discovers the candidate endpoints and tries them in round-robin
 // order until one answers through a forwarder. avoid names an endpoint that
-// just failed this connection: it is tried last.
+// just failed this connection: it is tried last. When a supplier said it is
+// starting an endpoint, discovery is tried again until the reselect timeout.
 func (m *Manager) connect(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, avoid string) (*connection, error) {
+	deadline := time.Now().Add(m.reselectTimeout)
+	wait := 100 * time.Millisecond
+	for {
+		c, err := m.connectOnce(ctx, conn, prefs, avoid)
+		if err == nil || !strings.Contains(status.Convert(err).Message(), SupplierStarting) || time.Now().After(deadline) {
+			return c, err
+		}
+		m.log.Info("a supplier is starting an endpoint; discovering again", "service", conn.GetNetworkService(), "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (m *Manager) connectOnce(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, avoid string) (*connection, error) {
 	t, err := m.discover(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -197,6 +222,7 @@ func (m *Manager) via(ctx context.Context, conn *networkservice.Connection, pref
 	} else if nse.GetUrl() == m.url {
 		return nil, status.Errorf(codes.Unavailable, "endpoint %s is registered through this manager but has not re-registered since it restarted", nse.GetName())
 	}
+	conn = proto.Clone(conn).(*networkservice.Connection) // the next candidate starts from the caller's
 	conn.NetworkServiceEndpointName = nse.GetName()
 	var err error
 	for _, fwd := range fwds {

@@ -23,6 +23,7 @@ type managerFlags struct {
 	registry         string
 	nodeName         string
 	maxTokenLifetime time.Duration
+	reselectTimeout  time.Duration
 }
 
 func addManagerFlags(cmd *cobra.Command, f *managerFlags) {
@@ -32,6 +33,7 @@ func addManagerFlags(cmd *cobra.Command, f *managerFlags) {
 	fl.StringVar(&f.advertise, "advertise-url", "", "URL registered for local endpoints (default tcp://<this node's address>:<port of --manager-listen>)")
 	fl.StringVar(&f.nodeName, "node-name", "", "node name (default $NODE_NAME, else the host name)")
 	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", manager.DefaultMaxTokenLifetime, "longest a connection lives without a refresh")
+	fl.DurationVar(&f.reselectTimeout, "reselect-timeout", manager.DefaultReselectTimeout, "how long a Request waits for an endpoint a supplier is starting")
 }
 
 func newManagerCmd(g *globals) *cobra.Command {
@@ -106,7 +108,7 @@ func runManager(ctx context.Context, g *globals, f managerFlags, src identity.So
 	defer pool.Close()
 	m, err := manager.New(manager.Config{
 		Name: "manager-" + f.nodeName, NodeName: f.nodeName, URL: f.advertise,
-		Registry: reg, Policy: pol, Pool: pool, Source: src, Metrics: g.metrics, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
+		Registry: reg, Policy: pol, Pool: pool, Source: src, Metrics: g.metrics, ReselectTimeout: f.reselectTimeout, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
 	})
 	if err != nil {
 		return err
