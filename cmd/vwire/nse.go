@@ -60,6 +60,7 @@ func newNSECmd(g *globals) *cobra.Command {
 		Short: "Run an example Network Service Endpoint",
 	}
 	cmd.AddCommand(newICMPResponderCmd(g))
+	cmd.AddCommand(newPassthroughCmd(g))
 	return cmd
 }
 
