@@ -21,6 +21,7 @@ type nseFlags struct {
 	registerService      bool
 	registrationLifetime time.Duration
 	maxTokenLifetime     time.Duration
+	idleTimeout          time.Duration
 }
 
 func addNSEFlags(cmd *cobra.Command, f *nseFlags) {
@@ -35,6 +36,7 @@ func addNSEFlags(cmd *cobra.Command, f *nseFlags) {
 	fl.BoolVar(&f.registerService, "register-service", true, "register the network service when the registry does not have it")
 	fl.DurationVar(&f.registrationLifetime, "registration-lifetime", nse.DefaultRegistrationLifetime, "lifetime of each registration; refreshed at a third of it")
 	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", nse.DefaultMaxTokenLifetime, "longest a connection lives without a refresh")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without a connection (endpoints a supplier starts); never when 0")
 	_ = cmd.MarkFlagRequired("service")
 }
 
@@ -50,6 +52,7 @@ func (f nseFlags) options(g *globals) nse.Options {
 		ConnectTo:            f.connectTo,
 		RegistrationLifetime: f.registrationLifetime,
 		MaxTokenLifetime:     f.maxTokenLifetime,
+		IdleTimeout:          f.idleTimeout,
 		Logger:               g.log,
 	}
 }
@@ -61,6 +64,7 @@ func newNSECmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newICMPResponderCmd(g))
 	cmd.AddCommand(newPassthroughCmd(g))
+	cmd.AddCommand(newSupplierCmd(g), newVL3Cmd(g))
 	return cmd
 }
 

@@ -70,6 +70,9 @@ type Options struct {
 	// Ready, when set, is called once the endpoint serves, with its
 	// final name and URL, before it registers.
 	Ready func(name, url string)
+	// IdleTimeout, when set, stops the endpoint after it has had no
+	// connection for that long (endpoints a supplier starts).
+	IdleTimeout time.Duration
 }
 
 // Run serves svc as an endpoint and keeps it registered until ctx ends;
@@ -145,10 +148,16 @@ func Run(ctx context.Context, opts Options, svc Service) error {
 	regDone := make(chan error, 1)
 	go func() { regDone <- reg.Run(regCtx) }()
 
+	idle := make(chan struct{})
+	if opts.IdleTimeout > 0 {
+		go watchIdle(ctx, ep, opts.IdleTimeout, idle)
+	}
 	var runErr error
 	served := false
 	select {
 	case <-ctx.Done():
+	case <-idle:
+		log.Info("endpoint idle; stopping", "nse", name, "idle_timeout", opts.IdleTimeout)
 	case err := <-serveErr:
 		served = true
 		runErr = fmt.Errorf("nse %s: serve: %w", name, err)
@@ -165,6 +174,26 @@ func Run(ctx context.Context, opts Options, svc Service) error {
 	}
 	log.Info("endpoint stopped", "nse", name)
 	return runErr
+}
+
+// watchIdle closes idle once ep has had no connection for timeout.
+func watchIdle(ctx context.Context, ep *Endpoint, timeout time.Duration, idle chan<- struct{}) {
+	tick := time.NewTicker(min(timeout/4, time.Second))
+	defer tick.Stop()
+	since := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if ep.Len() > 0 {
+			since = time.Now()
+		} else if time.Since(since) >= timeout {
+			close(idle)
+			return
+		}
+	}
 }
 
 // stopServer stops gs gracefully, cutting calls still running after stopGrace.
