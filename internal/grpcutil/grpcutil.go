@@ -13,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/edwarnicke/grpcfd"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
@@ -138,30 +140,127 @@ func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, op
 	return cc, nil
 }
 
-// Conn is a client connection that remembers whom it reached: the SPIFFE
-// ID of the server, as verified in the last TLS handshake.
+// Conn is a client connection that remembers whom it reached (the server's
+// SPIFFE ID, from the last TLS handshake) and which of its own SVIDs it
+// presented. Path tokens are verified against the certificate a caller
+// presented on the connection a call arrives on, so when this process's
+// SVID rotates (SPIRE renews keys at half-life), Conn redials before its
+// next token is signed: the new handshake carries the new certificate.
 type Conn struct {
-	*grpc.ClientConn
-	peer atomic.Pointer[spiffeid.ID]
+	target    string
+	src       identity.Source
+	authorize tlsconfig.Authorizer
+	opts      []grpc.DialOption
+
+	peer      atomic.Pointer[spiffeid.ID]
+	presented atomic.Pointer[x509.Certificate] // leaf sent in the last handshake
+
+	mu     sync.Mutex // guards cc and closed
+	cc     *grpc.ClientConn
+	closed bool
 }
+
+var _ grpc.ClientConnInterface = (*Conn)(nil)
 
 // DialPeer is Dial for a connection whose server's identity the caller
 // needs (to address a path token to it).
 func DialPeer(target string, src identity.Source, authorize tlsconfig.Authorizer, opts ...grpc.DialOption) (*Conn, error) {
-	c := &Conn{}
+	c := &Conn{target: target, src: src, authorize: authorize, opts: opts}
+	cc, err := c.dial()
+	if err != nil {
+		return nil, err
+	}
+	c.cc = cc
+	return c, nil
+}
+
+func (c *Conn) dial() (*grpc.ClientConn, error) {
 	capture := func(id spiffeid.ID, chains [][]*x509.Certificate) error {
-		if err := authorize(id, chains); err != nil {
+		if err := c.authorize(id, chains); err != nil {
 			return err
 		}
 		c.peer.Store(&id)
 		return nil
 	}
-	cc, err := Dial(target, src, capture, opts...)
-	if err != nil {
-		return nil, err
+	return Dial(c.target, presentedSource{Source: c.src, c: c}, capture, c.opts...)
+}
+
+// presentedSource records the SVID a handshake presents.
+type presentedSource struct {
+	identity.Source
+	c *Conn
+}
+
+func (s presentedSource) GetX509SVID() (*x509svid.SVID, error) {
+	svid, err := s.Source.GetX509SVID()
+	if err == nil && len(svid.Certificates) > 0 {
+		s.c.presented.Store(svid.Certificates[0])
 	}
-	c.ClientConn = cc
-	return c, nil
+	return svid, err
+}
+
+func (c *Conn) current() *grpc.ClientConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cc
+}
+
+// Invoke implements grpc.ClientConnInterface.
+func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return c.current().Invoke(ctx, method, args, reply, opts...)
+}
+
+// NewStream implements grpc.ClientConnInterface.
+func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.current().NewStream(ctx, desc, method, opts...)
+}
+
+// ResetConnectBackoff retries at once instead of waiting out the backoff.
+func (c *Conn) ResetConnectBackoff() { c.current().ResetConnectBackoff() }
+
+// Target is the address dialled.
+func (c *Conn) Target() string { return c.target }
+
+// Close closes the connection; safe to call twice.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return c.cc.Close()
+}
+
+// oldConnGrace is how long a replaced connection stays open for the calls
+// (and watch streams) still running on it.
+const oldConnGrace = time.Minute
+
+// refresh redials when the SVID presented in the last handshake is no
+// longer this process's current one.
+func (c *Conn) refresh() error {
+	presented := c.presented.Load()
+	if presented == nil {
+		return nil // not connected yet: the first handshake will use the current SVID
+	}
+	svid, err := c.src.GetX509SVID()
+	if err != nil || len(svid.Certificates) == 0 || svid.Certificates[0].Equal(presented) {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.presented.Load() != presented {
+		return nil // closed, or another caller already redialled
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return fmt.Errorf("redial %s after SVID rotation: %w", c.target, err)
+	}
+	old := c.cc
+	c.cc = cc
+	c.presented.Store(nil)
+	time.AfterFunc(oldConnGrace, func() { old.Close() })
+	return nil
 }
 
 // peerTimeout bounds how long PeerID waits for a connection.
@@ -171,11 +270,15 @@ const peerTimeout = 10 * time.Second
 // ID. A server that cannot be reached fails it after one fresh attempt
 // (not after the caller's whole deadline), so callers can move on.
 func (c *Conn) PeerID(ctx context.Context) (spiffeid.ID, error) {
+	if err := c.refresh(); err != nil {
+		return spiffeid.ID{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	retried := false
+	cc := c.current()
 	for {
-		st := c.GetState()
+		st := cc.GetState()
 		switch st {
 		case connectivity.Ready:
 			if id := c.peer.Load(); id != nil {
@@ -185,21 +288,21 @@ func (c *Conn) PeerID(ctx context.Context) (spiffeid.ID, error) {
 			// The channel stays in TRANSIENT_FAILURE while it retries in
 			// the background: give it one immediate retry, briefly.
 			if retried {
-				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.Target())
+				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.target)
 			}
 			retried = true
-			c.ResetConnectBackoff()
+			cc.ResetConnectBackoff()
 			wctx, wcancel := context.WithTimeout(ctx, time.Second)
-			changed := c.WaitForStateChange(wctx, st)
+			changed := cc.WaitForStateChange(wctx, st)
 			wcancel()
 			if !changed {
-				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.Target())
+				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.target)
 			}
 			continue
 		}
-		c.Connect()
-		if !c.WaitForStateChange(ctx, st) {
-			return spiffeid.ID{}, fmt.Errorf("connect to %s: %w", c.Target(), ctx.Err())
+		cc.Connect()
+		if !cc.WaitForStateChange(ctx, st) {
+			return spiffeid.ID{}, fmt.Errorf("connect to %s: %w", c.target, ctx.Err())
 		}
 	}
 }

@@ -34,12 +34,12 @@ func NewPool(src identity.Source, authorize tlsconfig.Authorizer, opts ...grpc.D
 }
 
 // Get returns the connection to target, dialing it on first use.
-func (p *Pool) Get(target string) (*grpc.ClientConn, error) {
+func (p *Pool) Get(target string) (grpc.ClientConnInterface, error) {
 	c, err := p.conn(target)
 	if err != nil {
 		return nil, err
 	}
-	return c.ClientConn, nil
+	return c, nil
 }
 
 func (p *Pool) conn(target string) (*Conn, error) {

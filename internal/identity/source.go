@@ -124,11 +124,13 @@ func NewCASource(ca *CA, id spiffeid.ID, ttl time.Duration, log *slog.Logger) (*
 
 func (s *CASource) rotate() {
 	defer close(s.done)
+	issued := time.Now()
 	for {
 		cert := s.svid.Load().Certificates[0]
-		// Renew at half the lifetime: a failed renewal then has the other
-		// half to succeed before anything expires.
-		wait := time.Until(cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) / 2))
+		// Renew at half the lifetime left at issue (NotBefore is backdated
+		// for clock skew, so it is not the issue time): a failed renewal
+		// then has the other half to succeed before anything expires.
+		wait := time.Until(issued.Add(cert.NotAfter.Sub(issued) / 2))
 		select {
 		case <-s.stop:
 			return
@@ -145,6 +147,7 @@ func (s *CASource) rotate() {
 			continue
 		}
 		s.svid.Store(svid)
+		issued = time.Now()
 		s.log.Debug("identity: SVID renewed", "id", s.id.String(), "not_after", svid.Certificates[0].NotAfter)
 	}
 }

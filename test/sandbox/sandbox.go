@@ -42,6 +42,7 @@ type Options struct {
 	Policy           *policy.Policy        // the managers'
 	RegistryPolicy   *policy.Policy        // the registry's
 	Metrics          prometheus.Registerer // the managers' collectors (one node only)
+	SVIDTTL          time.Duration         // every component's SVID lifetime (1h when zero)
 	Logger           *slog.Logger
 }
 
@@ -58,6 +59,7 @@ type Sandbox struct {
 	policy   *policy.Policy
 	regPol   *policy.Policy
 	metrics  prometheus.Registerer
+	svidTTL  time.Duration
 }
 
 // Node is one node: a manager and a forwarder.
@@ -93,7 +95,10 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL}
+	if sb.svidTTL == 0 {
+		sb.svidTTL = time.Hour
+	}
 	sb.startRegistry()
 	for i := range opt.Nodes {
 		sb.AddNode(fmt.Sprintf("node%d", i+1))
@@ -108,7 +113,7 @@ func (sb *Sandbox) Source(name string) identity.Source {
 	if err != nil {
 		sb.t.Fatal(err)
 	}
-	src, err := identity.NewCASource(sb.CA, id, time.Hour, nil)
+	src, err := identity.NewCASource(sb.CA, id, sb.svidTTL, nil)
 	if err != nil {
 		sb.t.Fatal(err)
 	}
