@@ -8,7 +8,9 @@ PKGS     := ./...
 
 IMAGE    ?= ghcr.io/vwire/vwire:latest
 
-.PHONY: build test lint run run-registry clean fuzz docker
+SPIRE_BIN_DIR ?= $(HOME)/.cache/vwire-tools/spire-v1.13.3/bin
+
+.PHONY: build test lint run run-registry clean fuzz docker test-spire
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vwire
@@ -42,6 +44,12 @@ fuzz:
 		echo "== $${t%%:*} in $${t#*:}"; \
 		$(GO) test -run='^$$' -fuzz="^$${t%%:*}$$" -fuzztime=$(FUZZTIME) "$${t#*:}"; \
 	done
+
+# vwire with every identity from a real SPIRE v1.13.3 (root; the first
+# build of spire-server and spire-agent takes 10-20 minutes, then it is cached).
+test-spire:
+	./tools/install.sh $(SPIRE_BIN_DIR) >/dev/null
+	SPIRE_BIN_DIR=$(SPIRE_BIN_DIR) $(GO) test -v -count=1 -timeout 15m ./test/spire/
 
 # The image (needs a Docker engine; CI has none, so the Dockerfile is checked by review).
 docker:

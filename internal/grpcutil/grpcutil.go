@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -205,13 +206,21 @@ func (c *Conn) current() *grpc.ClientConn {
 	return c.cc
 }
 
-// Invoke implements grpc.ClientConnInterface.
+// Invoke implements grpc.ClientConnInterface. A call goes out on a
+// connection that presents the current SVID: interceptors that sign path
+// tokens run after the connection is chosen.
 func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if err := c.refresh(); err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
 	return c.current().Invoke(ctx, method, args, reply, opts...)
 }
 
 // NewStream implements grpc.ClientConnInterface.
 func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if err := c.refresh(); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	return c.current().NewStream(ctx, desc, method, opts...)
 }
 
