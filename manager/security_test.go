@@ -8,6 +8,7 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +19,7 @@ import (
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/policy"
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/test/sandbox"
 )
 
@@ -56,6 +58,39 @@ func TestRequestAuthentication(t *testing.T) {
 			req := request("icmp", nil)
 			req.Connection.Path.PathSegments[0].Expires = timestamppb.New(time.Now().Add(-time.Second))
 			_, err := cli.Request(ctx, req)
+			return err
+		}},
+		{name: "tampered client token", code: codes.PermissionDenied, call: func() error {
+			c := n.Client("nsc-tamper")
+			c.NoToken = true
+			svid, _ := c.Src.GetX509SVID()
+			tok, _ := token.Sign(svid, spiffeid.RequireFromString("spiffe://sandbox.local/vwire/manager-node1"), time.Now().Add(time.Minute))
+			parts := strings.Split(tok, ".")
+			parts[1] = parts[1][:len(parts[1])-2] + "AA" // change the claims, keep the signature
+			req := request("icmp", nil)
+			req.Connection.Path.PathSegments[0].Token = strings.Join(parts, ".")
+			_, err := c.Request(ctx, req)
+			return err
+		}},
+		{name: "client token addressed to someone else", code: codes.PermissionDenied, call: func() error {
+			c := n.Client("nsc-misaddressed")
+			c.NoToken = true
+			svid, _ := c.Src.GetX509SVID()
+			tok, _ := token.Sign(svid, spiffeid.RequireFromString("spiffe://sandbox.local/vwire/forwarder-node1"), time.Now().Add(time.Minute))
+			req := request("icmp", nil)
+			req.Connection.Path.PathSegments[0].Token = tok
+			_, err := c.Request(ctx, req)
+			return err
+		}},
+		{name: "token signed by another workload", code: codes.PermissionDenied, call: func() error {
+			other := n.Client("nsc-other")
+			svid, _ := other.Src.GetX509SVID()
+			tok, _ := token.Sign(svid, spiffeid.RequireFromString("spiffe://sandbox.local/vwire/manager-node1"), time.Now().Add(time.Minute))
+			c := n.Client("nsc-thief")
+			c.NoToken = true
+			req := request("icmp", nil)
+			req.Connection.Path.PathSegments[0].Token = tok
+			_, err := c.Request(ctx, req)
 			return err
 		}},
 		{name: "no client certificate", code: codes.Unavailable, call: func() error {
