@@ -48,14 +48,6 @@ const (
 	crdVersion    = "v1"
 )
 
-// pendingFlags are flags the manifests and units use that the binary is
-// getting (the VPP dataplane's API socket and uplink). While
-// `vwire <command> --help` does not list one, the test logs it instead of
-// failing; once every one of them exists this map can go.
-var pendingFlags = map[string][]string{
-	"forwarder": {"vpp-api-socket", "uplink"},
-}
-
 // externalSecrets are created by the operator before applying (README.md).
 var externalSecrets = []string{"vwire-ca"}
 
@@ -788,8 +780,6 @@ func checkFlags(t *testing.T, where string, args []string) {
 	for _, f := range flags {
 		switch {
 		case known[f]:
-		case slices.Contains(pendingFlags[command[0]], f):
-			t.Logf("%s: vwire %s has no --%s yet (pending)", where, strings.Join(command, " "), f)
 		default:
 			t.Errorf("%s: vwire %s has no flag --%s", where, strings.Join(command, " "), f)
 		}

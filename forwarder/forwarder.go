@@ -152,6 +152,12 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
 	}
 	log.Debug("vWire built", "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
+	if mp, ok := f.dp.(interface {
+		Metrics(id string) map[string]string
+	}); ok {
+		// The dataplane's counters for this vWire travel in our segment.
+		conn.Path.PathSegments[hop.Index].Metrics = mp.Metrics(hop.ID())
+	}
 	if old != nil && old.nextHop != nextHop {
 		// Rerouted: the old next hop's part of the path is no longer ours.
 		f.closeNext(ctx, old.out, old.nextHop)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/forwarder/kernel"
+	"github.com/vwire/vwire/forwarder/vpp"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/registration"
@@ -29,6 +32,10 @@ type forwarderFlags struct {
 	tunnelIP         string
 	maxTokenLifetime time.Duration
 	grace            time.Duration
+	vppAPISocket     string
+	vppBin           string
+	vppPluginPath    string
+	uplink           string
 }
 
 func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string) {
@@ -38,6 +45,10 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringSliceVar(&f.labels, "forwarder-labels", []string{"p2p=true"}, "labels the manager selects this forwarder by")
 	fl.StringVar(&f.tunnelIP, "tunnel-ip", "", "this node's address for tunnels (default: the address of the default route's interface)")
 	fl.DurationVar(&f.grace, "reconcile-grace", kernel.DefaultGrace, "how long links from a previous run wait for their connection's refresh")
+	fl.StringVar(&f.vppAPISocket, "vpp-api-socket", "", "attach to the VPP serving this API socket (default: start VPP with --vpp-bin)")
+	fl.StringVar(&f.vppBin, "vpp-bin", "vpp", "VPP binary to start when no --vpp-api-socket is given")
+	fl.StringVar(&f.vppPluginPath, "vpp-plugin-path", "", "VPP plugin directory (default: VPP's own)")
+	fl.StringVar(&f.uplink, "uplink", "", "host interface VPP sends tunnels out of (af_packet); without it the VPP dataplane offers no REMOTE mechanism")
 }
 
 func newForwarderCmd(g *globals) *cobra.Command {
@@ -72,14 +83,34 @@ func parseLabels(kvs []string) (map[string]string, error) {
 	return out, nil
 }
 
-// openDataplane picks the dataplane the flags ask for.
-func openDataplane(g *globals, f forwarderFlags, tunnel netip.Addr) (*kernel.Dataplane, error) {
-	switch f.dataplane {
-	case "kernel", "auto":
-		// The VPP dataplane is not built into this binary yet: auto means kernel.
+// dataplane is what the forwarder command needs of a dataplane.
+type dataplane interface {
+	forwarder.Dataplane
+	Start(context.Context) error
+	Close() error
+}
+
+// openDataplane picks the dataplane the flags ask for: vpp when asked, or
+// with auto when VPP is there to attach to or to start; kernel otherwise.
+func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel netip.Addr) (dataplane, error) {
+	kind := f.dataplane
+	if kind == "auto" {
+		kind = "kernel"
+		if _, err := exec.LookPath(f.vppBin); err == nil || f.vppAPISocket != "" {
+			kind = "vpp"
+		}
+	}
+	switch kind {
+	case "kernel":
 		return kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, Logger: g.log.With("dataplane", "kernel")})
 	case "vpp":
-		return nil, fmt.Errorf("--dataplane vpp: the VPP dataplane is not available in this build")
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return vpp.New(cctx, vpp.Config{
+			APISocket: f.vppAPISocket, Bin: f.vppBin, PluginPath: f.vppPluginPath,
+			StateDir: filepath.Join(g.stateDir, "vpp"), Uplink: f.uplink, TunnelIP: tunnel,
+			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"),
+		})
 	default:
 		return nil, fmt.Errorf("--dataplane %q: want kernel, vpp or auto", f.dataplane)
 	}
@@ -117,7 +148,7 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	defer src.Close()
 	authz := identity.AuthorizeTrustDomain(src)
 
-	dp, err := openDataplane(g, f, tunnel)
+	dp, err := openDataplane(ctx, g, f, tunnel)
 	if err != nil {
 		return err
 	}

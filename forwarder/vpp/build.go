@@ -1,0 +1,246 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vwire/vwire/mechanisms/ipsec"
+	"github.com/vwire/vwire/mechanisms/kernel"
+	"github.com/vwire/vwire/mechanisms/memif"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
+)
+
+// build makes every object of plan p, pushing after each create how to
+// remove it; on failure it removes them all (on a context of its own) and
+// returns the first error.
+func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, err error) {
+	var u undoStack
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			if uerr := u.run(cctx, cl.log); uerr != nil {
+				err = fmt.Errorf("%w (and rolling back: %w)", err, uerr)
+			}
+		}
+	}()
+	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
+		return NoInterface, NoInterface, err
+	}
+	if out, err = d.makeSide(ctx, cl, &u, p, &p.out); err != nil {
+		return NoInterface, NoInterface, err
+	}
+	if err = d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
+		return NoInterface, NoInterface, err
+	}
+	return in, out, nil
+}
+
+// makeSide makes one side's interface, configured and up.
+func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side) (SwIfIndex, error) {
+	tag := tagOf(s.role, p.id).String()
+	// An IP-payload local side gets an IP table of its own (its addresses
+	// are the far end's and may overlap other vWires'). The table is made
+	// before the interface so that it is removed after it.
+	var table uint32
+	if p.l3 && s.local() && len(s.vppAddrs) > 0 {
+		table = d.tables.allocate()
+		u.push("table id", func(context.Context) error { d.tables.release(table); return nil })
+		for _, ip6 := range families(p) {
+			t := IPTable{ID: table, IP6: ip6, Name: tag}
+			if err := cl.CreateIPTable(ctx, t); err != nil {
+				return NoInterface, err
+			}
+			u.push("ip table", func(ctx context.Context) error { return cl.DeleteIPTable(ctx, t) })
+		}
+	}
+
+	idx, err := d.makeInterface(ctx, cl, u, p, s, tag)
+	if err != nil {
+		return NoInterface, err
+	}
+
+	if p.l3 {
+		if s.local() {
+			if table != 0 {
+				for _, ip6 := range families(p) {
+					if err := cl.SetInterfaceTable(ctx, idx, table, ip6); err != nil {
+						return NoInterface, err
+					}
+				}
+			}
+			for _, a := range s.vppAddrs {
+				if err := cl.AddInterfaceAddress(ctx, idx, a); err != nil {
+					return NoInterface, err
+				}
+			}
+			for _, a := range s.peerAddrs {
+				r := Route{Table: table, Prefix: a, Via: idx}
+				if err := cl.CreateRoute(ctx, r); err != nil {
+					return NoInterface, err
+				}
+				// VPP leaves API routes behind when their table goes.
+				u.push("route", func(ctx context.Context) error { return cl.DeleteRoute(ctx, r) })
+			}
+		} else if err := cl.SetInterfaceUnnumbered(ctx, idx, d.uplinkIndex()); err != nil {
+			return NoInterface, err
+		}
+	}
+	if err := cl.SetInterfaceMTU(ctx, idx, p.mtu); err != nil {
+		return NoInterface, err
+	}
+	if err := cl.SetInterfaceUp(ctx, idx); err != nil {
+		return NoInterface, err
+	}
+	return idx, nil
+}
+
+// makeInterface makes the VPP interface of one side, tagged.
+func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, tag string) (SwIfIndex, error) {
+	var idx SwIfIndex
+	var err error
+	tagged := false
+	switch s.typ {
+	case kernel.Type:
+		if s.tap {
+			idx, err = cl.CreateTap(ctx, TapSpec{HostIfName: s.workload.name, HostNamespace: s.workload.netns, TUN: p.l3, HostMTU: p.mtu, Tag: tag})
+			if err != nil {
+				return NoInterface, err
+			}
+			tagged = true
+			u.push("tap", func(ctx context.Context) error { return cl.DeleteTap(ctx, idx) })
+			if err := d.host.configureWorkload(s.workload); err != nil {
+				return NoInterface, fmt.Errorf("tap %s: %w", s.workload.name, err)
+			}
+		} else {
+			host := linkName(s.role, tagKey(p.id))
+			// A veth of ours left without its VPP side (the VPP that had
+			// it stopped) would be in the way.
+			if err := d.host.deleteLink(host, tag); err != nil {
+				return NoInterface, err
+			}
+			if err := d.host.createVeth(host, tag, s.workload); err != nil {
+				return NoInterface, err
+			}
+			u.push("veth", func(context.Context) error { return d.host.deleteLink(host, tag) })
+			if idx, err = cl.CreateAfPacket(ctx, AfPacketSpec{HostIfName: host}); err != nil {
+				return NoInterface, err
+			}
+			u.push("af_packet", func(ctx context.Context) error { return cl.DeleteAfPacket(ctx, host) })
+		}
+	case memif.Type:
+		if !strings.HasPrefix(s.memifSocket, "abstract:") {
+			if err := os.MkdirAll(filepath.Dir(s.memifSocket), 0o755); err != nil {
+				return NoInterface, fmt.Errorf("memif socket directory: %w", err)
+			}
+		}
+		sock, err := cl.CreateMemifSocket(ctx, s.memifSocket)
+		if err != nil {
+			return NoInterface, err
+		}
+		u.push("memif socket", func(ctx context.Context) error { return cl.DeleteMemifSocket(ctx, sock) })
+		if idx, err = cl.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: p.l3}); err != nil {
+			return NoInterface, err
+		}
+		u.push("memif", func(ctx context.Context) error { return cl.DeleteMemif(ctx, idx) })
+	case vxlan.Type:
+		t := s.vxlan
+		if idx, err = cl.CreateVxlanTunnel(ctx, t); err != nil {
+			return NoInterface, err
+		}
+		u.push("vxlan tunnel", func(ctx context.Context) error { return cl.DeleteVxlanTunnel(ctx, t) })
+	case wireguard.Type:
+		if idx, err = cl.CreateWireguardInterface(ctx, s.wgIface); err != nil {
+			return NoInterface, err
+		}
+		u.push("wireguard interface", func(ctx context.Context) error { return cl.DeleteWireguardInterface(ctx, idx) })
+	case ipsec.Type:
+		out, in := s.saOut, s.saIn
+		if err := cl.CreateSA(ctx, out); err != nil {
+			return NoInterface, err
+		}
+		u.push("outbound sa", func(ctx context.Context) error { return cl.DeleteSA(ctx, out.ID) })
+		if err := cl.CreateSA(ctx, in); err != nil {
+			return NoInterface, err
+		}
+		u.push("inbound sa", func(ctx context.Context) error { return cl.DeleteSA(ctx, in.ID) })
+		if idx, err = cl.CreateIpipTunnel(ctx, s.ipip); err != nil {
+			return NoInterface, err
+		}
+		u.push("ipip tunnel", func(ctx context.Context) error { return cl.DeleteIpipTunnel(ctx, idx) })
+	default:
+		return NoInterface, fmt.Errorf("%s side: mechanism %q is not supported", s.role, s.typ)
+	}
+	if !tagged {
+		// The create request has no tag: tag right after. Should that
+		// fail, the undo above removes the untagged interface.
+		if err := cl.SetInterfaceTag(ctx, idx, tag); err != nil {
+			return NoInterface, err
+		}
+	}
+	switch s.typ {
+	case wireguard.Type:
+		peer := s.wgPeer
+		peer.Interface = idx
+		pi, err := cl.CreateWireguardPeer(ctx, peer)
+		if err != nil {
+			return NoInterface, err
+		}
+		u.push("wireguard peer", func(ctx context.Context) error { return cl.DeleteWireguardPeer(ctx, pi) })
+	case ipsec.Type:
+		if err := cl.CreateTunnelProtection(ctx, TunnelProtection{Interface: idx, Out: s.saOut.ID, In: []uint32{s.saIn.ID}}); err != nil {
+			return NoInterface, err
+		}
+		u.push("tunnel protection", func(ctx context.Context) error { return cl.DeleteTunnelProtection(ctx, idx) })
+	}
+	return idx, nil
+}
+
+// crossConnect joins in and out both ways: l2xc for Ethernet, l3xc (per
+// address family) for IP.
+func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, p *plan, in, out SwIfIndex) error {
+	if !p.l3 {
+		for _, x := range []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}} {
+			if err := cl.CreateL2XC(ctx, x); err != nil {
+				return err
+			}
+			u.push("l2xc", func(ctx context.Context) error { return cl.DeleteL2XC(ctx, x.Rx) })
+		}
+		return nil
+	}
+	for _, ip6 := range families(p) {
+		for _, x := range []L3XC{
+			{Rx: in, Tx: out, IP6: ip6, NextHop: p.out.nextHop(ip6)},
+			{Rx: out, Tx: in, IP6: ip6, NextHop: p.in.nextHop(ip6)},
+		} {
+			if err := cl.CreateL3XC(ctx, x); err != nil {
+				return err
+			}
+			u.push("l3xc", func(ctx context.Context) error { return cl.DeleteL3XC(ctx, x.Rx, x.IP6) })
+		}
+	}
+	return nil
+}
+
+// families lists the address families a vWire carries: false for IPv4,
+// true for IPv6.
+func families(p *plan) []bool {
+	var f []bool
+	if p.ip4 {
+		f = append(f, false)
+	}
+	if p.ip6 {
+		f = append(f, true)
+	}
+	return f
+}
+
+func (d *Dataplane) uplinkIndex() SwIfIndex {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.uplink
+}

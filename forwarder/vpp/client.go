@@ -1,0 +1,142 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/ethernet_types"
+	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip_types"
+	"go.fd.io/govpp/binapi/memclnt"
+)
+
+// SwIfIndex is the index of a VPP software interface.
+type SwIfIndex uint32
+
+// NoInterface is VPP's "no interface" index (~0).
+const NoInterface SwIfIndex = ^SwIfIndex(0)
+
+func (i SwIfIndex) api() interface_types.InterfaceIndex { return interface_types.InterfaceIndex(i) }
+
+// Client makes VPP objects over one binary API connection: one file per
+// object kind (memif.go, vxlan.go...), each with Create, Delete and List
+// methods that take ctx first and domain types, never binapi structs. Each
+// VPP call logs one debug line with its message name and duration. A Client
+// is safe for concurrent use.
+type Client struct {
+	conn api.Connection
+	log  *slog.Logger
+}
+
+// NewClient returns a Client on conn; log may be nil.
+func NewClient(conn api.Connection, log *slog.Logger) *Client {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{conn: conn, log: log}
+}
+
+// WithLogger returns a Client on the same connection logging to log (for
+// example with the connection id attached).
+func (c *Client) WithLogger(log *slog.Logger) *Client { return &Client{conn: c.conn, log: log} }
+
+// done logs one VPP call.
+func (c *Client) done(ctx context.Context, msg string, start time.Time, err error, attrs ...any) {
+	if !c.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs = append(attrs, "api", msg, "took", time.Since(start))
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	c.log.DebugContext(ctx, "vpp call", attrs...)
+}
+
+// dump sends a dump request and calls each for every details message of
+// type D, until VPP's control ping reply ends the list.
+func dump[D api.Message](ctx context.Context, c *Client, req api.Message, each func(D)) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, req.GetMessageName(), start, err) }()
+	stream, err := c.conn.NewStream(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stream.Close() }()
+	if err := stream.SendMsg(req); err != nil {
+		return err
+	}
+	if err := stream.SendMsg(&memclnt.ControlPing{}); err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.RecvMsg()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case D:
+			each(m)
+		case *memclnt.ControlPingReply:
+			return nil
+		default:
+			return fmt.Errorf("%s: unexpected reply %s", req.GetMessageName(), msg.GetMessageName())
+		}
+	}
+}
+
+// IsNotFound reports whether err is VPP's answer for an object that does not
+// exist (what a second delete gets).
+func IsNotFound(err error) bool {
+	var e api.VPPApiError
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e {
+	case api.NO_SUCH_ENTRY, api.NO_SUCH_TABLE, api.INVALID_SW_IF_INDEX, api.INVALID_INTERFACE, api.NO_SUCH_NODE:
+		return true
+	}
+	return false
+}
+
+// Conversions between domain types and binapi types.
+
+func toAddress(a netip.Addr) ip_types.Address { return ip_types.NewAddress(net.IP(a.AsSlice())) }
+
+func fromAddress(a ip_types.Address) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.ToIP())
+	return ip.Unmap()
+}
+
+func toPrefix(p netip.Prefix) ip_types.Prefix {
+	return ip_types.Prefix{Address: toAddress(p.Addr()), Len: uint8(p.Bits())}
+}
+
+func fromPrefix(p ip_types.Prefix) netip.Prefix {
+	return netip.PrefixFrom(fromAddress(p.Address), int(p.Len))
+}
+
+func toMAC(m net.HardwareAddr) ethernet_types.MacAddress {
+	var out ethernet_types.MacAddress
+	copy(out[:], m)
+	return out
+}
+
+func fromMAC(m ethernet_types.MacAddress) net.HardwareAddr {
+	return net.HardwareAddr(append([]byte(nil), m[:]...))
+}
+
+func addressUnion(a netip.Addr) ip_types.AddressUnion {
+	if !a.IsValid() {
+		return ip_types.AddressUnion{}
+	}
+	if a.Is4() {
+		return ip_types.AddressUnionIP4(a.As4())
+	}
+	return ip_types.AddressUnionIP6(a.As16())
+}

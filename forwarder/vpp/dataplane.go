@@ -1,0 +1,442 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"go.fd.io/govpp/core"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
+	"github.com/vwire/vwire/internal/keyedlock"
+	"github.com/vwire/vwire/mechanisms/ipsec"
+	"github.com/vwire/vwire/mechanisms/kernel"
+	"github.com/vwire/vwire/mechanisms/memif"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
+)
+
+const (
+	// cleanupTimeout bounds rollback work, which never runs on the
+	// caller's context (it may be the one that expired).
+	cleanupTimeout = 15 * time.Second
+	// callTimeout bounds work given a context without a deadline: govpp
+	// waits for a reply forever otherwise.
+	callTimeout = 30 * time.Second
+)
+
+// bounded returns ctx, with callTimeout when it has no deadline.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, callTimeout)
+}
+
+// Dataplane implements forwarder.Dataplane with VPP.
+type Dataplane struct {
+	log        *slog.Logger
+	vpp        *Client
+	conn       *core.Connection
+	statsMu    sync.Mutex  // serialises reads of the stats segment
+	stats      statsReader // nil when the stats segment could not be reached; guarded by statsMu
+	statsConn  *core.StatsConnection
+	proc       *vppstart.Process // nil when attached to a running VPP; guarded by mu after New
+	host       hostNet
+	kernelTap  bool
+	memifDir   string
+	uplinkName string
+	grace      time.Duration
+	vnis       *vxlan.VNIAllocator
+	tables     *tableAllocator
+	locks      keyedlock.Locker // serialises work on one connection id
+
+	// Set by New and by recovery after VPP comes back; read under mu by
+	// those that may race with recovery.
+	tunnel      netip.Addr
+	underlayMTU int
+	uplink      SwIfIndex
+
+	life      context.Context // ends when Close begins
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	mu       sync.Mutex                     // guards the fields below
+	held     map[string]map[string]uint32   // VNIs by connection id and role
+	keys     map[string]map[string][32]byte // private keys by connection id and role/type
+	accepted map[string]string              // mechanism type Accept chose, by id
+	conns    map[string]*vwireState         // built vWires, by id
+	orphans  map[string]bool                // tag keys found at start, not yet claimed
+}
+
+// vwireState is what Connect built for one id, and what it was given, so
+// that a refresh can check it and a VPP restart can replay it.
+type vwireState struct {
+	plan    *plan
+	in, out SwIfIndex
+	inConn  *networkservice.Connection
+	outConn *networkservice.Connection
+}
+
+var _ forwarder.Dataplane = (*Dataplane)(nil)
+
+// Accept takes the first preference this node can terminate: KERNEL and
+// MEMIF from a local client, VXLAN, WIREGUARD and IPSEC from a peer node.
+func (d *Dataplane) Accept(_ context.Context, id string, conn *networkservice.Connection, prefs []*networkservice.Mechanism) (*networkservice.Mechanism, error) {
+	var reasons []error
+	for _, p := range prefs {
+		m, err := d.accept(id, conn, p)
+		if err != nil {
+			reasons = append(reasons, err)
+			continue
+		}
+		d.mu.Lock()
+		d.accepted[id] = m.GetType()
+		d.mu.Unlock()
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w: %w", forwarder.ErrNoMechanism, errors.Join(reasons...))
+}
+
+func (d *Dataplane) accept(id string, conn *networkservice.Connection, p *networkservice.Mechanism) (*networkservice.Mechanism, error) {
+	ipPayload := isIPPayload(conn)
+	switch p.GetType() {
+	case kernel.Type:
+		params, err := kernel.FromOffer(p)
+		if err != nil {
+			return nil, err
+		}
+		if params.NetNSURL == "" {
+			return nil, errors.New("kernel: the client named no network namespace (inodeURL)")
+		}
+		if _, err := netnsPath(params.NetNSURL); err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		if params.Name == "" {
+			params.Name = kernel.DefaultName(id)
+		}
+		return kernel.New(params), nil
+	case memif.Type:
+		params, err := memif.FromOffer(p)
+		if err != nil {
+			return nil, err
+		}
+		if params.SocketFile == "" {
+			params.SocketFile = memif.DefaultSocketFile(id)
+		}
+		if params.IsAbstract() {
+			if _, err := netnsPath(params.NetNSURL); err != nil {
+				return nil, fmt.Errorf("memif: %w", err)
+			}
+		} else if _, err := params.SocketPath(d.memifDir); err != nil {
+			return nil, err
+		}
+		return memif.New(params), nil
+	case vxlan.Type:
+		offer, err := vxlan.FromOffer(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.checkTunnel(d.tunnel, offer.SrcIP); err != nil {
+			return nil, fmt.Errorf("vxlan: %w", err)
+		}
+		params, err := vxlan.Accept(offer, d.tunnel, func(vni uint32) bool { return d.holdVNI(id, roleIn, vni) })
+		if err != nil {
+			return nil, err
+		}
+		params.MTU = uint32(d.underlayMTU - d.overhead(vxlan.Type))
+		return vxlan.New(params), nil
+	case wireguard.Type:
+		if !ipPayload {
+			return nil, errors.New("wireguard: carries IP packets, the payload is ETHERNET")
+		}
+		offer, err := wireguard.FromOffer(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.checkTunnel(d.tunnel, offer.SrcIP); err != nil {
+			return nil, fmt.Errorf("wireguard: %w", err)
+		}
+		pub, err := d.holdKey(id, roleIn, wireguard.Type)
+		if err != nil {
+			return nil, err
+		}
+		params := wireguard.Accept(offer, d.tunnel, wireguard.DefaultPort, pub)
+		params.MTU = uint32(d.underlayMTU - d.overhead(wireguard.Type))
+		return wireguard.New(params), nil
+	case ipsec.Type:
+		if !ipPayload {
+			return nil, errors.New("ipsec: carries IP packets, the payload is ETHERNET")
+		}
+		offer, err := ipsec.FromOffer(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.checkTunnel(d.tunnel, offer.SrcIP); err != nil {
+			return nil, fmt.Errorf("ipsec: %w", err)
+		}
+		pub, err := d.holdKey(id, roleIn, ipsec.Type)
+		if err != nil {
+			return nil, err
+		}
+		params := ipsec.Accept(offer, d.tunnel, ipsec.DefaultPort, pub)
+		params.MTU = uint32(d.underlayMTU - d.overhead(ipsec.Type))
+		return ipsec.New(params), nil
+	}
+	return nil, fmt.Errorf("%s: not supported by the VPP dataplane", p.GetType())
+}
+
+// Offer offers KERNEL and MEMIF to a local endpoint; to a remote hop,
+// WIREGUARD, IPSEC and VXLAN for an IP payload (VXLAN last: it is what a
+// kernel-dataplane peer takes), VXLAN for an Ethernet one.
+func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Connection, remote bool) ([]*networkservice.Mechanism, error) {
+	d.mu.Lock()
+	in := d.accepted[id]
+	d.mu.Unlock()
+	ipPayload := isIPPayload(conn)
+	if !remote {
+		offers := []*networkservice.Mechanism{kernel.New(kernel.Params{})}
+		if !(ipPayload && in == vxlan.Type) {
+			offers = append(offers, memif.New(memif.Params{SocketFile: memif.DefaultSocketFile(id + "/" + roleOut)}))
+		}
+		return offers, nil
+	}
+	if !d.tunnel.IsValid() || d.uplinkIndex() == NoInterface {
+		return nil, nil
+	}
+	var offers []*networkservice.Mechanism
+	if ipPayload {
+		pub, err := d.holdKey(id, roleOut, wireguard.Type)
+		if err != nil {
+			return nil, err
+		}
+		wg := wireguard.Offer(d.tunnel, wireguard.DefaultPort, pub)
+		wg.MTU = uint32(d.underlayMTU - d.overhead(wireguard.Type))
+		if pub, err = d.holdKey(id, roleOut, ipsec.Type); err != nil {
+			return nil, err
+		}
+		is := ipsec.Offer(d.tunnel, ipsec.DefaultPort, pub)
+		is.MTU = uint32(d.underlayMTU - d.overhead(ipsec.Type))
+		offers = append(offers, wireguard.New(wg), ipsec.New(is))
+	}
+	if !(ipPayload && in == memif.Type) {
+		vni, err := d.offerVNI(id)
+		if err != nil {
+			return nil, err
+		}
+		vx := vxlan.Offer(d.tunnel, vni)
+		vx.MTU = uint32(d.underlayMTU - d.overhead(vxlan.Type))
+		offers = append(offers, vxlan.New(vx))
+	}
+	return offers, nil
+}
+
+// Connect builds (or re-checks) the vWire id: the incoming side, the
+// outgoing side and the cross-connect between them. Everything is worked
+// out and checked first; a failure after the first VPP call removes what
+// was made, in reverse order.
+func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
+	unlock := d.locks.Lock(id)
+	defer unlock()
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	log := d.log.With("conn", id)
+	p, err := d.plan(id, in, out)
+	if err != nil {
+		return err
+	}
+	if in.Context == nil {
+		in.Context = &networkservice.ConnectionContext{}
+	}
+	in.Context.MTU = p.mtu
+
+	d.mu.Lock()
+	old := d.conns[id]
+	orphan := d.orphans[tagKey(id)]
+	delete(d.orphans, tagKey(id))
+	d.mu.Unlock()
+
+	cl := d.vpp.WithLogger(log)
+	switch {
+	case old != nil && samePlan(old.plan, p):
+		if ok, err := d.intact(ctx, cl, id, old); err != nil {
+			return err
+		} else if ok {
+			d.remember(id, old.plan, old.in, old.out, in, out)
+			return nil
+		}
+		log.Info("vWire damaged in VPP; rebuilding")
+	case old == nil && orphan:
+		if st, err := d.adopt(ctx, cl, p); err != nil {
+			return err
+		} else if st != nil {
+			log.Info("vWire from a previous run taken back")
+			d.remember(id, p, st.in, st.out, in, out)
+			return nil
+		}
+	}
+	if old != nil || orphan {
+		// Leftovers of an earlier build (or of a peer that changed) go first.
+		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	inIdx, outIdx, err := d.build(ctx, cl, p)
+	if err != nil {
+		if old != nil {
+			// A refresh that fails leaves the vWire as it was.
+			if in, out, rerr := d.build(ctx, cl, old.plan); rerr == nil {
+				d.remember(id, old.plan, in, out, old.inConn, old.outConn)
+			} else {
+				log.Error("could not put the previous vWire back", "err", rerr)
+				d.mu.Lock()
+				delete(d.conns, id)
+				d.mu.Unlock()
+			}
+		}
+		return err
+	}
+	d.remember(id, p, inIdx, outIdx, in, out)
+	log.Debug("vpp vWire built", "in", p.in.typ, "out", p.out.typ, "l3", p.l3, "mtu", p.mtu, "took", time.Since(start))
+	return nil
+}
+
+func (d *Dataplane) remember(id string, p *plan, in, out SwIfIndex, inConn, outConn *networkservice.Connection) {
+	st := &vwireState{plan: p, in: in, out: out,
+		inConn: proto.Clone(inConn).(*networkservice.Connection), outConn: proto.Clone(outConn).(*networkservice.Connection)}
+	d.mu.Lock()
+	d.conns[id] = st
+	d.mu.Unlock()
+}
+
+// Disconnect removes every object tagged with id (whether this process made
+// it or a previous one did) and frees its VNIs and keys.
+func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
+	unlock := d.locks.Lock(id)
+	defer unlock()
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	err := d.sweep(ctx, d.vpp.WithLogger(d.log.With("conn", id)), tagKey(id))
+	d.mu.Lock()
+	for _, vni := range d.held[id] {
+		d.vnis.Release(vni)
+	}
+	delete(d.held, id)
+	delete(d.keys, id)
+	delete(d.accepted, id)
+	delete(d.conns, id)
+	delete(d.orphans, tagKey(id))
+	d.mu.Unlock()
+	return err
+}
+
+// Metrics returns the counters of vWire id as path segment metrics
+// (rx_packets, rx_bytes, tx_packets, tx_bytes, drops; see metricsOf), or
+// nil when id is unknown or the stats segment cannot be read.
+func (d *Dataplane) Metrics(id string) map[string]string {
+	d.mu.Lock()
+	st := d.conns[id]
+	d.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	d.statsMu.Lock()
+	defer d.statsMu.Unlock()
+	if d.stats == nil {
+		return nil
+	}
+	c, err := interfaceCounters(d.stats, st.in, st.out)
+	if err != nil {
+		d.log.Debug("metrics", "conn", id, "err", err)
+		return nil
+	}
+	return metricsOf(c[st.in], c[st.out])
+}
+
+// holdVNI reserves vni for id's role, or confirms the id already holds it.
+func (d *Dataplane) holdVNI(id, role string, vni uint32) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v, ok := d.held[id][role]; ok && v == vni {
+		return true
+	}
+	if !d.vnis.TryReserve(vni) {
+		return false
+	}
+	if old, ok := d.held[id][role]; ok {
+		d.vnis.Release(old)
+	}
+	if d.held[id] == nil {
+		d.held[id] = map[string]uint32{}
+	}
+	d.held[id][role] = vni
+	return true
+}
+
+// offerVNI returns the VNI id offers on its outgoing side, allocating one
+// the first time.
+func (d *Dataplane) offerVNI(id string) (uint32, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if vni, ok := d.held[id][roleOut]; ok {
+		return vni, nil
+	}
+	vni, err := d.vnis.Allocate()
+	if err != nil {
+		return 0, fmt.Errorf("vxlan: %w", err)
+	}
+	if d.held[id] == nil {
+		d.held[id] = map[string]uint32{}
+	}
+	d.held[id][roleOut] = vni
+	return vni, nil
+}
+
+// holdKey returns the public key of the key pair id uses on role for a
+// tunnel of type typ, making the pair the first time. Private keys never
+// leave this process.
+func (d *Dataplane) holdKey(id, role, typ string) ([32]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := role + "/" + typ
+	priv, ok := d.keys[id][k]
+	if !ok {
+		var err error
+		if priv, _, err = wireguard.GenerateKey(); err != nil {
+			return [32]byte{}, err
+		}
+		if d.keys[id] == nil {
+			d.keys[id] = map[string][32]byte{}
+		}
+		d.keys[id][k] = priv
+	}
+	return wireguard.PublicKey(priv)
+}
+
+// privateKey returns the private key id holds for role and typ, checking
+// that its public key is the one the mechanism names for this node.
+func (d *Dataplane) privateKey(id, role, typ, wantPub string) ([32]byte, error) {
+	d.mu.Lock()
+	priv, ok := d.keys[id][role+"/"+typ]
+	d.mu.Unlock()
+	if !ok {
+		return priv, fmt.Errorf("%s: this forwarder holds no key for this vWire (did it offer or accept it, before a restart?)", typ)
+	}
+	pub, err := wireguard.PublicKey(priv)
+	if err != nil {
+		return priv, err
+	}
+	if wireguard.EncodeKey(pub) != wantPub {
+		return priv, fmt.Errorf("%s: the mechanism names public key %s for this node, which holds %s", typ, wantPub, wireguard.EncodeKey(pub))
+	}
+	return priv, nil
+}

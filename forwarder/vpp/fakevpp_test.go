@@ -1,0 +1,662 @@
+package vpp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"go.fd.io/govpp/adapter"
+	"go.fd.io/govpp/adapter/mock"
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/af_packet"
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip"
+	"go.fd.io/govpp/binapi/ipip"
+	"go.fd.io/govpp/binapi/ipsec"
+	"go.fd.io/govpp/binapi/l2"
+	"go.fd.io/govpp/binapi/l3xc"
+	"go.fd.io/govpp/binapi/memclnt"
+	"go.fd.io/govpp/binapi/memif"
+	"go.fd.io/govpp/binapi/tapv2"
+	"go.fd.io/govpp/binapi/vpe"
+	"go.fd.io/govpp/binapi/vxlan"
+	"go.fd.io/govpp/binapi/wireguard"
+	"go.fd.io/govpp/codec"
+
+	"github.com/vwire/vwire/binapi"
+)
+
+// fakeVPP is govpp's mock adapter with a small model of VPP behind it: it
+// decodes every request, records it, keeps the interfaces, memifs, tunnels,
+// SAs, tables and cross-connects it was asked to make, answers dumps from
+// that state, and fails the requests a test names with the retval it gives.
+type fakeVPP struct {
+	*mock.VppAdapter
+
+	mu           sync.Mutex
+	cb           adapter.MsgCallback
+	protos       map[string]api.Message
+	unknown      map[string]bool    // messages the running "VPP" does not know
+	fail         map[string]failure // message name -> how to fail it
+	sent         []api.Message
+	nextIndex    uint32
+	ifaces       map[uint32]*fakeIface
+	sockets      map[uint32]string
+	nextSock     uint32
+	sas          map[uint32]bool
+	protect      map[uint32]ipsec.IpsecTunnelProtect
+	peers        map[uint32]uint32 // peer -> interface
+	nextPeer     uint32
+	tables       map[[2]uint32]string // {id, ip6} -> name
+	l2xc         map[uint32]uint32
+	l3xc         map[[2]uint32]l3xc.L3xc // {rx, ip6}
+	routes       map[routeKey]ip.IPRoute
+	leakedRoutes int  // API routes left in a deleted table
+	down         bool // crashed: nothing is answered
+	onDisconnect func()
+}
+
+type routeKey struct {
+	table  [2]uint32
+	prefix string
+}
+
+type failure struct {
+	skip   int // requests to let through first
+	retval int32
+}
+
+type fakeIface struct {
+	idx     uint32
+	name    string
+	tag     string
+	up      bool
+	mtu     uint32
+	host    string // af_packet / tap host name
+	memif   memif.MemifCreateV2
+	vxlan   vxlan.VxlanAddDelTunnelV3
+	ipip    ipip.IpipTunnel
+	wgPub   []byte
+	wgPort  uint16
+	kind    string
+	addrs   int
+	unnumTo uint32
+}
+
+func newFakeVPP() *fakeVPP {
+	f := &fakeVPP{
+		VppAdapter: mock.NewVppAdapter(),
+		protos:     map[string]api.Message{},
+		unknown:    map[string]bool{},
+		fail:       map[string]failure{},
+	}
+	f.reset()
+	for _, m := range binapi.Messages() {
+		f.protos[m.GetMessageName()] = m
+	}
+	return f
+}
+
+// reset empties the model, as a freshly started VPP (f.mu held or not
+// yet shared).
+func (f *fakeVPP) reset() {
+	f.nextIndex = 1 // 0 is local0
+	f.ifaces = map[uint32]*fakeIface{0: {idx: 0, name: "local0", kind: "local"}}
+	f.sockets = map[uint32]string{0: "/run/vpp/memif.sock"}
+	f.nextSock = 1
+	f.sas = map[uint32]bool{}
+	f.protect = map[uint32]ipsec.IpsecTunnelProtect{}
+	f.peers = map[uint32]uint32{}
+	f.nextPeer = 0
+	f.tables = map[[2]uint32]string{{0, 0}: "ipv4-VRF:0", {0, 1}: "ipv6-VRF:0"}
+	f.l2xc = map[uint32]uint32{}
+	f.l3xc = map[[2]uint32]l3xc.L3xc{}
+	f.routes = map[routeKey]ip.IPRoute{}
+	f.leakedRoutes = 0
+}
+
+// crash makes VPP lose everything and stop answering (and accepting
+// connections) until revive.
+func (f *fakeVPP) crash() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reset()
+	f.down = true
+}
+
+// revive lets VPP answer again (with what it had after crash: nothing).
+func (f *fakeVPP) revive() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = false
+}
+
+func (f *fakeVPP) Connect() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return errors.New("fake vpp: down")
+	}
+	return nil
+}
+
+func (f *fakeVPP) Disconnect() error {
+	f.mu.Lock()
+	cb := f.onDisconnect
+	f.mu.Unlock()
+	if cb != nil {
+		cb()
+	}
+	return nil
+}
+
+// notifyDisconnect calls cb whenever a client disconnects.
+func (f *fakeVPP) notifyDisconnect(cb func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onDisconnect = cb
+}
+
+func (f *fakeVPP) SetMsgCallback(cb adapter.MsgCallback) {
+	f.mu.Lock()
+	f.cb = cb
+	f.mu.Unlock()
+	f.VppAdapter.SetMsgCallback(cb)
+}
+
+func (f *fakeVPP) GetMsgID(name, crc string) (uint16, error) {
+	f.mu.Lock()
+	unknown := f.unknown[name]
+	f.mu.Unlock()
+	if unknown {
+		return 0, &adapter.UnknownMsgError{MsgName: name, MsgCrc: crc}
+	}
+	return f.VppAdapter.GetMsgID(name, crc)
+}
+
+// failNth makes the n-th (from 1) next request named msg answer retval.
+func (f *fakeVPP) failNth(msg string, n int, retval int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[msg] = failure{skip: n - 1, retval: retval}
+}
+
+// requests returns the names of the requests sent so far (no pings, no
+// dumps unless withDumps) and forgets them.
+func (f *fakeVPP) requests(withDumps bool) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, m := range f.sent {
+		n := m.GetMessageName()
+		if !withDumps && strings.HasSuffix(n, "_dump") {
+			continue
+		}
+		out = append(out, n)
+	}
+	f.sent = nil
+	return out
+}
+
+func (f *fakeVPP) sentOf(name string) []api.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []api.Message
+	for _, m := range f.sent {
+		if m.GetMessageName() == name {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// snapshot describes the state for comparisons.
+func (f *fakeVPP) snapshot() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b strings.Builder
+	var idx []uint32
+	for i := range f.ifaces {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	for _, i := range idx {
+		fmt.Fprintf(&b, "if %d %s tag=%q up=%v\n", i, f.ifaces[i].name, f.ifaces[i].tag, f.ifaces[i].up)
+	}
+	fmt.Fprintf(&b, "sockets %v sas %v protect %d peers %d tables %v l2xc %v l3xc %d routes %d leaked %d\n",
+		f.sockets, f.sas, len(f.protect), len(f.peers), f.tables, f.l2xc, len(f.l3xc), len(f.routes), f.leakedRoutes)
+	return b.String()
+}
+
+func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
+	msgID := binary.BigEndian.Uint16(data[0:2])
+	name, ok := f.GetMsgNameByID(msgID)
+	if !ok {
+		return fmt.Errorf("fake vpp: unknown message id %d", msgID)
+	}
+	proto, ok := f.protos[name]
+	if !ok {
+		return fmt.Errorf("fake vpp: message %s is not in binapi.Messages()", name)
+	}
+	req := reflect.New(reflect.TypeOf(proto).Elem()).Interface().(api.Message)
+	if err := codec.DefaultCodec.DecodeMsg(data, req); err != nil {
+		return fmt.Errorf("fake vpp: decode %s: %w", name, err)
+	}
+	f.mu.Lock()
+	if f.down {
+		f.mu.Unlock()
+		return nil
+	}
+	if name != "control_ping" {
+		f.sent = append(f.sent, req)
+	}
+	fl, failing := f.fail[name]
+	if failing && fl.skip > 0 {
+		fl.skip--
+		f.fail[name] = fl
+		failing = false
+	} else if failing {
+		delete(f.fail, name)
+	}
+	var replies []api.Message
+	if failing {
+		replies = []api.Message{f.errorReply(req, fl.retval)}
+	} else {
+		replies = f.handle(req)
+	}
+	cb := f.cb
+	f.mu.Unlock()
+	for _, r := range replies {
+		id, err := f.VppAdapter.GetMsgID(r.GetMessageName(), r.GetCrcString())
+		if err != nil {
+			return err
+		}
+		out, err := codec.DefaultCodec.EncodeMsg(r, id)
+		if err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint32(out[2:6], clientID)
+		cb(id, out)
+	}
+	return nil
+}
+
+// errorReply is req's reply with retval set.
+func (f *fakeVPP) errorReply(req api.Message, retval int32) api.Message {
+	reply := f.replyFor(req)
+	reflect.ValueOf(reply).Elem().FieldByName("Retval").SetInt(int64(retval))
+	return reply
+}
+
+func (f *fakeVPP) replyFor(req api.Message) api.Message {
+	name := req.GetMessageName() + "_reply"
+	proto, ok := f.protos[name]
+	if !ok {
+		panic("fake vpp: no reply type for " + req.GetMessageName())
+	}
+	return reflect.New(reflect.TypeOf(proto).Elem()).Interface().(api.Message)
+}
+
+func (f *fakeVPP) newIface(kind, name string) *fakeIface {
+	i := &fakeIface{idx: f.nextIndex, name: name, kind: kind, mtu: 9000}
+	f.ifaces[i.idx] = i
+	f.nextIndex++
+	return i
+}
+
+func (f *fakeVPP) noIface(idx interface_types.InterfaceIndex) bool {
+	_, ok := f.ifaces[uint32(idx)]
+	return !ok
+}
+
+func (f *fakeVPP) delIface(idx uint32) {
+	delete(f.ifaces, idx)
+	delete(f.l2xc, idx)
+	delete(f.l3xc, [2]uint32{idx, 0})
+	delete(f.l3xc, [2]uint32{idx, 1})
+	for p, i := range f.peers {
+		if i == idx {
+			delete(f.peers, p)
+		}
+	}
+}
+
+const (
+	errInvalidIndex = int32(api.INVALID_SW_IF_INDEX)
+	errNoSuchEntry  = int32(api.NO_SUCH_ENTRY)
+)
+
+func rv(r api.Message, retval int32) []api.Message {
+	reflect.ValueOf(r).Elem().FieldByName("Retval").SetInt(int64(retval))
+	return []api.Message{r}
+}
+
+// handle answers one request (f.mu held).
+func (f *fakeVPP) handle(req api.Message) []api.Message {
+	ping := &memclnt.ControlPingReply{}
+	switch m := req.(type) {
+	case *memclnt.ControlPing:
+		return []api.Message{ping}
+	case *vpe.ShowVersion:
+		return []api.Message{&vpe.ShowVersionReply{Version: "25.10-release"}}
+
+	case *interfaces.SwInterfaceDump:
+		var out []api.Message
+		var idx []uint32
+		for i := range f.ifaces {
+			idx = append(idx, i)
+		}
+		slices.Sort(idx)
+		for _, i := range idx {
+			fi := f.ifaces[i]
+			var flags interface_types.IfStatusFlags
+			if fi.up {
+				flags = interface_types.IF_STATUS_API_FLAG_ADMIN_UP | interface_types.IF_STATUS_API_FLAG_LINK_UP
+			}
+			out = append(out, &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(i), InterfaceName: fi.name, Tag: fi.tag, Flags: flags, Mtu: []uint32{fi.mtu, 0, 0, 0}})
+		}
+		return append(out, ping)
+	case *interfaces.SwInterfaceSetFlags:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&interfaces.SwInterfaceSetFlagsReply{}, errInvalidIndex)
+		}
+		f.ifaces[uint32(m.SwIfIndex)].up = m.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0
+		return []api.Message{&interfaces.SwInterfaceSetFlagsReply{}}
+	case *interfaces.SwInterfaceTagAddDel:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&interfaces.SwInterfaceTagAddDelReply{}, errInvalidIndex)
+		}
+		f.ifaces[uint32(m.SwIfIndex)].tag = map[bool]string{true: m.Tag}[m.IsAdd]
+		return []api.Message{&interfaces.SwInterfaceTagAddDelReply{}}
+	case *interfaces.SwInterfaceSetMtu:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&interfaces.SwInterfaceSetMtuReply{}, errInvalidIndex)
+		}
+		f.ifaces[uint32(m.SwIfIndex)].mtu = m.Mtu[0]
+		return []api.Message{&interfaces.SwInterfaceSetMtuReply{}}
+	case *interfaces.SwInterfaceAddDelAddress:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&interfaces.SwInterfaceAddDelAddressReply{}, errInvalidIndex)
+		}
+		f.ifaces[uint32(m.SwIfIndex)].addrs++
+		return []api.Message{&interfaces.SwInterfaceAddDelAddressReply{}}
+	case *interfaces.SwInterfaceSetTable:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&interfaces.SwInterfaceSetTableReply{}, errInvalidIndex)
+		}
+		ip6 := map[bool]uint32{true: 1}[m.IsIPv6]
+		if _, ok := f.tables[[2]uint32{m.VrfID, ip6}]; !ok {
+			return rv(&interfaces.SwInterfaceSetTableReply{}, int32(api.NO_SUCH_FIB))
+		}
+		return []api.Message{&interfaces.SwInterfaceSetTableReply{}}
+	case *interfaces.SwInterfaceSetUnnumbered:
+		if f.noIface(m.SwIfIndex) || f.noIface(m.UnnumberedSwIfIndex) {
+			return rv(&interfaces.SwInterfaceSetUnnumberedReply{}, errInvalidIndex)
+		}
+		f.ifaces[uint32(m.UnnumberedSwIfIndex)].unnumTo = uint32(m.SwIfIndex)
+		return []api.Message{&interfaces.SwInterfaceSetUnnumberedReply{}}
+
+	case *ip.IPTableAddDel:
+		k := [2]uint32{m.Table.TableID, map[bool]uint32{true: 1}[m.Table.IsIP6]}
+		if m.IsAdd {
+			f.tables[k] = m.Table.Name
+		} else {
+			if _, ok := f.tables[k]; !ok {
+				return rv(&ip.IPTableAddDelReply{}, int32(api.NO_SUCH_FIB))
+			}
+			for rk := range f.routes {
+				if rk.table == k {
+					// As VPP: routes added through the API stay.
+					f.leakedRoutes++
+				}
+			}
+			delete(f.tables, k)
+		}
+		return []api.Message{&ip.IPTableAddDelReply{}}
+	case *ip.IPTableDump:
+		var out []api.Message
+		for k, n := range f.tables {
+			out = append(out, &ip.IPTableDetails{Table: ip.IPTable{TableID: k[0], IsIP6: k[1] == 1, Name: n}})
+		}
+		return append(out, ping)
+	case *ip.IPRouteAddDel:
+		ip6 := map[bool]uint32{true: 1}[m.Route.Prefix.Address.Af == 1]
+		k := [2]uint32{m.Route.TableID, ip6}
+		if _, ok := f.tables[k]; !ok {
+			return rv(&ip.IPRouteAddDelReply{}, int32(api.NO_SUCH_FIB))
+		}
+		rk := routeKey{k, m.Route.Prefix.String()}
+		if m.IsAdd {
+			f.routes[rk] = m.Route
+		} else {
+			delete(f.routes, rk)
+		}
+		return []api.Message{&ip.IPRouteAddDelReply{}}
+	case *ip.IPRouteDump:
+		var out []api.Message
+		k := [2]uint32{m.Table.TableID, map[bool]uint32{true: 1}[m.Table.IsIP6]}
+		for rk, r := range f.routes {
+			if rk.table == k {
+				out = append(out, &ip.IPRouteDetails{Route: r})
+			}
+		}
+		return append(out, ping)
+
+	case *memif.MemifSocketFilenameAddDelV2:
+		if m.IsAdd {
+			id := f.nextSock
+			f.nextSock++
+			f.sockets[id] = m.SocketFilename
+			return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
+		}
+		if _, ok := f.sockets[m.SocketID]; !ok {
+			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errNoSuchEntry)
+		}
+		delete(f.sockets, m.SocketID)
+		return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{}}
+	case *memif.MemifSocketFilenameDump:
+		var out []api.Message
+		for id, fn := range f.sockets {
+			out = append(out, &memif.MemifSocketFilenameDetails{SocketID: id, SocketFilename: fn})
+		}
+		return append(out, ping)
+	case *memif.MemifCreateV2:
+		if _, ok := f.sockets[m.SocketID]; !ok {
+			return rv(&memif.MemifCreateV2Reply{}, errNoSuchEntry)
+		}
+		i := f.newIface("memif", fmt.Sprintf("memif%d/%d", m.SocketID, m.ID))
+		i.memif = *m
+		return []api.Message{&memif.MemifCreateV2Reply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+	case *memif.MemifDelete:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&memif.MemifDeleteReply{}, errInvalidIndex)
+		}
+		f.delIface(uint32(m.SwIfIndex))
+		return []api.Message{&memif.MemifDeleteReply{}}
+	case *memif.MemifDump:
+		var out []api.Message
+		for _, i := range f.ifaces {
+			if i.kind == "memif" {
+				out = append(out, &memif.MemifDetails{SwIfIndex: interface_types.InterfaceIndex(i.idx), SocketID: i.memif.SocketID, ID: i.memif.ID, Mode: i.memif.Mode, IfName: i.name})
+			}
+		}
+		return append(out, ping)
+
+	case *af_packet.AfPacketCreateV3:
+		i := f.newIface("afpacket", "host-"+m.HostIfName)
+		i.host = m.HostIfName
+		return []api.Message{&af_packet.AfPacketCreateV3Reply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+	case *af_packet.AfPacketDelete:
+		for _, i := range f.ifaces {
+			if i.kind == "afpacket" && i.host == m.HostIfName {
+				f.delIface(i.idx)
+				return []api.Message{&af_packet.AfPacketDeleteReply{}}
+			}
+		}
+		return rv(&af_packet.AfPacketDeleteReply{}, errInvalidIndex)
+	case *af_packet.AfPacketDump:
+		var out []api.Message
+		for _, i := range f.ifaces {
+			if i.kind == "afpacket" {
+				out = append(out, &af_packet.AfPacketDetails{SwIfIndex: interface_types.InterfaceIndex(i.idx), HostIfName: i.host})
+			}
+		}
+		return append(out, ping)
+
+	case *tapv2.TapCreateV3:
+		i := f.newIface("tap", fmt.Sprintf("tap%d", f.nextIndex))
+		i.host, i.tag = m.HostIfName, m.Tag
+		return []api.Message{&tapv2.TapCreateV3Reply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+	case *tapv2.TapDeleteV2:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&tapv2.TapDeleteV2Reply{}, errInvalidIndex)
+		}
+		f.delIface(uint32(m.SwIfIndex))
+		return []api.Message{&tapv2.TapDeleteV2Reply{}}
+	case *tapv2.SwInterfaceTapV2Dump:
+		return []api.Message{ping}
+
+	case *vxlan.VxlanAddDelTunnelV3:
+		if m.IsAdd {
+			i := f.newIface("vxlan", fmt.Sprintf("vxlan_tunnel%d", f.nextIndex))
+			i.vxlan = *m
+			return []api.Message{&vxlan.VxlanAddDelTunnelV3Reply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+		}
+		for _, i := range f.ifaces {
+			if i.kind == "vxlan" && i.vxlan.Vni == m.Vni && i.vxlan.DstAddress == m.DstAddress {
+				f.delIface(i.idx)
+				return []api.Message{&vxlan.VxlanAddDelTunnelV3Reply{}}
+			}
+		}
+		return rv(&vxlan.VxlanAddDelTunnelV3Reply{}, errNoSuchEntry)
+	case *vxlan.VxlanTunnelV2Dump:
+		var out []api.Message
+		for _, i := range f.ifaces {
+			if i.kind == "vxlan" {
+				out = append(out, &vxlan.VxlanTunnelV2Details{SwIfIndex: interface_types.InterfaceIndex(i.idx), SrcAddress: i.vxlan.SrcAddress,
+					DstAddress: i.vxlan.DstAddress, SrcPort: i.vxlan.SrcPort, DstPort: i.vxlan.DstPort, Vni: i.vxlan.Vni})
+			}
+		}
+		return append(out, ping)
+
+	case *wireguard.WireguardInterfaceCreate:
+		i := f.newIface("wg", fmt.Sprintf("wg%d", f.nextIndex))
+		i.wgPort = m.Interface.Port
+		return []api.Message{&wireguard.WireguardInterfaceCreateReply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+	case *wireguard.WireguardInterfaceDelete:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&wireguard.WireguardInterfaceDeleteReply{}, errInvalidIndex)
+		}
+		f.delIface(uint32(m.SwIfIndex))
+		return []api.Message{&wireguard.WireguardInterfaceDeleteReply{}}
+	case *wireguard.WireguardInterfaceDump:
+		return []api.Message{ping}
+	case *wireguard.WireguardPeerAdd:
+		if f.noIface(m.Peer.SwIfIndex) {
+			return rv(&wireguard.WireguardPeerAddReply{}, errInvalidIndex)
+		}
+		p := f.nextPeer
+		f.nextPeer++
+		f.peers[p] = uint32(m.Peer.SwIfIndex)
+		return []api.Message{&wireguard.WireguardPeerAddReply{PeerIndex: p}}
+	case *wireguard.WireguardPeerRemove:
+		if _, ok := f.peers[m.PeerIndex]; !ok {
+			return rv(&wireguard.WireguardPeerRemoveReply{}, errNoSuchEntry)
+		}
+		delete(f.peers, m.PeerIndex)
+		return []api.Message{&wireguard.WireguardPeerRemoveReply{}}
+
+	case *ipip.IpipAddTunnel:
+		i := f.newIface("ipip", fmt.Sprintf("ipip%d", f.nextIndex))
+		i.ipip = m.Tunnel
+		return []api.Message{&ipip.IpipAddTunnelReply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+	case *ipip.IpipDelTunnel:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&ipip.IpipDelTunnelReply{}, errInvalidIndex)
+		}
+		if _, ok := f.protect[uint32(m.SwIfIndex)]; ok {
+			return rv(&ipip.IpipDelTunnelReply{}, int32(api.INSTANCE_IN_USE))
+		}
+		f.delIface(uint32(m.SwIfIndex))
+		return []api.Message{&ipip.IpipDelTunnelReply{}}
+	case *ipip.IpipTunnelDump:
+		return []api.Message{ping}
+	case *ipsec.IpsecSadEntryAddV2:
+		if f.sas[m.Entry.SadID] {
+			return rv(&ipsec.IpsecSadEntryAddV2Reply{}, int32(api.ENTRY_ALREADY_EXISTS))
+		}
+		f.sas[m.Entry.SadID] = true
+		return []api.Message{&ipsec.IpsecSadEntryAddV2Reply{}}
+	case *ipsec.IpsecSadEntryDel:
+		if !f.sas[m.ID] {
+			return rv(&ipsec.IpsecSadEntryDelReply{}, errNoSuchEntry)
+		}
+		delete(f.sas, m.ID)
+		return []api.Message{&ipsec.IpsecSadEntryDelReply{}}
+	case *ipsec.IpsecTunnelProtectUpdate:
+		if f.noIface(m.Tunnel.SwIfIndex) || !f.sas[m.Tunnel.SaOut] {
+			return rv(&ipsec.IpsecTunnelProtectUpdateReply{}, errNoSuchEntry)
+		}
+		f.protect[uint32(m.Tunnel.SwIfIndex)] = m.Tunnel
+		return []api.Message{&ipsec.IpsecTunnelProtectUpdateReply{}}
+	case *ipsec.IpsecTunnelProtectDel:
+		if _, ok := f.protect[uint32(m.SwIfIndex)]; !ok {
+			return rv(&ipsec.IpsecTunnelProtectDelReply{}, errNoSuchEntry)
+		}
+		delete(f.protect, uint32(m.SwIfIndex))
+		return []api.Message{&ipsec.IpsecTunnelProtectDelReply{}}
+	case *ipsec.IpsecTunnelProtectDump:
+		var out []api.Message
+		for idx, p := range f.protect {
+			if m.SwIfIndex == interface_types.InterfaceIndex(NoInterface) || uint32(m.SwIfIndex) == idx {
+				out = append(out, &ipsec.IpsecTunnelProtectDetails{Tun: p})
+			}
+		}
+		return append(out, ping)
+
+	case *l2.SwInterfaceSetL2Xconnect:
+		if f.noIface(m.RxSwIfIndex) {
+			return rv(&l2.SwInterfaceSetL2XconnectReply{}, errInvalidIndex)
+		}
+		if m.Enable {
+			if f.noIface(m.TxSwIfIndex) {
+				return rv(&l2.SwInterfaceSetL2XconnectReply{}, errInvalidIndex)
+			}
+			f.l2xc[uint32(m.RxSwIfIndex)] = uint32(m.TxSwIfIndex)
+		} else {
+			delete(f.l2xc, uint32(m.RxSwIfIndex))
+		}
+		return []api.Message{&l2.SwInterfaceSetL2XconnectReply{}}
+	case *l2.L2XconnectDump:
+		var out []api.Message
+		for rx, tx := range f.l2xc {
+			out = append(out, &l2.L2XconnectDetails{RxSwIfIndex: interface_types.InterfaceIndex(rx), TxSwIfIndex: interface_types.InterfaceIndex(tx)})
+		}
+		return append(out, ping)
+	case *l3xc.L3xcUpdate:
+		if f.noIface(m.L3xc.SwIfIndex) {
+			return rv(&l3xc.L3xcUpdateReply{}, errInvalidIndex)
+		}
+		f.l3xc[[2]uint32{uint32(m.L3xc.SwIfIndex), map[bool]uint32{true: 1}[m.L3xc.IsIP6]}] = m.L3xc
+		return []api.Message{&l3xc.L3xcUpdateReply{}}
+	case *l3xc.L3xcDel:
+		k := [2]uint32{uint32(m.SwIfIndex), map[bool]uint32{true: 1}[m.IsIP6]}
+		if _, ok := f.l3xc[k]; !ok {
+			return rv(&l3xc.L3xcDelReply{}, errNoSuchEntry)
+		}
+		delete(f.l3xc, k)
+		return []api.Message{&l3xc.L3xcDelReply{}}
+	case *l3xc.L3xcDump:
+		var out []api.Message
+		for _, x := range f.l3xc {
+			out = append(out, &l3xc.L3xcDetails{L3xc: x})
+		}
+		return append(out, ping)
+	}
+	panic(fmt.Sprintf("fake vpp: no handler for %s", req.GetMessageName()))
+}

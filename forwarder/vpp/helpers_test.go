@@ -1,0 +1,161 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"go.fd.io/govpp/adapter/mock"
+
+	"github.com/vwire/vwire/mechanisms/kernel"
+	"github.com/vwire/vwire/mechanisms/memif"
+)
+
+// fakeHost records what the dataplane asks of Linux.
+type fakeHost struct {
+	mu        sync.Mutex
+	calls     []string
+	linkAlias map[string]string // name -> alias
+	up        uplinkInfo
+	fail      string // call name to fail
+}
+
+func newFakeHost(tunnel string) *fakeHost {
+	return &fakeHost{linkAlias: map[string]string{}, up: uplinkInfo{
+		mac: net.HardwareAddr{2, 0, 0, 0, 0, 1}, mtu: 1500,
+		prefixes: []netip.Prefix{netip.MustParsePrefix(tunnel + "/24")},
+		gateways: []Route{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), NextHop: netip.MustParseAddr("192.0.2.254")}},
+	}}
+}
+
+func (h *fakeHost) record(c string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, c)
+	if h.fail != "" && h.fail == c {
+		return fmt.Errorf("fake host: %s fails", c)
+	}
+	return nil
+}
+
+func (h *fakeHost) createVeth(host, alias string, w workloadLink) error {
+	if err := h.record("createVeth " + host + " " + w.name); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.linkAlias[host] = alias
+	return nil
+}
+
+func (h *fakeHost) deleteLink(name, alias string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if a, ok := h.linkAlias[name]; ok && a == alias {
+		h.calls = append(h.calls, "deleteLink "+name)
+		delete(h.linkAlias, name)
+	}
+	return nil
+}
+
+func (h *fakeHost) configureWorkload(w workloadLink) error {
+	return h.record("configureWorkload " + w.name)
+}
+
+func (h *fakeHost) uplink(string) (uplinkInfo, error) { return h.up, nil }
+
+func (h *fakeHost) links() (map[string]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]string{}
+	for n, a := range h.linkAlias {
+		out[n] = a
+	}
+	return out, nil
+}
+func (h *fakeHost) close() {}
+
+func (h *fakeHost) linkCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.linkAlias)
+}
+
+// testNode is a dataplane on a fake VPP and a fake host.
+type testNode struct {
+	dp       *Dataplane
+	memifDir string
+	vpp      *fakeVPP
+	host     *fakeHost
+	stats    *mock.StatsAdapter
+}
+
+type nodeOpt func(*Config)
+
+func newTestNode(t testing.TB, tunnel string, opts ...nodeOpt) *testNode {
+	t.Helper()
+	n := &testNode{vpp: newFakeVPP(), host: newFakeHost(tunnel), stats: mock.NewStatsAdapter(), memifDir: t.TempDir()}
+	cfg := Config{Adapter: n.vpp, StatsAdapter: n.stats, Uplink: "eth0", host: n.host, Kernel: KernelVeth,
+		MemifDir: n.memifDir, Logger: testLogger(t)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dp, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	n.dp = dp
+	n.vpp.requests(true) // forget the start's requests
+	return n
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("VWIRE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+const (
+	nsClient = "/var/run/netns/client"
+	nsServer = "/var/run/netns/server"
+)
+
+func ipContext() *networkservice.ConnectionContext {
+	return &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{
+		SrcIpAddrs: []string{"172.16.0.1/32"}, DstIpAddrs: []string{"172.16.0.2/32"},
+		SrcRoutes: []*networkservice.Route{{Prefix: "172.16.0.2/32"}}, DstRoutes: []*networkservice.Route{{Prefix: "172.16.0.1/32"}},
+	}}
+}
+
+func kernelMech(ns, name string) *networkservice.Mechanism {
+	return kernel.New(kernel.Params{Name: name, NetNSURL: "file://" + ns})
+}
+
+func memifMech(file string) *networkservice.Mechanism {
+	return memif.New(memif.Params{SocketFile: file})
+}
+
+func conn(m *networkservice.Mechanism, pl string) *networkservice.Connection {
+	if pl == "" {
+		pl = payload.IP
+	}
+	return &networkservice.Connection{Mechanism: m, Context: ipContext(), Payload: pl}
+}
+
+// without drops the names in drop from a list of request names.
+func without(names []string, drop ...string) []string {
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return slices.Contains(drop, n) })
+}

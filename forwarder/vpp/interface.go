@@ -1,0 +1,166 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip_types"
+)
+
+// Interface is what VPP reports of one software interface.
+type Interface struct {
+	Index   SwIfIndex
+	Name    string // VPP's name: memif0/1, host-eth0, tap3, vxlan_tunnel2, wg0, ipip1...
+	DevType string
+	Tag     string
+	MAC     net.HardwareAddr
+	AdminUp bool
+	LinkUp  bool
+	MTU     uint32 // L3 MTU
+}
+
+// kind names the object an interface belongs to by VPP's interface name.
+func (i Interface) kind() string {
+	for _, k := range []string{"memif", "host-", "tap", "vxlan_tunnel", "wg", "ipip", "loop"} {
+		if strings.HasPrefix(i.Name, k) {
+			return k
+		}
+	}
+	return ""
+}
+
+// ListInterfaces returns every software interface.
+func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
+	var out []Interface
+	err := dump(ctx, c, &interfaces.SwInterfaceDump{SwIfIndex: NoInterface.api()}, func(d *interfaces.SwInterfaceDetails) {
+		i := Interface{
+			Index:   SwIfIndex(d.SwIfIndex),
+			Name:    d.InterfaceName,
+			DevType: d.InterfaceDevType,
+			Tag:     d.Tag,
+			MAC:     fromMAC(d.L2Address),
+			AdminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
+			LinkUp:  d.Flags&interface_types.IF_STATUS_API_FLAG_LINK_UP != 0,
+		}
+		if len(d.Mtu) > 0 {
+			i.MTU = d.Mtu[0]
+		}
+		out = append(out, i)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return out, nil
+}
+
+// SetInterfaceUp sets an interface administratively up.
+func (c *Client) SetInterfaceUp(ctx context.Context, idx SwIfIndex) error {
+	return c.setFlags(ctx, idx, interface_types.IF_STATUS_API_FLAG_ADMIN_UP)
+}
+
+// SetInterfaceDown sets an interface administratively down.
+func (c *Client) SetInterfaceDown(ctx context.Context, idx SwIfIndex) error {
+	return c.setFlags(ctx, idx, 0)
+}
+
+func (c *Client) setFlags(ctx context.Context, idx SwIfIndex, flags interface_types.IfStatusFlags) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "sw_interface_set_flags", start, err, "sw_if_index", idx, "flags", flags) }()
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceSetFlags(ctx, &interfaces.SwInterfaceSetFlags{SwIfIndex: idx.api(), Flags: flags})
+	if err != nil {
+		return fmt.Errorf("set interface %d flags %d: %w", idx, flags, err)
+	}
+	return nil
+}
+
+// SetInterfaceTag tags an interface (at most MaxTagLen bytes).
+func (c *Client) SetInterfaceTag(ctx context.Context, idx SwIfIndex, tag string) error {
+	return c.tag(ctx, idx, tag, true)
+}
+
+// DeleteInterfaceTag removes an interface's tag.
+func (c *Client) DeleteInterfaceTag(ctx context.Context, idx SwIfIndex) error {
+	return c.tag(ctx, idx, "", false)
+}
+
+func (c *Client) tag(ctx context.Context, idx SwIfIndex, tag string, add bool) (err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "sw_interface_tag_add_del", start, err, "sw_if_index", idx, "tag", tag, "add", add)
+	}()
+	if len(tag) > MaxTagLen {
+		return fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, tag, MaxTagLen)
+	}
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceTagAddDel(ctx, &interfaces.SwInterfaceTagAddDel{IsAdd: add, SwIfIndex: idx.api(), Tag: tag})
+	if err != nil {
+		return fmt.Errorf("tag interface %d %q: %w", idx, tag, err)
+	}
+	return nil
+}
+
+// SetInterfaceMTU sets an interface's L3, IPv4, IPv6 and MPLS MTU.
+func (c *Client) SetInterfaceMTU(ctx context.Context, idx SwIfIndex, mtu uint32) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "sw_interface_set_mtu", start, err, "sw_if_index", idx, "mtu", mtu) }()
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceSetMtu(ctx, &interfaces.SwInterfaceSetMtu{SwIfIndex: idx.api(), Mtu: []uint32{mtu, mtu, mtu, mtu}})
+	if err != nil {
+		return fmt.Errorf("set interface %d mtu %d: %w", idx, mtu, err)
+	}
+	return nil
+}
+
+// AddInterfaceAddress adds an address to an interface.
+func (c *Client) AddInterfaceAddress(ctx context.Context, idx SwIfIndex, p netip.Prefix) error {
+	return c.address(ctx, idx, p, true)
+}
+
+// DeleteInterfaceAddress removes an address from an interface.
+func (c *Client) DeleteInterfaceAddress(ctx context.Context, idx SwIfIndex, p netip.Prefix) error {
+	return c.address(ctx, idx, p, false)
+}
+
+func (c *Client) address(ctx context.Context, idx SwIfIndex, p netip.Prefix, add bool) (err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "sw_interface_add_del_address", start, err, "sw_if_index", idx, "prefix", p, "add", add)
+	}()
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceAddDelAddress(ctx, &interfaces.SwInterfaceAddDelAddress{
+		SwIfIndex: idx.api(), IsAdd: add, Prefix: ip_types.AddressWithPrefix(toPrefix(p)),
+	})
+	if err != nil {
+		return fmt.Errorf("address %s on interface %d (add %v): %w", p, idx, add, err)
+	}
+	return nil
+}
+
+// SetInterfaceTable binds an interface to an IP table (before it has
+// addresses).
+func (c *Client) SetInterfaceTable(ctx context.Context, idx SwIfIndex, table uint32, ip6 bool) (err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "sw_interface_set_table", start, err, "sw_if_index", idx, "table", table, "ip6", ip6)
+	}()
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceSetTable(ctx, &interfaces.SwInterfaceSetTable{SwIfIndex: idx.api(), IsIPv6: ip6, VrfID: table})
+	if err != nil {
+		return fmt.Errorf("interface %d into table %d (ip6 %v): %w", idx, table, ip6, err)
+	}
+	return nil
+}
+
+// SetInterfaceUnnumbered makes idx borrow the addresses of from, which
+// enables IP on it without an address of its own (for tunnels).
+func (c *Client) SetInterfaceUnnumbered(ctx context.Context, idx, from SwIfIndex) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "sw_interface_set_unnumbered", start, err, "sw_if_index", idx, "from", from) }()
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceSetUnnumbered(ctx, &interfaces.SwInterfaceSetUnnumbered{SwIfIndex: from.api(), UnnumberedSwIfIndex: idx.api(), IsAdd: true})
+	if err != nil {
+		return fmt.Errorf("interface %d unnumbered to %d: %w", idx, from, err)
+	}
+	return nil
+}

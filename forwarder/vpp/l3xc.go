@@ -1,0 +1,71 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"go.fd.io/govpp/binapi/fib_types"
+	"go.fd.io/govpp/binapi/l3xc"
+)
+
+// L3XC is one direction and address family of an L3 cross-connect: every
+// IP packet of that family received on Rx is sent out of Tx, to NextHop
+// (unset for point-to-point interfaces), without a FIB lookup.
+type L3XC struct {
+	Rx, Tx  SwIfIndex
+	IP6     bool
+	NextHop netip.Addr
+}
+
+// CreateL3XC creates (or replaces) the cross-connect of x.Rx.
+func (c *Client) CreateL3XC(ctx context.Context, x L3XC) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "l3xc_update", start, err, "rx", x.Rx, "tx", x.Tx, "ip6", x.IP6, "nh", x.NextHop) }()
+	_, err = l3xc.NewServiceClient(c.conn).L3xcUpdate(ctx, &l3xc.L3xcUpdate{L3xc: l3xc.L3xc{
+		SwIfIndex: x.Rx.api(), IsIP6: x.IP6, NPaths: 1, Paths: []fib_types.FibPath{fibPath(x.Tx, x.NextHop, x.IP6)},
+	}})
+	if err != nil {
+		return fmt.Errorf("l3xc %d->%d (ip6 %v): create: %w", x.Rx, x.Tx, x.IP6, err)
+	}
+	return nil
+}
+
+// DeleteL3XC removes the cross-connect of rx for one family.
+func (c *Client) DeleteL3XC(ctx context.Context, rx SwIfIndex, ip6 bool) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "l3xc_del", start, err, "rx", rx, "ip6", ip6) }()
+	_, err = l3xc.NewServiceClient(c.conn).L3xcDel(ctx, &l3xc.L3xcDel{SwIfIndex: rx.api(), IsIP6: ip6})
+	if err != nil {
+		return fmt.Errorf("l3xc from %d (ip6 %v): delete: %w", rx, ip6, err)
+	}
+	return nil
+}
+
+// ListL3XCs returns every L3 cross-connect.
+func (c *Client) ListL3XCs(ctx context.Context) ([]L3XC, error) {
+	var out []L3XC
+	err := dump(ctx, c, &l3xc.L3xcDump{SwIfIndex: NoInterface.api()}, func(d *l3xc.L3xcDetails) {
+		x := L3XC{Rx: SwIfIndex(d.L3xc.SwIfIndex), IP6: d.L3xc.IsIP6, Tx: NoInterface}
+		if len(d.L3xc.Paths) > 0 {
+			p := d.L3xc.Paths[0]
+			x.Tx = SwIfIndex(p.SwIfIndex)
+			if p.Proto == fib_types.FIB_API_PATH_NH_PROTO_IP6 {
+				a := p.Nh.Address.GetIP6()
+				x.NextHop = netip.AddrFrom16(a)
+			} else {
+				a := p.Nh.Address.GetIP4()
+				x.NextHop = netip.AddrFrom4(a)
+			}
+			if x.NextHop.IsUnspecified() {
+				x.NextHop = netip.Addr{}
+			}
+		}
+		out = append(out, x)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list l3xcs: %w", err)
+	}
+	return out, nil
+}

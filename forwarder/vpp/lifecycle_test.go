@@ -1,0 +1,185 @@
+package vpp
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/sirupsen/logrus"
+	"go.fd.io/govpp/adapter"
+	"go.fd.io/govpp/core"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// Notice a lost (fake) VPP quickly. A real VPP keeps govpp's
+	// defaults: creating an af_packet blocks its main thread long enough
+	// to fail such eager health checks.
+	if os.Getenv("VPP_BIN") == "" {
+		core.HealthCheckProbeInterval = 100 * time.Millisecond
+		core.HealthCheckReplyTimeout = 50 * time.Millisecond
+	}
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	core.SetLogger(quiet)
+	os.Exit(m.Run())
+}
+
+// restart opens a second dataplane on old's VPP and host, as a restarted
+// forwarder does.
+func restart(t *testing.T, old *testNode, grace time.Duration) *testNode {
+	t.Helper()
+	old.dp.Close()
+	n := &testNode{vpp: old.vpp, host: old.host, stats: old.stats, memifDir: old.memifDir}
+	cfg := Config{Adapter: n.vpp, StatsAdapter: n.stats, Uplink: "eth0", host: n.host, Kernel: KernelVeth,
+		MemifDir: n.memifDir, Grace: grace, Logger: testLogger(t)}
+	dp, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	n.dp = dp
+	return n
+}
+
+// A restarted forwarder keeps what a refresh claims within the grace period
+// and removes the rest.
+func TestReconcileAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	before := a.vpp.snapshot()
+	keepIn, keepOut := conn(memifMech("k1.sock"), payload.Ethernet), conn(memifMech("k2.sock"), payload.Ethernet)
+	if err := a.dp.Connect(ctx, "keep", keepIn, keepOut); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.dp.Connect(ctx, "stray", conn(kernelMech(nsClient, "nsm-c"), payload.IP), conn(kernelMech(nsServer, "nsm-e"), payload.IP)); err != nil {
+		t.Fatal(err)
+	}
+	withKeep := a.vpp.snapshot()
+
+	b := restart(t, a, 300*time.Millisecond)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := b.dp.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	b.vpp.requests(true)
+	if err := b.dp.Connect(ctx, "keep", keepIn, keepOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range b.vpp.requests(true) {
+		if !strings.HasSuffix(r, "_dump") {
+			t.Fatalf("taking the vWire back changed VPP: %s", r)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Contains(b.vpp.snapshot(), "vwire/in/stray") || b.host.linkCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unclaimed vWire not removed:\n%s\nlinks %v", b.vpp.snapshot(), b.host.linkAlias)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(b.vpp.snapshot(), "vwire/in/keep") {
+		t.Fatalf("claimed vWire removed:\n%s", b.vpp.snapshot())
+	}
+	_ = withKeep
+	if err := b.dp.Disconnect(ctx, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.vpp.snapshot(); got != before {
+		t.Fatalf("not clean:\n%s\nwas\n%s", got, before)
+	}
+}
+
+// A VPP that goes away and comes back empty (a VPP restart) gets the uplink
+// and every vWire back from what Connect was given.
+func TestRestoreAfterVPPRestart(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	empty := newFakeVPP().snapshot()
+	if err := a.dp.Connect(ctx, "w", conn(memifMech("w1.sock"), payload.Ethernet), conn(memifMech("w2.sock"), payload.Ethernet)); err != nil {
+		t.Fatal(err)
+	}
+	built := a.vpp.snapshot()
+
+	lost := make(chan struct{}, 1)
+	a.vpp.notifyDisconnect(func() {
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
+	})
+	a.vpp.crash()
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dataplane did not notice VPP was gone")
+	}
+	if got := a.vpp.snapshot(); got != empty {
+		t.Fatalf("crash left state:\n%s", got)
+	}
+	a.vpp.revive()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.vpp.snapshot() != built {
+		if time.Now().After(deadline) {
+			t.Fatalf("vWire not restored:\n%s\nwant\n%s", a.vpp.snapshot(), built)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The restored vWire is the one Disconnect removes.
+	if err := a.dp.Disconnect(ctx, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(a.vpp.snapshot(), "vwire/in/w") {
+		t.Fatalf("not removed:\n%s", a.vpp.snapshot())
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	if err := a.dp.Connect(ctx, "m", conn(memifMech("m1.sock"), payload.Ethernet), conn(memifMech("m2.sock"), payload.Ethernet)); err != nil {
+		t.Fatal(err)
+	}
+	st := a.dp.conns["m"]
+	n := int(max(st.in, st.out)) + 1
+	rx := make([]adapter.CombinedCounter, n)
+	tx := make([]adapter.CombinedCounter, n)
+	drops := make([]adapter.Counter, n)
+	rx[st.in] = adapter.CombinedCounter{10, 1000}
+	tx[st.in] = adapter.CombinedCounter{9, 900}
+	drops[st.in], drops[st.out] = 1, 2
+	a.stats.MockDir(&adapter.StatDir{Entries: []adapter.StatEntry{
+		{StatIdentifier: adapter.StatIdentifier{Name: []byte("/if/rx")}, Type: adapter.CombinedCounterVector, Data: adapter.CombinedCounterStat{rx}},
+		{StatIdentifier: adapter.StatIdentifier{Name: []byte("/if/tx")}, Type: adapter.CombinedCounterVector, Data: adapter.CombinedCounterStat{tx}},
+		{StatIdentifier: adapter.StatIdentifier{Name: []byte("/if/drops")}, Type: adapter.SimpleCounterVector, Data: adapter.SimpleCounterStat{drops}},
+	}})
+	got := a.dp.Metrics("m")
+	want := map[string]string{"rx_packets": "10", "rx_bytes": "1000", "tx_packets": "9", "tx_bytes": "900", "drops": "3"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("metrics %v, want %v", got, want)
+		}
+	}
+	if a.dp.Metrics("unknown") != nil {
+		t.Fatal("metrics for an unknown vWire")
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	a := newTestNode(t, "192.0.2.1")
+	if err := a.dp.Connect(context.Background(), "c", conn(memifMech("c1.sock"), payload.Ethernet), conn(memifMech("c2.sock"), payload.Ethernet)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.dp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.dp.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

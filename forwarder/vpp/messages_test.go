@@ -1,0 +1,105 @@
+package vpp
+
+import (
+	"context"
+	"testing"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"go.fd.io/govpp/binapi/l3xc"
+	"go.fd.io/govpp/binapi/memif"
+	"go.fd.io/govpp/binapi/tapv2"
+	"go.fd.io/govpp/binapi/vxlan"
+	"go.fd.io/govpp/binapi/wireguard"
+
+	mmemif "github.com/vwire/vwire/mechanisms/memif"
+	mvxlan "github.com/vwire/vwire/mechanisms/vxlan"
+	mwireguard "github.com/vwire/vwire/mechanisms/wireguard"
+)
+
+// The fields of the requests that make each mechanism.
+
+func TestTapRequest(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		tun     bool
+	}{{payload.IP, true}, {payload.Ethernet, false}} {
+		n := newTestNode(t, "192.0.2.1", func(c *Config) { c.Kernel = KernelTap })
+		if err := n.dp.Connect(context.Background(), "t", conn(kernelMech(nsClient, "nsm-c"), tc.payload), conn(kernelMech(nsServer, "nsm-e"), tc.payload)); err != nil {
+			t.Fatal(err)
+		}
+		taps := n.vpp.sentOf("tap_create_v3")
+		if len(taps) != 2 {
+			t.Fatalf("%d taps", len(taps))
+		}
+		c := taps[0].(*tapv2.TapCreateV3)
+		if c.Tag != "vwire/in/t" || c.HostIfName != "nsm-c" || !c.HostIfNameSet || c.HostNamespace != nsClient || !c.HostNamespaceSet ||
+			(c.TapFlags&tapv2.TAP_API_FLAG_TUN != 0) != tc.tun || !c.HostMtuSet || c.HostMtuSize != DefaultMTU || c.ID != ^uint32(0) || c.NumRxQueues != 1 {
+			t.Fatalf("%s: tap_create_v3 %+v", tc.payload, c)
+		}
+		if len(n.vpp.sentOf("sw_interface_tag_add_del")) != 0 {
+			t.Fatal("tap tagged after create: the create request carries the tag")
+		}
+	}
+}
+
+func TestMemifRequests(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1")
+	abstract := mmemif.New(mmemif.Params{SocketFile: "memif-c", NetNSURL: "file://" + nsClient})
+	if err := n.dp.Connect(context.Background(), "m", conn(abstract, payload.IP), conn(memifMech("e.sock"), payload.IP)); err != nil {
+		t.Fatal(err)
+	}
+	socks := n.vpp.sentOf("memif_socket_filename_add_del_v2")
+	if got := socks[0].(*memif.MemifSocketFilenameAddDelV2).SocketFilename; got != "abstract:memif-c,netns_name="+nsClient {
+		t.Fatalf("abstract socket %q", got)
+	}
+	if got := socks[1].(*memif.MemifSocketFilenameAddDelV2).SocketFilename; got != n.memifDir+"/e.sock" {
+		t.Fatalf("file socket %q", got)
+	}
+	for _, m := range n.vpp.sentOf("memif_create_v2") {
+		c := m.(*memif.MemifCreateV2)
+		if c.Role != memif.MEMIF_ROLE_API_MASTER || c.Mode != memif.MEMIF_MODE_API_IP {
+			t.Fatalf("memif_create_v2 %+v", c)
+		}
+	}
+	// IP-mode memifs are point to point: the l3xc has the workload's
+	// address as next hop all the same.
+	for _, m := range n.vpp.sentOf("l3xc_update") {
+		x := m.(*l3xc.L3xcUpdate)
+		if len(x.L3xc.Paths) != 1 || x.L3xc.IsIP6 {
+			t.Fatalf("l3xc %+v", x)
+		}
+	}
+}
+
+func TestTunnelRequests(t *testing.T) {
+	a, b := newTestNode(t, "192.0.2.1"), newTestNode(t, "192.0.2.2")
+	acc, _ := remotePair(t, a, b, mvxlan.Type, payload.Ethernet, kernelMech(nsClient, "nsm-c"), kernelMech(nsServer, "nsm-e"))
+	p, err := mvxlan.FromMechanism(acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := a.vpp.sentOf("vxlan_add_del_tunnel_v3")[0].(*vxlan.VxlanAddDelTunnelV3)
+	if !v.IsAdd || v.Vni != p.VNI || v.SrcAddress.String() != "192.0.2.1" || v.DstAddress.String() != "192.0.2.2" ||
+		v.DstPort != 4789 || v.DecapNextIndex != ^uint32(0) || v.Instance != ^uint32(0) {
+		t.Fatalf("vxlan %+v", v)
+	}
+	w := b.vpp.sentOf("vxlan_add_del_tunnel_v3")[0].(*vxlan.VxlanAddDelTunnelV3)
+	if w.SrcAddress.String() != "192.0.2.2" || w.DstAddress.String() != "192.0.2.1" || w.Vni != p.VNI {
+		t.Fatalf("server vxlan %+v", w)
+	}
+
+	c, d := newTestNode(t, "192.0.2.1"), newTestNode(t, "192.0.2.2")
+	acc, _ = remotePair(t, c, d, mwireguard.Type, payload.IP, kernelMech(nsClient, "nsm-c"), kernelMech(nsServer, "nsm-e"))
+	wp, err := mwireguard.FromMechanism(acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := c.vpp.sentOf("wireguard_peer_add")[0].(*wireguard.WireguardPeerAdd).Peer
+	if mwireguard.EncodeKey([32]byte(peer.PublicKey)) != wp.DstPublicKey || peer.Endpoint.String() != "192.0.2.2" || peer.Port != 51820 || len(peer.AllowedIps) != 2 {
+		t.Fatalf("wireguard peer %+v", peer)
+	}
+	iface := d.vpp.sentOf("wireguard_interface_create")[0].(*wireguard.WireguardInterfaceCreate).Interface
+	if iface.Port != 51820 || iface.SrcIP.String() != "192.0.2.2" || len(iface.PrivateKey) != 32 {
+		t.Fatalf("wireguard interface %+v", iface)
+	}
+}

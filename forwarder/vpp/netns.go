@@ -1,0 +1,316 @@
+package vpp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/vwire/vwire/mechanisms/inodeurl"
+)
+
+// Linux side of KERNEL interfaces: a veth pair whose far end is created in
+// the workload's namespace (when VPP cannot make a tap), and the workload
+// end's addresses and routes, whichever way it was made.
+
+// netnsPath returns the path of the network namespace a mechanism names. An
+// inode:// URL needs the descriptor that came with the Request, which this
+// forwarder is not given: only file:// paths are taken.
+func netnsPath(raw string) (string, error) {
+	u, err := inodeurl.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.IsInode() {
+		return "", fmt.Errorf("netns %s: inode URLs need descriptor passing, which this forwarder does not do yet; give a file:// path", raw)
+	}
+	return u.Path, nil
+}
+
+// hostNet is what the dataplane does in Linux; netlinkHost does it, tests
+// give a fake.
+type hostNet interface {
+	// createVeth makes a veth pair, host in the forwarder's namespace
+	// (aliased hostAlias), its peer set up in the workload's.
+	createVeth(host, hostAlias string, w workloadLink) error
+	// deleteLink removes a link of ours from the forwarder's namespace.
+	deleteLink(name, alias string) error
+	// configureWorkload sets up a workload end that exists already (a
+	// tap's host end).
+	configureWorkload(w workloadLink) error
+	// uplink reads a host interface of the forwarder's namespace.
+	uplink(name string) (uplinkInfo, error)
+	// links returns the aliases of the forwarder namespace's links that
+	// have one, by link name.
+	links() (map[string]string, error)
+	close()
+}
+
+// uplinkInfo is what VPP copies from the host's uplink interface.
+type uplinkInfo struct {
+	mac      net.HardwareAddr
+	mtu      int
+	prefixes []netip.Prefix
+	gateways []Route // Via is left unset
+}
+
+// netlinkHost is hostNet with netlink, in the forwarder's namespace.
+type netlinkHost struct {
+	nl *netlink.Handle
+}
+
+func newNetlinkHost(netnsPath string) (*netlinkHost, error) {
+	if netnsPath == "" {
+		nl, err := netlink.NewHandle()
+		return &netlinkHost{nl: nl}, err
+	}
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	nl, err := netlink.NewHandleAt(ns)
+	return &netlinkHost{nl: nl}, err
+}
+
+func (h *netlinkHost) close() { h.nl.Close() }
+
+func (h *netlinkHost) links() (map[string]string, error) {
+	ls, err := h.nl.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	out := map[string]string{}
+	for _, l := range ls {
+		if a := l.Attrs().Alias; a != "" {
+			out[l.Attrs().Name] = a
+		}
+	}
+	return out, nil
+}
+
+func (h *netlinkHost) uplink(name string) (uplinkInfo, error) {
+	link, err := h.nl.LinkByName(name)
+	if err != nil {
+		return uplinkInfo{}, fmt.Errorf("uplink %s: %w", name, err)
+	}
+	u := uplinkInfo{mac: link.Attrs().HardwareAddr, mtu: link.Attrs().MTU}
+	addrs, err := h.nl.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return uplinkInfo{}, fmt.Errorf("uplink %s: addresses: %w", name, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || ip.Unmap().IsLinkLocalUnicast() {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		u.prefixes = append(u.prefixes, netip.PrefixFrom(ip.Unmap(), ones))
+	}
+	routes, err := h.nl.RouteList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return uplinkInfo{}, fmt.Errorf("uplink %s: routes: %w", name, err)
+	}
+	for _, r := range routes {
+		if r.Gw == nil {
+			continue
+		}
+		gw, _ := netip.AddrFromSlice(r.Gw)
+		gw = gw.Unmap()
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if gw.Is6() {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		if r.Dst != nil {
+			ip, _ := netip.AddrFromSlice(r.Dst.IP)
+			ones, _ := r.Dst.Mask.Size()
+			dst = netip.PrefixFrom(ip.Unmap(), ones)
+		}
+		u.gateways = append(u.gateways, Route{Prefix: dst, NextHop: gw})
+	}
+	return u, nil
+}
+
+// workloadLink is the workload end of a KERNEL interface.
+type workloadLink struct {
+	netns  string // path of the workload's namespace
+	name   string // interface name inside it
+	alias  string
+	mtu    int
+	addrs  []netip.Prefix
+	routes []route
+}
+
+// route is a route inside a workload's namespace.
+type route struct {
+	dst netip.Prefix
+	via netip.Addr // zero: on-link
+}
+
+// createVeth makes a veth pair: host in the forwarder's namespace, its peer
+// named w.name directly in the workload's namespace, then sets the peer up
+// with its addresses and routes. On error nothing is left.
+func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
+	ns, err := netns.GetFromPath(w.netns)
+	if err != nil {
+		return fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
+	}
+	defer ns.Close()
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: w.mtu},
+		PeerName:      w.name,
+		PeerMTU:       uint32(w.mtu),
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := h.nl.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth %s<->%s: create: %w", host, w.name, err)
+	}
+	link, err := h.nl.LinkByName(host)
+	if err == nil {
+		err = h.nl.LinkSetAlias(link, hostAlias)
+	}
+	if err == nil {
+		err = configureIn(ns, w)
+	}
+	if err == nil {
+		err = h.nl.LinkSetUp(link)
+	}
+	if err != nil {
+		_ = h.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}})
+		return fmt.Errorf("veth %s<->%s: %w", host, w.name, err)
+	}
+	return nil
+}
+
+// deleteLink removes a link of ours in the forwarder's namespace (a veth's
+// peer goes with it); a missing link is not an error, one with another
+// alias is left alone.
+func (h *netlinkHost) deleteLink(name, alias string) error {
+	l, err := h.nl.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("find link %s: %w", name, err)
+	}
+	if l.Attrs().Alias != alias {
+		return fmt.Errorf("link %s is not ours (alias %q): left alone", name, l.Attrs().Alias)
+	}
+	if err := h.nl.LinkDel(l); err != nil {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// configureWorkload configures the workload end found in the namespace at
+// w.netns (a tap's host end, which VPP created there).
+func (h *netlinkHost) configureWorkload(w workloadLink) error {
+	ns, err := netns.GetFromPath(w.netns)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", w.netns, err)
+	}
+	defer ns.Close()
+	return configureIn(ns, w)
+}
+
+// configureIn sets the workload end up inside its namespace: alias, MTU,
+// addresses, up, routes.
+func configureIn(ns netns.NsHandle, w workloadLink) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in workload namespace: %w", err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(w.name)
+	if err != nil {
+		return fmt.Errorf("find %s in workload namespace: %w", w.name, err)
+	}
+	if err := h.LinkSetAlias(link, w.alias); err != nil {
+		return fmt.Errorf("alias %s: %w", w.name, err)
+	}
+	if w.mtu > 0 && link.Attrs().MTU != w.mtu {
+		if err := h.LinkSetMTU(link, w.mtu); err != nil {
+			return fmt.Errorf("mtu %d on %s: %w", w.mtu, w.name, err)
+		}
+	}
+	for _, a := range w.addrs {
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())}}
+		if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("add address %s to %s: %w", a, w.name, err)
+		}
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", w.name, err)
+	}
+	for _, r := range w.routes {
+		nr := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: r.dst.Addr().AsSlice(), Mask: net.CIDRMask(r.dst.Bits(), r.dst.Addr().BitLen())}, Scope: netlink.SCOPE_LINK}
+		if r.via.IsValid() {
+			nr.Gw = r.via.AsSlice()
+			nr.Scope = netlink.SCOPE_UNIVERSE
+		}
+		if err := h.RouteReplace(nr); err != nil {
+			return fmt.Errorf("route %s via %s: %w", r.dst, w.name, err)
+		}
+	}
+	return nil
+}
+
+// parseAddrs parses CIDRs (a bare address is a host prefix).
+func parseAddrs(what string, in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, errors.New("not an IP address or prefix")
+		}
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not an IP prefix")
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, errors.New("zones are not allowed")
+	}
+	return p, nil
+}
+
+// parseRoutes parses NSM routes.
+func parseRoutes(what string, in []*networkservice.Route) ([]route, error) {
+	var out []route
+	for _, r := range in {
+		dst, err := parsePrefix(r.GetPrefix())
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, r.GetPrefix(), err)
+		}
+		rt := route{dst: dst.Masked()}
+		if nh := r.GetNextHop(); nh != "" {
+			if rt.via, err = netip.ParseAddr(nh); err != nil {
+				return nil, fmt.Errorf("%s %q: next hop %q is not an IP address", what, r.GetPrefix(), nh)
+			}
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// hostPrefix is a's address as a /32 or /128.
+func hostPrefix(p netip.Prefix) netip.Prefix { return netip.PrefixFrom(p.Addr(), p.Addr().BitLen()) }

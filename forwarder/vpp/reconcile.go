@@ -1,0 +1,395 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vwire/vwire/mechanisms/kernel"
+	"github.com/vwire/vwire/mechanisms/memif"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+)
+
+// tableBase is the first IP table id the dataplane gives vWires; ids are
+// unique per node and VRF ids below it are left to others.
+const tableBase = 0x76770000
+
+// tableAllocator hands out IP table ids.
+type tableAllocator struct {
+	mu   sync.Mutex
+	used map[uint32]bool // guarded by mu
+	next uint32          // guarded by mu
+}
+
+func newTableAllocator() *tableAllocator {
+	return &tableAllocator{used: map[uint32]bool{}, next: tableBase}
+}
+
+func (a *tableAllocator) allocate() uint32 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.used[a.next] || a.next < tableBase {
+		a.next++
+	}
+	id := a.next
+	a.used[id] = true
+	a.next++
+	return id
+}
+
+func (a *tableAllocator) reserve(id uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.used[id] = true
+}
+
+func (a *tableAllocator) release(id uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.used, id)
+}
+
+// samePlan reports whether two plans build the same objects.
+func samePlan(a, b *plan) bool { return reflect.DeepEqual(a, b) }
+
+// intact reports whether the vWire st still stands in VPP: both interfaces
+// there, ours, up.
+func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwireState) (bool, error) {
+	ifaces, err := cl.ListInterfaces(ctx)
+	if err != nil {
+		return false, err
+	}
+	ok := func(idx SwIfIndex, role string) bool {
+		i := slices.IndexFunc(ifaces, func(i Interface) bool { return i.Index == idx })
+		return i >= 0 && ifaces[i].Tag == tagOf(role, id).String() && ifaces[i].AdminUp
+	}
+	return ok(st.in, roleIn) && ok(st.out, roleOut), nil
+}
+
+// adopt takes back a vWire a previous run of the forwarder built, when VPP
+// still has exactly what p would build: both interfaces, of the planned
+// kinds and parameters, cross-connected. WireGuard and IPsec vWires are
+// never adopted (their keys lived in the previous process) and are rebuilt.
+// adopt returns nil when it cannot take the vWire back.
+func (d *Dataplane) adopt(ctx context.Context, cl *Client, p *plan) (*vwireState, error) {
+	ifaces, err := cl.ListInterfaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	find := func(role string) *Interface {
+		i := slices.IndexFunc(ifaces, func(i Interface) bool { return i.Tag == tagOf(role, p.id).String() })
+		if i < 0 {
+			return nil
+		}
+		return &ifaces[i]
+	}
+	in, out := find(roleIn), find(roleOut)
+	if in == nil || out == nil || !in.AdminUp || !out.AdminUp {
+		return nil, nil
+	}
+	for _, c := range []struct {
+		s *side
+		i *Interface
+	}{{&p.in, in}, {&p.out, out}} {
+		if ok, err := d.matches(ctx, cl, p, c.s, c.i); err != nil || !ok {
+			return nil, err
+		}
+	}
+	if p.l3 {
+		xcs, err := cl.ListL3XCs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, ip6 := range families(p) {
+			if !slices.ContainsFunc(xcs, func(x L3XC) bool { return x.Rx == in.Index && x.Tx == out.Index && x.IP6 == ip6 }) ||
+				!slices.ContainsFunc(xcs, func(x L3XC) bool { return x.Rx == out.Index && x.Tx == in.Index && x.IP6 == ip6 }) {
+				return nil, nil
+			}
+		}
+	} else {
+		xcs, err := cl.ListL2XCs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(xcs, L2XC{Rx: in.Index, Tx: out.Index}) || !slices.Contains(xcs, L2XC{Rx: out.Index, Tx: in.Index}) {
+			return nil, nil
+		}
+	}
+	return &vwireState{plan: p, in: in.Index, out: out.Index}, nil
+}
+
+// matches reports whether interface i is what side s plans.
+func (d *Dataplane) matches(ctx context.Context, cl *Client, p *plan, s *side, i *Interface) (bool, error) {
+	switch s.typ {
+	case kernel.Type:
+		if s.tap {
+			return i.kind() == "tap", nil
+		}
+		return i.Name == "host-"+linkName(s.role, tagKey(p.id)), nil
+	case memif.Type:
+		if i.kind() != "memif" {
+			return false, nil
+		}
+		memifs, err := cl.ListMemifs(ctx)
+		if err != nil {
+			return false, err
+		}
+		socks, err := cl.ListMemifSockets(ctx)
+		if err != nil {
+			return false, err
+		}
+		m := slices.IndexFunc(memifs, func(m Memif) bool { return m.Index == i.Index })
+		return m >= 0 && memifs[m].IP == p.l3 && slices.Contains(socks, MemifSocket{ID: memifs[m].SocketID, Filename: s.memifSocket}), nil
+	case vxlan.Type:
+		tunnels, err := cl.ListVxlanTunnels(ctx)
+		if err != nil {
+			return false, err
+		}
+		return slices.Contains(tunnels, VxlanTunnelInfo{Index: i.Index, VxlanTunnel: s.vxlan}), nil
+	}
+	return false, nil
+}
+
+// sweep removes every object tagged with key: cross-connects, interfaces
+// (by kind, with what hangs off them: memif sockets, tunnel protections and
+// SAs, veths), then IP tables. It reads VPP, not memory, so it also
+// removes what a previous run left.
+func (d *Dataplane) sweep(ctx context.Context, cl *Client, key string) error {
+	ifaces, err := cl.ListInterfaces(ctx)
+	if err != nil {
+		return err
+	}
+	var mine []Interface
+	for _, i := range ifaces {
+		if t, ok := ParseTag(i.Tag); ok && t.Key == key && t.Role != roleUplink {
+			mine = append(mine, i)
+		}
+	}
+	var errs []error
+	if len(mine) > 0 {
+		errs = append(errs, d.sweepInterfaces(ctx, cl, key, mine)...)
+	}
+	tables, err := cl.ListIPTables(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, t := range tables {
+		if tg, ok := ParseTag(t.Name); ok && tg.Key == key {
+			// VPP does not flush the routes added through the API when
+			// their table is deleted: remove ours (host routes) first.
+			routes, err := cl.ListRoutes(ctx, t.ID, t.IP6)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for _, r := range routes {
+				if r.Prefix.IsSingleIP() {
+					if err := cl.DeleteRoute(ctx, r); err != nil && !IsNotFound(err) {
+						errs = append(errs, err)
+					}
+				}
+			}
+			if err := cl.DeleteIPTable(ctx, t); err != nil && !IsNotFound(err) {
+				errs = append(errs, err)
+			}
+			if !t.IP6 {
+				d.tables.release(t.ID)
+			}
+		}
+	}
+	for _, role := range []string{roleIn, roleOut} {
+		if err := d.host.deleteLink(linkName(role, key), tagOfKey(role, key)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Dataplane) sweepInterfaces(ctx context.Context, cl *Client, key string, mine []Interface) []error {
+	var errs []error
+	keep := func(err error) {
+		if err != nil && !IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	// Cross-connects first, so no packet is sent to a half-removed side.
+	if l3, err := cl.ListL3XCs(ctx); err != nil {
+		keep(err)
+	} else {
+		for _, x := range l3 {
+			if slices.ContainsFunc(mine, func(i Interface) bool { return i.Index == x.Rx }) {
+				keep(cl.DeleteL3XC(ctx, x.Rx, x.IP6))
+			}
+		}
+	}
+	if l2, err := cl.ListL2XCs(ctx); err != nil {
+		keep(err)
+	} else {
+		for _, x := range l2 {
+			if slices.ContainsFunc(mine, func(i Interface) bool { return i.Index == x.Rx }) {
+				keep(cl.DeleteL2XC(ctx, x.Rx))
+			}
+		}
+	}
+	var memifs []Memif
+	var vxlans []VxlanTunnelInfo
+	for _, i := range mine {
+		switch i.kind() {
+		case "memif":
+			if memifs == nil {
+				var err error
+				if memifs, err = cl.ListMemifs(ctx); err != nil {
+					keep(err)
+					continue
+				}
+			}
+			keep(cl.DeleteMemif(ctx, i.Index))
+			if m := slices.IndexFunc(memifs, func(m Memif) bool { return m.Index == i.Index }); m >= 0 {
+				sock := memifs[m].SocketID
+				if !slices.ContainsFunc(memifs, func(o Memif) bool { return o.SocketID == sock && o.Index != i.Index }) {
+					keep(cl.DeleteMemifSocket(ctx, sock))
+				}
+			}
+		case "host-":
+			keep(cl.DeleteAfPacket(ctx, strings.TrimPrefix(i.Name, "host-")))
+		case "tap":
+			keep(cl.DeleteTap(ctx, i.Index))
+		case "vxlan_tunnel":
+			if vxlans == nil {
+				var err error
+				if vxlans, err = cl.ListVxlanTunnels(ctx); err != nil {
+					keep(err)
+					continue
+				}
+			}
+			if v := slices.IndexFunc(vxlans, func(v VxlanTunnelInfo) bool { return v.Index == i.Index }); v >= 0 {
+				keep(cl.DeleteVxlanTunnel(ctx, vxlans[v].VxlanTunnel))
+			}
+		case "wg":
+			keep(cl.DeleteWireguardInterface(ctx, i.Index))
+		case "ipip":
+			prots, err := cl.ListTunnelProtections(ctx, i.Index)
+			keep(err)
+			if len(prots) > 0 {
+				keep(cl.DeleteTunnelProtection(ctx, i.Index))
+			}
+			keep(cl.DeleteIpipTunnel(ctx, i.Index))
+			for _, p := range prots {
+				keep(cl.DeleteSA(ctx, p.Out))
+				for _, in := range p.In {
+					keep(cl.DeleteSA(ctx, in))
+				}
+			}
+		default:
+			errs = append(errs, fmt.Errorf("interface %s (%d) is tagged %q but of a kind vwire does not make: left alone", i.Name, i.Index, i.Tag))
+		}
+	}
+	return errs
+}
+
+// Start reconciles with what a previous run left in VPP: objects tagged for
+// a connection are kept for the grace period, during which a refresh takes
+// them back (Connect); the rest are then removed. It returns once the first
+// listing is done; the removal runs in the background until Close.
+func (d *Dataplane) Start(ctx context.Context) error {
+	lctx, cancel := bounded(ctx)
+	defer cancel()
+	ifaces, err := d.vpp.ListInterfaces(lctx)
+	if err != nil {
+		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+	}
+	tables, err := d.vpp.ListIPTables(lctx)
+	if err != nil {
+		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+	}
+	links, err := d.host.links()
+	if err != nil {
+		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+	}
+	var vxlans []VxlanTunnelInfo
+	d.mu.Lock()
+	for _, i := range ifaces {
+		t, ok := ParseTag(i.Tag)
+		if !ok || t.Role == roleUplink {
+			continue
+		}
+		d.orphans[t.Key] = true
+		if i.kind() == "vxlan_tunnel" && vxlans == nil {
+			d.mu.Unlock()
+			vxlans, err = d.vpp.ListVxlanTunnels(lctx)
+			d.mu.Lock()
+			if err != nil {
+				d.mu.Unlock()
+				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+			}
+		}
+		if v := slices.IndexFunc(vxlans, func(v VxlanTunnelInfo) bool { return v.Index == i.Index }); v >= 0 {
+			// Hold the VNI for its connection, so that no new vWire takes
+			// it while the old one may come back (and its refresh may).
+			if err := d.vnis.Reserve(vxlans[v].VNI); err == nil {
+				if d.held[t.Key] == nil {
+					d.held[t.Key] = map[string]uint32{}
+				}
+				d.held[t.Key][t.Role] = vxlans[v].VNI
+			}
+		}
+	}
+	for _, t := range tables {
+		if tg, ok := ParseTag(t.Name); ok {
+			d.orphans[tg.Key] = true
+			d.tables.reserve(t.ID)
+		}
+	}
+	// Veths whose VPP side is gone (a VPP of ours that stopped with the
+	// previous forwarder) are swept with the rest.
+	for _, alias := range links {
+		if tg, ok := ParseTag(alias); ok && tg.Role != roleWL {
+			d.orphans[tg.Key] = true
+		}
+	}
+	n := len(d.orphans)
+	d.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	d.log.Info("found vWires from a previous run in VPP; keeping them for refreshes", "connections", n, "grace", d.grace)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.collectOrphans(ctx)
+	}()
+	return nil
+}
+
+// collectOrphans removes, after the grace period, what no refresh claimed.
+func (d *Dataplane) collectOrphans(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-d.closing():
+		return
+	case <-time.After(d.grace):
+	}
+	d.mu.Lock()
+	var stale []string
+	for key := range d.orphans {
+		stale = append(stale, key)
+	}
+	d.orphans = map[string]bool{}
+	d.mu.Unlock()
+	for _, key := range stale {
+		d.log.Info("removing a vWire no connection claimed", "tag_key", key)
+		sctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+		err := d.sweep(sctx, d.vpp.WithLogger(d.log.With("tag_key", key)), key)
+		cancel()
+		if err != nil {
+			d.log.Error("remove stale vWire", "tag_key", key, "err", err)
+		}
+	}
+}
+
+func tagOfKey(role, key string) string { return Tag{Role: role, Key: key}.String() }

@@ -1,0 +1,123 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"go.fd.io/govpp/api"
+
+	"github.com/vwire/vwire/mechanisms/ipsec"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
+)
+
+// VPP answering an error half way through a Connect: Connect fails, and
+// exactly what was made is removed, last first.
+func TestConnectFailsHalfway(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		kernel   KernelMode
+		payload  string
+		remote   string // mechanism type between the nodes; "" for a local vWire
+		in, out  *networkservice.Mechanism
+		failMsg  string
+		failNth  int
+		wantUndo []string // requests after the failing one
+	}{
+		{
+			name: "kernel to kernel, second l3xc", payload: payload.IP,
+			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
+			failMsg: "l3xc_update", failNth: 2,
+			wantUndo: []string{"l3xc_del", "ip_route_add_del", "af_packet_delete", "ip_table_add_del", "ip_route_add_del", "af_packet_delete", "ip_table_add_del"},
+		},
+		{
+			name: "memif to memif ethernet, second l2xc", payload: payload.Ethernet,
+			in: memifMech("a.sock"), out: memifMech("b.sock"),
+			failMsg: "sw_interface_set_l2_xconnect", failNth: 2,
+			wantUndo: []string{"sw_interface_set_l2_xconnect", "memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2"},
+		},
+		{
+			name: "memif, tag after create", payload: payload.Ethernet,
+			in: memifMech("a.sock"), out: memifMech("b.sock"),
+			failMsg: "sw_interface_tag_add_del", failNth: 1,
+			wantUndo: []string{"memif_delete", "memif_socket_filename_add_del_v2"},
+		},
+		{
+			name: "tap to tap, mtu of the second", kernel: KernelTap, payload: payload.Ethernet,
+			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
+			failMsg: "sw_interface_set_mtu", failNth: 2,
+			wantUndo: []string{"tap_delete_v2", "tap_delete_v2"},
+		},
+		{
+			name: "vxlan, tunnel create", payload: payload.Ethernet, remote: vxlan.Type,
+			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
+			failMsg: "vxlan_add_del_tunnel_v3", failNth: 1,
+			wantUndo: []string{"af_packet_delete"},
+		},
+		{
+			name: "wireguard, peer", payload: payload.IP, remote: wireguard.Type,
+			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
+			failMsg: "wireguard_peer_add", failNth: 1,
+			wantUndo: []string{"wireguard_interface_delete", "ip_route_add_del", "af_packet_delete", "ip_table_add_del"},
+		},
+		{
+			name: "ipsec, tunnel protection", payload: payload.IP, remote: ipsec.Type,
+			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
+			failMsg: "ipsec_tunnel_protect_update", failNth: 1,
+			wantUndo: []string{"ipip_del_tunnel", "ipsec_sad_entry_del", "ipsec_sad_entry_del", "ip_route_add_del", "af_packet_delete", "ip_table_add_del"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			opt := func(c *Config) { c.Kernel = KernelVeth }
+			if tc.kernel != "" {
+				opt = func(c *Config) { c.Kernel = tc.kernel }
+			}
+			a := newTestNode(t, "192.0.2.1", opt)
+			out := tc.out
+			if tc.remote != "" {
+				// The server node builds fine; node A (the client's) fails.
+				b := newTestNode(t, "192.0.2.2", opt)
+				c := &networkservice.Connection{Payload: tc.payload}
+				offers, err := a.dp.Offer(ctx, "a", c, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				i := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == tc.remote })
+				if out, err = b.dp.Accept(ctx, "b", c, offers[i:i+1]); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.dp.Connect(ctx, "b", conn(out, tc.payload), conn(tc.out, tc.payload)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := a.vpp.snapshot()
+			a.vpp.failNth(tc.failMsg, tc.failNth, int32(api.INVALID_VALUE))
+			err := a.dp.Connect(ctx, "a", conn(tc.in, tc.payload), conn(out, tc.payload))
+			var apiErr api.VPPApiError
+			if !errors.As(err, &apiErr) || apiErr != api.INVALID_VALUE {
+				t.Fatalf("connect: %v, want VPP's error", err)
+			}
+			reqs := a.vpp.requests(false)
+			// The failing request is the last tc.failMsg before the undo.
+			undo := reqs[len(reqs)-len(tc.wantUndo):]
+			if !slices.Equal(undo, tc.wantUndo) || reqs[len(reqs)-len(tc.wantUndo)-1] != tc.failMsg {
+				t.Fatalf("requests:\n got %v\nwant ... %s %v", reqs, tc.failMsg, tc.wantUndo)
+			}
+			if got := a.vpp.snapshot(); got != before {
+				t.Fatalf("VPP changed by a failed connect:\n%s\nwas\n%s", got, before)
+			}
+			if n := a.host.linkCount(); n != 0 {
+				t.Fatalf("links left: %v", a.host.linkAlias)
+			}
+			// The same Connect without the failure succeeds afterwards.
+			if err := a.dp.Connect(ctx, "a", conn(tc.in, tc.payload), conn(out, tc.payload)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

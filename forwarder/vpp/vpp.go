@@ -1,0 +1,463 @@
+// Package vpp is the forwarder's VPP dataplane. It attaches to a running
+// VPP by its API socket or starts one of its own (package vppstart), checks
+// that VPP's binary API is the one vwire is built for (package binapi), and
+// builds each vWire from VPP objects: one file per object kind (memif.go,
+// afpacket.go, tap.go, vxlan.go, wireguard.go, ipsec.go, l2xc.go, l3xc.go,
+// interface.go, ip.go), each object tagged "vwire/<role>/<connID>" so that a
+// restarted forwarder finds its own objects again (tags.go, reconcile.go).
+// KERNEL interfaces are taps whose host end VPP creates in the workload's
+// namespace, or, where /dev/vhost-net is missing, veth pairs attached to VPP
+// by af_packet; MEMIF interfaces are VPP-master memifs; VXLAN, WIREGUARD and
+// IPSEC tunnels run over the node's uplink, an af_packet interface on a host
+// interface with the host's address. Ethernet payloads are cross-connected
+// with l2xc, IP payloads with l3xc. See README.md.
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"go.fd.io/govpp/adapter"
+	"go.fd.io/govpp/adapter/socketclient"
+	"go.fd.io/govpp/adapter/statsclient"
+	"go.fd.io/govpp/core"
+
+	"github.com/vwire/vwire/binapi"
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+)
+
+// Defaults.
+const (
+	// DefaultStateDir is where a VPP of the forwarder's own keeps its
+	// configuration and sockets, and where memif socket files go.
+	DefaultStateDir = "/var/lib/vwire/vpp"
+	// DefaultStatsSocket is the stats socket of an attached VPP.
+	DefaultStatsSocket = "/run/vpp/stats.sock"
+	// DefaultGrace is how long vWires found at start wait to be claimed by
+	// a refresh before they are removed.
+	DefaultGrace = time.Minute
+	// DefaultConnectTimeout bounds connecting to VPP at start.
+	DefaultConnectTimeout = 30 * time.Second
+)
+
+// KernelMode says how KERNEL interfaces are made.
+type KernelMode string
+
+// Kernel modes.
+const (
+	// KernelAuto uses taps where /dev/vhost-net exists, else veths.
+	KernelAuto KernelMode = ""
+	// KernelTap always uses tapv2 (needs /dev/vhost-net).
+	KernelTap KernelMode = "tap"
+	// KernelVeth always uses a veth pair and af_packet.
+	KernelVeth KernelMode = "veth"
+)
+
+// Config configures the VPP dataplane.
+type Config struct {
+	// APISocket attaches to the VPP listening there (--vpp-api-socket);
+	// when empty the dataplane starts its own VPP from Bin.
+	APISocket string
+	// StatsSocket is an attached VPP's stats socket (DefaultStatsSocket
+	// when empty); a started VPP's is in StateDir.
+	StatsSocket string
+	// Bin is the VPP binary to start (--vpp-bin; "vpp" on PATH when
+	// empty) and PluginPath its plugin directory (VPP's default when
+	// empty).
+	Bin        string
+	PluginPath string
+	// StateDir holds a started VPP's configuration and sockets, and the
+	// memif socket files (DefaultStateDir when empty).
+	StateDir string
+	// PollSleepUsec makes a started VPP sleep between polls (see
+	// vppstart.Config).
+	PollSleepUsec int
+	// NetNSPath is the network namespace of VPP, the uplink and the
+	// forwarder's veth ends; the current one when empty (tests run
+	// several nodes in one process).
+	NetNSPath string
+	// Uplink is the host interface that tunnels use (--uplink); VPP takes
+	// it over with af_packet and the host's address. Without it the node
+	// offers and accepts no REMOTE mechanism.
+	Uplink string
+	// TunnelIP is this node's tunnel address; the uplink's first IPv4
+	// address when unset.
+	TunnelIP netip.Addr
+	// MemifDir is where memif socket files go (StateDir/memif when empty).
+	MemifDir string
+	// Kernel says how KERNEL interfaces are made.
+	Kernel KernelMode
+	// Grace is how long vWires found at start may wait for their refresh
+	// (DefaultGrace when zero).
+	Grace time.Duration
+	// Logger receives the dataplane's logs, one debug line per VPP call.
+	Logger *slog.Logger
+
+	// Adapter and StatsAdapter, when set, replace the API and stats
+	// sockets (tests give govpp's mock adapters).
+	Adapter      adapter.VppAPI
+	StatsAdapter adapter.StatsAPI
+
+	host hostNet // tests replace Linux
+}
+
+// New connects to VPP (starting it first when cfg.APISocket is empty),
+// checks its binary API, and takes over the uplink. ctx bounds the start.
+func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
+	d := &Dataplane{
+		log:        cfg.Logger,
+		grace:      cfg.Grace,
+		uplinkName: cfg.Uplink,
+		vnis:       vxlan.NewVNIAllocator(),
+		tables:     newTableAllocator(),
+		uplink:     NoInterface,
+		held:       map[string]map[string]uint32{},
+		keys:       map[string]map[string][32]byte{},
+		accepted:   map[string]string{},
+		conns:      map[string]*vwireState{},
+		orphans:    map[string]bool{},
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.grace <= 0 {
+		d.grace = DefaultGrace
+	}
+	stateDir := cfg.StateDir
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	d.memifDir = cfg.MemifDir
+	if d.memifDir == "" {
+		d.memifDir = filepath.Join(stateDir, "memif")
+	}
+	switch cfg.Kernel {
+	case KernelTap:
+		d.kernelTap = true
+	case KernelVeth:
+	case KernelAuto:
+		_, err := os.Stat("/dev/vhost-net")
+		d.kernelTap = err == nil
+	default:
+		return nil, fmt.Errorf("vpp dataplane: kernel mode %q: want tap or veth", cfg.Kernel)
+	}
+	life, stop := context.WithCancel(context.Background())
+	d.life, d.stop = life, stop
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+
+	if d.host = cfg.host; d.host == nil {
+		h, err := newNetlinkHost(cfg.NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("vpp dataplane: netlink: %w", err)
+		}
+		d.host = h
+	}
+
+	api, stats := cfg.Adapter, cfg.StatsAdapter
+	if api == nil {
+		sock, statsSock := cfg.APISocket, cfg.StatsSocket
+		if sock == "" {
+			vcfg := vppstart.Config{Bin: cfg.Bin, PluginPath: cfg.PluginPath, Dir: stateDir, NetNSPath: cfg.NetNSPath,
+				PollSleepUsec: cfg.PollSleepUsec, Log: d.log.With("component", "vpp")}
+			if d.proc, err = vppstart.Start(ctx, vcfg); err != nil {
+				return nil, fmt.Errorf("vpp dataplane: %w", err)
+			}
+			sock, statsSock = d.proc.APISocket, d.proc.StatsSocket
+			d.log.Info("started VPP", "pid", d.proc.Pid(), "config", d.proc.ConfigFile)
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.superviseVPP(life, vcfg)
+			}()
+		} else if statsSock == "" {
+			statsSock = DefaultStatsSocket
+		}
+		api = socketclient.NewVppClient(sock)
+		stats = statsclient.NewStatsClient(statsSock)
+	}
+
+	conn, events, err := core.AsyncConnect(api, 1<<30, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("vpp dataplane: connect: %w", err)
+	}
+	d.conn = conn
+	if err := waitConnected(ctx, events); err != nil {
+		return nil, fmt.Errorf("vpp dataplane: connect: %w", err)
+	}
+	version, err := binapi.Check(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("vpp dataplane: %w", err)
+	}
+	d.vpp = NewClient(conn, d.log)
+	d.log.Info("connected to VPP", "version", version)
+
+	if stats != nil {
+		if sc, err := core.ConnectStats(stats); err != nil {
+			d.log.Warn("VPP stats segment unavailable: vWire metrics are off", "err", err)
+		} else {
+			d.statsConn, d.stats = sc, sc
+		}
+	}
+
+	if cfg.Uplink != "" {
+		if err := d.setupUplink(ctx, cfg.TunnelIP); err != nil {
+			return nil, fmt.Errorf("vpp dataplane: %w", err)
+		}
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.watch(life, events)
+	}()
+	return d, nil
+}
+
+func waitConnected(ctx context.Context, events <-chan core.ConnectionEvent) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-events:
+			switch e.State {
+			case core.Connected:
+				return nil
+			case core.Failed:
+				return e.Error
+			}
+		}
+	}
+}
+
+// closing is closed once Close has begun.
+func (d *Dataplane) closing() <-chan struct{} { return d.life.Done() }
+
+// Close disconnects from VPP and stops the VPP it started; an attached
+// VPP keeps every vWire (a restarted forwarder takes them back). Safe to
+// call twice.
+func (d *Dataplane) Close() error {
+	d.closeOnce.Do(func() {
+		if d.stop != nil {
+			d.stop()
+		}
+		if d.conn != nil {
+			d.conn.Disconnect()
+		}
+		if d.statsConn != nil {
+			d.statsConn.Disconnect()
+		}
+		d.wg.Wait()
+		d.mu.Lock()
+		proc := d.proc
+		d.mu.Unlock()
+		if proc != nil {
+			if err := proc.Stop(vppstart.DefaultStopTimeout); err != nil {
+				d.log.Error("stop VPP", "err", err)
+			}
+		}
+		if d.host != nil {
+			d.host.close()
+		}
+	})
+	return nil
+}
+
+// setupUplink takes over the host interface d.uplinkName with af_packet and
+// copies its MAC, MTU, addresses and gateway routes to VPP. An uplink of a
+// previous run (tagged) is kept.
+func (d *Dataplane) setupUplink(ctx context.Context, tunnel netip.Addr) error {
+	up, err := d.host.uplink(d.uplinkName)
+	if err != nil {
+		return err
+	}
+	if !tunnel.IsValid() {
+		for _, p := range up.prefixes {
+			if p.Addr().Is4() {
+				tunnel = p.Addr()
+				break
+			}
+		}
+	}
+	if !tunnel.IsValid() {
+		return fmt.Errorf("uplink %s has no IPv4 address for tunnels (give one with --tunnel-ip)", d.uplinkName)
+	}
+	if !slices.ContainsFunc(up.prefixes, func(p netip.Prefix) bool { return p.Addr() == tunnel }) {
+		return fmt.Errorf("tunnel address %s is not on uplink %s", tunnel, d.uplinkName)
+	}
+	if !d.tunnel.IsValid() {
+		// Fixed at New: Accept and Offer read them without a lock, and
+		// a VPP restart changes neither.
+		d.tunnel, d.underlayMTU = tunnel, up.mtu
+	}
+
+	cl := d.vpp.WithLogger(d.log.With("step", "uplink"))
+	tag := Tag{Role: roleUplink, Key: d.uplinkName}.String()
+	ifaces, err := cl.ListInterfaces(ctx)
+	if err != nil {
+		return err
+	}
+	idx := NoInterface
+	if i := slices.IndexFunc(ifaces, func(i Interface) bool { return i.Tag == tag }); i >= 0 {
+		idx = ifaces[i].Index
+	} else {
+		if idx, err = cl.CreateAfPacket(ctx, AfPacketSpec{HostIfName: d.uplinkName, MAC: up.mac}); err != nil {
+			return fmt.Errorf("uplink: %w", err)
+		}
+		if err := cl.SetInterfaceTag(ctx, idx, tag); err != nil {
+			return errors.Join(fmt.Errorf("uplink: %w", err), cl.DeleteAfPacket(ctx, d.uplinkName))
+		}
+		for _, p := range up.prefixes {
+			if err := cl.AddInterfaceAddress(ctx, idx, p); err != nil {
+				return fmt.Errorf("uplink: %w", err)
+			}
+		}
+		if err := cl.SetInterfaceMTU(ctx, idx, uint32(up.mtu)); err != nil {
+			return fmt.Errorf("uplink: %w", err)
+		}
+		if err := cl.SetInterfaceUp(ctx, idx); err != nil {
+			return fmt.Errorf("uplink: %w", err)
+		}
+	}
+	// Routes through a gateway (a default route, most often), so that
+	// tunnels reach peers beyond the uplink's subnet.
+	for _, r := range up.gateways {
+		r.Via = idx
+		if err := cl.CreateRoute(ctx, r); err != nil {
+			return fmt.Errorf("uplink: %w", err)
+		}
+	}
+	d.mu.Lock()
+	d.uplink = idx
+	d.mu.Unlock()
+	d.log.Info("uplink ready", "host_if", d.uplinkName, "sw_if_index", idx, "tunnel_ip", tunnel, "mtu", up.mtu)
+	return nil
+}
+
+// watch follows the connection to VPP: when it comes back after a loss, the
+// uplink and every vWire are checked and rebuilt as needed.
+func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEvent) {
+	lost := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-events:
+			switch e.State {
+			case core.Connected:
+				if lost {
+					lost = false
+					d.log.Info("VPP connection back; restoring vWires")
+					d.restore(ctx)
+				}
+			case core.Disconnected, core.NotResponding, core.Failed:
+				if !lost {
+					d.log.Warn("VPP connection lost", "state", e.State, "err", e.Error)
+				}
+				lost = true
+			}
+		}
+	}
+}
+
+// restore rebuilds what a VPP restart (or a damaging outage) lost, from
+// what Connect was given.
+func (d *Dataplane) restore(ctx context.Context) {
+	cctx, cancel := bounded(ctx)
+	defer cancel()
+	if _, err := binapi.Check(cctx, d.conn); err != nil {
+		d.log.Error("VPP came back with another API: vWires not restored", "err", err)
+		return
+	}
+	if d.uplinkName != "" {
+		if err := d.setupUplink(cctx, d.tunnel); err != nil {
+			d.log.Error("restore uplink", "err", err)
+		}
+	}
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.conns))
+	for id := range d.conns {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		if err := d.restoreOne(ctx, id); err != nil {
+			d.log.Error("restore vWire", "conn", id, "err", err)
+		}
+	}
+}
+
+func (d *Dataplane) restoreOne(ctx context.Context, id string) error {
+	unlock := d.locks.Lock(id)
+	defer unlock()
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	d.mu.Lock()
+	st := d.conns[id]
+	d.mu.Unlock()
+	if st == nil {
+		return nil // disconnected meanwhile
+	}
+	cl := d.vpp.WithLogger(d.log.With("conn", id, "step", "restore"))
+	if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
+		return err
+	}
+	if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+		return err
+	}
+	in, out, err := d.build(ctx, cl, st.plan)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	if d.conns[id] == st {
+		st.in, st.out = in, out
+	}
+	d.mu.Unlock()
+	d.log.Info("vWire restored", "conn", id)
+	return nil
+}
+
+// superviseVPP restarts a VPP of ours that exits while the dataplane is
+// open; govpp then reconnects and watch restores the vWires.
+func (d *Dataplane) superviseVPP(ctx context.Context, cfg vppstart.Config) {
+	for {
+		d.mu.Lock()
+		proc := d.proc
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-proc.Done():
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Error("VPP exited; starting it again", "err", proc.Err())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		next, err := vppstart.Start(ctx, cfg)
+		if err != nil {
+			d.log.Error("restart VPP", "err", err)
+			continue
+		}
+		d.mu.Lock()
+		d.proc = next
+		d.mu.Unlock()
+	}
+}

@@ -1,0 +1,286 @@
+// Package vppstart runs a VPP of the forwarder's own: it writes a startup
+// configuration into a state directory (the API, CLI and stats sockets live
+// there; DPDK is disabled and no hugepages are needed), starts the binary,
+// optionally inside a network namespace, waits for the API socket and stops
+// the process again. It is what the forwarder uses when no running VPP is
+// given to attach to. (NSM's vpphelper does the same for NSM, but pins
+// govpp v0.11.0, runs "vpp" from PATH only, needs a vpp group and hugepage
+// defaults, and never stops the process; this package is the small part of
+// it vwire needs.)
+package vppstart
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// Defaults.
+const (
+	DefaultBin          = "vpp"
+	DefaultStartTimeout = 30 * time.Second
+	DefaultStopTimeout  = 10 * time.Second
+)
+
+// Config says which VPP to start and where.
+type Config struct {
+	// Bin is the VPP binary (DefaultBin, found on PATH, when empty).
+	Bin string
+	// PluginPath is VPP's plugin directory; VPP's built-in default when
+	// empty.
+	PluginPath string
+	// Dir is the state directory: vpp.conf, the sockets and the log go
+	// there. Required, and short enough for socket paths (< 90 bytes).
+	Dir string
+	// NetNSPath runs VPP in that network namespace; the caller's when
+	// empty.
+	NetNSPath string
+	// PollSleepUsec makes VPP's main thread sleep between polls (a VPP
+	// that shares its cores); 0 polls flat out.
+	PollSleepUsec int
+	// Extra is appended to the configuration as is.
+	Extra string
+	// Log receives VPP's output, line by line; nil drops it.
+	Log *slog.Logger
+}
+
+// Process is a running VPP.
+type Process struct {
+	// APISocket, StatsSocket and CLISocket are the sockets' paths.
+	APISocket, StatsSocket, CLISocket string
+	// ConfigFile is the startup configuration written.
+	ConfigFile string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+var confTemplate = template.Must(template.New("vpp.conf").Parse(`unix {
+  nodaemon
+  cli-listen {{.Dir}}/cli.sock
+  log {{.Dir}}/vpp.log
+{{- if .PollSleepUsec}}
+  poll-sleep-usec {{.PollSleepUsec}}
+{{- end}}
+}
+api-segment {
+  prefix {{.Prefix}}
+}
+socksvr {
+  socket-name {{.Dir}}/api.sock
+}
+statseg {
+  socket-name {{.Dir}}/stats.sock
+  page-size 4k
+}
+memory {
+  main-heap-size 512M
+  main-heap-page-size 4k
+}
+buffers {
+  buffers-per-numa 16384
+  page-size 4k
+}
+plugins {
+{{- if .PluginPath}}
+  path {{.PluginPath}}
+{{- end}}
+  plugin dpdk_plugin.so { disable }
+}
+{{.Extra}}
+`))
+
+// WriteConfig writes the startup configuration for cfg and returns its path.
+func WriteConfig(cfg Config) (string, error) {
+	if cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) {
+		return "", fmt.Errorf("vppstart: state directory %q must be an absolute path", cfg.Dir)
+	}
+	if len(cfg.Dir)+len("/stats.sock") > 100 {
+		return "", fmt.Errorf("vppstart: state directory %q is too long for socket paths", cfg.Dir)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return "", fmt.Errorf("vppstart: %w", err)
+	}
+	// The shared-memory segment names must not collide between the VPPs
+	// of one host (tests run several): derive them from the directory.
+	sum := sha256.Sum256([]byte(cfg.Dir))
+	data := struct {
+		Config
+		Prefix string
+	}{cfg, "vwire" + hex.EncodeToString(sum[:4])}
+	var buf bytes.Buffer
+	if err := confTemplate.Execute(&buf, data); err != nil {
+		return "", fmt.Errorf("vppstart: config: %w", err)
+	}
+	path := filepath.Join(cfg.Dir, "vpp.conf")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return "", fmt.Errorf("vppstart: %w", err)
+	}
+	return path, nil
+}
+
+// Start writes the configuration, starts VPP and waits until its API socket
+// accepts connections, ctx ends, or VPP exits.
+func Start(ctx context.Context, cfg Config) (*Process, error) {
+	if cfg.Bin == "" {
+		cfg.Bin = DefaultBin
+	}
+	bin, err := exec.LookPath(cfg.Bin)
+	if err != nil {
+		return nil, fmt.Errorf("vppstart: %w", err)
+	}
+	conf, err := WriteConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{
+		APISocket:   filepath.Join(cfg.Dir, "api.sock"),
+		StatsSocket: filepath.Join(cfg.Dir, "stats.sock"),
+		CLISocket:   filepath.Join(cfg.Dir, "cli.sock"),
+		ConfigFile:  conf,
+		done:        make(chan struct{}),
+	}
+	for _, s := range []string{p.APISocket, p.StatsSocket, p.CLISocket} {
+		_ = os.Remove(s) // a previous VPP's, which would fool the wait below
+	}
+	p.cmd = exec.Command(bin, "-c", conf)
+	out := &lineWriter{log: cfg.Log}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	// VPP goes when its parent goes, even if we are killed.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := startIn(cfg.NetNSPath, p.cmd); err != nil {
+		return nil, fmt.Errorf("vppstart: start %s: %w", bin, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	if err := p.waitSocket(ctx); err != nil {
+		_ = p.Stop(DefaultStopTimeout)
+		return nil, err
+	}
+	return p, nil
+}
+
+// startIn starts cmd in the network namespace at path (the child inherits
+// the namespace of the thread that forks it).
+func startIn(path string, cmd *exec.Cmd) error {
+	if path == "" {
+		return cmd.Start()
+	}
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	startErr := cmd.Start()
+	if err := netns.Set(orig); err != nil {
+		// This thread stays in the wrong namespace: never unlock it, so
+		// the runtime retires it with its goroutine.
+		return errors.Join(startErr, fmt.Errorf("return to the original netns: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return startErr
+}
+
+func (p *Process) waitSocket(ctx context.Context) error {
+	deadline := time.NewTimer(DefaultStartTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(p.APISocket); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("vppstart: waiting for %s: %w", p.APISocket, ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("vppstart: %s did not appear within %s", p.APISocket, DefaultStartTimeout)
+		case <-p.done:
+			return fmt.Errorf("vppstart: vpp exited before its API socket appeared: %v (see %s)", p.err, filepath.Join(filepath.Dir(p.APISocket), "vpp.log"))
+		case <-tick.C:
+		}
+	}
+}
+
+// Done is closed when VPP has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is why VPP exited; valid once Done is closed.
+func (p *Process) Err() error { return p.err }
+
+// Pid is VPP's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Stop ends VPP: SIGTERM, then SIGKILL after timeout. It waits for the
+// process and is safe to call twice.
+func (p *Process) Stop(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return nil
+}
+
+// lineWriter logs each line written to it.
+type lineWriter struct {
+	log *slog.Logger
+	buf []byte
+}
+
+var _ io.Writer = (*lineWriter)(nil)
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	if w.log == nil {
+		return len(b), nil
+	}
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if line := strings.TrimSpace(string(w.buf[:i])); line != "" {
+			w.log.Info(line, "source", "vpp")
+		}
+		w.buf = w.buf[i+1:]
+	}
+	return len(b), nil
+}

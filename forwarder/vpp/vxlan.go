@@ -1,0 +1,82 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"go.fd.io/govpp/binapi/vxlan"
+)
+
+// VxlanTunnel is an L2 VXLAN tunnel between this node (Src) and a peer.
+type VxlanTunnel struct {
+	Src, Dst netip.Addr
+	// Port is the UDP port on both ends (4789 when 0).
+	Port uint16
+	VNI  uint32
+}
+
+// VxlanTunnelInfo is what VPP reports of one VXLAN tunnel.
+type VxlanTunnelInfo struct {
+	Index SwIfIndex
+	VxlanTunnel
+}
+
+func (t VxlanTunnel) request(add bool) *vxlan.VxlanAddDelTunnelV3 {
+	port := t.Port
+	if port == 0 {
+		port = 4789
+	}
+	return &vxlan.VxlanAddDelTunnelV3{
+		IsAdd:          add,
+		Instance:       ^uint32(0),
+		SrcAddress:     toAddress(t.Src),
+		DstAddress:     toAddress(t.Dst),
+		SrcPort:        port,
+		DstPort:        port,
+		McastSwIfIndex: NoInterface.api(),
+		DecapNextIndex: ^uint32(0), // l2-input
+		Vni:            t.VNI,
+	}
+}
+
+// CreateVxlanTunnel creates a tunnel.
+func (c *Client) CreateVxlanTunnel(ctx context.Context, t VxlanTunnel) (idx SwIfIndex, err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "vxlan_add_del_tunnel_v3", start, err, "src", t.Src, "dst", t.Dst, "vni", t.VNI, "sw_if_index", idx)
+	}()
+	reply, err := vxlan.NewServiceClient(c.conn).VxlanAddDelTunnelV3(ctx, t.request(true))
+	if err != nil {
+		return NoInterface, fmt.Errorf("vxlan %s->%s vni %d: create: %w", t.Src, t.Dst, t.VNI, err)
+	}
+	return SwIfIndex(reply.SwIfIndex), nil
+}
+
+// DeleteVxlanTunnel deletes a tunnel, named by its parameters.
+func (c *Client) DeleteVxlanTunnel(ctx context.Context, t VxlanTunnel) (err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "vxlan_add_del_tunnel_v3", start, err, "src", t.Src, "dst", t.Dst, "vni", t.VNI, "add", false)
+	}()
+	_, err = vxlan.NewServiceClient(c.conn).VxlanAddDelTunnelV3(ctx, t.request(false))
+	if err != nil {
+		return fmt.Errorf("vxlan %s->%s vni %d: delete: %w", t.Src, t.Dst, t.VNI, err)
+	}
+	return nil
+}
+
+// ListVxlanTunnels returns every VXLAN tunnel.
+func (c *Client) ListVxlanTunnels(ctx context.Context) ([]VxlanTunnelInfo, error) {
+	var out []VxlanTunnelInfo
+	err := dump(ctx, c, &vxlan.VxlanTunnelV2Dump{SwIfIndex: NoInterface.api()}, func(d *vxlan.VxlanTunnelV2Details) {
+		out = append(out, VxlanTunnelInfo{Index: SwIfIndex(d.SwIfIndex), VxlanTunnel: VxlanTunnel{
+			Src: fromAddress(d.SrcAddress), Dst: fromAddress(d.DstAddress), Port: d.DstPort, VNI: d.Vni,
+		}})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list vxlan tunnels: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,124 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"go.fd.io/govpp/binapi/ip_types"
+	"go.fd.io/govpp/binapi/wireguard"
+)
+
+// WireguardKeyLen is the length of a WireGuard key.
+const WireguardKeyLen = 32
+
+// WireguardInterfaceSpec is a WireGuard interface listening on Src:Port.
+type WireguardInterfaceSpec struct {
+	PrivateKey [WireguardKeyLen]byte
+	Src        netip.Addr
+	Port       uint16
+}
+
+// WireguardInterface is what VPP reports of one WireGuard interface.
+type WireguardInterface struct {
+	Index     SwIfIndex
+	PublicKey [WireguardKeyLen]byte
+	Src       netip.Addr
+	Port      uint16
+}
+
+// CreateWireguardInterface creates an interface with the given key.
+func (c *Client) CreateWireguardInterface(ctx context.Context, s WireguardInterfaceSpec) (idx SwIfIndex, err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "wireguard_interface_create", start, err, "src", s.Src, "port", s.Port, "sw_if_index", idx)
+	}()
+	reply, err := wireguard.NewServiceClient(c.conn).WireguardInterfaceCreate(ctx, &wireguard.WireguardInterfaceCreate{
+		Interface: wireguard.WireguardInterface{
+			UserInstance: ^uint32(0),
+			SwIfIndex:    NoInterface.api(),
+			PrivateKey:   s.PrivateKey[:],
+			Port:         s.Port,
+			SrcIP:        toAddress(s.Src),
+		},
+	})
+	if err != nil {
+		return NoInterface, fmt.Errorf("wireguard interface %s:%d: create: %w", s.Src, s.Port, err)
+	}
+	return SwIfIndex(reply.SwIfIndex), nil
+}
+
+// DeleteWireguardInterface deletes an interface and its peers.
+func (c *Client) DeleteWireguardInterface(ctx context.Context, idx SwIfIndex) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "wireguard_interface_delete", start, err, "sw_if_index", idx) }()
+	_, err = wireguard.NewServiceClient(c.conn).WireguardInterfaceDelete(ctx, &wireguard.WireguardInterfaceDelete{SwIfIndex: idx.api()})
+	if err != nil {
+		return fmt.Errorf("wireguard interface %d: delete: %w", idx, err)
+	}
+	return nil
+}
+
+// ListWireguardInterfaces returns every WireGuard interface.
+func (c *Client) ListWireguardInterfaces(ctx context.Context) ([]WireguardInterface, error) {
+	var out []WireguardInterface
+	err := dump(ctx, c, &wireguard.WireguardInterfaceDump{SwIfIndex: NoInterface.api()}, func(d *wireguard.WireguardInterfaceDetails) {
+		w := WireguardInterface{Index: SwIfIndex(d.Interface.SwIfIndex), Src: fromAddress(d.Interface.SrcIP), Port: d.Interface.Port}
+		copy(w.PublicKey[:], d.Interface.PublicKey)
+		out = append(out, w)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list wireguard interfaces: %w", err)
+	}
+	return out, nil
+}
+
+// WireguardPeerSpec is the one peer of a vWire's WireGuard interface.
+type WireguardPeerSpec struct {
+	Interface SwIfIndex
+	PublicKey [WireguardKeyLen]byte
+	Endpoint  netip.Addr
+	Port      uint16
+	// AllowedIPs are the inner addresses the peer may send from and is
+	// sent to.
+	AllowedIPs []netip.Prefix
+	// Keepalive is the persistent keepalive interval in seconds (0: none).
+	Keepalive uint16
+}
+
+// CreateWireguardPeer adds a peer and returns its index.
+func (c *Client) CreateWireguardPeer(ctx context.Context, p WireguardPeerSpec) (peer uint32, err error) {
+	start := time.Now()
+	defer func() {
+		c.done(ctx, "wireguard_peer_add", start, err, "sw_if_index", p.Interface, "endpoint", p.Endpoint, "port", p.Port, "peer", peer)
+	}()
+	allowed := make([]ip_types.Prefix, 0, len(p.AllowedIPs))
+	for _, a := range p.AllowedIPs {
+		allowed = append(allowed, toPrefix(a))
+	}
+	reply, err := wireguard.NewServiceClient(c.conn).WireguardPeerAdd(ctx, &wireguard.WireguardPeerAdd{Peer: wireguard.WireguardPeer{
+		PublicKey:           p.PublicKey[:],
+		Port:                p.Port,
+		PersistentKeepalive: p.Keepalive,
+		Endpoint:            toAddress(p.Endpoint),
+		SwIfIndex:           p.Interface.api(),
+		NAllowedIps:         uint8(len(allowed)),
+		AllowedIps:          allowed,
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("wireguard peer %s:%d on %d: add: %w", p.Endpoint, p.Port, p.Interface, err)
+	}
+	return reply.PeerIndex, nil
+}
+
+// DeleteWireguardPeer removes a peer.
+func (c *Client) DeleteWireguardPeer(ctx context.Context, peer uint32) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "wireguard_peer_remove", start, err, "peer", peer) }()
+	_, err = wireguard.NewServiceClient(c.conn).WireguardPeerRemove(ctx, &wireguard.WireguardPeerRemove{PeerIndex: peer})
+	if err != nil {
+		return fmt.Errorf("wireguard peer %d: remove: %w", peer, err)
+	}
+	return nil
+}
