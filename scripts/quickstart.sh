@@ -42,7 +42,7 @@ common=(--state-dir "$state")
 ip netns exec $nsnode "$vwire" node "${common[@]}" --node-name quickstart \
 	--socket "$state/nsm.sock" --forwarder-socket "unix://$state/forwarder.sock" \
 	--registry-listen 127.0.0.1:5002 --manager-listen 127.0.0.1:5001 \
-	--advertise-url tcp://127.0.0.1:5001 --dataplane kernel 2>"$state/node.log" &
+	--advertise-url tcp://127.0.0.1:5001 --dataplane "${DATAPLANE:-kernel}" ${VPP_BIN:+--vpp-bin "$VPP_BIN"} 2>"$state/node.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$state/forwarder.sock" ] && break; sleep 0.1; done
 
