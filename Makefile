@@ -10,7 +10,7 @@ IMAGE    ?= ghcr.io/vwire/vwire:latest
 
 SPIRE_BIN_DIR ?= $(HOME)/.cache/vwire-tools/spire-v1.13.3/bin
 
-.PHONY: build test lint run run-registry clean fuzz docker test-spire
+.PHONY: build test lint run run-registry clean fuzz docker test-spire test-vpp
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vwire
@@ -50,6 +50,13 @@ fuzz:
 test-spire:
 	./tools/install.sh $(SPIRE_BIN_DIR) >/dev/null
 	SPIRE_BIN_DIR=$(SPIRE_BIN_DIR) $(GO) test -v -count=1 -timeout 15m ./test/spire/
+
+# The VPP dataplane against a real VPP (root): set VPP_BIN (and VPP_PLUGIN_PATH
+# when the plugins are not in VPP's default place). Without VPP_BIN the tests skip.
+test-vpp:
+	@[ -n "$(VPP_BIN)" ] || { echo "test-vpp: set VPP_BIN to a vpp binary (and VPP_PLUGIN_PATH)"; exit 1; }
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 30m ./forwarder/vpp/ ./binapi/
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -run '^$$' -bench . -benchtime 2x ./forwarder/vpp/
 
 # The image (needs a Docker engine; CI has none, so the Dockerfile is checked by review).
 docker:
