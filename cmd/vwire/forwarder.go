@@ -162,6 +162,7 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	if err != nil {
 		return err
 	}
+	g.metrics.MustRegister(fwd.Collector())
 	// Stopping leaves the dataplane as it is: a restarted forwarder takes
 	// its vWires back on their next refresh.
 	defer fwd.Shutdown()

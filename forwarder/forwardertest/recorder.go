@@ -39,6 +39,8 @@ type VWire struct {
 type Recorder struct {
 	TunnelIP    string
 	FailConnect func(id string) error
+	// Counters, when set, are what Metrics reports for every live vWire.
+	Counters map[string]string
 
 	mu    sync.Mutex // guards the fields below
 	calls []Call
@@ -115,6 +117,20 @@ func (r *Recorder) Disconnect(_ context.Context, id string) error {
 	defer r.mu.Unlock()
 	delete(r.live, id)
 	return nil
+}
+
+// Metrics reports Counters for a live vWire, as a counting dataplane would.
+func (r *Recorder) Metrics(id string) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.live[id]; !ok || r.Counters == nil {
+		return nil
+	}
+	out := make(map[string]string, len(r.Counters))
+	for k, v := range r.Counters {
+		out[k] = v
+	}
+	return out
 }
 
 // Live returns the vWires connected and not disconnected, by id.
