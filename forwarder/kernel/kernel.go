@@ -1,6 +1,8 @@
 // Package kernel is the forwarder's kernel dataplane: each vWire is made of
 // veth pairs into workloads' network namespaces (KERNEL) and kernel VXLAN
-// devices between nodes (VXLAN), cross-connected by tc mirred redirects.
+// devices between nodes (VXLAN), cross-connected by tc mirred redirects, or
+// of a kernel WireGuard device (WIREGUARD, where the kernel has WireGuard,
+// for IP payloads) joined to the other side by per-vWire policy routing.
 // Every link carries its connection id in its alias, so a restarted
 // forwarder keeps the links that live connections claim again and removes
 // the rest. It is what `vwire node` uses on a host without VPP, and what
@@ -23,10 +25,12 @@ import (
 	nsmvxlan "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.zx2c4.com/wireguard/wgctrl"
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
 // Defaults.
@@ -64,9 +68,15 @@ type Dataplane struct {
 	grace       time.Duration
 	vnis        *vxlan.VNIAllocator
 	log         *slog.Logger
+	netnsPath   string // the forwarder's namespace; "" for the current one
+	// wgctl configures WireGuard devices in the forwarder's namespace; nil
+	// when the kernel has no WireGuard (WIREGUARD is then not used).
+	wgctl   *wgctrl.Client
+	wgPorts *portAllocator
 
 	mu      sync.Mutex                   // guards the fields below
 	held    map[string]map[string]uint32 // VNIs by connection id and role
+	wgHeld  map[string]map[string]wgHold // WireGuard keys and ports by connection id and role
 	orphans map[string]bool              // ids found at start, not yet claimed
 }
 
@@ -90,7 +100,8 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
 	}
 	d := &Dataplane{nl: nl, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
-		held: map[string]map[string]uint32{}, orphans: map[string]bool{}, underlayMTU: DefaultMTU}
+		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
+		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -103,6 +114,10 @@ func New(cfg Config) (*Dataplane, error) {
 		} else {
 			d.log.Warn("tunnel address not on any interface; assuming MTU 1500", "tunnel_ip", cfg.TunnelIP, "err", err)
 		}
+	}
+	if err := d.openWireguard(); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
 	return d, nil
 }
@@ -133,6 +148,8 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kernel dataplane: list links: %w", err)
 	}
+	ours := map[string]bool{}                // names of our links
+	wgDevs := map[string]map[string]string{} // WireGuard device names by id and role
 	d.mu.Lock()
 	for _, l := range links {
 		role, id, ok := parseAlias(l.Attrs().Alias)
@@ -140,14 +157,24 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			continue
 		}
 		d.orphans[id] = true
-		if vx, isVx := l.(*netlink.Vxlan); isVx {
-			if err := d.vnis.Reserve(uint32(vx.VxlanId)); err == nil {
-				d.holdLocked(id, role, uint32(vx.VxlanId))
+		ours[l.Attrs().Name] = true
+		switch l := l.(type) {
+		case *netlink.Vxlan:
+			if err := d.vnis.Reserve(uint32(l.VxlanId)); err == nil {
+				d.holdLocked(id, role, uint32(l.VxlanId))
 			}
+		case *netlink.Wireguard:
+			if wgDevs[id] == nil {
+				wgDevs[id] = map[string]string{}
+			}
+			wgDevs[id][role] = l.Attrs().Name
 		}
 	}
 	n := len(d.orphans)
 	d.mu.Unlock()
+	if err := d.reconcileWireguard(wgDevs, ours); err != nil {
+		return fmt.Errorf("kernel dataplane: reconcile: %w", err)
+	}
 	if n == 0 {
 		return nil
 	}
@@ -175,9 +202,13 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the netlink handle. Links stay: traffic goes on.
+// Close releases the netlink handle (and wgctrl's). Links stay: traffic
+// goes on.
 func (d *Dataplane) Close() error {
 	d.nl.Close()
+	if d.wgctl != nil {
+		d.wgctl.Close()
+	}
 	return nil
 }
 
@@ -205,8 +236,9 @@ func (d *Dataplane) holdVNI(id, role string, vni uint32) bool {
 	return true
 }
 
-// Accept takes the first KERNEL (with a namespace) or VXLAN preference.
-func (d *Dataplane) Accept(_ context.Context, id string, _ *networkservice.Connection, prefs []*networkservice.Mechanism) (*networkservice.Mechanism, error) {
+// Accept takes the first KERNEL (with a namespace), VXLAN or WIREGUARD
+// (where the kernel has it, for an IP payload) preference.
+func (d *Dataplane) Accept(_ context.Context, id string, conn *networkservice.Connection, prefs []*networkservice.Mechanism) (*networkservice.Mechanism, error) {
 	var reasons []error
 	for _, p := range prefs {
 		switch p.GetType() {
@@ -240,6 +272,13 @@ func (d *Dataplane) Accept(_ context.Context, id string, _ *networkservice.Conne
 			}
 			params.MTU = uint32(d.underlayMTU - vxlanOverhead)
 			return vxlan.New(params), nil
+		case wireguard.Type:
+			m, err := d.acceptWireguard(id, conn, p)
+			if err != nil {
+				reasons = append(reasons, err)
+				continue
+			}
+			return m, nil
 		default:
 			reasons = append(reasons, fmt.Errorf("%s: not supported by the kernel dataplane", p.GetType()))
 		}
@@ -247,8 +286,9 @@ func (d *Dataplane) Accept(_ context.Context, id string, _ *networkservice.Conne
 	return nil, fmt.Errorf("%w: %w", forwarder.ErrNoMechanism, errors.Join(reasons...))
 }
 
-// Offer offers VXLAN to a remote hop and KERNEL to a local endpoint.
-func (d *Dataplane) Offer(_ context.Context, id string, _ *networkservice.Connection, remote bool) ([]*networkservice.Mechanism, error) {
+// Offer offers KERNEL to a local endpoint; to a remote hop, WIREGUARD first
+// when the kernel has it and the payload is IP, then VXLAN.
+func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Connection, remote bool) ([]*networkservice.Mechanism, error) {
 	if !remote {
 		return []*networkservice.Mechanism{kernel.New(kernel.Params{})}, nil
 	}
@@ -269,7 +309,15 @@ func (d *Dataplane) Offer(_ context.Context, id string, _ *networkservice.Connec
 	}
 	p := vxlan.Offer(d.tunnel, vni)
 	p.MTU = uint32(d.underlayMTU - vxlanOverhead)
-	return []*networkservice.Mechanism{vxlan.New(p)}, nil
+	offers := []*networkservice.Mechanism{vxlan.New(p)}
+	if d.wireguardOK(conn) == nil {
+		wg, err := d.offerWireguard(id)
+		if err != nil {
+			return nil, err
+		}
+		offers = append([]*networkservice.Mechanism{wg}, offers...)
+	}
+	return offers, nil
 }
 
 // Connect builds (or re-checks) the vWire: the incoming side, the outgoing
@@ -278,12 +326,20 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	d.mu.Lock()
 	delete(d.orphans, id)
 	d.mu.Unlock()
+	routed, err := d.planRouted(id, in, out)
+	if err != nil {
+		return err
+	}
+	if out.GetMechanism().GetType() != wireguard.Type {
+		// A WIREGUARD offer the next hop did not take.
+		d.releaseWireguard(id, roleOut)
+	}
 	mtu := d.mtu(in, out)
 	if in.Context == nil {
 		in.Context = &networkservice.ConnectionContext{}
 	}
 	in.Context.MTU = uint32(mtu)
-	if d.intact(id) {
+	if d.intact(id, routed) {
 		return nil
 	}
 	// Leftovers of an earlier attempt (or of a peer that changed) go first.
@@ -299,7 +355,12 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		d.removeLinks(id)
 		return err
 	}
-	if err := d.crossConnect(inLink, outLink); err != nil {
+	if routed != nil {
+		err = d.routeConnect(inLink, outLink, routed)
+	} else {
+		err = d.crossConnect(inLink, outLink)
+	}
+	if err != nil {
 		d.removeLinks(id)
 		return err
 	}
@@ -307,12 +368,17 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	return nil
 }
 
-// mtu is the vWire's MTU: the underlay's less VXLAN's overhead when a side
-// tunnels, never above what the endpoint asked for.
+// mtu is the vWire's MTU: the underlay's less the tunnel's overhead when a
+// side tunnels, never above what the endpoint asked for.
 func (d *Dataplane) mtu(in, out *networkservice.Connection) int {
 	mtu := DefaultMTU
-	if in.GetMechanism().GetType() == nsmvxlan.MECHANISM || out.GetMechanism().GetType() == nsmvxlan.MECHANISM {
-		mtu = d.underlayMTU - vxlanOverhead
+	for _, t := range []string{in.GetMechanism().GetType(), out.GetMechanism().GetType()} {
+		switch {
+		case t == nsmvxlan.MECHANISM && d.underlayMTU-vxlanOverhead < mtu:
+			mtu = d.underlayMTU - vxlanOverhead
+		case t == wireguard.Type && d.underlayMTU-d.wgOverhead() < mtu:
+			mtu = d.underlayMTU - d.wgOverhead()
+		}
 	}
 	if m := int(out.GetContext().GetMTU()); m > 0 && m < mtu {
 		mtu = m
@@ -345,13 +411,15 @@ func (d *Dataplane) side(role, id string, m *networkservice.Mechanism, cc *netwo
 			local, remote = p.DstIP, p.SrcIP // we received it
 		}
 		return d.createVxlan(linkName(role, id), role, id, p, net.IP(local.AsSlice()), net.IP(remote.AsSlice()), mtu)
+	case wireguard.Type:
+		return d.createWireguard(role, id, m, mtu)
 	}
 	return nil, fmt.Errorf("%s side: mechanism %q is not supported by the kernel dataplane", role, m.GetType())
 }
 
-// intact reports whether both sides of id exist with our alias and still
-// redirect to each other.
-func (d *Dataplane) intact(id string) bool {
+// intact reports whether both sides of id exist with our alias and are
+// still cross-connected: by redirects, or by routing when routed is set.
+func (d *Dataplane) intact(id string, routed *routedXC) bool {
 	in, err1 := d.nl.LinkByName(linkName(roleIn, id))
 	out, err2 := d.nl.LinkByName(linkName(roleOut, id))
 	if err1 != nil || err2 != nil {
@@ -360,10 +428,14 @@ func (d *Dataplane) intact(id string) bool {
 	if in.Attrs().Alias != alias(roleIn, id) || out.Attrs().Alias != alias(roleOut, id) {
 		return false
 	}
+	if routed != nil {
+		return d.hasRoutes(in, out, routed)
+	}
 	return d.hasRedirect(in, out) && d.hasRedirect(out, in)
 }
 
-// Disconnect removes every link of id and frees its VNIs.
+// Disconnect removes every link and rule of id and frees its VNIs, ports
+// and keys.
 func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	err := d.removeLinks(id)
 	d.mu.Lock()
@@ -371,14 +443,23 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 		d.vnis.Release(vni)
 	}
 	delete(d.held, id)
+	for _, h := range d.wgHeld[id] {
+		d.wgPorts.Release(h.port)
+	}
+	delete(d.wgHeld, id)
 	delete(d.orphans, id)
 	d.mu.Unlock()
 	return err
 }
 
-// removeLinks deletes id's links (a veth's far end goes with it).
+// removeLinks deletes id's links (a veth's far end goes with it, routes
+// with the links they leave by) and its rules.
 func (d *Dataplane) removeLinks(id string) error {
 	var errs []error
+	names := map[string]bool{linkName(roleIn, id): true, linkName(roleOut, id): true}
+	if err := d.removeRules(func(iif string) bool { return names[iif] }); err != nil {
+		errs = append(errs, err)
+	}
 	for _, role := range []string{roleIn, roleOut} {
 		l, err := d.nl.LinkByName(linkName(role, id))
 		if err != nil {
