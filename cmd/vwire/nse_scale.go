@@ -1,13 +1,10 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/vwire/vwire/workload/nse"
 	"github.com/vwire/vwire/workload/nse/supplier"
-	"github.com/vwire/vwire/workload/nse/vl3"
 )
 
 func newSupplierCmd(g *globals) *cobra.Command {
@@ -40,36 +37,5 @@ started endpoint --idle-timeout so that it exits when unused.`,
 		},
 	}
 	addNSEFlags(cmd, &f)
-	return cmd
-}
-
-func newVL3Cmd(g *globals) *cobra.Command {
-	var f nseFlags
-	var prefix string
-	cmd := &cobra.Command{
-		Use:   "vl3 --service NAME --prefix CIDR",
-		Short: "A virtual L3: every client gets an address from one prefix and reaches every other client",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := vl3.New(prefix)
-			if err != nil {
-				return err
-			}
-			if err := vl3.EnableRouting(); err != nil {
-				return fmt.Errorf("%w (the vL3 routes between its clients in its own network namespace: run it in one)", err)
-			}
-			ctx := cmd.Context()
-			src, err := g.identitySource(ctx, "nse", false)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			opts := f.options(g)
-			opts.Source = src
-			return nse.Run(ctx, opts, svc)
-		},
-	}
-	addNSEFlags(cmd, &f)
-	cmd.Flags().StringVar(&prefix, "prefix", "172.31.0.0/24", "the vL3's prefix; its first address is the endpoint's side of every vWire")
 	return cmd
 }
