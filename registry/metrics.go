@@ -12,16 +12,19 @@ import (
 
 // metricSet is the registry's share of its process's Prometheus metrics.
 type metricSet struct {
-	watchers atomic.Int64
-	refusals prometheus.Counter
+	watchers    atomic.Int64
+	refusals    prometheus.Counter
+	interdomain *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metricSet {
 	ms := &metricSet{refusals: prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "vwire_registry_policy_refusals_total", Help: "Endpoint registrations the policy refused.",
-	})}
+		Name: "vwire_registry_policy_refusals_total", Help: "Registrations and look-ups the policy refused.",
+	}), interdomain: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vwire_registry_interdomain_calls_total", Help: "Calls passed to other registry domains' registries, by result (ok, refused, unavailable, lookup_failed).",
+	}, []string{"result"})}
 	if reg != nil {
-		reg.MustRegister(ms.refusals, registryCollector{s})
+		reg.MustRegister(ms.refusals, ms.interdomain, registryCollector{s})
 	}
 	return ms
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/policy"
 	"github.com/vwire/vwire/internal/regpath"
@@ -47,6 +48,9 @@ type Config struct {
 	// Policy decides who may register endpoints for which services and
 	// domains (nil: anyone of the trust domain).
 	Policy *policy.Policy
+	// Locator finds other registry domains' registries (DNS SRV): calls
+	// naming another domain go there. Nil turns interdomain calls away.
+	Locator Locator
 	// Metrics receives the registry's collectors (none when nil).
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
@@ -61,6 +65,8 @@ type Server struct {
 	policy  *policy.Policy
 	log     *slog.Logger
 	metrics *metricSet
+	locator Locator
+	pool    *grpcutil.Pool // to other domains' registries
 }
 
 // New returns a Server for cfg.
@@ -73,7 +79,8 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("registry: domain %q is not a DNS name", d)
 		}
 	}
-	s := &Server{store: cfg.Store, domains: domains(cfg.Domains), expiry: cfg.DefaultExpiry, src: cfg.Source, policy: cfg.Policy, log: cfg.Logger}
+	s := &Server{store: cfg.Store, domains: domains(cfg.Domains), expiry: cfg.DefaultExpiry, src: cfg.Source, policy: cfg.Policy, log: cfg.Logger,
+		locator: cfg.Locator, pool: forwardingPool(cfg.Source)}
 	if s.expiry <= 0 {
 		s.expiry = DefaultExpiry
 	}
@@ -104,6 +111,12 @@ func (s *nsServer) Register(ctx context.Context, in *regapi.NetworkService) (*re
 	if err := validate.NetworkService(ns); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "network service: %v", err)
 	}
+	if dom, err := s.domains.foreign("network service", ns.GetName()); err != nil || dom != "" {
+		if err != nil {
+			return nil, err
+		}
+		return s.registerRemote(ctx, dom, ns)
+	}
 	if err := s.domains.localService(ns); err != nil {
 		return nil, err
 	}
@@ -123,6 +136,12 @@ func (s *nsServer) Unregister(ctx context.Context, in *regapi.NetworkService) (*
 	if in.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "network service: name: must not be empty")
 	}
+	if dom, err := s.domains.foreign("network service", in.GetName()); err != nil || dom != "" {
+		if err != nil {
+			return nil, err
+		}
+		return s.unregisterRemote(ctx, dom, in)
+	}
 	name, err := s.domains.local("name", in.GetName())
 	if err != nil {
 		return nil, err
@@ -139,6 +158,15 @@ func (s *nsServer) Find(q *regapi.NetworkServiceQuery, stream regapi.NetworkServ
 	query := proto.Clone(q.GetNetworkService()).(*regapi.NetworkService)
 	if q.GetNetworkService() == nil {
 		query = nil
+	}
+	if err := (*Server)(s).mayLookUp(stream.Context(), query.GetName()); err != nil {
+		return err
+	}
+	if dom, err := s.domains.foreign("network service", query.GetName()); err != nil || dom != "" {
+		if err != nil {
+			return err
+		}
+		return s.findRemote(dom, q, stream)
 	}
 	if err := s.domains.localService(query); err != nil {
 		return err
@@ -157,6 +185,12 @@ func (s *nseServer) Register(ctx context.Context, in *regapi.NetworkServiceEndpo
 	nse := proto.Clone(in).(*regapi.NetworkServiceEndpoint)
 	if err := validate.Endpoint(nse); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint: %v", err)
+	}
+	if dom, err := s.domains.foreign("network service endpoint", endpointNames(nse)...); err != nil || dom != "" {
+		if err != nil {
+			return nil, err
+		}
+		return s.registerRemote(ctx, dom, nse)
 	}
 	if err := (*Server)(s).admitRegistration(ctx, nse); err != nil {
 		return nil, err
@@ -198,6 +232,12 @@ func (s *nseServer) Unregister(ctx context.Context, in *regapi.NetworkServiceEnd
 	if in.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "network service endpoint: name: must not be empty")
 	}
+	if dom, err := s.domains.foreign("network service endpoint", endpointNames(in)...); err != nil || dom != "" {
+		if err != nil {
+			return nil, err
+		}
+		return s.unregisterRemote(ctx, dom, in)
+	}
 	name, err := s.domains.local("name", in.GetName())
 	if err != nil {
 		return nil, err
@@ -213,6 +253,21 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 	query := proto.Clone(q.GetNetworkServiceEndpoint()).(*regapi.NetworkServiceEndpoint)
 	if q.GetNetworkServiceEndpoint() == nil {
 		query = nil
+	}
+	services := query.GetNetworkServiceNames()
+	if len(services) == 0 {
+		services = []string{""} // a look-up of every endpoint
+	}
+	for _, svc := range services {
+		if err := (*Server)(s).mayLookUp(stream.Context(), svc); err != nil {
+			return err
+		}
+	}
+	if dom, err := s.domains.foreign("network service endpoint", endpointNames(query)...); err != nil || dom != "" {
+		if err != nil {
+			return err
+		}
+		return s.findRemote(dom, q, stream)
 	}
 	if err := s.domains.localEndpoint(query); err != nil {
 		return err
@@ -234,7 +289,7 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 func (s *Server) admitRegistration(ctx context.Context, nse *regapi.NetworkServiceEndpoint) error {
 	var origin string
 	if s.src != nil {
-		h, err := regpath.Enter(ctx, "registry", s.src.ID(), time.Hour)
+		h, err := regpath.Enter(ctx, s.hopName(), s.src.ID(), time.Hour)
 		if err != nil {
 			return err
 		}
@@ -245,6 +300,12 @@ func (s *Server) admitRegistration(ctx context.Context, nse *regapi.NetworkServi
 	} else if id, err := identity.PeerID(ctx); err == nil {
 		origin = id.String()
 	}
+	return s.mayRegister(origin, nse)
+}
+
+// mayRegister applies the policy's register rules to origin for each of
+// the endpoint's services.
+func (s *Server) mayRegister(origin string, nse *regapi.NetworkServiceEndpoint) error {
 	for _, svc := range nse.GetNetworkServiceNames() {
 		if err := s.policy.MayRegister(origin, svc); err != nil {
 			s.log.Warn("registration refused by policy", "workload", origin, "endpoint", nse.GetName(), "service", svc, "err", err)

@@ -213,7 +213,7 @@ func TestBadInput(t *testing.T) {
 			}},
 		{name: "endpoint without url", code: codes.InvalidArgument, mention: "url",
 			call: func() error { _, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "e"}); return err }},
-		{name: "endpoint of a foreign-domain service", code: codes.Unimplemented, mention: "network_service_names[0]",
+		{name: "endpoint of a foreign-domain service", code: codes.Unimplemented, mention: "interdomain look-ups are off",
 			call: func() error {
 				_, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "e", Url: "tcp://1.2.3.4:5", NetworkServiceNames: []string{"x@other.org"}, ExpirationTime: future})
 				return err

@@ -38,9 +38,13 @@ func ClientCredentials(src Source, authorize tlsconfig.Authorizer) credentials.T
 	return credentials.NewTLS(ClientTLS(src, authorize))
 }
 
-// AuthorizeTrustDomain accepts any peer of src's own trust domain: the
-// default policy until a policy file says otherwise.
+// AuthorizeTrustDomain accepts any peer of src's own trust domain, and of
+// the trust domains src federates with (Federate): the default until a
+// policy file says more.
 func AuthorizeTrustDomain(src Source) tlsconfig.Authorizer {
+	if f, ok := src.(interface{ Federated() []spiffeid.TrustDomain }); ok {
+		return authorizeFederated(src.TrustDomain(), f.Federated())
+	}
 	return tlsconfig.AuthorizeMemberOf(src.TrustDomain())
 }
 

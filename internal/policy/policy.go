@@ -27,6 +27,10 @@ import (
 //	    ids: ["spiffe://vwire.local/guest/*"]
 //	    services: ["secure-vl3@sales.example.com"]
 //	    deny: true
+//	lookup:                                       # who may Find which services
+//	  - name: partners
+//	    ids: ["spiffe://partner.example.com/**"]  # e.g. another domain's registry
+//	    services: ["public-*"]
 //	register:
 //	  - name: sales-endpoints
 //	    ids: ["spiffe://vwire.local/ns/sales/**"]
@@ -34,6 +38,7 @@ import (
 //	    domains: ["sales.example.com"]
 type File struct {
 	Request  []Rule `json:"request"`
+	Lookup   []Rule `json:"lookup"`
 	Register []Rule `json:"register"`
 }
 
@@ -71,7 +76,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
-	for section, rules := range map[string][]Rule{"request": f.Request, "register": f.Register} {
+	for section, rules := range map[string][]Rule{"request": f.Request, "lookup": f.Lookup, "register": f.Register} {
 		for i := range rules {
 			r := &rules[i]
 			if r.Name == "" {
@@ -96,6 +101,15 @@ func (p *Policy) MayRequest(id, service string) error {
 		return nil
 	}
 	return decide("request", p.file.Request, id, service)
+}
+
+// MayLookUp tells whether id may look up service in a registry ("" for a
+// look-up that names no service).
+func (p *Policy) MayLookUp(id, service string) error {
+	if p == nil {
+		return nil
+	}
+	return decide("look up", p.file.Lookup, id, service)
 }
 
 // MayRegister tells whether id may register an endpoint for service.
