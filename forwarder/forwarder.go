@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -43,7 +44,10 @@ type Config struct {
 	// forwarder's identity.
 	Pool             *grpcutil.Pool
 	MaxTokenLifetime time.Duration
-	Logger           *slog.Logger
+	// PublicIP is the tunnel address other registry domains reach this
+	// node at (--public-ip); unset, they use the tunnel address.
+	PublicIP netip.Addr
+	Logger   *slog.Logger
 }
 
 // Forwarder serves networkservice.NetworkService for its manager.
@@ -54,6 +58,9 @@ type Forwarder struct {
 	pool     *grpcutil.Pool
 	lifetime time.Duration
 	log      *slog.Logger
+
+	publicIP      netip.Addr
+	publicIsLocal bool // this host holds publicIP: tunnels bind to it
 
 	locks keyedlock.Locker
 	mu    sync.Mutex // guards conns
@@ -67,6 +74,7 @@ type vwire struct {
 	caller  string // SPIFFE ID of the manager that asked for it
 	nextHop string
 	remote  bool
+	cross   crossing
 	in      *networkservice.Connection // as returned to the manager
 	out     *networkservice.Connection // as the next hop returned it
 	expires time.Time
@@ -85,6 +93,10 @@ func New(cfg Config) (*Forwarder, error) {
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PublicIP.IsValid() {
+		f.publicIP, f.publicIsLocal = cfg.PublicIP.Unmap(), hostHas(cfg.PublicIP)
+		f.log.Info("public address for vWires to other registry domains", "public_ip", f.publicIP, "on_this_host", f.publicIsLocal)
+	}
 	return f, nil
 }
 
@@ -95,7 +107,7 @@ func (f *Forwarder) Register(g *grpc.Server) { networkservice.RegisterNetworkSer
 // validate → path → serialise → incoming mechanism → offers → next hop →
 // build → remember → reply.
 func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
-	nextHop, remote, err := validate(ctx, req)
+	nextHop, remote, cross, err := validate(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -122,11 +134,19 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if err != nil {
 		return nil, err
 	}
+	if cross.prev {
+		in = f.advertise(in, paramDstIP)
+	}
 	offers, err := f.offers(ctx, hop.ID(), conn, remote, old)
 	if err != nil {
 		return nil, err
 	}
-	out, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop)
+	if cross.next {
+		for i, o := range offers {
+			offers[i] = f.advertise(o, paramSrcIP)
+		}
+	}
+	out, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop, cross.next)
 	if err != nil {
 		log.Info("next hop refused", "next_hop", nextHop, "err", err)
 		if old == nil {
@@ -146,7 +166,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	conn.NetworkServiceEndpointName = out.GetNetworkServiceEndpointName()
 	conn.State = networkservice.State_UP
 	start := time.Now()
-	if err := f.dp.Connect(ctx, hop.ID(), conn, out); err != nil {
+	if err := f.connect(ctx, hop.ID(), conn, out, cross); err != nil {
 		log.Error("dataplane connect failed", "err", err)
 		f.undo(ctx, hop.ID(), out, nextHop, old != nil && old.nextHop != nextHop)
 		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
@@ -162,33 +182,49 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		// Rerouted: the old next hop's part of the path is no longer ours.
 		f.closeNext(ctx, old.out, old.nextHop)
 	}
-	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, in: proto.Clone(conn).(*networkservice.Connection), out: out, expires: expires})
+	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: proto.Clone(conn).(*networkservice.Connection), out: out, expires: expires})
 	connpath.Leave(conn, hop)
 	return conn, nil
 }
 
-func validate(ctx context.Context, req *networkservice.NetworkServiceRequest) (nextHop string, remote bool, err error) {
+func validate(ctx context.Context, req *networkservice.NetworkServiceRequest) (nextHop string, remote bool, cross crossing, err error) {
 	conn := req.GetConnection()
 	switch {
 	case conn == nil:
-		return "", false, status.Error(codes.InvalidArgument, "request has no connection")
+		return "", false, cross, status.Error(codes.InvalidArgument, "request has no connection")
 	case conn.GetNetworkService() == "":
-		return "", false, status.Error(codes.InvalidArgument, "connection.network_service: must not be empty")
+		return "", false, cross, status.Error(codes.InvalidArgument, "connection.network_service: must not be empty")
 	case len(req.GetMechanismPreferences()) == 0:
-		return "", false, status.Error(codes.InvalidArgument, "mechanism_preferences: the previous hop offered no mechanism")
+		return "", false, cross, status.Error(codes.InvalidArgument, "mechanism_preferences: the previous hop offered no mechanism")
 	}
 	for i, m := range req.GetMechanismPreferences() {
 		if err := mechanisms.ValidateOffer(m); err != nil {
-			return "", false, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %v", i, err)
+			return "", false, cross, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %v", i, err)
 		}
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	hops := md.Get(MDNextHop)
 	if len(hops) != 1 || hops[0] == "" {
-		return "", false, status.Errorf(codes.InvalidArgument, "metadata %s: the manager must name the next hop", MDNextHop)
+		return "", false, cross, status.Errorf(codes.InvalidArgument, "metadata %s: the manager must name the next hop", MDNextHop)
 	}
-	r := md.Get(MDNextHopRemote)
-	return hops[0], len(r) == 1 && r[0] == "true", nil
+	isTrue := func(key string) bool { v := md.Get(key); return len(v) == 1 && v[0] == "true" }
+	remote = isTrue(MDNextHopRemote)
+	cross = crossing{next: remote && isTrue(MDNextHopInterdomain), prev: isTrue(MDPrevHopInterdomain)}
+	return hops[0], remote, cross, nil
+}
+
+// connect has the dataplane build the vWire with tunnel addresses it can
+// bind (see advertise).
+func (f *Forwarder) connect(ctx context.Context, id string, in, out *networkservice.Connection, cross crossing) error {
+	if cross.prev {
+		in = proto.Clone(in).(*networkservice.Connection)
+		in.Mechanism = f.bindable(in.GetMechanism(), paramDstIP)
+	}
+	if cross.next {
+		out = proto.Clone(out).(*networkservice.Connection)
+		out.Mechanism = f.bindable(out.GetMechanism(), paramSrcIP)
+	}
+	return f.dp.Connect(ctx, id, in, out)
 }
 
 // acceptIncoming keeps the mechanism of a refreshed connection when the
@@ -232,7 +268,7 @@ func (f *Forwarder) offers(ctx context.Context, id string, conn *networkservice.
 	return offers, nil
 }
 
-func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string) (*networkservice.Connection, error) {
+func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string, interdomain bool) (*networkservice.Connection, error) {
 	cc, err := f.pool.Get(nextHop)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
@@ -247,6 +283,10 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 	}
 	if ctx, err = token.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
 		return nil, err
+	}
+	if interdomain {
+		// The next manager tells its forwarder to answer with its public address.
+		ctx = metadata.AppendToOutgoingContext(ctx, MDInterdomain, "true")
 	}
 	next := proto.Clone(conn).(*networkservice.Connection)
 	next.Mechanism = nil

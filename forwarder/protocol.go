@@ -14,6 +14,17 @@ const (
 	// MDNextHopRemote is "true" when the next hop is another node's manager
 	// (REMOTE mechanisms), "false" for an endpoint on this node (LOCAL).
 	MDNextHopRemote = "vwire-next-hop-remote"
+	// MDNextHopInterdomain is "true" when the next hop is a manager of
+	// another registry domain: REMOTE offers carry this node's public address.
+	MDNextHopInterdomain = "vwire-next-hop-interdomain"
+	// MDPrevHopInterdomain is "true" when the previous hop is another
+	// registry domain's forwarder: the accepted mechanism carries this
+	// node's public address.
+	MDPrevHopInterdomain = "vwire-prev-hop-interdomain"
+	// MDInterdomain is what a forwarder tells the next manager when the
+	// Request crosses into its registry domain; the manager passes it to its
+	// forwarder as MDPrevHopInterdomain.
+	MDInterdomain = "vwire-interdomain"
 	// TrailerFailedHop, set to "next" in a failed Request's trailer, tells the
 	// manager that the next hop failed, not the forwarder: it should try
 	// another endpoint rather than another forwarder.
