@@ -15,18 +15,20 @@ import (
 // connection is the manager's state for one connection, keyed by the id of
 // its own path segment.
 type connection struct {
-	id        string
-	conn      *networkservice.Connection // our view: Path.Index at our segment
-	prefs     []*networkservice.Mechanism
-	endpoint  string     // endpoint name
-	forwarder string     // forwarder name
-	nextHop   string     // URL the forwarder sends the connection to
-	remote    bool       // nextHop is another node's manager
-	pinned    bool       // the caller named the endpoint: never reselect
-	caller    string     // SPIFFE ID of the previous hop: only it may Close
-	files     []*os.File // descriptors the client passed (its netns), open while the connection lives
-	expires   time.Time
-	timer     *time.Timer
+	id         string
+	conn       *networkservice.Connection // our view: Path.Index at our segment
+	prefs      []*networkservice.Mechanism
+	endpoint   string     // endpoint name
+	forwarder  string     // forwarder name
+	nextHop    string     // URL the forwarder sends the connection to
+	remote     bool       // nextHop is another node's manager
+	foreign    bool       // nextHop is another registry domain's manager
+	fromDomain bool       // the previous hop is another registry domain's forwarder
+	pinned     bool       // the caller named the endpoint: never reselect
+	caller     string     // SPIFFE ID of the previous hop: only it may Close
+	files      []*os.File // descriptors the client passed (its netns), open while the connection lives
+	expires    time.Time
+	timer      *time.Timer
 }
 
 func (m *Manager) get(id string) *connection {
@@ -47,6 +49,7 @@ func (m *Manager) remember(c *connection) {
 			closeFiles(old.files)
 		}
 	}
+	m.trackLocked(m.conns[c.id], c)
 	id := c.id
 	c.timer = time.AfterFunc(time.Until(c.expires), func() { m.expire(id) })
 	m.conns[id] = c
@@ -64,6 +67,7 @@ func (m *Manager) forget(id string) *connection {
 	c.timer.Stop()
 	closeFiles(c.files)
 	delete(m.conns, id)
+	m.trackLocked(c, nil)
 	m.publishLocked(networkservice.ConnectionEventType_DELETE, c.conn)
 	return c
 }

@@ -46,10 +46,16 @@ type localForwarder struct {
 	failures int
 }
 
+// localEndpoint finds a local endpoint by the name a Request or the
+// registry gives it: its own, or name@domain (localByDomain).
 func (m *Manager) localEndpoint(name string) *localEndpoint {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.endpoints[name]
+	ep := m.endpoints[name]
+	m.mu.Unlock()
+	if ep == nil {
+		ep = m.localByDomain(name)
+	}
+	return ep
 }
 
 func (m *Manager) forwarderByName(name string) *localForwarder {

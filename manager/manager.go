@@ -51,6 +51,9 @@ type Config struct {
 	URL string
 	// Registry is a connection to the domain's registry.
 	Registry *grpcutil.Conn
+	// Domains are the registry domains this manager's registry is
+	// authoritative for: `name@domain` in one of them is a local name.
+	Domains []string
 	// Policy decides who may request and register what (nil: anyone of
 	// the trust domain).
 	Policy *policy.Policy
@@ -63,7 +66,9 @@ type Config struct {
 	// one that fails twice in a row is dropped.
 	ProbeInterval time.Duration
 	// ReselectTimeout bounds how long a Request waits for an endpoint a
-	// supplier is starting (DefaultReselectTimeout when zero).
+	// supplier is starting, and how long a heal keeps trying the same
+	// endpoint through a remote manager that went away before it selects
+	// another (DefaultReselectTimeout when zero).
 	ReselectTimeout time.Duration
 	// Metrics receives the manager's collectors (none when nil).
 	Metrics prometheus.Registerer
@@ -73,6 +78,7 @@ type Config struct {
 // Manager is one node's Network Service Manager.
 type Manager struct {
 	name, node, url string
+	domains         []string
 	regNS           regapi.NetworkServiceRegistryClient
 	regNSE          regapi.NetworkServiceEndpointRegistryClient
 	regConn         *grpcutil.Conn
@@ -93,6 +99,7 @@ type Manager struct {
 	forwarders map[string]*localForwarder
 	rr         map[string]uint64 // round-robin position per network service
 	watchers   map[*watcher]struct{}
+	hops       nextHops // remote next hops watched, heals in flight (nexthop.go)
 
 	ctx      context.Context // ends at Stop: background work (probes, heals)
 	stop     context.CancelFunc
@@ -107,7 +114,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("manager: name, url, registry, source and pool are required")
 	}
 	m := &Manager{
-		name: cfg.Name, node: cfg.NodeName, url: cfg.URL,
+		name: cfg.Name, node: cfg.NodeName, url: cfg.URL, domains: cfg.Domains,
 		regNS:      regapi.NewNetworkServiceRegistryClient(cfg.Registry),
 		regNSE:     regapi.NewNetworkServiceEndpointRegistryClient(cfg.Registry),
 		regConn:    cfg.Registry,

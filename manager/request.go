@@ -26,8 +26,9 @@ import (
 // Request connects a client (or a remote forwarder) to an endpoint. The
 // steps, in order:
 //
-//	validate → path → serialise → known connection? refresh it with the same
-//	endpoint and forwarder : discover and select → hand to a forwarder →
+//	validate → path → serialise → known connection? (RESELECT_REQUESTED?
+//	close its path and select again : refresh it with the same endpoint
+//	and forwarder) : discover and select → hand to a forwarder →
 //	remember → reply
 func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (reply *networkservice.Connection, err error) {
 	defer func(start time.Time) { m.metrics.observeRequest(start, err) }(time.Now())
@@ -35,6 +36,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		return nil, err
 	}
 	conn := proto.Clone(req.GetConnection()).(*networkservice.Connection)
+	restoreNames := m.localNames(conn)
 	m.fillLabels(conn)
 	hop, err := connpath.Enter(conn, m.name)
 	if err != nil {
@@ -59,8 +61,13 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	if err != nil {
 		return nil, err
 	}
+	from := incomingFromDomain(ctx)
+	ctx = withFromDomain(ctx, from)
 	var c *connection
-	if old := m.get(hop.ID()); old != nil {
+	reselect := conn.GetState() == networkservice.State_RESELECT_REQUESTED
+	if old := m.get(hop.ID()); old != nil && reselect {
+		c, err = m.reselectRequested(ctx, conn, prefs, old)
+	} else if old != nil {
 		c, err = m.refresh(ctx, conn, prefs, old)
 		if err != nil && !old.pinned && ctx.Err() == nil {
 			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
@@ -69,15 +76,22 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 			c, err = m.connect(ctx, conn, prefs, old.endpoint)
 		}
 	} else {
-		c, err = m.connect(ctx, conn, prefs, "")
+		avoid := ""
+		if reselect {
+			// Asked to reselect a connection this manager does not know
+			// (it restarted): what the client names is what failed it.
+			avoid, conn.NetworkServiceEndpointName, conn.State = conn.GetNetworkServiceEndpointName(), "", networkservice.State_UP
+		}
+		c, err = m.connect(ctx, conn, prefs, avoid)
 	}
 	if err != nil {
 		closeFiles(files)
 		return nil, err
 	}
-	c.id, c.expires, c.caller, c.files = hop.ID(), expires, caller.String(), files
+	c.id, c.expires, c.caller, c.files, c.fromDomain = hop.ID(), expires, caller.String(), files, from
 	m.remember(c)
 	reply = proto.Clone(c.conn).(*networkservice.Connection)
+	restoreNames(reply)
 	connpath.Leave(reply, hop)
 	return reply, nil
 }
@@ -145,16 +159,21 @@ func (m *Manager) refresh(ctx context.Context, conn *networkservice.Connection, 
 	nextHop, remote := old.nextHop, old.remote
 	if ep := m.localEndpoint(old.endpoint); ep != nil {
 		nextHop, remote = ep.url, false // it may have re-registered elsewhere
+	} else if !old.remote {
+		// Known gone: the previous hop may reselect at once.
+		return nil, status.Errorf(codes.NotFound, "endpoint %s is no longer registered on node %s", old.endpoint, m.node)
 	}
 	conn.NetworkServiceEndpointName = old.endpoint
 	if conn.Payload == "" {
 		conn.Payload = old.conn.GetPayload()
 	}
-	reply, err := m.callForwarder(ctx, fwd, conn, prefs, nextHop, remote)
+	ctx = withFromDomain(ctx, old.fromDomain) // also when a heal refreshes
+	reply, err := m.callForwarder(ctx, fwd, conn, prefs, nextHop, remote, old.foreign && remote)
 	if err != nil {
 		return nil, err
 	}
-	return &connection{conn: reply, prefs: prefs, endpoint: old.endpoint, forwarder: fwd.name, nextHop: nextHop, remote: remote, pinned: old.pinned}, nil
+	return &connection{conn: reply, prefs: prefs, endpoint: old.endpoint, forwarder: fwd.name, nextHop: nextHop, remote: remote,
+		foreign: old.foreign && remote, fromDomain: old.fromDomain, pinned: old.pinned}, nil
 }
 
 // SupplierStarting begins the message of the error a supplier endpoint
@@ -203,8 +222,11 @@ func (m *Manager) connectOnce(ctx context.Context, conn *networkservice.Connecti
 		}
 		tried = append(tried, fmt.Sprintf("%s: %s", nse.GetName(), status.Convert(err).Message()))
 		m.log.Info("endpoint failed; trying the next candidate", "service", conn.GetNetworkService(), "endpoint", nse.GetName(), "err", err)
-		if ctx.Err() != nil || status.Code(err) == codes.InvalidArgument || status.Code(err) == codes.PermissionDenied {
-			// Another endpoint would refuse it too, or there is no time left.
+		if code := status.Code(err); code == codes.InvalidArgument || code == codes.PermissionDenied {
+			// Another endpoint would refuse it too: the caller must see why.
+			return nil, status.Errorf(code, "network service %q: endpoint %s", conn.GetNetworkService(), tried[len(tried)-1])
+		}
+		if ctx.Err() != nil {
 			break
 		}
 	}
@@ -222,15 +244,17 @@ func (m *Manager) via(ctx context.Context, conn *networkservice.Connection, pref
 	} else if nse.GetUrl() == m.url {
 		return nil, status.Errorf(codes.Unavailable, "endpoint %s is registered through this manager but has not re-registered since it restarted", nse.GetName())
 	}
+	foreign := remote && m.foreign(nse.GetName())
 	conn = proto.Clone(conn).(*networkservice.Connection) // the next candidate starts from the caller's
 	conn.NetworkServiceEndpointName = nse.GetName()
 	var err error
 	for _, fwd := range fwds {
 		var reply *networkservice.Connection
 		var nextFailed bool
-		reply, nextFailed, err = m.callForwarderTrailer(ctx, fwd, conn, prefs, nextHop, remote)
+		reply, nextFailed, err = m.callForwarderTrailer(ctx, fwd, conn, prefs, nextHop, remote, foreign)
 		if err == nil {
-			return &connection{conn: reply, prefs: prefs, endpoint: nse.GetName(), forwarder: fwd.name, nextHop: nextHop, remote: remote}, nil
+			return &connection{conn: reply, prefs: prefs, endpoint: nse.GetName(), forwarder: fwd.name, nextHop: nextHop, remote: remote,
+				foreign: foreign, fromDomain: fromDomain(ctx)}, nil
 		}
 		if nextFailed || ctx.Err() != nil {
 			return nil, err
@@ -240,14 +264,15 @@ func (m *Manager) via(ctx context.Context, conn *networkservice.Connection, pref
 	return nil, err
 }
 
-func (m *Manager) callForwarder(ctx context.Context, fwd *localForwarder, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nextHop string, remote bool) (*networkservice.Connection, error) {
-	reply, _, err := m.callForwarderTrailer(ctx, fwd, conn, prefs, nextHop, remote)
+func (m *Manager) callForwarder(ctx context.Context, fwd *localForwarder, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nextHop string, remote, foreign bool) (*networkservice.Connection, error) {
+	reply, _, err := m.callForwarderTrailer(ctx, fwd, conn, prefs, nextHop, remote, foreign)
 	return reply, err
 }
 
 // callForwarderTrailer hands the connection to a forwarder and reports
-// whether a failure was the next hop's.
-func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nextHop string, remote bool) (*networkservice.Connection, bool, error) {
+// whether a failure was the next hop's. foreign: the next hop is another
+// registry domain's manager.
+func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder, conn *networkservice.Connection, prefs []*networkservice.Mechanism, nextHop string, remote, foreign bool) (*networkservice.Connection, bool, error) {
 	cc, err := m.pool.Get(fwd.url)
 	if err != nil {
 		return nil, false, status.Errorf(codes.Unavailable, "forwarder %s: %v", fwd.name, err)
@@ -257,6 +282,9 @@ func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder,
 		return nil, false, err
 	}
 	octx = metadata.AppendToOutgoingContext(octx, forwarder.MDNextHop, nextHop, forwarder.MDNextHopRemote, boolString(remote))
+	if kv := crossingMD(ctx, foreign); len(kv) > 0 {
+		octx = metadata.AppendToOutgoingContext(octx, kv...)
+	}
 	req := &networkservice.NetworkServiceRequest{Connection: conn, MechanismPreferences: prefs}
 	var trailer metadata.MD
 	reply, err := networkservice.NewNetworkServiceClient(cc).Request(octx, req, grpc.Trailer(&trailer))

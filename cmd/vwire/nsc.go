@@ -23,6 +23,8 @@ type nscFlags struct {
 	maxTokenLifetime time.Duration
 	requestTimeout   time.Duration
 	closeTimeout     time.Duration
+	livenessInterval time.Duration
+	livenessFailures int
 }
 
 func newNSCCmd(g *globals) *cobra.Command {
@@ -39,9 +41,16 @@ service and the mechanism to get it by:
 
 Labels from --labels, the URL, and nodeName/podName from $NODE_NAME/$POD_NAME
 are matched by the service's selectors. Each connection is printed when it
-comes up and whenever it changes, as are the manager's monitor events.`,
+comes up and whenever it changes, as are the manager's monitor events.
+
+With --liveness-interval, the datapath of each kernel connection is checked
+too: an ICMP echo to the endpoint's address across the vWire, from the
+client's namespace, every interval. After --liveness-failures losses in a
+row the client asks the manager for another endpoint (RESELECT_REQUESTED):
+the old path is closed on every hop and the failed endpoint is tried last.`,
 		Example: `  vwire nsc kernel://icmp-responder/nsm-1
-  vwire nsc --once --output json kernel://icmp-responder@example.org?app=web`,
+  vwire nsc --once --output json kernel://icmp-responder@example.org?app=web
+  vwire nsc --liveness-interval 1s kernel://icmp-responder/nsm-1`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runNSC(cmd, g, f, args)
@@ -57,6 +66,8 @@ comes up and whenever it changes, as are the manager's monitor events.`,
 	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", nsc.DefaultMaxTokenLifetime, "how far ahead the client's path segment expires")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", nsc.DefaultRequestTimeout, "bound on each request")
 	fl.DurationVar(&f.closeTimeout, "close-timeout", nsc.DefaultCloseTimeout, "bound on each close, also when stopping")
+	fl.DurationVar(&f.livenessInterval, "liveness-interval", 0, "ping the endpoint across each kernel vWire this often; 0 turns the datapath check off")
+	fl.IntVar(&f.livenessFailures, "liveness-failures", nsc.DefaultLivenessFailures, "lost pings in a row after which the client asks for another endpoint")
 	return cmd
 }
 
@@ -76,6 +87,9 @@ func runNSC(cmd *cobra.Command, g *globals, f nscFlags, args []string) error {
 			return fmt.Errorf("--netns %q: %w", f.netns, err)
 		}
 		netnsURL = "file://" + p
+	}
+	if f.livenessInterval < 0 || f.livenessFailures < 1 {
+		return fmt.Errorf("--liveness-interval must not be negative and --liveness-failures must be at least 1")
 	}
 	connectTo := f.connectTo
 	if connectTo == "" {
@@ -101,6 +115,8 @@ func runNSC(cmd *cobra.Command, g *globals, f nscFlags, args []string) error {
 		MaxTokenLifetime: f.maxTokenLifetime,
 		RequestTimeout:   f.requestTimeout,
 		CloseTimeout:     f.closeTimeout,
+		LivenessInterval: f.livenessInterval,
+		LivenessFailures: f.livenessFailures,
 		Output:           cmd.OutOrStdout(),
 		Format:           f.output,
 		Logger:           g.log,

@@ -43,6 +43,7 @@ type Options struct {
 	RegistryPolicy   *policy.Policy        // the registry's
 	Metrics          prometheus.Registerer // the managers' collectors (one node only)
 	SVIDTTL          time.Duration         // every component's SVID lifetime (1h when zero)
+	ReselectTimeout  time.Duration         // the managers' (their default when zero)
 	Logger           *slog.Logger
 }
 
@@ -60,6 +61,7 @@ type Sandbox struct {
 	regPol   *policy.Policy
 	metrics  prometheus.Registerer
 	svidTTL  time.Duration
+	reselect time.Duration
 }
 
 // Node is one node: a manager and a forwarder.
@@ -95,7 +97,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout}
 	if sb.svidTTL == 0 {
 		sb.svidTTL = time.Hour
 	}
@@ -194,7 +196,7 @@ func (n *Node) StartManager() {
 		Policy: sb.policy, Metrics: sb.metrics,
 		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
 		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
-		ProbeInterval: 200 * time.Millisecond, Logger: sb.log.With("node", n.Name, "component", "manager"),
+		ProbeInterval: 200 * time.Millisecond, ReselectTimeout: sb.reselect, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})
 	if err != nil {
 		sb.t.Fatal(err)

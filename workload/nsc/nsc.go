@@ -93,7 +93,14 @@ type Config struct {
 	// the client signs its own path segment for the manager, whose SPIFFE
 	// ID it learns from cc (a *grpcutil.Conn), as NSM's clients do.
 	Source identity.Source
-	Logger *slog.Logger
+	// LivenessInterval, when positive, checks the datapath of each kernel
+	// connection: an ICMP echo to the endpoint's address every interval,
+	// from the client's network namespace. After LivenessFailures losses
+	// in a row (DefaultLivenessFailures when zero) the client asks its
+	// manager for another endpoint (RESELECT_REQUESTED).
+	LivenessInterval time.Duration
+	LivenessFailures int
+	Logger           *slog.Logger
 }
 
 // Client requests network services through one manager.
@@ -110,6 +117,10 @@ type Client struct {
 	src     identity.Source
 	peer    func(context.Context) (spiffeid.ID, error)
 	log     *slog.Logger
+
+	liveEvery    time.Duration // 0: no datapath check
+	liveFailures int
+	probe        probeFunc
 }
 
 // New returns a Client of the manager at cc.
@@ -130,6 +141,13 @@ func New(cc grpc.ClientConnInterface, cfg Config) (*Client, error) {
 		out:     out,
 		src:     cfg.Source,
 		log:     cfg.Logger,
+
+		liveEvery:    cfg.LivenessInterval,
+		liveFailures: cfg.LivenessFailures,
+		probe:        icmpProbe,
+	}
+	if c.liveFailures <= 0 {
+		c.liveFailures = DefaultLivenessFailures
 	}
 	if c.src != nil {
 		p, ok := cc.(interface {
@@ -234,15 +252,25 @@ func (c *Client) keep(ctx context.Context, t Target) error {
 
 		mctx, stopMonitor := context.WithCancel(ctx)
 		refreshNow := make(chan struct{}, 1)
-		monitorDone := make(chan struct{})
+		var watchers sync.WaitGroup
 		segID := conn.GetId()
+		watchers.Add(1)
 		go func() {
-			defer close(monitorDone)
+			defer watchers.Done()
 			c.monitor(mctx, t, segID, refreshNow)
 		}()
-		conn, err = c.maintain(ctx, t, conn, refreshNow)
+		var dp *datapath
+		if c.liveEvery > 0 && checked(conn) {
+			dp = newDatapath(conn)
+			watchers.Add(1)
+			go func() {
+				defer watchers.Done()
+				c.checkDatapath(mctx, t, dp)
+			}()
+		}
+		conn, err = c.maintain(ctx, t, conn, refreshNow, dp)
 		stopMonitor()
-		<-monitorDone
+		watchers.Wait()
 
 		if ctx.Err() != nil {
 			if err := c.close(ctx, t, conn); err != nil {
@@ -281,31 +309,51 @@ func (c *Client) connect(ctx context.Context, t Target) (*networkservice.Connect
 }
 
 // maintain refreshes conn at a third of the time left before its path
-// expires, and at once when the monitor says the manager dropped it. It
-// returns the latest connection when ctx ends (nil error), or when the
-// connection expired because no refresh got through (errExpired).
-func (c *Client) maintain(ctx context.Context, t Target, conn *networkservice.Connection, refreshNow <-chan struct{}) (*networkservice.Connection, error) {
+// expires, at once when the monitor says the manager dropped it, and asks
+// for another endpoint when the datapath check (dp, nil when off) says the
+// vWire is dead. It returns the latest connection when ctx ends (nil
+// error), or when the connection expired because no refresh got through
+// (errExpired).
+func (c *Client) maintain(ctx context.Context, t Target, conn *networkservice.Connection, refreshNow <-chan struct{}, dp *datapath) (*networkservice.Connection, error) {
+	var reselectNow <-chan struct{}
+	if dp != nil {
+		reselectNow = dp.reselect
+	}
 	for {
 		wait := max(time.Until(nearestExpiry(conn))/3, minRefresh)
 		timer := time.NewTimer(wait)
+		reselect := false
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return conn, nil
 		case <-refreshNow:
 			timer.Stop()
+		case <-reselectNow:
+			timer.Stop()
+			reselect = true
 		case <-timer.C:
 		}
 
 		expires := nearestExpiry(conn)
 		b := backoff.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 		for {
-			next, err := c.request(ctx, c.refreshRequest(t, conn))
+			req := c.refreshRequest(t, conn)
+			if reselect {
+				req.Connection.State = networkservice.State_RESELECT_REQUESTED
+			}
+			next, err := c.request(ctx, req)
 			if err == nil {
+				if reselect {
+					c.log.Info("reselected", "url", t.URL, "conn", next.GetId(), "from", conn.GetNetworkServiceEndpointName(), "to", next.GetNetworkServiceEndpointName())
+				}
 				if view(conn) != view(next) {
 					c.out.connection("changed", t, next)
 				}
 				conn = next
+				if dp != nil {
+					dp.set(conn)
+				}
 				break
 			}
 			if ctx.Err() != nil {

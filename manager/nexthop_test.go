@@ -1,0 +1,225 @@
+package manager_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/regpath"
+	"github.com/vwire/vwire/test/sandbox"
+)
+
+// reregister registers an endpoint or forwarder again through n's
+// manager, as its own refresh would (that comes at a third of its
+// lifetime: a test should not wait for it).
+func reregister(t *testing.T, sb *sandbox.Sandbox, n *sandbox.Node, id string, nse *regapi.NetworkServiceEndpoint) {
+	t.Helper()
+	src := sb.Source(id)
+	cc, err := regpath.DialRegistrant("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	nse.ExpirationTime = timestamppb.New(time.Now().Add(time.Minute))
+	if _, err := regapi.NewNetworkServiceEndpointRegistryClient(cc).Register(ctxT(t), nse); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// only returns the one connection of a manager, or nil.
+func only(n *sandbox.Node) *networkservice.Connection {
+	cs := n.Manager.Connections()
+	if len(cs) != 1 {
+		return nil
+	}
+	return cs[0]
+}
+
+// after reports whether want appears in the events after the first
+// occurrence of first.
+func (e *events) after(first, want string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := false
+	for _, g := range e.got {
+		if g == first {
+			seen = true
+		} else if seen && g == want {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNextHopManagerRestart: the remote manager of a connection dies and
+// comes back (its endpoint registers again) within the reselect bound: the
+// client's manager, watching it, re-requests the connection through the
+// same endpoint before any client refresh, and the client sees it DOWN,
+// then UP again.
+func TestNextHopManagerRestart(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2, ReselectTimeout: time.Minute, Logger: testLog(t)})
+	n1, n2 := sb.Nodes[0], sb.Nodes[1]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	ep := n2.ServeICMPResponder("icmp-b", nil, "icmp")
+	cli := n1.Client("nsc")
+	ev := watch(t, cli)
+	if _, err := cli.Request(ctxT(t), request("icmp", nil)); err != nil {
+		t.Fatal(err)
+	}
+
+	n2.StopManager()
+	waitFor(t, "the connection to be reported DOWN", func() bool { return ev.has("UPDATE/DOWN/icmp-b") })
+	n2.StartManager()
+	reregister(t, sb, n2, "forwarder-"+n2.Name, &regapi.NetworkServiceEndpoint{
+		Name: "forwarder-" + n2.Name, Url: n2.ForwarderURL, NetworkServiceNames: []string{forwarder.ServiceName},
+		NetworkServiceLabels: map[string]*regapi.NetworkServiceLabels{forwarder.ServiceName: {Labels: map[string]string{"p2p": "true"}}},
+	})
+	reregister(t, sb, n2, "nse-"+ep.Name, &regapi.NetworkServiceEndpoint{
+		Name: ep.Name, Url: ep.URL, NetworkServiceNames: []string{"icmp"},
+		NetworkServiceLabels: map[string]*regapi.NetworkServiceLabels{"icmp": {}},
+	})
+	waitFor(t, "the connection back UP through the restarted manager", func() bool {
+		c := only(n1)
+		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == "icmp-b" && len(n2.Manager.Connections()) == 1
+	})
+	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/icmp-b", "UPDATE/UP/icmp-b") })
+	for _, n := range sb.Nodes {
+		if live := n.Dataplane.Live(); len(live) != 1 {
+			t.Fatalf("%s: %d vWires after heal", n.Name, len(live))
+		}
+	}
+}
+
+// TestNextHopNodeGone: the remote manager stays away longer than the
+// reselect bound: the connection moves to an endpoint on a third node, and
+// the client sees it DOWN on the old endpoint, then UP on the new one.
+func TestNextHopNodeGone(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Second, Logger: testLog(t)})
+	n1 := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	byEP := map[string]*sandbox.Node{"icmp-b": sb.Nodes[1], "icmp-c": sb.Nodes[2]}
+	for name, n := range byEP {
+		n.ServeICMPResponder(name, nil, "icmp")
+	}
+	cli := n1.Client("nsc")
+	ev := watch(t, cli)
+	conn, err := cli.Request(ctxT(t), request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := conn.GetNetworkServiceEndpointName()
+	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
+
+	byEP[first].StopManager()
+	waitFor(t, "the connection to move to "+other, func() bool {
+		c := only(n1)
+		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
+	})
+	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+	if got := len(byEP[other].Manager.Connections()); got != 1 {
+		t.Fatalf("%s's manager has %d connections", other, got)
+	}
+	if live := n1.Dataplane.Live(); len(live) != 1 {
+		t.Fatalf("node1: %d vWires after the move", len(live))
+	}
+}
+
+// TestReselectRequested: a client that asks for another endpoint
+// (RESELECT_REQUESTED) gets one, and the old path is closed on every hop.
+func TestReselectRequested(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 3, Logger: testLog(t)})
+	n1 := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	byEP := map[string]*sandbox.Node{"icmp-b": sb.Nodes[1], "icmp-c": sb.Nodes[2]}
+	for name, n := range byEP {
+		n.ServeICMPResponder(name, nil, "icmp")
+	}
+	cli := n1.Client("nsc")
+	ev := watch(t, cli)
+	ctx := ctxT(t)
+	conn, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := conn.GetNetworkServiceEndpointName()
+	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
+	oldFwdID := conn.GetPath().GetPathSegments()[2].GetId()
+
+	req := request("icmp", nil)
+	req.Connection = conn.Clone()
+	req.Connection.State = networkservice.State_RESELECT_REQUESTED
+	conn, err = cli.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.GetNetworkServiceEndpointName(); got != other {
+		t.Fatalf("reselected %s, want the other endpoint %s", got, other)
+	}
+	if conn.GetState() != networkservice.State_UP {
+		t.Fatalf("state %s after reselection", conn.GetState())
+	}
+	old := byEP[first]
+	if n := len(old.Manager.Connections()); n != 0 {
+		t.Errorf("%s's manager still has %d connections", first, n)
+	}
+	if live := old.Dataplane.Live(); len(live) != 0 {
+		t.Errorf("%s's forwarder still carries %d vWires", first, len(live))
+	}
+	if len(old.Dataplane.Calls("Disconnect")) == 0 {
+		t.Errorf("%s's forwarder was never asked to disconnect", first)
+	}
+	// The client's node closed its side before building the new one.
+	var closedFirst bool
+	for _, c := range n1.Dataplane.Calls("Disconnect") {
+		closedFirst = closedFirst || c.ID == oldFwdID
+	}
+	if !closedFirst {
+		t.Errorf("node1's forwarder did not disconnect %s", oldFwdID)
+	}
+	for _, n := range []*sandbox.Node{n1, byEP[other]} {
+		if live := n.Dataplane.Live(); len(live) != 1 {
+			t.Errorf("%s: %d vWires after reselection", n.Name, len(live))
+		}
+	}
+	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+
+	// A plain refresh afterwards keeps the new endpoint.
+	req.Connection = conn.Clone()
+	if conn, err = cli.Request(ctx, req); err != nil || conn.GetNetworkServiceEndpointName() != other {
+		t.Fatalf("refresh after reselection: %v, %s", err, conn.GetNetworkServiceEndpointName())
+	}
+}
+
+// TestNextHopEndpointGone: the endpoint behind a remote manager dies; that
+// manager reports the connection down and answers that the endpoint is
+// gone, so the client's manager moves it to another node's endpoint at
+// once, without waiting out the reselect bound.
+func TestNextHopEndpointGone(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Hour, Logger: testLog(t)})
+	n1 := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	eps := map[string]*sandbox.Endpoint{
+		"icmp-b": sb.Nodes[1].ServeICMPResponder("icmp-b", nil, "icmp"),
+		"icmp-c": sb.Nodes[2].ServeICMPResponder("icmp-c", nil, "icmp"),
+	}
+	cli := n1.Client("nsc")
+	ev := watch(t, cli)
+	conn, err := cli.Request(ctxT(t), request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := conn.GetNetworkServiceEndpointName()
+	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
+
+	eps[first].Stop()
+	waitFor(t, "the connection to move to "+other, func() bool {
+		c := only(n1)
+		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
+	})
+	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+}
