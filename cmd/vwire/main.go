@@ -32,6 +32,7 @@ type globals struct {
 	svidDir     string
 	policyFile  string
 	metricsAddr string
+	federate    []string
 	log         *slog.Logger
 	metrics     *prometheus.Registry
 }
@@ -77,6 +78,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.trustDomain, "trust-domain", "", "SPIFFE trust domain of the development CA (default: the CA's, or "+identity.DefaultTrustDomain+" for a new one)")
 	f.StringVar(&g.metricsAddr, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090); off when empty")
 	f.StringVar(&g.policyFile, "policy", "", "policy file: who may request and register what (default: any workload of the trust domain)")
+	f.StringArrayVar(&g.federate, "federate-with", nil, "accept peers of another trust domain: TRUST-DOMAIN=BUNDLE.pem (repeatable; for other registry domains' registries, managers and forwarders)")
 	f.StringVar(&g.svidDir, "svid-dir", "", "take this process's identity from svid.pem, svid-key.pem and bundle.pem in DIR (as written by vwire identity issue)")
 
 	root.AddCommand(
@@ -90,6 +92,7 @@ func newRoot() *cobra.Command {
 		newNSCCmd(g),
 		newNSECmd(g),
 		newIdentityCmd(g),
+		newBenchCmd(g),
 		newVersionCmd(),
 	)
 	return root
@@ -119,7 +122,11 @@ func (g *globals) loadPolicy() (*policy.Policy, error) {
 // identitySource returns this process's identity: Workload API, SVID files
 // or the development CA, in that order. Servers may create the CA.
 func (g *globals) identitySource(ctx context.Context, component string, createCA bool) (identity.Source, error) {
-	return identity.New(ctx, identity.Config{
+	fed, err := identity.LoadFederation(g.federate)
+	if err != nil {
+		return nil, err
+	}
+	src, err := identity.New(ctx, identity.Config{
 		SVIDDir:     g.svidDir,
 		StateDir:    g.stateDir,
 		TrustDomain: g.trustDomain,
@@ -127,4 +134,8 @@ func (g *globals) identitySource(ctx context.Context, component string, createCA
 		CreateCA:    createCA,
 		Logger:      g.log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return identity.Federate(src, fed), nil
 }
