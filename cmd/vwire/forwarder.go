@@ -30,6 +30,7 @@ type forwarderFlags struct {
 	name             string
 	labels           []string
 	tunnelIP         string
+	publicIP         string
 	maxTokenLifetime time.Duration
 	grace            time.Duration
 	vppAPISocket     string
@@ -44,6 +45,7 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringVar(&f.listen, listenFlag, "unix:///var/lib/vwire/forwarder.sock", "where the manager reaches this forwarder")
 	fl.StringSliceVar(&f.labels, "forwarder-labels", []string{"p2p=true"}, "labels the manager selects this forwarder by")
 	fl.StringVar(&f.tunnelIP, "tunnel-ip", "", "this node's address for tunnels (default: the address of the default route's interface)")
+	fl.StringVar(&f.publicIP, "public-ip", "", "this node's tunnel address as other registry domains reach it, when it differs from --tunnel-ip (NAT)")
 	fl.DurationVar(&f.grace, "reconcile-grace", kernel.DefaultGrace, "how long links from a previous run wait for their connection's refresh")
 	fl.StringVar(&f.vppAPISocket, "vpp-api-socket", "", "attach to the VPP serving this API socket (default: start VPP with --vpp-bin)")
 	fl.StringVar(&f.vppBin, "vpp-bin", "vpp", "VPP binary to start when no --vpp-api-socket is given")
@@ -141,6 +143,12 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	} else {
 		g.log.Warn("no tunnel address: remote vWires are not possible on this node", "err", err)
 	}
+	var public netip.Addr
+	if f.publicIP != "" {
+		if public, err = netip.ParseAddr(f.publicIP); err != nil {
+			return fmt.Errorf("--public-ip %q: %w", f.publicIP, err)
+		}
+	}
 	src, err := g.identitySource(ctx, "forwarder", true)
 	if err != nil {
 		return err
@@ -158,7 +166,8 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	}
 	pool := grpcutil.NewPool(src, authz)
 	defer pool.Close()
-	fwd, err := forwarder.New(forwarder.Config{Name: f.name, Dataplane: dp, Source: src, Pool: pool, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log.With("component", "forwarder")})
+	fwd, err := forwarder.New(forwarder.Config{Name: f.name, Dataplane: dp, Source: src, Pool: pool, MaxTokenLifetime: f.maxTokenLifetime,
+		PublicIP: public, Logger: g.log.With("component", "forwarder")})
 	if err != nil {
 		return err
 	}

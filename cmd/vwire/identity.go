@@ -47,6 +47,23 @@ func newIdentityCmd(g *globals) *cobra.Command {
 	issue.Flags().StringVar(&id, "spiffe-id", "", "SPIFFE ID to issue, in the CA's trust domain")
 	issue.Flags().StringVar(&out, "out", "", "directory for svid.pem, svid-key.pem and bundle.pem")
 	issue.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime of the SVID")
-	cmd.AddCommand(issue)
+	bundle := &cobra.Command{
+		Use:   "bundle",
+		Short: "Print the development CA's trust bundle (PEM): what other domains give --federate-with",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ca, err := identity.OpenCA(g.stateDir, g.trustDomain, false)
+			if err != nil {
+				return err
+			}
+			pem, err := ca.Bundle().Marshal()
+			if err != nil {
+				return fmt.Errorf("identity bundle: %w", err)
+			}
+			_, err = cmd.OutOrStdout().Write(pem)
+			return err
+		},
+	}
+	cmd.AddCommand(issue, bundle)
 	return cmd
 }

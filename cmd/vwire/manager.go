@@ -24,6 +24,7 @@ type managerFlags struct {
 	nodeName         string
 	maxTokenLifetime time.Duration
 	reselectTimeout  time.Duration
+	domains          []string
 }
 
 func addManagerFlags(cmd *cobra.Command, f *managerFlags) {
@@ -33,7 +34,7 @@ func addManagerFlags(cmd *cobra.Command, f *managerFlags) {
 	fl.StringVar(&f.advertise, "advertise-url", "", "URL registered for local endpoints (default tcp://<this node's address>:<port of --manager-listen>)")
 	fl.StringVar(&f.nodeName, "node-name", "", "node name (default $NODE_NAME, else the host name)")
 	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", manager.DefaultMaxTokenLifetime, "longest a connection lives without a refresh")
-	fl.DurationVar(&f.reselectTimeout, "reselect-timeout", manager.DefaultReselectTimeout, "how long a Request waits for an endpoint a supplier is starting")
+	fl.DurationVar(&f.reselectTimeout, "reselect-timeout", manager.DefaultReselectTimeout, "how long a Request waits for an endpoint a supplier is starting, and a heal retries the same endpoint before it selects another")
 }
 
 func newManagerCmd(g *globals) *cobra.Command {
@@ -54,6 +55,7 @@ func newManagerCmd(g *globals) *cobra.Command {
 	}
 	addManagerFlags(cmd, &f)
 	cmd.Flags().StringVar(&f.registry, "registry", "localhost:5002", "registry address")
+	cmd.Flags().StringSliceVar(&f.domains, "domain", nil, "registry domain(s) the registry is authoritative for: name@domain in one of them is local (repeatable)")
 	return cmd
 }
 
@@ -107,7 +109,7 @@ func runManager(ctx context.Context, g *globals, f managerFlags, src identity.So
 	pool := grpcutil.NewPool(src, authz)
 	defer pool.Close()
 	m, err := manager.New(manager.Config{
-		Name: "manager-" + f.nodeName, NodeName: f.nodeName, URL: f.advertise,
+		Name: "manager-" + f.nodeName, NodeName: f.nodeName, URL: f.advertise, Domains: f.domains,
 		Registry: reg, Policy: pol, Pool: pool, Source: src, Metrics: g.metrics, ReselectTimeout: f.reselectTimeout, MaxTokenLifetime: f.maxTokenLifetime, Logger: g.log,
 	})
 	if err != nil {

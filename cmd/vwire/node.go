@@ -38,6 +38,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 			ff.nodeName, ff.maxTokenLifetime = mf.nodeName, mf.maxTokenLifetime
 			ff.connectTo = "unix://" + mf.socket
 			mf.registry = external
+			mf.domains = rf.domains
 			eg, ctx := errgroup.WithContext(ctx)
 			g.serveMetrics(ctx)
 			if external == "" {
@@ -66,7 +67,8 @@ func newNodeCmd(g *globals) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&rf.listen, "registry-listen", ":5002", "address of the embedded registry")
-	fl.StringSliceVar(&rf.domains, "domain", nil, "registry domain the embedded registry is authoritative for (repeatable)")
+	fl.StringSliceVar(&rf.domains, "domain", nil, "registry domain the embedded registry (and the manager) is authoritative for (repeatable)")
+	addDNSFlag(cmd, &rf)
 	fl.StringVar(&external, "registry", "", "use this registry instead of embedding one")
 	fl.StringVar(&wlAPI, "workload-api-socket", "", "SPIFFE Workload API socket for workloads when no SPIRE is configured (default <state-dir>/workload-api.sock)")
 	rf.store = "memory"

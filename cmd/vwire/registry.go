@@ -13,6 +13,7 @@ import (
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/registry"
+	"github.com/vwire/vwire/registry/dnssrv"
 	"github.com/vwire/vwire/registry/store"
 	"github.com/vwire/vwire/registry/store/etcdstore"
 	"github.com/vwire/vwire/registry/store/memstore"
@@ -25,6 +26,7 @@ type registryFlags struct {
 	etcdEndpoints []string
 	etcdPrefix    string
 	defaultExpiry time.Duration
+	dnsServers    []string
 }
 
 func newRegistryCmd(g *globals) *cobra.Command {
@@ -45,7 +47,27 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", []string{"http://127.0.0.1:2379"}, "etcd endpoints (with --store etcd)")
 	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/vwire/registry/", "key prefix in etcd")
 	fl.DurationVar(&f.defaultExpiry, "default-expiry", registry.DefaultExpiry, "lifetime of an endpoint registered without expiration_time")
+	addDNSFlag(cmd, &f)
 	return cmd
+}
+
+func addDNSFlag(cmd *cobra.Command, f *registryFlags) {
+	cmd.Flags().StringSliceVar(&f.dnsServers, "dns-server", nil,
+		"DNS server(s) for other registry domains' SRV records ("+dnssrv.Service+".<domain>), IP[:port] (default: "+dnssrv.ResolvConf+")")
+}
+
+// locator finds other domains' registries; without a usable DNS
+// configuration interdomain calls are refused, and the registry still runs.
+func locator(g *globals, f registryFlags) (registry.Locator, error) {
+	r, err := dnssrv.New(dnssrv.Config{Servers: f.dnsServers})
+	if err != nil {
+		if len(f.dnsServers) > 0 {
+			return nil, fmt.Errorf("--dns-server: %w", err)
+		}
+		g.log.Warn("interdomain look-ups off: no DNS resolver", "err", err)
+		return nil, nil
+	}
+	return r, nil
 }
 
 func openStore(ctx context.Context, g *globals, f registryFlags) (store.Store, error) {
@@ -80,7 +102,12 @@ func runRegistry(ctx context.Context, g *globals, f registryFlags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Source: src, Policy: pol, Metrics: g.metrics, Logger: g.log})
+	loc, err := locator(g, f)
+	if err != nil {
+		return err
+	}
+	srv, err := registry.New(registry.Config{Domains: f.domains, Store: st, DefaultExpiry: f.defaultExpiry, Source: src, Policy: pol,
+		Locator: loc, Metrics: g.metrics, Logger: g.log})
 	if err != nil {
 		return err
 	}
