@@ -153,6 +153,7 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 			// its absence built up, and put back what it carried.
 			m.pool.Reset(nse.Url)
 			m.log.Info("forwarder registered", "name", nse.Name, "url", nse.Url)
+			m.syncWatches()
 			name := nse.Name
 			m.healAll("forwarder "+name+" is back", true, func(c *connection) bool { return c.forwarder == name })
 		}
@@ -201,6 +202,7 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 	m.mu.Unlock()
 	if !known {
 		m.log.Info("endpoint registered", "name", reply.GetName(), "url", own, "services", reply.GetNetworkServiceNames())
+		m.syncWatches()
 	}
 	out := proto.Clone(reply).(*regapi.NetworkServiceEndpoint)
 	out.Url = own
@@ -242,6 +244,7 @@ func (p *nseProxy) Find(q *regapi.NetworkServiceEndpointQuery, srv regapi.Networ
 // waits on a dead process.
 func (m *Manager) probeLoop(ctx context.Context) {
 	defer close(m.done)
+	defer m.stopWatches()
 	t := time.NewTicker(m.probeEvery)
 	defer t.Stop()
 	for {
@@ -249,12 +252,24 @@ func (m *Manager) probeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-m.socks.kick: // a watched socket closed (sockwatch.go)
 		}
-		m.probe(ctx)
+		// A first failure is confirmed, or cleared, at once.
+		for m.probe(ctx) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(confirmDelay):
+			}
+		}
+		m.syncWatches()
 	}
 }
 
-func (m *Manager) probe(ctx context.Context) {
+// probe probes every local endpoint and forwarder once and drops those
+// that failed twice in a row or expired. It reports whether one has failed
+// once: a suspect to probe again soon.
+func (m *Manager) probe(ctx context.Context) (suspect bool) {
 	type item struct{ name, url string }
 	m.mu.Lock()
 	var eps, fwds []item
@@ -278,6 +293,7 @@ func (m *Manager) probe(ctx context.Context) {
 				ep.failures = 0
 			} else {
 				ep.failures++
+				suspect = suspect || ep.failures == 1
 			}
 			if ep.failures >= 2 || now.After(ep.expires) {
 				gone = ep
@@ -307,6 +323,7 @@ func (m *Manager) probe(ctx context.Context) {
 				fw.failures = 0
 			} else {
 				fw.failures++
+				suspect = suspect || fw.failures == 1
 			}
 			if fw.failures >= 2 || now.After(fw.expires) {
 				delete(m.forwarders, f.name)
@@ -317,6 +334,7 @@ func (m *Manager) probe(ctx context.Context) {
 		}
 		m.mu.Unlock()
 	}
+	return suspect
 }
 
 // reachable tells whether something accepts connections at url.

@@ -90,6 +90,30 @@ func TestHealEndpointLoss(t *testing.T) {
 	}
 }
 
+// TestHealNoticedBySocket: with probes an hour apart, a local endpoint that
+// stops serving is still replaced: its socket watch (sockwatch.go) notices.
+func TestHealNoticedBySocket(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1, ProbeInterval: time.Hour, Logger: testLog(t)})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	eps := map[string]*sandbox.Endpoint{
+		"icmp-a": n.ServeICMPResponder("icmp-a", nil, "icmp"),
+		"icmp-b": n.ServeICMPResponder("icmp-b", nil, "icmp"),
+	}
+	cli := n.Client("nsc")
+	conn, err := cli.Request(ctxT(t), request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := conn.GetNetworkServiceEndpointName()
+	other := map[string]string{"icmp-a": "icmp-b", "icmp-b": "icmp-a"}[first]
+	eps[first].Stop()
+	waitFor(t, "the connection to move to "+other+" without a periodic probe", func() bool {
+		cs := n.Manager.Connections()
+		return len(cs) == 1 && cs[0].GetNetworkServiceEndpointName() == other && cs[0].GetState() == networkservice.State_UP
+	})
+}
+
 // TestHealForwarderRestart: a forwarder that dies and comes back gets the
 // connections it carried back from its manager, before any client refresh.
 func TestHealForwarderRestart(t *testing.T) {

@@ -99,7 +99,8 @@ type Manager struct {
 	forwarders map[string]*localForwarder
 	rr         map[string]uint64 // round-robin position per network service
 	watchers   map[*watcher]struct{}
-	hops       nextHops // remote next hops watched, heals in flight (nexthop.go)
+	hops       nextHops     // remote next hops watched, heals in flight (nexthop.go)
+	socks      *sockWatches // local endpoints' and forwarders' sockets (sockwatch.go)
 
 	ctx      context.Context // ends at Stop: background work (probes, heals)
 	stop     context.CancelFunc
@@ -129,6 +130,7 @@ func New(cfg Config) (*Manager, error) {
 		forwarders: map[string]*localForwarder{},
 		rr:         map[string]uint64{},
 		watchers:   map[*watcher]struct{}{},
+		socks:      newSockWatches(),
 		done:       make(chan struct{}),
 	}
 	if m.lifetime <= 0 {

@@ -5,10 +5,9 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"github.com/vwire/vwire/workload/nse"
-	"github.com/vwire/vwire/workload/nse/icmpresponder"
 	"log/slog"
 	"net"
 	"os"
@@ -33,6 +32,8 @@ import (
 	"github.com/vwire/vwire/manager"
 	"github.com/vwire/vwire/registry"
 	"github.com/vwire/vwire/registry/store/memstore"
+	"github.com/vwire/vwire/workload/nse"
+	"github.com/vwire/vwire/workload/nse/icmpresponder"
 )
 
 // Options tune a sandbox.
@@ -44,6 +45,7 @@ type Options struct {
 	Metrics          prometheus.Registerer // the managers' collectors (one node only)
 	SVIDTTL          time.Duration         // every component's SVID lifetime (1h when zero)
 	ReselectTimeout  time.Duration         // the managers' (their default when zero)
+	ProbeInterval    time.Duration         // the managers' (200ms when zero)
 	Logger           *slog.Logger
 }
 
@@ -62,6 +64,7 @@ type Sandbox struct {
 	metrics  prometheus.Registerer
 	svidTTL  time.Duration
 	reselect time.Duration
+	probe    time.Duration
 }
 
 // Node is one node: a manager and a forwarder.
@@ -97,7 +100,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval}
 	if sb.svidTTL == 0 {
 		sb.svidTTL = time.Hour
 	}
@@ -196,7 +199,7 @@ func (n *Node) StartManager() {
 		Policy: sb.policy, Metrics: sb.metrics,
 		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
 		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
-		ProbeInterval: 200 * time.Millisecond, ReselectTimeout: sb.reselect, Logger: sb.log.With("node", n.Name, "component", "manager"),
+		ProbeInterval: cmp.Or(sb.probe, 200*time.Millisecond), ReselectTimeout: sb.reselect, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})
 	if err != nil {
 		sb.t.Fatal(err)
