@@ -26,14 +26,23 @@ type message[T any] interface {
 // change to the matching set. A record that stops matching (changed labels)
 // is reported deleted. When the store's feed breaks, it re-lists and sends
 // the difference, so a watcher never misses a change.
+//
+// pre, when not nil, is a cheap test on a stored record before it is
+// decoded: false means the record cannot match (prefilter in match.go).
 func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, watch bool,
-	match func(P) bool, send func(P, bool) error) error {
+	pre func(store.Entry) bool, match func(P) bool, send func(P, bool) error) error {
+	if pre == nil {
+		pre = func(store.Entry) bool { return true }
+	}
 	if !watch {
 		entries, err := s.store.List(ctx, kind)
 		if err != nil {
 			return storeError("find", string(kind), err)
 		}
 		for _, e := range entries {
+			if !pre(e) {
+				continue
+			}
 			if m, ok := decode[T, P](s, e); ok && match(m) {
 				if err := send(m, false); err != nil {
 					return err
@@ -51,15 +60,18 @@ func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, 
 		if err != nil {
 			return storeError("watch", string(kind), err)
 		}
-		if err := sendSnapshot(entries, sent, s, match, send); err != nil {
+		if err := sendSnapshot(entries, sent, s, pre, match, send); err != nil {
 			return err
 		}
 		for ev := range w.Events {
+			_, had := sent[ev.Name]
+			if !had && !pre(ev.Entry) {
+				continue
+			}
 			m, ok := decode[T, P](s, ev.Entry)
 			if !ok {
 				continue
 			}
-			_, had := sent[ev.Name]
 			switch {
 			case !ev.Deleted && match(m):
 				sent[ev.Name] = m
@@ -94,9 +106,12 @@ func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, 
 // sendSnapshot sends the entries that match and, for a resync, deletions of
 // what the watcher had that is no longer there.
 func sendSnapshot[T any, P message[T]](entries []store.Entry, sent map[string]P, s *Server,
-	match func(P) bool, send func(P, bool) error) error {
+	pre func(store.Entry) bool, match func(P) bool, send func(P, bool) error) error {
 	live := make(map[string]bool, len(entries))
 	for _, e := range entries {
+		if !pre(e) {
+			continue
+		}
 		m, ok := decode[T, P](s, e)
 		if !ok || !match(m) {
 			continue

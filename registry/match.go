@@ -1,11 +1,14 @@
 package registry
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/registry/store"
 )
 
 // The Find query is a template: an empty field matches anything. These are
@@ -60,4 +63,63 @@ func IsSubset(sub, super map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// endpointPrefilter returns a test on an endpoint's stored record that
+// needs no decoding: the record's key must be the queried name, and every
+// other string the query requires (service names, URL part, label keys and
+// values) must appear in the encoding, where protobuf keeps strings as
+// their bytes. A record that fails cannot match; one that passes is
+// decoded and matched. Finding one service among 100k endpoints then
+// decodes the few that mention it, not all of them.
+func endpointPrefilter(q *regapi.NetworkServiceEndpoint) func(store.Entry) bool {
+	if q == nil {
+		return nil
+	}
+	var needles [][]byte
+	add := func(s string) {
+		if s != "" {
+			needles = append(needles, []byte(s))
+		}
+	}
+	for _, n := range q.GetNetworkServiceNames() {
+		add(n)
+	}
+	add(q.GetUrl())
+	for svc, l := range q.GetNetworkServiceLabels() {
+		if len(l.GetLabels()) == 0 {
+			continue // an empty selector matches an endpoint without labels too
+		}
+		add(svc)
+		for k, v := range l.GetLabels() {
+			add(k)
+			add(v)
+		}
+	}
+	return prefilter(q.GetName(), needles)
+}
+
+// servicePrefilter is endpointPrefilter for NetworkServices.
+func servicePrefilter(q *regapi.NetworkService) func(store.Entry) bool {
+	if q == nil {
+		return nil
+	}
+	return prefilter(q.GetName(), nil)
+}
+
+func prefilter(name string, needles [][]byte) func(store.Entry) bool {
+	if name == "" && len(needles) == 0 {
+		return nil
+	}
+	return func(e store.Entry) bool {
+		if name != "" && e.Name != name {
+			return false
+		}
+		for _, n := range needles {
+			if !bytes.Contains(e.Value, n) {
+				return false
+			}
+		}
+		return true
+	}
 }

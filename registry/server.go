@@ -171,7 +171,7 @@ func (s *nsServer) Find(q *regapi.NetworkServiceQuery, stream regapi.NetworkServ
 	if err := s.domains.localService(query); err != nil {
 		return err
 	}
-	return find(stream.Context(), (*Server)(s), store.KindService, q.GetWatch(),
+	return find(stream.Context(), (*Server)(s), store.KindService, q.GetWatch(), servicePrefilter(query),
 		func(ns *regapi.NetworkService) bool { return MatchService(query, ns) },
 		func(ns *regapi.NetworkService, deleted bool) error {
 			return stream.Send(&regapi.NetworkServiceResponse{NetworkService: ns, Deleted: deleted})
@@ -272,7 +272,7 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 	if err := s.domains.localEndpoint(query); err != nil {
 		return err
 	}
-	return find(stream.Context(), (*Server)(s), store.KindEndpoint, q.GetWatch(),
+	return find(stream.Context(), (*Server)(s), store.KindEndpoint, q.GetWatch(), endpointPrefilter(query),
 		func(nse *regapi.NetworkServiceEndpoint) bool {
 			// The store may keep an expired record up to a second longer
 			// (etcd leases are whole seconds): it is gone for Find.

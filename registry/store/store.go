@@ -20,7 +20,8 @@ const (
 	KindEndpoint Kind = "nse"
 )
 
-// Entry is one stored record.
+// Entry is one stored record. Its Value may be shared with the store and
+// with other readers: read it, never write to it.
 type Entry struct {
 	Name  string
 	Value []byte

@@ -34,6 +34,9 @@ type Store struct {
 	mu sync.Mutex
 	// records holds the live records of each kind.
 	records map[store.Kind]map[string]*record
+	// names caches each kind's record names in order; nil when a name came
+	// or went since (List sorts again).
+	names map[store.Kind][]string
 	// watchers holds the open watches of each kind.
 	watchers map[store.Kind]map[*watcher]struct{}
 	// closed is set by Close; every later call fails with ErrClosed.
@@ -64,6 +67,7 @@ var _ store.Store = (*Store)(nil)
 func New() *Store {
 	return &Store{
 		records:  make(map[store.Kind]map[string]*record),
+		names:    make(map[store.Kind][]string),
 		watchers: make(map[store.Kind]map[*watcher]struct{}),
 	}
 }
@@ -87,6 +91,8 @@ func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []b
 	}
 	if old := records[name]; old != nil {
 		old.stopExpiry()
+	} else {
+		delete(s.names, kind)
 	}
 	rec := &record{value: bytes.Clone(value)}
 	if ttl > 0 {
@@ -220,15 +226,24 @@ func (s *Store) expire(kind store.Kind, name string, rec *record) {
 func (s *Store) removeLocked(kind store.Kind, name string, rec *record) {
 	rec.stopExpiry()
 	delete(s.records[kind], name)
+	delete(s.names, kind)
 	s.notifyLocked(kind, store.Event{Entry: store.Entry{Name: name, Value: rec.value}, Deleted: true})
 }
 
-// listLocked copies the records of a kind in name order. s.mu must be held.
+// listLocked returns the records of a kind in name order. Values are
+// shared, not copied: a record's value never changes once stored (a Put
+// makes a new one), and readers do not write to it (store.Entry). s.mu
+// must be held.
 func (s *Store) listLocked(kind store.Kind) []store.Entry {
 	records := s.records[kind]
+	names, ok := s.names[kind]
+	if !ok {
+		names = slices.Sorted(maps.Keys(records))
+		s.names[kind] = names
+	}
 	entries := make([]store.Entry, 0, len(records))
-	for _, name := range slices.Sorted(maps.Keys(records)) {
-		entries = append(entries, store.Entry{Name: name, Value: bytes.Clone(records[name].value)})
+	for _, name := range names {
+		entries = append(entries, store.Entry{Name: name, Value: records[name].value})
 	}
 	return entries
 }
