@@ -10,7 +10,9 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.zx2c4.com/wireguard/wgctrl"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/mechanisms/kernel"
@@ -78,6 +81,7 @@ type Dataplane struct {
 	held    map[string]map[string]uint32 // VNIs by connection id and role
 	wgHeld  map[string]map[string]wgHold // WireGuard keys and ports by connection id and role
 	orphans map[string]bool              // ids found at start, not yet claimed
+	built   map[string][]byte            // what each id's links were last built from (builtFrom)
 }
 
 var _ forwarder.Dataplane = (*Dataplane)(nil)
@@ -101,7 +105,7 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	d := &Dataplane{nl: nl, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
-		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, underlayMTU: DefaultMTU}
+		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string][]byte{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -339,7 +343,16 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		in.Context = &networkservice.ConnectionContext{}
 	}
 	in.Context.MTU = uint32(mtu)
-	if d.intact(id, routed) {
+	from := builtFrom(in, out)
+	d.mu.Lock()
+	prev, known := d.built[id]
+	delete(d.built, id)
+	d.mu.Unlock()
+	// Links built from other mechanisms or addresses (the manager moved the
+	// vWire to another endpoint) are not intact however they look. After a
+	// restart nothing is known: the links decide.
+	if (!known || bytes.Equal(prev, from)) && d.intact(id, routed) {
+		d.remember(id, from)
 		return nil
 	}
 	// Leftovers of an earlier attempt (or of a peer that changed) go first.
@@ -364,6 +377,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		d.removeLinks(id)
 		return err
 	}
+	d.remember(id, from)
 	d.log.Debug("kernel vWire built", "conn", id, "in", in.GetMechanism().GetType(), "out", out.GetMechanism().GetType(), "mtu", mtu, "took", time.Since(start))
 	return nil
 }
@@ -448,8 +462,26 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	}
 	delete(d.wgHeld, id)
 	delete(d.orphans, id)
+	delete(d.built, id)
 	d.mu.Unlock()
 	return err
+}
+
+func (d *Dataplane) remember(id string, from []byte) {
+	d.mu.Lock()
+	d.built[id] = from
+	d.mu.Unlock()
+}
+
+// builtFrom is what a vWire's links depend on: both mechanisms and the
+// addresses and routes put on the workloads' interfaces.
+func builtFrom(in, out *networkservice.Connection) []byte {
+	var b []byte
+	for _, m := range []proto.Message{in.GetMechanism(), out.GetMechanism(), in.GetContext().GetIpContext(), out.GetContext().GetIpContext()} {
+		enc, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		b = append(binary.AppendUvarint(b, uint64(len(enc))), enc...)
+	}
+	return b
 }
 
 // removeLinks deletes id's links (a veth's far end goes with it, routes

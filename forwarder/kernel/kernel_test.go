@@ -141,6 +141,48 @@ func TestLocalKernelToKernel(t *testing.T) {
 	}
 }
 
+// TestConnectMovedToAnotherEndpoint: the manager moves a live vWire to
+// another endpoint (same connection id): the old endpoint's interface goes,
+// the new one carries traffic with the new addresses.
+func TestConnectMovedToAnotherEndpoint(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	_, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep1, ep1Path := netnsFor(t, "nse")
+	ep2, ep2Path := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+
+	cc := ipContext("169.254.11.1", "169.254.11.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	if err := d.Connect(ctx, "conn-m", in, &networkservice.Connection{Mechanism: kernelMech(ep1Path, "nsm-e"), Context: cc}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.11.2"); err != nil {
+		t.Fatal(err)
+	}
+	moved := ipContext("169.254.12.1", "169.254.12.2")
+	in = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: moved}
+	if err := d.Connect(ctx, "conn-m", in, &networkservice.Connection{Mechanism: kernelMech(ep2Path, "nsm-e"), Context: moved}); err != nil {
+		t.Fatal(err)
+	}
+	if got := links(t, ep1); strings.Contains(got, "nsm-e") {
+		t.Fatalf("the old endpoint still has the vWire's interface:\n%s", got)
+	}
+	if err := ping(client, "169.254.12.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(ep2, "169.254.12.1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, "ip", "-n", client, "-o", "addr", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.11.1") {
+		t.Fatalf("the client keeps the old address:\n%s", got)
+	}
+	if err := d.Disconnect(ctx, "conn-m"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestConnectFailureLeavesNothing(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
