@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -87,6 +88,23 @@ func TestHealEndpointLoss(t *testing.T) {
 	})
 	if live := n.Dataplane.Live(); len(live) != 1 {
 		t.Fatalf("%d vWires after heal", len(live))
+	}
+	// The client refreshes with what it last got, the old endpoint's
+	// addresses among it: the reply carries only the new endpoint's.
+	healed := n.Manager.Connections()[0].GetContext().GetIpContext()
+	req := request("icmp", nil)
+	req.Connection = conn.Clone()
+	reply, err := cli.Request(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reply.GetContext().GetIpContext(); len(healed.GetSrcIpAddrs()) != 1 || !slices.Equal(got.GetSrcIpAddrs(), healed.GetSrcIpAddrs()) ||
+		!slices.Equal(got.GetDstIpAddrs(), healed.GetDstIpAddrs()) {
+		t.Fatalf("after the client's refresh: %v -> %v; want what the heal made, %v -> %v",
+			got.GetSrcIpAddrs(), got.GetDstIpAddrs(), healed.GetSrcIpAddrs(), healed.GetDstIpAddrs())
+	}
+	if reply.GetNetworkServiceEndpointName() != other {
+		t.Fatalf("after the client's refresh: endpoint %s, want %s", reply.GetNetworkServiceEndpointName(), other)
 	}
 }
 

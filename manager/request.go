@@ -163,6 +163,18 @@ func (m *Manager) refresh(ctx context.Context, conn *networkservice.Connection, 
 		// Known gone: the previous hop may reselect at once.
 		return nil, status.Errorf(codes.NotFound, "endpoint %s is no longer registered on node %s", old.endpoint, m.node)
 	}
+	if conn.GetNetworkServiceEndpointName() != old.endpoint {
+		// The caller has not seen this connection move to another
+		// endpoint (a heal): its addresses, and the path beyond this
+		// manager, are the old endpoint's. Ours are current.
+		if old.conn.GetContext() != nil {
+			conn.Context = proto.Clone(old.conn.GetContext()).(*networkservice.ConnectionContext)
+		}
+		if segs, i := old.conn.GetPath().GetPathSegments(), int(old.conn.GetPath().GetIndex()); i < len(segs) {
+			own := int(conn.GetPath().GetIndex())
+			conn.Path.PathSegments = append(conn.Path.PathSegments[:own+1:own+1], clonePathSegments(segs[i+1:])...)
+		}
+	}
 	conn.NetworkServiceEndpointName = old.endpoint
 	if conn.Payload == "" {
 		conn.Payload = old.conn.GetPayload()
@@ -174,6 +186,14 @@ func (m *Manager) refresh(ctx context.Context, conn *networkservice.Connection, 
 	}
 	return &connection{conn: reply, prefs: prefs, endpoint: old.endpoint, forwarder: fwd.name, nextHop: nextHop, remote: remote,
 		foreign: old.foreign && remote, fromDomain: old.fromDomain, pinned: old.pinned}, nil
+}
+
+func clonePathSegments(segs []*networkservice.PathSegment) []*networkservice.PathSegment {
+	out := make([]*networkservice.PathSegment, len(segs))
+	for i, s := range segs {
+		out[i] = proto.Clone(s).(*networkservice.PathSegment)
+	}
+	return out
 }
 
 // SupplierStarting begins the message of the error a supplier endpoint
