@@ -42,6 +42,14 @@ type MeshOptions struct {
 	Fabric int
 	// ForwarderArgs are more flags for each forwarder (or `vwire node`).
 	ForwarderArgs []string
+	// ManagerArgs and RegistryArgs are more flags for each manager and
+	// for the registry (not used with Embedded).
+	ManagerArgs  []string
+	RegistryArgs []string
+	// BeforeStart, when set, runs once the nodes' namespaces exist and
+	// before any vwire process starts (e.g. to start an etcd the registry
+	// uses).
+	BeforeStart func(*Mesh)
 	// AutoAddress leaves out --advertise-url and --tunnel-ip, and listens
 	// on every address (":port"): the daemons find the node's address from
 	// its default route, as on a real host.
@@ -107,17 +115,18 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 		})
 	}
 	m.Registry = net.JoinHostPort(m.Nodes[0].IP.String(), fmt.Sprint(RegistryPort))
+	if opts.BeforeStart != nil {
+		opts.BeforeStart(m)
+	}
 
 	if opts.Embedded {
 		for i, n := range m.Nodes {
 			n.startEmbedded(i == 0)
 		}
 	} else {
-		m.RegistryProc = l.Start(m.Nodes[0].Netns, "registry", m.common(
-			"registry", "--listen", m.Registry)...)
-		m.RegistryProc.WaitLogLine(StartTimeout, "registry serving")
+		m.StartRegistry()
 		for _, n := range m.Nodes {
-			n.startManager()
+			n.StartManager()
 			n.StartForwarder()
 		}
 	}
@@ -166,11 +175,26 @@ func (n *MeshNode) tunnelFlags() []string {
 	return []string{"--tunnel-ip", n.IP.String()}
 }
 
-func (n *MeshNode) startManager() {
+// StartRegistry starts the registry on node1 (again, after a kill) and
+// waits until it serves.
+func (m *Mesh) StartRegistry() *Proc {
+	m.Lab.T.Helper()
+	args := append(m.common("registry", "--listen", m.Registry), m.Opts.RegistryArgs...)
+	m.RegistryProc = m.Lab.Start(m.Nodes[0].Netns, "registry", args...)
+	m.RegistryProc.WaitLogLine(StartTimeout, "registry serving")
+	return m.RegistryProc
+}
+
+// StartManager starts the node's manager (again, after a kill) and waits
+// until it serves on its unix socket.
+func (n *MeshNode) StartManager() *Proc {
 	m := n.mesh
+	m.Lab.T.Helper()
 	args := m.common("manager", append(n.managerFlags(), "--registry", m.Registry)...)
-	n.Manager = m.Lab.Start(n.Netns, n.Name+"-manager", append(args, m.lifetime()...)...)
+	args = append(append(args, m.lifetime()...), m.Opts.ManagerArgs...)
+	n.Manager = m.Lab.Start(n.Netns, n.Name+"-manager", args...)
 	WaitUnixSocket(m.Lab.T, n.Manager, n.ManagerSocket)
+	return n.Manager
 }
 
 func (n *MeshNode) startEmbedded(withRegistry bool) {
@@ -315,6 +339,24 @@ func (c *NSC) Connections() (map[string]nsc.Report, error) {
 	conns := map[string]nsc.Report{}
 	for _, r := range rs {
 		if r.Event == "connected" || r.Event == "changed" {
+			conns[r.URL] = r
+		}
+	}
+	return conns, nil
+}
+
+// Current returns, per URL, the latest view of its connection the client
+// printed: its own Request's ("connected", "changed") or, newer, its
+// manager's MonitorConnections event with the connection UP (a heal the
+// client has not refreshed yet). Use it for addresses, not for ids.
+func (c *NSC) Current() (map[string]nsc.Report, error) {
+	rs, err := c.Reports()
+	if err != nil {
+		return nil, err
+	}
+	conns := map[string]nsc.Report{}
+	for _, r := range rs {
+		if r.Event == "connected" || r.Event == "changed" || (r.Event == "monitor" && r.State == "UP") {
 			conns[r.URL] = r
 		}
 	}
