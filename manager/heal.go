@@ -130,9 +130,15 @@ func (m *Manager) healOnce(id string, seen *connection, reason string, sameHops,
 // reroutes what it holds instead of building a second copy beside it.
 // The old endpoint's addresses are dropped: the new one allocates its own.
 func (m *Manager) reselect(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, old *connection) (*connection, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reselectCloseTimeout)
-	m.closeForwarder(cctx, old)
-	cancel()
+	// Towards a local endpoint the forwarder, asked for the same connection
+	// towards another endpoint, closes the old one itself and changes only
+	// what differs: the kernel deletes links one at a time, and a heal that
+	// moves many vWires must not delete more than it needs.
+	if old.remote || m.forwarderByName(old.forwarder) == nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reselectCloseTimeout)
+		m.closeForwarder(cctx, old)
+		cancel()
+	}
 	conn.State = networkservice.State_UP // the request onward is a plain one
 	conn.NetworkServiceEndpointName = ""
 	if old.pinned {

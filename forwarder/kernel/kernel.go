@@ -10,7 +10,6 @@
 package kernel
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -81,7 +80,7 @@ type Dataplane struct {
 	held    map[string]map[string]uint32 // VNIs by connection id and role
 	wgHeld  map[string]map[string]wgHold // WireGuard keys and ports by connection id and role
 	orphans map[string]bool              // ids found at start, not yet claimed
-	built   map[string][]byte            // what each id's links were last built from (builtFrom)
+	built   map[string]built             // what each id's links were last built from
 }
 
 var _ forwarder.Dataplane = (*Dataplane)(nil)
@@ -105,7 +104,7 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	d := &Dataplane{nl: nl, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
-		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string][]byte{}, underlayMTU: DefaultMTU}
+		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -343,7 +342,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		in.Context = &networkservice.ConnectionContext{}
 	}
 	in.Context.MTU = uint32(mtu)
-	from := builtFrom(in, out)
+	from := builtFrom(in, out, mtu)
 	d.mu.Lock()
 	prev, known := d.built[id]
 	delete(d.built, id)
@@ -351,13 +350,31 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	// Links built from other mechanisms or addresses (the manager moved the
 	// vWire to another endpoint) are not intact however they look. After a
 	// restart nothing is known: the links decide.
-	if (!known || bytes.Equal(prev, from)) && d.intact(id, routed) {
+	if (!known || prev == from) && d.intact(id, routed) {
 		d.remember(id, from)
 		return nil
 	}
-	// Leftovers of an earlier attempt (or of a peer that changed) go first.
-	d.removeLinks(id)
 	start := time.Now()
+	if known && routed == nil && prev.routed == from.routed {
+		// Only what changed is rebuilt: link deletions are serialised in
+		// the kernel (tens of ms each), and a heal that moves many vWires
+		// at once waits for all of them.
+		err = d.update(id, prev, from, in, out, mtu)
+	} else {
+		err = d.build(id, in, out, mtu, routed)
+	}
+	if err != nil {
+		return err
+	}
+	d.remember(id, from)
+	d.log.Debug("kernel vWire built", "conn", id, "in", in.GetMechanism().GetType(), "out", out.GetMechanism().GetType(), "mtu", mtu, "took", time.Since(start))
+	return nil
+}
+
+// build makes both sides of id anew: leftovers of an earlier attempt (or of
+// a peer that changed) go first; on error nothing is left.
+func (d *Dataplane) build(id string, in, out *networkservice.Connection, mtu int, routed *routedXC) error {
+	d.removeLinks(id)
 	inLink, err := d.side(roleIn, id, in.GetMechanism(), in.GetContext(), mtu)
 	if err != nil {
 		d.removeLinks(id)
@@ -375,10 +392,59 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	}
 	if err != nil {
 		d.removeLinks(id)
+	}
+	return err
+}
+
+// update changes a redirect-joined vWire from what it was built from to
+// what it must be: a side whose mechanism is the same keeps its link (a
+// workload's interface gets its new addresses and routes in place); the
+// other side is made anew; the redirects are set again.
+func (d *Dataplane) update(id string, prev, now built, in, out *networkservice.Connection, mtu int) error {
+	conns := map[string]*networkservice.Connection{roleIn: in, roleOut: out}
+	links := map[string]netlink.Link{}
+	for _, role := range []string{roleIn, roleOut} {
+		c := conns[role]
+		link, err := d.nl.LinkByName(linkName(role, id))
+		ours := err == nil && link.Attrs().Alias == alias(role, id)
+		switch {
+		case ours && prev.mech(role) == now.mech(role) && prev.addrs(role) == now.addrs(role):
+			links[role] = link
+			continue
+		case ours && prev.mech(role) == now.mech(role) && c.GetMechanism().GetType() == nsmkernel.MECHANISM:
+			spec, err := vethSpecFor(role, id, c.GetMechanism(), c.GetContext(), mtu)
+			if err == nil {
+				err = readdress(spec)
+			}
+			if err == nil {
+				links[role] = link
+				continue
+			}
+			d.log.Info("re-addressing in place failed; rebuilding the side", "conn", id, "role", role, "err", err)
+		}
+		if ours {
+			if err := d.nl.LinkDel(link); err != nil {
+				d.removeLinks(id)
+				return fmt.Errorf("%s side: delete %s: %w", role, link.Attrs().Name, err)
+			}
+		}
+		link, err = d.side(role, id, c.GetMechanism(), c.GetContext(), mtu)
+		if err != nil {
+			d.removeLinks(id)
+			return err
+		}
+		links[role] = link
+	}
+	for _, l := range links {
+		if err := d.clearRedirects(l); err != nil {
+			d.removeLinks(id)
+			return err
+		}
+	}
+	if err := d.crossConnect(links[roleIn], links[roleOut]); err != nil {
+		d.removeLinks(id)
 		return err
 	}
-	d.remember(id, from)
-	d.log.Debug("kernel vWire built", "conn", id, "in", in.GetMechanism().GetType(), "out", out.GetMechanism().GetType(), "mtu", mtu, "took", time.Since(start))
 	return nil
 }
 
@@ -400,19 +466,29 @@ func (d *Dataplane) mtu(in, out *networkservice.Connection) int {
 	return mtu
 }
 
+// vethSpecFor is the veth of a KERNEL side: the client's addresses and
+// routes on the incoming side, the endpoint's on the outgoing one.
+func vethSpecFor(role, id string, m *networkservice.Mechanism, cc *networkservice.ConnectionContext, mtu int) (vethSpec, error) {
+	p, err := kernel.FromMechanism(m)
+	if err != nil {
+		return vethSpec{}, err
+	}
+	spec := vethSpec{host: linkName(role, id), role: role, id: id, netns: p.NetNSURL, name: p.Name, mtu: mtu}
+	if role == roleIn { // the client's side
+		spec.addrs, spec.routes = cc.GetIpContext().GetSrcIpAddrs(), cc.GetIpContext().GetSrcRoutes()
+	} else { // the endpoint's side
+		spec.addrs, spec.routes = cc.GetIpContext().GetDstIpAddrs(), cc.GetIpContext().GetDstRoutes()
+	}
+	return spec, nil
+}
+
 // side makes one side's link in the forwarder's namespace.
 func (d *Dataplane) side(role, id string, m *networkservice.Mechanism, cc *networkservice.ConnectionContext, mtu int) (netlink.Link, error) {
 	switch m.GetType() {
 	case nsmkernel.MECHANISM:
-		p, err := kernel.FromMechanism(m)
+		spec, err := vethSpecFor(role, id, m, cc, mtu)
 		if err != nil {
 			return nil, err
-		}
-		spec := vethSpec{host: linkName(role, id), role: role, id: id, netns: p.NetNSURL, name: p.Name, mtu: mtu}
-		if role == roleIn { // the client's side
-			spec.addrs, spec.routes = cc.GetIpContext().GetSrcIpAddrs(), cc.GetIpContext().GetSrcRoutes()
-		} else { // the endpoint's side
-			spec.addrs, spec.routes = cc.GetIpContext().GetDstIpAddrs(), cc.GetIpContext().GetDstRoutes()
 		}
 		return d.createVeth(spec)
 	case nsmvxlan.MECHANISM:
@@ -467,21 +543,51 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	return err
 }
 
-func (d *Dataplane) remember(id string, from []byte) {
+func (d *Dataplane) remember(id string, from built) {
 	d.mu.Lock()
 	d.built[id] = from
 	d.mu.Unlock()
 }
 
-// builtFrom is what a vWire's links depend on: both mechanisms and the
-// addresses and routes put on the workloads' interfaces.
-func builtFrom(in, out *networkservice.Connection) []byte {
-	var b []byte
-	for _, m := range []proto.Message{in.GetMechanism(), out.GetMechanism(), in.GetContext().GetIpContext(), out.GetContext().GetIpContext()} {
-		enc, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		b = append(binary.AppendUvarint(b, uint64(len(enc))), enc...)
+// built is what a vWire's links were made from, per side: the mechanism
+// (with the MTU) and the addresses and routes on a workload's interface.
+type built struct {
+	inMech, inAddrs, outMech, outAddrs string
+	routed                             bool // joined by routing (WireGuard), not redirects
+}
+
+func (b built) mech(role string) string {
+	if role == roleIn {
+		return b.inMech
 	}
-	return b
+	return b.outMech
+}
+
+func (b built) addrs(role string) string {
+	if role == roleIn {
+		return b.inAddrs
+	}
+	return b.outAddrs
+}
+
+func builtFrom(in, out *networkservice.Connection, mtu int) built {
+	enc := func(ms ...proto.Message) string {
+		var b []byte
+		for _, m := range ms {
+			e, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+			b = append(binary.AppendUvarint(b, uint64(len(e))), e...)
+		}
+		return string(b)
+	}
+	ipIn, ipOut := in.GetContext().GetIpContext(), out.GetContext().GetIpContext()
+	mtuTag := fmt.Sprintf("mtu=%d;", mtu)
+	return built{
+		inMech:   mtuTag + enc(in.GetMechanism()),
+		inAddrs:  enc(&networkservice.IPContext{SrcIpAddrs: ipIn.GetSrcIpAddrs(), SrcRoutes: ipIn.GetSrcRoutes()}),
+		outMech:  mtuTag + enc(out.GetMechanism()),
+		outAddrs: enc(&networkservice.IPContext{DstIpAddrs: ipOut.GetDstIpAddrs(), DstRoutes: ipOut.GetDstRoutes()}),
+		routed:   in.GetMechanism().GetType() == wireguard.Type || out.GetMechanism().GetType() == wireguard.Type,
+	}
 }
 
 // removeLinks deletes id's links (a veth's far end goes with it, routes

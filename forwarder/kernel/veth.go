@@ -9,6 +9,7 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // vethSpec is one workload-facing veth pair.
@@ -107,6 +108,72 @@ func configurePeer(ns netns.NsHandle, s vethSpec) error {
 		}
 	}
 	return nil
+}
+
+// readdress gives an existing workload interface the spec's addresses and
+// routes: what it has beyond them (a previous endpoint's) goes, what it
+// lacks is added. The interface itself stays, and with it the workload's
+// view of it (name, index, sockets bound to it).
+func readdress(s vethSpec) error {
+	ns, err := openNetNS(s.netns)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in workload namespace: %w", err)
+	}
+	defer h.Delete()
+	peer, err := h.LinkByName(s.name)
+	if err != nil {
+		return fmt.Errorf("find %s in workload namespace: %w", s.name, err)
+	}
+	if peer.Attrs().Alias != alias(roleWL, s.id) {
+		return fmt.Errorf("%s in the workload namespace is not this vWire's (alias %q)", s.name, peer.Attrs().Alias)
+	}
+	want := map[string]bool{}
+	for _, a := range s.addrs {
+		addr, err := netlink.ParseAddr(a)
+		if err != nil {
+			return fmt.Errorf("address %q: %w", a, err)
+		}
+		want[addr.IPNet.String()] = true
+	}
+	have, err := h.AddrList(peer, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("addresses of %s: %w", s.name, err)
+	}
+	for _, a := range have {
+		// IPv6 link-local addresses are the kernel's; 169.254/16 ones may
+		// well be a vWire's (the icmp-responder's default range).
+		if (a.IP.To4() == nil && a.IP.IsLinkLocalUnicast()) || want[a.IPNet.String()] {
+			continue
+		}
+		if err := h.AddrDel(peer, &a); err != nil {
+			return fmt.Errorf("remove address %s from %s: %w", a.IPNet, s.name, err)
+		}
+	}
+	routes, err := h.RouteList(peer, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("routes of %s: %w", s.name, err)
+	}
+	keep := map[string]bool{}
+	for _, r := range s.routes {
+		if dst, err := parsePrefix(r.GetPrefix()); err == nil {
+			keep[dst.String()] = true
+		}
+	}
+	for _, r := range routes {
+		// Connected and link-local routes come and go with the addresses.
+		if r.Dst == nil || r.Protocol == unix.RTPROT_KERNEL || keep[r.Dst.String()] {
+			continue
+		}
+		if err := h.RouteDel(&r); err != nil {
+			return fmt.Errorf("remove route %s from %s: %w", r.Dst, s.name, err)
+		}
+	}
+	return configurePeer(ns, s)
 }
 
 func parsePrefix(p string) (*net.IPNet, error) {

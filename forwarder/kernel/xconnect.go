@@ -21,7 +21,7 @@ func (d *Dataplane) crossConnect(a, b netlink.Link) error {
 func (d *Dataplane) redirect(from, to netlink.Link) error {
 	idx := from.Attrs().Index
 	qdisc := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}
-	if err := d.nl.QdiscReplace(qdisc); err != nil {
+	if err := d.nl.QdiscReplace(qdisc); err != nil && !d.hasIngress(from) {
 		return fmt.Errorf("ingress qdisc on %s: %w", from.Attrs().Name, err)
 	}
 	filter := &netlink.U32{
@@ -33,6 +33,37 @@ func (d *Dataplane) redirect(from, to netlink.Link) error {
 		return fmt.Errorf("redirect %s -> %s: %w", from.Attrs().Name, to.Attrs().Name, err)
 	}
 	return nil
+}
+
+// clearRedirects removes the ingress filters of a kept side of a vWire
+// before it is rejoined: a u32 filter added beside an old match-all one
+// would never see a packet.
+func (d *Dataplane) clearRedirects(link netlink.Link) error {
+	filters, err := d.nl.FilterList(link, netlink.MakeHandle(0xffff, 0))
+	if err != nil {
+		return fmt.Errorf("filters of %s: %w", link.Attrs().Name, err)
+	}
+	for _, f := range filters {
+		if err := d.nl.FilterDel(f); err != nil {
+			return fmt.Errorf("remove filter of %s: %w", link.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// hasIngress reports whether link has its ingress qdisc already (a kept
+// side of a vWire being rejoined: replacing it is refused).
+func (d *Dataplane) hasIngress(link netlink.Link) bool {
+	qs, err := d.nl.QdiscList(link)
+	if err != nil {
+		return false
+	}
+	for _, q := range qs {
+		if _, ok := q.(*netlink.Ingress); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // hasRedirect reports whether from still redirects to to.
