@@ -130,11 +130,13 @@ func (m *Manager) healOnce(id string, seen *connection, reason string, sameHops,
 // reroutes what it holds instead of building a second copy beside it.
 // The old endpoint's addresses are dropped: the new one allocates its own.
 func (m *Manager) reselect(ctx context.Context, conn *networkservice.Connection, prefs []*networkservice.Mechanism, old *connection) (*connection, error) {
-	// Towards a local endpoint the forwarder, asked for the same connection
-	// towards another endpoint, closes the old one itself and changes only
-	// what differs: the kernel deletes links one at a time, and a heal that
-	// moves many vWires must not delete more than it needs.
-	if old.remote || m.forwarderByName(old.forwarder) == nil {
+	// The forwarder, asked for the same connection towards another
+	// endpoint, closes the old endpoint's part itself (or, behind the same
+	// remote manager, that manager reroutes it) and changes only what
+	// differs: the kernel deletes links one at a time, and a heal that
+	// moves many vWires must not delete more than it needs. Only a gone
+	// forwarder's part is closed first.
+	if m.forwarderByName(old.forwarder) == nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reselectCloseTimeout)
 		m.closeForwarder(cctx, old)
 		cancel()
@@ -148,10 +150,21 @@ func (m *Manager) reselect(ctx context.Context, conn *networkservice.Connection,
 		conn.Context.IpContext = nil
 	}
 	c, err := m.connect(ctx, conn, prefs, old.endpoint)
-	if err == nil && c.endpoint != old.endpoint {
+	if err != nil {
+		return nil, err
+	}
+	if c.endpoint != old.endpoint {
 		m.metrics.reselects.Inc()
 	}
-	return c, err
+	if c.forwarder != old.forwarder && m.forwarderByName(old.forwarder) != nil {
+		// Another forwarder carries it now: the old one's part goes (a
+		// next hop that now serves the new path refuses its Close: the
+		// caller changed).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reselectCloseTimeout)
+		m.closeForwarder(cctx, old)
+		cancel()
+	}
+	return c, nil
 }
 
 // reselectRequested serves a Request whose client asked for another

@@ -173,13 +173,11 @@ func TestReselectRequested(t *testing.T) {
 	if len(old.Dataplane.Calls("Disconnect")) == 0 {
 		t.Errorf("%s's forwarder was never asked to disconnect", first)
 	}
-	// The client's node closed its side before building the new one.
-	var closedFirst bool
-	for _, c := range n1.Dataplane.Calls("Disconnect") {
-		closedFirst = closedFirst || c.ID == oldFwdID
-	}
-	if !closedFirst {
-		t.Errorf("node1's forwarder did not disconnect %s", oldFwdID)
+	// The client's node rerouted its vWire (same id, rebuilt towards the
+	// new node) rather than tearing it down first: the kernel deletes links
+	// one at a time, and a mass heal must not delete more than it needs.
+	if _, ok := n1.Dataplane.Live()[oldFwdID]; !ok {
+		t.Errorf("node1's forwarder no longer carries %s: %v", oldFwdID, n1.Dataplane.Live())
 	}
 	for _, n := range []*sandbox.Node{n1, byEP[other]} {
 		if live := n.Dataplane.Live(); len(live) != 1 {
@@ -222,4 +220,51 @@ func TestNextHopEndpointGone(t *testing.T) {
 		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
 	})
 	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+}
+
+// TestNextHopEndpointGoneSameNode: both endpoints sit behind one remote
+// manager; the one in use dies. The client's manager moves the connection
+// to the other, and the remote manager, asked for the same connection with
+// another endpoint, reroutes it: one connection and one vWire per node
+// afterwards, the remote forwarder's under the same id.
+func TestNextHopEndpointGoneSameNode(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2, ReselectTimeout: time.Hour, Logger: testLog(t)})
+	n1, n2 := sb.Nodes[0], sb.Nodes[1]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	eps := map[string]*sandbox.Endpoint{
+		"icmp-b": n2.ServeICMPResponder("icmp-b", nil, "icmp"),
+		"icmp-c": n2.ServeICMPResponder("icmp-c", nil, "icmp"),
+	}
+	cli := n1.Client("nsc")
+	ev := watch(t, cli)
+	conn, err := cli.Request(ctxT(t), request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := conn.GetNetworkServiceEndpointName()
+	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
+	remoteIDs := func() []string {
+		var ids []string
+		for id := range n2.Dataplane.Live() {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	before := remoteIDs()
+
+	eps[first].Stop()
+	waitFor(t, "the connection to move to "+other, func() bool {
+		c := only(n1)
+		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
+	})
+	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+	if cs := n2.Manager.Connections(); len(cs) != 1 || cs[0].GetNetworkServiceEndpointName() != other {
+		t.Fatalf("node2's manager holds %v, want one connection to %s", cs, other)
+	}
+	if after := remoteIDs(); len(after) != 1 || len(before) != 1 || after[0] != before[0] {
+		t.Fatalf("node2's vWires %v before, %v after: want the same one, rerouted", before, after)
+	}
+	if live := n1.Dataplane.Live(); len(live) != 1 {
+		t.Fatalf("node1: %d vWires", len(live))
+	}
 }

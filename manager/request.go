@@ -67,6 +67,12 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	reselect := conn.GetState() == networkservice.State_RESELECT_REQUESTED
 	if old := m.get(hop.ID()); old != nil && reselect {
 		c, err = m.reselectRequested(ctx, conn, prefs, old)
+	} else if old != nil && old.pinned && m.renamed(conn.GetNetworkServiceEndpointName(), old.endpoint) {
+		// The caller chose another endpoint for this connection (its own
+		// heal reselected): build it there; the forwarder reroutes what it
+		// holds and closes the old endpoint's part.
+		m.log.Info("caller moved the connection to another endpoint", "conn", hop.ID(), "from", old.endpoint, "to", conn.GetNetworkServiceEndpointName())
+		c, err = m.connect(ctx, conn, prefs, "")
 	} else if old != nil {
 		c, err = m.refresh(ctx, conn, prefs, old)
 		if err != nil && !old.pinned && ctx.Err() == nil {
@@ -186,6 +192,16 @@ func (m *Manager) refresh(ctx context.Context, conn *networkservice.Connection, 
 	}
 	return &connection{conn: reply, prefs: prefs, endpoint: old.endpoint, forwarder: fwd.name, nextHop: nextHop, remote: remote,
 		foreign: old.foreign && remote, fromDomain: old.fromDomain, pinned: old.pinned}, nil
+}
+
+// renamed tells whether a Request names another endpoint than the one
+// the connection has (two names of one local endpoint are the same).
+func (m *Manager) renamed(asked, has string) bool {
+	if asked == "" || asked == has {
+		return false
+	}
+	ep := m.localEndpoint(asked)
+	return ep == nil || ep != m.localEndpoint(has)
 }
 
 func clonePathSegments(segs []*networkservice.PathSegment) []*networkservice.PathSegment {
