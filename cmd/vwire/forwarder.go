@@ -186,6 +186,6 @@ func runForwarder(ctx context.Context, g *globals, f forwarderFlags) error {
 	go registration.Keep(ctx, regapi.NewNetworkServiceEndpointRegistryClient(mgr), &regapi.NetworkServiceEndpoint{
 		Name: f.name, Url: f.listen, NetworkServiceNames: []string{forwarder.ServiceName},
 		NetworkServiceLabels: map[string]*regapi.NetworkServiceLabels{forwarder.ServiceName: {Labels: labels}},
-	}, 30*time.Second, g.log.With("component", "forwarder"), nil)
+	}, 30*time.Second, g.log.With("component", "forwarder"), nil, mgr.Reconnected(ctx))
 	return serveAll(ctx, g, gs, []string{f.listen}, "forwarder", "name", f.name, "tunnel_ip", tunnel, "manager", f.connectTo)
 }

@@ -17,8 +17,10 @@ import (
 // Keep registers nse with lifetime and keeps it registered until ctx ends,
 // then unregisters it (bounded by a few seconds). first receives the result
 // of the first attempt (nil on success), so callers can wait for it; it may
-// be nil. Keep returns when ctx ends.
-func Keep(ctx context.Context, c regapi.NetworkServiceEndpointRegistryClient, nse *regapi.NetworkServiceEndpoint, lifetime time.Duration, log *slog.Logger, first chan<- error) {
+// be nil. A value on again (may be nil) registers at once: the connection
+// to a manager came back, and the manager may have restarted without it.
+// Keep returns when ctx ends.
+func Keep(ctx context.Context, c regapi.NetworkServiceEndpointRegistryClient, nse *regapi.NetworkServiceEndpoint, lifetime time.Duration, log *slog.Logger, first chan<- error, again <-chan struct{}) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -50,6 +52,9 @@ func Keep(ctx context.Context, c regapi.NetworkServiceEndpointRegistryClient, ns
 			cancel()
 			return
 		case <-time.After(wait):
+		case <-again:
+			log.Debug("connection back: registering again", "name", nse.GetName())
+			backoff = 100 * time.Millisecond
 		}
 	}
 }

@@ -55,11 +55,11 @@ const (
 	restartConnsPerClient = 10 // connections per client
 	restartVwires         = restartClients * restartConnsPerClient
 	// restartLifetime is the managers' and forwarders' token lifetime:
-	// clients refresh every third of it. It is longer than a restarted
-	// manager takes to have its forwarder back (the forwarder registers
-	// again on a backoff of up to 10s), so that no vWire expires
-	// meanwhile; shorter, the figures would measure that expiry.
-	restartLifetime = 30 * time.Second
+	// clients refresh every third of it. Short, so that a restarted
+	// manager must have its forwarder and endpoints back well before the
+	// vWires it carried expire: they register again as soon as their
+	// connection to it is back (grpcutil.Conn.Reconnected).
+	restartLifetime = 10 * time.Second
 	// restartGrace is the forwarders' --reconcile-grace: a restarted
 	// forwarder's manager heals every connection through it at once, so
 	// the claims come well within it.

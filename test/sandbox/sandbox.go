@@ -250,7 +250,7 @@ func (n *Node) StartForwarder() {
 	go registration.Keep(ctx, regapi.NewNetworkServiceEndpointRegistryClient(cc), &regapi.NetworkServiceEndpoint{
 		Name: "forwarder-" + n.Name, Url: n.ForwarderURL, NetworkServiceNames: []string{forwarder.ServiceName},
 		NetworkServiceLabels: map[string]*regapi.NetworkServiceLabels{forwarder.ServiceName: {Labels: map[string]string{"p2p": "true"}}},
-	}, 30*time.Second, sb.log, first)
+	}, 30*time.Second, sb.log, first, cc.Reconnected(ctx))
 	if err := <-first; err != nil {
 		sb.t.Fatalf("register forwarder: %v", err)
 	}
@@ -365,7 +365,7 @@ func (n *Node) ServeEndpoint(name string, srv networkservice.NetworkServiceServe
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		registration.Keep(ctx, regapi.NewNetworkServiceEndpointRegistryClient(cc), nse, time.Minute, sb.log, first)
+		registration.Keep(ctx, regapi.NewNetworkServiceEndpointRegistryClient(cc), nse, time.Minute, sb.log, first, cc.Reconnected(ctx))
 	}()
 	if err := <-first; err != nil {
 		sb.t.Fatalf("register endpoint %s: %v", name, err)

@@ -49,6 +49,10 @@ type Registrar struct {
 	services []*regapi.NetworkService
 	lifetime time.Duration
 	log      *slog.Logger
+	// reconnected, when the connection can tell, says the manager is back
+	// after the connection dropped: it may have restarted and forgotten
+	// the endpoint, so Run registers again at once.
+	reconnected func(context.Context) <-chan struct{}
 }
 
 // NewRegistrar returns a Registrar that registers over cc (a connection to
@@ -74,6 +78,11 @@ func NewRegistrar(cc grpc.ClientConnInterface, r Registration) (*Registrar, erro
 	if reg.lifetime <= 0 {
 		reg.lifetime = DefaultRegistrationLifetime
 	}
+	if rc, ok := cc.(interface {
+		Reconnected(context.Context) <-chan struct{}
+	}); ok {
+		reg.reconnected = rc.Reconnected
+	}
 	if reg.log == nil {
 		reg.log = slog.New(slog.DiscardHandler)
 	}
@@ -86,6 +95,10 @@ func NewRegistrar(cc grpc.ClientConnInterface, r Registration) (*Registrar, erro
 // if any, once ctx has ended.
 func (r *Registrar) Run(ctx context.Context) error {
 	b := backoff.Backoff{Initial: 200 * time.Millisecond, Max: min(5*time.Second, r.lifetime/3)}
+	var again <-chan struct{}
+	if r.reconnected != nil {
+		again = r.reconnected(ctx)
+	}
 	registered := false
 	for ctx.Err() == nil {
 		wait := r.lifetime / 3
@@ -103,7 +116,15 @@ func (r *Registrar) Run(ctx context.Context) error {
 			registered = true
 			b.Reset()
 		}
-		backoff.Sleep(ctx, wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-again:
+			r.log.Debug("manager connection back: registering again", "nse", r.endpoint.GetName())
+			b.Reset()
+		}
+		t.Stop()
 	}
 	if !registered {
 		return nil
