@@ -10,6 +10,7 @@ import (
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/workload/nse"
+	"github.com/vwire/vwire/workload/nse/managerclient"
 	"github.com/vwire/vwire/workload/nse/passthrough"
 )
 
@@ -70,7 +71,7 @@ the incoming one and closed when it closes or expires.`,
 			svc, err := passthrough.New(passthrough.Config{
 				Name:       opts.Name,
 				Labels:     nse.WithNodeName(f.labels),
-				Onward:     passthrough.NewManagerClient(cc, src),
+				Onward:     managerclient.New("passthrough", cc, src),
 				Wirer:      tc,
 				StatsEvery: statsEvery,
 				Logger:     g.log,

@@ -12,6 +12,7 @@ import (
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/workload/nse"
+	"github.com/vwire/vwire/workload/nse/managerclient"
 	"github.com/vwire/vwire/workload/nse/vl3"
 )
 
@@ -86,7 +87,7 @@ Give each endpoint a --name that stays the same across restarts.`,
 			defer cc.Close()
 			peers, err := vl3.NewPeers(svc, vl3.PeersConfig{
 				Name:     opts.Name,
-				Manager:  vl3.NewManagerClient(cc, src),
+				Manager:  managerclient.New("vl3", cc, src),
 				Registry: regapi.NewNetworkServiceEndpointRegistryClient(cc),
 				Lifetime: peerLifetime,
 				Logger:   g.log,
