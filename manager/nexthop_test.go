@@ -99,28 +99,11 @@ func TestNextHopManagerRestart(t *testing.T) {
 // reselect bound: the connection moves to an endpoint on a third node, and
 // the client sees it DOWN on the old endpoint, then UP on the new one.
 func TestNextHopNodeGone(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Second, Logger: testLog(t)})
-	n1 := sb.Nodes[0]
-	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
-	byEP := map[string]*sandbox.Node{"icmp-b": sb.Nodes[1], "icmp-c": sb.Nodes[2]}
-	for name, n := range byEP {
-		n.ServeICMPResponder(name, nil, "icmp")
-	}
-	cli := n1.Client("nsc")
-	ev := watch(t, cli)
-	conn, err := cli.Request(ctxT(t), request("icmp", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := conn.GetNetworkServiceEndpointName()
-	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
+	te := newTwoEndpoints(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Second}, 1, 2)
+	n1, byEP, other := te.sb.Nodes[0], te.nodeOf, te.other
 
-	byEP[first].StopManager()
-	waitFor(t, "the connection to move to "+other, func() bool {
-		c := only(n1)
-		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
-	})
-	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+	byEP[te.first].StopManager()
+	te.waitMoved(t)
 	if got := len(byEP[other].Manager.Connections()); got != 1 {
 		t.Fatalf("%s's manager has %d connections", other, got)
 	}
@@ -198,28 +181,9 @@ func TestReselectRequested(t *testing.T) {
 // gone, so the client's manager moves it to another node's endpoint at
 // once, without waiting out the reselect bound.
 func TestNextHopEndpointGone(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Hour, Logger: testLog(t)})
-	n1 := sb.Nodes[0]
-	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
-	eps := map[string]*sandbox.Endpoint{
-		"icmp-b": sb.Nodes[1].ServeICMPResponder("icmp-b", nil, "icmp"),
-		"icmp-c": sb.Nodes[2].ServeICMPResponder("icmp-c", nil, "icmp"),
-	}
-	cli := n1.Client("nsc")
-	ev := watch(t, cli)
-	conn, err := cli.Request(ctxT(t), request("icmp", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := conn.GetNetworkServiceEndpointName()
-	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
-
-	eps[first].Stop()
-	waitFor(t, "the connection to move to "+other, func() bool {
-		c := only(n1)
-		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
-	})
-	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+	te := newTwoEndpoints(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Hour}, 1, 2)
+	te.eps[te.first].Stop()
+	te.waitMoved(t)
 }
 
 // TestNextHopEndpointGoneSameNode: both endpoints sit behind one remote
@@ -228,21 +192,8 @@ func TestNextHopEndpointGone(t *testing.T) {
 // another endpoint, reroutes it: one connection and one vWire per node
 // afterwards, the remote forwarder's under the same id.
 func TestNextHopEndpointGoneSameNode(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 2, ReselectTimeout: time.Hour, Logger: testLog(t)})
-	n1, n2 := sb.Nodes[0], sb.Nodes[1]
-	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
-	eps := map[string]*sandbox.Endpoint{
-		"icmp-b": n2.ServeICMPResponder("icmp-b", nil, "icmp"),
-		"icmp-c": n2.ServeICMPResponder("icmp-c", nil, "icmp"),
-	}
-	cli := n1.Client("nsc")
-	ev := watch(t, cli)
-	conn, err := cli.Request(ctxT(t), request("icmp", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := conn.GetNetworkServiceEndpointName()
-	other := map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[first]
+	te := newTwoEndpoints(t, sandbox.Options{Nodes: 2, ReselectTimeout: time.Hour}, 1, 1)
+	n1, n2, other := te.sb.Nodes[0], te.sb.Nodes[1], te.other
 	remoteIDs := func() []string {
 		var ids []string
 		for id := range n2.Dataplane.Live() {
@@ -252,12 +203,8 @@ func TestNextHopEndpointGoneSameNode(t *testing.T) {
 	}
 	before := remoteIDs()
 
-	eps[first].Stop()
-	waitFor(t, "the connection to move to "+other, func() bool {
-		c := only(n1)
-		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == other
-	})
-	waitFor(t, "DOWN then UP events", func() bool { return ev.after("UPDATE/DOWN/"+first, "UPDATE/UP/"+other) })
+	te.eps[te.first].Stop()
+	te.waitMoved(t)
 	if cs := n2.Manager.Connections(); len(cs) != 1 || cs[0].GetNetworkServiceEndpointName() != other {
 		t.Fatalf("node2's manager holds %v, want one connection to %s", cs, other)
 	}
@@ -267,4 +214,48 @@ func TestNextHopEndpointGoneSameNode(t *testing.T) {
 	if live := n1.Dataplane.Live(); len(live) != 1 {
 		t.Fatalf("node1: %d vWires", len(live))
 	}
+}
+
+// twoEndpoints is a sandbox with icmp-b and icmp-c serving "icmp" on the
+// given nodes (indexes) and a client on node 0 connected to one of them.
+type twoEndpoints struct {
+	sb           *sandbox.Sandbox
+	eps          map[string]*sandbox.Endpoint
+	nodeOf       map[string]*sandbox.Node
+	ev           *events
+	conn         *networkservice.Connection
+	first, other string
+}
+
+func newTwoEndpoints(t *testing.T, opts sandbox.Options, nodeB, nodeC int) *twoEndpoints {
+	t.Helper()
+	opts.Logger = testLog(t)
+	sb := sandbox.New(t, opts)
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	te := &twoEndpoints{sb: sb, eps: map[string]*sandbox.Endpoint{},
+		nodeOf: map[string]*sandbox.Node{"icmp-b": sb.Nodes[nodeB], "icmp-c": sb.Nodes[nodeC]}}
+	for name, n := range te.nodeOf {
+		te.eps[name] = n.ServeICMPResponder(name, nil, "icmp")
+	}
+	cli := sb.Nodes[0].Client("nsc")
+	te.ev = watch(t, cli)
+	conn, err := cli.Request(ctxT(t), request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.conn, te.first = conn, conn.GetNetworkServiceEndpointName()
+	te.other = map[string]string{"icmp-b": "icmp-c", "icmp-c": "icmp-b"}[te.first]
+	return te
+}
+
+// waitMoved waits until node 0 has the connection UP on the other endpoint
+// and the client saw it DOWN, then UP.
+func (te *twoEndpoints) waitMoved(t *testing.T) {
+	t.Helper()
+	n1 := te.sb.Nodes[0]
+	waitFor(t, "the connection to move to "+te.other, func() bool {
+		c := only(n1)
+		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == te.other
+	})
+	waitFor(t, "DOWN then UP events", func() bool { return te.ev.after("UPDATE/DOWN/"+te.first, "UPDATE/UP/"+te.other) })
 }
