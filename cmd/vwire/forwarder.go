@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -36,6 +37,7 @@ type forwarderFlags struct {
 	vppAPISocket     string
 	vppBin           string
 	vppPluginPath    string
+	vppStateDir      string
 	uplink           string
 }
 
@@ -50,6 +52,7 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringVar(&f.vppAPISocket, "vpp-api-socket", "", "attach to the VPP serving this API socket (default: start VPP with --vpp-bin)")
 	fl.StringVar(&f.vppBin, "vpp-bin", "vpp", "VPP binary to start when no --vpp-api-socket is given")
 	fl.StringVar(&f.vppPluginPath, "vpp-plugin-path", "", "VPP plugin directory (default: VPP's own)")
+	fl.StringVar(&f.vppStateDir, "vpp-state-dir", "", "directory for the VPP this forwarder starts: config, API, CLI and stats sockets (default <state-dir>/vpp; give each forwarder on a host its own)")
 	fl.StringVar(&f.uplink, "uplink", "", "host interface VPP sends tunnels out of (af_packet); without it the VPP dataplane offers no REMOTE mechanism")
 }
 
@@ -110,7 +113,7 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 		defer cancel()
 		return vpp.New(cctx, vpp.Config{
 			APISocket: f.vppAPISocket, Bin: f.vppBin, PluginPath: f.vppPluginPath,
-			StateDir: filepath.Join(g.stateDir, "vpp"), Uplink: f.uplink, TunnelIP: tunnel,
+			StateDir: cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
 			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"),
 		})
 	default:
