@@ -11,11 +11,11 @@ import (
 // component can share them.
 func TestNoDataplaneImports(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs go list")
+		t.Skip("-short: this test runs `go list -deps` over the module")
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go tool on PATH")
+		t.Skip("needs the go tool on PATH (it runs `go list -deps`): ", err)
 	}
 	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{.ImportPath}}", "./...").CombinedOutput()
 	if err != nil {

@@ -11,9 +11,8 @@ import (
 
 // suite is what TestMain found out, read-only once the tests run.
 var suite struct {
-	skip    string // why tests that need namespaces skip; empty when they can run
-	bin     string // the vwire binary
-	missing string // why mesh tests skip: commands vwire does not have yet
+	skip string // why tests that need namespaces skip; empty when they can run
+	bin  string // the vwire binary
 }
 
 func TestMain(m *testing.M) {
@@ -46,7 +45,6 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	suite.missing = missingCommands(suite.bin, "forwarder", "node")
 	return m.Run()
 }
 
@@ -70,36 +68,6 @@ func prerequisites() string {
 	return ""
 }
 
-// missingCommands says which of cmds `vwire --help` does not list, or "".
-func missingCommands(bin string, cmds ...string) string {
-	out, err := exec.Command(bin, "--help").CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("vwire --help: %v", err)
-	}
-	have := map[string]bool{}
-	inList := false
-	for _, line := range strings.Split(string(out), "\n") {
-		switch {
-		case strings.HasPrefix(line, "Available Commands:"):
-			inList = true
-		case inList && strings.HasPrefix(line, "  "):
-			have[strings.Fields(line)[0]] = true
-		case inList:
-			inList = false
-		}
-	}
-	var missing []string
-	for _, c := range cmds {
-		if !have[c] {
-			missing = append(missing, c)
-		}
-	}
-	if len(missing) == 0 {
-		return ""
-	}
-	return "vwire has no " + strings.Join(missing, ", ") + " command yet"
-}
-
 // newLab skips the test when namespaces cannot be made here, and returns a
 // Lab for it.
 func newLab(t testing.TB) *Lab {
@@ -110,13 +78,10 @@ func newLab(t testing.TB) *Lab {
 	return NewLab(t, suite.bin)
 }
 
-// newMesh skips the test when it cannot run here or vwire lacks the
-// commands a mesh needs, and starts a mesh.
+// newMesh skips the test when namespaces cannot be made here, and starts a
+// mesh.
 func newMesh(t testing.TB, opts MeshOptions) (*Lab, *Mesh) {
 	t.Helper()
-	if suite.skip == "" && suite.missing != "" {
-		t.Skip(suite.missing)
-	}
 	l := newLab(t)
 	return l, NewMesh(l, opts)
 }

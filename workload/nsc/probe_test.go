@@ -25,7 +25,7 @@ func TestICMPProbe(t *testing.T) {
 
 	name := fmt.Sprintf("vwire-nsc-probe-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v: %s", err, out)
+		t.Fatalf("ip netns add (as root): %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
 	path := "/var/run/netns/" + name
