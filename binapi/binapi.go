@@ -55,6 +55,7 @@ func Messages() []api.Message {
 		&interfaces.SwInterfaceAddDelAddress{}, &interfaces.SwInterfaceAddDelAddressReply{},
 		&interfaces.SwInterfaceSetTable{}, &interfaces.SwInterfaceSetTableReply{},
 		&interfaces.SwInterfaceSetUnnumbered{}, &interfaces.SwInterfaceSetUnnumberedReply{},
+		&interfaces.SwInterfaceSetRxMode{}, &interfaces.SwInterfaceSetRxModeReply{},
 		// ip tables and routes
 		&ip.IPTableAddDel{}, &ip.IPTableAddDelReply{},
 		&ip.IPTableDump{}, &ip.IPTableDetails{},
@@ -83,6 +84,7 @@ func Messages() []api.Message {
 		&wireguard.WireguardInterfaceDump{}, &wireguard.WireguardInterfaceDetails{},
 		&wireguard.WireguardPeerAdd{}, &wireguard.WireguardPeerAddReply{},
 		&wireguard.WireguardPeerRemove{}, &wireguard.WireguardPeerRemoveReply{},
+		&wireguard.WireguardPeersDump{}, &wireguard.WireguardPeersDetails{},
 		// ipsec over ipip
 		&ipip.IpipAddTunnel{}, &ipip.IpipAddTunnelReply{},
 		&ipip.IpipDelTunnel{}, &ipip.IpipDelTunnelReply{},

@@ -127,7 +127,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 				return NoInterface, err
 			}
 			u.push("veth", func(context.Context) error { return d.host.deleteLink(host, tag) })
-			if idx, err = cl.CreateAfPacket(ctx, AfPacketSpec{HostIfName: host}); err != nil {
+			if idx, err = cl.CreateAfPacket(ctx, AfPacketSpec{HostIfName: host, TxFrames: vethTxFrames}); err != nil {
 				return NoInterface, err
 			}
 			u.push("af_packet", func(ctx context.Context) error { return cl.DeleteAfPacket(ctx, host) })

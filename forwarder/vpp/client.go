@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"go.fd.io/govpp/api"
@@ -32,6 +33,9 @@ func (i SwIfIndex) api() interface_types.InterfaceIndex { return interface_types
 type Client struct {
 	conn api.Connection
 	log  *slog.Logger
+	// afPacket lets one af_packet at a time be between its creation and
+	// its admin up (see CreateAfPacket); shared by WithLogger's copies.
+	afPacket *sync.Mutex
 }
 
 // NewClient returns a Client on conn; log may be nil.
@@ -39,12 +43,14 @@ func NewClient(conn api.Connection, log *slog.Logger) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{conn: conn, log: log}
+	return &Client{conn: conn, log: log, afPacket: new(sync.Mutex)}
 }
 
 // WithLogger returns a Client on the same connection logging to log (for
 // example with the connection id attached).
-func (c *Client) WithLogger(log *slog.Logger) *Client { return &Client{conn: c.conn, log: log} }
+func (c *Client) WithLogger(log *slog.Logger) *Client {
+	return &Client{conn: c.conn, log: log, afPacket: c.afPacket}
+}
 
 // done logs one VPP call.
 func (c *Client) done(ctx context.Context, msg string, start time.Time, err error, attrs ...any) {

@@ -16,6 +16,7 @@ import (
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip"
+	"go.fd.io/govpp/binapi/ip_types"
 	"go.fd.io/govpp/binapi/ipip"
 	"go.fd.io/govpp/binapi/ipsec"
 	"go.fd.io/govpp/binapi/l2"
@@ -51,6 +52,7 @@ type fakeVPP struct {
 	sas          map[uint32]bool
 	protect      map[uint32]ipsec.IpsecTunnelProtect
 	peers        map[uint32]uint32 // peer -> interface
+	peerInfo     map[uint32]wireguard.WireguardPeer
 	nextPeer     uint32
 	tables       map[[2]uint32]string // {id, ip6} -> name
 	l2xc         map[uint32]uint32
@@ -82,6 +84,8 @@ type fakeIface struct {
 	vxlan   vxlan.VxlanAddDelTunnelV3
 	ipip    ipip.IpipTunnel
 	wgPub   []byte
+	wgPriv  []byte
+	wgSrc   ip_types.Address
 	wgPort  uint16
 	kind    string
 	addrs   int
@@ -112,6 +116,7 @@ func (f *fakeVPP) reset() {
 	f.sas = map[uint32]bool{}
 	f.protect = map[uint32]ipsec.IpsecTunnelProtect{}
 	f.peers = map[uint32]uint32{}
+	f.peerInfo = map[uint32]wireguard.WireguardPeer{}
 	f.nextPeer = 0
 	f.tables = map[[2]uint32]string{{0, 0}: "ipv4-VRF:0", {0, 1}: "ipv6-VRF:0"}
 	f.l2xc = map[uint32]uint32{}
@@ -322,6 +327,7 @@ func (f *fakeVPP) delIface(idx uint32) {
 	for p, i := range f.peers {
 		if i == idx {
 			delete(f.peers, p)
+			delete(f.peerInfo, p)
 		}
 	}
 }
@@ -367,6 +373,11 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		}
 		f.ifaces[uint32(m.SwIfIndex)].up = m.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0
 		return []api.Message{&interfaces.SwInterfaceSetFlagsReply{}}
+	case *interfaces.SwInterfaceSetRxMode:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&interfaces.SwInterfaceSetRxModeReply{}, errInvalidIndex)
+		}
+		return []api.Message{&interfaces.SwInterfaceSetRxModeReply{}}
 	case *interfaces.SwInterfaceTagAddDel:
 		if f.noIface(m.SwIfIndex) {
 			return rv(&interfaces.SwInterfaceTagAddDelReply{}, errInvalidIndex)
@@ -546,7 +557,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 
 	case *wireguard.WireguardInterfaceCreate:
 		i := f.newIface("wg", fmt.Sprintf("wg%d", f.nextIndex))
-		i.wgPort = m.Interface.Port
+		i.wgPort, i.wgPriv, i.wgSrc = m.Interface.Port, slices.Clone(m.Interface.PrivateKey), m.Interface.SrcIP
 		return []api.Message{&wireguard.WireguardInterfaceCreateReply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
 	case *wireguard.WireguardInterfaceDelete:
 		if f.noIface(m.SwIfIndex) {
@@ -555,7 +566,23 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		f.delIface(uint32(m.SwIfIndex))
 		return []api.Message{&wireguard.WireguardInterfaceDeleteReply{}}
 	case *wireguard.WireguardInterfaceDump:
-		return []api.Message{ping}
+		var out []api.Message
+		for _, i := range f.ifaces {
+			if i.kind == "wg" {
+				w := wireguard.WireguardInterface{SwIfIndex: interface_types.InterfaceIndex(i.idx), Port: i.wgPort, SrcIP: i.wgSrc, PublicKey: make([]byte, 32), PrivateKey: make([]byte, 32)}
+				if m.ShowPrivateKey {
+					copy(w.PrivateKey, i.wgPriv)
+				}
+				out = append(out, &wireguard.WireguardInterfaceDetails{Interface: w})
+			}
+		}
+		return append(out, ping)
+	case *wireguard.WireguardPeersDump:
+		var out []api.Message
+		for p := range f.peers {
+			out = append(out, &wireguard.WireguardPeersDetails{Peer: f.peerInfo[p]})
+		}
+		return append(out, ping)
 	case *wireguard.WireguardPeerAdd:
 		if f.noIface(m.Peer.SwIfIndex) {
 			return rv(&wireguard.WireguardPeerAddReply{}, errInvalidIndex)
@@ -563,12 +590,16 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		p := f.nextPeer
 		f.nextPeer++
 		f.peers[p] = uint32(m.Peer.SwIfIndex)
+		info := m.Peer
+		info.PeerIndex = p
+		f.peerInfo[p] = info
 		return []api.Message{&wireguard.WireguardPeerAddReply{PeerIndex: p}}
 	case *wireguard.WireguardPeerRemove:
 		if _, ok := f.peers[m.PeerIndex]; !ok {
 			return rv(&wireguard.WireguardPeerRemoveReply{}, errNoSuchEntry)
 		}
 		delete(f.peers, m.PeerIndex)
+		delete(f.peerInfo, m.PeerIndex)
 		return []api.Message{&wireguard.WireguardPeerRemoveReply{}}
 
 	case *ipip.IpipAddTunnel:

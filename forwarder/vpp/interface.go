@@ -79,6 +79,19 @@ func (c *Client) setFlags(ctx context.Context, idx SwIfIndex, flags interface_ty
 	return nil
 }
 
+// SetInterfacePolling puts every receive queue of an interface in polling
+// mode.
+func (c *Client) SetInterfacePolling(ctx context.Context, idx SwIfIndex) (err error) {
+	start := time.Now()
+	defer func() { c.done(ctx, "sw_interface_set_rx_mode", start, err, "sw_if_index", idx, "mode", "polling") }()
+	_, err = interfaces.NewServiceClient(c.conn).SwInterfaceSetRxMode(ctx, &interfaces.SwInterfaceSetRxMode{
+		SwIfIndex: idx.api(), Mode: interface_types.RX_MODE_API_POLLING})
+	if err != nil {
+		return fmt.Errorf("set interface %d rx mode polling: %w", idx, err)
+	}
+	return nil
+}
+
 // SetInterfaceTag tags an interface (at most MaxTagLen bytes).
 func (c *Client) SetInterfaceTag(ctx context.Context, idx SwIfIndex, tag string) error {
 	return c.tag(ctx, idx, tag, true)

@@ -5,6 +5,10 @@ import (
 	"testing"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"go.fd.io/govpp/adapter/mock"
+	"go.fd.io/govpp/binapi/af_packet"
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/l3xc"
 	"go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/tapv2"
@@ -39,6 +43,52 @@ func TestTapRequest(t *testing.T) {
 		if len(n.vpp.sentOf("sw_interface_tag_add_del")) != 0 {
 			t.Fatal("tap tagged after create: the create request carries the tag")
 		}
+	}
+}
+
+// TestAfPacketRequests: a vWire's veth ends get a small TX ring, and every
+// af_packet (the uplink's too) is polled, never left in interrupt mode
+// and up from the start (see CreateAfPacket).
+func TestAfPacketRequests(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1")
+	if err := n.dp.Connect(context.Background(), "k", conn(kernelMech(nsClient, "nsm-c"), payload.IP), conn(kernelMech(nsServer, "nsm-e"), payload.IP)); err != nil {
+		t.Fatal(err)
+	}
+	creates := n.vpp.sentOf("af_packet_create_v3")
+	if len(creates) != 2 {
+		t.Fatalf("%d af_packet_create_v3, want 2", len(creates))
+	}
+	for _, m := range creates {
+		if c := m.(*af_packet.AfPacketCreateV3); c.TxFramesPerBlock != vethTxFrames || c.RxFramesPerBlock != 0 {
+			t.Errorf("af_packet_create_v3 %+v: want %d TX frames and VPP's RX ring", c, vethTxFrames)
+		}
+	}
+	polled := map[uint32]bool{}
+	for _, m := range n.vpp.sentOf("sw_interface_set_rx_mode") {
+		r := m.(*interfaces.SwInterfaceSetRxMode)
+		if r.Mode != interface_types.RX_MODE_API_POLLING || r.QueueIDValid {
+			t.Errorf("sw_interface_set_rx_mode %+v: want polling on every queue", r)
+		}
+		polled[uint32(r.SwIfIndex)] = true
+	}
+	n.vpp.mu.Lock()
+	for _, i := range n.vpp.ifaces {
+		if i.kind == "afpacket" && i.host != "eth0" && (!polled[i.idx] || !i.up) {
+			t.Errorf("af_packet %s: polled %v, up %v", i.name, polled[i.idx], i.up)
+		}
+	}
+	n.vpp.mu.Unlock()
+
+	// The uplink too, made when the dataplane started.
+	fresh := newFakeVPP()
+	cfg := Config{Adapter: fresh, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: newFakeHost("192.0.2.1"), Kernel: KernelVeth, MemifDir: t.TempDir(), Logger: testLogger(t)}
+	dp, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	if got := len(fresh.sentOf("sw_interface_set_rx_mode")); got != 1 {
+		t.Errorf("uplink: %d sw_interface_set_rx_mode, want 1", got)
 	}
 }
 

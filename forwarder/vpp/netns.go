@@ -156,6 +156,9 @@ type route struct {
 // createVeth makes a veth pair: host in the forwarder's namespace, its peer
 // named w.name directly in the workload's namespace, then sets the peer up
 // with its addresses and routes. On error nothing is left.
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address.
+const addrGenModeNone = 1
+
 func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
 	ns, err := netns.GetFromPath(w.netns)
 	if err != nil {
@@ -174,6 +177,12 @@ func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
 	link, err := h.nl.LinkByName(host)
 	if err == nil {
 		err = h.nl.LinkSetAlias(link, hostAlias)
+	}
+	if err == nil {
+		// VPP's end is a pipe for VPP alone: no IPv6 link-local address,
+		// so the kernel sends no DAD, router solicitation or MLD of its
+		// own into VPP's ring.
+		err = h.nl.LinkSetIP6AddrGenMode(link, addrGenModeNone)
 	}
 	if err == nil {
 		err = configureIn(ns, w)
