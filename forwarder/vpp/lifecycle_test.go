@@ -8,11 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	nsmwireguard "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/wireguard"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"github.com/sirupsen/logrus"
 	"go.fd.io/govpp/adapter"
 	"go.fd.io/govpp/core"
 	"go.uber.org/goleak"
+
+	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
 func TestMain(m *testing.M) {
@@ -181,5 +185,52 @@ func TestCloseTwice(t *testing.T) {
 	}
 	if err := a.dp.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A restarted forwarder takes a WireGuard vWire back unchanged, on both
+// nodes: the private keys it reads back from VPP are the ones the refresh's
+// mechanism names.
+func TestReconcileAdoptsWireguard(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	b := newTestNode(t, "192.0.2.2")
+	accepted, connA := remotePair(t, a, b, wireguard.Type, payload.IP, kernelMech(nsClient, "nsm-c"), kernelMech(nsServer, "nsm-e"))
+	inB, outB := conn(accepted, payload.IP), conn(kernelMech(nsServer, "nsm-e"), payload.IP)
+	withA, withB := a.vpp.snapshot(), b.vpp.snapshot()
+
+	for _, tc := range []struct {
+		n       *testNode
+		id      string
+		in, out *networkservice.Connection
+		was     string
+	}{{a, "a", connA, conn(accepted, payload.IP), withA}, {b, "b", inB, outB, withB}} {
+		n := restart(t, tc.n, time.Minute)
+		if err := n.dp.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n.vpp.requests(true)
+		if tc.id == "b" {
+			// The peer's refresh reaches the accepting node's Accept
+			// again: it must answer with the same key.
+			again, err := n.dp.Accept(ctx, "b", &networkservice.Connection{Payload: payload.IP}, []*networkservice.Mechanism{accepted})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := again.GetParameters()[nsmwireguard.DstPublicKey], accepted.GetParameters()[nsmwireguard.DstPublicKey]; got != want {
+				t.Fatalf("accepted again with public key %s, was %s", got, want)
+			}
+		}
+		if err := n.dp.Connect(ctx, tc.id, tc.in, tc.out); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range n.vpp.requests(true) {
+			if !strings.HasSuffix(r, "_dump") {
+				t.Fatalf("%s: taking the WireGuard vWire back changed VPP: %s", tc.id, r)
+			}
+		}
+		if got := n.vpp.snapshot(); got != tc.was {
+			t.Fatalf("%s: VPP after the restart:\n%s\nwas\n%s", tc.id, got, tc.was)
+		}
 	}
 }

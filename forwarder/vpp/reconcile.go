@@ -13,6 +13,7 @@ import (
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/memif"
 	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
 // tableBase is the first IP table id the dataplane gives vWires; ids are
@@ -73,8 +74,9 @@ func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwire
 
 // adopt takes back a vWire a previous run of the forwarder built, when VPP
 // still has exactly what p would build: both interfaces, of the planned
-// kinds and parameters, cross-connected. WireGuard and IPsec vWires are
-// never adopted (their keys lived in the previous process) and are rebuilt.
+// kinds and parameters, cross-connected. WireGuard vWires are adopted with
+// the private keys Start read back from VPP; IPsec vWires are rebuilt (the
+// X25519 keys their SAs were derived from lived in the previous process).
 // adopt returns nil when it cannot take the vWire back.
 func (d *Dataplane) adopt(ctx context.Context, cl *Client, p *plan) (*vwireState, error) {
 	ifaces, err := cl.ListInterfaces(ctx)
@@ -151,6 +153,26 @@ func (d *Dataplane) matches(ctx context.Context, cl *Client, p *plan, s *side, i
 			return false, err
 		}
 		return slices.Contains(tunnels, VxlanTunnelInfo{Index: i.Index, VxlanTunnel: s.vxlan}), nil
+	case wireguard.Type:
+		wgs, err := cl.ListWireguardInterfaces(ctx)
+		if err != nil {
+			return false, err
+		}
+		w := slices.IndexFunc(wgs, func(w WireguardInterface) bool { return w.Index == i.Index })
+		if w < 0 || wgs[w].PrivateKey != s.wgIface.PrivateKey || wgs[w].Src != s.wgIface.Src || wgs[w].Port != s.wgIface.Port {
+			return false, nil
+		}
+		peers, err := cl.ListWireguardPeers(ctx)
+		if err != nil {
+			return false, err
+		}
+		var mine []WireguardPeer
+		for _, p := range peers {
+			if p.Interface == i.Index {
+				mine = append(mine, p)
+			}
+		}
+		return len(mine) == 1 && mine[0].PublicKey == s.wgPeer.PublicKey && mine[0].Endpoint == s.wgPeer.Endpoint && mine[0].Port == s.wgPeer.Port, nil
 	}
 	return false, nil
 }
@@ -311,6 +333,7 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
 	}
 	var vxlans []VxlanTunnelInfo
+	var wgs []WireguardInterface
 	d.mu.Lock()
 	for _, i := range ifaces {
 		t, ok := ParseTag(i.Tag)
@@ -318,6 +341,24 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			continue
 		}
 		d.orphans[t.Key] = true
+		if i.kind() == "wg" && wgs == nil {
+			d.mu.Unlock()
+			wgs, err = d.vpp.ListWireguardInterfaces(lctx)
+			d.mu.Lock()
+			if err != nil {
+				d.mu.Unlock()
+				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+			}
+		}
+		if w := slices.IndexFunc(wgs, func(w WireguardInterface) bool { return w.Index == i.Index }); w >= 0 {
+			// The previous run's key for this side: with it, the
+			// refresh's mechanism (which names its public key) is ours
+			// and the vWire is taken back as it stands.
+			if d.keys[t.Key] == nil {
+				d.keys[t.Key] = map[string][32]byte{}
+			}
+			d.keys[t.Key][t.Role+"/"+wireguard.Type] = wgs[w].PrivateKey
+		}
 		if i.kind() == "vxlan_tunnel" && vxlans == nil {
 			d.mu.Unlock()
 			vxlans, err = d.vpp.ListVxlanTunnels(lctx)
@@ -326,6 +367,24 @@ func (d *Dataplane) Start(ctx context.Context) error {
 				d.mu.Unlock()
 				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
 			}
+		}
+		if i.kind() == "wg" && wgs == nil {
+			d.mu.Unlock()
+			wgs, err = d.vpp.ListWireguardInterfaces(lctx)
+			d.mu.Lock()
+			if err != nil {
+				d.mu.Unlock()
+				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+			}
+		}
+		if w := slices.IndexFunc(wgs, func(w WireguardInterface) bool { return w.Index == i.Index }); w >= 0 {
+			// The previous run's key for this side: with it, the
+			// refresh's mechanism (which names its public key) is ours
+			// and the vWire is taken back as it stands.
+			if d.keys[t.Key] == nil {
+				d.keys[t.Key] = map[string][32]byte{}
+			}
+			d.keys[t.Key][t.Role+"/"+wireguard.Type] = wgs[w].PrivateKey
 		}
 		if v := slices.IndexFunc(vxlans, func(v VxlanTunnelInfo) bool { return v.Index == i.Index }); v >= 0 {
 			// Hold the VNI for its connection, so that no new vWire takes
@@ -386,6 +445,16 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 		err := d.sweep(sctx, d.vpp.WithLogger(d.log.With("tag_key", key)), key)
 		cancel()
+		d.mu.Lock()
+		if d.conns[key] == nil {
+			// Nor what Start held for it: its VNIs and read-back keys.
+			for _, vni := range d.held[key] {
+				d.vnis.Release(vni)
+			}
+			delete(d.held, key)
+			delete(d.keys, key)
+		}
+		d.mu.Unlock()
 		if err != nil {
 			d.log.Error("remove stale vWire", "tag_key", key, "err", err)
 		}

@@ -22,10 +22,11 @@ type WireguardInterfaceSpec struct {
 
 // WireguardInterface is what VPP reports of one WireGuard interface.
 type WireguardInterface struct {
-	Index     SwIfIndex
-	PublicKey [WireguardKeyLen]byte
-	Src       netip.Addr
-	Port      uint16
+	Index      SwIfIndex
+	PrivateKey [WireguardKeyLen]byte
+	PublicKey  [WireguardKeyLen]byte
+	Src        netip.Addr
+	Port       uint16
 }
 
 // CreateWireguardInterface creates an interface with the given key.
@@ -60,11 +61,14 @@ func (c *Client) DeleteWireguardInterface(ctx context.Context, idx SwIfIndex) (e
 	return nil
 }
 
-// ListWireguardInterfaces returns every WireGuard interface.
+// ListWireguardInterfaces returns every WireGuard interface, with its
+// private key: a restarted forwarder takes its WireGuard vWires back with
+// the keys VPP holds for them.
 func (c *Client) ListWireguardInterfaces(ctx context.Context) ([]WireguardInterface, error) {
 	var out []WireguardInterface
-	err := dump(ctx, c, &wireguard.WireguardInterfaceDump{SwIfIndex: NoInterface.api()}, func(d *wireguard.WireguardInterfaceDetails) {
+	err := dump(ctx, c, &wireguard.WireguardInterfaceDump{SwIfIndex: NoInterface.api(), ShowPrivateKey: true}, func(d *wireguard.WireguardInterfaceDetails) {
 		w := WireguardInterface{Index: SwIfIndex(d.Interface.SwIfIndex), Src: fromAddress(d.Interface.SrcIP), Port: d.Interface.Port}
+		copy(w.PrivateKey[:], d.Interface.PrivateKey)
 		copy(w.PublicKey[:], d.Interface.PublicKey)
 		out = append(out, w)
 	})
@@ -110,6 +114,29 @@ func (c *Client) CreateWireguardPeer(ctx context.Context, p WireguardPeerSpec) (
 		return 0, fmt.Errorf("wireguard peer %s:%d on %d: add: %w", p.Endpoint, p.Port, p.Interface, err)
 	}
 	return reply.PeerIndex, nil
+}
+
+// WireguardPeer is what VPP reports of one WireGuard peer.
+type WireguardPeer struct {
+	Index     uint32
+	Interface SwIfIndex
+	PublicKey [WireguardKeyLen]byte
+	Endpoint  netip.Addr
+	Port      uint16
+}
+
+// ListWireguardPeers returns every WireGuard peer.
+func (c *Client) ListWireguardPeers(ctx context.Context) ([]WireguardPeer, error) {
+	var out []WireguardPeer
+	err := dump(ctx, c, &wireguard.WireguardPeersDump{PeerIndex: ^uint32(0)}, func(d *wireguard.WireguardPeersDetails) {
+		p := WireguardPeer{Index: d.Peer.PeerIndex, Interface: SwIfIndex(d.Peer.SwIfIndex), Endpoint: fromAddress(d.Peer.Endpoint), Port: d.Peer.Port}
+		copy(p.PublicKey[:], d.Peer.PublicKey)
+		out = append(out, p)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list wireguard peers: %w", err)
+	}
+	return out, nil
 }
 
 // DeleteWireguardPeer removes a peer.
