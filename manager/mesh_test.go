@@ -17,9 +17,12 @@ import (
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vwire/vwire/test/sandbox"
+	"github.com/vwire/vwire/workload/nse"
+	"github.com/vwire/vwire/workload/nse/icmpresponder"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -477,4 +480,65 @@ func TestParallel(t *testing.T) {
 		}
 	}
 	waitFor(t, fmt.Sprintf("goroutines back to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline+2 })
+}
+
+// slowFirst is an endpoint whose first Request takes delay.
+type slowFirst struct {
+	networkservice.NetworkServiceServer
+	once  sync.Once
+	delay time.Duration
+}
+
+func (s *slowFirst) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
+	s.once.Do(func() { time.Sleep(s.delay) })
+	return s.NetworkServiceServer.Request(ctx, req)
+}
+
+// TestRetriedRequestIsOneConnection: a client that sends its request again
+// while the first is still being served (its first try timed out on its
+// side) gets the same connection back, not a second vWire for its one
+// interface.
+func TestRetriedRequestIsOneConnection(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "slow"})
+	svc, err := icmpresponder.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := nse.New(nse.Config{Name: "slow-1", Service: svc, Source: sb.Source("nse-slow-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ep.Stop)
+	n.ServeEndpoint("slow-1", &slowFirst{NetworkServiceServer: ep, delay: 500 * time.Millisecond}, nil, "slow")
+	cli := n.Client("nsc")
+	ctx := ctxT(t)
+
+	req := request("slow", nil)
+	var wg sync.WaitGroup
+	replies := make([]*networkservice.Connection, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i], errs[i] = cli.Request(ctx, proto.Clone(req).(*networkservice.NetworkServiceRequest))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if a, b := replies[0].GetPath().GetPathSegments()[1].GetId(), replies[1].GetPath().GetPathSegments()[1].GetId(); a != b {
+		t.Errorf("the manager made two connections for one client connection: %s and %s", a, b)
+	}
+	if got := len(n.Manager.Connections()); got != 1 {
+		t.Errorf("manager holds %d connections, want 1", got)
+	}
+	if got := len(n.Dataplane.Live()); got != 1 {
+		t.Errorf("dataplane holds %d vWires, want 1", got)
+	}
 }

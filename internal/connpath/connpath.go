@@ -73,7 +73,7 @@ func Enter(conn *networkservice.Connection, name string) (Hop, error) {
 	if idx+1 < len(segs) && segs[idx+1].GetName() == name && segs[idx+1].GetId() != "" {
 		hop.Segment = segs[idx+1]
 	} else {
-		hop.Segment = &networkservice.PathSegment{Name: name, Id: uuid.NewString()}
+		hop.Segment = &networkservice.PathSegment{Name: name, Id: segmentID(segs[idx].GetId(), name)}
 		hop.New = true
 		// What followed belonged to an older route through a different next hop.
 		p.PathSegments = append(segs[:idx+1:idx+1], hop.Segment)
@@ -81,6 +81,22 @@ func Enter(conn *networkservice.Connection, name string) (Hop, error) {
 	p.Index = uint32(hop.Index)
 	conn.Id = hop.Segment.Id
 	return hop, nil
+}
+
+// segmentNamespace names the UUIDs segmentID derives.
+var segmentNamespace = uuid.MustParse("6c0d3c8e-3b0e-4f51-9a0c-76776972650a")
+
+// segmentID is the id of hop name's new segment after the caller's segment
+// prev: derived from both, so that a caller who sends the same request
+// again (its first try timed out on its side while this hop went on and
+// finished it) reaches the connection that try made, as a refresh, and not
+// a second connection for its one interface. Without a caller's id it is
+// random.
+func segmentID(prev, name string) string {
+	if prev == "" {
+		return uuid.NewString()
+	}
+	return uuid.NewSHA1(segmentNamespace, []byte(prev+"\x00"+name)).String()
 }
 
 // Leave restores a returned connection to the caller's view: its index and

@@ -77,3 +77,35 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("prev later than the limit: %v", got)
 	}
 }
+
+// TestEnterSameCallerSameID: a caller that sends its request again without
+// our segment (it never got our reply) gets the same segment id; another
+// caller's connection, or another hop, gets another.
+func TestEnterSameCallerSameID(t *testing.T) {
+	first := func(caller, hop string) string {
+		c := &networkservice.Connection{Id: caller, Path: &networkservice.Path{
+			PathSegments: []*networkservice.PathSegment{{Name: "nsc", Id: caller}}}}
+		h, err := Enter(c, hop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.ID()
+	}
+	a := first("c1", "manager-node1")
+	if b := first("c1", "manager-node1"); a != b {
+		t.Errorf("the same request twice: ids %s and %s", a, b)
+	}
+	if b := first("c2", "manager-node1"); a == b {
+		t.Errorf("two callers' connections share id %s", a)
+	}
+	if b := first("c1", "manager-node2"); a == b {
+		t.Errorf("two hops share id %s", a)
+	}
+	c := &networkservice.Connection{Path: &networkservice.Path{PathSegments: []*networkservice.PathSegment{{Name: "nsc"}}}}
+	h1, _ := Enter(c, "m")
+	c.Path.PathSegments = c.Path.PathSegments[:1]
+	h2, _ := Enter(c, "m")
+	if h1.ID() == "" || h1.ID() == h2.ID() {
+		t.Errorf("caller without an id: ids %q and %q, want two random ones", h1.ID(), h2.ID())
+	}
+}
