@@ -38,6 +38,8 @@ type forwarderFlags struct {
 	vppBin           string
 	vppPluginPath    string
 	vppStateDir      string
+	vppStatsSocket   string
+	vppPollSleepUsec int
 	uplink           string
 }
 
@@ -53,6 +55,8 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringVar(&f.vppBin, "vpp-bin", "vpp", "VPP binary to start when no --vpp-api-socket is given")
 	fl.StringVar(&f.vppPluginPath, "vpp-plugin-path", "", "VPP plugin directory (default: VPP's own)")
 	fl.StringVar(&f.vppStateDir, "vpp-state-dir", "", "directory for the VPP this forwarder starts: config, API, CLI and stats sockets (default <state-dir>/vpp; give each forwarder on a host its own)")
+	fl.StringVar(&f.vppStatsSocket, "vpp-stats-socket", "", "stats socket of the VPP given by --vpp-api-socket (default: stats.sock beside its API socket)")
+	fl.IntVar(&f.vppPollSleepUsec, "vpp-poll-sleep-usec", 0, "make the VPP this forwarder starts sleep this long between polls, for a VPP that shares its cores (0: poll flat out, one core)")
 	fl.StringVar(&f.uplink, "uplink", "", "host interface VPP sends tunnels out of (af_packet); without it the VPP dataplane offers no REMOTE mechanism")
 }
 
@@ -109,11 +113,19 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 	case "kernel":
 		return kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, Logger: g.log.With("dataplane", "kernel")})
 	case "vpp":
+		if f.vppPollSleepUsec < 0 {
+			return nil, fmt.Errorf("--vpp-poll-sleep-usec %d: want 0 or more", f.vppPollSleepUsec)
+		}
+		stats := f.vppStatsSocket
+		if stats == "" && f.vppAPISocket != "" {
+			stats = filepath.Join(filepath.Dir(f.vppAPISocket), "stats.sock")
+		}
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		return vpp.New(cctx, vpp.Config{
-			APISocket: f.vppAPISocket, Bin: f.vppBin, PluginPath: f.vppPluginPath,
-			StateDir: cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
+			APISocket: f.vppAPISocket, StatsSocket: stats, Bin: f.vppBin, PluginPath: f.vppPluginPath,
+			PollSleepUsec: f.vppPollSleepUsec,
+			StateDir:      cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
 			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"),
 		})
 	default:
