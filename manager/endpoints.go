@@ -222,7 +222,7 @@ func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEnd
 	m.mu.Unlock()
 	name := nse.GetName()
 	if isFwd {
-		m.healAll("forwarder "+name+" unregistered", false, func(c *connection) bool { return c.forwarder == name })
+		m.healAllWithin("forwarder "+name+" unregistered", m.reselectTimeout, func(c *connection) bool { return c.forwarder == name })
 		return &empty.Empty{}, nil
 	}
 	if isEP {
@@ -329,7 +329,7 @@ func (m *Manager) probe(ctx context.Context) (suspect bool) {
 				delete(m.forwarders, f.name)
 				m.log.Info("forwarder gone", "name", f.name, "url", f.url)
 				name := f.name
-				defer m.healAll("forwarder "+name+" is gone", false, func(c *connection) bool { return c.forwarder == name })
+				defer m.healAllWithin("forwarder "+name+" is gone", m.reselectTimeout, func(c *connection) bool { return c.forwarder == name })
 			}
 		}
 		m.mu.Unlock()

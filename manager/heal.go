@@ -43,6 +43,30 @@ func (m *Manager) healAll(reason string, sameHops bool, match func(*connection) 
 	}
 }
 
+// healAllWithin heals, in the background, every connection that match
+// selects through the same hops for up to wait, and only then selects
+// again (healWithin): their forwarder went away, and a restarted forwarder
+// is back within seconds with their vWires still in the dataplane. An
+// immediate reselection would close them in it and move them to another
+// endpoint for nothing.
+func (m *Manager) healAllWithin(reason string, wait time.Duration, match func(*connection) bool) {
+	m.mu.Lock()
+	seen := map[string]*connection{}
+	for id, c := range m.conns {
+		if match(c) {
+			seen[id] = c
+		}
+	}
+	m.mu.Unlock()
+	for id, c := range seen {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.healWithin(id, c, reason, wait)
+		}()
+	}
+}
+
 // heal re-requests a connection on the client's behalf, without waiting
 // for its next refresh: through the same endpoint and forwarder when they
 // answer, else (unless the caller pinned the endpoint) through another.

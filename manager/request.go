@@ -75,7 +75,11 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		c, err = m.connect(ctx, conn, prefs, "")
 	} else if old != nil {
 		c, err = m.refresh(ctx, conn, prefs, old)
-		if err != nil && !old.pinned && ctx.Err() == nil {
+		// Without our forwarder (restarting, its vWires still in the
+		// dataplane) the heal that noticed it waits for it and only then
+		// selects again; reselecting here would tear them down for
+		// nothing. The caller retries its refresh.
+		if err != nil && !old.pinned && ctx.Err() == nil && m.forwarderByName(old.forwarder) != nil {
 			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
 			m.metrics.reselects.Inc()
 			conn.NetworkServiceEndpointName = "" // the manager chose it: choose again
