@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/vwire/vwire/mechanisms/ipsec"
@@ -35,6 +36,67 @@ func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwI
 		return NoInterface, NoInterface, err
 	}
 	if err = d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
+		return NoInterface, NoInterface, err
+	}
+	return in, out, nil
+}
+
+// keptSide names the side (roleIn or roleOut) a changed vWire can keep as it
+// stands in VPP while the other is rebuilt, or "" when both must go: the
+// side's plan is unchanged but for its far end's addresses on a tunnel
+// side, which only the cross-connect uses. A heal that moves a vWire to
+// another endpoint so keeps its tunnel, and the tunnel's WireGuard session
+// (a new interface on one end only would take a new handshake, which the
+// other end starts only after its own keepalive timeout).
+func keptSide(old, p *plan) string {
+	if old.l3 != p.l3 || old.mtu != p.mtu || old.ip4 != p.ip4 || old.ip6 != p.ip6 {
+		return ""
+	}
+	same := func(a, b side) bool {
+		if !a.local() {
+			a.peerAddrs, b.peerAddrs = nil, nil
+		}
+		return reflect.DeepEqual(a, b)
+	}
+	switch inSame, outSame := same(old.in, p.in), same(old.out, p.out); {
+	case inSame && !outSame:
+		return roleIn
+	case outSame && !inSame:
+		return roleOut
+	}
+	return ""
+}
+
+// rebuildSide replaces the side of old that keptSide did not keep with p's,
+// and cross-connects it with the kept one. On failure it removes what it
+// made; the caller then rebuilds the whole vWire.
+func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState, p *plan, keep string) (in, out SwIfIndex, err error) {
+	change, s := roleOut, &p.out
+	if keep == roleOut {
+		change, s = roleIn, &p.in
+	}
+	if err := d.sweepRoles(ctx, cl, tagKey(p.id), change); err != nil {
+		return NoInterface, NoInterface, err
+	}
+	var u undoStack
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			if uerr := u.run(cctx, cl.log); uerr != nil {
+				err = fmt.Errorf("%w (and rolling back: %w)", err, uerr)
+			}
+		}
+	}()
+	idx, err := d.makeSide(ctx, cl, &u, p, s)
+	if err != nil {
+		return NoInterface, NoInterface, err
+	}
+	in, out = old.in, idx
+	if change == roleIn {
+		in, out = idx, old.out
+	}
+	if err := d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
 		return NoInterface, NoInterface, err
 	}
 	return in, out, nil

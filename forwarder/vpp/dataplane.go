@@ -283,6 +283,17 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			return nil
 		}
 	}
+	if old != nil && !samePlan(old.plan, p) {
+		if keep := keptSide(old.plan, p); keep != "" {
+			inIdx, outIdx, err := d.rebuildSide(ctx, cl, old, p, keep)
+			if err == nil {
+				log.Info("vWire changed: one side rebuilt", "kept", keep)
+				d.remember(id, p, inIdx, outIdx, in, out)
+				return nil
+			}
+			log.Warn("rebuilding one side failed; rebuilding the vWire", "kept", keep, "err", err)
+		}
+	}
 	if old != nil || orphan {
 		// Leftovers of an earlier build (or of a peer that changed) go first.
 		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {

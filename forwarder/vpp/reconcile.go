@@ -182,13 +182,18 @@ func (d *Dataplane) matches(ctx context.Context, cl *Client, p *plan, s *side, i
 // SAs, veths), then IP tables. It reads VPP, not memory, so it also
 // removes what a previous run left.
 func (d *Dataplane) sweep(ctx context.Context, cl *Client, key string) error {
+	return d.sweepRoles(ctx, cl, key, roleIn, roleOut)
+}
+
+// sweepRoles is sweep for the sides of key in roles only.
+func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, roles ...string) error {
 	ifaces, err := cl.ListInterfaces(ctx)
 	if err != nil {
 		return err
 	}
 	var mine []Interface
 	for _, i := range ifaces {
-		if t, ok := ParseTag(i.Tag); ok && t.Key == key && t.Role != roleUplink {
+		if t, ok := ParseTag(i.Tag); ok && t.Key == key && slices.Contains(roles, t.Role) {
 			mine = append(mine, i)
 		}
 	}
@@ -201,7 +206,7 @@ func (d *Dataplane) sweep(ctx context.Context, cl *Client, key string) error {
 		errs = append(errs, err)
 	}
 	for _, t := range tables {
-		if tg, ok := ParseTag(t.Name); ok && tg.Key == key {
+		if tg, ok := ParseTag(t.Name); ok && tg.Key == key && slices.Contains(roles, tg.Role) {
 			// VPP does not flush the routes added through the API when
 			// their table is deleted: remove ours (host routes) first.
 			routes, err := cl.ListRoutes(ctx, t.ID, t.IP6)
@@ -223,7 +228,7 @@ func (d *Dataplane) sweep(ctx context.Context, cl *Client, key string) error {
 			}
 		}
 	}
-	for _, role := range []string{roleIn, roleOut} {
+	for _, role := range roles {
 		if err := d.host.deleteLink(linkName(role, key), tagOfKey(role, key)); err != nil {
 			errs = append(errs, err)
 		}

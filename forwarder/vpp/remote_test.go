@@ -3,6 +3,7 @@ package vpp
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
@@ -125,5 +126,63 @@ func checkMirroredSAs(t *testing.T, a, b *testNode) {
 	}
 	if aOut.Entry.UDPDstPort != 4500 || aOut.Entry.Flags&16 == 0 { // UDP_ENCAP
 		t.Fatalf("not ESP in UDP: %+v", aOut.Entry)
+	}
+}
+
+// TestMoveKeepsTunnel: a vWire moved to another endpoint (new endpoint
+// interface, new addresses) keeps its WireGuard side on both nodes, so the
+// tunnel's session survives; only the local sides are rebuilt.
+func TestMoveKeepsTunnel(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	b := newTestNode(t, "192.0.2.2")
+	accepted, connA := remotePair(t, a, b, wireguard.Type, payload.IP, kernelMech(nsClient, "nsm-c"), kernelMech(nsServer, "nsm-e"))
+	wgOf := func(n *testNode) uint32 {
+		n.vpp.mu.Lock()
+		defer n.vpp.mu.Unlock()
+		for _, i := range n.vpp.ifaces {
+			if i.kind == "wg" {
+				return i.idx
+			}
+		}
+		t.Fatal("no wireguard interface")
+		return 0
+	}
+	wgA, wgB := wgOf(a), wgOf(b)
+
+	moved := &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{
+		SrcIpAddrs: []string{"172.16.9.1/32"}, DstIpAddrs: []string{"172.16.9.2/32"},
+		SrcRoutes: []*networkservice.Route{{Prefix: "172.16.9.2/32"}}, DstRoutes: []*networkservice.Route{{Prefix: "172.16.9.1/32"}},
+	}}
+	a.vpp.requests(true)
+	b.vpp.requests(true)
+	inB, outB := conn(accepted, payload.IP), conn(kernelMech("/var/run/netns/server2", "nsm-e2"), payload.IP)
+	inB.Context, outB.Context = moved, moved
+	if err := b.dp.Connect(ctx, "b", inB, outB); err != nil {
+		t.Fatal(err)
+	}
+	connA.Context = moved
+	outA := conn(accepted, payload.IP)
+	outA.Context = moved
+	if err := a.dp.Connect(ctx, "a", connA, outA); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{a, b} {
+		reqs := n.vpp.requests(false)
+		for _, r := range reqs {
+			if strings.HasPrefix(r, "wireguard_") {
+				t.Errorf("the move touched the tunnel: %v", reqs)
+				break
+			}
+		}
+		if !slices.Contains(reqs, "af_packet_create_v3") || !slices.Contains(reqs, "af_packet_delete") {
+			t.Errorf("the local side was not rebuilt: %v", reqs)
+		}
+	}
+	if wgOf(a) != wgA || wgOf(b) != wgB {
+		t.Error("a wireguard interface was replaced")
+	}
+	if got := b.host.linkCount(); got != 1 {
+		t.Errorf("node B has %d veths, want the new endpoint's only", got)
 	}
 }
