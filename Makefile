@@ -53,10 +53,12 @@ test-spire:
 
 # The VPP dataplane against a real VPP (root): set VPP_BIN (and VPP_PLUGIN_PATH
 # when the plugins are not in VPP's default place). Without VPP_BIN the tests skip.
+# Then the restart suites and the soak on two VPP nodes (test/e2e).
 test-vpp:
 	@[ -n "$(VPP_BIN)" ] || { echo "test-vpp: set VPP_BIN to a vpp binary (and VPP_PLUGIN_PATH)"; exit 1; }
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 30m ./forwarder/vpp/ ./binapi/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -run '^$$' -bench . -benchtime 2x ./forwarder/vpp/
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 40m -run 'TestRestartVPP|TestSoakVPP|TestMetricsNode' ./test/e2e/
 
 # `vwire bench` with its default set (root; a few minutes): Request→vWire-up
 # latency, heal time, registry Find at 10k and 100k endpoints, iperf3 across

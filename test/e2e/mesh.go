@@ -50,6 +50,9 @@ type MeshOptions struct {
 	// before any vwire process starts (e.g. to start an etcd the registry
 	// uses).
 	BeforeStart func(*Mesh)
+	// VPP, when its Bin is set, runs each node on the VPP dataplane: the
+	// harness starts the node's VPP and the forwarder attaches to it.
+	VPP VPPEnv
 	// AutoAddress leaves out --advertise-url and --tunnel-ip, and listens
 	// on every address (":port"): the daemons find the node's address from
 	// its default route, as on a real host.
@@ -79,6 +82,8 @@ type MeshNode struct {
 	// embedded; Forwarder is nil then.
 	Manager   *Proc
 	Forwarder *Proc
+	// VPP is the node's VPP process on a VPP mesh.
+	VPP *Proc
 
 	mesh *Mesh
 }
@@ -95,6 +100,9 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "debug"
+	}
+	if lvl := os.Getenv("VWIRE_E2E_LOG_LEVEL"); lvl != "" {
+		opts.LogLevel = lvl // to debug a test that asks for less
 	}
 	if opts.Fabric == 0 {
 		opts.Fabric = 1
@@ -117,6 +125,11 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 	m.Registry = net.JoinHostPort(m.Nodes[0].IP.String(), fmt.Sprint(RegistryPort))
 	if opts.BeforeStart != nil {
 		opts.BeforeStart(m)
+	}
+	if opts.VPP.Bin != "" {
+		for _, n := range m.Nodes {
+			n.StartVPP()
+		}
 	}
 
 	if opts.Embedded {
@@ -200,8 +213,8 @@ func (n *MeshNode) StartManager() *Proc {
 func (n *MeshNode) startEmbedded(withRegistry bool) {
 	m := n.mesh
 	args := append(n.managerFlags(),
-		"--forwarder-socket", "unix://"+n.ForwarderSocket,
-		"--dataplane", "kernel")
+		"--forwarder-socket", "unix://"+n.ForwarderSocket)
+	args = append(args, n.dataplaneFlags()...)
 	args = append(args, n.tunnelFlags()...)
 	switch {
 	case withRegistry && m.Opts.AutoAddress:
@@ -217,17 +230,16 @@ func (n *MeshNode) startEmbedded(withRegistry bool) {
 	WaitUnixSocket(m.Lab.T, n.Manager, n.ManagerSocket)
 }
 
-// StartForwarder starts the node's kernel forwarder (again, after a kill)
+// StartForwarder starts the node's forwarder (again, after a kill)
 // and waits until it serves. Its manager learns of it by itself.
 func (n *MeshNode) StartForwarder() *Proc {
 	m := n.mesh
 	m.Lab.T.Helper()
 	args := m.common("forwarder",
-		"--dataplane", "kernel",
 		"--listen", "unix://"+n.ForwarderSocket,
 		"--connect-to", n.ConnectTo(),
 		"--node-name", n.Name)
-	args = append(append(append(args, n.tunnelFlags()...), m.lifetime()...), m.Opts.ForwarderArgs...)
+	args = append(append(append(append(args, n.dataplaneFlags()...), n.tunnelFlags()...), m.lifetime()...), m.Opts.ForwarderArgs...)
 	n.Forwarder = m.Lab.Start(n.Netns, n.Name+"-forwarder", args...)
 	WaitUnixSocket(m.Lab.T, n.Forwarder, n.ForwarderSocket)
 	return n.Forwarder

@@ -60,42 +60,54 @@ const (
 	// vWires it carried expire: they register again as soon as their
 	// connection to it is back (grpcutil.Conn.Reconnected).
 	restartLifetime = 10 * time.Second
+	// restartLifetimeVPP is the token lifetime on the VPP dataplane: this
+	// machine's two cores run two polling VPPs beside every other process,
+	// and VPP takes ~0.2 s per af_packet there, so building a node's 50
+	// kernel vWires takes longer than 10 s.
+	restartLifetimeVPP = 30 * time.Second
 	// restartGrace is the forwarders' --reconcile-grace: a restarted
 	// forwarder's manager heals every connection through it at once, so
 	// the claims come well within it.
-	restartGrace   = 15 * time.Second
-	restartService = "restart"
+	restartGrace    = 15 * time.Second
+	restartGraceVPP = 30 * time.Second
+	restartService  = "restart"
 	// managerMetrics is where managers serve metrics, on their node's
 	// loopback.
 	managerMetrics = "127.0.0.1:9101"
-	// moveTimeout bounds the wait for clients to land elsewhere: the
-	// manager notices the dead endpoint and heals (local clients), or the
-	// connection expires and the client requests it anew (remote ones).
-	moveTimeout = 2 * restartLifetime
 )
 
 // restartLab is a mesh with restartVwires live vWires and probers on them.
 type restartLab struct {
-	l          *Lab
-	m          *Mesh
-	clientNode *MeshNode
-	epNode     *MeshNode
-	eps        map[string]*Endpoint
-	clients    []*NSC
-	// before is the links of every namespace before any endpoint or
-	// client started.
-	before Snapshot
-	probes *probeSet
+	// lifetime is the managers' and forwarders' token lifetime, grace the
+	// forwarders' reconcile grace (restartLifetime and restartGrace, or
+	// their VPP values).
+	lifetime, grace time.Duration
+	l               *Lab
+	m               *Mesh
+	clientNode      *MeshNode
+	epNode          *MeshNode
+	eps             map[string]*Endpoint
+	clients         []*NSC
+	// before is the links of every namespace, and vppBefore what each
+	// node's VPP held (on a VPP mesh), before any endpoint or client
+	// started.
+	before    Snapshot
+	vppBefore VPPSnapshot
+	probes    *probeSet
 }
 
-// newRestartLab starts the mesh (the registry on etcd when etcd is set),
-// two endpoints and the clients, checks that every vWire carries ping and
-// starts the probers.
-func newRestartLab(tb testing.TB, etcd bool) *restartLab {
+// newRestartLab starts the mesh (the registry on etcd when etcd is set; on
+// the VPP dataplane when dp.Bin is set), two endpoints and the clients,
+// checks that every vWire carries ping and starts the probers.
+func newRestartLab(tb testing.TB, etcd bool, dp VPPEnv) *restartLab {
 	tb.Helper()
+	lifetime, grace := restartLifetime, restartGrace
+	if dp.Bin != "" {
+		lifetime, grace = restartLifetimeVPP, restartGraceVPP
+	}
 	opts := MeshOptions{
-		Nodes: 2, MaxTokenLifetime: restartLifetime, LogLevel: "info",
-		ForwarderArgs: []string{"--reconcile-grace", restartGrace.String()},
+		Nodes: 2, MaxTokenLifetime: lifetime, LogLevel: "info", VPP: dp,
+		ForwarderArgs: []string{"--reconcile-grace", grace.String()},
 		ManagerArgs:   []string{"--metrics-listen", managerMetrics},
 	}
 	if etcd {
@@ -103,13 +115,14 @@ func newRestartLab(tb testing.TB, etcd bool) *restartLab {
 		opts.RegistryArgs = []string{"--store", "etcd", "--etcd-endpoints", fmt.Sprintf("http://127.0.0.1:%d", EtcdClientPort)}
 	}
 	l, m := newMesh(tb, opts)
-	r := &restartLab{l: l, m: m, clientNode: m.Nodes[0], epNode: m.Nodes[1], eps: map[string]*Endpoint{}}
+	r := &restartLab{lifetime: lifetime, grace: grace, l: l, m: m, clientNode: m.Nodes[0], epNode: m.Nodes[1], eps: map[string]*Endpoint{}}
 	epNS := []*Netns{l.Netns("nse-a"), l.Netns("nse-b")}
 	var clientNS []*Netns
 	for i := range restartClients {
 		clientNS = append(clientNS, l.Netns(fmt.Sprintf("c%d", i)))
 	}
 	r.before = l.MustSnapshot()
+	r.vppBefore = m.MustVPPSnapshot()
 
 	for i, ns := range epNS {
 		r.eps[ns.Label] = r.epNode.StartICMPResponder(ns, EndpointOptions{
@@ -122,7 +135,14 @@ func newRestartLab(tb testing.TB, etcd bool) *restartLab {
 	for i, ns := range clientNS {
 		// Half the clients on node1 (remote vWires), half beside the
 		// endpoints (local ones).
-		r.clients = append(r.clients, m.Nodes[i%2].StartNSC(ns, ns.Label, urls...))
+		c := m.Nodes[i%2].StartNSC(ns, ns.Label, urls...)
+		r.clients = append(r.clients, c)
+		if dp.Bin != "" {
+			// On VPP, one client's 10 vWires at a time: all 100 at once
+			// take longer than the clients' 15 s request timeout on this
+			// machine (see restartLifetimeVPP).
+			c.WaitConnected()
+		}
 	}
 	for _, c := range r.clients {
 		c.WaitConnected()
@@ -238,6 +258,7 @@ func (r *restartLab) finish(tb testing.TB) {
 	}
 	wg.Wait()
 	r.l.WaitNoLeak(2*cleanupTimeout, r.before)
+	r.m.WaitNoVPPLeak(2*cleanupTimeout, r.vppBefore)
 }
 
 // managerConnections is the number of connections n's manager holds, from
@@ -329,7 +350,7 @@ func (r *restartLab) restartRegistry(tb testing.TB) outage {
 		tb.Errorf("%s: stopped with %v", late, err)
 	}
 	// The vWires went on through a refresh or more.
-	time.Sleep(restartLifetime / 2)
+	time.Sleep(r.lifetime / 2)
 	requirePingAll(tb, r.targets(tb), pingTimeout)
 	r.requireKept(tb, was)
 	return r.probes.outage(start, time.Now())
@@ -341,7 +362,7 @@ func (r *restartLab) restartManagers(tb testing.TB) outage {
 	var worst outage
 	for _, n := range []*MeshNode{r.clientNode, r.epNode} {
 		was := r.connections(tb)
-		up := r.l.MustSnapshot()
+		up, upVPP := r.l.MustSnapshot(), r.m.MustVPPSnapshot()
 		held, err := r.managerConnections(n)
 		if err != nil {
 			tb.Fatal(err)
@@ -355,7 +376,7 @@ func (r *restartLab) restartManagers(tb testing.TB) outage {
 		n.StartManager()
 		// It knows nothing at start; the clients' refreshes (through
 		// node1's manager for node2's) tell it every connection again.
-		Eventually(tb, 3*restartLifetime, fmt.Sprintf("%s holds %d connections again", n.Manager, held), func() error {
+		Eventually(tb, 3*r.lifetime, fmt.Sprintf("%s holds %d connections again", n.Manager, held), func() error {
 			got, err := r.managerConnections(n)
 			if err != nil {
 				return err
@@ -366,8 +387,10 @@ func (r *restartLab) restartManagers(tb testing.TB) outage {
 			return nil
 		})
 		requirePingAll(tb, r.targets(tb), pingTimeout)
-		// Rebuilt on the same links, with the same connection ids.
+		// Rebuilt on the same links (and VPP objects), with the same
+		// connection ids.
 		r.l.WaitNoLeak(pingTimeout, up)
+		r.m.WaitNoVPPLeak(pingTimeout, upVPP)
 		r.requireKept(tb, was)
 		o := r.probes.outage(start, time.Now())
 		tb.Logf("%s manager: %v", n.Name, o)
@@ -383,7 +406,7 @@ func (r *restartLab) restartForwarders(tb testing.TB) outage {
 	var worst outage
 	for _, n := range []*MeshNode{r.clientNode, r.epNode} {
 		was := r.connections(tb)
-		up := r.l.MustSnapshot()
+		up, upVPP := r.l.MustSnapshot(), r.m.MustVPPSnapshot()
 		start := time.Now()
 		tb.Logf("killing %s", n.Forwarder)
 		n.Forwarder.Kill()
@@ -393,9 +416,10 @@ func (r *restartLab) restartForwarders(tb testing.TB) outage {
 		// Past the reconcile grace the restarted forwarder has removed
 		// what no refresh claimed: that must be nothing, and nothing may
 		// have been made twice.
-		time.Sleep(time.Until(start.Add(restartGrace + time.Second)))
+		time.Sleep(time.Until(start.Add(r.grace + time.Second)))
 		requirePingAll(tb, r.targets(tb), pingTimeout)
 		r.l.WaitNoLeak(pingTimeout, up)
+		r.m.WaitNoVPPLeak(pingTimeout, upVPP)
 		r.requireKept(tb, was)
 		tb.Logf("%s forwarder: %v", n.Name, o)
 		worst = worseOutage(worst, o)
@@ -421,6 +445,9 @@ func (r *restartLab) killEndpoint(tb testing.TB) outage {
 	ep := r.eps[victim]
 	start := time.Now()
 	ep.Kill()
+	// The manager notices the dead endpoint and heals (local clients), or
+	// the connection expires and the client requests it anew (remote ones).
+	moveTimeout := 2 * r.lifetime
 	Eventually(tb, moveTimeout, fmt.Sprintf("every client of %s is moved to %s", victim, other), func() error {
 		var left []string
 		for k, c := range r.connections(tb) {
@@ -476,13 +503,27 @@ func worseOutage(a, b outage) outage {
 	return a
 }
 
-func TestRestartRegistry(t *testing.T)  { runRestartTest(t, restartScenarios[0]) }
-func TestRestartManager(t *testing.T)   { runRestartTest(t, restartScenarios[1]) }
-func TestRestartForwarder(t *testing.T) { runRestartTest(t, restartScenarios[2]) }
-func TestRestartEndpoint(t *testing.T)  { runRestartTest(t, restartScenarios[3]) }
+func TestRestartRegistry(t *testing.T)  { runRestartTest(t, restartScenarios[0], VPPEnv{}) }
+func TestRestartManager(t *testing.T)   { runRestartTest(t, restartScenarios[1], VPPEnv{}) }
+func TestRestartForwarder(t *testing.T) { runRestartTest(t, restartScenarios[2], VPPEnv{}) }
+func TestRestartEndpoint(t *testing.T)  { runRestartTest(t, restartScenarios[3], VPPEnv{}) }
 
-func runRestartTest(t *testing.T, s restartScenario) {
-	r := newRestartLab(t, s.etcd)
+// TestRestartVPP runs the four suites on the VPP dataplane: each node's
+// VPP runs on its own, so a killed forwarder leaves the vWires in it, and
+// at every step VPP must hold exactly the objects it held before (make
+// test-vpp).
+func TestRestartVPP(t *testing.T) {
+	dp := LookupVPP()
+	if dp.Skip != "" {
+		t.Skip(dp.Skip)
+	}
+	for _, s := range restartScenarios {
+		t.Run(s.name, func(t *testing.T) { runRestartTest(t, s, dp) })
+	}
+}
+
+func runRestartTest(t *testing.T, s restartScenario, dp VPPEnv) {
+	r := newRestartLab(t, s.etcd, dp)
 	o := s.run(r, t)
 	t.Logf("%s restart with %d vWires: %v", s.name, restartVwires, o)
 	r.finish(t)
@@ -491,13 +532,24 @@ func runRestartTest(t *testing.T, s restartScenario) {
 // BenchmarkRestart reports, for each suite, the longest interruption the
 // probers saw (interrupt-s) and the probes lost. Each iteration builds
 // its own lab, outside the timer.
-func BenchmarkRestart(b *testing.B) {
+func BenchmarkRestart(b *testing.B) { benchmarkRestart(b, VPPEnv{}) }
+
+// BenchmarkRestartVPP is BenchmarkRestart on the VPP dataplane.
+func BenchmarkRestartVPP(b *testing.B) {
+	dp := LookupVPP()
+	if dp.Skip != "" {
+		b.Skip(dp.Skip)
+	}
+	benchmarkRestart(b, dp)
+}
+
+func benchmarkRestart(b *testing.B, dp VPPEnv) {
 	for _, s := range restartScenarios {
 		b.Run(s.name, func(b *testing.B) {
 			var worst outage
 			b.StopTimer()
 			for range b.N {
-				r := newRestartLab(b, s.etcd)
+				r := newRestartLab(b, s.etcd, dp)
 				b.StartTimer()
 				worst = worseOutage(worst, s.run(r, b))
 				b.StopTimer()

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.fd.io/govpp/adapter/socketclient"
+	"go.fd.io/govpp/binapi/wireguard"
+	"go.fd.io/govpp/core"
+
+	"github.com/vwire/vwire/forwarder/vpp"
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
+)
+
+// Meshes on the VPP dataplane. Each node runs its own VPP, started by the
+// harness as a process of the node (as vpp.service or the Kubernetes
+// manifest's vpp container do on a real node), and the node's forwarder
+// attaches to it through its API socket with eth0 as the uplink. A
+// forwarder killed or restarted therefore leaves VPP, and the vWires in it,
+// running.
+
+// VPPEnv is the VPP to run, from VPP_BIN and VPP_PLUGIN_PATH; Skip says
+// why there is none.
+type VPPEnv struct {
+	Bin, PluginPath string
+	Skip            string
+}
+
+// LookupVPP reads VPPEnv from the environment.
+func LookupVPP() VPPEnv {
+	bin := os.Getenv("VPP_BIN")
+	if bin == "" {
+		return VPPEnv{Skip: "VPP_BIN not set: the VPP dataplane's suites need a VPP 25.10 binary (and VPP_PLUGIN_PATH); `make test-vpp` runs them"}
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return VPPEnv{Skip: fmt.Sprintf("VPP_BIN=%s: %v", bin, err)}
+	}
+	return VPPEnv{Bin: bin, PluginPath: os.Getenv("VPP_PLUGIN_PATH")}
+}
+
+// vppConfig is what the harness adds to each node's VPP configuration: one
+// worker thread, which takes every interface's receive queue. VPP's main
+// thread then only serves the API and the CLI. On the main thread, an
+// af_packet ring fills while an API call blocks the loop (creating an
+// af_packet takes tens of milliseconds), and VPP 25.10's epoll loop spins
+// for ever once 16 rings are readable (see forwarder/vpp/README.md); a
+// worker drains its rings first after every barrier the API takes.
+const vppConfig = `cpu {
+  workers 1
+}`
+
+// vppDir is node n's VPP state directory: its config, sockets and log.
+func (n *MeshNode) vppDir() string { return filepath.Join(n.mesh.Lab.Dir, n.Name, "vpp") }
+
+// VPPAPISocket is the binary API socket of node n's VPP.
+func (n *MeshNode) VPPAPISocket() string { return filepath.Join(n.vppDir(), "api.sock") }
+
+// StartVPP starts node n's VPP and waits until its API socket serves.
+func (n *MeshNode) StartVPP() *Proc {
+	m := n.mesh
+	m.Lab.T.Helper()
+	conf, err := vppstart.WriteConfig(vppstart.Config{
+		Bin: m.Opts.VPP.Bin, PluginPath: m.Opts.VPP.PluginPath, Dir: n.vppDir(), Extra: vppConfig})
+	if err != nil {
+		m.Lab.T.Fatal(err)
+	}
+	for _, s := range []string{"api.sock", "stats.sock", "cli.sock"} {
+		_ = os.Remove(filepath.Join(n.vppDir(), s)) // a previous VPP's
+	}
+	n.VPP = m.Lab.StartProgram(n.Netns, n.Name+"-vpp", m.Opts.VPP.Bin, "-c", conf)
+	WaitUnixSocket(m.Lab.T, n.VPP, n.VPPAPISocket())
+	return n.VPP
+}
+
+// dataplaneFlags are the forwarder's flags for the mesh's dataplane.
+func (n *MeshNode) dataplaneFlags() []string {
+	if n.mesh.Opts.VPP.Bin == "" {
+		return []string{"--dataplane", "kernel"}
+	}
+	return []string{"--dataplane", "vpp", "--vpp-api-socket", n.VPPAPISocket(), "--uplink", NodeDev}
+}
+
+// VPPObjects lists what node n's VPP holds, one line per object, sorted:
+// interfaces by kind and tag (the instance numbers VPP gives a rebuilt
+// interface may differ), IP tables by name, cross-connects by their
+// interfaces, memif sockets, WireGuard peers. Two inventories are equal
+// when VPP holds the same objects for the same vWires.
+func (n *MeshNode) VPPObjects(ctx context.Context) ([]string, error) {
+	conn, err := core.Connect(socketclient.NewVppClient(n.VPPAPISocket()))
+	if err != nil {
+		return nil, fmt.Errorf("%s VPP: connect: %w", n.Name, err)
+	}
+	defer conn.Disconnect()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c := vpp.NewClient(conn, nil)
+
+	ifaces, err := c.ListInterfaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byIndex := map[vpp.SwIfIndex]string{}
+	var out []string
+	for _, i := range ifaces {
+		kind := strings.TrimRight(i.Name, "0123456789/")
+		if strings.HasPrefix(i.Name, "host-") {
+			kind = "host" // af_packet: named after the veth, which carries the connection id
+		}
+		name := kind + " " + i.Tag
+		if i.Tag == "" {
+			name = i.Name // VPP's own: local0, a loopback
+		}
+		byIndex[i.Index] = name
+		out = append(out, "interface "+name)
+	}
+	tables, err := c.ListIPTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		out = append(out, fmt.Sprintf("table ip6=%v %s", t.IP6, t.Name))
+	}
+	l2, err := c.ListL2XCs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range l2 {
+		out = append(out, "l2xc "+byIndex[x.Rx]+" -> "+byIndex[x.Tx])
+	}
+	l3, err := c.ListL3XCs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range l3 {
+		out = append(out, fmt.Sprintf("l3xc ip6=%v %s -> %s", x.IP6, byIndex[x.Rx], byIndex[x.Tx]))
+	}
+	socks, err := c.ListMemifSockets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range socks {
+		out = append(out, "memif-socket "+s.Filename)
+	}
+	peers, err := countWireguardPeers(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	for range peers {
+		out = append(out, "wireguard-peer")
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func countWireguardPeers(ctx context.Context, conn *core.Connection) (int, error) {
+	s, err := wireguard.NewServiceClient(conn).WireguardPeersDump(ctx, &wireguard.WireguardPeersDump{PeerIndex: ^uint32(0)})
+	if err != nil {
+		return 0, fmt.Errorf("wireguard peers: %w", err)
+	}
+	n := 0
+	for {
+		if _, err := s.Recv(); errors.Is(err, io.EOF) {
+			return n, nil
+		} else if err != nil {
+			return 0, fmt.Errorf("wireguard peers: %w", err)
+		}
+		n++
+	}
+}
+
+// VPPSnapshot is every node's VPP inventory.
+type VPPSnapshot map[string][]string
+
+// VPPSnapshot takes the inventory of every node's VPP (empty on a kernel
+// mesh).
+func (m *Mesh) VPPSnapshot() (VPPSnapshot, error) {
+	s := VPPSnapshot{}
+	if m.Opts.VPP.Bin == "" {
+		return s, nil
+	}
+	for _, n := range m.Nodes {
+		objs, err := n.VPPObjects(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		s[n.Name] = objs
+	}
+	return s, nil
+}
+
+// MustVPPSnapshot is VPPSnapshot that fails the test on error.
+func (m *Mesh) MustVPPSnapshot() VPPSnapshot {
+	m.Lab.T.Helper()
+	s, err := m.VPPSnapshot()
+	if err != nil {
+		m.Lab.T.Fatal(err)
+	}
+	return s
+}
+
+// Diff lists what is in now but not in s ("+ node: object") and what is
+// in s but not in now ("- node: object"), duplicates counted.
+func (s VPPSnapshot) Diff(now VPPSnapshot) []string {
+	var diff []string
+	for _, node := range slices.Sorted(func(yield func(string) bool) {
+		seen := map[string]bool{}
+		for k := range s {
+			seen[k] = true
+		}
+		for k := range now {
+			seen[k] = true
+		}
+		for k := range seen {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		left := slices.Clone(s[node])
+		for _, o := range now[node] {
+			if i := slices.Index(left, o); i >= 0 {
+				left = slices.Delete(left, i, i+1)
+			} else {
+				diff = append(diff, "+ "+node+": "+o)
+			}
+		}
+		for _, o := range left {
+			diff = append(diff, "- "+node+": "+o)
+		}
+	}
+	return diff
+}
+
+// WaitNoVPPLeak waits until every node's VPP holds what it held in before.
+func (m *Mesh) WaitNoVPPLeak(timeout time.Duration, before VPPSnapshot) {
+	m.Lab.T.Helper()
+	if m.Opts.VPP.Bin == "" {
+		return
+	}
+	Eventually(m.Lab.T, timeout, "every VPP holds the objects it held before the scenario", func() error {
+		now, err := m.VPPSnapshot()
+		if err != nil {
+			return err
+		}
+		if d := before.Diff(now); len(d) > 0 {
+			if len(d) > 20 {
+				d = append(d[:20], fmt.Sprintf("... and %d more", len(d)-20))
+			}
+			return fmt.Errorf("VPP objects differ:\n\t%s", strings.Join(d, "\n\t"))
+		}
+		return nil
+	})
+}
