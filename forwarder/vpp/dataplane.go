@@ -246,7 +246,12 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
-	ctx, cancel := bounded(ctx)
+	// A VPP call its caller gave up on still runs in VPP: an interface
+	// created after the caller's deadline would come back to nobody, stay
+	// untagged, and no sweep would ever find it (the soak on VPP left such
+	// WireGuard interfaces). So a Connect, once begun, runs to its end or
+	// its rollback on its own bounded context.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
 	log := d.log.With("conn", id)
 	p, err := d.plan(id, in, out)

@@ -70,3 +70,22 @@ func TestLocalKernelToKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConnectOutlivesItsCaller: a Connect whose caller has given up still
+// builds (or rolls back) everything it starts, tagged, so that nothing VPP
+// creates comes back to nobody.
+func TestConnectOutlivesItsCaller(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.dp.Connect(ctx, "gone", conn(kernelMech(nsClient, "nsm-c"), ""), conn(kernelMech(nsServer, "nsm-e"), "")); err != nil {
+		t.Fatalf("connect after the caller gave up: %v", err)
+	}
+	n.vpp.mu.Lock()
+	defer n.vpp.mu.Unlock()
+	for _, i := range n.vpp.ifaces {
+		if i.kind != "local" && i.host != "eth0" && i.tag == "" {
+			t.Errorf("untagged interface %s", i.name)
+		}
+	}
+}
