@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -518,8 +519,30 @@ func TestRestartVPP(t *testing.T) {
 		t.Skip(dp.Skip)
 	}
 	for _, s := range restartScenarios {
-		t.Run(s.name, func(t *testing.T) { runRestartTest(t, s, dp) })
+		t.Run(s.name, func(t *testing.T) {
+			if s.name == "endpoint" {
+				skipAfPacketMove(t)
+			}
+			runRestartTest(t, s, dp)
+		})
 	}
+}
+
+// skipAfPacketMove skips the endpoint suite on VPP where KERNEL sides are
+// af_packet interfaces (no /dev/vhost-net, so no tapv2). Moving 50 vWires
+// at once there, while the probes keep a dozen rings busy, hangs VPP 25.10
+// every time it was run: with its API calls stopping the worker at a
+// barrier, 16 af_packet rings fill, and vlib_file_poll then spins on them
+// without ever draining them (the worker never reaches the next barrier:
+// "worker thread deadlock", abort; without a worker, the main thread
+// hangs). See forwarder/vpp/README.md. VWIRE_E2E_AFPACKET_MOVE=1 runs it
+// anyway.
+func skipAfPacketMove(t testing.TB) {
+	if _, err := os.Stat("/dev/vhost-net"); err == nil || os.Getenv("VWIRE_E2E_AFPACKET_MOVE") != "" {
+		return
+	}
+	t.Skip("no /dev/vhost-net: KERNEL sides would be af_packet interfaces, and moving 50 of them at once hangs VPP 25.10 " +
+		"(vlib_file_poll spins on 16 undrained af_packet rings); set VWIRE_E2E_AFPACKET_MOVE=1 to run it anyway")
 }
 
 func runRestartTest(t *testing.T, s restartScenario, dp VPPEnv) {
@@ -546,6 +569,9 @@ func BenchmarkRestartVPP(b *testing.B) {
 func benchmarkRestart(b *testing.B, dp VPPEnv) {
 	for _, s := range restartScenarios {
 		b.Run(s.name, func(b *testing.B) {
+			if dp.Bin != "" && s.name == "endpoint" {
+				skipAfPacketMove(b)
+			}
 			var worst outage
 			b.StopTimer()
 			for range b.N {
