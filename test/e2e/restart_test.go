@@ -124,6 +124,7 @@ func newRestartLab(tb testing.TB, etcd bool, dp VPPEnv) *restartLab {
 		opts.RegistryArgs = []string{"--store", "etcd", "--etcd-endpoints", fmt.Sprintf("http://127.0.0.1:%d", EtcdClientPort)}
 	}
 	l, m := newMesh(tb, opts)
+	tb.Cleanup(m.ReportVPPHang) // runs before the lab's clean-up stops the VPPs
 	r := &restartLab{lifetime: lifetime, grace: grace, l: l, m: m, clientNode: m.Nodes[0], epNode: m.Nodes[1], eps: map[string]*Endpoint{}}
 	epNS := []*Netns{l.Netns("nse-a"), l.Netns("nse-b")}
 	var clientNS []*Netns

@@ -120,6 +120,7 @@ func runSoak(t *testing.T, size soakSize, dp VPPEnv) {
 		ManagerArgs:   []string{"--metrics-listen", managerMetrics},
 		ForwarderArgs: []string{"--metrics-listen", forwarderMetrics},
 	})
+	t.Cleanup(m.ReportVPPHang)
 	n1, n2 := m.Nodes[0], m.Nodes[1]
 	epLocal, epRemote := l.Netns("nse-local"), l.Netns("nse-remote")
 	var clientNS []*Netns

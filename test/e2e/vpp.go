@@ -258,3 +258,36 @@ func (m *Mesh) WaitNoVPPLeak(timeout time.Duration, before VPPSnapshot) {
 		return nil
 	})
 }
+
+// ReportVPPHang logs, when the test has failed, each node VPP that exited
+// or no longer answers its API: the af_packet livelock of VPP 25.10
+// (forwarder/vpp/README.md) looks from outside like vWires that stop
+// carrying traffic and forwarders that cannot reach VPP.
+func (m *Mesh) ReportVPPHang() {
+	t := m.Lab.T
+	if !t.Failed() || m.Opts.VPP.Bin == "" {
+		return
+	}
+	for _, n := range m.Nodes {
+		if n.VPP == nil {
+			continue
+		}
+		if n.VPP.Exited() {
+			t.Logf("%s's VPP exited (see its log above): with af_packet vWires, VPP 25.10 aborts with \"worker thread deadlock\" when its worker spins on 16 undrained rings", n.Name)
+			continue
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, err := n.VPPObjects(context.Background())
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err != nil {
+				t.Logf("%s's VPP: %v", n.Name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Logf("%s's VPP does not answer its API within 5 s: hung, most likely VPP 25.10's af_packet livelock (forwarder/vpp/README.md)", n.Name)
+		}
+	}
+}
