@@ -434,19 +434,25 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ns.Register(ctx, &regapi.NetworkService{Name: "svc"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.ns.Unregister(ctx, &regapi.NetworkService{Name: "svc"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []bool{false, true} {
+	// The stream may start watching after the Register (the service then
+	// comes in its first listing) but, once it has sent it, not after the
+	// Unregister: a watch subscribes and lists at once.
+	for _, step := range []struct {
+		call    func() error
+		deleted bool
+	}{
+		{func() error { _, err := e.ns.Register(ctx, &regapi.NetworkService{Name: "svc"}); return err }, false},
+		{func() error { _, err := e.ns.Unregister(ctx, &regapi.NetworkService{Name: "svc"}); return err }, true},
+	} {
+		if err := step.call(); err != nil {
+			t.Fatal(err)
+		}
 		r, err := sw.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Deleted != want || r.NetworkService.Name != "svc" {
-			t.Fatalf("service event %v, want deleted=%v", r, want)
+		if r.Deleted != step.deleted || r.NetworkService.Name != "svc" {
+			t.Fatalf("service event %v, want deleted=%v", r, step.deleted)
 		}
 	}
 }
