@@ -26,21 +26,7 @@ const reselectCloseTimeout = 5 * time.Second
 // healAll heals, in the background, every connection that match selects:
 // a next hop of theirs went away or came back.
 func (m *Manager) healAll(reason string, sameHops bool, match func(*connection) bool) {
-	m.mu.Lock()
-	var ids []string
-	for id, c := range m.conns {
-		if match(c) {
-			ids = append(ids, id)
-		}
-	}
-	m.mu.Unlock()
-	for _, id := range ids {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.heal(id, reason, sameHops)
-		}()
-	}
+	m.eachMatching(match, func(id string, _ *connection) { m.heal(id, reason, sameHops) })
 }
 
 // healAllWithin heals, in the background, every connection that match
@@ -50,6 +36,12 @@ func (m *Manager) healAll(reason string, sameHops bool, match func(*connection) 
 // immediate reselection would close them in it and move them to another
 // endpoint for nothing.
 func (m *Manager) healAllWithin(reason string, wait time.Duration, match func(*connection) bool) {
+	m.eachMatching(match, func(id string, c *connection) { m.healWithin(id, c, reason, wait) })
+}
+
+// eachMatching runs f, each in a goroutine of its own, for every connection
+// that match selects now.
+func (m *Manager) eachMatching(match func(*connection) bool, f func(id string, c *connection)) {
 	m.mu.Lock()
 	seen := map[string]*connection{}
 	for id, c := range m.conns {
@@ -62,7 +54,7 @@ func (m *Manager) healAllWithin(reason string, wait time.Duration, match func(*c
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.healWithin(id, c, reason, wait)
+			f(id, c)
 		}()
 	}
 }

@@ -20,15 +20,7 @@ import (
 // returns the first error.
 func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, err error) {
 	var u undoStack
-	defer func() {
-		if err != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			defer cancel()
-			if uerr := u.run(cctx, cl.log); uerr != nil {
-				err = fmt.Errorf("%w (and rolling back: %w)", err, uerr)
-			}
-		}
-	}()
+	defer u.rollbackOn(ctx, cl.log, &err)
 	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
 		return NoInterface, NoInterface, err
 	}
@@ -79,15 +71,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 		return NoInterface, NoInterface, err
 	}
 	var u undoStack
-	defer func() {
-		if err != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			defer cancel()
-			if uerr := u.run(cctx, cl.log); uerr != nil {
-				err = fmt.Errorf("%w (and rolling back: %w)", err, uerr)
-			}
-		}
-	}()
+	defer u.rollbackOn(ctx, cl.log, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s)
 	if err != nil {
 		return NoInterface, NoInterface, err

@@ -337,8 +337,24 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
 	}
+	// Tunnels of ours hold what a refresh must find again: a VXLAN's VNI,
+	// a WireGuard side's private key.
 	var vxlans []VxlanTunnelInfo
 	var wgs []WireguardInterface
+	for _, i := range ifaces {
+		if t, ok := ParseTag(i.Tag); !ok || t.Role == roleUplink {
+			continue
+		}
+		switch {
+		case i.kind() == "vxlan_tunnel" && vxlans == nil:
+			vxlans, err = d.vpp.ListVxlanTunnels(lctx)
+		case i.kind() == "wg" && wgs == nil:
+			wgs, err = d.vpp.ListWireguardInterfaces(lctx)
+		}
+		if err != nil {
+			return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+		}
+	}
 	d.mu.Lock()
 	for _, i := range ifaces {
 		t, ok := ParseTag(i.Tag)
@@ -346,42 +362,6 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			continue
 		}
 		d.orphans[t.Key] = true
-		if i.kind() == "wg" && wgs == nil {
-			d.mu.Unlock()
-			wgs, err = d.vpp.ListWireguardInterfaces(lctx)
-			d.mu.Lock()
-			if err != nil {
-				d.mu.Unlock()
-				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
-			}
-		}
-		if w := slices.IndexFunc(wgs, func(w WireguardInterface) bool { return w.Index == i.Index }); w >= 0 {
-			// The previous run's key for this side: with it, the
-			// refresh's mechanism (which names its public key) is ours
-			// and the vWire is taken back as it stands.
-			if d.keys[t.Key] == nil {
-				d.keys[t.Key] = map[string][32]byte{}
-			}
-			d.keys[t.Key][t.Role+"/"+wireguard.Type] = wgs[w].PrivateKey
-		}
-		if i.kind() == "vxlan_tunnel" && vxlans == nil {
-			d.mu.Unlock()
-			vxlans, err = d.vpp.ListVxlanTunnels(lctx)
-			d.mu.Lock()
-			if err != nil {
-				d.mu.Unlock()
-				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
-			}
-		}
-		if i.kind() == "wg" && wgs == nil {
-			d.mu.Unlock()
-			wgs, err = d.vpp.ListWireguardInterfaces(lctx)
-			d.mu.Lock()
-			if err != nil {
-				d.mu.Unlock()
-				return fmt.Errorf("vpp dataplane: reconcile: %w", err)
-			}
-		}
 		if w := slices.IndexFunc(wgs, func(w WireguardInterface) bool { return w.Index == i.Index }); w >= 0 {
 			// The previous run's key for this side: with it, the
 			// refresh's mechanism (which names its public key) is ours

@@ -43,3 +43,17 @@ func (u *undoStack) run(ctx context.Context, log *slog.Logger) error {
 	u.steps = nil
 	return errors.Join(errs...)
 }
+
+// rollbackOn runs the stack, on a context of its own (the caller's may be
+// what failed), when *err is set, and adds what the rollback could not
+// remove to *err. Use it deferred.
+func (u *undoStack) rollbackOn(ctx context.Context, log *slog.Logger, err *error) {
+	if *err == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if uerr := u.run(cctx, log); uerr != nil {
+		*err = fmt.Errorf("%w (and rolling back: %w)", *err, uerr)
+	}
+}

@@ -2,9 +2,8 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"go.fd.io/govpp/adapter/socketclient"
-	"go.fd.io/govpp/binapi/wireguard"
 	"go.fd.io/govpp/core"
 
 	"github.com/vwire/vwire/forwarder/vpp"
@@ -148,31 +146,15 @@ func (n *MeshNode) VPPObjects(ctx context.Context) ([]string, error) {
 	for _, s := range socks {
 		out = append(out, "memif-socket "+s.Filename)
 	}
-	peers, err := countWireguardPeers(ctx, conn)
+	peers, err := c.ListWireguardPeers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for range peers {
-		out = append(out, "wireguard-peer")
+	for _, p := range peers {
+		out = append(out, "wireguard-peer on "+byIndex[p.Interface])
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-func countWireguardPeers(ctx context.Context, conn *core.Connection) (int, error) {
-	s, err := wireguard.NewServiceClient(conn).WireguardPeersDump(ctx, &wireguard.WireguardPeersDump{PeerIndex: ^uint32(0)})
-	if err != nil {
-		return 0, fmt.Errorf("wireguard peers: %w", err)
-	}
-	n := 0
-	for {
-		if _, err := s.Recv(); errors.Is(err, io.EOF) {
-			return n, nil
-		} else if err != nil {
-			return 0, fmt.Errorf("wireguard peers: %w", err)
-		}
-		n++
-	}
 }
 
 // VPPSnapshot is every node's VPP inventory.
@@ -209,20 +191,14 @@ func (m *Mesh) MustVPPSnapshot() VPPSnapshot {
 // in s but not in now ("- node: object"), duplicates counted.
 func (s VPPSnapshot) Diff(now VPPSnapshot) []string {
 	var diff []string
-	for _, node := range slices.Sorted(func(yield func(string) bool) {
-		seen := map[string]bool{}
-		for k := range s {
-			seen[k] = true
+	nodes := slices.Collect(maps.Keys(s))
+	for n := range now {
+		if _, ok := s[n]; !ok {
+			nodes = append(nodes, n)
 		}
-		for k := range now {
-			seen[k] = true
-		}
-		for k := range seen {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	}
+	slices.Sort(nodes)
+	for _, node := range nodes {
 		left := slices.Clone(s[node])
 		for _, o := range now[node] {
 			if i := slices.Index(left, o); i >= 0 {
