@@ -10,9 +10,6 @@ import (
 // (govpp, netlink, vwire's forwarder) and of the manager, so that every
 // component can share them.
 func TestNoDataplaneImports(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: this test runs `go list -deps` over the module")
-	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("needs the go tool on PATH (it runs `go list -deps`): ", err)

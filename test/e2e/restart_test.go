@@ -539,18 +539,17 @@ func TestRestartVPP(t *testing.T) {
 
 // skipAfPacketMove skips the endpoint suite on VPP where KERNEL sides are
 // af_packet interfaces (no /dev/vhost-net, so no tapv2). Moving 50 vWires
-// at once there, while the probes keep a dozen rings busy, hangs VPP 25.10
-// every time it was run: with its API calls stopping the worker at a
-// barrier, 16 af_packet rings fill, and vlib_file_poll then spins on them
-// without ever draining them (the worker never reaches the next barrier:
-// "worker thread deadlock", abort; without a worker, the main thread
-// hangs). See forwarder/vpp/README.md. VWIRE_E2E_AFPACKET_MOVE=1 runs it
-// anyway.
+// at once there, while the probes keep a dozen rings busy, failed in all six
+// runs made here; the two whose VPP logs were read had VPP abort with
+// "worker thread deadlock": API calls stop the worker at a barrier while
+// rings fill, and vlib_file_poll then spins on 16 undrained rings (without
+// a worker, the main thread spins). See forwarder/vpp/README.md.
+// VWIRE_E2E_AFPACKET_MOVE=1 runs it anyway.
 func skipAfPacketMove(t testing.TB) {
 	if _, err := os.Stat("/dev/vhost-net"); err == nil || os.Getenv("VWIRE_E2E_AFPACKET_MOVE") != "" {
 		return
 	}
-	t.Skip("no /dev/vhost-net: KERNEL sides would be af_packet interfaces, and moving 50 of them at once hangs VPP 25.10 " +
+	t.Skip("no /dev/vhost-net: KERNEL sides would be af_packet interfaces, and moving 50 of them at once made VPP 25.10 abort here " +
 		"(vlib_file_poll spins on 16 undrained af_packet rings); set VWIRE_E2E_AFPACKET_MOVE=1 to run it anyway")
 }
 
