@@ -224,8 +224,35 @@ func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 	return c.current().NewStream(ctx, desc, method, opts...)
 }
 
-// ResetConnectBackoff retries at once instead of waiting out the backoff.
-func (c *Conn) ResetConnectBackoff() { c.current().ResetConnectBackoff() }
+// Retry makes the next call try the peer at once instead of waiting out
+// the reconnect backoff that its failures built up: a channel in
+// TRANSIENT_FAILURE is replaced by a fresh one (the old one has no call
+// running: it is not connected), an IDLE one is told to connect.
+//
+// It does not use grpc-go's ClientConn.ResetConnectBackoff: in v1.85.0
+// that walks the channel's subchannel map after releasing the channel's
+// lock, so a heal racing with the balancer (a new subchannel) killed the
+// process with "concurrent map iteration and map write".
+func (c *Conn) Retry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	switch c.cc.GetState() {
+	case connectivity.Idle:
+		c.cc.Connect()
+	case connectivity.TransientFailure:
+		cc, err := c.dial()
+		if err != nil {
+			return // the target parsed before: it cannot fail now; keep the old channel
+		}
+		old := c.cc
+		c.cc = cc
+		c.presented.Store(nil)
+		old.Close()
+	}
+}
 
 // Target is the address dialled.
 func (c *Conn) Target() string { return c.target }
@@ -285,26 +312,37 @@ func (c *Conn) PeerID(ctx context.Context) (spiffeid.ID, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	retried := false
-	cc := c.current()
 	for {
+		cc := c.current()
 		st := cc.GetState()
 		switch st {
 		case connectivity.Ready:
 			if id := c.peer.Load(); id != nil {
 				return *id, nil
 			}
+		case connectivity.Shutdown:
+			if cc == c.current() {
+				return spiffeid.ID{}, fmt.Errorf("connect to %s: connection closed", c.target)
+			}
+			continue // replaced by a concurrent Retry or SVID redial
 		case connectivity.TransientFailure:
-			// The channel stays in TRANSIENT_FAILURE while it retries in
-			// the background: give it one immediate retry, briefly.
+			// The channel stays in TRANSIENT_FAILURE while it waits out
+			// its backoff: give it one fresh attempt, briefly.
 			if retried {
 				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.target)
 			}
 			retried = true
-			cc.ResetConnectBackoff()
+			c.Retry()
+			cc = c.current()
+			cc.Connect()
 			wctx, wcancel := context.WithTimeout(ctx, time.Second)
-			changed := cc.WaitForStateChange(wctx, st)
+			for st = cc.GetState(); st == connectivity.Idle || st == connectivity.Connecting; st = cc.GetState() {
+				if !cc.WaitForStateChange(wctx, st) {
+					break
+				}
+			}
 			wcancel()
-			if !changed {
+			if st != connectivity.Ready {
 				return spiffeid.ID{}, fmt.Errorf("connect to %s: unreachable", c.target)
 			}
 			continue

@@ -81,14 +81,15 @@ func (p *Pool) Forget(target string) {
 }
 
 // Reset makes the connection to target retry at once instead of waiting out
-// its reconnect backoff: the peer is known to be back (it re-registered),
-// or a call just failed and the next one should not inherit the wait.
+// its reconnect backoff (see Conn.Retry): the peer is known to be back (it
+// re-registered), or a call just failed and the next one should not
+// inherit the wait.
 func (p *Pool) Reset(target string) {
 	p.mu.Lock()
 	cc := p.conns[target]
 	p.mu.Unlock()
 	if cc != nil {
-		cc.ResetConnectBackoff()
+		cc.Retry()
 	}
 }
 
