@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -62,6 +63,26 @@ func links(t *testing.T, ns string) string {
 	return run(t, "ip", "-n", ns, "-o", "link", "show")
 }
 
+// linkNames lists the devices in ns, one name a line: what a test compares
+// before and after to see that nothing was left. Not the whole `ip link`
+// line: a fixture's veth still reaching carrier (NO-CARRIER, then UP) would
+// make two listings of the same devices differ.
+func linkNames(t *testing.T, ns string) string {
+	t.Helper()
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(links(t, ns)), "\n") {
+		// "7: uplink@if6: <BROADCAST,...> ..."
+		f := strings.SplitN(line, ": ", 3)
+		if len(f) < 2 {
+			t.Fatalf("ip link: unexpected line %q", line)
+		}
+		name, _, _ := strings.Cut(f[1], "@")
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return strings.Join(names, "\n")
+}
+
 func ipContext(src, dst string) *networkservice.ConnectionContext {
 	return &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{
 		SrcIpAddrs: []string{src + "/32"}, DstIpAddrs: []string{dst + "/32"},
@@ -95,7 +116,7 @@ func TestLocalKernelToKernel(t *testing.T) {
 	client, clientPath := netnsFor(t, "nsc")
 	ep, epPath := netnsFor(t, "nse")
 	d := newDP(t, nodePath, "", 0)
-	before := links(t, node)
+	before := linkNames(t, node)
 
 	cc := ipContext("169.254.10.1", "169.254.10.2")
 	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
@@ -127,7 +148,7 @@ func TestLocalKernelToKernel(t *testing.T) {
 	if err := d.Disconnect(ctx, "conn-1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := links(t, node); got != before {
+	if got := linkNames(t, node); got != before {
 		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
 	for _, ns := range []string{client, ep} {
@@ -199,21 +220,21 @@ func TestConnectFailureLeavesNothing(t *testing.T) {
 	node, nodePath := netnsFor(t, "node")
 	_, clientPath := netnsFor(t, "nsc")
 	d := newDP(t, nodePath, "", 0)
-	before := links(t, node)
+	before := linkNames(t, node)
 	cc := ipContext("169.254.10.1", "169.254.10.2")
 	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
 	out := &networkservice.Connection{Mechanism: kernelMech("/var/run/netns/does-not-exist", "nsm-e"), Context: cc}
 	if err := d.Connect(ctx, "conn-x", in, out); err == nil {
 		t.Fatal("connect into a missing namespace succeeded")
 	}
-	if got := links(t, node); got != before {
+	if got := linkNames(t, node); got != before {
 		t.Fatalf("a failed connect left links:\n%s", got)
 	}
 	bad := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{SrcIpAddrs: []string{"not-an-ip"}}}}
 	if err := d.Connect(ctx, "conn-y", bad, out); err == nil {
 		t.Fatal("bad address accepted")
 	}
-	if got := links(t, node); got != before {
+	if got := linkNames(t, node); got != before {
 		t.Fatalf("a failed connect left links:\n%s", got)
 	}
 }

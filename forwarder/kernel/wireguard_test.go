@@ -374,7 +374,7 @@ func TestWireguardConnectFailureLeavesNothing(t *testing.T) {
 		}
 		run(t, "ip", "-n", n1, "tuntap", "add", "mode", "tun", "name", linkName(roleOut, "a"))
 	}
-	before := links(t, n1)
+	before := linkNames(t, n1)
 	conn := &networkservice.Connection{Payload: payload.IP}
 	offers, err := d1.Offer(ctx, "a", conn, true)
 	if err != nil {
@@ -391,7 +391,7 @@ func TestWireguardConnectFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("connect over WireGuard whose device cannot be made: %v", err)
 	}
 	t.Logf("connect failed as it must: %v", err)
-	if got := links(t, n1); got != before {
+	if got := linkNames(t, n1); got != before {
 		t.Fatalf("a failed connect left links:\n%s", got)
 	}
 	if got := ruleLines(t, n1); got != "" {
@@ -509,7 +509,7 @@ func TestRoutedCrossConnect(t *testing.T) {
 	ep, epPath := netnsFor(t, "nse")
 	d1 := newDP(t, p1, "", 0)
 	d2 := newDP(t, p2, "", 0)
-	before1, before2 := links(t, n1), links(t, n2)
+	before1, before2 := linkNames(t, n1), linkNames(t, n2)
 	cc := ipContext("169.254.30.1", "169.254.30.2")
 
 	// Node 1: client veth (in) and the tunnel (out); node 2: the tunnel
@@ -587,7 +587,7 @@ func TestRoutedCrossConnect(t *testing.T) {
 		if err := x.d.Disconnect(ctx, x.id); err != nil {
 			t.Fatal(err)
 		}
-		if got := links(t, x.ns); got != x.before {
+		if got := linkNames(t, x.ns); got != x.before {
 			t.Fatalf("links left in %s:\n%s", x.ns, got)
 		}
 		if got := ruleLines(t, x.ns); got != "" {
@@ -613,7 +613,7 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 	n1, p1, n2, p2 := twoNodes(t)
 	client, clientPath := netnsFor(t, "nsc")
 	ep, epPath := netnsFor(t, "nse")
-	before1, before2 := links(t, n1), links(t, n2)
+	before1, before2 := linkNames(t, n1), linkNames(t, n2)
 	d1 := newDP(t, p1, "10.222.0.1", 0)
 	d2 := newDP(t, p2, "10.222.0.2", 0)
 	if d1.wgctl == nil || d2.wgctl == nil {
@@ -683,7 +683,7 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 		if err := x.d.Disconnect(ctx, x.id); err != nil {
 			t.Fatal(err)
 		}
-		if got := links(t, x.ns); got != x.before {
+		if got := linkNames(t, x.ns); got != x.before {
 			t.Fatalf("links left in %s:\n%s", x.ns, got)
 		}
 		if got := ruleLines(t, x.ns); got != "" {
