@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vwire/vwire/registry/manifest"
+	"github.com/vwire/vwire/registry/validate"
 )
 
 func newApplyCmd(g *globals) *cobra.Command {
@@ -41,7 +42,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return apply(ctx, c, name, objs, cmd.OutOrStdout())
+			return apply(ctx, c, name, objs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "file to apply, - for standard input")
@@ -71,8 +72,9 @@ type applied struct {
 
 // apply registers every object in order. If the registry refuses one, the
 // ones already registered are put back as they were, so a file applies as a
-// whole or not at all.
-func apply(ctx context.Context, c *registryClient, file string, objs []manifest.Object, out io.Writer) error {
+// whole or not at all. Once all are applied, it warns on errOut about what is
+// valid but likely a mistake (see applyWarnings).
+func apply(ctx context.Context, c *registryClient, file string, objs []manifest.Object, out, errOut io.Writer) error {
 	var done []applied
 	var lines []string
 	for _, o := range objs {
@@ -87,7 +89,28 @@ func apply(ctx context.Context, c *registryClient, file string, objs []manifest.
 	for _, l := range lines {
 		fmt.Fprintln(out, l)
 	}
+	for _, w := range applyWarnings(file, objs) {
+		fmt.Fprintln(errOut, "vwire: warning: "+w)
+	}
 	return nil
+}
+
+// applyWarnings lists, one line each, the matches of the NetworkServices in
+// objs that no client can reach (validate.UnreachableMatches): the service
+// is valid NSM and is applied, but its author most likely meant an earlier
+// match to have fallthrough.
+func applyWarnings(file string, objs []manifest.Object) []string {
+	var out []string
+	for _, o := range objs {
+		if o.Service == nil {
+			continue
+		}
+		for _, u := range validate.UnreachableMatches(o.Service) {
+			out = append(out, fmt.Sprintf("%s: document %d (line %d): networkservice/%s: %s",
+				file, o.Doc, o.Line, o.Service.GetName(), u.Message(o.Service, "spec.")))
+		}
+	}
+	return out
 }
 
 func applyOne(ctx context.Context, c *registryClient, o manifest.Object) (string, func(context.Context) error, error) {

@@ -207,6 +207,81 @@ func TestApplySeedExamples(t *testing.T) {
 	}
 }
 
+// TestApplyWarnsUnreachableMatch: the architecture document's scale from
+// zero as written (no fallthrough on its first, empty, match) is valid NSM
+// and is applied, but apply and get -o wide say its supplier match is never
+// reached and how to fix it.
+func TestApplyWarnsUnreachableMatch(t *testing.T) {
+	c := startRegistry(t, t.TempDir(), seedDomains...)
+	arch, err := os.ReadFile("../../deployments/examples/architecture/networkservices.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "networkservices.yaml")
+	if err := os.WriteFile(file, arch, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := c.run("", "apply", "-f", file)
+	if code != 0 {
+		t.Fatalf("apply exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "networkservice/local-vl3 configured") {
+		t.Fatalf("apply output:\n%s", out)
+	}
+	warnings := strings.Split(strings.TrimSpace(errs), "\n")
+	if len(warnings) != 1 {
+		t.Fatalf("want one warning line, got %d:\n%s", len(warnings), errs)
+	}
+	for _, want := range []string{
+		"vwire: warning: " + file + ": document 5 (line ",
+		"networkservice/local-vl3@marketing.example.com: ",
+		"spec.matches[1] (source_selector {}) is unreachable",
+		"spec.matches[0] (source_selector {}) has no fallthrough",
+		`set "fallthrough: true" on spec.matches[0]`,
+	} {
+		if !strings.Contains(warnings[0], want) {
+			t.Errorf("warning lacks %q:\n%s", want, warnings[0])
+		}
+	}
+
+	wide := c.ok("get", "ns", "-o", "wide")
+	lines := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(wide), "\n") {
+		name, _, _ := strings.Cut(l, " ")
+		lines[name] = l
+	}
+	if !strings.HasSuffix(lines["NAME"], "NOTES") {
+		t.Fatalf("no NOTES column:\n%s", wide)
+	}
+	const note = `matches[1] unreachable: set "fallthrough: true" on matches[0]`
+	tests := []struct {
+		name string
+		want string // the end of its row
+	}{
+		{name: "local-vl3", want: note},
+		{name: "secure-vl3", want: " -"},
+		{name: "service-mesh", want: " -"},
+		{name: "simple-network-service", want: " -"},
+	}
+	for _, tt := range tests {
+		if !strings.HasSuffix(lines[tt.name], tt.want) {
+			t.Errorf("row of %s does not end in %q:\n%s", tt.name, tt.want, wide)
+		}
+	}
+	if narrow := c.ok("get", "ns"); strings.Contains(narrow, "unreachable") {
+		t.Errorf("plain get ns shows the note:\n%s", narrow)
+	}
+
+	// The deployable example, with fallthrough: no warning, no note.
+	fixed := filepath.Join("..", "..", "deployments", "examples", "scale-from-zero", "scale-from-zero.yaml")
+	if _, errs, code := c.run("", "apply", "-f", fixed); code != 0 || errs != "" {
+		t.Fatalf("apply %s: exit %d, stderr %q", fixed, code, errs)
+	}
+	if wide := c.ok("get", "ns", "local-vl3", "-o", "wide"); strings.Contains(wide, "unreachable") || !strings.Contains(wide, "(fallthrough)") {
+		t.Fatalf("after the fix:\n%s", wide)
+	}
+}
+
 func TestApplyEndpointsAndWatch(t *testing.T) {
 	c := startRegistry(t, t.TempDir(), "--domain", "example.com")
 	watch := exec.Command(vwireBin, "get", "nse", "--watch", "--state-dir", c.state, "--registry", c.addr)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vwire/vwire/registry/manifest"
+	"github.com/vwire/vwire/registry/validate"
 )
 
 // resourceKind parses the resource argument of get and delete.
@@ -225,7 +226,7 @@ func objectName(o manifest.Object) string {
 func header(kind string, wide, events bool) string {
 	h := "NAME\tPAYLOAD\tMATCHES"
 	if wide {
-		h += "\tROUTES"
+		h += "\tROUTES\tNOTES"
 	}
 	if kind == "nse" {
 		h = "NAME\tSERVICES\tURL\tEXPIRES"
@@ -247,7 +248,7 @@ func row(o manifest.Object, wide bool, event string) string {
 	if ns := o.Service; ns != nil {
 		cols = append(cols, ns.GetName(), ns.GetPayload(), fmt.Sprint(len(ns.GetMatches())))
 		if wide {
-			cols = append(cols, routes(ns))
+			cols = append(cols, routes(ns), notes(ns))
 		}
 		return strings.Join(cols, "\t")
 	}
@@ -282,6 +283,16 @@ func routes(ns *regapi.NetworkService) string {
 		parts = append(parts, p)
 	}
 	return orDash(strings.Join(parts, " "))
+}
+
+// notes says what is valid about a service but likely a mistake: each match
+// no client can reach, with the fix.
+func notes(ns *regapi.NetworkService) string {
+	var parts []string
+	for _, u := range validate.UnreachableMatches(ns) {
+		parts = append(parts, fmt.Sprintf("matches[%d] unreachable: %s", u.Match, u.Fix("")))
+	}
+	return orDash(strings.Join(parts, "; "))
 }
 
 func selector(m map[string]string) string {
