@@ -52,19 +52,19 @@ func (m *Manager) discover(ctx context.Context, conn *networkservice.Connection)
 	if err != nil {
 		return nil, err
 	}
-	cands, match, err := Select(ns, conn.GetLabels(), nses)
+	sel, err := selectEndpoints(ns, conn.GetLabels(), nses)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "network service %q: %v", conn.GetNetworkService(), err)
 	}
-	if len(cands) == 0 {
-		return nil, status.Errorf(codes.NotFound, "network service %q: no endpoint matches labels %s (%d registered)",
-			conn.GetNetworkService(), formatLabels(conn.GetLabels()), len(nses))
+	if len(sel.cands) == 0 {
+		return nil, status.Errorf(codes.NotFound, "network service %q: no endpoint matches labels %s (%d registered)%s",
+			conn.GetNetworkService(), formatLabels(conn.GetLabels()), len(nses), sel.whyNone(ns, conn.GetLabels()))
 	}
-	fl := match.GetMetadata().GetLabels()
+	fl := sel.match.GetMetadata().GetLabels()
 	if len(fl) == 0 {
 		fl = defaultForwarderLabels
 	}
-	return &target{endpoints: cands, payload: ns.GetPayload(), forwarderLabels: fl}, nil
+	return &target{endpoints: sel.cands, payload: ns.GetPayload(), forwarderLabels: fl}, nil
 }
 
 // Select applies a network service's matches to a client's labels, NSM's
@@ -75,28 +75,89 @@ func (m *Manager) discover(ctx context.Context, conn *networkservice.Connection)
 // matches, or whose matches all pass, offers every endpoint. The returned
 // match is the one that decided (nil when none did).
 func Select(ns *regapi.NetworkService, labels map[string]string, nses []*regapi.NetworkServiceEndpoint) ([]*regapi.NetworkServiceEndpoint, *regapi.Match, error) {
+	sel, err := selectEndpoints(ns, labels, nses)
+	return sel.cands, sel.match, err
+}
+
+// selection is what Select decided, with what a NotFound needs to say why.
+type selection struct {
+	cands []*regapi.NetworkServiceEndpoint
+	match *regapi.Match       // the match that decided; nil when none did
+	index int                 // match's index in the service's matches
+	dests []map[string]string // match's destination selectors, expanded for the client
+}
+
+func selectEndpoints(ns *regapi.NetworkService, labels map[string]string, nses []*regapi.NetworkServiceEndpoint) (selection, error) {
 	for i, match := range ns.GetMatches() {
 		if !registry.IsSubset(match.GetSourceSelector(), labels) {
 			continue
 		}
-		var cands []*regapi.NetworkServiceEndpoint
+		sel := selection{match: match, index: i}
 		for j, route := range match.GetRoutes() {
-			sel, err := expand(route.GetDestinationSelector(), labels)
+			dst, err := expand(route.GetDestinationSelector(), labels)
 			if err != nil {
-				return nil, nil, fmt.Errorf("matches[%d].routes[%d].destination_selector: %w", i, j, err)
+				return selection{}, fmt.Errorf("matches[%d].routes[%d].destination_selector: %w", i, j, err)
 			}
+			sel.dests = append(sel.dests, dst)
 			for _, nse := range nses {
-				if registry.IsSubset(sel, nse.GetNetworkServiceLabels()[ns.GetName()].GetLabels()) && !slices.Contains(cands, nse) {
-					cands = append(cands, nse)
+				if registry.IsSubset(dst, nse.GetNetworkServiceLabels()[ns.GetName()].GetLabels()) && !slices.Contains(sel.cands, nse) {
+					sel.cands = append(sel.cands, nse)
 				}
 			}
 		}
-		if len(cands) == 0 && match.GetFallthrough() {
+		if len(sel.cands) == 0 && match.GetFallthrough() {
 			continue
 		}
-		return cands, match, nil
+		return sel, nil
 	}
-	return nses, nil, nil
+	return selection{cands: nses, index: -1}, nil
+}
+
+// whyNone explains a selection without candidates, for the NotFound the
+// client gets: which match applied to its labels and what it looked for,
+// and, since that match has no fallthrough (it would have passed on
+// otherwise), the next match that fallthrough would have let the request
+// reach, with the fix. It is "" when no match decided.
+func (s selection) whyNone(ns *regapi.NetworkService, labels map[string]string) string {
+	if s.match == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, ": matches[%d] (source_selector %s) applies and selects no endpoint with destination selectors %s",
+		s.index, formatLabels(s.match.GetSourceSelector()), formatSelectors(s.dests))
+	matches := ns.GetMatches()
+	for k := s.index + 1; k < len(matches); k++ {
+		next := matches[k]
+		if !registry.IsSubset(next.GetSourceSelector(), labels) {
+			continue
+		}
+		var dests []map[string]string
+		for _, r := range next.GetRoutes() {
+			d, err := expand(r.GetDestinationSelector(), labels)
+			if err != nil {
+				d = r.GetDestinationSelector() // shown as written
+			}
+			dests = append(dests, d)
+		}
+		fmt.Fprintf(&b, "; it has no fallthrough, so matches[%d] (source_selector %s, destination selectors %s) was not tried: "+
+			`set "fallthrough: true" on matches[%d] of the network service to go on to it when matches[%d] finds no endpoint`,
+			k, formatLabels(next.GetSourceSelector()), formatSelectors(dests), s.index, s.index)
+		break
+	}
+	return b.String()
+}
+
+// formatSelectors spells a match's destination selectors: {k=v} {k=v}, or
+// "none" for a match without routes.
+func formatSelectors(sels []map[string]string) string {
+	if len(sels) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(sels))
+	for i, s := range sels {
+		parts[i] = formatLabels(s)
+	}
+	return strings.Join(parts, " ")
 }
 
 // expand fills {{ .label }} templates in a selector's values from the

@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vwire/vwire/registry/manifest"
 	"github.com/vwire/vwire/test/sandbox"
 	"github.com/vwire/vwire/workload/nse"
 	"github.com/vwire/vwire/workload/nse/icmpresponder"
@@ -229,6 +231,56 @@ func TestErrors(t *testing.T) {
 	}
 	if len(n.Manager.Connections()) != 0 || len(n.Dataplane.Calls("Connect")) != 0 {
 		t.Fatal("bad requests left state or reached the dataplane")
+	}
+}
+
+// TestNotFoundNamesTheMatch: with the architecture document's scale from
+// zero as written (no fallthrough on its first match) and no endpoint on
+// the client's node, the client's NotFound names the match that applied,
+// what it looked for, and the supplier match fallthrough would have reached;
+// the supplier is never asked (NSM's semantics: no implicit fallthrough).
+func TestNotFoundNamesTheMatch(t *testing.T) {
+	data, err := os.ReadFile("../deployments/examples/architecture/networkservices.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := manifest.Decode("networkservices.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale := objs[len(objs)-1].Service
+	if len(scale.GetMatches()) != 2 || scale.GetMatches()[0].GetFallthrough() {
+		t.Fatalf("the last example is not scale from zero as written: %v", scale)
+	}
+	scale.Name, _, _ = strings.Cut(scale.GetName(), "@")
+
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(scale)
+	started := make(chan struct{}, 1)
+	n.ServeEndpoint("supplier", &supplier{start: func() { started <- struct{}{} }}, map[string]string{"supplier": "true"}, "local-vl3")
+	n.ServeICMPResponder("vl3-elsewhere", map[string]string{"nodeName": "node9"}, "local-vl3")
+
+	_, err = n.Client("nsc").Request(ctxT(t), request("local-vl3", nil))
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("err = %v, want NotFound", err)
+	}
+	msg := status.Convert(err).Message()
+	t.Logf("NotFound: %s", msg)
+	for _, want := range []string{
+		`network service "local-vl3": no endpoint matches labels {nodeName=node1} (2 registered)`,
+		"matches[0] (source_selector {}) applies and selects no endpoint with destination selectors {nodeName=node1}",
+		"matches[1] (source_selector {}, destination selectors {supplier=true}) was not tried",
+		`set "fallthrough: true" on matches[0]`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("NotFound message lacks %q:\n%s", want, msg)
+		}
+	}
+	select {
+	case <-started:
+		t.Error("the supplier was asked although matches[0] has no fallthrough")
+	default:
 	}
 }
 

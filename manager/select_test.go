@@ -172,3 +172,73 @@ func FuzzSelect(f *testing.F) {
 		}
 	})
 }
+
+// TestWhyNone: the explanation a NotFound carries names the match that
+// applied, its source selector and its destination selectors as expanded
+// for the client, and the match fallthrough would have reached, with the
+// fix.
+func TestWhyNone(t *testing.T) {
+	seed := seedServices(t)
+	scale := seed["local-vl3"][1] // as written: no fallthrough on matches[0]
+	twoWays := &regapi.NetworkService{Name: "s", Matches: []*regapi.Match{
+		{SourceSelector: lbl("app", "foo"), Routes: []*regapi.Destination{
+			{DestinationSelector: lbl("zone", "{{ .zone }}")},
+			{DestinationSelector: lbl("backup", "true")},
+		}},
+		{SourceSelector: lbl("app", "bar"), Routes: []*regapi.Destination{{DestinationSelector: lbl("any", "1")}}},
+		{Routes: []*regapi.Destination{{DestinationSelector: lbl("zone", "{{ .zone }}"), Weight: 1}}},
+	}}
+	noRoutes := &regapi.NetworkService{Name: "s", Matches: []*regapi.Match{{SourceSelector: lbl("app", "foo")}}}
+	tests := []struct {
+		name   string
+		ns     *regapi.NetworkService
+		labels map[string]string
+		nses   []*regapi.NetworkServiceEndpoint
+		want   string
+	}{
+		{
+			name: "scale from zero as written: the supplier match is never tried",
+			ns:   scale, labels: lbl("nodeName", "node3"),
+			nses: []*regapi.NetworkServiceEndpoint{nse("vl3-node1", "local-vl3", "nodeName", "node1"), nse("supplier", "local-vl3", "supplier", "true")},
+			want: `: matches[0] (source_selector {}) applies and selects no endpoint with destination selectors {nodeName=node3}; ` +
+				`it has no fallthrough, so matches[1] (source_selector {}, destination selectors {supplier=true}) was not tried: ` +
+				`set "fallthrough: true" on matches[0] of the network service to go on to it when matches[0] finds no endpoint`,
+		},
+		{
+			name: "every route expanded; the next match that applies is named, not the next one",
+			ns:   twoWays, labels: lbl("app", "foo", "zone", "z1"),
+			want: `: matches[0] (source_selector {app=foo}) applies and selects no endpoint with destination selectors {zone=z1} {backup=true}; ` +
+				`it has no fallthrough, so matches[2] (source_selector {}, destination selectors {zone=z1}) was not tried: ` +
+				`set "fallthrough: true" on matches[0] of the network service to go on to it when matches[0] finds no endpoint`,
+		},
+		{
+			name: "last match: nothing to fall through to",
+			ns:   twoWays, labels: lbl("zone", "z9"),
+			want: `: matches[2] (source_selector {}) applies and selects no endpoint with destination selectors {zone=z9}`,
+		},
+		{
+			name: "a match without routes",
+			ns:   noRoutes, labels: lbl("app", "foo"),
+			want: `: matches[0] (source_selector {app=foo}) applies and selects no endpoint with destination selectors none`,
+		},
+		{
+			name: "no match applies and nothing is registered",
+			ns:   noRoutes, labels: lbl("app", "bar"),
+			want: "",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sel, err := selectEndpoints(tt.ns, tt.labels, tt.nses)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sel.cands) != 0 {
+				t.Fatalf("candidates %s, want none", names(sel.cands))
+			}
+			if got := sel.whyNone(tt.ns, tt.labels); got != tt.want {
+				t.Fatalf("whyNone\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
