@@ -259,3 +259,38 @@ func (te *twoEndpoints) waitMoved(t *testing.T) {
 	})
 	waitFor(t, "DOWN then UP events", func() bool { return te.ev.after("UPDATE/DOWN/"+te.first, "UPDATE/UP/"+te.other) })
 }
+
+// TestRefreshWhileNextForwarderRestarts: the forwarder behind the remote
+// manager of a connection restarts, and the client's refresh comes in
+// while it is away. The refresh fails (the client retries it), but the
+// connection is not moved to the other endpoint, which answers: the
+// remote hop is healed through the same hops within the reselect bound,
+// as for a local forwarder. Before, the client's manager reselected at
+// once and moved vWires in the middle of a forwarder restart (seen in the
+// kernel restart suite on a loaded machine).
+func TestRefreshWhileNextForwarderRestarts(t *testing.T) {
+	te := newTwoEndpoints(t, sandbox.Options{Nodes: 3, ReselectTimeout: time.Minute}, 1, 2)
+	n1, away := te.sb.Nodes[0], te.nodeOf[te.first]
+	cli := n1.Client("nsc")
+
+	away.StopForwarder()
+	refresh := &networkservice.NetworkServiceRequest{Connection: te.conn, MechanismPreferences: request("icmp", nil).MechanismPreferences}
+	if _, err := cli.Request(ctxT(t), refresh); err == nil {
+		t.Fatalf("a refresh through %s, whose forwarder is away, succeeded", away.Name)
+	}
+	if c := only(n1); c == nil || c.GetNetworkServiceEndpointName() != te.first {
+		t.Fatalf("after the failed refresh node1 holds %v, want the connection still on %s", n1.Manager.Connections(), te.first)
+	}
+	away.StartForwarder()
+	waitFor(t, "the connection back UP on "+te.first, func() bool {
+		c := only(n1)
+		return c != nil && c.GetState() == networkservice.State_UP && c.GetNetworkServiceEndpointName() == te.first &&
+			len(away.Forwarder.Connections()) == 1
+	})
+	if te.ev.has("UPDATE/UP/" + te.other) {
+		t.Fatalf("the connection was moved to %s during the forwarder restart", te.other)
+	}
+	if got := len(te.nodeOf[te.other].Manager.Connections()); got != 0 {
+		t.Fatalf("%s's manager holds %d connections, want none", te.other, got)
+	}
+}

@@ -79,7 +79,15 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		// dataplane) the heal that noticed it waits for it and only then
 		// selects again; reselecting here would tear them down for
 		// nothing. The caller retries its refresh.
-		if err != nil && !old.pinned && ctx.Err() == nil && m.forwarderByName(old.forwarder) != nil {
+		// Likewise when a remote next hop cannot carry it for now (its
+		// manager's forwarder restarting, its manager or node away):
+		// the bounded heal retries the same hops and selects again only
+		// after the reselect timeout. Only an endpoint known to be gone
+		// (NotFound) or a refusal makes this refresh select again.
+		if err != nil && old.remote && status.Code(err) == codes.Unavailable && ctx.Err() == nil {
+			m.log.Info("refresh failed; healing through the same hops first", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
+			m.healNextHop(hop.ID(), old, "refresh failed: "+status.Convert(err).Message())
+		} else if err != nil && !old.pinned && ctx.Err() == nil && m.forwarderByName(old.forwarder) != nil {
 			m.log.Info("refresh failed; reselecting", "conn", hop.ID(), "endpoint", old.endpoint, "err", err)
 			m.metrics.reselects.Inc()
 			conn.NetworkServiceEndpointName = "" // the manager chose it: choose again
