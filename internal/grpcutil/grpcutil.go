@@ -156,9 +156,43 @@ type Conn struct {
 	peer      atomic.Pointer[spiffeid.ID]
 	presented atomic.Pointer[x509.Certificate] // leaf sent in the last handshake
 
-	mu     sync.Mutex // guards cc and closed
-	cc     *grpc.ClientConn
+	mu     sync.Mutex // guards ch and closed
+	ch     *channel
 	closed bool
+}
+
+// channel is one gRPC channel of a Conn and the calls being started on it:
+// a channel that Retry replaces is closed when the last of them returns,
+// not under them (a call waiting for the channel to be ready would fail
+// with "the client connection is closing", which is no answer of the
+// peer's).
+type channel struct {
+	cc *grpc.ClientConn
+
+	mu      sync.Mutex // guards calls and retired
+	calls   int
+	retired bool
+}
+
+func (ch *channel) leave() {
+	ch.mu.Lock()
+	ch.calls--
+	last := ch.retired && ch.calls == 0
+	ch.mu.Unlock()
+	if last {
+		ch.cc.Close()
+	}
+}
+
+// retire closes the channel once no call is being started on it.
+func (ch *channel) retire() {
+	ch.mu.Lock()
+	ch.retired = true
+	idle := ch.calls == 0
+	ch.mu.Unlock()
+	if idle {
+		ch.cc.Close()
+	}
 }
 
 var _ grpc.ClientConnInterface = (*Conn)(nil)
@@ -171,7 +205,7 @@ func DialPeer(target string, src identity.Source, authorize tlsconfig.Authorizer
 	if err != nil {
 		return nil, err
 	}
-	c.cc = cc
+	c.ch = &channel{cc: cc}
 	return c, nil
 }
 
@@ -203,7 +237,18 @@ func (s presentedSource) GetX509SVID() (*x509svid.SVID, error) {
 func (c *Conn) current() *grpc.ClientConn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.cc
+	return c.ch.cc
+}
+
+// enter returns the current channel with one more call being started on it.
+func (c *Conn) enter() *channel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.ch
+	ch.mu.Lock()
+	ch.calls++
+	ch.mu.Unlock()
+	return ch
 }
 
 // Invoke implements grpc.ClientConnInterface. A call goes out on a
@@ -213,7 +258,9 @@ func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts 
 	if err := c.refresh(); err != nil {
 		return status.Error(codes.Unavailable, err.Error())
 	}
-	return c.current().Invoke(ctx, method, args, reply, opts...)
+	ch := c.enter()
+	defer ch.leave()
+	return ch.cc.Invoke(ctx, method, args, reply, opts...)
 }
 
 // NewStream implements grpc.ClientConnInterface.
@@ -221,13 +268,17 @@ func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 	if err := c.refresh(); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	return c.current().NewStream(ctx, desc, method, opts...)
+	// A stream outlives NewStream, but only on a channel that was ready,
+	// which Retry does not replace.
+	ch := c.enter()
+	defer ch.leave()
+	return ch.cc.NewStream(ctx, desc, method, opts...)
 }
 
 // Retry makes the next call try the peer at once instead of waiting out
 // the reconnect backoff that its failures built up: a channel in
-// TRANSIENT_FAILURE is replaced by a fresh one (the old one has no call
-// running: it is not connected), an IDLE one is told to connect.
+// TRANSIENT_FAILURE is replaced by a fresh one (the old one is closed when
+// the calls waiting on it have returned), an IDLE one is told to connect.
 //
 // It does not use grpc-go's ClientConn.ResetConnectBackoff: in v1.85.0
 // that walks the channel's subchannel map after releasing the channel's
@@ -239,18 +290,18 @@ func (c *Conn) Retry() {
 	if c.closed {
 		return
 	}
-	switch c.cc.GetState() {
+	switch c.ch.cc.GetState() {
 	case connectivity.Idle:
-		c.cc.Connect()
+		c.ch.cc.Connect()
 	case connectivity.TransientFailure:
 		cc, err := c.dial()
 		if err != nil {
 			return // the target parsed before: it cannot fail now; keep the old channel
 		}
-		old := c.cc
-		c.cc = cc
+		old := c.ch
+		c.ch = &channel{cc: cc}
 		c.presented.Store(nil)
-		old.Close()
+		old.retire()
 	}
 }
 
@@ -265,7 +316,7 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
-	return c.cc.Close()
+	return c.ch.cc.Close()
 }
 
 // oldConnGrace is how long a replaced connection stays open for the calls
@@ -292,10 +343,11 @@ func (c *Conn) refresh() error {
 	if err != nil {
 		return fmt.Errorf("redial %s after SVID rotation: %w", c.target, err)
 	}
-	old := c.cc
-	c.cc = cc
+	old := c.ch
+	c.ch = &channel{cc: cc}
 	c.presented.Store(nil)
-	time.AfterFunc(oldConnGrace, func() { old.Close() })
+	// This one was connected: its streams (watches) go on for a while.
+	time.AfterFunc(oldConnGrace, old.retire)
 	return nil
 }
 

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
@@ -53,11 +55,13 @@ func healthServer(t *testing.T, src identity.Source, addr string) (stop func()) 
 // TestPoolResetWhileConnectionsChurn is the manager's heal path at its
 // busiest: many callers reset the connection to a next hop while calls
 // run on it, the peer restarts, and the channel keeps making and dropping
-// subchannels (a one-millisecond idle timeout, and Forget). grpc-go's
+// subchannels (a one-millisecond idle timeout, and Retry's new channels). grpc-go's
 // ResetConnectBackoff walks the channel's subchannel map outside its lock,
 // so calling it here killed the process with "concurrent map iteration and
 // map write", with or without the race detector; Reset must never race
-// with the channel's own bookkeeping.
+// with the channel's own bookkeeping. Nor may it close a channel under the
+// calls waiting on it: they would fail with "the client connection is
+// closing" (Canceled), which a manager took for its next hop's answer.
 func TestPoolResetWhileConnectionsChurn(t *testing.T) {
 	srcs := testSources(t, "forwarder", "manager")
 	server, client := srcs[0], srcs[1]
@@ -71,22 +75,30 @@ func TestPoolResetWhileConnectionsChurn(t *testing.T) {
 
 	const rounds = 500
 	var wg sync.WaitGroup
-	check := func() error {
+	check := func(opts ...grpc.CallOption) error {
 		cc, err := pool.Get(addr)
 		if err != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, opts...)
 		return err
 	}
-	for range 4 {
+	errs := make(chan error, 1)
+	for i := range 4 {
 		wg.Add(2)
-		go func() { // callers
+		go func() { // callers; half of them wait for the channel to be ready
 			defer wg.Done()
 			for range rounds {
-				_ = check() // the peer restarts meanwhile: failures are expected
+				err := check(grpc.WaitForReady(i%2 == 0))
+				// The peer restarts meanwhile: Unavailable is expected.
+				if c := status.Code(err); c == codes.Canceled {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
 			}
 		}()
 		go func() { // heals
@@ -97,21 +109,23 @@ func TestPoolResetWhileConnectionsChurn(t *testing.T) {
 		}()
 	}
 	wg.Add(1)
-	go func() { // the peer restarts, and the pool forgets it now and then
+	go func() { // the peer goes away for a while, ten times
 		defer wg.Done()
-		for i := range 20 {
-			time.Sleep(5 * time.Millisecond)
-			if i%2 == 0 {
-				pool.Forget(addr)
-				continue
-			}
+		for range 10 {
+			time.Sleep(10 * time.Millisecond)
 			mu.Lock()
 			stop()
+			time.Sleep(30 * time.Millisecond)
 			stop = healthServer(t, server, addr)
 			mu.Unlock()
 		}
 	}()
 	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Errorf("a call failed because the pool closed its channel under it: %v", err)
+	default:
+	}
 
 	// After the storm the next hop is reachable through the same pool.
 	pool.Reset(addr)
