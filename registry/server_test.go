@@ -34,7 +34,7 @@ type identities struct {
 	server, client identity.Source
 }
 
-func newIdentities(t *testing.T) identities {
+func newIdentities(t testing.TB) identities {
 	t.Helper()
 	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
 	if err != nil {
@@ -54,7 +54,7 @@ func newIdentities(t *testing.T) identities {
 
 // serve runs a registry over st and returns a client of it; the server stops
 // with the returned func or at the end of the test.
-func serve(t *testing.T, ids identities, st store.Store, domains ...string) (*env, func()) {
+func serve(t testing.TB, ids identities, st store.Store, domains ...string) (*env, func()) {
 	t.Helper()
 	srv, err := registry.New(registry.Config{Store: st, Domains: domains})
 	if err != nil {
@@ -86,7 +86,7 @@ func newEnv(t *testing.T, domains ...string) *env {
 	return e
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
