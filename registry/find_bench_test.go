@@ -83,7 +83,10 @@ func BenchmarkFind(b *testing.B) {
 			})
 			b.Run("store", func(b *testing.B) {
 				timed(b, func(ctx context.Context) error {
-					_, err := st.List(ctx, store.KindEndpoint)
+					entries, err := st.List(ctx, store.KindEndpoint, benchTarget)
+					if err == nil && len(entries) != want {
+						err = fmt.Errorf("listed %d endpoints, want %d", len(entries), want)
+					}
 					return err
 				})
 			})
@@ -141,8 +144,9 @@ func countFound(ctx context.Context, e *env, q *regapi.NetworkServiceEndpointQue
 }
 
 // fillEndpoints stores n endpoints, encoded as the registry stores them,
-// straight into st (registering 100,000 through gRPC would only make the
-// benchmark slower to start). Endpoint i provides service i%benchServices.
+// and tagged with their services as the registry stores them, straight
+// into st (registering 100,000 through gRPC would only make the benchmark
+// slower to start). Endpoint i provides service i%benchServices.
 func fillEndpoints(ctx context.Context, st store.Store, n int, ttl time.Duration) error {
 	const writers = 32
 	now := time.Now()
@@ -157,7 +161,7 @@ func fillEndpoints(ctx context.Context, st store.Store, n int, ttl time.Duration
 				if err != nil {
 					return fmt.Errorf("encode %s: %w", nse.Name, err)
 				}
-				if err := st.Put(ctx, store.KindEndpoint, nse.Name, value, ttl); err != nil {
+				if err := st.Put(ctx, store.KindEndpoint, nse.Name, value, ttl, nse.NetworkServiceNames...); err != nil {
 					return fmt.Errorf("store %s: %w", nse.Name, err)
 				}
 			}
