@@ -287,8 +287,7 @@ func (s *Store) update(ctx context.Context, kind store.Kind, name string,
 	if err != nil {
 		return err
 	}
-	k := keys{record: record, tags: s.prefix + "/tags-of/" + string(kind) + "/" + name,
-		byTag: s.prefix + "/by-tag/" + string(kind) + "/", name: name}
+	k := keys{record: record, tags: s.prefix + "/tags-of/" + string(kind) + "/" + name, byTag: s.byTagPrefix(kind), name: name}
 	for range maxAttempts {
 		read, err := s.client.Txn(ctx).Then(
 			clientv3.OpGet(k.record, clientv3.WithKeysOnly()),
@@ -497,7 +496,13 @@ func (s *Store) rangePrefix(kind store.Kind, tag string) (string, error) {
 	if err != nil || tag == store.All {
 		return prefix, err
 	}
-	return s.prefix + "/by-tag/" + string(kind) + "/" + url.PathEscape(tag) + "/", nil
+	return s.byTagPrefix(kind) + url.PathEscape(tag) + "/", nil
+}
+
+// byTagPrefix is where the copies of a kind's tagged records are, under
+// "<prefix>/": no kind's prefix, as kinds are never empty.
+func (s *Store) byTagPrefix(kind store.Kind) string {
+	return s.prefix + "/by-tag/" + string(kind) + "/"
 }
 
 // recordKey returns the key of one record.
