@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -221,6 +222,15 @@ func TestBadInput(t *testing.T) {
 		{name: "expiration in the past", code: codes.InvalidArgument, mention: "expiration_time",
 			call: func() error {
 				_, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "e", Url: "tcp://1.2.3.4:5", ExpirationTime: timestamppb.New(time.Now().Add(-time.Second))})
+				return err
+			}},
+		{name: "more services than the store indexes", code: codes.InvalidArgument, mention: "network_service_names",
+			call: func() error {
+				services := make([]string, store.MaxTags+1)
+				for i := range services {
+					services[i] = fmt.Sprintf("svc-%d", i)
+				}
+				_, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "e", Url: "tcp://1.2.3.4:5", NetworkServiceNames: services, ExpirationTime: future})
 				return err
 			}},
 		{name: "unregister without name", code: codes.InvalidArgument, mention: "name",
