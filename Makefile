@@ -63,11 +63,12 @@ test-vpp:
 # `vwire bench` with its default set (root; a few minutes): Request→vWire-up
 # latency, heal time, registry Find at 10k and 100k endpoints, iperf3 across
 # vWires, each next to its baseline. With VPP_BIN (and VPP_PLUGIN_PATH) it
-# also measures memif packets/s. The table goes to stdout, JSON to
-# $(STATE)/bench.json.
+# also measures memif packets/s; with ETCD_ENDPOINTS (an etcd cluster's
+# client URLs) Find on the etcd store too. The table goes to stdout, JSON
+# to $(STATE)/bench.json.
 bench: build
 	@mkdir -p $(STATE)
-	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) ./$(BIN) bench --json $(STATE)/bench.json
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) ETCD_ENDPOINTS=$(ETCD_ENDPOINTS) ./$(BIN) bench --json $(STATE)/bench.json
 
 # The soak of the heal issue at full size (root): 10,000 Request/Close
 # cycles and 1,000 concurrent vWires, after which every process's

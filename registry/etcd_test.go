@@ -15,7 +15,7 @@ import (
 
 // replica is one registry process on a shared etcd: its own store client
 // and its own gRPC server.
-func replica(t *testing.T, ids identities, endpoints []string) (*env, func()) {
+func replica(t testing.TB, ids identities, endpoints []string) (*env, func()) {
 	t.Helper()
 	st, err := etcdstore.New(ctxT(t), etcdstore.Config{Endpoints: endpoints})
 	if err != nil {

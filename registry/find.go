@@ -27,15 +27,18 @@ type message[T any] interface {
 // is reported deleted. When the store's feed breaks, it re-lists and sends
 // the difference, so a watcher never misses a change.
 //
-// pre, when not nil, is a cheap test on a stored record before it is
-// decoded: false means the record cannot match (prefilter in match.go).
-func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, watch bool,
+// tag, when not store.All, is a tag every match carries (a service the
+// query names): the store then lists, and wakes the watch for, only the
+// records that carry it. pre, when not nil, is a cheap test on a stored
+// record before it is decoded: false means the record cannot match
+// (prefilter in match.go).
+func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, tag string, watch bool,
 	pre func(store.Entry) bool, match func(P) bool, send func(P, bool) error) error {
 	if pre == nil {
 		pre = func(store.Entry) bool { return true }
 	}
 	if !watch {
-		entries, err := s.store.List(ctx, kind)
+		entries, err := s.store.List(ctx, kind, tag)
 		if err != nil {
 			return storeError("find", string(kind), err)
 		}
@@ -56,7 +59,7 @@ func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, 
 	defer s.metrics.watchers.Add(-1)
 	sent := map[string]P{} // what this watcher believes exists
 	for resync := 0; ; resync++ {
-		entries, w, err := s.store.ListAndWatch(ctx, kind)
+		entries, w, err := s.store.ListAndWatch(ctx, kind, tag)
 		if err != nil {
 			return storeError("watch", string(kind), err)
 		}
@@ -64,6 +67,7 @@ func find[T any, P message[T]](ctx context.Context, s *Server, kind store.Kind, 
 			return err
 		}
 		for ev := range w.Events {
+			s.metrics.watchEvents.Inc()
 			_, had := sent[ev.Name]
 			if !had && !pre(ev.Entry) {
 				continue

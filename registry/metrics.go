@@ -12,7 +12,10 @@ import (
 
 // metricSet is the registry's share of its process's Prometheus metrics.
 type metricSet struct {
-	watchers    atomic.Int64
+	watchers atomic.Int64
+	// watchEvents counts the store changes delivered to Find watch
+	// streams: each one woke a stream's goroutine.
+	watchEvents prometheus.Counter
 	refusals    prometheus.Counter
 	interdomain *prometheus.CounterVec
 }
@@ -22,9 +25,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metricSet {
 		Name: "vwire_registry_policy_refusals_total", Help: "Registrations and look-ups the policy refused.",
 	}), interdomain: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vwire_registry_interdomain_calls_total", Help: "Calls passed to other registry domains' registries, by result (ok, refused, unavailable, lookup_failed).",
-	}, []string{"result"})}
+	}, []string{"result"}), watchEvents: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vwire_registry_watch_events_total", Help: "Store changes delivered to Find watch streams; each woke one stream. A watch naming a service is woken only by changes to that service's endpoints.",
+	})}
 	if reg != nil {
-		reg.MustRegister(ms.refusals, ms.interdomain, registryCollector{s})
+		reg.MustRegister(ms.refusals, ms.interdomain, ms.watchEvents, registryCollector{s})
 	}
 	return ms
 }
@@ -46,7 +51,7 @@ func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, kind := range []store.Kind{store.KindService, store.KindEndpoint} {
-		if entries, err := c.s.store.List(ctx, kind); err == nil {
+		if entries, err := c.s.store.List(ctx, kind, store.All); err == nil {
 			ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(len(entries)), string(kind))
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/golang/protobuf/ptypes/empty"
@@ -171,7 +172,7 @@ func (s *nsServer) Find(q *regapi.NetworkServiceQuery, stream regapi.NetworkServ
 	if err := s.domains.localService(query); err != nil {
 		return err
 	}
-	return find(stream.Context(), (*Server)(s), store.KindService, q.GetWatch(), servicePrefilter(query),
+	return find(stream.Context(), (*Server)(s), store.KindService, store.All, q.GetWatch(), servicePrefilter(query),
 		func(ns *regapi.NetworkService) bool { return MatchService(query, ns) },
 		func(ns *regapi.NetworkService, deleted bool) error {
 			return stream.Send(&regapi.NetworkServiceResponse{NetworkService: ns, Deleted: deleted})
@@ -198,6 +199,9 @@ func (s *nseServer) Register(ctx context.Context, in *regapi.NetworkServiceEndpo
 	if err := s.domains.localEndpoint(nse); err != nil {
 		return nil, err
 	}
+	if n := len(slices.Compact(slices.Sorted(slices.Values(nse.NetworkServiceNames)))); n > store.MaxTags {
+		return nil, status.Errorf(codes.InvalidArgument, "network service endpoint: network_service_names: %d services, at most %d allowed", n, store.MaxTags)
+	}
 	now := time.Now()
 	if nse.ExpirationTime == nil {
 		nse.ExpirationTime = timestamppb.New(now.Add(s.expiry))
@@ -221,7 +225,9 @@ func (s *nseServer) Register(ctx context.Context, in *regapi.NetworkServiceEndpo
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode endpoint %q: %v", nse.Name, err)
 	}
-	if err := s.store.Put(ctx, store.KindEndpoint, nse.Name, value, ttl); err != nil {
+	// Tagged with its services: a Find or watch that names one of them
+	// reads and wakes for that service's endpoints only.
+	if err := s.store.Put(ctx, store.KindEndpoint, nse.Name, value, ttl, nse.NetworkServiceNames...); err != nil {
 		return nil, storeError("register endpoint", nse.Name, err)
 	}
 	s.log.Debug("endpoint registered", "name", nse.Name, "url", nse.Url, "services", nse.NetworkServiceNames, "expires", nse.ExpirationTime.AsTime())
@@ -272,7 +278,7 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 	if err := s.domains.localEndpoint(query); err != nil {
 		return err
 	}
-	return find(stream.Context(), (*Server)(s), store.KindEndpoint, q.GetWatch(), endpointPrefilter(query),
+	return find(stream.Context(), (*Server)(s), store.KindEndpoint, serviceTag(query), q.GetWatch(), endpointPrefilter(query),
 		func(nse *regapi.NetworkServiceEndpoint) bool {
 			// The store may keep an expired record up to a second longer
 			// (etcd leases are whole seconds): it is gone for Find.
@@ -314,6 +320,16 @@ func (s *Server) mayRegister(origin string, nse *regapi.NetworkServiceEndpoint) 
 		}
 	}
 	return nil
+}
+
+// serviceTag is the store tag a Find for q may look in: every endpoint
+// that matches provides each service q names, so one bucket holds them
+// all. Without a service name it is store.All: the scan.
+func serviceTag(q *regapi.NetworkServiceEndpoint) string {
+	if names := q.GetNetworkServiceNames(); len(names) > 0 {
+		return names[0]
+	}
+	return store.All
 }
 
 func expired(nse *regapi.NetworkServiceEndpoint, now time.Time) bool {

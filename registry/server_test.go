@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -34,7 +35,7 @@ type identities struct {
 	server, client identity.Source
 }
 
-func newIdentities(t *testing.T) identities {
+func newIdentities(t testing.TB) identities {
 	t.Helper()
 	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
 	if err != nil {
@@ -54,7 +55,7 @@ func newIdentities(t *testing.T) identities {
 
 // serve runs a registry over st and returns a client of it; the server stops
 // with the returned func or at the end of the test.
-func serve(t *testing.T, ids identities, st store.Store, domains ...string) (*env, func()) {
+func serve(t testing.TB, ids identities, st store.Store, domains ...string) (*env, func()) {
 	t.Helper()
 	srv, err := registry.New(registry.Config{Store: st, Domains: domains})
 	if err != nil {
@@ -86,7 +87,7 @@ func newEnv(t *testing.T, domains ...string) *env {
 	return e
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -221,6 +222,15 @@ func TestBadInput(t *testing.T) {
 		{name: "expiration in the past", code: codes.InvalidArgument, mention: "expiration_time",
 			call: func() error {
 				_, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "e", Url: "tcp://1.2.3.4:5", ExpirationTime: timestamppb.New(time.Now().Add(-time.Second))})
+				return err
+			}},
+		{name: "more services than the store indexes", code: codes.InvalidArgument, mention: "network_service_names",
+			call: func() error {
+				services := make([]string, store.MaxTags+1)
+				for i := range services {
+					services[i] = fmt.Sprintf("svc-%d", i)
+				}
+				_, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: "e", Url: "tcp://1.2.3.4:5", NetworkServiceNames: services, ExpirationTime: future})
 				return err
 			}},
 		{name: "unregister without name", code: codes.InvalidArgument, mention: "name",

@@ -29,7 +29,9 @@ func newBenchCmd(_ *globals) *cobra.Command {
   heal        an endpoint killed under a live connection → traffic through
               another endpoint (--heals times), next to a fresh Request
   find        registry Find of one service among --find-sizes endpoints,
-              next to a registry of 10
+              next to a registry of 10; on the memory store, and on the
+              etcd store too with ETCD_ENDPOINTS (client URLs, comma-
+              separated; under a prefix of its own, removed after)
   throughput  iperf3 across a local and a remote kernel vWire, next to a
               plain veth (skipped without iperf3)
   memif       packets/s memif→memif across a VPP vWire, next to VPP's own
@@ -57,6 +59,9 @@ Ctrl-C. A table goes to stdout, progress to stderr.`,
 			}
 			cfg.Bin, cfg.Version = bin, version
 			cfg.VPPBin, cfg.VPPPluginPath = os.Getenv("VPP_BIN"), os.Getenv("VPP_PLUGIN_PATH")
+			if e := os.Getenv("ETCD_ENDPOINTS"); e != "" {
+				cfg.FindEtcd = strings.Split(e, ",")
+			}
 			cfg.Progress = bench.NewProgress(os.Stderr)
 			if err := cfg.Validate(); err != nil {
 				return err

@@ -46,6 +46,10 @@ type Config struct {
 	// FindQueries Finds at each.
 	FindSizes   []int
 	FindQueries int
+	// FindEtcd, when set, are the client URLs of an etcd cluster to time
+	// Find on the etcd store too (under a prefix of its own, removed
+	// after).
+	FindEtcd []string
 	// Duration of each iperf3 run and each memif packet-generator run.
 	Duration time.Duration
 	// VPPBin and VPPPluginPath start the VPPs of the memif measurement;
@@ -59,7 +63,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Sequential: 50, Parallel: 10, Rounds: 3, Heals: 3,
-		FindSizes: []int{10_000, 100_000}, FindQueries: 20,
+		FindSizes: []int{10_000, 100_000}, FindQueries: 200,
 		Duration: 5 * time.Second,
 	}
 }

@@ -11,12 +11,16 @@ import (
 	"time"
 
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/registry"
+	"github.com/vwire/vwire/registry/store"
+	"github.com/vwire/vwire/registry/store/etcdstore"
 	"github.com/vwire/vwire/registry/store/memstore"
 )
 
@@ -30,10 +34,12 @@ const (
 )
 
 // measureFind times a registry Find of one service among many: a vwire
-// registry (memory store) in this process, served over mTLS on loopback
-// TCP, holding cfg.FindSizes endpoints of which findMatches provide the
-// service asked for. The baseline is the same Find in a registry that
-// holds only those findMatches endpoints: the fixed cost of a Find.
+// registry in this process, served over mTLS on loopback TCP, holding
+// cfg.FindSizes endpoints of which findMatches provide the service asked
+// for; on the memory store, and on the etcd store when cfg.FindEtcd names
+// an etcd cluster. The baseline is the same Find in a registry on the same
+// store that holds only those findMatches endpoints: the fixed cost of a
+// Find.
 func measureFind(ctx context.Context, cfg Config, p *Progress) ([]Row, error) {
 	const group = "find"
 	dir, err := os.MkdirTemp("", "vwb-find")
@@ -52,24 +58,72 @@ func measureFind(ctx context.Context, cfg Config, p *Progress) ([]Row, error) {
 	}
 	defer cliSrc.Close()
 
-	base, err := findLatency(ctx, srvSrc, cliSrc, findMatches, cfg.FindQueries, p)
-	if err != nil {
-		return nil, err
+	type findStore struct {
+		name string // in the row, after "Find"
+		open func(ctx context.Context) (store.Store, error)
 	}
+	stores := []findStore{{name: "", open: func(context.Context) (store.Store, error) { return memstore.New(), nil }}}
 	var rows []Row
-	for _, size := range cfg.FindSizes {
-		d, err := findLatency(ctx, srvSrc, cliSrc, size, cfg.FindQueries, p)
+	if len(cfg.FindEtcd) == 0 {
+		rows = append(rows, Skip(group, "Find on the etcd store", "no etcd: set ETCD_ENDPOINTS"))
+	} else {
+		stores = append(stores, findStore{name: " (etcd store)", open: func(ctx context.Context) (store.Store, error) {
+			return openEtcd(ctx, cfg.FindEtcd)
+		}})
+	}
+	for _, st := range stores {
+		base, err := findLatency(ctx, st.open, srvSrc, cliSrc, findMatches, cfg.FindQueries, p)
 		if err != nil {
-			return nil, err
+			return rows, err
 		}
-		baseName := fmt.Sprintf("%d endpoints", findMatches)
-		for _, pc := range []float64{50, 99} {
-			rows = append(rows, Row{Group: group, Name: fmt.Sprintf("Find 1 service among %d endpoints, p%.0f", size, pc),
-				Value: Millis(Percentile(d, pc)), Unit: "ms", Samples: len(d)}.WithBaseline(baseName, Millis(Percentile(base, pc))))
+		for _, size := range cfg.FindSizes {
+			d, err := findLatency(ctx, st.open, srvSrc, cliSrc, size, cfg.FindQueries, p)
+			if err != nil {
+				return rows, err
+			}
+			baseName := fmt.Sprintf("%d endpoints", findMatches)
+			for _, pc := range []float64{50, 99} {
+				rows = append(rows, Row{Group: group, Name: fmt.Sprintf("Find%s 1 service among %d endpoints, p%.0f", st.name, size, pc),
+					Value: Millis(Percentile(d, pc)), Unit: "ms", Samples: len(d)}.WithBaseline(baseName, Millis(Percentile(base, pc))))
+			}
 		}
 	}
 	p.Done()
 	return rows, nil
+}
+
+// etcdStore is an etcd store under a prefix of its own, which Close
+// removes with everything under it.
+type etcdStore struct {
+	*etcdstore.Store
+	client *clientv3.Client
+	prefix string
+}
+
+// openEtcd opens an etcd store on a new prefix of endpoints.
+func openEtcd(ctx context.Context, endpoints []string) (store.Store, error) {
+	prefix := fmt.Sprintf("/vwire-bench/%d-%d/", os.Getpid(), time.Now().UnixNano())
+	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd at %v: %w", endpoints, err)
+	}
+	st, err := etcdstore.New(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: prefix})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return &etcdStore{Store: st, client: client, prefix: prefix}, nil
+}
+
+// Close closes the store and removes its records.
+func (s *etcdStore) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := s.Store.Close()
+	if _, derr := s.client.Delete(ctx, s.prefix, clientv3.WithPrefix()); derr != nil {
+		err = errors.Join(err, fmt.Errorf("remove %s from etcd: %w", s.prefix, derr))
+	}
+	return errors.Join(err, s.client.Close())
 }
 
 // fill registers size endpoints through the registry's API, fillers at a
@@ -105,10 +159,14 @@ func fill(ctx context.Context, client regapi.NetworkServiceEndpointRegistryClien
 	return eg.Wait()
 }
 
-// findLatency fills a new registry with size endpoints and times queries
-// Finds, after a few to warm up.
-func findLatency(ctx context.Context, srvSrc, cliSrc identity.Source, size, queries int, p *Progress) ([]time.Duration, error) {
-	st := memstore.New()
+// findLatency fills a new registry on a store from open with size
+// endpoints and times queries Finds, after a few to warm up.
+func findLatency(ctx context.Context, open func(context.Context) (store.Store, error), srvSrc, cliSrc identity.Source,
+	size, queries int, p *Progress) ([]time.Duration, error) {
+	st, err := open(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer st.Close()
 	srv, err := registry.New(registry.Config{Store: st, Source: srvSrc})
 	if err != nil {

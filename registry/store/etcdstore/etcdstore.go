@@ -5,6 +5,21 @@
 // watcher sees the deletion, whether or not the replica that wrote it still
 // runs. Watches start at the revision of their snapshot, so none miss a
 // change or replay an older one.
+//
+// The index by tag is kept in etcd too, in the same transaction as the
+// record, so every replica reads the same index and nothing is cached in a
+// replica: a tagged record also has a copy at
+// "<prefix>/by-tag/<kind>/<tag>/<name>" for each tag (the tag
+// path-escaped) and the list of its tags at "<prefix>/tags-of/<kind>/<name>",
+// all on the record's lease, so that expiry removes them in the same
+// revision. (Kinds are never empty, so "<prefix>/" is no kind's prefix.) A
+// List of one tag is then one range read of its copies, and a watch of one
+// tag is an etcd watch of that range: etcd sends it only that tag's changes.
+// A Put or Delete reads the record's revision and old tags, then writes
+// everything in a transaction that applies only if the record has not
+// changed since, and tries again if it has. Records stored by a version
+// without the index get their copies at their next Put (an endpoint's next
+// refresh).
 package etcdstore
 
 import (
@@ -13,6 +28,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +52,9 @@ const (
 	// consumer that stops reading holds up its own etcd watch only; etcd
 	// catches the watch up later or, if it compacted in between, ends it.
 	watchBuffer = 64
+	// maxAttempts bounds how often a Put or Delete reads and tries again
+	// while other writers keep changing the same record.
+	maxAttempts = 16
 )
 
 // ErrClosed is returned by calls on a closed Store and ends its watches.
@@ -122,14 +142,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Put creates or replaces a record. With ttl > 0 the record is attached to a
-// new lease of ttl rounded up to whole seconds (etcd may grant more); Put
-// again renews it with a new lease, and ttl == 0 detaches it from any lease.
-// A lease left behind by a replaced record holds no key and simply expires.
-func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []byte, ttl time.Duration) error {
-	key, err := s.recordKey(kind, name)
+// Put creates or replaces a record, its tags and its copies under them. With
+// ttl > 0 they are attached to a new lease of ttl rounded up to whole
+// seconds (etcd may grant more); Put again renews them with a new lease, and
+// ttl == 0 detaches them from any lease. A lease left behind by a replaced
+// record holds no key and simply expires.
+func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []byte, ttl time.Duration, tags ...string) error {
+	_, err := s.recordKey(kind, name)
 	if err == nil && ttl < 0 {
 		err = fmt.Errorf("negative ttl %v", ttl)
+	}
+	if err == nil {
+		tags, err = store.NormalizeTags(tags)
 	}
 	if err != nil {
 		return fmt.Errorf("etcdstore: put %s/%s: %w", kind, name, err)
@@ -143,7 +167,24 @@ func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []b
 		}
 		opts = append(opts, clientv3.WithLease(lease.ID))
 	}
-	if _, err := s.client.Put(ctx, key, string(value), opts...); err != nil {
+	err = s.update(ctx, kind, name, func(k keys, _ bool, oldTags []string) ([]clientv3.Op, error) {
+		ops := []clientv3.Op{clientv3.OpPut(k.record, string(value), opts...)}
+		if len(tags) > 0 {
+			ops = append(ops, clientv3.OpPut(k.tags, encodeTags(tags), opts...))
+		} else if len(oldTags) > 0 {
+			ops = append(ops, clientv3.OpDelete(k.tags))
+		}
+		for _, tag := range tags {
+			ops = append(ops, clientv3.OpPut(k.copy(tag), string(value), opts...))
+		}
+		for _, tag := range oldTags {
+			if !slices.Contains(tags, tag) {
+				ops = append(ops, clientv3.OpDelete(k.copy(tag)))
+			}
+		}
+		return ops, nil
+	})
+	if err != nil {
 		return fmt.Errorf("etcdstore: put %s/%s: %w", kind, name, err)
 	}
 	return nil
@@ -165,47 +206,141 @@ func (s *Store) Get(ctx context.Context, kind store.Kind, name string) ([]byte, 
 	return resp.Kvs[0].Value, nil
 }
 
-// Delete removes a record; a missing record is store.ErrNotFound. The
-// record's lease, if any, is left to expire.
+// Delete removes a record with its tags and copies; a missing record is
+// store.ErrNotFound. The record's lease, if any, is left to expire.
 func (s *Store) Delete(ctx context.Context, kind store.Kind, name string) error {
-	key, err := s.recordKey(kind, name)
-	if err != nil {
+	if _, err := s.recordKey(kind, name); err != nil {
 		return fmt.Errorf("etcdstore: delete %s/%s: %w", kind, name, err)
 	}
-	resp, err := s.client.Delete(ctx, key)
+	err := s.update(ctx, kind, name, func(k keys, exists bool, oldTags []string) ([]clientv3.Op, error) {
+		if !exists {
+			return nil, store.ErrNotFound
+		}
+		ops := []clientv3.Op{clientv3.OpDelete(k.record)}
+		if len(oldTags) > 0 {
+			ops = append(ops, clientv3.OpDelete(k.tags))
+		}
+		for _, tag := range oldTags {
+			ops = append(ops, clientv3.OpDelete(k.copy(tag)))
+		}
+		return ops, nil
+	})
 	if err != nil {
 		return fmt.Errorf("etcdstore: delete %s/%s: %w", kind, name, err)
-	}
-	if resp.Deleted == 0 {
-		return fmt.Errorf("etcdstore: delete %s/%s: %w", kind, name, store.ErrNotFound)
 	}
 	return nil
 }
 
-// List returns the live records of a kind, ordered by name.
-func (s *Store) List(ctx context.Context, kind store.Kind) ([]store.Entry, error) {
-	entries, _, err := s.list(ctx, kind)
+// List returns the live records of a kind that carry tag (every one with
+// store.All), ordered by name: one range read.
+func (s *Store) List(ctx context.Context, kind store.Kind, tag string) ([]store.Entry, error) {
+	prefix, err := s.rangePrefix(kind, tag)
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: list %s: %w", kind, err)
+	}
+	entries, _, err := s.list(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: list %s: %w", kind, err)
 	}
 	return entries, nil
 }
 
-// ListAndWatch returns the live records of a kind and a feed of every later
-// change. The feed ends when ctx is cancelled (Err nil), when the store is
-// closed (ErrClosed), or when etcd ends the watch, for example after
-// compacting past it (an error that also matches store.ErrWatchLagged) or
-// after losing its leader.
-func (s *Store) ListAndWatch(ctx context.Context, kind store.Kind) ([]store.Entry, *store.Watch, error) {
-	entries, rev, err := s.list(ctx, kind)
+// ListAndWatch returns the live records of a kind that carry tag (every one
+// with store.All) and a feed of every later change to them. The feed ends
+// when ctx is cancelled (Err nil), when the store is closed (ErrClosed), or
+// when etcd ends the watch, for example after compacting past it (an error
+// that also matches store.ErrWatchLagged) or after losing its leader.
+func (s *Store) ListAndWatch(ctx context.Context, kind store.Kind, tag string) ([]store.Entry, *store.Watch, error) {
+	prefix, err := s.rangePrefix(kind, tag)
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcdstore: watch %s: %w", kind, err)
 	}
-	w, err := s.watch(ctx, kind, rev+1)
+	entries, rev, err := s.list(ctx, prefix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcdstore: watch %s: %w", kind, err)
+	}
+	w, err := s.watch(ctx, kind, prefix, rev+1)
 	if err != nil {
 		return nil, nil, err
 	}
 	return entries, w, nil
+}
+
+// keys are the etcd keys of one record.
+type keys struct {
+	// record holds the value; tags the record's tags, when it has any.
+	record, tags string
+	// byTag is where the copies of the record's kind are; copy(tag) adds
+	// the tag and the record's name.
+	byTag, name string
+}
+
+func (k keys) copy(tag string) string { return k.byTag + url.PathEscape(tag) + "/" + k.name }
+
+// update reads a record's revision and tags, asks ops for the operations
+// that change it, and applies them in one transaction if the record has
+// not changed in between; otherwise it reads again. An error from ops ends
+// it.
+func (s *Store) update(ctx context.Context, kind store.Kind, name string,
+	ops func(k keys, exists bool, oldTags []string) ([]clientv3.Op, error)) error {
+	record, err := s.recordKey(kind, name)
+	if err != nil {
+		return err
+	}
+	k := keys{record: record, tags: s.prefix + "/tags-of/" + string(kind) + "/" + name, byTag: s.byTagPrefix(kind), name: name}
+	for range maxAttempts {
+		read, err := s.client.Txn(ctx).Then(
+			clientv3.OpGet(k.record, clientv3.WithKeysOnly()),
+			clientv3.OpGet(k.tags),
+		).Commit()
+		if err != nil {
+			return err
+		}
+		var rev int64 // 0: no record
+		if kvs := read.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			rev = kvs[0].ModRevision
+		}
+		var oldTags []string
+		if kvs := read.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			if oldTags, err = decodeTags(kvs[0].Value); err != nil {
+				return fmt.Errorf("tags at %s: %w", k.tags, err)
+			}
+		}
+		change, err := ops(k, rev != 0, oldTags)
+		if err != nil {
+			return err
+		}
+		resp, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k.record), "=", rev)).Then(change...).Commit()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("changed by other writers %d times in a row while this one tried", maxAttempts)
+}
+
+// encodeTags joins path-escaped tags with "/", which escaping removes from
+// the tags themselves.
+func encodeTags(tags []string) string {
+	escaped := make([]string, len(tags))
+	for i, tag := range tags {
+		escaped[i] = url.PathEscape(tag)
+	}
+	return strings.Join(escaped, "/")
+}
+
+func decodeTags(value []byte) ([]string, error) {
+	var tags []string
+	for escaped := range strings.SplitSeq(string(value), "/") {
+		tag, err := url.PathUnescape(escaped)
+		if err != nil {
+			return nil, err
+		}
+		tags = append(tags, tag)
+	}
+	return tags, nil
 }
 
 // Close ends every watch, waits for them, and disconnects from etcd. Records
@@ -227,13 +362,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// list reads a kind and returns its records with the revision they were
-// read at.
-func (s *Store) list(ctx context.Context, kind store.Kind) ([]store.Entry, int64, error) {
-	prefix, err := s.kindPrefix(kind)
-	if err != nil {
-		return nil, 0, err
-	}
+// list reads the records under prefix (a kind's or a tag's) and returns
+// them with the revision they were read at.
+func (s *Store) list(ctx context.Context, prefix string) ([]store.Entry, int64, error) {
 	// etcd returns a range in key order; within one prefix that is name
 	// order.
 	resp, err := s.client.Get(ctx, prefix, clientv3.WithPrefix())
@@ -247,13 +378,9 @@ func (s *Store) list(ctx context.Context, kind store.Kind) ([]store.Entry, int64
 	return entries, resp.Header.Revision, nil
 }
 
-// watch feeds every change to a kind from revision rev on, until ctx or the
-// store ends.
-func (s *Store) watch(ctx context.Context, kind store.Kind, rev int64) (*store.Watch, error) {
-	prefix, err := s.kindPrefix(kind)
-	if err != nil {
-		return nil, fmt.Errorf("etcdstore: watch %s: %w", kind, err)
-	}
+// watch feeds every change under prefix (a kind's or a tag's) from
+// revision rev on, until ctx or the store ends.
+func (s *Store) watch(ctx context.Context, kind store.Kind, prefix string, rev int64) (*store.Watch, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -360,6 +487,22 @@ func (s *Store) kindPrefix(kind store.Kind) (string, error) {
 		return "", fmt.Errorf("invalid kind %q: want a non-empty name without %q", kind, "/")
 	}
 	return s.prefix + string(kind) + "/", nil
+}
+
+// rangePrefix returns the key prefix of a kind's records, or with a tag of
+// the copies of the records that carry it.
+func (s *Store) rangePrefix(kind store.Kind, tag string) (string, error) {
+	prefix, err := s.kindPrefix(kind)
+	if err != nil || tag == store.All {
+		return prefix, err
+	}
+	return s.byTagPrefix(kind) + url.PathEscape(tag) + "/", nil
+}
+
+// byTagPrefix is where the copies of a kind's tagged records are, under
+// "<prefix>/": no kind's prefix, as kinds are never empty.
+func (s *Store) byTagPrefix(kind store.Kind) string {
+	return s.prefix + "/by-tag/" + string(kind) + "/"
 }
 
 // recordKey returns the key of one record.

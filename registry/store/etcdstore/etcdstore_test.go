@@ -67,7 +67,7 @@ func TestReplicaRestartLosesNothing(t *testing.T) {
 		t.Fatalf("close a: %v", err)
 	}
 	restarted := open(t, srv, "")
-	entries, err := restarted.List(t.Context(), store.KindEndpoint)
+	entries, err := restarted.List(t.Context(), store.KindEndpoint, store.All)
 	if err != nil {
 		t.Fatalf("List after restart: %v", err)
 	}
@@ -159,7 +159,11 @@ func TestCompactedWatchEnds(t *testing.T) {
 		t.Fatalf("compact: %v", err)
 	}
 
-	w, err := s.watch(ctx, store.KindEndpoint, 1)
+	prefix, err := s.rangePrefix(store.KindEndpoint, store.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.watch(ctx, store.KindEndpoint, prefix, 1)
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}
@@ -178,7 +182,7 @@ func TestPrefixesDoNotOverlap(t *testing.T) {
 	long := open(t, srv, "/overlap/ab")
 
 	mustPut(t, short, "x", "1", 0)
-	entries, err := long.List(t.Context(), store.KindEndpoint)
+	entries, err := long.List(t.Context(), store.KindEndpoint, store.All)
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -285,7 +289,7 @@ func mustListAndWatch(t *testing.T, s *Store, kind store.Kind) ([]store.Entry, *
 
 func mustListAndWatchCtx(t *testing.T, ctx context.Context, s *Store, kind store.Kind) ([]store.Entry, *store.Watch) {
 	t.Helper()
-	entries, w, err := s.ListAndWatch(ctx, kind)
+	entries, w, err := s.ListAndWatch(ctx, kind, store.All)
 	if err != nil {
 		t.Fatalf("ListAndWatch(%s): %v", kind, err)
 	}

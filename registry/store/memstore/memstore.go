@@ -3,6 +3,11 @@
 // restart and are not shared. Expiry runs on one timer per record; watchers
 // get buffered channels, and a watcher that falls a whole buffer behind is
 // ended with store.ErrWatchLagged instead of slowing down writers.
+//
+// Tags are indexed: each tag has a bucket of the names that carry it, so a
+// List of one tag reads that bucket only, and watchers are kept by the tag
+// they asked for, so a change wakes the watchers of its record's tags (and
+// those of every record) and no other.
 package memstore
 
 import (
@@ -37,8 +42,12 @@ type Store struct {
 	// names caches each kind's record names in order; nil when a name came
 	// or went since (List sorts again).
 	names map[store.Kind][]string
-	// watchers holds the open watches of each kind.
-	watchers map[store.Kind]map[*watcher]struct{}
+	// tagged holds each kind's buckets by tag; a bucket goes when its last
+	// record does.
+	tagged map[store.Kind]map[string]*bucket
+	// watchers holds the open watches of each kind by the tag they watch
+	// (store.All for every record).
+	watchers map[store.Kind]map[string]map[*watcher]struct{}
 	// closed is set by Close; every later call fails with ErrClosed.
 	closed bool
 }
@@ -47,12 +56,23 @@ type Store struct {
 // timer that fires late can tell its record has been replaced.
 type record struct {
 	value []byte
+	// tags are the record's distinct tags, sorted.
+	tags []string
 	// expiry removes the record when its ttl runs out; nil without ttl.
 	expiry *time.Timer
 }
 
+// bucket is the set of records that carry one tag.
+type bucket struct {
+	names map[string]struct{}
+	// sorted caches names in order; nil when a name came or went since.
+	sorted []string
+}
+
 // watcher is one open watch.
 type watcher struct {
+	// tag is what the watch selects: store.All or one tag.
+	tag string
 	// events is closed, under Store.mu, when the watch ends.
 	events chan store.Event
 	// err says why the watch ended; nil when its context was cancelled.
@@ -68,14 +88,19 @@ func New() *Store {
 	return &Store{
 		records:  make(map[store.Kind]map[string]*record),
 		names:    make(map[store.Kind][]string),
-		watchers: make(map[store.Kind]map[*watcher]struct{}),
+		tagged:   make(map[store.Kind]map[string]*bucket),
+		watchers: make(map[store.Kind]map[string]map[*watcher]struct{}),
 	}
 }
 
-// Put creates or replaces a record. With ttl > 0 the record is removed ttl
-// from now unless Put again before.
-func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []byte, ttl time.Duration) error {
-	if err := checkPut(ctx, kind, name, ttl); err != nil {
+// Put creates or replaces a record and its tags. With ttl > 0 the record
+// is removed ttl from now unless Put again before.
+func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []byte, ttl time.Duration, tags ...string) error {
+	tags, err := store.NormalizeTags(tags)
+	if err == nil {
+		err = checkPut(ctx, kind, name, ttl)
+	}
+	if err != nil {
 		return fmt.Errorf("memstore: put %s/%s: %w", kind, name, err)
 	}
 	s.mu.Lock()
@@ -89,17 +114,41 @@ func (s *Store) Put(ctx context.Context, kind store.Kind, name string, value []b
 		records = make(map[string]*record)
 		s.records[kind] = records
 	}
-	if old := records[name]; old != nil {
+	old := records[name]
+	var oldTags []string
+	if old != nil {
 		old.stopExpiry()
+		oldTags = old.tags
 	} else {
 		delete(s.names, kind)
 	}
-	rec := &record{value: bytes.Clone(value)}
+	rec := &record{value: bytes.Clone(value), tags: tags}
 	if ttl > 0 {
 		rec.expiry = time.AfterFunc(ttl, func() { s.expire(kind, name, rec) })
 	}
 	records[name] = rec
-	s.notifyLocked(kind, store.Event{Entry: store.Entry{Name: name, Value: rec.value}})
+	for _, tag := range oldTags {
+		if !slices.Contains(tags, tag) {
+			s.untagLocked(kind, tag, name)
+		}
+	}
+	for _, tag := range tags {
+		if !slices.Contains(oldTags, tag) {
+			s.tagLocked(kind, tag, name)
+		}
+	}
+
+	put := store.Event{Entry: store.Entry{Name: name, Value: rec.value}}
+	s.notifyLocked(kind, store.All, put)
+	for _, tag := range tags {
+		s.notifyLocked(kind, tag, put)
+	}
+	// Watchers of a tag the record lost see it go, as it was.
+	for _, tag := range oldTags {
+		if !slices.Contains(tags, tag) {
+			s.notifyLocked(kind, tag, store.Event{Entry: store.Entry{Name: name, Value: old.value}, Deleted: true})
+		}
+	}
 	return nil
 }
 
@@ -139,8 +188,9 @@ func (s *Store) Delete(ctx context.Context, kind store.Kind, name string) error 
 	return nil
 }
 
-// List returns copies of the live records of a kind, ordered by name.
-func (s *Store) List(ctx context.Context, kind store.Kind) ([]store.Entry, error) {
+// List returns the live records of a kind that carry tag (every one with
+// store.All), ordered by name.
+func (s *Store) List(ctx context.Context, kind store.Kind, tag string) ([]store.Entry, error) {
 	if err := checkKind(ctx, kind); err != nil {
 		return nil, fmt.Errorf("memstore: list %s: %w", kind, err)
 	}
@@ -149,14 +199,15 @@ func (s *Store) List(ctx context.Context, kind store.Kind) ([]store.Entry, error
 	if s.closed {
 		return nil, fmt.Errorf("memstore: list %s: %w", kind, ErrClosed)
 	}
-	return s.listLocked(kind), nil
+	return s.listLocked(kind, tag), nil
 }
 
-// ListAndWatch returns the live records of a kind and a feed of every later
-// change. The feed ends when ctx is cancelled (Err nil), when the store is
-// closed (ErrClosed) or when the consumer leaves watchBuffer events unread
+// ListAndWatch returns the live records of a kind that carry tag (every one
+// with store.All) and a feed of every later change to them. The feed ends
+// when ctx is cancelled (Err nil), when the store is closed (ErrClosed) or
+// when the consumer leaves watchBuffer events unread
 // (store.ErrWatchLagged).
-func (s *Store) ListAndWatch(ctx context.Context, kind store.Kind) ([]store.Entry, *store.Watch, error) {
+func (s *Store) ListAndWatch(ctx context.Context, kind store.Kind, tag string) ([]store.Entry, *store.Watch, error) {
 	if err := checkKind(ctx, kind); err != nil {
 		return nil, nil, fmt.Errorf("memstore: watch %s: %w", kind, err)
 	}
@@ -166,12 +217,15 @@ func (s *Store) ListAndWatch(ctx context.Context, kind store.Kind) ([]store.Entr
 		return nil, nil, fmt.Errorf("memstore: watch %s: %w", kind, ErrClosed)
 	}
 
-	entries := s.listLocked(kind)
-	w := &watcher{events: make(chan store.Event, watchBuffer)}
+	entries := s.listLocked(kind, tag)
+	w := &watcher{tag: tag, events: make(chan store.Event, watchBuffer)}
 	if s.watchers[kind] == nil {
-		s.watchers[kind] = make(map[*watcher]struct{})
+		s.watchers[kind] = make(map[string]map[*watcher]struct{})
 	}
-	s.watchers[kind][w] = struct{}{}
+	if s.watchers[kind][tag] == nil {
+		s.watchers[kind][tag] = make(map[*watcher]struct{})
+	}
+	s.watchers[kind][tag][w] = struct{}{}
 	// If ctx is already done the callback runs at once, in its own
 	// goroutine, and waits for mu: the watch is registered by then.
 	w.stopCancel = context.AfterFunc(ctx, func() {
@@ -203,9 +257,11 @@ func (s *Store) Close() error {
 		}
 	}
 	s.records = nil
-	for kind, watchers := range s.watchers {
-		for w := range watchers {
-			s.endWatchLocked(kind, w, ErrClosed)
+	for kind, byTag := range s.watchers {
+		for _, watchers := range byTag {
+			for w := range watchers {
+				s.endWatchLocked(kind, w, ErrClosed)
+			}
 		}
 	}
 	return nil
@@ -222,37 +278,83 @@ func (s *Store) expire(kind store.Kind, name string, rec *record) {
 	s.removeLocked(kind, name, rec)
 }
 
-// removeLocked deletes rec and tells the watchers. s.mu must be held.
+// removeLocked deletes rec, takes it out of its tags' buckets and tells
+// the watchers. s.mu must be held.
 func (s *Store) removeLocked(kind store.Kind, name string, rec *record) {
 	rec.stopExpiry()
 	delete(s.records[kind], name)
 	delete(s.names, kind)
-	s.notifyLocked(kind, store.Event{Entry: store.Entry{Name: name, Value: rec.value}, Deleted: true})
+	for _, tag := range rec.tags {
+		s.untagLocked(kind, tag, name)
+	}
+	ev := store.Event{Entry: store.Entry{Name: name, Value: rec.value}, Deleted: true}
+	s.notifyLocked(kind, store.All, ev)
+	for _, tag := range rec.tags {
+		s.notifyLocked(kind, tag, ev)
+	}
 }
 
-// listLocked returns the records of a kind in name order. Values are
-// shared, not copied: a record's value never changes once stored (a Put
-// makes a new one), and readers do not write to it (store.Entry). s.mu
-// must be held.
-func (s *Store) listLocked(kind store.Kind) []store.Entry {
-	records := s.records[kind]
-	names, ok := s.names[kind]
-	if !ok {
-		names = slices.Sorted(maps.Keys(records))
-		s.names[kind] = names
+// tagLocked adds name to tag's bucket. s.mu must be held.
+func (s *Store) tagLocked(kind store.Kind, tag, name string) {
+	buckets := s.tagged[kind]
+	if buckets == nil {
+		buckets = make(map[string]*bucket)
+		s.tagged[kind] = buckets
 	}
-	entries := make([]store.Entry, 0, len(records))
+	b := buckets[tag]
+	if b == nil {
+		b = &bucket{names: make(map[string]struct{})}
+		buckets[tag] = b
+	}
+	b.names[name] = struct{}{}
+	b.sorted = nil
+}
+
+// untagLocked takes name out of tag's bucket. s.mu must be held.
+func (s *Store) untagLocked(kind store.Kind, tag, name string) {
+	b := s.tagged[kind][tag]
+	if b == nil {
+		return
+	}
+	delete(b.names, name)
+	b.sorted = nil
+	if len(b.names) == 0 {
+		delete(s.tagged[kind], tag)
+	}
+}
+
+// listLocked returns the records of a kind that carry tag (all of them
+// with store.All) in name order. Values are shared, not copied: a record's
+// value never changes once stored (a Put makes a new one), and readers do
+// not write to it (store.Entry). s.mu must be held.
+func (s *Store) listLocked(kind store.Kind, tag string) []store.Entry {
+	records := s.records[kind]
+	var names []string
+	if tag == store.All {
+		var ok bool
+		if names, ok = s.names[kind]; !ok {
+			names = slices.Sorted(maps.Keys(records))
+			s.names[kind] = names
+		}
+	} else if b := s.tagged[kind][tag]; b != nil {
+		if b.sorted == nil {
+			b.sorted = slices.Sorted(maps.Keys(b.names))
+		}
+		names = b.sorted
+	}
+	entries := make([]store.Entry, 0, len(names))
 	for _, name := range names {
 		entries = append(entries, store.Entry{Name: name, Value: records[name].value})
 	}
 	return entries
 }
 
-// notifyLocked hands ev to every watcher of kind without blocking; a
-// watcher with a full buffer is ended with store.ErrWatchLagged. Each
-// watcher gets its own copy of the value. s.mu must be held.
-func (s *Store) notifyLocked(kind store.Kind, ev store.Event) {
-	for w := range s.watchers[kind] {
+// notifyLocked hands ev to every watcher of kind and tag without
+// blocking; a watcher with a full buffer is ended with
+// store.ErrWatchLagged. Each watcher gets its own copy of the value. s.mu
+// must be held.
+func (s *Store) notifyLocked(kind store.Kind, tag string, ev store.Event) {
+	for w := range s.watchers[kind][tag] {
 		own := ev
 		own.Value = bytes.Clone(ev.Value)
 		select {
@@ -266,10 +368,14 @@ func (s *Store) notifyLocked(kind store.Kind, ev store.Event) {
 // endWatchLocked ends w with err unless it has ended already. s.mu must be
 // held.
 func (s *Store) endWatchLocked(kind store.Kind, w *watcher, err error) {
-	if _, ok := s.watchers[kind][w]; !ok {
+	watchers := s.watchers[kind][w.tag]
+	if _, ok := watchers[w]; !ok {
 		return
 	}
-	delete(s.watchers[kind], w)
+	delete(watchers, w)
+	if len(watchers) == 0 {
+		delete(s.watchers[kind], w.tag)
+	}
 	w.err = err
 	close(w.events)
 	w.stopCancel()

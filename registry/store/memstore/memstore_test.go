@@ -28,7 +28,7 @@ func TestLaggedWatcherIsEnded(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 
-	_, slow, err := s.ListAndWatch(ctx, store.KindEndpoint)
+	_, slow, err := s.ListAndWatch(ctx, store.KindEndpoint, store.All)
 	if err != nil {
 		t.Fatalf("ListAndWatch: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestLaggedWatcherIsEnded(t *testing.T) {
 	}
 
 	// The store and new watchers carry on.
-	_, fresh, err := s.ListAndWatch(ctx, store.KindEndpoint)
+	_, fresh, err := s.ListAndWatch(ctx, store.KindEndpoint, store.All)
 	if err != nil {
 		t.Fatalf("ListAndWatch after lag: %v", err)
 	}
@@ -73,7 +73,7 @@ func TestCloseStopsExpiryAndWatches(t *testing.T) {
 	}
 	var watches []*store.Watch
 	for range 3 {
-		_, w, err := s.ListAndWatch(ctx, store.KindService)
+		_, w, err := s.ListAndWatch(ctx, store.KindService, store.All)
 		if err != nil {
 			t.Fatalf("ListAndWatch: %v", err)
 		}

@@ -56,6 +56,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "WatchEndsOnCancel", run: testWatchCancel},
 		{name: "ManyWatchers", run: testManyWatchers},
 		{name: "ConcurrentPuts", run: testConcurrentPuts},
+		{name: "TagIndex", run: testTagIndex},
+		{name: "TagsMoveBetweenBuckets", run: testTagsMove},
+		{name: "InvalidTags", run: testInvalidTags},
+		{name: "WatchTag", run: testWatchTag},
+		{name: "WatchTagSnapshot", run: testWatchTagSnapshot},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "RePutKeepsAlive", run: testRePutKeepsAlive},
 		{name: "ZeroTTLRemovesExpiry", run: testZeroTTLRemovesExpiry},
 		{name: "DeleteStopsExpiry", run: testDeleteStopsExpiry},
+		{name: "ExpiryUntags", run: testExpiryUntags},
 	}
 	t.Run("Expiry", func(t *testing.T) {
 		for _, tt := range expiry {
@@ -215,10 +221,10 @@ func testInvalidArguments(t *testing.T, s store.Store) {
 			}
 		})
 	}
-	if _, err := s.List(ctx, ""); err == nil {
+	if _, err := s.List(ctx, "", store.All); err == nil {
 		t.Errorf("List of an empty kind name succeeded")
 	}
-	if _, _, err := s.ListAndWatch(ctx, "a/b"); err == nil {
+	if _, _, err := s.ListAndWatch(ctx, "a/b", store.All); err == nil {
 		t.Errorf("ListAndWatch of a kind with a slash succeeded")
 	}
 	wantList(t, s, kind, nil)
@@ -233,10 +239,10 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	if _, err := s.Get(ctx, kind, "a"); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get with a cancelled context error = %v, want the context's error", err)
 	}
-	if _, err := s.List(ctx, kind); err == nil {
+	if _, err := s.List(ctx, kind, store.All); err == nil {
 		t.Errorf("List with a cancelled context succeeded")
 	}
-	if _, _, err := s.ListAndWatch(ctx, kind); err == nil {
+	if _, _, err := s.ListAndWatch(ctx, kind, store.All); err == nil {
 		t.Errorf("ListAndWatch with a cancelled context succeeded")
 	}
 }
@@ -260,7 +266,7 @@ func testClose(t *testing.T, s store.Store) {
 	if _, err := s.Get(t.Context(), kind, "a"); err == nil {
 		t.Errorf("Get after Close succeeded")
 	}
-	if _, _, err := s.ListAndWatch(t.Context(), kind); err == nil {
+	if _, _, err := s.ListAndWatch(t.Context(), kind, store.All); err == nil {
 		t.Errorf("ListAndWatch after Close succeeded")
 	}
 }
@@ -439,13 +445,155 @@ func testConcurrentPuts(t *testing.T, s store.Store) {
 		}
 	}
 
-	entries, err := s.List(ctx, kind)
+	entries, err := s.List(ctx, kind, store.All)
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
 	if len(entries) != writers*names+1 {
 		t.Errorf("List has %d records, want %d", len(entries), writers*names+1)
 	}
+}
+
+func testTagIndex(t *testing.T, s store.Store) {
+	mustPutTags(t, s, kind, "a", "va", 0, "x")
+	mustPutTags(t, s, kind, "b", "vb", 0, "y", "x", "y") // duplicates count once
+	mustPut(t, s, kind, "c", []byte("vc"))
+	mustPutTags(t, s, kind, "d", "vd", 0, "y")
+	mustPutTags(t, s, kind, "e/f", "vef", 0, "x/y") // slashes in names and tags
+	mustPutTags(t, s, other, "a", "other", 0, "x")
+
+	wantTagged(t, s, kind, "x", []store.Entry{{Name: "a", Value: []byte("va")}, {Name: "b", Value: []byte("vb")}})
+	wantTagged(t, s, kind, "y", []store.Entry{{Name: "b", Value: []byte("vb")}, {Name: "d", Value: []byte("vd")}})
+	wantTagged(t, s, kind, "x/y", []store.Entry{{Name: "e/f", Value: []byte("vef")}})
+	wantTagged(t, s, kind, "z", nil)
+	wantTagged(t, s, other, "x", []store.Entry{{Name: "a", Value: []byte("other")}})
+	wantTagged(t, s, other, "y", nil)
+	wantList(t, s, kind, []store.Entry{
+		{Name: "a", Value: []byte("va")}, {Name: "b", Value: []byte("vb")}, {Name: "c", Value: []byte("vc")},
+		{Name: "d", Value: []byte("vd")}, {Name: "e/f", Value: []byte("vef")},
+	})
+	// A tagged record reads back like any other.
+	if got := mustGet(t, s, kind, "b"); string(got) != "vb" {
+		t.Errorf("Get(b) = %q, want %q", got, "vb")
+	}
+	// Many tags, each its own bucket.
+	many := make([]string, store.MaxTags)
+	for i := range many {
+		many[i] = fmt.Sprintf("t%02d", i)
+	}
+	mustPutTags(t, s, kind, "many", "vm", 0, many...)
+	for _, tag := range many {
+		wantTagged(t, s, kind, tag, []store.Entry{{Name: "many", Value: []byte("vm")}})
+	}
+}
+
+func testTagsMove(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	x := func(v string) []store.Entry { return []store.Entry{{Name: "a", Value: []byte(v)}} }
+	steps := []struct {
+		name  string
+		do    func()
+		xWant []store.Entry
+		yWant []store.Entry
+	}{
+		{name: "tagged x", do: func() { mustPutTags(t, s, kind, "a", "1", 0, "x") }, xWant: x("1")},
+		{name: "moved to y", do: func() { mustPutTags(t, s, kind, "a", "2", 0, "y") }, yWant: x("2")},
+		{name: "both", do: func() { mustPutTags(t, s, kind, "a", "3", time.Hour, "x", "y") }, xWant: x("3"), yWant: x("3")},
+		{name: "untagged", do: func() { mustPut(t, s, kind, "a", []byte("4")) }},
+		{name: "tagged again", do: func() { mustPutTags(t, s, kind, "a", "5", time.Hour, "y") }, yWant: x("5")},
+		{name: "deleted", do: func() { mustDelete(t, s, kind, "a") }},
+		{name: "back after delete", do: func() { mustPutTags(t, s, kind, "a", "6", 0, "x") }, xWant: x("6")},
+	}
+	for _, step := range steps {
+		step.do()
+		t.Logf("step %q", step.name)
+		wantTagged(t, s, kind, "x", step.xWant)
+		wantTagged(t, s, kind, "y", step.yWant)
+	}
+	if _, err := s.Get(ctx, kind, "a"); err != nil {
+		t.Errorf("Get(a) after the steps: %v", err)
+	}
+}
+
+func testInvalidTags(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	tooMany := make([]string, store.MaxTags+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprint(i)
+	}
+	tests := []struct {
+		name string
+		tags []string
+	}{
+		{name: "empty tag", tags: []string{"x", ""}},
+		{name: "too many", tags: tooMany},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.Put(ctx, kind, "a", []byte("v"), 0, tt.tags...); err == nil {
+				t.Errorf("Put with tags %q succeeded", tt.tags)
+			}
+		})
+	}
+	wantList(t, s, kind, nil)
+	wantTagged(t, s, kind, "x", nil)
+}
+
+// testWatchTag: a watch of a tag sees the changes to records that carry it
+// (a record that loses it as a deletion) and nothing else; a watch of
+// every record sees every change.
+func testWatchTag(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, wx := mustListAndWatchTag(t, ctx, s, kind, "x")
+	_, wy := mustListAndWatchTag(t, ctx, s, kind, "y")
+	_, wall := mustListAndWatch(t, ctx, s, kind)
+
+	mustPutTags(t, s, kind, "a", "1", 0, "x")
+	mustPutTags(t, s, kind, "b", "1", 0, "y")
+	mustPutTags(t, s, other, "c", "1", 0, "x") // another kind
+	mustPutTags(t, s, kind, "a", "2", 0, "x", "y")
+	mustPutTags(t, s, kind, "a", "3", 0, "y") // leaves x
+	mustPut(t, s, kind, "u", []byte("1"))     // no tag
+	mustDelete(t, s, kind, "b")
+	mustDelete(t, s, kind, "a")
+	mustDelete(t, s, kind, "u")
+	// Each watch's last event: nothing else may come before it.
+	mustPutTags(t, s, kind, "end", "1", 0, "x", "y")
+
+	expectEvents(t, wx, put("a", "1"), put("a", "2"), deleted("a", "2"), put("end", "1"))
+	expectEvents(t, wy, put("b", "1"), put("a", "2"), put("a", "3"), deleted("b", "1"), deleted("a", "3"), put("end", "1"))
+	expectEvents(t, wall, put("a", "1"), put("b", "1"), put("a", "2"), put("a", "3"), put("u", "1"),
+		deleted("b", "1"), deleted("a", "3"), deleted("u", "1"), put("end", "1"))
+}
+
+func testWatchTagSnapshot(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustPutTags(t, s, kind, "a", "1", 0, "x")
+	mustPutTags(t, s, kind, "b", "1", 0, "y")
+	mustPutTags(t, s, kind, "c", "1", 0, "x", "y")
+	mustPutTags(t, s, kind, "c", "2", 0, "y")
+
+	entries, w := mustListAndWatchTag(t, ctx, s, kind, "x")
+	want := []store.Entry{{Name: "a", Value: []byte("1")}}
+	if !equalEntries(entries, want) {
+		t.Fatalf("snapshot of x = %s, want %s", formatEntries(entries), formatEntries(want))
+	}
+	mustPutTags(t, s, kind, "b", "2", 0, "x")
+	expectEvents(t, w, put("b", "2"))
+}
+
+// testExpiryUntags: an expired record leaves its tags' buckets, and their
+// watchers see it go.
+func testExpiryUntags(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustPutTags(t, s, kind, "kept", "1", 0, "x")
+	_, w := mustListAndWatchTag(t, ctx, s, kind, "x")
+
+	mustPutTags(t, s, kind, "a", "1", ttl, "x", "y")
+	expectEvents(t, w, put("a", "1"))
+	expectEventsWithin(t, w, ttl+patience, deleted("a", "1"))
+	wantTagged(t, s, kind, "x", []store.Entry{{Name: "kept", Value: []byte("1")}})
+	wantTagged(t, s, kind, "y", nil)
 }
 
 // doneMarker is the record whose Put tells replay the writers are finished.
@@ -632,6 +780,13 @@ func mustPutTTL(t *testing.T, s store.Store, kind store.Kind, name string, value
 	}
 }
 
+func mustPutTags(t *testing.T, s store.Store, kind store.Kind, name, value string, ttl time.Duration, tags ...string) {
+	t.Helper()
+	if err := s.Put(t.Context(), kind, name, []byte(value), ttl, tags...); err != nil {
+		t.Fatalf("Put(%s/%s, ttl %v, tags %q): %v", kind, name, ttl, tags, err)
+	}
+}
+
 func mustGet(t *testing.T, s store.Store, kind store.Kind, name string) []byte {
 	t.Helper()
 	v, err := s.Get(t.Context(), kind, name)
@@ -650,21 +805,32 @@ func mustDelete(t *testing.T, s store.Store, kind store.Kind, name string) {
 
 func mustListAndWatch(t *testing.T, ctx context.Context, s store.Store, kind store.Kind) ([]store.Entry, *store.Watch) {
 	t.Helper()
-	entries, w, err := s.ListAndWatch(ctx, kind)
+	return mustListAndWatchTag(t, ctx, s, kind, store.All)
+}
+
+func mustListAndWatchTag(t *testing.T, ctx context.Context, s store.Store, kind store.Kind, tag string) ([]store.Entry, *store.Watch) {
+	t.Helper()
+	entries, w, err := s.ListAndWatch(ctx, kind, tag)
 	if err != nil {
-		t.Fatalf("ListAndWatch(%s): %v", kind, err)
+		t.Fatalf("ListAndWatch(%s, tag %q): %v", kind, tag, err)
 	}
 	return entries, w
 }
 
 func wantList(t *testing.T, s store.Store, kind store.Kind, want []store.Entry) {
 	t.Helper()
-	got, err := s.List(t.Context(), kind)
+	wantTagged(t, s, kind, store.All, want)
+}
+
+// wantTagged checks List of one tag.
+func wantTagged(t *testing.T, s store.Store, kind store.Kind, tag string, want []store.Entry) {
+	t.Helper()
+	got, err := s.List(t.Context(), kind, tag)
 	if err != nil {
-		t.Fatalf("List(%s): %v", kind, err)
+		t.Fatalf("List(%s, tag %q): %v", kind, tag, err)
 	}
 	if !equalEntries(got, want) {
-		t.Errorf("List(%s) = %s, want %s", kind, formatEntries(got), formatEntries(want))
+		t.Errorf("List(%s, tag %q) = %s, want %s", kind, tag, formatEntries(got), formatEntries(want))
 	}
 }
 
