@@ -2,7 +2,8 @@ package vpp
 
 import (
 	"context"
-	"io"
+	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -11,25 +12,32 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	nsmwireguard "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/wireguard"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
-	"github.com/sirupsen/logrus"
 	"go.fd.io/govpp/adapter"
-	"go.fd.io/govpp/core"
 	"go.uber.org/goleak"
 
 	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
+// govpp receives what govpp logs and counts, for the whole test binary:
+// SetupGovpp sets process-wide state, once, in TestMain.
+var govpp = struct {
+	health  HealthCheck
+	logs    *recordHandler
+	metrics *Metrics
+}{logs: &recordHandler{}, metrics: NewMetrics()}
+
 func TestMain(m *testing.M) {
-	// Notice a lost (fake) VPP quickly. A real VPP keeps govpp's
+	// Notice a lost (fake) VPP quickly. A real VPP gets vwire's
 	// defaults: creating an af_packet blocks its main thread long enough
 	// to fail such eager health checks.
+	govpp.health = DefaultHealthCheck()
 	if os.Getenv("VPP_BIN") == "" {
-		core.HealthCheckProbeInterval = 100 * time.Millisecond
-		core.HealthCheckReplyTimeout = 50 * time.Millisecond
+		govpp.health = HealthCheck{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, Threshold: 3}
 	}
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	core.SetLogger(quiet)
+	if err := SetupGovpp(govpp.health, slog.New(govpp.logs), govpp.metrics); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	os.Exit(m.Run())
 }
 
