@@ -31,22 +31,9 @@ func calls(t testing.TB, m *Metrics, msg string) uint64 {
 // allCalls is how many calls of each message the histogram holds.
 func allCalls(t testing.TB, m *Metrics) map[string]uint64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 100)
-	go func() {
-		m.apiSeconds.Collect(ch)
-		close(ch)
-	}()
 	out := map[string]uint64{}
-	for pm := range ch {
-		var d dto.Metric
-		if err := pm.Write(&d); err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range d.GetLabel() {
-			if l.GetName() == "msg" {
-				out[l.GetValue()] = d.GetHistogram().GetSampleCount()
-			}
-		}
+	for msg, h := range histograms(t, m) {
+		out[msg] = h.GetSampleCount()
 	}
 	return out
 }
@@ -330,5 +317,25 @@ func TestSetupGovpp(t *testing.T) {
 	}
 	if err := SetupGovpp(HealthCheck{}, nil, nil); err == nil {
 		t.Fatal("SetupGovpp took an invalid health check")
+	}
+}
+
+func TestBucketQuantile(t *testing.T) {
+	bucket := func(upper float64, cum uint64) *dto.Bucket {
+		return &dto.Bucket{UpperBound: &upper, CumulativeCount: &cum}
+	}
+	count := uint64(100)
+	h := &dto.Histogram{SampleCount: &count, Bucket: []*dto.Bucket{
+		bucket(0.001, 50), bucket(0.002, 90), bucket(0.004, 100),
+	}}
+	for _, tc := range []struct{ q, want float64 }{
+		{0.25, 0.0005}, {0.5, 0.001}, {0.7, 0.0015}, {0.95, 0.003}, {1, 0.004},
+	} {
+		if got := bucketQuantile(h, tc.q); got < tc.want-1e-12 || got > tc.want+1e-12 {
+			t.Errorf("q%v = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	if got := bucketQuantile(&dto.Histogram{}, 0.5); got != 0 {
+		t.Errorf("empty histogram: %v", got)
 	}
 }
