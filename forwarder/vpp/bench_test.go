@@ -3,6 +3,7 @@ package vpp
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -176,7 +177,8 @@ func BenchmarkMemif2Memif(b *testing.B) {
 	}
 }
 
-// BenchmarkBurst builds 100 vWires at once on a real VPP (VPP_BIN), from
+// BenchmarkBurst builds 100 vWires at once on a real VPP (VPP_BIN; else on
+// the fake, which measures only vwire's and govpp's share), from
 // 20 goroutines, as a node does when its clients all come at once, and
 // reports where the time goes: each VPP message's p50 and p99 from
 // vwire_vpp_api_seconds (logged per message; reported for the
@@ -186,15 +188,26 @@ func BenchmarkMemif2Memif(b *testing.B) {
 // memif: VPP-master memifs on socket files; kernel: veth pairs taken by
 // af_packet (the path of issue #16's 100 vWires), all in two namespaces.
 func BenchmarkBurst(b *testing.B) {
-	const vwires, workers = 100, 20
+	const workers = 20
 	for _, kind := range []string{"memif", "kernel"} {
 		b.Run(kind, func(b *testing.B) {
-			needVPP(b)
 			m := NewMetrics()
-			dp := startNode(b, newNS(b, "node"), "", func(c *Config) { c.Metrics = m })
-			var nsc, nse itNS
-			if kind == "kernel" {
-				nsc, nse = newNS(b, "nsc"), newNS(b, "nse")
+			withMetrics := func(c *Config) { c.Metrics = m }
+			var (
+				dp       *Dataplane
+				nsc, nse = itNS{path: nsClient}, itNS{path: nsServer}
+				on       = "govpp's mock adapter (the fake VPP): not VPP's figures"
+			)
+			vwires := 100
+			if os.Getenv("VPP_BIN") == "" {
+				// The fake answers inside SendMsg, so a dump of more
+				// than govpp's 100-reply buffer stalls it: fewer vWires.
+				dp, vwires = newTestNode(b, "192.0.2.1", withMetrics).dp, 40
+			} else {
+				dp, on = startNode(b, newNS(b, "node"), "", withMetrics), "VPP"
+				if kind == "kernel" {
+					nsc, nse = newNS(b, "nsc"), newNS(b, "nse")
+				}
 			}
 			mechs := func(i int) (in, out *networkservice.Connection) {
 				if kind == "memif" {
@@ -268,7 +281,7 @@ func BenchmarkBurst(b *testing.B) {
 			var lines []string
 			for msg, h := range histograms(b, m) {
 				p50, p99 := bucketQuantile(h, 0.5), bucketQuantile(h, 0.99)
-				lines = append(lines, fmt.Sprintf("%-36s %7d calls  p50 %9.3f ms  p99 %9.3f ms", msg, h.GetSampleCount(), p50*1e3, p99*1e3))
+				lines = append(lines, fmt.Sprintf("%s %d× %.3f/%.3f", msg, h.GetSampleCount(), p50*1e3, p99*1e3))
 				if msg == create {
 					b.ReportMetric(p50*1e3, "create-p50-ms")
 					b.ReportMetric(p99*1e3, "create-p99-ms")
@@ -278,8 +291,11 @@ func BenchmarkBurst(b *testing.B) {
 				}
 			}
 			slices.Sort(lines)
-			b.Logf("%s burst, %d x %d vWires from %d goroutines; VPP API latency from vwire_vpp_api_seconds (slowest p99: %s):\n%s",
-				kind, b.N, vwires, workers, worst, strings.Join(lines, "\n"))
+			// One line per run: testing keeps ten lines of a benchmark's
+			// output over all its runs (the first has b.N = 1).
+			b.Logf("%s burst on %s, %d x %d vWires from %d goroutines, health check %v/%v/%d; vwire_vpp_api_seconds, message calls× p50/p99 ms: %s",
+				kind, on, b.N, vwires, workers, govpp.health.Interval, govpp.health.Timeout, govpp.health.Threshold, strings.Join(lines, "; "))
+			b.Logf("slowest p99: %s", worst)
 			b.ReportMetric(worstP99*1e3, "worst-msg-p99-ms")
 		})
 	}
