@@ -19,12 +19,13 @@ import (
 // a second (creating an af_packet faults in its rings); a node building a
 // hundred vWires at once queues hundreds of them. govpp's own defaults (a
 // probe every 1 s, a miss after 250 ms, NotResponding on the third miss in
-// a row) so declare a busy VPP dead after ~2.5 s, and every call in flight
-// then fails. A probe that waits a full second, five misses in a row,
-// declares VPP dead only after ~5 s without a single reply on any channel
-// (govpp keeps waiting on a late probe while other replies arrive): a hung
-// main thread is still found within seconds, a busy one is left alone. A VPP
-// that exits closes its socket and is seen at once whatever these say.
+// a row) declare VPP dead once its main thread has been busy for ~2.25 s,
+// and every call in flight then fails. A miss counts only when no reply at
+// all came within the timeout (govpp waits on while other calls are
+// answered), so with a 1 s timeout and five misses VPP is declared dead
+// after ~5 s of one-second silences: a hung main thread is still found
+// within seconds, a busy one is left alone. A VPP that exits closes its
+// socket and is seen at the next probe whatever these say.
 const (
 	DefaultHealthInterval  = time.Second
 	DefaultHealthTimeout   = time.Second
