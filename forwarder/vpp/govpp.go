@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/core"
 )
 
@@ -64,7 +65,7 @@ func (h HealthCheck) Validate() error {
 }
 
 // SetupGovpp sets what govpp keeps in package variables: its health check
-// (h) and its logger, which from then on writes to log as structured lines
+// (h) and its loggers (core's and the socket adapter's), which from then on writes to log as structured lines
 // and counts health-check misses in m. Being govpp's globals, they hold for
 // every connection of the process and are read by govpp's goroutines
 // without a lock: call SetupGovpp once at start, before the first
@@ -79,7 +80,11 @@ func SetupGovpp(h HealthCheck, log *slog.Logger, m *Metrics) error {
 	// govpp reports NotResponding when its count of misses goes above
 	// its threshold.
 	core.HealthCheckThreshold = h.Threshold - 1
-	core.SetLogger(GovppLogger(log, m))
+	l := GovppLogger(log, m)
+	core.SetLogger(l)
+	// The socket adapter logs on its own, among other things each
+	// reconnect attempt VPP leaves unanswered ("Read error").
+	socketclient.SetLogger(l.WithField("logger", "govpp/socketclient"))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,12 +196,21 @@ func (h *recordHandler) WithGroup(string) slog.Handler { return h }
 
 // logged returns the records with message msg, each as its attributes.
 func (h *recordHandler) logged(msg string) []map[string]slog.Value {
+	return h.loggedFunc(func(m string) bool { return m == msg })
+}
+
+// loggedPrefix returns the records whose message starts with prefix.
+func (h *recordHandler) loggedPrefix(prefix string) []map[string]slog.Value {
+	return h.loggedFunc(func(m string) bool { return strings.HasPrefix(m, prefix) })
+}
+
+func (h *recordHandler) loggedFunc(match func(string) bool) []map[string]slog.Value {
 	root := h.root()
 	root.mu.Lock()
 	defer root.mu.Unlock()
 	var out []map[string]slog.Value
 	for _, r := range root.records {
-		if r.Message != msg {
+		if !match(r.Message) {
 			continue
 		}
 		attrs := map[string]slog.Value{"level": slog.StringValue(r.Level.String())}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/core"
 )
@@ -337,5 +341,34 @@ func TestBucketQuantile(t *testing.T) {
 	}
 	if got := bucketQuantile(&dto.Histogram{}, 0.5); got != 0 {
 		t.Errorf("empty histogram: %v", got)
+	}
+}
+
+// TestSocketClientLogs: the socket adapter's lines go through the logger
+// SetupGovpp installed, here a connect VPP leaves unanswered.
+func TestSocketClientLogs(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(io.Discard, c) // takes sockclnt_create, never answers
+	}()
+	before := len(govpp.logs.loggedPrefix("Read error: "))
+	c := socketclient.NewVppClient(sock)
+	c.SetConnectTimeout(50 * time.Millisecond)
+	if err := c.Connect(); err == nil {
+		t.Fatal("connected to a socket that never answers")
+	}
+	got := govpp.logs.loggedPrefix("Read error: ")
+	if len(got) != before+1 || got[len(got)-1]["logger"].String() != "govpp/socketclient" {
+		t.Fatalf("socket adapter lines %v", got)
 	}
 }
