@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -221,6 +223,8 @@ func BenchmarkBurst(b *testing.B) {
 			}
 			misses0 := testutil.ToFloat64(govpp.metrics.healthMisses)
 			notResponding0 := testutil.ToFloat64(m.connEvents.WithLabelValues("not_responding"))
+			connected0 := testutil.ToFloat64(m.connEvents.WithLabelValues("connected"))
+			unanswered0 := len(govpp.logs.loggedPrefix("Read error: "))
 			var (
 				mu      sync.Mutex
 				took    []time.Duration
@@ -274,6 +278,14 @@ func BenchmarkBurst(b *testing.B) {
 			b.ReportMetric(testutil.ToFloat64(govpp.metrics.healthMisses)-misses0, "hc-misses")
 			b.ReportMetric(testutil.ToFloat64(m.connEvents.WithLabelValues("not_responding"))-notResponding0, "not-responding")
 			b.ReportMetric(float64(failed), "failed")
+			// Whether VPP itself stopped, not only govpp's view of it:
+			// reconnects VPP left unanswered, reconnects that worked, and
+			// whether VPP's CLI (served by the same main thread) answers.
+			b.ReportMetric(float64(len(govpp.logs.loggedPrefix("Read error: "))-unanswered0), "unanswered-connects")
+			b.ReportMetric(testutil.ToFloat64(m.connEvents.WithLabelValues("connected"))-connected0, "reconnects")
+			if on == "VPP" {
+				b.ReportMetric(cliAnswers(dp), "cli-answers")
+			}
 
 			create := map[string]string{"memif": "memif_create_v2", "kernel": "af_packet_create_v3"}[kind]
 			var worst string
@@ -299,6 +311,20 @@ func BenchmarkBurst(b *testing.B) {
 			b.ReportMetric(worstP99*1e3, "worst-msg-p99-ms")
 		})
 	}
+}
+
+// cliAnswers is 1 when VPP's CLI answers "show clock" within 10 s, else 0.
+func cliAnswers(dp *Dataplane) float64 {
+	dp.mu.Lock()
+	proc := dp.proc
+	dp.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vppctl := filepath.Join(filepath.Dir(os.Getenv("VPP_BIN")), "vppctl")
+	if err := exec.CommandContext(ctx, vppctl, "-s", proc.CLISocket, "show", "clock").Run(); err != nil {
+		return 0
+	}
+	return 1
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
