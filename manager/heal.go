@@ -40,18 +40,24 @@ func (m *Manager) healAllWithin(reason string, wait time.Duration, match func(*c
 }
 
 // eachMatching runs f, each in a goroutine of its own, for every connection
-// that match selects now.
+// that match selects now; nothing once Stop has begun.
 func (m *Manager) eachMatching(match func(*connection) bool, f func(id string, c *connection)) {
 	m.mu.Lock()
+	if m.ctx.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
 	seen := map[string]*connection{}
 	for id, c := range m.conns {
 		if match(c) {
 			seen[id] = c
 		}
 	}
+	// Added under mu, which Stop takes to cancel m.ctx: Stop's Wait then
+	// never races an Add (a gRPC handler may heal while the manager stops).
+	m.wg.Add(len(seen))
 	m.mu.Unlock()
 	for id, c := range seen {
-		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
 			f(id, c)

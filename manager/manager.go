@@ -165,7 +165,12 @@ func (m *Manager) Register(g *grpc.Server) {
 // rebuilds its state from the clients' refreshes. Safe to call twice.
 func (m *Manager) Stop() error {
 	m.stopOnce.Do(func() {
+		// Under mu: whoever checks m.ctx under mu before m.wg.Add
+		// (eachMatching, healNextHop, acquirePeerLocked) is then
+		// ordered before the Wait below.
+		m.mu.Lock()
 		m.stop()
+		m.mu.Unlock()
 		<-m.done
 		m.wg.Wait()
 		m.mu.Lock()

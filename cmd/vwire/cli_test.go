@@ -453,3 +453,32 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestForwarderFlagErrors: a bad health-check flag stops `vwire forwarder`
+// and `vwire node` at once, with one line naming the flag.
+func TestForwarderFlagErrors(t *testing.T) {
+	c := cli{t: t, state: t.TempDir()}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "zero interval", args: []string{"forwarder", "--vpp-health-interval", "0s"}, want: "--vpp-health-interval 0s: want more than 0"},
+		{name: "negative timeout", args: []string{"forwarder", "--vpp-health-timeout", "-1s"}, want: "--vpp-health-timeout -1s: want more than 0"},
+		{name: "zero threshold", args: []string{"forwarder", "--vpp-health-threshold", "0"}, want: "--vpp-health-threshold 0: want 1 or more"},
+		{name: "not a duration", args: []string{"forwarder", "--vpp-health-timeout", "soon"}, want: `"soon"`},
+		{name: "node", args: []string{"node", "--vpp-health-threshold", "-3"}, want: "--vpp-health-threshold -3: want 1 or more"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := c
+			c.t = t
+			_, errs, code := c.run("", tc.args...)
+			if code == 0 {
+				t.Fatal("exit 0")
+			}
+			if !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+				t.Fatalf("stderr %q: want one line containing %q", errs, tc.want)
+			}
+		})
+	}
+}

@@ -40,6 +40,7 @@ type forwarderFlags struct {
 	vppStateDir      string
 	vppStatsSocket   string
 	vppPollSleepUsec int
+	vppHealth        vpp.HealthCheck
 	uplink           string
 }
 
@@ -57,6 +58,9 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringVar(&f.vppStateDir, "vpp-state-dir", "", "directory for the VPP this forwarder starts: config, API, CLI and stats sockets (default <state-dir>/vpp; give each forwarder on a host its own)")
 	fl.StringVar(&f.vppStatsSocket, "vpp-stats-socket", "", "stats socket of the VPP given by --vpp-api-socket (default: stats.sock beside its API socket)")
 	fl.IntVar(&f.vppPollSleepUsec, "vpp-poll-sleep-usec", 0, "make the VPP this forwarder starts sleep this long between polls, for a VPP that shares its cores (0: poll flat out, one core)")
+	fl.DurationVar(&f.vppHealth.Interval, "vpp-health-interval", vpp.DefaultHealthInterval, "time between govpp's health-check probes of VPP")
+	fl.DurationVar(&f.vppHealth.Timeout, "vpp-health-timeout", vpp.DefaultHealthTimeout, "a health-check probe unanswered this long is a miss (VPP's main thread may be busy building objects)")
+	fl.IntVar(&f.vppHealth.Threshold, "vpp-health-threshold", vpp.DefaultHealthThreshold, "misses in a row after which govpp declares VPP not responding and drops the connection (calls in flight fail)")
 	fl.StringVar(&f.uplink, "uplink", "", "host interface VPP sends tunnels out of (af_packet); without it the VPP dataplane offers no REMOTE mechanism")
 }
 
@@ -67,6 +71,9 @@ func newForwarderCmd(g *globals) *cobra.Command {
 		Short: "Run a node's forwarder (builds vWires in the dataplane)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
 			g.serveMetrics(cmd.Context())
 			return runForwarder(cmd.Context(), g, f)
 		},
@@ -78,6 +85,15 @@ func newForwarderCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.name, "name", "", "name in connection paths (default forwarder-<node name>)")
 	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", forwarder.DefaultMaxTokenLifetime, "longest a vWire lives without a refresh")
 	return cmd
+}
+
+// validate checks the flags that need no system to check, so that a bad
+// value stops the command before it starts anything.
+func (f forwarderFlags) validate() error {
+	if f.vppPollSleepUsec < 0 {
+		return fmt.Errorf("--vpp-poll-sleep-usec %d: want 0 or more", f.vppPollSleepUsec)
+	}
+	return f.vppHealth.Validate()
 }
 
 func parseLabels(kvs []string) (map[string]string, error) {
@@ -113,9 +129,14 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 	case "kernel":
 		return kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, Logger: g.log.With("dataplane", "kernel")})
 	case "vpp":
-		if f.vppPollSleepUsec < 0 {
-			return nil, fmt.Errorf("--vpp-poll-sleep-usec %d: want 0 or more", f.vppPollSleepUsec)
+		m := vpp.NewMetrics()
+		// govpp keeps its health check and logger in package variables,
+		// read by its goroutines without a lock: they are set once, here,
+		// before this process's one VPP connection.
+		if err := vpp.SetupGovpp(f.vppHealth, g.log.With("component", "govpp"), m); err != nil {
+			return nil, err
 		}
+		g.metrics.MustRegister(m)
 		stats := f.vppStatsSocket
 		if stats == "" && f.vppAPISocket != "" {
 			stats = filepath.Join(filepath.Dir(f.vppAPISocket), "stats.sock")
@@ -126,7 +147,7 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 			APISocket: f.vppAPISocket, StatsSocket: stats, Bin: f.vppBin, PluginPath: f.vppPluginPath,
 			PollSleepUsec: f.vppPollSleepUsec,
 			StateDir:      cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
-			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"),
+			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"), Metrics: m,
 		})
 	default:
 		return nil, fmt.Errorf("--dataplane %q: want kernel, vpp or auto", f.dataplane)

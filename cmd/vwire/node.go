@@ -32,6 +32,9 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := ff.validate(); err != nil {
+				return err
+			}
 			if err := mf.resolve(); err != nil {
 				return err
 			}

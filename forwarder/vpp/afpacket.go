@@ -51,9 +51,29 @@ type AfPacket struct {
 // af_packet at a time be between its creation and its admin up: VPP would
 // otherwise take the creations of concurrent Connects before any of their
 // admin ups.
-func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (idx SwIfIndex, err error) {
+func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (SwIfIndex, error) {
 	c.afPacket.Lock()
 	defer c.afPacket.Unlock()
+	idx, err := c.createAfPacket(ctx, s)
+	if err != nil {
+		return NoInterface, err
+	}
+	err = c.SetInterfacePolling(ctx, idx)
+	if err == nil {
+		err = c.SetInterfaceUp(ctx, idx)
+	}
+	if err != nil {
+		if derr := c.DeleteAfPacket(context.WithoutCancel(ctx), s.HostIfName); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return NoInterface, fmt.Errorf("af_packet on %s: %w", s.HostIfName, err)
+	}
+	return idx, nil
+}
+
+// createAfPacket is the af_packet_create_v3 call alone, so that its
+// latency is told apart from the calls that bring the interface up.
+func (c *Client) createAfPacket(ctx context.Context, s AfPacketSpec) (idx SwIfIndex, err error) {
 	start := time.Now()
 	defer func() {
 		c.done(ctx, "af_packet_create_v3", start, err, "host_if_name", s.HostIfName, "sw_if_index", idx)
@@ -75,18 +95,7 @@ func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (idx SwIfIn
 	if err != nil {
 		return NoInterface, fmt.Errorf("af_packet on %s: create: %w", s.HostIfName, err)
 	}
-	idx = SwIfIndex(reply.SwIfIndex)
-	err = c.SetInterfacePolling(ctx, idx)
-	if err == nil {
-		err = c.SetInterfaceUp(ctx, idx)
-	}
-	if err != nil {
-		if derr := c.DeleteAfPacket(context.WithoutCancel(ctx), s.HostIfName); derr != nil {
-			err = errors.Join(err, derr)
-		}
-		return NoInterface, fmt.Errorf("af_packet on %s: %w", s.HostIfName, err)
-	}
-	return idx, nil
+	return SwIfIndex(reply.SwIfIndex), nil
 }
 
 // DeleteAfPacket deletes the af_packet interface on a host interface.

@@ -28,36 +28,40 @@ func (i SwIfIndex) api() interface_types.InterfaceIndex { return interface_types
 // Client makes VPP objects over one binary API connection: one file per
 // object kind (memif.go, vxlan.go...), each with Create, Delete and List
 // methods that take ctx first and domain types, never binapi structs. Each
-// VPP call logs one debug line with its message name and duration. A Client
-// is safe for concurrent use.
+// VPP call logs one debug line with its message name and duration, and is
+// recorded in the Metrics given to NewClient. A Client is safe for
+// concurrent use.
 type Client struct {
-	conn api.Connection
-	log  *slog.Logger
+	conn    api.Connection
+	log     *slog.Logger
+	metrics *Metrics // nil records nothing
 	// afPacket lets one af_packet at a time be between its creation and
 	// its admin up (see CreateAfPacket); shared by WithLogger's copies.
 	afPacket *sync.Mutex
 }
 
-// NewClient returns a Client on conn; log may be nil.
-func NewClient(conn api.Connection, log *slog.Logger) *Client {
+// NewClient returns a Client on conn; log and m may be nil.
+func NewClient(conn api.Connection, log *slog.Logger, m *Metrics) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{conn: conn, log: log, afPacket: new(sync.Mutex)}
+	return &Client{conn: conn, log: log, metrics: m, afPacket: new(sync.Mutex)}
 }
 
-// WithLogger returns a Client on the same connection logging to log (for
-// example with the connection id attached).
+// WithLogger returns a Client on the same connection and metrics logging to
+// log (for example with the connection id attached).
 func (c *Client) WithLogger(log *slog.Logger) *Client {
-	return &Client{conn: c.conn, log: log, afPacket: c.afPacket}
+	return &Client{conn: c.conn, log: log, metrics: c.metrics, afPacket: c.afPacket}
 }
 
-// done logs one VPP call.
+// done records one VPP call in the metrics and logs it.
 func (c *Client) done(ctx context.Context, msg string, start time.Time, err error, attrs ...any) {
+	took := time.Since(start)
+	c.metrics.call(msg, took, err)
 	if !c.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}
-	attrs = append(attrs, "api", msg, "took", time.Since(start))
+	attrs = append(attrs, "api", msg, "took", took)
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

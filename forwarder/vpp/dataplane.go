@@ -43,6 +43,7 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 // Dataplane implements forwarder.Dataplane with VPP.
 type Dataplane struct {
 	log        *slog.Logger
+	metrics    *Metrics
 	vpp        *Client
 	conn       *core.Connection
 	statsMu    sync.Mutex  // serialises reads of the stats segment

@@ -58,8 +58,9 @@ type fakeVPP struct {
 	l2xc         map[uint32]uint32
 	l3xc         map[[2]uint32]l3xc.L3xc // {rx, ip6}
 	routes       map[routeKey]ip.IPRoute
-	leakedRoutes int  // API routes left in a deleted table
-	down         bool // crashed: nothing is answered
+	leakedRoutes int             // API routes left in a deleted table
+	down         bool            // crashed: nothing is answered
+	silent       map[string]bool // messages taken but never answered
 	onDisconnect func()
 }
 
@@ -98,6 +99,7 @@ func newFakeVPP() *fakeVPP {
 		protos:     map[string]api.Message{},
 		unknown:    map[string]bool{},
 		fail:       map[string]failure{},
+		silent:     map[string]bool{},
 	}
 	f.reset()
 	for _, m := range binapi.Messages() {
@@ -131,6 +133,14 @@ func (f *fakeVPP) crash() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reset()
+	f.down = true
+}
+
+// stall makes VPP's main thread stop answering, keeping what it has: every
+// request and connection attempt goes unanswered until revive.
+func (f *fakeVPP) stall() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.down = true
 }
 
@@ -189,6 +199,14 @@ func (f *fakeVPP) failNth(msg string, n int, retval int32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail[msg] = failure{skip: n - 1, retval: retval}
+}
+
+// silence makes VPP take every request named msg and never answer it, as
+// a main thread that is stuck.
+func (f *fakeVPP) silence(msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.silent[msg] = true
 }
 
 // requests returns the names of the requests sent so far (no pings, no
@@ -259,6 +277,10 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 	}
 	if name != "control_ping" {
 		f.sent = append(f.sent, req)
+	}
+	if f.silent[name] {
+		f.mu.Unlock()
+		return nil
 	}
 	fl, failing := f.fail[name]
 	if failing && fl.skip > 0 {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,4 +159,79 @@ func conn(m *networkservice.Mechanism, pl string) *networkservice.Connection {
 // without drops the names in drop from a list of request names.
 func without(names []string, drop ...string) []string {
 	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return slices.Contains(drop, n) })
+}
+
+// recordHandler is a slog.Handler that keeps every record.
+type recordHandler struct {
+	mu      sync.Mutex
+	records []slog.Record
+	attrs   []slog.Attr // from WithAttrs; shared by value
+	parent  *recordHandler
+}
+
+func (h *recordHandler) root() *recordHandler {
+	if h.parent != nil {
+		return h.parent
+	}
+	return h
+}
+
+func (*recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(h.attrs...)
+	root := h.root()
+	root.mu.Lock()
+	defer root.mu.Unlock()
+	root.records = append(root.records, r)
+	return nil
+}
+
+func (h *recordHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &recordHandler{attrs: append(slices.Clone(h.attrs), as...), parent: h.root()}
+}
+
+func (h *recordHandler) WithGroup(string) slog.Handler { return h }
+
+// logged returns the records with message msg, each as its attributes.
+func (h *recordHandler) logged(msg string) []map[string]slog.Value {
+	return h.loggedFunc(func(m string) bool { return m == msg })
+}
+
+// loggedPrefix returns the records whose message starts with prefix.
+func (h *recordHandler) loggedPrefix(prefix string) []map[string]slog.Value {
+	return h.loggedFunc(func(m string) bool { return strings.HasPrefix(m, prefix) })
+}
+
+func (h *recordHandler) loggedFunc(match func(string) bool) []map[string]slog.Value {
+	root := h.root()
+	root.mu.Lock()
+	defer root.mu.Unlock()
+	var out []map[string]slog.Value
+	for _, r := range root.records {
+		if !match(r.Message) {
+			continue
+		}
+		attrs := map[string]slog.Value{"level": slog.StringValue(r.Level.String())}
+		r.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value.Resolve()
+			return true
+		})
+		out = append(out, attrs)
+	}
+	return out
+}
+
+// waitUntil polls cond until it holds, failing t after a generous bound
+// (this is not a timing assertion: the bound only ends a hung test).
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -78,13 +78,17 @@ func stateDir(t testing.TB) string {
 }
 
 // startNode starts a node's dataplane (and its VPP) in ns.
-func startNode(t testing.TB, ns itNS, uplink string) *Dataplane {
+func startNode(t testing.TB, ns itNS, uplink string, opts ...nodeOpt) *Dataplane {
 	t.Helper()
 	bin, plugins := needVPP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dp, err := New(ctx, Config{Bin: bin, PluginPath: plugins, StateDir: stateDir(t), NetNSPath: ns.path, Uplink: uplink,
-		Kernel: KernelVeth, PollSleepUsec: 100, Logger: testLogger(t)})
+	cfg := Config{Bin: bin, PluginPath: plugins, StateDir: stateDir(t), NetNSPath: ns.path, Uplink: uplink,
+		Kernel: KernelVeth, PollSleepUsec: 100, Logger: testLogger(t)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	dp, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

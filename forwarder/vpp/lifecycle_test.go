@@ -2,8 +2,10 @@ package vpp
 
 import (
 	"context"
-	"io"
+	"fmt"
+	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,26 +13,62 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	nsmwireguard "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/wireguard"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
-	"github.com/sirupsen/logrus"
 	"go.fd.io/govpp/adapter"
-	"go.fd.io/govpp/core"
 	"go.uber.org/goleak"
 
 	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
+// govpp receives what govpp logs and counts, for the whole test binary:
+// SetupGovpp sets process-wide state, once, in TestMain.
+var govpp = struct {
+	health  HealthCheck
+	logs    *recordHandler
+	metrics *Metrics
+}{logs: &recordHandler{}, metrics: NewMetrics()}
+
 func TestMain(m *testing.M) {
-	// Notice a lost (fake) VPP quickly. A real VPP keeps govpp's
+	// Notice a lost (fake) VPP quickly. A real VPP gets vwire's
 	// defaults: creating an af_packet blocks its main thread long enough
 	// to fail such eager health checks.
+	govpp.health = DefaultHealthCheck()
 	if os.Getenv("VPP_BIN") == "" {
-		core.HealthCheckProbeInterval = 100 * time.Millisecond
-		core.HealthCheckReplyTimeout = 50 * time.Millisecond
+		govpp.health = HealthCheck{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, Threshold: 3}
 	}
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	core.SetLogger(quiet)
+	// VWIRE_VPP_HEALTH=interval,timeout,threshold (1s,250ms,3 is govpp's
+	// own) runs the benchmarks under another health check.
+	if v := os.Getenv("VWIRE_VPP_HEALTH"); v != "" {
+		h, err := parseHealth(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "VWIRE_VPP_HEALTH: %v\n", err)
+			os.Exit(2)
+		}
+		govpp.health = h
+	}
+	if err := SetupGovpp(govpp.health, slog.New(govpp.logs), govpp.metrics); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	os.Exit(m.Run())
+}
+
+func parseHealth(v string) (HealthCheck, error) {
+	var h HealthCheck
+	parts := strings.Split(v, ",")
+	if len(parts) != 3 {
+		return h, fmt.Errorf("%q: want interval,timeout,threshold", v)
+	}
+	var err error
+	if h.Interval, err = time.ParseDuration(parts[0]); err != nil {
+		return h, err
+	}
+	if h.Timeout, err = time.ParseDuration(parts[1]); err != nil {
+		return h, err
+	}
+	if h.Threshold, err = strconv.Atoi(parts[2]); err != nil {
+		return h, err
+	}
+	return h, h.Validate()
 }
 
 // restart opens a second dataplane on old's VPP and host, as a restarted

@@ -100,6 +100,9 @@ type Config struct {
 	Grace time.Duration
 	// Logger receives the dataplane's logs, one debug line per VPP call.
 	Logger *slog.Logger
+	// Metrics records every VPP call and connection event; the caller
+	// registers them. New makes unregistered ones when nil.
+	Metrics *Metrics
 
 	// Adapter and StatsAdapter, when set, replace the API and stats
 	// sockets (tests give govpp's mock adapters).
@@ -127,6 +130,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.metrics = cfg.Metrics; d.metrics == nil {
+		d.metrics = NewMetrics()
 	}
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
@@ -188,19 +194,20 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		stats = statsclient.NewStatsClient(statsSock)
 	}
 
+	ev := newConnEvents(d.log, d.metrics)
 	conn, events, err := core.AsyncConnect(api, 1<<30, time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("vpp dataplane: connect: %w", err)
 	}
 	d.conn = conn
-	if err := waitConnected(ctx, events); err != nil {
+	if err := waitConnected(ctx, events, ev); err != nil {
 		return nil, fmt.Errorf("vpp dataplane: connect: %w", err)
 	}
 	version, err := binapi.Check(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("vpp dataplane: %w", err)
 	}
-	d.vpp = NewClient(conn, d.log)
+	d.vpp = NewClient(conn, d.log, d.metrics)
 	d.log.Info("connected to VPP", "version", version)
 
 	if stats != nil {
@@ -219,12 +226,12 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.watch(life, events)
+		d.watch(life, events, ev)
 	}()
 	return d, nil
 }
 
-func waitConnected(ctx context.Context, events <-chan core.ConnectionEvent) error {
+func waitConnected(ctx context.Context, events <-chan core.ConnectionEvent, ev *connEvents) error {
 	ctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
 	defer cancel()
 	for {
@@ -232,6 +239,7 @@ func waitConnected(ctx context.Context, events <-chan core.ConnectionEvent) erro
 		case <-ctx.Done():
 			return ctx.Err()
 		case e := <-events:
+			ev.record(e)
 			switch e.State {
 			case core.Connected:
 				return nil
@@ -346,15 +354,17 @@ func (d *Dataplane) setupUplink(ctx context.Context, tunnel netip.Addr) error {
 	return nil
 }
 
-// watch follows the connection to VPP: when it comes back after a loss, the
-// uplink and every vWire are checked and rebuilt as needed.
-func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEvent) {
+// watch follows the connection to VPP: it records each event, and when the
+// connection comes back after a loss, the uplink and every vWire are checked
+// and rebuilt as needed.
+func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEvent, ev *connEvents) {
 	lost := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-events:
+			ev.record(e)
 			switch e.State {
 			case core.Connected:
 				if lost {
@@ -363,13 +373,47 @@ func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEven
 					d.restore(ctx)
 				}
 			case core.Disconnected, core.NotResponding, core.Failed:
-				if !lost {
-					d.log.Warn("VPP connection lost", "state", e.State, "err", e.Error)
-				}
 				lost = true
 			}
 		}
 	}
+}
+
+// connEvents records govpp's connection events: counted by state, the
+// state as a gauge, and one log line each with the time since the one
+// before (a NotResponding 5 s after Connected tells another story than one
+// after an hour). Its events are read by New and then by watch, never at
+// once.
+type connEvents struct {
+	log  *slog.Logger
+	m    *Metrics
+	last time.Time // the previous event, or when connecting began
+}
+
+func newConnEvents(log *slog.Logger, m *Metrics) *connEvents {
+	return &connEvents{log: log, m: m, last: time.Now()}
+}
+
+func (c *connEvents) record(e core.ConnectionEvent) {
+	at := e.Timestamp
+	if at.IsZero() {
+		at = time.Now()
+	}
+	since := at.Sub(c.last)
+	c.last = at
+	c.m.connEvent(e.State)
+	level, msg := slog.LevelWarn, "VPP connection lost"
+	switch e.State {
+	case core.Connected:
+		level, msg = slog.LevelInfo, "VPP connection up"
+	case core.Failed:
+		level, msg = slog.LevelError, "VPP connection failed: no more reconnect attempts"
+	}
+	attrs := []slog.Attr{slog.String("state", stateName(e.State)), slog.Duration("since_last_event", since)}
+	if e.Error != nil {
+		attrs = append(attrs, slog.Any("err", e.Error))
+	}
+	c.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // restore rebuilds what a VPP restart (or a damaging outage) lost, from

@@ -75,7 +75,7 @@ func measureMemif(ctx context.Context, cfg Config, p *Progress) ([]Row, error) {
 		return nil, fmt.Errorf("connect to the forwarder's VPP: %w", err)
 	}
 	stops = append(stops, raw.Disconnect)
-	vc := vpp.NewClient(raw, log)
+	vc := vpp.NewClient(raw, log, nil)
 
 	pps := map[string]float64{}
 	for _, mode := range []string{"vwire", "l2xc"} {

@@ -26,7 +26,8 @@ const metricsAddr = "127.0.0.1:9090"
 // pings across the vWire and closes, and checks that the series move: the
 // registry's entries, the manager's Request and Close histograms and its
 // connections by service, mechanism and state, the forwarder's live
-// vWires and, on VPP, each vWire's interface counters.
+// vWires and, on VPP, each vWire's interface counters, the VPP API calls'
+// latency and the VPP connection's state.
 func TestMetricsNode(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -107,6 +108,12 @@ func TestMetricsNode(t *testing.T) {
 				t.Errorf("the request histogram's +Inf bucket holds %v", v)
 			}
 
+			if tc.counters {
+				checkVPPSeries(t, s1)
+			} else if s1.has("vwire_vpp_api_seconds") {
+				t.Errorf("the kernel dataplane serves vwire_vpp_api_seconds")
+			}
+
 			if err := nscNS.Ping(dst); err != nil {
 				t.Fatal(err)
 			}
@@ -148,6 +155,28 @@ func TestMetricsNode(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// checkVPPSeries checks a VPP node's own series once it has built a
+// vWire: the API calls it made, its connection to VPP (up, counted once at
+// least) and the health-check misses (present, whatever their number).
+func checkVPPSeries(t *testing.T, s promScrape) {
+	t.Helper()
+	if v, _ := s.sum("vwire_vpp_api_seconds_count", nil); v < 1 {
+		t.Errorf("vwire_vpp_api_seconds_count = %v after building a vWire", v)
+	}
+	if v, _ := s.sum("vwire_vpp_api_seconds_count", map[string]string{"msg": "sw_interface_dump"}); v < 1 {
+		t.Errorf("vwire_vpp_api_seconds_count{msg=sw_interface_dump} = %v: the start's dumps are not recorded", v)
+	}
+	if v, _ := s.sum("vwire_vpp_connection_events_total", map[string]string{"state": "connected"}); v < 1 {
+		t.Errorf("vwire_vpp_connection_events_total{state=connected} = %v", v)
+	}
+	if v, ok := s.sum("vwire_vpp_connection_state", map[string]string{"state": "connected"}); v != 1 || !ok {
+		t.Errorf("vwire_vpp_connection_state{state=connected} = %v (present %v), want 1", v, ok)
+	}
+	if _, ok := s.sum("vwire_vpp_health_check_misses_total", nil); !ok {
+		t.Errorf("no series vwire_vpp_health_check_misses_total")
 	}
 }
 

@@ -98,7 +98,7 @@ func (n *MeshNode) VPPObjects(ctx context.Context) ([]string, error) {
 	defer conn.Disconnect()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c := vpp.NewClient(conn, nil)
+	c := vpp.NewClient(conn, nil, nil)
 
 	ifaces, err := c.ListInterfaces(ctx)
 	if err != nil {

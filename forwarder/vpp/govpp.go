@@ -1,0 +1,175 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.fd.io/govpp/adapter/socketclient"
+	"go.fd.io/govpp/core"
+)
+
+// Health-check defaults. VPP serves its binary API on its main thread, one
+// message at a time, and some messages hold that thread for a good part of
+// a second (creating an af_packet faults in its rings); a node building a
+// hundred vWires at once queues hundreds of them. govpp's own defaults (a
+// probe every 1 s, a miss after 250 ms, NotResponding on the third miss in
+// a row) declare VPP dead once its main thread has been busy for ~2.25 s,
+// and every call in flight then fails. A miss counts only when no reply at
+// all came within the timeout (govpp waits on while other calls are
+// answered), so with a 1 s timeout and five misses VPP is declared dead
+// after ~5 s of one-second silences: a hung main thread is still found
+// within seconds, a busy one is left alone. A VPP that exits closes its
+// socket and is seen at the next probe whatever these say.
+const (
+	DefaultHealthInterval  = time.Second
+	DefaultHealthTimeout   = time.Second
+	DefaultHealthThreshold = 5
+)
+
+// HealthCheck is how govpp decides that VPP stopped answering.
+type HealthCheck struct {
+	// Interval is the time between probes (control_ping).
+	Interval time.Duration
+	// Timeout is how long a probe may wait for its reply before it counts
+	// as a miss (govpp waits on while replies to other calls arrive).
+	Timeout time.Duration
+	// Threshold is the number of misses in a row that make govpp report
+	// NotResponding and drop the connection.
+	Threshold int
+}
+
+// DefaultHealthCheck returns the defaults above.
+func DefaultHealthCheck() HealthCheck {
+	return HealthCheck{Interval: DefaultHealthInterval, Timeout: DefaultHealthTimeout, Threshold: DefaultHealthThreshold}
+}
+
+// Validate says what is wrong with h, in one line naming the flag that
+// sets it.
+func (h HealthCheck) Validate() error {
+	switch {
+	case h.Interval <= 0:
+		return fmt.Errorf("--vpp-health-interval %v: want more than 0", h.Interval)
+	case h.Timeout <= 0:
+		return fmt.Errorf("--vpp-health-timeout %v: want more than 0", h.Timeout)
+	case h.Threshold < 1:
+		return fmt.Errorf("--vpp-health-threshold %d: want 1 or more", h.Threshold)
+	}
+	return nil
+}
+
+// SetupGovpp sets what govpp keeps in package variables: its health check
+// (h) and its loggers (core's and the socket adapter's), which from then on writes to log as structured lines
+// and counts health-check misses in m. Being govpp's globals, they hold for
+// every connection of the process and are read by govpp's goroutines
+// without a lock: call SetupGovpp once at start, before the first
+// connection (cmd/vwire does, from the forwarder's flags), never while a
+// connection is open.
+func SetupGovpp(h HealthCheck, log *slog.Logger, m *Metrics) error {
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	core.HealthCheckProbeInterval = h.Interval
+	core.HealthCheckReplyTimeout = h.Timeout
+	// govpp reports NotResponding when its count of misses goes above
+	// its threshold.
+	core.HealthCheckThreshold = h.Threshold - 1
+	l := GovppLogger(log, m)
+	core.SetLogger(l)
+	// The socket adapter logs on its own, among other things each
+	// reconnect attempt VPP leaves unanswered ("Read error").
+	socketclient.SetLogger(l.WithField("logger", "govpp/socketclient"))
+	return nil
+}
+
+// GovppLogger returns a logrus logger (what govpp logs with) that writes
+// each entry to log as a structured line and counts govpp's health-check
+// misses in m (which may be nil). govpp's debug lines (one per message) are
+// dropped: the Client logs each call itself.
+func GovppLogger(log *slog.Logger, m *Metrics) *logrus.Logger {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	l.SetFormatter(nopFormatter{})
+	l.SetLevel(logrus.InfoLevel)
+	l.AddHook(&govppHook{log: log, m: m})
+	return l
+}
+
+// govppHook turns govpp's logrus entries into slog records.
+type govppHook struct {
+	log *slog.Logger
+	m   *Metrics
+}
+
+func (*govppHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+// govpp's health-check lines (core/connection.go, v0.13.0), the only
+// record of a miss it keeps: ConnectionEvent says nothing until the
+// threshold is passed.
+const (
+	missPrefix = "VPP health check probe timed out"
+	latePrefix = "VPP health check probe timing out, but some request on other channel was received"
+)
+
+func (h *govppHook) Fire(e *logrus.Entry) error {
+	ctx := e.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	level := slogLevel(e.Level)
+	attrs := make([]slog.Attr, 0, len(e.Data)+3)
+	for _, k := range slices.Sorted(maps.Keys(e.Data)) {
+		attrs = append(attrs, slog.Any(k, e.Data[k]))
+	}
+	msg := e.Message
+	switch {
+	case strings.HasPrefix(msg, missPrefix):
+		h.m.healthMiss()
+		var timeout time.Duration
+		var n int
+		var d string
+		if _, err := fmt.Sscanf(msg, missPrefix+" after %s (%d. timeout)", &d, &n); err == nil {
+			timeout, _ = time.ParseDuration(d)
+			attrs = append(attrs, slog.Duration("timeout", timeout), slog.Int("misses_in_a_row", n))
+			msg = "VPP health check missed"
+		}
+	case strings.HasPrefix(msg, latePrefix):
+		var d string
+		if _, err := fmt.Sscanf(msg, latePrefix+" %s ago, continue waiting!", &d); err == nil {
+			if since, err := time.ParseDuration(d); err == nil {
+				// Not a miss: VPP is busy answering other calls.
+				attrs = append(attrs, slog.Duration("since_last_reply", since))
+				msg = "VPP health check probe late; VPP answers other calls"
+				level = slog.LevelInfo
+			}
+		}
+	}
+	h.log.LogAttrs(ctx, level, msg, attrs...)
+	return nil
+}
+
+func slogLevel(l logrus.Level) slog.Level {
+	switch {
+	case l <= logrus.ErrorLevel:
+		return slog.LevelError
+	case l == logrus.WarnLevel:
+		return slog.LevelWarn
+	case l == logrus.InfoLevel:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+// nopFormatter spares logrus formatting entries that only the hook reads.
+type nopFormatter struct{}
+
+func (nopFormatter) Format(*logrus.Entry) ([]byte, error) { return nil, nil }

@@ -1,0 +1,163 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/core"
+)
+
+// apiBuckets resolve VPP API latency from a fast reply (tens of µs over the
+// socket) to a main thread stalled for seconds, which is what govpp's
+// health check declares dead.
+var apiBuckets = []float64{
+	50e-6, 100e-6, 250e-6, 500e-6,
+	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
+	1, 2.5, 5, 10,
+}
+
+// Error kinds of vwire_vpp_api_errors_total.
+const (
+	ErrKindVPP          = "vpp_error"    // VPP answered with a negative retval
+	ErrKindTimeout      = "timeout"      // no answer before the deadline
+	ErrKindCanceled     = "canceled"     // the caller gave up
+	ErrKindDisconnected = "disconnected" // govpp had no connection to VPP
+	ErrKindOther        = "other"
+)
+
+// Connection states, as vwire_vpp_connection_* label them.
+var connStates = map[core.ConnectionState]string{
+	core.Connected:     "connected",
+	core.NotResponding: "not_responding",
+	core.Disconnected:  "disconnected",
+	core.Failed:        "failed",
+}
+
+// Metrics are the VPP dataplane's Prometheus series: the latency and
+// failures of every binary API call the Client makes, govpp's connection
+// events and its health-check misses. The caller creates them, hands them to
+// Config.Metrics (and GovppLogger) and registers them; a nil *Metrics records
+// nothing.
+type Metrics struct {
+	apiSeconds   *prometheus.HistogramVec
+	apiErrors    *prometheus.CounterVec
+	connEvents   *prometheus.CounterVec
+	connState    *prometheus.GaugeVec
+	healthMisses prometheus.Counter
+}
+
+// NewMetrics returns unregistered VPP metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		apiSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vwire_vpp_api_seconds",
+			Help:    "Latency of VPP binary API calls (a dump: until its last details message), by message.",
+			Buckets: apiBuckets,
+		}, []string{"msg"}),
+		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vwire_vpp_api_errors_total",
+			Help: "VPP binary API calls that failed, by message and kind (vpp_error, timeout, canceled, disconnected, other).",
+		}, []string{"msg", "kind"}),
+		connEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vwire_vpp_connection_events_total",
+			Help: "govpp connection events, by the state they report (connected, not_responding, disconnected, failed).",
+		}, []string{"state"}),
+		connState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vwire_vpp_connection_state",
+			Help: "1 for the state govpp last reported for the VPP connection, 0 for the others.",
+		}, []string{"state"}),
+		healthMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vwire_vpp_health_check_misses_total",
+			Help: "govpp health-check probes VPP did not answer in time (--vpp-health-timeout).",
+		}),
+	}
+	// Every state from the start, so that a scrape shows the zeros.
+	for _, s := range connStates {
+		m.connEvents.WithLabelValues(s)
+		m.connState.WithLabelValues(s)
+	}
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.apiSeconds.Describe(ch)
+	m.apiErrors.Describe(ch)
+	m.connEvents.Describe(ch)
+	m.connState.Describe(ch)
+	m.healthMisses.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.apiSeconds.Collect(ch)
+	m.apiErrors.Collect(ch)
+	m.connEvents.Collect(ch)
+	m.connState.Collect(ch)
+	m.healthMisses.Collect(ch)
+}
+
+// call records one API call.
+func (m *Metrics) call(msg string, took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.apiSeconds.WithLabelValues(msg).Observe(took.Seconds())
+	if err != nil {
+		m.apiErrors.WithLabelValues(msg, ErrorKind(err)).Inc()
+	}
+}
+
+// connEvent records one govpp connection event.
+func (m *Metrics) connEvent(s core.ConnectionState) {
+	if m == nil {
+		return
+	}
+	name := stateName(s)
+	m.connEvents.WithLabelValues(name).Inc()
+	for _, other := range connStates {
+		v := 0.0
+		if other == name {
+			v = 1
+		}
+		m.connState.WithLabelValues(other).Set(v)
+	}
+}
+
+func (m *Metrics) healthMiss() {
+	if m != nil {
+		m.healthMisses.Inc()
+	}
+}
+
+func stateName(s core.ConnectionState) string {
+	if name, ok := connStates[s]; ok {
+		return name
+	}
+	return strings.ToLower(s.String())
+}
+
+// ErrorKind classifies an error of a VPP API call for
+// vwire_vpp_api_errors_total.
+func ErrorKind(err error) string {
+	var vppErr api.VPPApiError
+	switch {
+	case errors.As(err, &vppErr):
+		return ErrKindVPP
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, core.ErrReplyTimeout):
+		return ErrKindTimeout
+	case errors.Is(err, context.Canceled):
+		return ErrKindCanceled
+	case errors.Is(err, core.ErrNotConnected), errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
+		return ErrKindDisconnected
+	}
+	return ErrKindOther
+}
