@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,14 +217,17 @@ func (p *Process) waitSocket(ctx context.Context) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if _, err := os.Stat(p.APISocket); err == nil {
+		// The socket file exists from bind(), a moment before VPP
+		// listens on it: ready is when a connection is accepted.
+		if c, err := net.DialTimeout("unix", p.APISocket, 100*time.Millisecond); err == nil {
+			c.Close()
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("vppstart: waiting for %s: %w", p.APISocket, ctx.Err())
 		case <-deadline.C:
-			return fmt.Errorf("vppstart: %s did not appear within %s", p.APISocket, DefaultStartTimeout)
+			return fmt.Errorf("vppstart: %s did not accept a connection within %s", p.APISocket, DefaultStartTimeout)
 		case <-p.done:
 			return fmt.Errorf("vppstart: vpp exited before its API socket appeared: %v (see %s)", p.err, filepath.Join(filepath.Dir(p.APISocket), "vpp.log"))
 		case <-tick.C:
