@@ -62,6 +62,29 @@ func TestNetNSByDescriptor(t *testing.T) {
 	if got.Sys().(*syscall.Stat_t).Ino != want.Sys().(*syscall.Stat_t).Ino {
 		t.Fatal("the path names another namespace")
 	}
+	// The reply names the namespace as the client did: NSM's sendfd client
+	// maps that URL back to its own path.
+	if got := conn.GetMechanism().GetParameters()[common.InodeURL]; got != u.String() {
+		t.Fatalf("reply names %q, want the client's %q", got, u)
+	}
+	// A refresh passes the descriptor again; the forwarder keeps its path.
+	creds = grpcfd.PerRPCCredentials(nil)
+	sender, _ = grpcfd.FromPerRPCCredentials(creds)
+	sent = sender.SendFilename(netns)
+	refresh := request("icmp", nil)
+	refresh.Connection = conn
+	refresh.MechanismPreferences[0].Parameters[common.InodeURL] = u.String()
+	if conn, err = cli.Request(ctx, refresh, grpc.PerRPCCredentials(creds)); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("send descriptor: %v", err)
+	}
+	for _, v := range n.Dataplane.Live() {
+		if p := strings.TrimPrefix(v.In.GetMechanism().GetParameters()[common.InodeURL], "file://"); p != path {
+			t.Fatalf("after a refresh the forwarder has %q, before %q", p, path)
+		}
+	}
 	if _, err := cli.Close(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
