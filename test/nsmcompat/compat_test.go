@@ -288,6 +288,11 @@ func TestNSMEndpointAndClient(t *testing.T) {
 		t.Fatalf("first monitor event %+v, want INITIAL_STATE_TRANSFER", evs[0])
 	}
 	// UP is State's zero value: protojson leaves it out.
+	initial, _ := nsc.await(time.Minute, at+1, "a second monitor's first event", isEvent("initial"))
+	if initial.Type != networkservice.ConnectionEventType_INITIAL_STATE_TRANSFER.String() || len(initial.Conns) != 1 ||
+		parseConn(t, initial.Conns[0]).GetPath().GetPathSegments()[0].GetId() != "nsc-0" {
+		t.Fatalf("a monitor opened after the Request began with %s %v, want INITIAL_STATE_TRANSFER with the client's connection", initial.Type, initial.Conns)
+	}
 	isUpdate := func(e event) bool {
 		return e.Event == "monitor" && e.Type == networkservice.ConnectionEventType_UPDATE.String() &&
 			len(e.Conns) == 1 && !strings.Contains(e.Conns[0], `"state":`)

@@ -282,14 +282,18 @@ func runNSC(ctx context.Context, args []string) error {
 		return err
 	}
 	opts := dialOptions(src, *lifetime)
-	nsmClient := client.NewClient(ctx,
+	// As in cmd-nsc, the chain lives on a context that the signal does not
+	// end, so that Close can still go out.
+	chainCtx, cancelChain := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelChain()
+	nsmClient := client.NewClient(chainCtx,
 		client.WithClientURL(cu),
 		client.WithName(*name),
 		client.WithAuthorizeClient(authorize.NewClient()),
-		client.WithHealClient(heal.NewClient(ctx)),
+		client.WithHealClient(heal.NewClient(chainCtx)),
 		client.WithAdditionalFunctionality(
 			clientinfo.NewClient(),
-			upstreamrefresh.NewClient(ctx),
+			upstreamrefresh.NewClient(chainCtx),
 			mechanisms.NewClient(map[string]networkservice.NetworkServiceClient{
 				kernelmech.MECHANISM: chain.NewNetworkServiceClient(kernel.NewClient()),
 			}),
@@ -358,6 +362,26 @@ func runNSC(ctx context.Context, args []string) error {
 		}
 	}
 	out.print(event{Event: "connected", Conns: []string{connJSON(conn)}})
+	// A monitor opened now (as cmd-nsc's after a restart) must start with
+	// the connection in its INITIAL_STATE_TRANSFER.
+	mctx, stopMonitor := context.WithCancel(ctx)
+	again, err := networkservice.NewMonitorConnectionClient(cc).MonitorConnections(mctx, &networkservice.MonitorScopeSelector{
+		PathSegments: []*networkservice.PathSegment{{Id: id}},
+	})
+	if err == nil {
+		var ev *networkservice.ConnectionEvent
+		if ev, err = again.Recv(); err == nil {
+			e := event{Event: "initial", Type: ev.GetType().String()}
+			for _, c := range ev.GetConnections() {
+				e.Conns = append(e.Conns, connJSON(c))
+			}
+			out.print(e)
+		}
+	}
+	stopMonitor()
+	if err != nil {
+		out.fail("second monitor", err)
+	}
 	<-ctx.Done()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *requestTimeout)
 	defer cancel()
