@@ -334,3 +334,75 @@ func TestNSMEndpointAndClient(t *testing.T) {
 		return nil
 	})
 }
+
+// TestNSMEndpointWithRecvFD: the endpoint also runs NSM's recvfd server
+// (cmd-nse-icmp-responder had it until 2023), which waits, on every
+// Request and Close that names its inode:// URL, for the descriptor beside
+// the call. vwire's forwarder sends it, so refreshes and Close go through
+// at once instead of waiting out the call's deadline.
+func TestNSMEndpointWithRecvFD(t *testing.T) {
+	w := newWorld(t, e2e.MeshOptions{})
+	nseNS, nscNS := w.lab.Netns("nse"), w.lab.Netns("nsc")
+	nse, _ := startNSE(w, nseNS, "icmp-recvfd", "--recvfd")
+	nse.await(time.Minute, 0, "registration", isEvent("registered"))
+	nsc := w.start(nscNS, "nsm-nsc", "nsc", "--name", "nsc", "--connect-to", w.node.ConnectTo(),
+		"--url", "kernel://icmp-responder/nsm-1", "--max-token-lifetime", "15s", "--request-timeout", "15s")
+	ev, at := nsc.await(time.Minute, 0, "connection", isEvent("connected"))
+	conn := parseConn(t, ev.Conns[0])
+	ping(t, nscNS, strings.Split(conn.GetContext().GetIpContext().GetDstIpAddrs()[0], "/")[0], 20*time.Second)
+	_, at = nsc.await(time.Minute, at+1, "the second monitor", isEvent("initial"))
+	nsc.await(time.Minute, at+1, "a refresh", func(e event) bool {
+		return e.Event == "monitor" && e.Type == networkservice.ConnectionEventType_UPDATE.String()
+	})
+	if err := nsc.Stop(); err != nil {
+		t.Logf("nsc exit: %v", err)
+	}
+	if evs := nsc.events(); len(evs) == 0 || evs[len(evs)-1].Event != "closed" {
+		t.Fatalf("the client did not close cleanly: %s", e2e.Tail(nsc.Output(), 5))
+	}
+	// The forwarder logs a next hop's failed Close, or a refused refresh.
+	for _, bad := range []string{"close next hop", "next hop refused"} {
+		if line, found := w.node.Manager.FindLogLine(bad); found {
+			t.Errorf("the endpoint with recvfd: %s", line)
+		}
+	}
+}
+
+// TestNSMUnusableAnswer: an endpoint without sendfd answers with
+// file:///proc/thread-self/ns/net, a path only it can resolve. The
+// Request fails at once with a status naming the endpoint and the reason
+// (not when the client's 15 s deadline runs out), and the connection the
+// endpoint made is closed.
+func TestNSMUnusableAnswer(t *testing.T) {
+	w := newWorld(t, e2e.MeshOptions{})
+	nseNS, nscNS := w.lab.Netns("nse"), w.lab.Netns("nsc")
+	nse, _ := startNSE(w, nseNS, "icmp-nofd", "--sendfd=false")
+	nse.await(time.Minute, 0, "registration", isEvent("registered"))
+	nsc := w.start(nscNS, "nsm-nsc", "nsc", "--name", "nsc", "--connect-to", w.node.ConnectTo(),
+		"--url", "kernel://icmp-responder/nsm-1", "--request-timeout", "15s")
+	ev, _ := nsc.await(time.Minute, 0, "the Request's failure", func(e event) bool {
+		return e.Event == "error" && strings.HasPrefix(e.Message, "request:")
+	})
+	if ev.Code == "DeadlineExceeded" || !strings.Contains(ev.Message, "endpoint icmp-nofd") ||
+		!strings.Contains(ev.Message, "own /proc") {
+		t.Fatalf("Request failed with %s %q; want at once, naming endpoint icmp-nofd and the path it cannot open", ev.Code, ev.Message)
+	}
+	t.Logf("Request failed with %s: %s", ev.Code, ev.Message)
+	// The forwarder closes what the endpoint made beside the failed
+	// Request; it logs "close next hop" when that fails.
+	e2e.Eventually(t, 20*time.Second, "the client's retries refused the same way", func() error {
+		n := 0
+		for _, e := range nsc.events() {
+			if e.Event == "error" && strings.Contains(e.Message, "own /proc") {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("%d refusals", n)
+		}
+		return nil
+	})
+	if line, found := w.node.Manager.FindLogLine("close next hop"); found {
+		t.Errorf("closing the unusable answer at the endpoint failed: %s", line)
+	}
+}
