@@ -30,6 +30,10 @@ func runMain(m *testing.M) int {
 	if suite.skip != "" {
 		return m.Run()
 	}
+	if bin := os.Getenv("VWIRE_E2E_BIN"); bin != "" {
+		suite.bin = bin // as test/e2e: a binary built elsewhere
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "vwire-nsmcompat-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nsmcompat:", err)
