@@ -50,11 +50,6 @@ func Enter(ctx context.Context, name string, self spiffeid.ID, lifetime time.Dur
 	if !ok || len(p.GetPathSegments()) == 0 {
 		// The caller's segment, which token.Admit fills from the metadata.
 		p = &networkservice.Path{PathSegments: []*networkservice.PathSegment{{Name: peer.String(), Id: uuid.NewString()}}}
-	} else if i := int(p.GetIndex()); len(mdToken) == 1 && i < len(p.GetPathSegments()) {
-		// As NSM's registry hops do: the caller's token in the metadata
-		// is its current one; the path may hold the one of its last call.
-		p.PathSegments[i].Token = mdToken[0]
-		p.PathSegments[i].Expires = nil
 	}
 	conn := &networkservice.Connection{Path: p}
 	hop, err := connpath.Enter(conn, name)

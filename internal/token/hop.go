@@ -29,9 +29,9 @@ func PeerCert(ctx context.Context) (*x509.Certificate, error) {
 	return info.State.PeerCertificates[0], nil
 }
 
-// Admit is what a hop does with the path it receives: a caller that sent
-// its token only as gRPC metadata (as NSM's clients may) has it put into its
-// segment; then CheckCaller. It returns the caller's SPIFFE ID, or a
+// Admit is what a hop does with the path it receives: the token a caller
+// sent as gRPC metadata (as NSM's clients do) is put into its segment;
+// then CheckCaller. It returns the caller's SPIFFE ID, or a
 // PermissionDenied status that says what is wrong.
 func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self spiffeid.ID) (spiffeid.ID, error) {
 	cert, err := PeerCert(ctx)
@@ -43,7 +43,11 @@ func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self 
 		return spiffeid.ID{}, status.Errorf(codes.Unauthenticated, "caller certificate: %v", err)
 	}
 	segs := conn.GetPath().GetPathSegments()
-	if prev >= 0 && prev < len(segs) && segs[prev].GetToken() == "" {
+	if prev >= 0 && prev < len(segs) {
+		// The token in the metadata is the caller's current one; the path
+		// may hold the one of its last call (NSM's clients refresh with
+		// the path they got back and a new token only in the metadata,
+		// as NSM's updatetoken expects).
 		if toks := metadata.ValueFromIncomingContext(ctx, MDToken); len(toks) == 1 {
 			segs[prev].Token = toks[0]
 			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() {

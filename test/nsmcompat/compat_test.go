@@ -302,8 +302,28 @@ func TestNSMEndpointAndClient(t *testing.T) {
 			len(e.Conns) == 1 && !strings.Contains(e.Conns[0], `"state":`)
 	}
 	_, at = nsc.await(time.Minute, at+1, "a refresh", isUpdate)
-	nsc.await(time.Minute, at+1, "a second refresh", isUpdate)
+	second, _ := nsc.await(time.Minute, at+1, "a second refresh", isUpdate)
 	ping(t, nscNS, dst, 20*time.Second)
+	// Each refresh carries the client's new token (in the metadata, as NSM
+	// sends it): its segment's expiry moves on.
+	first := conn.GetPath().GetPathSegments()[0].GetExpires().AsTime()
+	if later := parseConn(t, second.Conns[0]).GetPath().GetPathSegments()[0].GetExpires().AsTime(); !later.After(first) {
+		t.Errorf("after two refreshes the client's segment expires at %s, as at the Request (%s)", later, first)
+	}
+
+	// NSM's registry client refreshes the registration (a third of its
+	// minute); its policies check each answer, and its retry element logs
+	// every refusal.
+	e2e.Eventually(t, 90*time.Second, "the endpoint's registration refreshed through the manager", func() error {
+		n := strings.Count(w.node.Manager.Log(), "method=/registry.NetworkServiceEndpointRegistry/Register peer=spiffe://vwire.local/workload/uid/0/nse-icmp-server code=OK")
+		if n < 2 {
+			return fmt.Errorf("%d registrations", n)
+		}
+		return nil
+	})
+	if strings.Contains(nse.Log(), "try attempt has failed") || strings.Contains(nse.Log(), "policy failed") {
+		t.Fatalf("NSM's registry client refused an answer:\n%s", e2e.Tail(nse.Log(), 20))
+	}
 
 	// Heal: the endpoint dies and comes back under the same name.
 	before := len(nsc.events())
