@@ -242,7 +242,25 @@ func TestNSMRegistry(t *testing.T) {
 // Find with watch, Request, ping, refresh, MonitorConnections, heal after
 // the endpoint is killed and started again, Close.
 func TestNSMEndpointAndClient(t *testing.T) {
-	w := newWorld(t, e2e.MeshOptions{})
+	endpointAndClient(t, e2e.MeshOptions{})
+}
+
+// TestNSMEndpointAndClientVPP is TestNSMEndpointAndClient on the VPP
+// dataplane (`make test-vpp`; VPP_BIN, VPP_PLUGIN_PATH): VPP makes the
+// KERNEL interfaces in the namespaces NSM's workloads passed.
+func TestNSMEndpointAndClientVPP(t *testing.T) {
+	if suite.skip != "" {
+		t.Skip(suite.skip)
+	}
+	vpp := e2e.LookupVPP()
+	if vpp.Skip != "" {
+		t.Skip(vpp.Skip)
+	}
+	endpointAndClient(t, e2e.MeshOptions{VPP: vpp})
+}
+
+func endpointAndClient(t *testing.T, opts e2e.MeshOptions) {
+	w := newWorld(t, opts)
 	nseNS, nscNS, watchNS := w.lab.Netns("nse"), w.lab.Netns("nsc"), w.lab.Netns("watch")
 
 	watch := w.start(watchNS, "nsm-watch", "watch", "--connect-to", w.node.ConnectTo(), "--service", "icmp-responder")
