@@ -379,8 +379,8 @@ func (f *Forwarder) undo(ctx context.Context, id string, out *networkservice.Con
 			f.log.Error("dataplane disconnect after failed connect", "conn", id, "err", err)
 		}
 		if v := f.forget(id); v != nil {
-			f.closeNext(ctx, v.out, v.nextHop, v.files)
-			v.files.close()
+			// The old route's next hop: the failed Request does not wait.
+			f.closeNextAsync(ctx, v.out, v.nextHop, v.files)
 		}
 	}
 }
