@@ -43,15 +43,20 @@ func (m *Manager) healAllWithin(reason string, wait time.Duration, match func(*c
 // that match selects now.
 func (m *Manager) eachMatching(match func(*connection) bool, f func(id string, c *connection)) {
 	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return
+	}
 	seen := map[string]*connection{}
 	for id, c := range m.conns {
 		if match(c) {
 			seen[id] = c
 		}
 	}
+	// Added under mu, so that Stop's Wait never races an Add.
+	m.wg.Add(len(seen))
 	m.mu.Unlock()
 	for id, c := range seen {
-		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
 			f(id, c)

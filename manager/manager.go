@@ -106,6 +106,7 @@ type Manager struct {
 	stop     context.CancelFunc
 	done     chan struct{}
 	wg       sync.WaitGroup // heals in flight
+	stopping bool           // guarded by mu: Stop began; no heal starts (wg.Add) after it
 	stopOnce sync.Once
 }
 
@@ -167,6 +168,9 @@ func (m *Manager) Stop() error {
 	m.stopOnce.Do(func() {
 		m.stop()
 		<-m.done
+		m.mu.Lock()
+		m.stopping = true // a registry call still in a handler starts no heal now
+		m.mu.Unlock()
 		m.wg.Wait()
 		m.mu.Lock()
 		for _, c := range m.conns {

@@ -73,7 +73,7 @@ func (m *Manager) acquirePeerLocked(url string) {
 	}
 	p := m.hops.peers[url]
 	if p == nil {
-		if m.ctx.Err() != nil {
+		if m.ctx.Err() != nil || m.stopping {
 			return // stopping: start nothing new
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
@@ -259,7 +259,7 @@ func (m *Manager) healVia(url, reason string) {
 // doing anything if the connection changed meanwhile.
 func (m *Manager) healNextHop(id string, seen *connection, reason string) {
 	m.mu.Lock()
-	if m.hops.healing[id] || m.ctx.Err() != nil {
+	if m.hops.healing[id] || m.ctx.Err() != nil || m.stopping {
 		m.mu.Unlock()
 		return
 	}

@@ -48,9 +48,17 @@ func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self 
 		// may hold the one of its last call (NSM's clients refresh with
 		// the path they got back and a new token only in the metadata,
 		// as NSM's updatetoken expects).
-		if toks := metadata.ValueFromIncomingContext(ctx, MDToken); len(toks) == 1 {
+		if toks := metadata.ValueFromIncomingContext(ctx, MDToken); len(toks) == 1 && toks[0] != segs[prev].GetToken() {
 			segs[prev].Token = toks[0]
-			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() {
+			segs[prev].Expires = nil
+			// The expiry as sent, to the nanosecond; the token's own is in
+			// whole seconds, and hops after this one derive theirs from it.
+			if exps := metadata.ValueFromIncomingContext(ctx, MDExpires); len(exps) == 1 {
+				if t, err := time.Parse(time.RFC3339Nano, exps[0]); err == nil {
+					segs[prev].Expires = timestamppb.New(t)
+				}
+			}
+			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() && segs[prev].Expires == nil {
 				segs[prev].Expires = timestamppb.New(c.Expires)
 			}
 		}
