@@ -155,6 +155,9 @@ func (m *Manager) forwardRegistry(ctx context.Context, call func(context.Context
 // that do. A path that does not verify is only logged: lookups are
 // authorised by the caller's certificate (policy), not by the path.
 func (m *Manager) pathHeaderForFind(ctx context.Context) error {
+	if !regpath.Carried(ctx) {
+		return nil
+	}
 	h, err := regpath.Enter(ctx, m.name, m.src.ID(), m.lifetime)
 	if err != nil {
 		m.log.Debug("find: path not verified; answering without one", "err", err)

@@ -71,6 +71,14 @@ func Enter(ctx context.Context, name string, self spiffeid.ID, lifetime time.Dur
 	return &Hop{Path: p, Origin: origin, hop: hop}, nil
 }
 
+// Carried reports whether an incoming call carries a path or a path token
+// (NSM's registry clients send their token on every call): vwire's own
+// lookups carry neither, and a Find answers them without signing a path.
+func Carried(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get(Key)) > 0 || len(md.Get(token.MDToken)) > 0
+}
+
 // Forward signs this hop's segment for the next hop aud and returns ctx
 // carrying the path and token.
 func (h *Hop) Forward(ctx context.Context, src identity.Source, aud spiffeid.ID) (context.Context, error) {
