@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -31,6 +32,10 @@ const (
 	// cleanupTimeout bounds undo work, which never runs on the caller's
 	// context (it may be the one that expired).
 	cleanupTimeout = 15 * time.Second
+	// closeNextTimeout bounds the Close of a next hop whose answer could
+	// not be used: it runs beside the failed Request, which does not wait
+	// for it (the next hop may wait on a descriptor it never gets).
+	closeNextTimeout = 5 * time.Second
 )
 
 // Config configures a Forwarder.
@@ -65,6 +70,8 @@ type Forwarder struct {
 	locks keyedlock.Locker
 	mu    sync.Mutex // guards conns
 	conns map[string]*vwire
+	// cleanups are Closes of unusable next hops still running.
+	cleanups sync.WaitGroup
 }
 
 // vwire is the forwarder's state for one connection, keyed by its own
@@ -77,6 +84,7 @@ type vwire struct {
 	cross   crossing
 	in      *networkservice.Connection // as returned to the manager
 	out     *networkservice.Connection // as the next hop returned it
+	files   fileSet                    // descriptors the next hop passed, by the URLs in out
 	expires time.Time
 	timer   *time.Timer
 }
@@ -146,7 +154,14 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 			offers[i] = f.advertise(o, paramSrcIP)
 		}
 	}
-	out, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop, cross.next)
+	// fresh: the next hop has no connection of ours yet, so an answer we
+	// cannot use is ours to close there.
+	fresh := old == nil || old.nextHop != nextHop
+	var have fileSet
+	if !fresh {
+		have = old.files
+	}
+	out, local, files, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop, cross.next, fresh, have)
 	if err != nil {
 		log.Info("next hop refused", "next_hop", nextHop, "err", err)
 		if old == nil {
@@ -154,7 +169,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 			f.undo(ctx, hop.ID(), nil, "", false)
 		}
 		_ = grpc.SetTrailer(ctx, metadata.Pairs(TrailerFailedHop, "next"))
-		return nil, status.Errorf(status.Code(err), "next hop %s: %s", nextHop, status.Convert(err).Message())
+		return nil, status.Errorf(status.Code(err), "next hop %s: %s", hopName(conn, nextHop, remote), status.Convert(err).Message())
 	}
 
 	// The incoming connection as this node terminates it: our mechanism,
@@ -166,9 +181,19 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	conn.NetworkServiceEndpointName = out.GetNetworkServiceEndpointName()
 	conn.State = networkservice.State_UP
 	start := time.Now()
-	if err := f.connect(ctx, hop.ID(), conn, out, cross); err != nil {
+	if err := f.connect(ctx, hop.ID(), conn, local, cross); err != nil {
 		log.Error("dataplane connect failed", "err", err)
-		f.undo(ctx, hop.ID(), out, nextHop, old != nil && old.nextHop != nextHop)
+		if fresh {
+			// What the next hop built for us is ours to close.
+			f.closeNextAsync(ctx, out, nextHop, files)
+		} else {
+			for u, fl := range files {
+				if old.files[u] != fl {
+					fl.Close()
+				}
+			}
+		}
+		f.undo(ctx, hop.ID(), nil, "", old != nil && old.nextHop != nextHop)
 		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
 	}
 	log.Debug("vWire built", "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
@@ -180,11 +205,21 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	}
 	if old != nil && old.nextHop != nextHop {
 		// Rerouted: the old next hop's part of the path is no longer ours.
-		f.closeNext(ctx, old.out, old.nextHop)
+		f.closeNext(ctx, old.out, old.nextHop, old.files)
+		old.files.close()
 	}
-	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: proto.Clone(conn).(*networkservice.Connection), out: out, expires: expires})
+	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: proto.Clone(conn).(*networkservice.Connection), out: out, files: files, expires: expires})
 	connpath.Leave(conn, hop)
 	return conn, nil
+}
+
+// hopName names the next hop in errors: a local endpoint by its name (its
+// URL may be a descriptor's path), a remote manager by its URL.
+func hopName(conn *networkservice.Connection, nextHop string, remote bool) string {
+	if name := conn.GetNetworkServiceEndpointName(); name != "" && !remote {
+		return fmt.Sprintf("endpoint %s at %s", name, nextHop)
+	}
+	return nextHop
 }
 
 func validate(ctx context.Context, req *networkservice.NetworkServiceRequest) (nextHop string, remote bool, cross crossing, err error) {
@@ -268,21 +303,31 @@ func (f *Forwarder) offers(ctx context.Context, id string, conn *networkservice.
 	return offers, nil
 }
 
-func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string, interdomain bool) (*networkservice.Connection, error) {
+// callNext sends the connection to the next hop and returns its answer
+// (out, kept for refresh and Close), the same with the mechanism as this
+// process can open it (local, for the dataplane) and the descriptors the
+// next hop passed. have holds those of the connection's last answer from
+// the same next hop: they go beside the call for the URLs that name them.
+// An answer that cannot be used fails with a status naming the reason;
+// when fresh (the next hop held no connection of ours before) it is also
+// closed there, on its own context, not waited for. A refresh's is left to
+// expire or to the manager's heal: closing it would take down the vWire
+// that still runs on the last good answer.
+func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string, interdomain, fresh bool, have fileSet) (out, local *networkservice.Connection, files fileSet, err error) {
 	cc, err := f.pool.Get(nextHop)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
+		return nil, nil, nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
 	}
 	aud, err := f.pool.PeerID(ctx, nextHop)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "connect: %v", err)
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "connect: %v", err)
 	}
 	svid, err := f.src.GetX509SVID()
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
+		return nil, nil, nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 	}
 	if ctx, err = token.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if interdomain {
 		// The next manager tells its forwarder to answer with its public address.
@@ -290,20 +335,37 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 	}
 	next := proto.Clone(conn).(*networkservice.Connection)
 	next.Mechanism = nil
-	out, err := networkservice.NewNetworkServiceClient(cc).Request(ctx, &networkservice.NetworkServiceRequest{
+	var p peer.Peer
+	opts := append(sendFiles(have, offers...), grpc.Peer(&p))
+	out, err = networkservice.NewNetworkServiceClient(cc).Request(ctx, &networkservice.NetworkServiceRequest{
 		Connection:           next,
 		MechanismPreferences: offers,
-	})
+	}, opts...)
 	if err != nil {
 		if status.Code(err) == codes.Unavailable {
 			f.pool.Reset(nextHop) // the next attempt dials afresh
 		}
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if out.GetMechanism() == nil {
-		return nil, status.Error(codes.Internal, "reply has no mechanism")
+		err = errors.New("its reply has no mechanism")
 	}
-	return out, nil
+	var mech *networkservice.Mechanism
+	if err == nil {
+		mech, files, err = localMechanism(ctx, &p, out.GetMechanism(), have)
+	}
+	if err != nil {
+		if fresh {
+			f.closeNextAsync(ctx, out, nextHop, nil)
+		}
+		return nil, nil, nil, status.Errorf(codes.FailedPrecondition, "its answer cannot be used: %v", err)
+	}
+	local = out
+	if mech != out.GetMechanism() {
+		local = proto.Clone(out).(*networkservice.Connection)
+		local.Mechanism = mech
+	}
+	return out, local, files, nil
 }
 
 // undo removes what a failed Request made here and beyond, on its own
@@ -312,12 +374,29 @@ func (f *Forwarder) undo(ctx context.Context, id string, out *networkservice.Con
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if old := f.get(id); old == nil || closeNext {
-		f.closeNext(ctx, out, nextHop)
+		f.closeNext(ctx, out, nextHop, nil)
 		if err := f.dp.Disconnect(ctx, id); err != nil {
 			f.log.Error("dataplane disconnect after failed connect", "conn", id, "err", err)
 		}
-		f.forget(id)
+		if v := f.forget(id); v != nil {
+			// The old route's next hop: the failed Request does not wait.
+			f.closeNextAsync(ctx, v.out, v.nextHop, v.files)
+		}
 	}
+}
+
+// closeNextAsync closes, at the next hop, a connection whose answer this
+// forwarder cannot use, on its own bounded context: the failed Request
+// returns at once instead of waiting for it. It owns files from here.
+func (f *Forwarder) closeNextAsync(ctx context.Context, out *networkservice.Connection, nextHop string, files fileSet) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeNextTimeout)
+	f.cleanups.Add(1)
+	go func() {
+		defer f.cleanups.Done()
+		defer cancel()
+		f.closeNext(ctx, out, nextHop, files)
+		files.close()
+	}()
 }
 
 // Close tears down one vWire and closes the next hop. Closing an unknown
@@ -338,12 +417,13 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	defer cancel()
 	old := f.forget(id)
 	if old != nil {
-		f.closeNext(ctx, old.out, old.nextHop)
+		f.closeNext(ctx, old.out, old.nextHop, old.files)
+		old.files.close()
 	} else if hops := metadata.ValueFromIncomingContext(ctx, MDNextHop); len(hops) == 1 {
 		// State lost (a restart): the manager still knows the next hop.
 		next := proto.Clone(conn).(*networkservice.Connection)
 		if _, err := connpath.Enter(next, f.name); err == nil {
-			f.closeNext(ctx, next, hops[0])
+			f.closeNext(ctx, next, hops[0], nil)
 		}
 	}
 	if err := f.dp.Disconnect(ctx, id); err != nil {
@@ -353,13 +433,15 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	return &empty.Empty{}, nil
 }
 
-func (f *Forwarder) closeNext(ctx context.Context, out *networkservice.Connection, nextHop string) {
+// closeNext closes the connection out at the next hop, with the
+// descriptors its mechanism names beside the call.
+func (f *Forwarder) closeNext(ctx context.Context, out *networkservice.Connection, nextHop string, files fileSet) {
 	if out == nil || nextHop == "" {
 		return
 	}
 	cc, err := f.pool.Get(nextHop)
 	if err == nil {
-		_, err = networkservice.NewNetworkServiceClient(cc).Close(ctx, out)
+		_, err = networkservice.NewNetworkServiceClient(cc).Close(ctx, out, sendFiles(files, out.GetMechanism())...)
 	}
 	if err != nil {
 		f.log.Info("close next hop", "next_hop", nextHop, "conn", out.GetId(), "err", err)
@@ -405,7 +487,8 @@ func (f *Forwarder) expire(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	f.log.Info("vWire expired", "conn", id, "expired", v.expires)
-	f.closeNext(ctx, v.out, v.nextHop)
+	f.closeNext(ctx, v.out, v.nextHop, v.files)
+	v.files.close()
 	if err := f.dp.Disconnect(ctx, id); err != nil {
 		f.log.Error("dataplane disconnect on expiry", "conn", id, "err", err)
 	}
@@ -427,10 +510,11 @@ func (f *Forwarder) Connections() []*networkservice.Connection {
 // forwarder picks its vWires up again from the refreshes.
 func (f *Forwarder) Shutdown() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	for _, v := range f.conns {
 		v.timer.Stop()
 	}
+	f.mu.Unlock()
+	f.cleanups.Wait()
 }
 
 // String names the forwarder in logs.

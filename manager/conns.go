@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
@@ -18,15 +17,15 @@ type connection struct {
 	id         string
 	conn       *networkservice.Connection // our view: Path.Index at our segment
 	prefs      []*networkservice.Mechanism
-	endpoint   string     // endpoint name
-	forwarder  string     // forwarder name
-	nextHop    string     // URL the forwarder sends the connection to
-	remote     bool       // nextHop is another node's manager
-	foreign    bool       // nextHop is another registry domain's manager
-	fromDomain bool       // the previous hop is another registry domain's forwarder
-	pinned     bool       // the caller named the endpoint: never reselect
-	caller     string     // SPIFFE ID of the previous hop: only it may Close
-	files      []*os.File // descriptors the client passed (its netns), open while the connection lives
+	endpoint   string      // endpoint name
+	forwarder  string      // forwarder name
+	nextHop    string      // URL the forwarder sends the connection to
+	remote     bool        // nextHop is another node's manager
+	foreign    bool        // nextHop is another registry domain's manager
+	fromDomain bool        // the previous hop is another registry domain's forwarder
+	pinned     bool        // the caller named the endpoint: never reselect
+	caller     string      // SPIFFE ID of the previous hop: only it may Close
+	files      clientFiles // descriptors the client passed (its netns), open while the connection lives
 	expires    time.Time
 	timer      *time.Timer
 }
@@ -46,14 +45,14 @@ func (m *Manager) remember(c *connection) {
 		if len(c.files) == 0 {
 			c.files = old.files // the client did not pass them again
 		} else {
-			closeFiles(old.files)
+			old.files.closeExcept(c.files)
 		}
 	}
 	m.trackLocked(m.conns[c.id], c)
 	id := c.id
 	c.timer = time.AfterFunc(time.Until(c.expires), func() { m.expire(id) })
 	m.conns[id] = c
-	m.publishLocked(networkservice.ConnectionEventType_UPDATE, c.conn)
+	m.publishLocked(networkservice.ConnectionEventType_UPDATE, c)
 }
 
 // forget drops a connection and tells watchers.
@@ -65,10 +64,10 @@ func (m *Manager) forget(id string) *connection {
 		return nil
 	}
 	c.timer.Stop()
-	closeFiles(c.files)
+	c.files.closeExcept(nil)
 	delete(m.conns, id)
 	m.trackLocked(c, nil)
-	m.publishLocked(networkservice.ConnectionEventType_DELETE, c.conn)
+	m.publishLocked(networkservice.ConnectionEventType_DELETE, c)
 	return c
 }
 

@@ -12,7 +12,9 @@ import (
 
 	"github.com/golang/protobuf/ptypes/empty"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -80,23 +82,88 @@ func (m *Manager) forwardersMatching(sel map[string]string) []*localForwarder {
 }
 
 // nsProxy serves the NetworkServiceRegistry to local workloads by passing
-// calls to the domain's registry.
+// calls to the domain's registry. Each call adds the manager's segment to
+// the path and answers with the path in the response header, as NSM's
+// registry clients expect (their token policies check it).
 type nsProxy Manager
 
 func (p *nsProxy) Register(ctx context.Context, ns *regapi.NetworkService) (*regapi.NetworkService, error) {
-	return p.regNS.Register(ctx, ns)
+	m := (*Manager)(p)
+	var reply *regapi.NetworkService
+	h, err := m.forwardRegistry(ctx, func(octx context.Context, opts ...grpc.CallOption) (err error) {
+		reply, err = m.regNS.Register(octx, ns, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := proto.Clone(reply).(*regapi.NetworkService)
+	out.PathIds = h.IDs()
+	return out, nil
 }
 
 func (p *nsProxy) Unregister(ctx context.Context, ns *regapi.NetworkService) (*empty.Empty, error) {
-	return p.regNS.Unregister(ctx, ns)
+	m := (*Manager)(p)
+	if _, err := m.forwardRegistry(ctx, func(octx context.Context, opts ...grpc.CallOption) error {
+		_, err := m.regNS.Unregister(octx, ns, opts...)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return &empty.Empty{}, nil
 }
 
 func (p *nsProxy) Find(q *regapi.NetworkServiceQuery, srv regapi.NetworkServiceRegistry_FindServer) error {
+	m := (*Manager)(p)
+	if err := m.pathHeaderForFind(srv.Context()); err != nil {
+		return err
+	}
 	stream, err := p.regNS.Find(srv.Context(), q)
 	if err != nil {
 		return err
 	}
 	return relay(stream, srv)
+}
+
+// forwardRegistry passes a registry call to the registry with the
+// manager's segment in the path (call gets the outgoing context and the
+// call options to pass), then answers the caller with the path the
+// registry returned.
+func (m *Manager) forwardRegistry(ctx context.Context, call func(context.Context, ...grpc.CallOption) error) (*regpath.Hop, error) {
+	h, err := regpath.Enter(ctx, m.name, m.src.ID(), m.lifetime)
+	if err != nil {
+		return nil, err
+	}
+	aud, err := m.regConn.PeerID(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "registry: %v", err)
+	}
+	octx, err := h.Forward(ctx, m.src, aud)
+	if err != nil {
+		return nil, err
+	}
+	var hdr metadata.MD
+	if err := call(octx, grpc.Header(&hdr)); err != nil {
+		return nil, err
+	}
+	h.Adopt(hdr)
+	return h, h.Reply(ctx, m.src, false)
+}
+
+// pathHeaderForFind answers a Find with the path at once: NSM's clients
+// send none on Find and check none, but the header is there for those
+// that do. A path that does not verify is only logged: lookups are
+// authorised by the caller's certificate (policy), not by the path.
+func (m *Manager) pathHeaderForFind(ctx context.Context) error {
+	if !regpath.Carried(ctx) {
+		return nil
+	}
+	h, err := regpath.Enter(ctx, m.name, m.src.ID(), m.lifetime)
+	if err != nil {
+		m.log.Debug("find: path not verified; answering without one", "err", err)
+		return nil
+	}
+	return h.ReplyStream(ctx, m.src)
 }
 
 // relay copies a registry Find stream to the caller until either ends.
@@ -157,7 +224,11 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 			name := nse.Name
 			m.healAll("forwarder "+name+" is back", true, func(c *connection) bool { return c.forwarder == name })
 		}
-		return nse, h.Reply(ctx, m.src, true)
+		if err := h.Reply(ctx, m.src, true); err != nil {
+			return nil, err
+		}
+		nse.PathIds = h.IDs()
+		return nse, nil
 	}
 	var sock *os.File
 	if strings.HasPrefix(nse.GetUrl(), "inode://") {
@@ -172,21 +243,25 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 	}
 	own := nse.Url
 	nse.Url = m.url
+	var reply *regapi.NetworkServiceEndpoint
+	var hdr metadata.MD
 	aud, err := m.regConn.PeerID(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "registry: %v", err)
+	if err == nil {
+		var octx context.Context
+		if octx, err = h.Forward(ctx, m.src, aud); err != nil {
+			return nil, err
+		}
+		reply, err = m.regNSE.Register(octx, nse, grpc.Header(&hdr))
+	} else {
+		err = status.Errorf(codes.Unavailable, "registry: %v", err)
 	}
-	octx, err := h.Forward(ctx, m.src, aud)
-	if err != nil {
-		return nil, err
-	}
-	reply, err := m.regNSE.Register(octx, nse)
 	if err != nil {
 		if sock != nil {
 			sock.Close()
 		}
 		return nil, err
 	}
+	h.Adopt(hdr)
 	if err := h.Reply(ctx, m.src, false); err != nil {
 		return nil, err
 	}
@@ -205,33 +280,61 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 		m.syncWatches()
 	}
 	out := proto.Clone(reply).(*regapi.NetworkServiceEndpoint)
-	out.Url = own
+	// The URL the endpoint gave: an inode:// one is mapped back to its
+	// socket's path by NSM's sendfd client.
+	out.Url = in.GetUrl()
+	out.PathIds = h.IDs()
 	return out, nil
 }
 
 func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEndpoint) (*empty.Empty, error) {
 	m := (*Manager)(p)
+	h, err := regpath.Enter(ctx, m.name, m.src.ID(), m.lifetime)
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	_, isFwd := m.forwarders[nse.GetName()]
 	delete(m.forwarders, nse.GetName())
 	if ep := m.endpoints[nse.GetName()]; ep != nil && ep.sock != nil {
 		ep.sock.Close()
 	}
-	_, isEP := m.endpoints[nse.GetName()]
+	ep, isEP := m.endpoints[nse.GetName()]
 	delete(m.endpoints, nse.GetName())
 	m.mu.Unlock()
 	name := nse.GetName()
 	if isFwd {
 		m.healAllWithin("forwarder "+name+" unregistered", m.reselectTimeout, func(c *connection) bool { return c.forwarder == name })
-		return &empty.Empty{}, nil
+		return &empty.Empty{}, h.Reply(ctx, m.src, true)
 	}
 	if isEP {
 		m.healAll("endpoint "+name+" unregistered", false, func(c *connection) bool { return c.endpoint == name && !c.remote })
+		// The registry knows it under our URL, not the one the endpoint
+		// gives (an inode:// one only means something on our socket).
+		nse = proto.Clone(nse).(*regapi.NetworkServiceEndpoint)
+		nse.Url = ep.nse.GetUrl()
 	}
-	return m.regNSE.Unregister(ctx, nse)
+	aud, err := m.regConn.PeerID(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "registry: %v", err)
+	}
+	octx, err := h.Forward(ctx, m.src, aud)
+	if err != nil {
+		return nil, err
+	}
+	var hdr metadata.MD
+	if _, err := m.regNSE.Unregister(octx, nse, grpc.Header(&hdr)); err != nil {
+		return nil, err
+	}
+	h.Adopt(hdr)
+	return &empty.Empty{}, h.Reply(ctx, m.src, false)
 }
 
 func (p *nseProxy) Find(q *regapi.NetworkServiceEndpointQuery, srv regapi.NetworkServiceEndpointRegistry_FindServer) error {
+	m := (*Manager)(p)
+	if err := m.pathHeaderForFind(srv.Context()); err != nil {
+		return err
+	}
 	stream, err := p.regNSE.Find(srv.Context(), q)
 	if err != nil {
 		return err

@@ -13,18 +13,36 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
 // fdWait bounds how long a descriptor named in a Request may take to arrive.
 const fdWait = 5 * time.Second
 
+// clientFiles are the descriptors a client passed (its netns, a memif
+// socket), by the inode:// URL it named each with. They stay open while
+// the connection lives.
+type clientFiles map[string]*os.File
+
+// closeExcept closes the files that keep does not hold.
+func (s clientFiles) closeExcept(keep clientFiles) {
+	for u, f := range s {
+		if keep[u] != f {
+			f.Close()
+		}
+	}
+}
+
 // receiveFiles takes the descriptors NSM clients send beside a Request on
 // the unix socket (grpcfd): a mechanism parameter `inodeURL` of the form
 // inode://<dev>/<ino> names one. Each is replaced by a path the forwarder,
-// on the same host, can open: file:///proc/<manager pid>/fd/<n>. The files
-// stay open for the connection's life; the caller closes them.
-func receiveFiles(ctx context.Context, prefs []*networkservice.Mechanism) ([]*networkservice.Mechanism, []*os.File, error) {
-	var files []*os.File
+// on the same host, can open: file:///proc/<manager pid>/fd/<n>. A URL the
+// connection holds a descriptor for already (held: a refresh) keeps it, so
+// the path does not change under a live vWire. The caller owns the
+// returned files (those from held among them).
+func receiveFiles(ctx context.Context, prefs []*networkservice.Mechanism, held clientFiles) ([]*networkservice.Mechanism, clientFiles, error) {
+	files := clientFiles{}
 	out := make([]*networkservice.Mechanism, len(prefs))
 	for i, p := range prefs {
 		out[i] = p
@@ -32,14 +50,20 @@ func receiveFiles(ctx context.Context, prefs []*networkservice.Mechanism) ([]*ne
 		if !strings.HasPrefix(u, "inode://") {
 			continue
 		}
-		f, err := receiveFile(ctx, u)
-		if err != nil {
-			closeFiles(files)
-			return nil, nil, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %s: %v", i, u, err)
+		f := files[u]
+		if f == nil {
+			f = held[u]
 		}
-		files = append(files, f)
+		if f == nil {
+			var err error
+			if f, err = receiveFile(ctx, u); err != nil {
+				files.closeExcept(held)
+				return nil, nil, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %s: %v", i, u, err)
+			}
+		}
+		files[u] = f
 		m := proto.Clone(p).(*networkservice.Mechanism)
-		m.Parameters[common.InodeURL] = fmt.Sprintf("file:///proc/%d/fd/%d", os.Getpid(), f.Fd())
+		m.Parameters[common.InodeURL] = inodeurl.File(f.Name()).String()
 		out[i] = m
 	}
 	return out, files, nil
@@ -55,19 +79,45 @@ func receiveFile(ctx context.Context, u string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	t := time.NewTimer(fdWait)
+	defer t.Stop()
 	select {
 	case f := <-ch:
 		if f != nil {
 			return f, nil
 		}
-	case <-time.After(fdWait):
+	case <-t.C:
 	case <-ctx.Done():
 	}
 	return nil, fmt.Errorf("the descriptor did not arrive")
 }
 
-func closeFiles(files []*os.File) {
-	for _, f := range files {
-		f.Close()
+// clientView returns conn as the client named its files: each path of a
+// descriptor it passed back to its inode:// URL (NSM's sendfd client maps
+// that URL back to its own path; a path in the manager's /proc would mean
+// nothing to it).
+func clientView(conn *networkservice.Connection, files clientFiles) (*networkservice.Connection, *os.File) {
+	view := proto.Clone(conn).(*networkservice.Connection)
+	params := view.GetMechanism().GetParameters()
+	p := params[common.InodeURL]
+	for u, f := range files {
+		if p != "" && p == inodeurl.File(f.Name()).String() {
+			params[common.InodeURL] = u
+			return view, f
+		}
 	}
+	return view, nil
+}
+
+// toClient returns the reply for the client: in its own names, with the
+// descriptor beside it as NSM's managers send it (sendfd), for a client
+// that resolves the URL with recvfd.
+func toClient(ctx context.Context, conn *networkservice.Connection, files clientFiles) *networkservice.Connection {
+	view, f := clientView(conn, files)
+	if f != nil {
+		if sender, ok := grpcfd.FromContext(ctx); ok {
+			sender.SendFile(f)
+		}
+	}
+	return view
 }

@@ -1,17 +1,26 @@
 package manager_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/edwarnicke/grpcfd"
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/common"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/vwire/vwire/test/sandbox"
+	"github.com/vwire/vwire/workload/nse"
+	"github.com/vwire/vwire/workload/nse/icmpresponder"
 )
 
 // TestNetNSByDescriptor: an NSM client names its network namespace as
@@ -61,6 +70,29 @@ func TestNetNSByDescriptor(t *testing.T) {
 	}
 	if got.Sys().(*syscall.Stat_t).Ino != want.Sys().(*syscall.Stat_t).Ino {
 		t.Fatal("the path names another namespace")
+	}
+	// The reply names the namespace as the client did: NSM's sendfd client
+	// maps that URL back to its own path.
+	if got := conn.GetMechanism().GetParameters()[common.InodeURL]; got != u.String() {
+		t.Fatalf("reply names %q, want the client's %q", got, u)
+	}
+	// A refresh passes the descriptor again; the forwarder keeps its path.
+	creds = grpcfd.PerRPCCredentials(nil)
+	sender, _ = grpcfd.FromPerRPCCredentials(creds)
+	sent = sender.SendFilename(netns)
+	refresh := request("icmp", nil)
+	refresh.Connection = conn
+	refresh.MechanismPreferences[0].Parameters[common.InodeURL] = u.String()
+	if conn, err = cli.Request(ctx, refresh, grpc.PerRPCCredentials(creds)); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("send descriptor: %v", err)
+	}
+	for _, v := range n.Dataplane.Live() {
+		if p := strings.TrimPrefix(v.In.GetMechanism().GetParameters()[common.InodeURL], "file://"); p != path {
+			t.Fatalf("after a refresh the forwarder has %q, before %q", p, path)
+		}
 	}
 	if _, err := cli.Close(ctx, conn); err != nil {
 		t.Fatal(err)
@@ -115,5 +147,130 @@ func TestEndpointSocketByDescriptor(t *testing.T) {
 	}
 	if conn.GetNetworkServiceEndpointName() != "icmp-by-fd" {
 		t.Fatalf("landed on %s", conn.GetNetworkServiceEndpointName())
+	}
+}
+
+// fdEndpoint answers as NSM's endpoints do: its namespace as
+// inode://<dev>/<ino>, its descriptor beside the reply when send is set
+// (NSM's sendfd). On Close it reports whether the descriptor came beside
+// the call (what NSM's recvfd waits for).
+type fdEndpoint struct {
+	networkservice.NetworkServiceServer
+	send   bool
+	closes chan bool
+}
+
+const selfNetNS = "/proc/self/ns/net"
+
+func (e *fdEndpoint) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
+	conn, err := e.NetworkServiceServer.Request(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	u, err := grpcfd.FilenameToURL(selfNetNS)
+	if err != nil {
+		return nil, err
+	}
+	conn.GetMechanism().GetParameters()[common.InodeURL] = u.String()
+	if e.send {
+		sender, ok := grpcfd.FromContext(ctx)
+		if !ok {
+			return nil, fmt.Errorf("no descriptor passing on this connection")
+		}
+		sender.SendFilename(selfNetNS)
+	}
+	return conn, nil
+}
+
+func (e *fdEndpoint) Close(ctx context.Context, conn *networkservice.Connection) (*emptypb.Empty, error) {
+	got := false
+	if recv, ok := grpcfd.FromContext(ctx); ok {
+		if ch, err := recv.RecvFileByURL(conn.GetMechanism().GetParameters()[common.InodeURL]); err == nil {
+			select {
+			case f := <-ch:
+				got = f != nil
+				if f != nil {
+					f.Close()
+				}
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+	e.closes <- got
+	return e.NetworkServiceServer.Close(ctx, conn)
+}
+
+// TestEndpointAnswersByDescriptor: the forwarder takes the namespace an
+// endpoint names inode:// in its reply from the descriptor beside it, and
+// sends that descriptor back beside its Close.
+func TestEndpointAnswersByDescriptor(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	svc, err := icmpresponder.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := nse.New(nse.Config{Name: "fd-nse", Service: svc, Source: sb.Source("nse-fd-nse")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &fdEndpoint{NetworkServiceServer: inner, send: true, closes: make(chan bool, 4)}
+	n.ServeEndpoint("fd-nse", ep, nil, "icmp")
+	cli := n.Client("nsc")
+	ctx := ctxT(t)
+
+	conn, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.Stat(selfNetNS)
+	for _, v := range n.Dataplane.Live() {
+		p := strings.TrimPrefix(v.Out.GetMechanism().GetParameters()[common.InodeURL], "file://")
+		got, err := os.Stat(p)
+		if err != nil || !strings.HasPrefix(p, "/proc/") {
+			t.Fatalf("the dataplane got %q (%v), want a /proc/<pid>/fd path", p, err)
+		}
+		if got.Sys().(*syscall.Stat_t).Ino != want.Sys().(*syscall.Stat_t).Ino {
+			t.Fatal("the path names another namespace")
+		}
+	}
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if !<-ep.closes {
+		t.Fatal("the endpoint's Close came without the descriptor its reply named")
+	}
+}
+
+// TestEndpointAnswerWithoutDescriptor: a reply that names inode:// without
+// the descriptor fails the Request with a status naming the endpoint and
+// the reason, and the connection the endpoint made is closed beside it.
+func TestEndpointAnswerWithoutDescriptor(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	svc, err := icmpresponder.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := nse.New(nse.Config{Name: "nofd-nse", Service: svc, Source: sb.Source("nse-nofd-nse")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &fdEndpoint{NetworkServiceServer: inner, closes: make(chan bool, 4)}
+	n.ServeEndpoint("nofd-nse", ep, nil, "icmp")
+	_, err = n.Client("nsc").Request(ctxT(t), request("icmp", nil))
+	if err == nil || status.Code(err) == codes.DeadlineExceeded ||
+		!strings.Contains(err.Error(), "endpoint nofd-nse") || !strings.Contains(err.Error(), "did not come with the reply") {
+		t.Fatalf("Request: %v; want a refusal naming endpoint nofd-nse and the missing descriptor", err)
+	}
+	select {
+	case <-ep.closes:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the endpoint's connection was not closed")
+	}
+	if live := n.Dataplane.Live(); len(live) != 0 {
+		t.Fatalf("%d vWires left", len(live))
 	}
 }

@@ -215,5 +215,5 @@ func (m *Manager) setState(c *connection, st networkservice.State) {
 	}
 	c.conn = proto.Clone(c.conn).(*networkservice.Connection)
 	c.conn.State = st
-	m.publishLocked(networkservice.ConnectionEventType_UPDATE, c.conn)
+	m.publishLocked(networkservice.ConnectionEventType_UPDATE, c)
 }

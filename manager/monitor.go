@@ -7,7 +7,6 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // watcherBuffer is how many events a MonitorConnections stream may lag
@@ -39,7 +38,7 @@ func (m *Manager) MonitorConnections(sel *networkservice.MonitorScopeSelector, s
 	m.mu.Lock()
 	for _, c := range m.conns {
 		if c.conn.MatchesMonitorScopeSelector(sel) {
-			initial.Connections[c.conn.GetId()] = proto.Clone(c.conn).(*networkservice.Connection)
+			initial.Connections[c.conn.GetId()], _ = clientView(c.conn, c.files)
 		}
 	}
 	m.watchers[w] = struct{}{}
@@ -69,19 +68,20 @@ func (m *Manager) MonitorConnections(sel *networkservice.MonitorScopeSelector, s
 
 var errWatcherLagged = status.Error(codes.ResourceExhausted, "monitor stream fell behind; reconnect for a fresh state")
 
-// publishLocked queues an event for every watcher that selects conn.
-// m.mu must be held, which orders events with the initial snapshots.
-func (m *Manager) publishLocked(t networkservice.ConnectionEventType, conn *networkservice.Connection) {
+// publishLocked queues an event for every watcher that selects c's
+// connection, named as its client names it. m.mu must be held, which
+// orders events with the initial snapshots.
+func (m *Manager) publishLocked(t networkservice.ConnectionEventType, conn *connection) {
 	if len(m.watchers) == 0 {
 		return
 	}
 	var ev *networkservice.ConnectionEvent
 	for w := range m.watchers {
-		if !conn.MatchesMonitorScopeSelector(w.sel) {
+		if !conn.conn.MatchesMonitorScopeSelector(w.sel) {
 			continue
 		}
 		if ev == nil {
-			c := proto.Clone(conn).(*networkservice.Connection)
+			c, _ := clientView(conn.conn, conn.files)
 			if t == networkservice.ConnectionEventType_DELETE {
 				c.State = networkservice.State_DOWN
 			}

@@ -57,7 +57,11 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s, not %s", hop.ID(), old.caller, caller)
 	}
 
-	prefs, files, err := receiveFiles(ctx, req.GetMechanismPreferences())
+	var held clientFiles
+	if old := m.get(hop.ID()); old != nil {
+		held = old.files
+	}
+	prefs, files, err := receiveFiles(ctx, req.GetMechanismPreferences(), held)
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +107,12 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 		c, err = m.connect(ctx, conn, prefs, avoid)
 	}
 	if err != nil {
-		closeFiles(files)
+		files.closeExcept(held)
 		return nil, err
 	}
 	c.id, c.expires, c.caller, c.files, c.fromDomain = hop.ID(), expires, caller.String(), files, from
 	m.remember(c)
-	reply = proto.Clone(c.conn).(*networkservice.Connection)
+	reply = toClient(ctx, c.conn, c.files)
 	restoreNames(reply)
 	connpath.Leave(reply, hop)
 	return reply, nil

@@ -121,6 +121,10 @@ func (s *nsServer) Register(ctx context.Context, in *regapi.NetworkService) (*re
 	if err := s.domains.localService(ns); err != nil {
 		return nil, err
 	}
+	h, err := (*Server)(s).answerPath(ctx)
+	if err != nil {
+		return nil, err
+	}
 	validate.Normalize(ns)
 	value, err := proto.Marshal(ns)
 	if err != nil {
@@ -130,6 +134,10 @@ func (s *nsServer) Register(ctx context.Context, in *regapi.NetworkService) (*re
 		return nil, storeError("register network service", ns.Name, err)
 	}
 	s.log.Info("network service registered", "name", ns.Name, "payload", ns.Payload, "matches", len(ns.Matches))
+	if h != nil {
+		ns = proto.Clone(ns).(*regapi.NetworkService)
+		ns.PathIds = h.IDs()
+	}
 	return ns, nil
 }
 
@@ -145,6 +153,9 @@ func (s *nsServer) Unregister(ctx context.Context, in *regapi.NetworkService) (*
 	}
 	name, err := s.domains.local("name", in.GetName())
 	if err != nil {
+		return nil, err
+	}
+	if _, err := (*Server)(s).answerPath(ctx); err != nil {
 		return nil, err
 	}
 	// Unregistering what is not there is not an error: clients retry.
@@ -172,6 +183,9 @@ func (s *nsServer) Find(q *regapi.NetworkServiceQuery, stream regapi.NetworkServ
 	if err := s.domains.localService(query); err != nil {
 		return err
 	}
+	if err := (*Server)(s).answerFindPath(stream.Context()); err != nil {
+		return err
+	}
 	return find(stream.Context(), (*Server)(s), store.KindService, store.All, q.GetWatch(), servicePrefilter(query),
 		func(ns *regapi.NetworkService) bool { return MatchService(query, ns) },
 		func(ns *regapi.NetworkService, deleted bool) error {
@@ -193,8 +207,12 @@ func (s *nseServer) Register(ctx context.Context, in *regapi.NetworkServiceEndpo
 		}
 		return s.registerRemote(ctx, dom, nse)
 	}
-	if err := (*Server)(s).admitRegistration(ctx, nse); err != nil {
+	ids, err := (*Server)(s).admitRegistration(ctx, nse)
+	if err != nil {
 		return nil, err
+	}
+	if ids != nil {
+		nse.PathIds = ids
 	}
 	if err := s.domains.localEndpoint(nse); err != nil {
 		return nil, err
@@ -248,6 +266,9 @@ func (s *nseServer) Unregister(ctx context.Context, in *regapi.NetworkServiceEnd
 	if err != nil {
 		return nil, err
 	}
+	if _, err := (*Server)(s).answerPath(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.store.Delete(ctx, store.KindEndpoint, name); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, storeError("unregister endpoint", name, err)
 	}
@@ -278,6 +299,9 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 	if err := s.domains.localEndpoint(query); err != nil {
 		return err
 	}
+	if err := (*Server)(s).answerFindPath(stream.Context()); err != nil {
+		return err
+	}
 	return find(stream.Context(), (*Server)(s), store.KindEndpoint, serviceTag(query), q.GetWatch(), endpointPrefilter(query),
 		func(nse *regapi.NetworkServiceEndpoint) bool {
 			// The store may keep an expired record up to a second longer
@@ -291,22 +315,51 @@ func (s *nseServer) Find(q *regapi.NetworkServiceEndpointQuery, stream regapi.Ne
 
 // admitRegistration applies the policy to whoever asked for an endpoint
 // registration: the endpoint itself when its manager forwarded the call
-// with an NSM path, else the caller.
-func (s *Server) admitRegistration(ctx context.Context, nse *regapi.NetworkServiceEndpoint) error {
+// with an NSM path, else the caller. It returns the path's ids (nil
+// without an identity to sign with).
+func (s *Server) admitRegistration(ctx context.Context, nse *regapi.NetworkServiceEndpoint) ([]string, error) {
 	var origin string
+	var ids []string
 	if s.src != nil {
-		h, err := regpath.Enter(ctx, s.hopName(), s.src.ID(), time.Hour)
+		h, err := s.answerPath(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		origin = h.Origin.String()
-		if err := h.Reply(ctx, s.src, true); err != nil {
-			return err
-		}
+		origin, ids = h.Origin.String(), h.IDs()
 	} else if id, err := identity.PeerID(ctx); err == nil {
 		origin = id.String()
 	}
-	return s.mayRegister(origin, nse)
+	return ids, s.mayRegister(origin, nse)
+}
+
+// answerPath admits the NSM path of a unary registry call and answers it
+// with this registry's segment, signed for the caller, in the response
+// header, which NSM's registry clients check. Without an identity there
+// is nothing to sign with: nil.
+func (s *Server) answerPath(ctx context.Context) (*regpath.Hop, error) {
+	if s.src == nil {
+		return nil, nil
+	}
+	h, err := regpath.Enter(ctx, s.hopName(), s.src.ID(), time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return h, h.Reply(ctx, s.src, true)
+}
+
+// answerFindPath sends a Find's caller the path at once. NSM sends no path
+// on Find and lookups are authorised by the caller's certificate, so one
+// that does not verify is only logged.
+func (s *Server) answerFindPath(ctx context.Context) error {
+	if s.src == nil || !regpath.Carried(ctx) {
+		return nil // vwire's own lookups (discovery) need no signed path
+	}
+	h, err := regpath.Enter(ctx, s.hopName(), s.src.ID(), time.Hour)
+	if err != nil {
+		s.log.Debug("find: path not verified; answering without one", "err", err)
+		return nil
+	}
+	return h.ReplyStream(ctx, s.src)
 }
 
 // mayRegister applies the policy's register rules to origin for each of

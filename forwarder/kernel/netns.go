@@ -8,16 +8,17 @@ import (
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
-// openNetNS opens the network namespace a KERNEL mechanism names. An
-// inode:// URL needs the descriptor that came with the Request; this
-// dataplane is given paths (file:///proc/<pid>/ns/net) only.
+// openNetNS opens the network namespace a KERNEL mechanism names. The
+// dataplane is given paths only: the manager and the forwarder turn the
+// inode:// URLs of NSM workloads into the path of the descriptor that came
+// with them (file:///proc/<pid>/fd/<n>).
 func openNetNS(raw string) (netns.NsHandle, error) {
 	u, err := inodeurl.Parse(raw)
 	if err != nil {
 		return netns.None(), err
 	}
 	if u.IsInode() {
-		return netns.None(), fmt.Errorf("netns %s: inode URLs need descriptor passing, which this forwarder does not do yet; give a file:// path", raw)
+		return netns.None(), fmt.Errorf("netns %s: an inode URL reached the dataplane without its descriptor; the manager and forwarder give it paths only", raw)
 	}
 	h, err := netns.GetFromPath(u.Path)
 	if err != nil {

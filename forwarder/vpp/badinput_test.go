@@ -43,7 +43,7 @@ func TestConnectRefusesBadInput(t *testing.T) {
 	}{
 		{name: "interface name over 15 bytes", in: mech("KERNEL", map[string]string{"name": "a-name-too-long-for-linux", "inodeURL": "file://" + nsClient}), want: "at most 15"},
 		{name: "no netns", in: mech("KERNEL", map[string]string{"name": "nsm-c"}), want: "inodeURL"},
-		{name: "inode url", in: mech("KERNEL", map[string]string{"name": "nsm-c", "inodeURL": "inode://4/4026531993"}), want: "descriptor passing"},
+		{name: "inode url", in: mech("KERNEL", map[string]string{"name": "nsm-c", "inodeURL": "inode://4/4026531993"}), want: "without its descriptor"},
 		{name: "bad src address", in: kernelMech(nsClient, "nsm-c"), ctx: func(c *networkservice.ConnectionContext) { c.IpContext.SrcIpAddrs = []string{"not-an-ip"} }, want: "src_ip_addrs"},
 		{name: "bad route", in: kernelMech(nsClient, "nsm-c"), ctx: func(c *networkservice.ConnectionContext) {
 			c.IpContext.DstRoutes = []*networkservice.Route{{Prefix: "10.0.0.0/8", NextHop: "gateway"}}

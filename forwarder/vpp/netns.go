@@ -19,16 +19,16 @@ import (
 // the workload's namespace (when VPP cannot make a tap), and the workload
 // end's addresses and routes, whichever way it was made.
 
-// netnsPath returns the path of the network namespace a mechanism names. An
-// inode:// URL needs the descriptor that came with the Request, which this
-// forwarder is not given: only file:// paths are taken.
+// netnsPath returns the path of the network namespace a mechanism names.
+// The dataplane is given paths only: the manager and the forwarder turn
+// inode:// URLs into the path of the descriptor that came with them.
 func netnsPath(raw string) (string, error) {
 	u, err := inodeurl.Parse(raw)
 	if err != nil {
 		return "", err
 	}
 	if u.IsInode() {
-		return "", fmt.Errorf("netns %s: inode URLs need descriptor passing, which this forwarder does not do yet; give a file:// path", raw)
+		return "", fmt.Errorf("netns %s: an inode URL reached the dataplane without its descriptor; the manager and forwarder give it paths only", raw)
 	}
 	return u.Path, nil
 }

@@ -29,9 +29,9 @@ func PeerCert(ctx context.Context) (*x509.Certificate, error) {
 	return info.State.PeerCertificates[0], nil
 }
 
-// Admit is what a hop does with the path it receives: a caller that sent
-// its token only as gRPC metadata (as NSM's clients may) has it put into its
-// segment; then CheckCaller. It returns the caller's SPIFFE ID, or a
+// Admit is what a hop does with the path it receives: the token a caller
+// sent as gRPC metadata (as NSM's clients do) is put into its segment;
+// then CheckCaller. It returns the caller's SPIFFE ID, or a
 // PermissionDenied status that says what is wrong.
 func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self spiffeid.ID) (spiffeid.ID, error) {
 	cert, err := PeerCert(ctx)
@@ -43,10 +43,22 @@ func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self 
 		return spiffeid.ID{}, status.Errorf(codes.Unauthenticated, "caller certificate: %v", err)
 	}
 	segs := conn.GetPath().GetPathSegments()
-	if prev >= 0 && prev < len(segs) && segs[prev].GetToken() == "" {
-		if toks := metadata.ValueFromIncomingContext(ctx, MDToken); len(toks) == 1 {
+	if prev >= 0 && prev < len(segs) {
+		// The token in the metadata is the caller's current one; the path
+		// may hold the one of its last call (NSM's clients refresh with
+		// the path they got back and a new token only in the metadata,
+		// as NSM's updatetoken expects).
+		if toks := metadata.ValueFromIncomingContext(ctx, MDToken); len(toks) == 1 && toks[0] != segs[prev].GetToken() {
 			segs[prev].Token = toks[0]
-			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() {
+			segs[prev].Expires = nil
+			// The expiry as sent, to the nanosecond; the token's own is in
+			// whole seconds, and hops after this one derive theirs from it.
+			if exps := metadata.ValueFromIncomingContext(ctx, MDExpires); len(exps) == 1 {
+				if t, err := time.Parse(time.RFC3339Nano, exps[0]); err == nil {
+					segs[prev].Expires = timestamppb.New(t)
+				}
+			}
+			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() && segs[prev].Expires == nil {
 				segs[prev].Expires = timestamppb.New(c.Expires)
 			}
 		}

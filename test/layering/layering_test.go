@@ -25,3 +25,17 @@ func TestNoDataplaneImports(t *testing.T) {
 		}
 	}
 }
+
+// TestNSMSdkOnlyInTests: NSM's sdk is there to test compatibility with
+// NSM's workloads; vwire's own code implements the protocol itself.
+func TestNSMSdkOnlyInTests(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/vwire/vwire/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/networkservicemesh/sdk") {
+			t.Errorf("a non-test package depends on %s", dep)
+		}
+	}
+}
