@@ -134,20 +134,29 @@ func (m *Manager) forwardRegistry(ctx context.Context, call func(context.Context
 	if err != nil {
 		return nil, err
 	}
+	if err := m.callRegistry(ctx, h, call); err != nil {
+		return nil, err
+	}
+	return h, h.Reply(ctx, m.src, false)
+}
+
+// callRegistry makes call to the registry with h's path (signed for the
+// registry) and takes the path the registry returns into h.
+func (m *Manager) callRegistry(ctx context.Context, h *regpath.Hop, call func(context.Context, ...grpc.CallOption) error) error {
 	aud, err := m.regConn.PeerID(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "registry: %v", err)
+		return status.Errorf(codes.Unavailable, "registry: %v", err)
 	}
 	octx, err := h.Forward(ctx, m.src, aud)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var hdr metadata.MD
 	if err := call(octx, grpc.Header(&hdr)); err != nil {
-		return nil, err
+		return err
 	}
 	h.Adopt(hdr)
-	return h, h.Reply(ctx, m.src, false)
+	return nil
 }
 
 // pathHeaderForFind answers a Find with the path at once: NSM's clients
@@ -314,19 +323,12 @@ func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEnd
 		nse = proto.Clone(nse).(*regapi.NetworkServiceEndpoint)
 		nse.Url = ep.nse.GetUrl()
 	}
-	aud, err := m.regConn.PeerID(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "registry: %v", err)
-	}
-	octx, err := h.Forward(ctx, m.src, aud)
-	if err != nil {
+	if err := m.callRegistry(ctx, h, func(octx context.Context, opts ...grpc.CallOption) error {
+		_, err := m.regNSE.Unregister(octx, nse, opts...)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	var hdr metadata.MD
-	if _, err := m.regNSE.Unregister(octx, nse, grpc.Header(&hdr)); err != nil {
-		return nil, err
-	}
-	h.Adopt(hdr)
 	return &empty.Empty{}, h.Reply(ctx, m.src, false)
 }
 

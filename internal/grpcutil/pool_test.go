@@ -18,25 +18,6 @@ import (
 	"github.com/vwire/vwire/internal/identity"
 )
 
-func testSources(t *testing.T, names ...string) []identity.Source {
-	t.Helper()
-	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []identity.Source
-	for _, name := range names {
-		id, _ := ca.ComponentID(name)
-		s, err := identity.NewCASource(ca, id, time.Hour, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		out = append(out, s)
-	}
-	return out
-}
-
 // healthServer serves the gRPC health service on addr until the returned
 // stop is called.
 func healthServer(t *testing.T, src identity.Source, addr string) (stop func()) {
@@ -63,7 +44,7 @@ func healthServer(t *testing.T, src identity.Source, addr string) (stop func()) 
 // calls waiting on it: they would fail with "the client connection is
 // closing" (Canceled), which a manager took for its next hop's answer.
 func TestPoolResetWhileConnectionsChurn(t *testing.T) {
-	srcs := testSources(t, "forwarder", "manager")
+	srcs := grpcutil.TestSources(t, "forwarder", "manager")
 	server, client := srcs[0], srcs[1]
 	addr := "unix://" + filepath.Join(t.TempDir(), "f.sock")
 	pool := grpcutil.NewPool(client, identity.AuthorizeTrustDomain(client), grpc.WithIdleTimeout(time.Millisecond))

@@ -17,20 +17,8 @@ import (
 // A peer that restarts on the same socket is reported once it serves
 // again; a connection that never dropped is not.
 func TestReconnected(t *testing.T) {
-	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := func(name string) identity.Source {
-		id, _ := ca.ComponentID(name)
-		s, err := identity.NewCASource(ca, id, time.Hour, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	server, client := src("manager"), src("forwarder")
+	srcs := grpcutil.TestSources(t, "manager", "forwarder")
+	server, client := srcs[0], srcs[1]
 	addr := "unix://" + filepath.Join(t.TempDir(), "m.sock")
 	serve := func() func() {
 		l, err := grpcutil.Listen(addr)

@@ -21,20 +21,8 @@ import (
 // with "the client connection is closing" (Canceled), which a manager took
 // for its next hop's answer and reselected for.
 func TestRetryKeepsWaitingCalls(t *testing.T) {
-	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	source := func(name string) identity.Source {
-		id, _ := ca.ComponentID(name)
-		s, err := identity.NewCASource(ca, id, time.Hour, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	server, client := source("forwarder"), source("manager")
+	srcs := testSources(t, "forwarder", "manager")
+	server, client := srcs[0], srcs[1]
 	addr := "unix://" + filepath.Join(t.TempDir(), "f.sock")
 	c, err := DialPeer(addr, client, identity.AuthorizeTrustDomain(client))
 	if err != nil {
@@ -88,4 +76,24 @@ func TestRetryKeepsWaitingCalls(t *testing.T) {
 			t.Fatal("the replaced channel was never closed")
 		}
 	}
+}
+
+// testSources returns an identity for each name, from a new development CA.
+func testSources(t testing.TB, names ...string) []identity.Source {
+	t.Helper()
+	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []identity.Source
+	for _, name := range names {
+		id, _ := ca.ComponentID(name)
+		s, err := identity.NewCASource(ca, id, time.Hour, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		out = append(out, s)
+	}
+	return out
 }

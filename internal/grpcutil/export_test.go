@@ -1,0 +1,4 @@
+package grpcutil
+
+// TestSources is testSources for the black-box tests.
+var TestSources = testSources
