@@ -2,6 +2,7 @@ package nsmcompat
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -46,8 +47,10 @@ import (
 	"github.com/networkservicemesh/sdk/pkg/tools/grpcutils"
 	authmonitor "github.com/networkservicemesh/sdk/pkg/tools/monitorconnection/authorize"
 	"github.com/networkservicemesh/sdk/pkg/tools/sandbox"
+	"github.com/networkservicemesh/sdk/pkg/tools/spiffejwt"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/vwire/vwire/test/e2e"
 )
@@ -118,9 +121,9 @@ func phaseStats(ds []time.Duration, wall time.Duration) stats {
 //   - nsmgr: the sdk's nsmgr.NewServer chain with its memory registry and
 //     the sandbox's forwarder (discover, roundrobin, connect; no dataplane),
 //     the same endpoint chain in-process and the same client role, all on
-//     unix sockets. As in the sdk's sandbox, transport is insecure with
-//     HS256 test tokens of the same lifetime, so the policies are
-//     authorize.Any() on the client, the endpoint and nsmgr.
+//     unix sockets, with mTLS and ES256 tokens from one SVID of the node's
+//     Workload API for the whole process, and NSM's default policies on
+//     the client, nsmgr and the endpoint (the sandbox's are insecure).
 //
 // Run it as root: go test -run '^$' -bench NSMClient ./test/nsmcompat/
 func BenchmarkNSMClient(b *testing.B) {
@@ -130,14 +133,14 @@ func BenchmarkNSMClient(b *testing.B) {
 	w := newWorld(b, e2e.MeshOptions{})
 	nse, _ := startNSE(w, w.lab.Netns("nse"), "icmp-server", "--cidr", "172.30.0.0/16")
 	nse.await(time.Minute, 0, "registration", isEvent("registered"))
-	mgrURL := startNSMgr(b, w.lab.Dir)
+	mgrURL := startNSMgr(b, w.lab.Dir, w.spiffe)
 
 	sides := []struct {
 		name string
 		args []string
 	}{
 		{name: "vwire", args: []string{"--connect-to", w.node.ConnectTo()}},
-		{name: "nsmgr", args: []string{"--connect-to", mgrURL, "--insecure"}},
+		{name: "nsmgr", args: []string{"--connect-to", mgrURL}},
 	}
 	type row struct {
 		name       string
@@ -358,7 +361,7 @@ func fanOut(n, par int, f func(i int) error) (time.Duration, error) {
 // registry, nsmgr, the sandbox's forwarder (no dataplane) and the icmp
 // responder's endpoint chain, registered with their service through
 // nsmgr. It returns nsmgr's URL.
-func startNSMgr(b *testing.B, dir string) string {
+func startNSMgr(b *testing.B, dir, spiffe string) string {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
@@ -367,10 +370,20 @@ func startNSMgr(b *testing.B, dir string) string {
 		b.Fatal(err)
 	}
 	sock := func(name string) *url.URL { return &url.URL{Scheme: "unix", Path: filepath.Join(dir, name+".sock")} }
-	tokens := sandbox.GenerateExpiringToken(benchLifetime)
-	dialOpts := sandbox.DialOptions(sandbox.WithTokenGenerator(tokens))
+	// One SVID for the whole process, from the node's Workload API, as
+	// cmd-nsmgr, cmd-registry-memory, cmd-forwarder-* and the endpoint get
+	// theirs; mTLS and ES256 tokens of NSM's default lifetime on every hop.
+	src, err := x509Source(ctx, spiffe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { src.Close() })
+	tokens := spiffejwt.TokenGeneratorFunc(src, benchLifetime)
+	dialOpts := dialOptions(src, benchLifetime)
+	tlsServerConfig := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeAny())
+	tlsServerConfig.MinVersion = tls.VersionTLS12
 	serve := func(u *url.URL, register func(*grpc.Server)) {
-		server := grpc.NewServer(grpc.Creds(grpcfd.TransportCredentials(insecure.NewCredentials())))
+		server := grpc.NewServer(grpc.Creds(grpcfd.TransportCredentials(credentials.NewTLS(tlsServerConfig))))
 		register(server)
 		select {
 		case err := <-grpcutils.ListenAndServe(ctx, u, server):
@@ -383,8 +396,8 @@ func startNSMgr(b *testing.B, dir string) string {
 	serve(regURL, memory.NewServer(ctx, tokens, memory.WithDefaultExpiration(time.Minute), memory.WithDialOptions(dialOpts...)).Register)
 	serve(mgrURL, nsmgr.NewServer(ctx, tokens,
 		nsmgr.WithName("nsmgr"),
-		nsmgr.WithAuthorizeServer(authorize.NewServer(authorize.Any())),
-		nsmgr.WithAuthorizeMonitorConnectionServer(authmonitor.NewMonitorConnectionServer(authmonitor.Any())),
+		nsmgr.WithAuthorizeServer(authorize.NewServer()),
+		nsmgr.WithAuthorizeMonitorConnectionServer(authmonitor.NewMonitorConnectionServer()),
 		nsmgr.WithDialOptions(dialOpts...),
 		nsmgr.WithDialTimeout(sandbox.DialTimeout),
 		nsmgr.WithRegistry(regURL),
@@ -440,7 +453,7 @@ func startNSMgr(b *testing.B, dir string) string {
 	_, ipnet, _ := net.ParseCIDR("172.29.0.0/16")
 	responder := endpoint.NewServer(ctx, tokens,
 		endpoint.WithName("icmp-server"),
-		endpoint.WithAuthorizeServer(authorize.NewServer(authorize.Any())),
+		endpoint.WithAuthorizeServer(authorize.NewServer()),
 		endpoint.WithAdditionalFunctionality(
 			point2pointipam.NewServer(ipnet),
 			mechanisms.NewServer(map[string]networkservice.NetworkServiceServer{
