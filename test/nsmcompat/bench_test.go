@@ -173,6 +173,11 @@ func BenchmarkNSMClient(b *testing.B) {
 				if all.LastError != "" {
 					b.Logf("%d Requests were tried again; the last error: %s", all.Retries, all.LastError)
 				}
+				// b.Run may call this again with a larger b.N: the last call's
+				// figures are the case's.
+				if len(rows) > 0 && rows[len(rows)-1].name == name {
+					rows = rows[:len(rows)-1]
+				}
 				rows = append(rows, row{name: name, req: req, close: cls, retries: all.Retries})
 			})
 		}
