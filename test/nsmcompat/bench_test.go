@@ -221,14 +221,11 @@ func benchRound(b *testing.B, w *world, side string, round, par int, args []stri
 // runBench is runNSC's client chain requesting --n connections to the
 // service, --parallel at a time, each with its own id and interface name,
 // then closing them the same way. It prints the timings as one event.
-// With --insecure it dials as the sdk's sandbox does (no TLS, HS256 test
-// tokens, authorize.Any()) instead of with SVIDs and default policies.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	name := fs.String("name", "bench", "client name")
 	connectTo := fs.String("connect-to", "", "manager URL")
 	spiffe := fs.String("spiffe", "", "Workload API socket")
-	insecureMode := fs.Bool("insecure", false, "dial as the sdk's sandbox does")
 	n := fs.Int("n", benchConns, "connections")
 	par := fs.Int("parallel", 1, "requests (and closes) at a time")
 	requestTimeout := fs.Duration("request-timeout", 15*time.Second, "NSM_REQUEST_TIMEOUT")
@@ -239,26 +236,18 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var opts []grpc.DialOption
-	var authz networkservice.NetworkServiceClient
-	if *insecureMode {
-		opts = sandbox.DialOptions(sandbox.WithTokenGenerator(sandbox.GenerateExpiringToken(benchLifetime)))
-		authz = authorize.NewClient(authorize.Any())
-	} else {
-		src, err := x509Source(ctx, *spiffe)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		opts = dialOptions(src, benchLifetime)
-		authz = authorize.NewClient()
+	src, err := x509Source(ctx, *spiffe)
+	if err != nil {
+		return err
 	}
+	defer src.Close()
+	opts := dialOptions(src, benchLifetime)
 	chainCtx, cancelChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelChain()
 	nsmClient := client.NewClient(chainCtx,
 		client.WithClientURL(cu),
 		client.WithName(*name),
-		client.WithAuthorizeClient(authz),
+		client.WithAuthorizeClient(authorize.NewClient()),
 		client.WithHealClient(heal.NewClient(chainCtx)),
 		client.WithAdditionalFunctionality(
 			clientinfo.NewClient(),
