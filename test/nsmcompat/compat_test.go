@@ -70,7 +70,7 @@ type world struct {
 	spiffe string
 }
 
-func newWorld(t *testing.T, opts e2e.MeshOptions) *world {
+func newWorld(t testing.TB, opts e2e.MeshOptions) *world {
 	t.Helper()
 	if suite.skip != "" {
 		t.Skip(suite.skip)
@@ -86,7 +86,7 @@ func newWorld(t *testing.T, opts e2e.MeshOptions) *world {
 // workload is a role of this binary running in a namespace.
 type workload struct {
 	*e2e.Proc
-	t *testing.T
+	t testing.TB
 }
 
 // start runs role in ns as the program name: vwire's Workload API names
@@ -104,7 +104,7 @@ func (w *world) start(ns *e2e.Netns, name, role string, args ...string) *workloa
 		}
 	}
 	args = append([]string{roleArg, role, "--spiffe", w.spiffe}, args...)
-	return &workload{Proc: w.lab.StartProgram(ns, name, exe, args...), t: w.lab.T.(*testing.T)}
+	return &workload{Proc: w.lab.StartProgram(ns, name, exe, args...), t: w.lab.T}
 }
 
 func linkOrCopy(from, to string) error {

@@ -107,6 +107,8 @@ func runRole(args []string) int {
 		err = runRegistry(ctx, args[1:])
 	case "watch":
 		err = runWatch(ctx, args[1:])
+	case "bench":
+		err = runBench(ctx, args[1:])
 	default:
 		err = fmt.Errorf("unknown role %q", args[0])
 	}
