@@ -439,6 +439,13 @@ func (f *Forwarder) closeNext(ctx context.Context, out *networkservice.Connectio
 	if out == nil || nextHop == "" {
 		return
 	}
+	// Our segment's token goes beside the Close, as beside the Request.
+	for _, seg := range out.GetPath().GetPathSegments() {
+		if seg.GetName() == f.name {
+			ctx = token.Outgoing(ctx, seg)
+			break
+		}
+	}
 	cc, err := f.pool.Get(nextHop)
 	if err == nil {
 		_, err = networkservice.NewNetworkServiceClient(cc).Close(ctx, out, sendFiles(files, out.GetMechanism())...)

@@ -15,9 +15,11 @@ import (
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/test/sandbox"
 	"github.com/vwire/vwire/workload/nse"
 	"github.com/vwire/vwire/workload/nse/icmpresponder"
@@ -156,8 +158,9 @@ func TestEndpointSocketByDescriptor(t *testing.T) {
 // the call (what NSM's recvfd waits for).
 type fdEndpoint struct {
 	networkservice.NetworkServiceServer
-	send   bool
-	closes chan bool
+	send        bool
+	closes      chan bool
+	closeTokens chan bool // whether a Close carried the caller's token (when set)
 }
 
 const selfNetNS = "/proc/self/ns/net"
@@ -183,6 +186,14 @@ func (e *fdEndpoint) Request(ctx context.Context, req *networkservice.NetworkSer
 }
 
 func (e *fdEndpoint) Close(ctx context.Context, conn *networkservice.Connection) (*emptypb.Empty, error) {
+	if e.closeTokens != nil {
+		// NSM's endpoints read the previous hop's token from the metadata
+		// on Close as on Request. The path comes as the caller sent it:
+		// its index is the caller's segment.
+		prev := conn.GetPath().GetPathSegments()[conn.GetPath().GetIndex()].GetToken()
+		toks := metadata.ValueFromIncomingContext(ctx, token.MDToken)
+		e.closeTokens <- len(toks) == 1 && toks[0] == prev && prev != ""
+	}
 	got := false
 	if recv, ok := grpcfd.FromContext(ctx); ok {
 		if ch, err := recv.RecvFileByURL(conn.GetMechanism().GetParameters()[common.InodeURL]); err == nil {
@@ -215,7 +226,7 @@ func TestEndpointAnswersByDescriptor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := &fdEndpoint{NetworkServiceServer: inner, send: true, closes: make(chan bool, 4)}
+	ep := &fdEndpoint{NetworkServiceServer: inner, send: true, closes: make(chan bool, 4), closeTokens: make(chan bool, 4)}
 	n.ServeEndpoint("fd-nse", ep, nil, "icmp")
 	cli := n.Client("nsc")
 	ctx := ctxT(t)
@@ -237,6 +248,9 @@ func TestEndpointAnswersByDescriptor(t *testing.T) {
 	}
 	if _, err := cli.Close(ctx, conn); err != nil {
 		t.Fatal(err)
+	}
+	if !<-ep.closeTokens {
+		t.Error("the endpoint's Close came without the forwarder's token in nsm-client-token")
 	}
 	if !<-ep.closes {
 		t.Fatal("the endpoint's Close came without the descriptor its reply named")

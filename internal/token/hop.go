@@ -78,5 +78,15 @@ func Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.
 	}
 	seg.Token = tok
 	seg.Expires = timestamppb.New(expires)
-	return metadata.AppendToOutgoingContext(ctx, MDToken, tok, MDExpires, expires.UTC().Format(time.RFC3339Nano)), nil
+	return Outgoing(ctx, seg), nil
+}
+
+// Outgoing returns ctx carrying seg's token as NSM's metadata, as a hop
+// sends it beside every call onward (NSM's endpoints look for it on Close
+// too). A segment without a token leaves ctx as it is.
+func Outgoing(ctx context.Context, seg *networkservice.PathSegment) context.Context {
+	if seg.GetToken() == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, MDToken, seg.GetToken(), MDExpires, seg.GetExpires().AsTime().UTC().Format(time.RFC3339Nano))
 }
