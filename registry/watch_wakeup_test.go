@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -62,13 +63,31 @@ func testWatchWakeups(t *testing.T, st store.Store) {
 	)
 	metrics := prometheus.NewRegistry()
 	e := serveWithMetrics(t, st, metrics)
-	ctx := ctxT(t)
+	// Each call has its own deadline: the thousand-odd calls together
+	// take what a loaded machine gives them (one deadline for all of them
+	// failed under -race while CI ran beside it). The watch streams last
+	// the test.
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 30*time.Second)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	exp := timestamppb.New(time.Now().Add(time.Hour))
 	register := func(name string, services ...string) {
 		t.Helper()
-		if _, err := e.nse.Register(ctx, &regapi.NetworkServiceEndpoint{Name: name, Url: "tcp://127.0.0.1:1",
+		cctx, ccancel := call()
+		defer ccancel()
+		if _, err := e.nse.Register(cctx, &regapi.NetworkServiceEndpoint{Name: name, Url: "tcp://127.0.0.1:1",
 			NetworkServiceNames: services, ExpirationTime: exp}); err != nil {
 			t.Fatalf("register %s: %v", name, err)
+		}
+	}
+	unregister := func(name string) {
+		t.Helper()
+		cctx, ccancel := call()
+		defer ccancel()
+		if _, err := e.nse.Unregister(cctx, &regapi.NetworkServiceEndpoint{Name: name}); err != nil {
+			t.Fatalf("unregister %s: %v", name, err)
 		}
 	}
 	other := func(i int) string { return fmt.Sprintf("other-%d", i%100) }
@@ -102,9 +121,7 @@ func testWatchWakeups(t *testing.T, st store.Store) {
 		case 1:
 			register(fmt.Sprintf("nse-%d", i), other(i))
 		case 2:
-			if _, err := e.nse.Unregister(ctx, &regapi.NetworkServiceEndpoint{Name: fmt.Sprintf("churn-%d", i-2)}); err != nil {
-				t.Fatal(err)
-			}
+			unregister(fmt.Sprintf("churn-%d", i-2))
 		}
 		changes++
 	}
