@@ -26,19 +26,14 @@ import (
 	"github.com/networkservicemesh/sdk/pkg/networkservice/chains/endpoint"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/chains/nsmgr"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/authorize"
-	"github.com/networkservicemesh/sdk/pkg/networkservice/common/clientinfo"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/connect"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/discover"
-	"github.com/networkservicemesh/sdk/pkg/networkservice/common/excludedprefixes"
-	"github.com/networkservicemesh/sdk/pkg/networkservice/common/heal"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/mechanisms"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/mechanisms/kernel"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/mechanisms/sendfd"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/mechanismtranslation"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/null"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/common/roundrobin"
-	"github.com/networkservicemesh/sdk/pkg/networkservice/common/upstreamrefresh"
-	"github.com/networkservicemesh/sdk/pkg/networkservice/core/chain"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/ipam/point2pointipam"
 	registryclient "github.com/networkservicemesh/sdk/pkg/registry/chains/client"
 	"github.com/networkservicemesh/sdk/pkg/registry/chains/memory"
@@ -244,23 +239,7 @@ func runBench(ctx context.Context, args []string) error {
 	opts := dialOptions(src, benchLifetime)
 	chainCtx, cancelChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelChain()
-	nsmClient := client.NewClient(chainCtx,
-		client.WithClientURL(cu),
-		client.WithName(*name),
-		client.WithAuthorizeClient(authorize.NewClient()),
-		client.WithHealClient(heal.NewClient(chainCtx)),
-		client.WithAdditionalFunctionality(
-			clientinfo.NewClient(),
-			upstreamrefresh.NewClient(chainCtx),
-			mechanisms.NewClient(map[string]networkservice.NetworkServiceClient{
-				kernelmech.MECHANISM: chain.NewNetworkServiceClient(kernel.NewClient()),
-			}),
-			sendfd.NewClient(),
-			excludedprefixes.NewClient(),
-		),
-		client.WithDialTimeout(5*time.Second),
-		client.WithDialOptions(opts...),
-	)
+	nsmClient := cmdNSCClient(chainCtx, cu, *name, opts)
 
 	conns := make([]*networkservice.Connection, *n)
 	var mu sync.Mutex // guards t.Retries and t.LastError

@@ -288,23 +288,7 @@ func runNSC(ctx context.Context, args []string) error {
 	// end, so that Close can still go out.
 	chainCtx, cancelChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelChain()
-	nsmClient := client.NewClient(chainCtx,
-		client.WithClientURL(cu),
-		client.WithName(*name),
-		client.WithAuthorizeClient(authorize.NewClient()),
-		client.WithHealClient(heal.NewClient(chainCtx)),
-		client.WithAdditionalFunctionality(
-			clientinfo.NewClient(),
-			upstreamrefresh.NewClient(chainCtx),
-			mechanisms.NewClient(map[string]networkservice.NetworkServiceClient{
-				kernelmech.MECHANISM: chain.NewNetworkServiceClient(kernel.NewClient()),
-			}),
-			sendfd.NewClient(),
-			excludedprefixes.NewClient(),
-		),
-		client.WithDialTimeout(5*time.Second),
-		client.WithDialOptions(opts...),
-	)
+	nsmClient := cmdNSCClient(chainCtx, cu, *name, opts)
 	dctx, cancelDial := context.WithTimeout(ctx, 5*time.Second)
 	cc, err := grpc.DialContext(dctx, grpcutils.URLToTarget(cu), opts...)
 	cancelDial()
@@ -393,6 +377,28 @@ func runNSC(ctx context.Context, args []string) error {
 	}
 	out.print(event{Event: "closed"})
 	return nil
+}
+
+// cmdNSCClient is cmd-nsc v1.18.0's client chain (see runNSC); chainCtx
+// must outlive the signal that ends the client, so that Close goes out.
+func cmdNSCClient(chainCtx context.Context, cu *url.URL, name string, opts []grpc.DialOption) networkservice.NetworkServiceClient {
+	return client.NewClient(chainCtx,
+		client.WithClientURL(cu),
+		client.WithName(name),
+		client.WithAuthorizeClient(authorize.NewClient()),
+		client.WithHealClient(heal.NewClient(chainCtx)),
+		client.WithAdditionalFunctionality(
+			clientinfo.NewClient(),
+			upstreamrefresh.NewClient(chainCtx),
+			mechanisms.NewClient(map[string]networkservice.NetworkServiceClient{
+				kernelmech.MECHANISM: chain.NewNetworkServiceClient(kernel.NewClient()),
+			}),
+			sendfd.NewClient(),
+			excludedprefixes.NewClient(),
+		),
+		client.WithDialTimeout(5*time.Second),
+		client.WithDialOptions(opts...),
+	)
 }
 
 // runRegistry drives NSM's registry client chains with their default
