@@ -211,21 +211,28 @@ func (e *fdEndpoint) Close(ctx context.Context, conn *networkservice.Connection)
 	return e.NetworkServiceServer.Close(ctx, conn)
 }
 
-// TestEndpointAnswersByDescriptor: the forwarder takes the namespace an
-// endpoint names inode:// in its reply from the descriptor beside it, and
-// sends that descriptor back beside its Close.
-func TestEndpointAnswersByDescriptor(t *testing.T) {
+// icmpNode is a one-node sandbox serving "icmp", and an icmp-responder
+// endpoint named name for a test to wrap and serve.
+func icmpNode(t *testing.T, name string) (*sandbox.Node, networkservice.NetworkServiceServer) {
+	t.Helper()
 	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
-	n := sb.Nodes[0]
 	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
 	svc, err := icmpresponder.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := nse.New(nse.Config{Name: "fd-nse", Service: svc, Source: sb.Source("nse-fd-nse")})
+	inner, err := nse.New(nse.Config{Name: name, Service: svc, Source: sb.Source("nse-" + name)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sb.Nodes[0], inner
+}
+
+// TestEndpointAnswersByDescriptor: the forwarder takes the namespace an
+// endpoint names inode:// in its reply from the descriptor beside it, and
+// sends that descriptor back beside its Close.
+func TestEndpointAnswersByDescriptor(t *testing.T) {
+	n, inner := icmpNode(t, "fd-nse")
 	ep := &fdEndpoint{NetworkServiceServer: inner, send: true, closes: make(chan bool, 4), closeTokens: make(chan bool, 4)}
 	n.ServeEndpoint("fd-nse", ep, nil, "icmp")
 	cli := n.Client("nsc")
@@ -261,20 +268,10 @@ func TestEndpointAnswersByDescriptor(t *testing.T) {
 // the descriptor fails the Request with a status naming the endpoint and
 // the reason, and the connection the endpoint made is closed beside it.
 func TestEndpointAnswerWithoutDescriptor(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
-	n := sb.Nodes[0]
-	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
-	svc, err := icmpresponder.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := nse.New(nse.Config{Name: "nofd-nse", Service: svc, Source: sb.Source("nse-nofd-nse")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, inner := icmpNode(t, "nofd-nse")
 	ep := &fdEndpoint{NetworkServiceServer: inner, closes: make(chan bool, 4)}
 	n.ServeEndpoint("nofd-nse", ep, nil, "icmp")
-	_, err = n.Client("nsc").Request(ctxT(t), request("icmp", nil))
+	_, err := n.Client("nsc").Request(ctxT(t), request("icmp", nil))
 	if err == nil || status.Code(err) == codes.DeadlineExceeded ||
 		!strings.Contains(err.Error(), "endpoint nofd-nse") || !strings.Contains(err.Error(), "did not come with the reply") {
 		t.Fatalf("Request: %v; want a refusal naming endpoint nofd-nse and the missing descriptor", err)
