@@ -20,7 +20,7 @@ import (
 // These tests build real vWires between network namespaces they create
 // (and always delete), and ping across them.
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, veth pairs and vxlan devices")
@@ -32,7 +32,7 @@ func needRoot(t *testing.T) {
 
 var nsSeq atomic.Int32
 
-func run(t *testing.T, args ...string) string {
+func run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -42,7 +42,7 @@ func run(t *testing.T, args ...string) string {
 }
 
 // netns makes a namespace with lo up and returns its name and path.
-func netnsFor(t *testing.T, role string) (string, string) {
+func netnsFor(t testing.TB, role string) (string, string) {
 	t.Helper()
 	name := fmt.Sprintf("vwk%d-%s%d", os.Getpid(), role, nsSeq.Add(1))
 	run(t, "ip", "netns", "add", name)
@@ -59,7 +59,7 @@ func ping(ns, addr string) error {
 	return nil
 }
 
-func links(t *testing.T, ns string) string {
+func links(t testing.TB, ns string) string {
 	return run(t, "ip", "-n", ns, "-o", "link", "show")
 }
 
@@ -67,7 +67,7 @@ func links(t *testing.T, ns string) string {
 // before and after to see that nothing was left. Not the whole `ip link`
 // line: a fixture's veth still reaching carrier (NO-CARRIER, then UP) would
 // make two listings of the same devices differ.
-func linkNames(t *testing.T, ns string) string {
+func linkNames(t testing.TB, ns string) string {
 	t.Helper()
 	var names []string
 	for _, line := range strings.Split(strings.TrimSpace(links(t, ns)), "\n") {
@@ -94,7 +94,7 @@ func kernelMech(path, name string) *networkservice.Mechanism {
 	return kernel.New(kernel.Params{Name: name, NetNSURL: "file://" + path})
 }
 
-func newDP(t *testing.T, nodePath string, tunnel string, grace time.Duration) *Dataplane {
+func newDP(t testing.TB, nodePath string, tunnel string, grace time.Duration) *Dataplane {
 	t.Helper()
 	cfg := Config{NetNSPath: nodePath, Grace: grace}
 	if tunnel != "" {
