@@ -104,6 +104,9 @@ func (c *Cache) Verify(tok string, cert *x509.Certificate, now time.Time) (Claim
 		prune(c.verified, func(k verifyKey) bool { return !now.Before(c.verified[k].Expires) })
 	}
 	c.verified[k] = cl
+	if len(c.parsed) < cacheEntries {
+		c.parsed[tok] = cl // the chain check reads it again
+	}
 	c.mu.Unlock()
 	return cl, nil
 }
