@@ -107,7 +107,7 @@ func New(cfg Config) (*Dataplane, error) {
 		nl.Close()
 		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: &reaper{h: nl, sock: &nlsock.SocketHandle{Socket: sock}}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -116,6 +116,7 @@ func New(cfg Config) (*Dataplane, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
+	d.reap.log = d.log
 	if cfg.TunnelIP.IsValid() {
 		if mtu, err := d.mtuOf(cfg.TunnelIP); err == nil {
 			d.underlayMTU = mtu
@@ -215,9 +216,10 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the netlink handle (and wgctrl's). Links stay: traffic
-// goes on.
+// Close releases the netlink handle (and wgctrl's) once the links of
+// closed vWires are deleted. Other links stay: traffic goes on.
 func (d *Dataplane) Close() error {
+	d.reap.flush()
 	d.nl.Close()
 	d.reap.sock.Socket.Close()
 	if d.wgctl != nil {
@@ -418,11 +420,12 @@ func (d *Dataplane) update(id string, prev, now built, in, out *networkservice.C
 		c := conns[role]
 		link, err := d.nl.LinkByName(linkName(role, id))
 		ours := err == nil && link.Attrs().Alias == alias(role, id)
+		live := ours && link.Attrs().Group != reapGroup // not on its way out
 		switch {
-		case ours && prev.mech(role) == now.mech(role) && prev.addrs(role) == now.addrs(role):
+		case live && prev.mech(role) == now.mech(role) && prev.addrs(role) == now.addrs(role):
 			links[role] = link
 			continue
-		case ours && prev.mech(role) == now.mech(role) && c.GetMechanism().GetType() == nsmkernel.MECHANISM:
+		case live && prev.mech(role) == now.mech(role) && c.GetMechanism().GetType() == nsmkernel.MECHANISM:
 			spec, err := vethSpecFor(role, id, c.GetMechanism(), c.GetContext(), mtu)
 			if err == nil {
 				err = readdress(spec)
@@ -529,6 +532,9 @@ func (d *Dataplane) intact(id string, routed *routedXC) bool {
 	if in.Attrs().Alias != alias(roleIn, id) || out.Attrs().Alias != alias(roleOut, id) {
 		return false
 	}
+	if in.Attrs().Group == reapGroup || out.Attrs().Group == reapGroup {
+		return false // on their way out
+	}
 	if routed != nil {
 		return d.hasRoutes(in, out, routed)
 	}
@@ -536,9 +542,12 @@ func (d *Dataplane) intact(id string, routed *routedXC) bool {
 }
 
 // Disconnect removes every link and rule of id and frees its VNIs, ports
-// and keys.
+// and keys. A vWire made of veths only is down when it returns (its
+// workloads' ends have lost their carrier) and is deleted a moment later
+// with others (see reaper); VXLAN and WireGuard links are gone when it
+// returns, as their VNIs and ports are free again.
 func (d *Dataplane) Disconnect(_ context.Context, id string) error {
-	err := d.removeLinks(id)
+	err := d.retireLinks(id)
 	d.mu.Lock()
 	for _, vni := range d.held[id] {
 		d.vnis.Release(vni)
@@ -606,6 +615,35 @@ func builtFrom(in, out *networkservice.Connection, mtu int) built {
 // with those of concurrent calls (see reaper); it returns once they are
 // gone.
 func (d *Dataplane) removeLinks(id string) error {
+	links, err := d.linksOf(id)
+	if rerr := d.reap.remove(links); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// retireLinks is removeLinks, except that links that are all veths are
+// only set down and handed to the reaper: they are out of use, and their
+// deletion, which takes the kernel tens of milliseconds, need not be
+// waited for.
+func (d *Dataplane) retireLinks(id string) error {
+	links, err := d.linksOf(id)
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); !ok {
+			if rerr := d.reap.remove(links); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return err
+		}
+	}
+	if rerr := d.reap.retire(links); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// linksOf removes id's rules and returns its links.
+func (d *Dataplane) linksOf(id string) ([]netlink.Link, error) {
 	var errs []error
 	names := map[string]bool{linkName(roleIn, id): true, linkName(roleOut, id): true}
 	if err := d.removeRules(func(iif string) bool { return names[iif] }); err != nil {
@@ -623,8 +661,5 @@ func (d *Dataplane) removeLinks(id string) error {
 		}
 		del = append(del, l)
 	}
-	if err := d.reap.remove(del); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return del, errors.Join(errs...)
 }

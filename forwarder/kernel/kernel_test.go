@@ -148,6 +148,14 @@ func TestLocalKernelToKernel(t *testing.T) {
 	if err := d.Disconnect(ctx, "conn-1"); err != nil {
 		t.Fatal(err)
 	}
+	// Down at once (the workloads' ends have no carrier), deleted by the
+	// reaper a moment later.
+	for _, w := range []struct{ ns, name string }{{client, "nsm-c"}, {ep, "nsm-e"}} {
+		if got, err := exec.Command("ip", "-n", w.ns, "-o", "link", "show", w.name).CombinedOutput(); err == nil && !strings.Contains(string(got), "NO-CARRIER") {
+			t.Fatalf("%s still has its carrier after Disconnect:\n%s", w.name, got)
+		}
+	}
+	d.reap.flush()
 	if got := linkNames(t, node); got != before {
 		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
@@ -331,4 +339,41 @@ func TestRemoteKernelVxlanKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = n2
+}
+
+// TestConnectAgainRightAfterDisconnect: a vWire closed and requested again
+// at once, under the same connection id (a heal) or another one, with the
+// same interface names, while the reaper may still hold the old links:
+// the new one is built and carries traffic.
+func TestConnectAgainRightAfterDisconnect(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	node, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	before := linkNames(t, node)
+	cc := ipContext("169.254.13.1", "169.254.13.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}
+	for _, id := range []string{"conn-a", "conn-a", "conn-b"} {
+		if err := d.Connect(ctx, id, in, out); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if err := ping(client, "169.254.13.2"); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if err := d.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.reap.flush()
+	if got := linkNames(t, node); got != before {
+		t.Fatalf("links left in the node namespace:\n%s", got)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
 }

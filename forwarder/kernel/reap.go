@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -20,21 +21,31 @@ import (
 // still in it when the forwarder starts was being deleted and goes at once.
 const reapGroup = 0x76770001
 
-// reaper deletes links in batches. A caller adds its links and waits until
-// they are gone; whoever finds no pass running runs passes until nothing is
-// pending, so no goroutine outlives the calls and nothing is left behind.
+// reaper deletes links in batches, on a goroutine that runs while there is
+// something to delete: a batch is whatever was handed over while the last
+// one was being deleted. Callers either wait until their links are gone
+// (remove) or only until they are down and marked (retire). A link that
+// cannot be deleted is logged and stays marked: the next start deletes it.
 type reaper struct {
 	h    *netlink.Handle
 	sock *nl.SocketHandle // a route socket in the same namespace as h
+	log  *slog.Logger
 
 	mu      sync.Mutex // guards the fields below
+	idle    sync.Cond  // signalled (with mu) when running turns false
 	pending []reapCall
 	running bool
 }
 
 type reapCall struct {
 	links []netlink.Link
-	done  chan error
+	done  chan error // nil for retired links: errors are logged
+}
+
+func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
+	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, log: log}
+	r.idle.L = &r.mu
+	return r
 }
 
 // remove deletes links (a veth's peer goes with it) and returns once they
@@ -44,13 +55,49 @@ func (r *reaper) remove(links []netlink.Link) error {
 		return nil
 	}
 	done := make(chan error, 1)
-	r.mu.Lock()
-	r.pending = append(r.pending, reapCall{links: links, done: done})
-	if r.running {
-		r.mu.Unlock()
-		return <-done
+	r.enqueue(reapCall{links: links, done: done})
+	return <-done
+}
+
+// retire sets links down and in reapGroup, and has them deleted in the
+// background. A veth whose end is down has no carrier at its peer either:
+// nothing passes any more.
+func (r *reaper) retire(links []netlink.Link) error {
+	var errs []error
+	var marked []netlink.Link
+	for _, l := range links {
+		err := r.h.LinkSetDown(l)
+		if err == nil {
+			err = r.h.LinkSetGroup(l, reapGroup)
+		}
+		switch {
+		case err == nil:
+			marked = append(marked, l)
+		case errors.Is(err, unix.ENODEV):
+			// already gone
+		default:
+			// Not down or not marked: deleted before returning.
+			errs = append(errs, r.remove([]netlink.Link{l}))
+		}
 	}
-	r.running = true
+	if len(marked) > 0 {
+		r.enqueue(reapCall{links: marked})
+	}
+	return errors.Join(errs...)
+}
+
+func (r *reaper) enqueue(c reapCall) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, c)
+	if !r.running {
+		r.running = true
+		go r.run()
+	}
+}
+
+func (r *reaper) run() {
+	r.mu.Lock()
 	for len(r.pending) > 0 {
 		batch := r.pending
 		r.pending = nil
@@ -59,8 +106,18 @@ func (r *reaper) remove(links []netlink.Link) error {
 		r.mu.Lock()
 	}
 	r.running = false
+	r.idle.Broadcast()
 	r.mu.Unlock()
-	return <-done
+}
+
+// flush returns once every link handed over so far is deleted (or its
+// deletion has failed).
+func (r *reaper) flush() {
+	r.mu.Lock()
+	for r.running {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
 }
 
 // pass deletes one batch's links in one unregister pass; links that cannot
@@ -98,7 +155,12 @@ func (r *reaper) pass(batch []reapCall) {
 		}
 	}
 	for i, c := range batch {
-		c.done <- errors.Join(errs[i]...)
+		err := errors.Join(errs[i]...)
+		if c.done != nil {
+			c.done <- err
+		} else if err != nil {
+			r.log.Error("delete links of a closed vWire; they stay marked for the next start", "err", err)
+		}
 	}
 }
 

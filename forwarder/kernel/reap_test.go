@@ -41,6 +41,7 @@ func TestConcurrentDisconnects(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	d.reap.flush()
 	if got := linkNames(t, node); got != before {
 		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
