@@ -38,8 +38,9 @@ type reaper struct {
 }
 
 type reapCall struct {
-	links []netlink.Link
-	done  chan error // nil for retired links: errors are logged
+	links  []netlink.Link
+	marked bool       // the links are in reapGroup already
+	done   chan error // nil for retired links: errors are logged
 }
 
 func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
@@ -81,7 +82,7 @@ func (r *reaper) retire(links []netlink.Link) error {
 		}
 	}
 	if len(marked) > 0 {
-		r.enqueue(reapCall{links: marked})
+		r.enqueue(reapCall{links: marked, marked: true})
 	}
 	return errors.Join(errs...)
 }
@@ -127,6 +128,10 @@ func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
 	var grouped []int // calls with links in the group
 	for i, c := range batch {
+		if c.marked {
+			grouped = append(grouped, i)
+			continue
+		}
 		in := false
 		for _, l := range c.links {
 			err := r.h.LinkSetGroup(l, reapGroup)
