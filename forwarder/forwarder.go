@@ -60,6 +60,7 @@ type Forwarder struct {
 	name     string
 	dp       Dataplane
 	src      identity.Source
+	tokens   *token.Cache // tokens signed, verified and read (see token.Cache)
 	pool     *grpcutil.Pool
 	lifetime time.Duration
 	log      *slog.Logger
@@ -94,7 +95,7 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.Name == "" || cfg.Dataplane == nil || cfg.Pool == nil || cfg.Source == nil {
 		return nil, errors.New("forwarder: name, dataplane, source and pool are required")
 	}
-	f := &Forwarder{name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, log: cfg.Logger, conns: map[string]*vwire{}}
+	f := &Forwarder{tokens: token.NewCache(), name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, log: cfg.Logger, conns: map[string]*vwire{}}
 	if f.lifetime <= 0 {
 		f.lifetime = DefaultMaxTokenLifetime
 	}
@@ -124,7 +125,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "path: %v", err)
 	}
-	caller, err := token.Admit(ctx, conn, hop.PrevIndex, f.src.ID())
+	caller, err := f.tokens.Admit(ctx, conn, hop.PrevIndex, f.src.ID())
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +327,7 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 	if err != nil {
 		return nil, nil, nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 	}
-	if ctx, err = token.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
+	if ctx, err = f.tokens.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
 		return nil, nil, nil, err
 	}
 	if interdomain {

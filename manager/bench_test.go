@@ -1,7 +1,14 @@
 package manager_test
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
@@ -67,3 +74,112 @@ func benchRequest(b *testing.B, remote bool) {
 
 func BenchmarkLocalRequest(b *testing.B)  { benchRequest(b, false) }
 func BenchmarkRemoteRequest(b *testing.B) { benchRequest(b, true) }
+
+// BenchmarkThousandClients: 1,000 clients, each with its own identity and
+// connection to the manager, request at once on one node (recording
+// dataplane, a local icmp-responder), then close at once. A first round,
+// 20 at a time, connects the clients; the second, all at once, is measured: all must be up, and it
+// reports Request and Close p50 and p99 and p99/p50. After the Closes the
+// process must be back to its goroutines and descriptors from before the
+// round.
+//
+// go test -run '^$' -bench ThousandClients -benchtime 1x ./manager/
+func BenchmarkThousandClients(b *testing.B) {
+	const n = 1000
+	sb := sandbox.New(b, sandbox.Options{Nodes: 1})
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	sb.Nodes[0].ServeICMPResponder("icmp", nil, "icmp")
+	clients := make([]*sandbox.Client, n)
+	for i := range clients {
+		clients[i] = sb.Nodes[0].Client(fmt.Sprintf("nsc-%d", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// round requests on every client, par at a time, then closes them the
+	// same way.
+	round := func(par int) (reqs, closes []time.Duration) {
+		reqs, closes = make([]time.Duration, n), make([]time.Duration, n)
+		conns := make([]*networkservice.Connection, n)
+		all := func(f func(i int) error, took []time.Duration) {
+			start := make(chan struct{})
+			sem := make(chan struct{}, par)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					t0 := time.Now()
+					if err := f(i); err != nil {
+						b.Errorf("client %d: %v", i, err)
+					}
+					took[i] = time.Since(t0)
+				}()
+			}
+			close(start)
+			wg.Wait()
+		}
+		all(func(i int) (err error) {
+			conns[i], err = clients[i].Request(ctx, request("icmp", nil))
+			return err
+		}, reqs)
+		if b.Failed() {
+			b.FailNow()
+		}
+		if got := len(sb.Nodes[0].Dataplane.Live()); got != n {
+			b.Fatalf("%d vWires up, want %d", got, n)
+		}
+		all(func(i int) error { _, err := clients[i].Close(ctx, conns[i]); return err }, closes)
+		return reqs, closes
+	}
+	round(20) // every client connects to the manager
+	settle := func() (int, int) {
+		runtime.GC()
+		return runtime.NumGoroutine(), openFDs(b)
+	}
+	goroutines, fds := settle()
+	for b.Loop() {
+		reqs, closes := round(n)
+		b.StopTimer()
+		for _, m := range []struct {
+			name string
+			ds   []time.Duration
+		}{{"req", reqs}, {"close", closes}} {
+			slices.Sort(m.ds)
+			p50, p99 := m.ds[n/2], m.ds[n*99/100]
+			b.ReportMetric(float64(p50)/float64(time.Millisecond), m.name+"-p50-ms")
+			b.ReportMetric(float64(p99)/float64(time.Millisecond), m.name+"-p99-ms")
+			b.ReportMetric(float64(p99)/float64(p50), m.name+"-p99/p50")
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	if got := len(sb.Nodes[0].Dataplane.Live()); got != 0 {
+		b.Fatalf("%d vWires left after Close", got)
+	}
+	// What the round started ends with it (allowing for the runtime's own
+	// goroutines to come and go).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, f := settle()
+		if g <= goroutines+2 && f <= fds {
+			b.ReportMetric(float64(g-goroutines), "goroutines-left")
+			b.ReportMetric(float64(f-fds), "fds-left")
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("after Close: %d goroutines (%d before), %d descriptors (%d before)", g, goroutines, f, fds)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func openFDs(tb testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return len(ents)
+}

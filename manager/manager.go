@@ -21,6 +21,7 @@ import (
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/keyedlock"
 	"github.com/vwire/vwire/internal/policy"
+	"github.com/vwire/vwire/internal/token"
 )
 
 // Defaults.
@@ -84,6 +85,7 @@ type Manager struct {
 	regConn         *grpcutil.Conn
 	policy          *policy.Policy
 	src             identity.Source
+	tokens          *token.Cache // tokens signed, verified and read (see token.Cache)
 	pool            *grpcutil.Pool
 	lifetime        time.Duration
 	probeEvery      time.Duration
@@ -121,6 +123,7 @@ func New(cfg Config) (*Manager, error) {
 		regConn:    cfg.Registry,
 		policy:     cfg.Policy,
 		src:        cfg.Source,
+		tokens:     token.NewCache(),
 		pool:       cfg.Pool,
 		lifetime:   cfg.MaxTokenLifetime,
 		probeEvery: cfg.ProbeInterval,

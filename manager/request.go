@@ -18,7 +18,6 @@ import (
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/internal/connpath"
 	"github.com/vwire/vwire/internal/identity"
-	"github.com/vwire/vwire/internal/token"
 	"github.com/vwire/vwire/mechanisms"
 	"github.com/vwire/vwire/registry/validate"
 )
@@ -42,7 +41,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "connection.path: %v", err)
 	}
-	caller, err := token.Admit(ctx, conn, hop.PrevIndex, m.src.ID())
+	caller, err := m.tokens.Admit(ctx, conn, hop.PrevIndex, m.src.ID())
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +123,7 @@ func (m *Manager) mayRequest(conn *networkservice.Connection) error {
 	if m.policy == nil {
 		return nil
 	}
-	c, err := token.Parse(conn.GetPath().GetPathSegments()[0].GetToken())
+	c, err := m.tokens.Parse(conn.GetPath().GetPathSegments()[0].GetToken())
 	if err != nil {
 		return status.Errorf(codes.PermissionDenied, "path: %v", err)
 	}
@@ -371,7 +370,7 @@ func (m *Manager) stamp(ctx context.Context, conn *networkservice.Connection, ur
 		return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 	}
 	seg := conn.GetPath().GetPathSegments()[conn.GetPath().GetIndex()]
-	return token.Stamp(ctx, seg, svid, aud, seg.GetExpires().AsTime())
+	return m.tokens.Stamp(ctx, seg, svid, aud, seg.GetExpires().AsTime())
 }
 
 // forwarderRetryTimeout bounds the second attempt at a forwarder whose

@@ -25,7 +25,9 @@ import (
 	nsmkernel "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/kernel"
 	nsmvxlan "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
 	"github.com/vishvananda/netlink"
+	nlsock "github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"google.golang.org/protobuf/proto"
 
@@ -75,6 +77,7 @@ type Dataplane struct {
 	// when the kernel has no WireGuard (WIREGUARD is then not used).
 	wgctl   *wgctrl.Client
 	wgPorts *portAllocator
+	reap    *reaper // deletes links in batches
 
 	mu      sync.Mutex                   // guards the fields below
 	held    map[string]map[string]uint32 // VNIs by connection id and role
@@ -87,22 +90,24 @@ var _ forwarder.Dataplane = (*Dataplane)(nil)
 
 // New opens the dataplane in cfg.NetNS, or the current network namespace.
 func New(cfg Config) (*Dataplane, error) {
-	var nl *netlink.Handle
-	var err error
+	ns := netns.None() // the current namespace
 	if cfg.NetNSPath != "" {
-		var ns netns.NsHandle
+		var err error
 		if ns, err = netns.GetFromPath(cfg.NetNSPath); err != nil {
 			return nil, fmt.Errorf("kernel dataplane: %w", err)
 		}
-		nl, err = netlink.NewHandleAt(ns)
-		ns.Close()
-	} else {
-		nl, err = netlink.NewHandle()
+		defer ns.Close()
 	}
+	nl, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
 	}
-	d := &Dataplane{nl: nl, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	sock, err := nlsock.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
+	}
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -111,6 +116,7 @@ func New(cfg Config) (*Dataplane, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
+	d.reap.log = d.log
 	if cfg.TunnelIP.IsValid() {
 		if mtu, err := d.mtuOf(cfg.TunnelIP); err == nil {
 			d.underlayMTU = mtu
@@ -120,6 +126,7 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	if err := d.openWireguard(); err != nil {
 		nl.Close()
+		sock.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
 	return d, nil
@@ -147,6 +154,10 @@ func (d *Dataplane) mtuOf(ip netip.Addr) (int, error) {
 // then removed. It returns once the first listing is done; the removal runs
 // until ctx ends.
 func (d *Dataplane) Start(ctx context.Context) error {
+	// Links a previous run was deleting when it stopped.
+	if err := d.reap.deleteGroup(); err != nil && !errors.Is(err, syscall.ENODEV) {
+		d.log.Warn("links a previous run was deleting are left to the grace period", "err", err)
+	}
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return fmt.Errorf("kernel dataplane: list links: %w", err)
@@ -205,10 +216,12 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the netlink handle (and wgctrl's). Links stay: traffic
-// goes on.
+// Close releases the netlink handle (and wgctrl's) once the links of
+// closed vWires are deleted. Other links stay: traffic goes on.
 func (d *Dataplane) Close() error {
+	d.reap.flush()
 	d.nl.Close()
+	d.reap.sock.Socket.Close()
 	if d.wgctl != nil {
 		d.wgctl.Close()
 	}
@@ -407,11 +420,12 @@ func (d *Dataplane) update(id string, prev, now built, in, out *networkservice.C
 		c := conns[role]
 		link, err := d.nl.LinkByName(linkName(role, id))
 		ours := err == nil && link.Attrs().Alias == alias(role, id)
+		live := ours && link.Attrs().Group != reapGroup // not on its way out
 		switch {
-		case ours && prev.mech(role) == now.mech(role) && prev.addrs(role) == now.addrs(role):
+		case live && prev.mech(role) == now.mech(role) && prev.addrs(role) == now.addrs(role):
 			links[role] = link
 			continue
-		case ours && prev.mech(role) == now.mech(role) && c.GetMechanism().GetType() == nsmkernel.MECHANISM:
+		case live && prev.mech(role) == now.mech(role) && c.GetMechanism().GetType() == nsmkernel.MECHANISM:
 			spec, err := vethSpecFor(role, id, c.GetMechanism(), c.GetContext(), mtu)
 			if err == nil {
 				err = readdress(spec)
@@ -423,7 +437,7 @@ func (d *Dataplane) update(id string, prev, now built, in, out *networkservice.C
 			d.log.Info("re-addressing in place failed; rebuilding the side", "conn", id, "role", role, "err", err)
 		}
 		if ours {
-			if err := d.nl.LinkDel(link); err != nil {
+			if err := d.reap.remove([]netlink.Link{link}); err != nil {
 				d.removeLinks(id)
 				return fmt.Errorf("%s side: delete %s: %w", role, link.Attrs().Name, err)
 			}
@@ -518,6 +532,9 @@ func (d *Dataplane) intact(id string, routed *routedXC) bool {
 	if in.Attrs().Alias != alias(roleIn, id) || out.Attrs().Alias != alias(roleOut, id) {
 		return false
 	}
+	if in.Attrs().Group == reapGroup || out.Attrs().Group == reapGroup {
+		return false // on their way out
+	}
 	if routed != nil {
 		return d.hasRoutes(in, out, routed)
 	}
@@ -525,9 +542,12 @@ func (d *Dataplane) intact(id string, routed *routedXC) bool {
 }
 
 // Disconnect removes every link and rule of id and frees its VNIs, ports
-// and keys.
+// and keys. A vWire made of veths only is down when it returns (its
+// workloads' ends have lost their carrier) and is deleted a moment later
+// with others (see reaper); VXLAN and WireGuard links are gone when it
+// returns, as their VNIs and ports are free again.
 func (d *Dataplane) Disconnect(_ context.Context, id string) error {
-	err := d.removeLinks(id)
+	err := d.retireLinks(id)
 	d.mu.Lock()
 	for _, vni := range d.held[id] {
 		d.vnis.Release(vni)
@@ -591,13 +611,45 @@ func builtFrom(in, out *networkservice.Connection, mtu int) built {
 }
 
 // removeLinks deletes id's links (a veth's far end goes with it, routes
-// with the links they leave by) and its rules.
+// with the links they leave by) and its rules. The links go in one batch
+// with those of concurrent calls (see reaper); it returns once they are
+// gone.
 func (d *Dataplane) removeLinks(id string) error {
+	links, err := d.linksOf(id)
+	if rerr := d.reap.remove(links); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// retireLinks is removeLinks, except that links that are all veths are
+// only set down and handed to the reaper: they are out of use, and their
+// deletion, which takes the kernel tens of milliseconds, need not be
+// waited for.
+func (d *Dataplane) retireLinks(id string) error {
+	links, err := d.linksOf(id)
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); !ok {
+			if rerr := d.reap.remove(links); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return err
+		}
+	}
+	if rerr := d.reap.retire(links); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// linksOf removes id's rules and returns its links.
+func (d *Dataplane) linksOf(id string) ([]netlink.Link, error) {
 	var errs []error
 	names := map[string]bool{linkName(roleIn, id): true, linkName(roleOut, id): true}
 	if err := d.removeRules(func(iif string) bool { return names[iif] }); err != nil {
 		errs = append(errs, err)
 	}
+	var del []netlink.Link
 	for _, role := range []string{roleIn, roleOut} {
 		l, err := d.nl.LinkByName(linkName(role, id))
 		if err != nil {
@@ -607,9 +659,7 @@ func (d *Dataplane) removeLinks(id string) error {
 			errs = append(errs, fmt.Errorf("link %s is not ours (alias %q): left alone", l.Attrs().Name, l.Attrs().Alias))
 			continue
 		}
-		if err := d.nl.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("delete %s: %w", l.Attrs().Name, err))
-		}
+		del = append(del, l)
 	}
-	return errors.Join(errs...)
+	return del, errors.Join(errs...)
 }

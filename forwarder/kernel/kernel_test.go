@@ -20,7 +20,7 @@ import (
 // These tests build real vWires between network namespaces they create
 // (and always delete), and ping across them.
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, veth pairs and vxlan devices")
@@ -32,7 +32,7 @@ func needRoot(t *testing.T) {
 
 var nsSeq atomic.Int32
 
-func run(t *testing.T, args ...string) string {
+func run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -42,7 +42,7 @@ func run(t *testing.T, args ...string) string {
 }
 
 // netns makes a namespace with lo up and returns its name and path.
-func netnsFor(t *testing.T, role string) (string, string) {
+func netnsFor(t testing.TB, role string) (string, string) {
 	t.Helper()
 	name := fmt.Sprintf("vwk%d-%s%d", os.Getpid(), role, nsSeq.Add(1))
 	run(t, "ip", "netns", "add", name)
@@ -59,7 +59,7 @@ func ping(ns, addr string) error {
 	return nil
 }
 
-func links(t *testing.T, ns string) string {
+func links(t testing.TB, ns string) string {
 	return run(t, "ip", "-n", ns, "-o", "link", "show")
 }
 
@@ -67,7 +67,7 @@ func links(t *testing.T, ns string) string {
 // before and after to see that nothing was left. Not the whole `ip link`
 // line: a fixture's veth still reaching carrier (NO-CARRIER, then UP) would
 // make two listings of the same devices differ.
-func linkNames(t *testing.T, ns string) string {
+func linkNames(t testing.TB, ns string) string {
 	t.Helper()
 	var names []string
 	for _, line := range strings.Split(strings.TrimSpace(links(t, ns)), "\n") {
@@ -94,7 +94,7 @@ func kernelMech(path, name string) *networkservice.Mechanism {
 	return kernel.New(kernel.Params{Name: name, NetNSURL: "file://" + path})
 }
 
-func newDP(t *testing.T, nodePath string, tunnel string, grace time.Duration) *Dataplane {
+func newDP(t testing.TB, nodePath string, tunnel string, grace time.Duration) *Dataplane {
 	t.Helper()
 	cfg := Config{NetNSPath: nodePath, Grace: grace}
 	if tunnel != "" {
@@ -148,6 +148,14 @@ func TestLocalKernelToKernel(t *testing.T) {
 	if err := d.Disconnect(ctx, "conn-1"); err != nil {
 		t.Fatal(err)
 	}
+	// Down at once (the workloads' ends have no carrier), deleted by the
+	// reaper a moment later.
+	for _, w := range []struct{ ns, name string }{{client, "nsm-c"}, {ep, "nsm-e"}} {
+		if got, err := exec.Command("ip", "-n", w.ns, "-o", "link", "show", w.name).CombinedOutput(); err == nil && !strings.Contains(string(got), "NO-CARRIER") {
+			t.Fatalf("%s still has its carrier after Disconnect:\n%s", w.name, got)
+		}
+	}
+	d.reap.flush()
 	if got := linkNames(t, node); got != before {
 		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
@@ -331,4 +339,41 @@ func TestRemoteKernelVxlanKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = n2
+}
+
+// TestConnectAgainRightAfterDisconnect: a vWire closed and requested again
+// at once, under the same connection id (a heal) or another one, with the
+// same interface names, while the reaper may still hold the old links:
+// the new one is built and carries traffic.
+func TestConnectAgainRightAfterDisconnect(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	node, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	before := linkNames(t, node)
+	cc := ipContext("169.254.13.1", "169.254.13.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}
+	for _, id := range []string{"conn-a", "conn-a", "conn-b"} {
+		if err := d.Connect(ctx, id, in, out); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if err := ping(client, "169.254.13.2"); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if err := d.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.reap.flush()
+	if got := linkNames(t, node); got != before {
+		t.Fatalf("links left in the node namespace:\n%s", got)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
 }

@@ -34,16 +34,22 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	// The peer is created in the workload's namespace under a temporary
-	// name, then renamed: its final name may already be taken there by a
-	// link of ours that is on its way out.
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: s.host, MTU: s.mtu, Alias: alias(s.role, s.id)},
-		PeerName:      s.name,
-		PeerMTU:       uint32(s.mtu),
-		PeerNamespace: netlink.NsFd(int(ns)),
+	add := func() error {
+		return d.nl.LinkAdd(&netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: s.host, MTU: s.mtu, Alias: alias(s.role, s.id)},
+			PeerName:      s.name,
+			PeerMTU:       uint32(s.mtu),
+			PeerNamespace: netlink.NsFd(int(ns)),
+		})
 	}
-	if err := d.nl.LinkAdd(veth); err != nil {
+	err = add()
+	if errors.Is(err, errExist) {
+		// The workload's interface name may still be held by a closed
+		// vWire's link that the reaper has not deleted yet.
+		d.reap.flush()
+		err = add()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("veth %s<->%s: create: %w", s.host, s.name, err)
 	}
 	link, err := d.nl.LinkByName(s.host)

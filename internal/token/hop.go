@@ -34,6 +34,11 @@ func PeerCert(ctx context.Context) (*x509.Certificate, error) {
 // then CheckCaller. It returns the caller's SPIFFE ID, or a
 // PermissionDenied status that says what is wrong.
 func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self spiffeid.ID) (spiffeid.ID, error) {
+	return (*Cache)(nil).Admit(ctx, conn, prev, self)
+}
+
+// Admit is Admit through the cache.
+func (c *Cache) Admit(ctx context.Context, conn *networkservice.Connection, prev int, self spiffeid.ID) (spiffeid.ID, error) {
 	cert, err := PeerCert(ctx)
 	if err != nil {
 		return spiffeid.ID{}, err
@@ -58,12 +63,12 @@ func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self 
 					segs[prev].Expires = timestamppb.New(t)
 				}
 			}
-			if c, err := Parse(toks[0]); err == nil && !c.Expires.IsZero() && segs[prev].Expires == nil {
-				segs[prev].Expires = timestamppb.New(c.Expires)
+			if cl, err := c.Parse(toks[0]); err == nil && !cl.Expires.IsZero() && segs[prev].Expires == nil {
+				segs[prev].Expires = timestamppb.New(cl.Expires)
 			}
 		}
 	}
-	if err := CheckCaller(conn.GetPath(), prev, cert, self, time.Now()); err != nil {
+	if err := c.CheckCaller(conn.GetPath(), prev, cert, self, time.Now()); err != nil {
 		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "path token from %s: %v", caller, err)
 	}
 	return caller, nil
@@ -72,7 +77,12 @@ func Admit(ctx context.Context, conn *networkservice.Connection, prev int, self 
 // Stamp signs a hop's own segment for the next hop aud, valid until
 // expires, and returns ctx carrying the token as NSM's metadata.
 func Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.SVID, aud spiffeid.ID, expires time.Time) (context.Context, error) {
-	tok, err := Sign(svid, aud, expires)
+	return (*Cache)(nil).Stamp(ctx, seg, svid, aud, expires)
+}
+
+// Stamp is Stamp through the cache.
+func (c *Cache) Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.SVID, aud spiffeid.ID, expires time.Time) (context.Context, error) {
+	tok, err := c.Sign(svid, aud, expires)
 	if err != nil {
 		return ctx, status.Errorf(codes.Internal, "%v", err)
 	}

@@ -107,6 +107,11 @@ func claimsOf(rc jwt.RegisteredClaims) Claims {
 // and this hop (self) in its audience, and has not expired; every segment
 // before it chains to the next and has not expired.
 func CheckCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate, self spiffeid.ID, now time.Time) error {
+	return (*Cache)(nil).CheckCaller(path, prev, peerCert, self, now)
+}
+
+// CheckCaller is CheckCaller through the cache.
+func (cache *Cache) CheckCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate, self spiffeid.ID, now time.Time) error {
 	segs := path.GetPathSegments()
 	if prev < 0 || prev >= len(segs) {
 		return fmt.Errorf("%w: no caller segment", ErrMissing)
@@ -115,7 +120,7 @@ func CheckCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate
 	if err != nil {
 		return fmt.Errorf("%w: caller certificate: %v", ErrInvalid, err)
 	}
-	c, err := Verify(segs[prev].GetToken(), peerCert, now)
+	c, err := cache.Verify(segs[prev].GetToken(), peerCert, now)
 	if err != nil {
 		return fmt.Errorf("segment %d (%s): %w", prev, segs[prev].GetName(), err)
 	}
@@ -125,15 +130,20 @@ func CheckCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate
 	if !slices.Contains(c.Audience, self.String()) {
 		return fmt.Errorf("%w: segment %d (%s) is addressed to %v, not to %s", ErrInvalid, prev, segs[prev].GetName(), c.Audience, self)
 	}
-	return CheckChain(segs[:prev+1], now)
+	return cache.CheckChain(segs[:prev+1], now)
 }
 
 // CheckChain checks that every token in segs is present, unexpired, and
 // that each one's audience holds the next one's subject.
 func CheckChain(segs []*networkservice.PathSegment, now time.Time) error {
+	return (*Cache)(nil).CheckChain(segs, now)
+}
+
+// CheckChain is CheckChain through the cache.
+func (cache *Cache) CheckChain(segs []*networkservice.PathSegment, now time.Time) error {
 	var prev *Claims
 	for i, s := range segs {
-		c, err := Parse(s.GetToken())
+		c, err := cache.Parse(s.GetToken())
 		if err != nil {
 			return fmt.Errorf("segment %d (%s): %w", i, s.GetName(), err)
 		}

@@ -77,6 +77,7 @@ type Endpoint struct {
 	name        string
 	svc         Service
 	src         identity.Source
+	tokens      *token.Cache // tokens signed, verified and read (see token.Cache)
 	mechanisms  []string
 	netns       string
 	maxLifetime time.Duration
@@ -116,6 +117,7 @@ func New(cfg Config) (*Endpoint, error) {
 		name:        cfg.Name,
 		svc:         cfg.Service,
 		src:         cfg.Source,
+		tokens:      token.NewCache(),
 		mechanisms:  cfg.Mechanisms,
 		netns:       cfg.NetNSURL,
 		maxLifetime: cfg.MaxTokenLifetime,
@@ -171,7 +173,7 @@ func (e *Endpoint) Request(ctx context.Context, req *networkservice.NetworkServi
 		return nil, status.Errorf(codes.InvalidArgument, "connection %s: path: %v", req.GetConnection().GetId(), err)
 	}
 	if e.src != nil {
-		caller, err := token.Admit(ctx, conn, hop.PrevIndex, e.src.ID())
+		caller, err := e.tokens.Admit(ctx, conn, hop.PrevIndex, e.src.ID())
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +182,7 @@ func (e *Endpoint) Request(ctx context.Context, req *networkservice.NetworkServi
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 		}
-		if _, err := token.Stamp(ctx, hop.Segment, svid, caller, now.Add(e.maxLifetime)); err != nil {
+		if _, err := e.tokens.Stamp(ctx, hop.Segment, svid, caller, now.Add(e.maxLifetime)); err != nil {
 			return nil, err
 		}
 	}

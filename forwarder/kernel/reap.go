@@ -1,0 +1,190 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// reapGroup is the interface group (IFLA_GROUP) links of ours are moved
+// into on their way out ("vw" and 1). Deleting a link costs the kernel an
+// unregister pass under the rtnl lock (synchronize_net, rcu_barrier: about
+// 20 ms however few links it holds), and link deletions are serialised.
+// One RTM_DELLINK naming the group deletes every link in it, a veth's far
+// end with it, in a single pass: Closes that arrive while a pass runs share
+// the next one. Only links of ours (by alias) are put in the group; a link
+// still in it when the forwarder starts was being deleted and goes at once.
+const reapGroup = 0x76770001
+
+// reaper deletes links in batches, on a goroutine that runs while there is
+// something to delete: a batch is whatever was handed over while the last
+// one was being deleted. Callers either wait until their links are gone
+// (remove) or only until they are down and marked (retire). A link that
+// cannot be deleted is logged and stays marked: the next start deletes it.
+type reaper struct {
+	h    *netlink.Handle
+	sock *nl.SocketHandle // a route socket in the same namespace as h
+	log  *slog.Logger
+
+	mu      sync.Mutex // guards the fields below
+	idle    sync.Cond  // signalled (with mu) when running turns false
+	pending []reapCall
+	running bool
+}
+
+type reapCall struct {
+	links  []netlink.Link
+	marked bool       // the links are in reapGroup already
+	done   chan error // nil for retired links: errors are logged
+}
+
+func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
+	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, log: log}
+	r.idle.L = &r.mu
+	return r
+}
+
+// remove deletes links (a veth's peer goes with it) and returns once they
+// are gone.
+func (r *reaper) remove(links []netlink.Link) error {
+	if len(links) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	r.enqueue(reapCall{links: links, done: done})
+	return <-done
+}
+
+// retire sets links down and in reapGroup, and has them deleted in the
+// background. A veth whose end is down has no carrier at its peer either:
+// nothing passes any more.
+func (r *reaper) retire(links []netlink.Link) error {
+	var errs []error
+	var marked []netlink.Link
+	for _, l := range links {
+		err := r.h.LinkSetDown(l)
+		if err == nil {
+			err = r.h.LinkSetGroup(l, reapGroup)
+		}
+		switch {
+		case err == nil:
+			marked = append(marked, l)
+		case errors.Is(err, unix.ENODEV):
+			// already gone
+		default:
+			// Not down or not marked: deleted before returning.
+			errs = append(errs, r.remove([]netlink.Link{l}))
+		}
+	}
+	if len(marked) > 0 {
+		r.enqueue(reapCall{links: marked, marked: true})
+	}
+	return errors.Join(errs...)
+}
+
+func (r *reaper) enqueue(c reapCall) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, c)
+	if !r.running {
+		r.running = true
+		go r.run()
+	}
+}
+
+func (r *reaper) run() {
+	r.mu.Lock()
+	for len(r.pending) > 0 {
+		batch := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		r.pass(batch)
+		r.mu.Lock()
+	}
+	r.running = false
+	r.idle.Broadcast()
+	r.mu.Unlock()
+}
+
+// flush returns once every link handed over so far is deleted (or its
+// deletion has failed).
+func (r *reaper) flush() {
+	r.mu.Lock()
+	for r.running {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
+}
+
+// pass deletes one batch's links in one unregister pass; links that cannot
+// join the group, or all of them if the group's deletion fails, are deleted
+// one by one.
+func (r *reaper) pass(batch []reapCall) {
+	errs := make([][]error, len(batch))
+	var grouped []int // calls with links in the group
+	for i, c := range batch {
+		if c.marked {
+			grouped = append(grouped, i)
+			continue
+		}
+		in := false
+		for _, l := range c.links {
+			err := r.h.LinkSetGroup(l, reapGroup)
+			switch {
+			case err == nil:
+				in = true
+			case errors.Is(err, unix.ENODEV):
+				// already gone
+			default:
+				errs[i] = append(errs[i], r.deleteOne(l))
+			}
+		}
+		if in {
+			grouped = append(grouped, i)
+		}
+	}
+	if len(grouped) > 0 {
+		if err := r.deleteGroup(); err != nil && !errors.Is(err, unix.ENODEV) {
+			for _, i := range grouped {
+				for _, l := range batch[i].links {
+					if e := r.deleteOne(l); e != nil {
+						errs[i] = append(errs[i], fmt.Errorf("%w (after the batch failed: %v)", e, err))
+					}
+				}
+			}
+		}
+	}
+	for i, c := range batch {
+		err := errors.Join(errs[i]...)
+		if c.done != nil {
+			c.done <- err
+		} else if err != nil {
+			r.log.Error("delete links of a closed vWire; they stay marked for the next start", "err", err)
+		}
+	}
+}
+
+func (r *reaper) deleteOne(l netlink.Link) error {
+	if err := r.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// deleteGroup deletes every link in reapGroup in one pass (`ip link delete
+// group`); ENODEV when the group is empty.
+func (r *reaper) deleteGroup() error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: r.sock}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("delete link group %#x: %w", reapGroup, err)
+	}
+	return nil
+}
