@@ -31,14 +31,17 @@ import (
 
 // ownNetNS opens the process's network namespace once, as sdk-vpp does, and
 // names it /proc/<pid>/fd/<n> (a path NSM's sendfd passes by descriptor).
-var ownNetNS = sync.OnceValues(func() (string, error) {
-	f, err := os.Open("/proc/self/ns/net")
+func ownNetNS() (string, error) {
+	f, err := netNSFile()
 	if err != nil {
 		return "", err
 	}
-	// Kept open for the life of the process, as sdk-vpp keeps its own.
 	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), nil
-})
+}
+
+// netNSFile holds the namespace open for the life of the process (the
+// cached *os.File keeps its finalizer from closing it).
+var netNSFile = sync.OnceValues(func() (*os.File, error) { return os.Open("/proc/self/ns/net") })
 
 // memifPeer is a gomemif interface: the workload's end of a memif.
 type memifPeer struct {
@@ -48,6 +51,10 @@ type memifPeer struct {
 	wg    sync.WaitGroup
 	echo  bool
 	got   atomic.Int64
+
+	mu     sync.Mutex
+	quit   chan struct{} // closed when the peer disconnects
+	polled chan struct{} // closed once polling stopped
 }
 
 const (
@@ -59,7 +66,7 @@ const (
 // abstract) and, once connected, echoes every frame (echo) or counts the
 // echoes of its own.
 func startMemif(filename string, master, echo bool) (*memifPeer, error) {
-	p := &memifPeer{done: make(chan struct{}), echo: echo}
+	p := &memifPeer{done: make(chan struct{}), polled: make(chan struct{}), echo: echo}
 	sock, err := gomemif.NewSocket("nsmcompat", filename)
 	if err != nil {
 		return nil, fmt.Errorf("memif socket %s: %w", filename, err)
@@ -68,8 +75,25 @@ func startMemif(filename string, master, echo bool) (*memifPeer, error) {
 	iface, err := sock.NewInterface(&gomemif.Arguments{
 		IsMaster: master, Name: "nsmcompat",
 		ConnectedFunc: func(i *gomemif.Interface) error {
+			q := make(chan struct{})
+			p.mu.Lock()
+			p.quit = q
+			p.mu.Unlock()
 			p.wg.Add(1)
-			go p.run(i)
+			go p.run(i, q)
+			return nil
+		},
+		// Called before gomemif unmaps the rings: the frame loop must
+		// have stopped.
+		DisconnectedFunc: func(*gomemif.Interface) error {
+			p.mu.Lock()
+			q := p.quit
+			p.quit = nil
+			p.mu.Unlock()
+			if q != nil {
+				close(q)
+			}
+			p.wg.Wait()
 			return nil
 		},
 	})
@@ -78,7 +102,18 @@ func startMemif(filename string, master, echo bool) (*memifPeer, error) {
 		return nil, fmt.Errorf("memif on %s: %w", filename, err)
 	}
 	p.iface = iface
-	errs := make(chan error, 16)
+	// gomemif's poller blocks on its error channel: drain it until it stops
+	// (the peer's disconnects show up there too).
+	errs := make(chan error)
+	go func() {
+		for {
+			select {
+			case <-errs:
+			case <-p.polled:
+				return
+			}
+		}
+	}()
 	sock.StartPolling(errs)
 	if !master {
 		if err := iface.RequestConnection(); err != nil {
@@ -91,7 +126,7 @@ func startMemif(filename string, master, echo bool) (*memifPeer, error) {
 
 // run moves frames while connected: echo mode answers each request frame,
 // the other mode sends a request every 50 ms and counts the answers.
-func (p *memifPeer) run(i *gomemif.Interface) {
+func (p *memifPeer) run(i *gomemif.Interface, quit <-chan struct{}) {
 	defer p.wg.Done()
 	rx, err1 := i.GetRxQueue(0)
 	tx, err2 := i.GetTxQueue(0)
@@ -105,6 +140,8 @@ func (p *memifPeer) run(i *gomemif.Interface) {
 	for {
 		select {
 		case <-p.done:
+			return
+		case <-quit:
 			return
 		case <-tick.C:
 			if !p.echo {
@@ -153,10 +190,8 @@ func (p *memifPeer) stop() {
 	close(p.done)
 	p.wg.Wait()
 	_ = p.sock.StopPolling()
-	if p.iface != nil {
-		_ = p.iface.Delete()
-	}
-	_ = p.sock.Delete()
+	close(p.polled)
+	_ = p.sock.Delete() // disconnects and deletes the interface too
 }
 
 // peers are the memifs of one workload, by connection id.

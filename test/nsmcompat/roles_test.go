@@ -199,7 +199,8 @@ func runNSE(ctx context.Context, args []string) error {
 		noop.MECHANISM:       null.NewServer(),
 	}
 	if *memifAs != "" {
-		serveMechs[memifmech.MECHANISM] = &memifServer{form: *memifAs, dir: *dir}
+		// As cmd-nse-icmp-responder-vpp: MEMIF only.
+		serveMechs = map[string]networkservice.NetworkServiceServer{memifmech.MECHANISM: &memifServer{form: *memifAs, dir: *dir}}
 	}
 	responder := endpoint.NewServer(ctx,
 		spiffejwt.TokenGeneratorFunc(src, lifetime),
