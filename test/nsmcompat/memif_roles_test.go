@@ -108,7 +108,8 @@ func startMemif(filename string, master, echo bool) (*memifPeer, error) {
 	go func() {
 		for {
 			select {
-			case <-errs:
+			case err := <-errs:
+				fmt.Fprintf(os.Stderr, "memif %s: %v\n", filename, err)
 			case <-p.polled:
 				return
 			}
@@ -374,17 +375,20 @@ func clientSocket(form string, m *nsmmemif.Mechanism) (string, error) {
 	return name, nil
 }
 
-// report prints, once, that frames went across and came back.
+// report prints when frames went across and came back: at 10 echoes and
+// at every 100 more (5 s at 20 frames a second), so that a test sees
+// traffic go on after a refresh.
 func (c *memifClient) report(id string, p *memifPeer) {
+	next := int64(10)
 	for {
 		select {
 		case <-p.done:
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
-		if n := p.got.Load(); n >= 10 {
+		if n := p.got.Load(); n >= next {
 			c.out.print(event{Event: "memif", Message: fmt.Sprintf("%s: %d echoes", id, n)})
-			return
+			next = n + 100
 		}
 	}
 }
