@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	nsmmemif "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/memif"
 
 	"github.com/vwire/vwire/test/e2e"
@@ -32,16 +33,19 @@ func TestNSMMemifVPP(t *testing.T) {
 		name             string
 		client, endpoint string // --memif of each
 		wantSocketFile   string // the client's mechanism after the reply: socketfile prefix
+		refresh          bool   // refresh every 15 s and check frames still cross
 	}{
 		// What sdk-vpp v1.18.0 does on both sides: VPP listens on an
 		// abstract socket in the client's namespace ("@" name) and
 		// connects to the endpoint's.
-		{name: "abstract", client: "abstract", endpoint: "abstract", wantSocketFile: "@memif-"},
+		{name: "abstract", client: "abstract", endpoint: "abstract", wantSocketFile: "@memif-", refresh: true},
 		// The endpoint answers with its socket file; VPP connects through
 		// the descriptor it passed.
-		{name: "endpoint-file", client: "abstract", endpoint: "file", wantSocketFile: "@memif-"},
+		{name: "endpoint-file", client: "abstract", endpoint: "file", wantSocketFile: "@memif-", refresh: true},
 		// The client asks for a socket file; VPP listens on one and the
-		// manager passes it back by descriptor.
+		// manager passes it back by descriptor. No refresh: this test
+		// client's chain (sendfd, memif, recvfd) loses the received file
+		// on a refresh (its sendfd then fails to resend it).
 		{name: "client-file", client: "file", endpoint: "abstract"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,8 +53,13 @@ func TestNSMMemifVPP(t *testing.T) {
 			nse, _ := startNSE(w, w.lab.Netns("nse-"+tc.name), "memif-"+tc.name, "--service", service, "--memif", tc.endpoint)
 			nse.await(time.Minute, 0, "registration", isEvent("registered"))
 			nscNS := w.lab.Netns("nsc-" + tc.name)
-			nsc := w.start(nscNS, "nsm-nsc-"+tc.name, "nsc", "--name", "nsc-"+tc.name, "--connect-to", w.node.ConnectTo(),
-				"--url", "memif://"+service+"/m1", "--memif", tc.client)
+			args := []string{"--name", "nsc-" + tc.name, "--connect-to", w.node.ConnectTo(), "--url", "memif://" + service + "/m1", "--memif", tc.client}
+			if tc.refresh {
+				// Refreshes every 15 s. NSM's endpoints close a connection at its expiry
+				// less the Request's deadline: tokens must outlive the deadline well.
+				args = append(args, "--max-token-lifetime", "45s", "--request-timeout", "5s")
+			}
+			nsc := w.start(nscNS, "nsm-nsc-"+tc.name, "nsc", args...)
 			ev, at := nsc.await(time.Minute, 0, "connection", isEvent("connected"))
 			conn := parseConn(t, ev.Conns[0])
 			m := nsmmemif.ToMechanism(conn.GetMechanism())
@@ -63,7 +72,14 @@ func TestNSMMemifVPP(t *testing.T) {
 			if tc.client == "file" && (m.GetSocketFilename() != "" || !strings.HasPrefix(m.GetSocketFileURL(), "file:///proc/")) {
 				t.Errorf("socketfile %q, inodeURL %q: want no socketfile and the socket file received (file:///proc/...)", m.GetSocketFilename(), m.GetSocketFileURL())
 			}
-			nsc.await(time.Minute, at, "frames echoed across the vWire", isEvent("memif"))
+			_, at = nsc.await(time.Minute, at, "frames echoed across the vWire", isEvent("memif"))
+			if tc.refresh {
+				// A refresh keeps the vWire: frames go on.
+				_, at = nsc.await(time.Minute, at, "a refresh", func(e event) bool {
+					return e.Event == "monitor" && e.Type == networkservice.ConnectionEventType_UPDATE.String() && len(e.Conns) == 1 && !strings.Contains(e.Conns[0], `"state":`)
+				})
+				nsc.await(time.Minute, at, "frames echoed after the refresh", isEvent("memif"))
+			}
 			if err := nsc.Stop(); err != nil {
 				t.Logf("nsc exit: %v", err)
 			}
