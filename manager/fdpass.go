@@ -10,6 +10,8 @@ import (
 	"github.com/edwarnicke/grpcfd"
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/common"
+	nsmmemif "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/memif"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -111,13 +113,55 @@ func clientView(conn *networkservice.Connection, files clientFiles) (*networkser
 
 // toClient returns the reply for the client: in its own names, with the
 // descriptor beside it as NSM's managers send it (sendfd), for a client
-// that resolves the URL with recvfd.
+// that resolves the URL with recvfd. A memif socket file the forwarder
+// made for the client (NSM's FS-socket form) goes the same way: named
+// inode://<dev>/<ino>, its descriptor beside the reply.
 func toClient(ctx context.Context, conn *networkservice.Connection, files clientFiles) *networkservice.Connection {
 	view, f := clientView(conn, files)
+	sender, ok := grpcfd.FromContext(ctx)
 	if f != nil {
-		if sender, ok := grpcfd.FromContext(ctx); ok {
+		if ok {
 			sender.SendFile(f)
 		}
+		return view
+	}
+	sock, u, err := socketFile(view.GetMechanism())
+	if err != nil || sock == nil {
+		return view
+	}
+	defer sock.Close() // SendFile sends a duplicate
+	view.GetMechanism().GetParameters()[common.InodeURL] = u
+	if ok {
+		sender.SendFile(sock)
 	}
 	return view
+}
+
+// socketFile opens the memif socket file a MEMIF mechanism in NSM's
+// FS-socket form names (no "socketfile"; "inodeURL" the file), O_PATH as
+// a socket opens no other way, and returns it with its inode:// URL. nil
+// for any other mechanism.
+func socketFile(m *networkservice.Mechanism) (*os.File, string, error) {
+	params := m.GetParameters()
+	if m.GetType() != nsmmemif.MECHANISM || params[nsmmemif.SocketFilename] != "" {
+		return nil, "", nil
+	}
+	u, err := inodeurl.Parse(params[nsmmemif.SocketFileURL])
+	if err != nil || u.IsInode() {
+		return nil, "", nil
+	}
+	f, err := os.OpenFile(u.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("memif socket file: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, "", fmt.Errorf("memif socket file: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		f.Close()
+		return nil, "", nil
+	}
+	return f, inodeurl.Inode(st.Dev, st.Ino).String(), nil
 }

@@ -179,7 +179,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 			u.push("af_packet", func(ctx context.Context) error { return cl.DeleteAfPacket(ctx, host) })
 		}
 	case memif.Type:
-		if !strings.HasPrefix(s.memifSocket, "abstract:") {
+		if !strings.HasPrefix(s.memifSocket, "abstract:") && !s.memifSlave {
 			if err := os.MkdirAll(filepath.Dir(s.memifSocket), 0o755); err != nil {
 				return NoInterface, fmt.Errorf("memif socket directory: %w", err)
 			}
@@ -189,7 +189,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 			return NoInterface, err
 		}
 		u.push("memif socket", func(ctx context.Context) error { return cl.DeleteMemifSocket(ctx, sock) })
-		if idx, err = cl.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: p.l3}); err != nil {
+		if idx, err = cl.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}); err != nil {
 			return NoInterface, err
 		}
 		u.push("memif", func(ctx context.Context) error { return cl.DeleteMemif(ctx, idx) })

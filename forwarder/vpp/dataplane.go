@@ -126,21 +126,7 @@ func (d *Dataplane) accept(id string, conn *networkservice.Connection, p *networ
 		}
 		return kernel.New(params), nil
 	case memif.Type:
-		params, err := memif.FromOffer(p)
-		if err != nil {
-			return nil, err
-		}
-		if params.SocketFile == "" {
-			params.SocketFile = memif.DefaultSocketFile(id)
-		}
-		if params.IsAbstract() {
-			if _, err := netnsPath(params.NetNSURL); err != nil {
-				return nil, fmt.Errorf("memif: %w", err)
-			}
-		} else if _, err := params.SocketPath(d.memifDir); err != nil {
-			return nil, err
-		}
-		return memif.New(params), nil
+		return d.acceptMemif(id, p)
 	case vxlan.Type:
 		offer, err := vxlan.FromOffer(p)
 		if err != nil {

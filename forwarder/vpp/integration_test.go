@@ -238,7 +238,7 @@ func (w *workload) up(t testing.TB, m *networkservice.Mechanism, ipMode bool, pe
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.memif.attach(t, p.SocketFile, ipMode, w.addr, peer)
+	w.memif.attach(t, p.AbstractName(), ipMode, w.addr, peer)
 }
 
 func (w *workload) ping(t testing.TB, dst string) error {

@@ -55,8 +55,10 @@ func (c *Client) ListMemifSockets(ctx context.Context) ([]MemifSocket, error) {
 	return out, nil
 }
 
-// MemifSpec is one memif interface, VPP being the master.
+// MemifSpec is one memif interface, VPP being the master unless Slave.
 type MemifSpec struct {
+	// Slave connects to a socket another process listens on.
+	Slave    bool
 	SocketID uint32
 	// ID tells apart the memifs of one socket.
 	ID uint32
@@ -73,18 +75,22 @@ type Memif struct {
 	Name     string
 }
 
-// CreateMemif creates a master memif on a registered socket.
+// CreateMemif creates a memif on a registered socket.
 func (c *Client) CreateMemif(ctx context.Context, s MemifSpec) (idx SwIfIndex, err error) {
 	start := time.Now()
 	defer func() {
-		c.done(ctx, "memif_create_v2", start, err, "socket_id", s.SocketID, "id", s.ID, "ip", s.IP, "sw_if_index", idx)
+		c.done(ctx, "memif_create_v2", start, err, "socket_id", s.SocketID, "id", s.ID, "ip", s.IP, "slave", s.Slave, "sw_if_index", idx)
 	}()
 	mode := memif.MEMIF_MODE_API_ETHERNET
 	if s.IP {
 		mode = memif.MEMIF_MODE_API_IP
 	}
+	role := memif.MEMIF_ROLE_API_MASTER
+	if s.Slave {
+		role = memif.MEMIF_ROLE_API_SLAVE
+	}
 	reply, err := memif.NewServiceClient(c.conn).MemifCreateV2(ctx, &memif.MemifCreateV2{
-		Role: memif.MEMIF_ROLE_API_MASTER, Mode: mode, ID: s.ID, SocketID: s.SocketID,
+		Role: role, Mode: mode, ID: s.ID, SocketID: s.SocketID,
 	})
 	if err != nil {
 		return NoInterface, fmt.Errorf("memif %d on socket %d: create: %w", s.ID, s.SocketID, err)

@@ -40,6 +40,7 @@ type side struct {
 
 	// MEMIF
 	memifSocket string // VPP's socket filename (a path, or abstract:...)
+	memifSlave  bool   // VPP connects to the endpoint's socket (memiffile.go)
 
 	// VXLAN
 	vxlan VxlanTunnel
@@ -168,17 +169,8 @@ func (d *Dataplane) planSide(id string, s *side, m *networkservice.Mechanism, p 
 		s.tap = d.kernelTap
 		s.workload = workloadLink{netns: ns, name: k.Name, alias: tagOf(roleWL, id).String(), mtu: int(p.mtu), addrs: mine, routes: routes}
 	case memif.Type:
-		mp, err := memif.FromMechanism(m)
-		if err != nil {
-			return err
-		}
-		if mp.IsAbstract() {
-			ns, err := netnsPath(mp.NetNSURL)
-			if err != nil {
-				return err
-			}
-			s.memifSocket = "abstract:" + mp.SocketFile + ",netns_name=" + ns
-		} else if s.memifSocket, err = mp.SocketPath(d.memifDir); err != nil {
+		var err error
+		if s.memifSocket, s.memifSlave, err = d.memifSocket(s.role, m); err != nil {
 			return err
 		}
 	case vxlan.Type:

@@ -7,7 +7,8 @@
 // restarted forwarder finds its own objects again (tags.go, reconcile.go).
 // KERNEL interfaces are taps whose host end VPP creates in the workload's
 // namespace, or, where /dev/vhost-net is missing, veth pairs attached to VPP
-// by af_packet; MEMIF interfaces are VPP-master memifs; VXLAN, WIREGUARD and
+// by af_packet; MEMIF interfaces are VPP-master memifs, slave to an NSM endpoint's
+// socket (memiffile.go); VXLAN, WIREGUARD and
 // IPSEC tunnels run over the node's uplink, an af_packet interface on a host
 // interface with the host's address. Ethernet payloads are cross-connected
 // with l2xc, IP payloads with l3xc. See README.md.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/cls"
+	nsmmemif "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/memif"
 )
 
 func mk(cl, typ string, params map[string]string) *networkservice.Mechanism {
@@ -41,7 +42,36 @@ func TestFromMechanism(t *testing.T) {
 		{name: "nil", m: nil, wantErr: ErrWrongType},
 		{name: "wrong type", m: mk(cls.LOCAL, "KERNEL", nil), wantErr: ErrWrongType},
 		{name: "wrong class", m: mk(cls.REMOTE, Type, nil), wantErr: ErrWrongClass},
-		{name: "offer with netns only", m: mk(cls.LOCAL, Type, map[string]string{"inodeURL": "file:///proc/9/ns/net"}), wantErr: ErrMissingParameter, offerOK: true, wantInErr: `"socketfile"`},
+		{
+			// NSM's abstract form as sdk-vpp's servers answer: '@', '/' inside.
+			name: "NSM abstract",
+			m:    mk(cls.LOCAL, Type, map[string]string{"socketfile": "@/tmp/memif/conn-1/memif.socket", "inodeURL": "inode://4/99"}),
+			want: Params{SocketFile: "@/tmp/memif/conn-1/memif.socket", NetNSURL: "inode://4/99"},
+		},
+		{
+			// NSM's FS-socket form: "inodeURL" is the socket file itself.
+			name: "NSM socket file",
+			m:    mk(cls.LOCAL, Type, map[string]string{"inodeURL": "file:///proc/7/fd/12"}),
+			want: Params{SocketURL: "file:///proc/7/fd/12"},
+		},
+		{
+			name: "NSM socket file passed by descriptor",
+			m:    mk(cls.LOCAL, Type, map[string]string{"inodeURL": "inode://4/99"}),
+			want: Params{SocketURL: "inode://4/99"},
+		},
+		{
+			name: "108-byte abstract name after '@'",
+			m:    mk(cls.LOCAL, Type, map[string]string{"socketfile": "@" + strings.Repeat("s", 107), "inodeURL": "inode://4/99"}),
+			want: Params{SocketFile: "@" + strings.Repeat("s", 107), NetNSURL: "inode://4/99"},
+		},
+		{name: "offer with nothing", m: mk(cls.LOCAL, Type, nil), wantErr: ErrMissingParameter, offerOK: true, wantInErr: `"socketfile"`},
+		{name: "file offer", m: mk(cls.LOCAL, Type, map[string]string{"inodeURL": "file:"}), wantErr: ErrInvalidParameter, offerOK: true, wantInErr: "names no socket file"},
+		{name: "NSM abstract without netns", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": "@/tmp/x"}), wantErr: ErrMissingParameter, offerOK: true, wantInErr: `"inodeURL"`},
+		{name: "only '@'", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": "@", "inodeURL": "inode://4/99"}), wantErr: ErrInvalidParameter, wantInErr: "no name after it"},
+		{name: "109 bytes with '@'", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": "@" + strings.Repeat("s", 108), "inodeURL": "inode://4/99"}), wantErr: ErrInvalidParameter},
+		{name: "space after '@'", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": "@a b", "inodeURL": "inode://4/99"}), wantErr: ErrInvalidParameter},
+		{name: "bad socket URL", m: mk(cls.LOCAL, Type, map[string]string{"inodeURL": "file://relative"}), wantErr: ErrInvalidParameter, wantInErr: "inodeURL="},
+		{name: "socket URL not a URL", m: mk(cls.LOCAL, Type, map[string]string{"inodeURL": "unix:///x"}), wantErr: ErrInvalidParameter, wantInErr: "inodeURL="},
 		{name: "108-byte name", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": strings.Repeat("s", 108)}), wantErr: ErrInvalidParameter, wantInErr: "socketfile="},
 		{name: "path in name", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": "/run/x.sock"}), wantErr: ErrInvalidParameter},
 		{name: "dot dot", m: mk(cls.LOCAL, Type, map[string]string{"socketfile": ".."}), wantErr: ErrInvalidParameter},
@@ -72,10 +102,61 @@ func TestFromMechanism(t *testing.T) {
 			if got.IsAbstract() != (tt.want.NetNSURL != "") {
 				t.Fatalf("IsAbstract() = %v", got.IsAbstract())
 			}
+			if (got.Form() == FormFile) != (tt.want.SocketURL != "") {
+				t.Fatalf("Form() = %v", got.Form())
+			}
 			if back, err := FromMechanism(New(got)); err != nil || back != got {
 				t.Fatalf("FromMechanism(New(%+v)) = %+v, %v", got, back, err)
 			}
 		})
+	}
+}
+
+// TestOfferForms: without "socketfile", an offer's "inodeURL" is the
+// client's namespace (sdk-vpp's memif client offers memif.NewAbstract), or
+// FileOffer (memif.New("")) asking for a socket file.
+func TestOfferForms(t *testing.T) {
+	abstract := nsmmemif.NewAbstract("/proc/9/fd/4")
+	p, err := FromOffer(abstract)
+	if err != nil || p != (Params{NetNSURL: "file:///proc/9/fd/4"}) {
+		t.Fatalf("FromOffer(NewAbstract) = %+v, %v", p, err)
+	}
+	p, err = FromOffer(nsmmemif.New(""))
+	if err != nil || p != (Params{SocketURL: FileOffer}) {
+		t.Fatalf("FromOffer(New(\"\")) = %+v, %v", p, err)
+	}
+	if got := New(p).GetParameters()["inodeURL"]; got != FileOffer {
+		t.Fatalf("New(%+v) renders inodeURL %q", p, got)
+	}
+	// The complete mechanism NSM's FS-socket server answers with.
+	p, err = FromMechanism(nsmmemif.New("/run/nse/memif.sock"))
+	if err != nil || p.Form() != FormFile || !p.NamedByNSM() || p.IsAbstract() {
+		t.Fatalf("FromMechanism(New(path)) = %+v, %v", p, err)
+	}
+	if u, err := p.Socket(); err != nil || u.Path != "/run/nse/memif.sock" {
+		t.Fatalf("Socket() = %v, %v", u, err)
+	}
+	if _, err := FromOffer(mk(cls.LOCAL, Type, map[string]string{"inodeURL": "relative"})); !errors.Is(err, ErrInvalidParameter) {
+		t.Fatalf("an offer with a bad namespace URL: %v", err)
+	}
+}
+
+func TestForms(t *testing.T) {
+	tests := []struct {
+		p        Params
+		form     Form
+		byNSM    bool
+		abstract string
+	}{
+		{p: Params{SocketFile: "memif-1"}, form: FormSharedDir, abstract: "memif-1"},
+		{p: Params{SocketFile: "memif-1", NetNSURL: "inode://1/2"}, form: FormAbstract, abstract: "memif-1"},
+		{p: Params{SocketFile: "@/tmp/memif/x", NetNSURL: "inode://1/2"}, form: FormAbstract, byNSM: true, abstract: "/tmp/memif/x"},
+		{p: Params{SocketURL: "inode://1/2"}, form: FormFile, byNSM: true},
+	}
+	for _, tt := range tests {
+		if tt.p.Form() != tt.form || tt.p.NamedByNSM() != tt.byNSM || (tt.form != FormFile && tt.p.AbstractName() != tt.abstract) {
+			t.Errorf("%+v: Form %v NamedByNSM %v AbstractName %q", tt.p, tt.p.Form(), tt.p.NamedByNSM(), tt.p.AbstractName())
+		}
 	}
 }
 
@@ -129,6 +210,9 @@ func FuzzFromMechanism(f *testing.F) {
 	f.Add(cls.LOCAL, Type, "memif-1", "inode://4/1", "x", "y")
 	f.Add(cls.LOCAL, Type, "", "file:///proc/1/ns/net", "", "")
 	f.Add(cls.LOCAL, Type, "a/b", "", "socketfile", "c")
+	f.Add(cls.LOCAL, Type, "@/tmp/memif/c/memif.socket", "inode://4/1", "", "")
+	f.Add(cls.LOCAL, Type, "", "file:", "", "")
+	f.Add(cls.LOCAL, Type, "", "inode://4/1", "", "")
 	f.Fuzz(func(t *testing.T, cl, typ, socket, netns, k, v string) {
 		params := map[string]string{"socketfile": socket, "inodeURL": netns}
 		params[k] = v

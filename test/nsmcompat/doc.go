@@ -3,7 +3,9 @@
 // built as NSM's cmd-nse-icmp-responder and cmd-nsc build them, with their
 // default authorisation policies and descriptor passing on, as processes in
 // network namespaces the tests make, against `vwire node` on the kernel
-// dataplane and against vwire's registry.
+// dataplane (and on VPP with VPP_BIN: KERNEL, and MEMIF with gomemif peers
+// standing in for sdk-vpp's workloads, memif_test.go) and against vwire's
+// registry.
 //
 // The tests need root, iproute2 and ping, and skip saying so without them.
 // The test binary is also the workloads' program: started with the first

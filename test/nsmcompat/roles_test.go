@@ -19,6 +19,7 @@ import (
 	"github.com/edwarnicke/grpcfd"
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	kernelmech "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/kernel"
+	memifmech "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/memif"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/noop"
 	registryapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"github.com/networkservicemesh/sdk/pkg/networkservice/chains/client"
@@ -166,7 +167,11 @@ func runNSE(ctx context.Context, args []string) error {
 	withSendFD := fs.Bool("sendfd", true, "sendfd server in the chain (as NSM's)")
 	withRecvFD := fs.Bool("recvfd", false, "recvfd server in the chain too (NSM's before 2023)")
 	dir := fs.String("dir", "", "directory for the listen socket")
+	memifAs := fs.String("memif", "", "also serve MEMIF: abstract (sdk-vpp's form) or file (NSM's FS-socket form)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkMemifForm(*memifAs); err != nil {
 		return err
 	}
 	out := &printer{}
@@ -189,16 +194,21 @@ func runNSE(ctx context.Context, args []string) error {
 	if *withSendFD {
 		fds = append(fds, sendfd.NewServer())
 	}
+	serveMechs := map[string]networkservice.NetworkServiceServer{
+		kernelmech.MECHANISM: kernel.NewServer(),
+		noop.MECHANISM:       null.NewServer(),
+	}
+	if *memifAs != "" {
+		// As cmd-nse-icmp-responder-vpp: MEMIF only.
+		serveMechs = map[string]networkservice.NetworkServiceServer{memifmech.MECHANISM: &memifServer{form: *memifAs, dir: *dir}}
+	}
 	responder := endpoint.NewServer(ctx,
 		spiffejwt.TokenGeneratorFunc(src, lifetime),
 		endpoint.WithName(*name),
 		endpoint.WithAuthorizeServer(authorize.NewServer()),
 		endpoint.WithAdditionalFunctionality(append([]networkservice.NetworkServiceServer{
 			point2pointipam.NewServer(ipnet),
-			mechanisms.NewServer(map[string]networkservice.NetworkServiceServer{
-				kernelmech.MECHANISM: kernel.NewServer(),
-				noop.MECHANISM:       null.NewServer(),
-			}),
+			mechanisms.NewServer(serveMechs),
 		}, fds...)...),
 	)
 	server := grpc.NewServer(grpc.Creds(grpcfd.TransportCredentials(credentials.NewTLS(tlsServerConfig))))
@@ -270,7 +280,11 @@ func runNSC(ctx context.Context, args []string) error {
 	nsURL := fs.String("url", "", "kernel://service/ifname")
 	lifetime := fs.Duration("max-token-lifetime", 10*time.Minute, "NSM_MAX_TOKEN_LIFETIME")
 	requestTimeout := fs.Duration("request-timeout", 15*time.Second, "NSM_REQUEST_TIMEOUT")
+	memifAs := fs.String("memif", "", "MEMIF client element: abstract (cmd-nsc-vpp's form) or file (asks for a socket file)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkMemifForm(*memifAs); err != nil {
 		return err
 	}
 	out := &printer{}
@@ -288,7 +302,12 @@ func runNSC(ctx context.Context, args []string) error {
 	// end, so that Close can still go out.
 	chainCtx, cancelChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelChain()
-	nsmClient := cmdNSCClient(chainCtx, cu, *name, opts)
+	var nsmClient networkservice.NetworkServiceClient
+	if *memifAs != "" {
+		nsmClient = cmdNSCVPPClient(chainCtx, cu, *name, opts, &memifClient{form: *memifAs, out: out})
+	} else {
+		nsmClient = cmdNSCClient(chainCtx, cu, *name, opts)
+	}
 	dctx, cancelDial := context.WithTimeout(ctx, 5*time.Second)
 	cc, err := grpc.DialContext(dctx, grpcutils.URLToTarget(cu), opts...)
 	cancelDial()
@@ -396,6 +415,30 @@ func cmdNSCClient(chainCtx context.Context, cu *url.URL, name string, opts []grp
 			sendfd.NewClient(),
 			excludedprefixes.NewClient(),
 		),
+		client.WithDialTimeout(5*time.Second),
+		client.WithDialOptions(opts...),
+	)
+}
+
+// cmdNSCVPPClient is cmdNSCClient with a memif element in place of the
+// kernel mechanism, where cmd-nsc-vpp v1.18.0 has sdk-vpp's memif client:
+// before sendfd for the abstract form; for the file form after it (sendfd
+// cannot send "file:") and before NSM's recvfd client. Unlike cmd-nsc-vpp,
+// the memif is a gomemif peer, not a VPP of the client's own.
+func cmdNSCVPPClient(chainCtx context.Context, cu *url.URL, name string, opts []grpc.DialOption, m *memifClient) networkservice.NetworkServiceClient {
+	fds := []networkservice.NetworkServiceClient{m, sendfd.NewClient()}
+	if m.form == "file" {
+		fds = []networkservice.NetworkServiceClient{sendfd.NewClient(), m, recvfd.NewClient()}
+	}
+	return client.NewClient(chainCtx,
+		client.WithClientURL(cu),
+		client.WithName(name),
+		client.WithAuthorizeClient(authorize.NewClient()),
+		client.WithHealClient(heal.NewClient(chainCtx)),
+		client.WithAdditionalFunctionality(append(append([]networkservice.NetworkServiceClient{
+			clientinfo.NewClient(),
+			upstreamrefresh.NewClient(chainCtx),
+		}, fds...), excludedprefixes.NewClient())...),
 		client.WithDialTimeout(5*time.Second),
 		client.WithDialOptions(opts...),
 	)
