@@ -80,6 +80,10 @@ type Config struct {
 	// PollSleepUsec makes a started VPP sleep between polls (see
 	// vppstart.Config).
 	PollSleepUsec int
+	// Workers gives a started VPP that many worker threads (cpu {
+	// workers N }), which then poll the interfaces; none when zero (the
+	// main thread polls them).
+	Workers int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
 	// several nodes in one process).
@@ -177,6 +181,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		if sock == "" {
 			vcfg := vppstart.Config{Bin: cfg.Bin, PluginPath: cfg.PluginPath, Dir: stateDir, NetNSPath: cfg.NetNSPath,
 				PollSleepUsec: cfg.PollSleepUsec, Log: d.log.With("component", "vpp")}
+			if cfg.Workers > 0 {
+				vcfg.Extra = fmt.Sprintf("cpu {\n  workers %d\n}", cfg.Workers)
+			}
 			if d.proc, err = vppstart.Start(ctx, vcfg); err != nil {
 				return nil, fmt.Errorf("vpp dataplane: %w", err)
 			}
