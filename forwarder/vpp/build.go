@@ -17,20 +17,21 @@ import (
 
 // build makes every object of plan p, pushing after each create how to
 // remove it; on failure it removes them all (on a context of its own) and
-// returns the first error.
-func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, err error) {
+// returns the first error. On success it returns those removals: run, they
+// take the vWire down without listing VPP (see teardown).
+func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
 	defer u.rollbackOn(ctx, cl.log, &err)
 	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
-		return NoInterface, NoInterface, err
+		return NoInterface, NoInterface, nil, err
 	}
 	if out, err = d.makeSide(ctx, cl, &u, p, &p.out); err != nil {
-		return NoInterface, NoInterface, err
+		return NoInterface, NoInterface, nil, err
 	}
 	if err = d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
-		return NoInterface, NoInterface, err
+		return NoInterface, NoInterface, nil, err
 	}
-	return in, out, nil
+	return in, out, &u, nil
 }
 
 // keptSide names the side (roleIn or roleOut) a changed vWire can keep as it

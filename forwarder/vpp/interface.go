@@ -37,8 +37,32 @@ func (i Interface) kind() string {
 
 // ListInterfaces returns every software interface.
 func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
+	out, err := c.listInterfaces(ctx, NoInterface)
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return out, nil
+}
+
+// GetInterface returns interface idx; ok is false when VPP has none by
+// that index. It asks VPP for that one interface, not the whole list.
+func (c *Client) GetInterface(ctx context.Context, idx SwIfIndex) (i Interface, ok bool, err error) {
+	out, err := c.listInterfaces(ctx, idx)
+	if err != nil {
+		return Interface{}, false, fmt.Errorf("interface %d: %w", idx, err)
+	}
+	for _, i := range out {
+		if i.Index == idx {
+			return i, true, nil
+		}
+	}
+	return Interface{}, false, nil
+}
+
+// listInterfaces dumps interface idx, or every one for NoInterface.
+func (c *Client) listInterfaces(ctx context.Context, idx SwIfIndex) ([]Interface, error) {
 	var out []Interface
-	err := dump(ctx, c, &interfaces.SwInterfaceDump{SwIfIndex: NoInterface.api()}, func(d *interfaces.SwInterfaceDetails) {
+	err := dump(ctx, c, &interfaces.SwInterfaceDump{SwIfIndex: idx.api()}, func(d *interfaces.SwInterfaceDetails) {
 		i := Interface{
 			Index:   SwIfIndex(d.SwIfIndex),
 			Name:    d.InterfaceName,
@@ -53,10 +77,7 @@ func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
 		}
 		out = append(out, i)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list interfaces: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // SetInterfaceUp sets an interface administratively up.

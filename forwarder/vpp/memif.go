@@ -1,8 +1,11 @@
 package vpp
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.fd.io/govpp/binapi/memif"
@@ -113,4 +116,76 @@ func (c *Client) ListMemifs(ctx context.Context) ([]Memif, error) {
 		return nil, fmt.Errorf("list memifs: %w", err)
 	}
 	return out, nil
+}
+
+// ReserveMemifs grows VPP's pool of memif interfaces to hold n at once, by
+// creating n memifs on a socket of their own (filename) and deleting them:
+// VPP keeps a pool's room once it has grown. VPP 25.10's memif process
+// walks that pool pausing every 10 µs (on every memif admin up or down,
+// and every 3 s), and keeps its pointer into the pool across the pause; a
+// memif created meanwhile that makes the pool grow moves it, and the
+// process then reads freed memory and VPP dies (SIGSEGV in memif_process,
+// seen here from about 500 vWires built at once). With the room reserved
+// the pool does not move below n memifs. Calls are made from workers
+// goroutines, so that several are in flight.
+func (c *Client) ReserveMemifs(ctx context.Context, filename string, n, workers int) (err error) {
+	if n <= 0 {
+		return nil
+	}
+	start := time.Now()
+	sock, err := c.CreateMemifSocket(ctx, filename)
+	if err != nil {
+		return fmt.Errorf("reserve memifs: %w", err)
+	}
+	made := make([]SwIfIndex, n)
+	each := func(f func(i int) error) error {
+		var mu sync.Mutex
+		var first error
+		ids := make(chan int)
+		var wg sync.WaitGroup
+		for range max(workers, 1) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range ids {
+					if err := f(i); err != nil {
+						mu.Lock()
+						first = cmp.Or(first, err)
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for i := range n {
+			ids <- i
+		}
+		close(ids)
+		wg.Wait()
+		return first
+	}
+	createErr := each(func(i int) error {
+		made[i] = NoInterface
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		idx, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock, ID: uint32(i)})
+		if err == nil {
+			made[i] = idx
+		}
+		return err
+	})
+	// Removed on a context of their own: ctx may be what failed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	deleteErr := each(func(i int) error {
+		if made[i] == NoInterface {
+			return nil
+		}
+		return c.DeleteMemif(cctx, made[i])
+	})
+	if err := errors.Join(createErr, deleteErr, c.DeleteMemifSocket(cctx, sock)); err != nil {
+		return fmt.Errorf("reserve %d memifs: %w", n, err)
+	}
+	c.log.DebugContext(ctx, "memif pool reserved", "memifs", n, "took", time.Since(start))
+	return nil
 }

@@ -22,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.fd.io/govpp/adapter"
@@ -44,6 +46,13 @@ const (
 	// DefaultGrace is how long vWires found at start wait to be claimed by
 	// a refresh before they are removed.
 	DefaultGrace = time.Minute
+	// DefaultMemifReserve is the memif pool room reserved by default:
+	// 1,000 local memif vWires and a few more.
+	DefaultMemifReserve = 2048
+	// restoreWorkers is how many vWires are rebuilt at once after VPP
+	// restarts: VPP serves one message at a time, but with several in
+	// flight it never waits for the next.
+	restoreWorkers = 20
 	// DefaultConnectTimeout bounds connecting to VPP at start.
 	DefaultConnectTimeout = 30 * time.Second
 )
@@ -84,6 +93,11 @@ type Config struct {
 	// workers N }), which then poll the interfaces; none when zero (the
 	// main thread polls them).
 	Workers int
+	// MemifReserve is how many memifs VPP's memif pool is grown to hold
+	// at connect and after VPP restarts (see Client.ReserveMemifs):
+	// DefaultMemifReserve when zero, none when negative, and none on a
+	// test Adapter unless set.
+	MemifReserve int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
 	// several nodes in one process).
@@ -216,6 +230,13 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	}
 	d.vpp = NewClient(conn, d.log, d.metrics)
 	d.log.Info("connected to VPP", "version", version)
+	switch d.memifReserve = cfg.MemifReserve; {
+	case d.memifReserve == 0 && cfg.Adapter == nil:
+		d.memifReserve = DefaultMemifReserve
+	case d.memifReserve < 0:
+		d.memifReserve = 0
+	}
+	d.reserveMemifs(ctx)
 
 	if stats != nil {
 		if sc, err := core.ConnectStats(stats); err != nil {
@@ -423,9 +444,30 @@ func (c *connEvents) record(e core.ConnectionEvent) {
 	c.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
+// reserveMemifs grows VPP's memif pool (see Client.ReserveMemifs); a
+// failure is logged, not fatal: VPP works on, at the risk the reserve is
+// there to remove.
+func (d *Dataplane) reserveMemifs(ctx context.Context) {
+	if d.memifReserve == 0 {
+		return
+	}
+	start := time.Now()
+	if err := os.MkdirAll(d.memifDir, 0o755); err != nil {
+		d.log.Warn("memif pool not reserved", "err", err)
+		return
+	}
+	if err := d.vpp.ReserveMemifs(ctx, filepath.Join(d.memifDir, ".vwire-reserve.sock"), d.memifReserve, restoreWorkers); err != nil {
+		d.log.Warn("memif pool not reserved", "err", err)
+		return
+	}
+	d.log.Info("memif pool reserved", "memifs", d.memifReserve, "took", time.Since(start))
+}
+
 // restore rebuilds what a VPP restart (or a damaging outage) lost, from
-// what Connect was given.
+// what Connect was given, restoreWorkers vWires at a time, and logs and
+// records (vwire_vpp_restore_seconds) how long it took.
 func (d *Dataplane) restore(ctx context.Context) {
+	start := time.Now()
 	cctx, cancel := bounded(ctx)
 	defer cancel()
 	if _, err := binapi.Check(cctx, d.conn); err != nil {
@@ -437,20 +479,68 @@ func (d *Dataplane) restore(ctx context.Context) {
 			d.log.Error("restore uplink", "err", err)
 		}
 	}
+	d.reserveMemifs(cctx)
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.conns))
 	for id := range d.conns {
 		ids = append(ids, id)
 	}
 	d.mu.Unlock()
-	for _, id := range ids {
-		if err := d.restoreOne(ctx, id); err != nil {
-			d.log.Error("restore vWire", "conn", id, "err", err)
-		}
+	left := d.tagged(cctx)
+	var failed atomic.Int64
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range restoreWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				if err := d.restoreOne(ctx, id, left); err != nil {
+					failed.Add(1)
+					d.log.Error("restore vWire", "conn", id, "err", err)
+				}
+			}
+		}()
 	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	took := time.Since(start)
+	d.metrics.restored(took, len(ids)-int(failed.Load()), int(failed.Load()))
+	d.log.Info("vWires restored", "vwires", len(ids), "failed", failed.Load(), "took", took)
 }
 
-func (d *Dataplane) restoreOne(ctx context.Context, id string) error {
+// tagged returns the keys of the vWires VPP has any tagged interface or IP
+// table of, from one listing of each; nil when VPP could not be listed.
+func (d *Dataplane) tagged(ctx context.Context) map[string]bool {
+	ifaces, err := d.vpp.ListInterfaces(ctx)
+	if err != nil {
+		return nil
+	}
+	tables, err := d.vpp.ListIPTables(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, i := range ifaces {
+		if t, ok := ParseTag(i.Tag); ok {
+			out[t.Key] = true
+		}
+	}
+	for _, t := range tables {
+		if tg, ok := ParseTag(t.Name); ok {
+			out[tg.Key] = true
+		}
+	}
+	return out
+}
+
+// restoreOne rebuilds vWire id unless it stands intact. left, when not
+// nil, names the vWires VPP still has objects of: one it has none of (VPP
+// restarted) is built at once, with no check or sweep to list VPP for.
+func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]bool) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
 	ctx, cancel := bounded(ctx)
@@ -462,22 +552,24 @@ func (d *Dataplane) restoreOne(ctx context.Context, id string) error {
 		return nil // disconnected meanwhile
 	}
 	cl := d.vpp.WithLogger(d.log.With("conn", id, "step", "restore"))
-	if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
-		return err
+	if left == nil || left[tagKey(id)] {
+		if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
+			return err
+		}
+		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+			return err
+		}
 	}
-	if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
-		return err
-	}
-	in, out, err := d.build(ctx, cl, st.plan)
+	in, out, undo, err := d.build(ctx, cl, st.plan)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	if d.conns[id] == st {
-		st.in, st.out = in, out
+		st.in, st.out, st.undo = in, out, undo
 	}
 	d.mu.Unlock()
-	d.log.Info("vWire restored", "conn", id)
+	d.log.Debug("vWire restored", "conn", id)
 	return nil
 }
 
