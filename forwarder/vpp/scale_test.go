@@ -118,7 +118,7 @@ func TestScaleMemif(t *testing.T) {
 	const workers = 20
 	n := scaleN(t, 1000)
 	m := NewMetrics()
-	dp := startNode(t, newNS(t, "node"), "", func(c *Config) { c.Metrics = m; c.Workers = 1 })
+	dp := startNode(t, newNS(t, "node"), "", func(c *Config) { c.Metrics = m; c.Workers = scaleWorkers(t); c.MemifReserve = 2*n + 8 })
 	base := vppObjects(t, dp)
 	misses0 := testutil.ToFloat64(govpp.metrics.healthMisses)
 	ctx := context.Background()
@@ -318,4 +318,19 @@ func BenchmarkMemifConnect(b *testing.B) {
 			}
 		})
 	}
+}
+
+// scaleWorkers is the VPP worker count of the scale tests:
+// VWIRE_SCALE_WORKERS, else 1.
+func scaleWorkers(t testing.TB) int {
+	t.Helper()
+	v := os.Getenv("VWIRE_SCALE_WORKERS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("VWIRE_SCALE_WORKERS=%q: want 0 or more", v)
+	}
+	return n
 }

@@ -46,9 +46,9 @@ const (
 	// DefaultGrace is how long vWires found at start wait to be claimed by
 	// a refresh before they are removed.
 	DefaultGrace = time.Minute
-	// DefaultMemifReserve is the memif pool room reserved by default:
-	// 1,000 local memif vWires and a few more.
-	DefaultMemifReserve = 2048
+	// DefaultMemifReserve is --vpp-memif-reserve's default: the room of
+	// 500 local memif vWires, which a few seconds at start reserve.
+	DefaultMemifReserve = 1024
 	// restoreWorkers is how many vWires are rebuilt at once after VPP
 	// restarts: VPP serves one message at a time, but with several in
 	// flight it never waits for the next.
@@ -94,9 +94,8 @@ type Config struct {
 	// main thread polls them).
 	Workers int
 	// MemifReserve is how many memifs VPP's memif pool is grown to hold
-	// at connect and after VPP restarts (see Client.ReserveMemifs):
-	// DefaultMemifReserve when zero, none when negative, and none on a
-	// test Adapter unless set.
+	// at connect and after VPP restarts (--vpp-memif-reserve; see
+	// Client.ReserveMemifs); none when zero.
 	MemifReserve int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
@@ -162,6 +161,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	d.memifDir = cfg.MemifDir
 	if d.memifDir == "" {
 		d.memifDir = filepath.Join(stateDir, "memif")
+	}
+	if cfg.MemifReserve < 0 || cfg.Workers < 0 {
+		return nil, fmt.Errorf("vpp dataplane: memif reserve %d, workers %d: want 0 or more", cfg.MemifReserve, cfg.Workers)
 	}
 	switch cfg.Kernel {
 	case KernelTap:
@@ -230,12 +232,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	}
 	d.vpp = NewClient(conn, d.log, d.metrics)
 	d.log.Info("connected to VPP", "version", version)
-	switch d.memifReserve = cfg.MemifReserve; {
-	case d.memifReserve == 0 && cfg.Adapter == nil:
-		d.memifReserve = DefaultMemifReserve
-	case d.memifReserve < 0:
-		d.memifReserve = 0
-	}
+	d.memifReserve = cfg.MemifReserve
 	d.reserveMemifs(ctx)
 
 	if stats != nil {
@@ -454,6 +451,12 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	start := time.Now()
 	if err := os.MkdirAll(d.memifDir, 0o755); err != nil {
 		d.log.Warn("memif pool not reserved", "err", err)
+		return
+	}
+	// Only into an empty pool (see ReserveMemifs); a VPP that has memifs
+	// had them reserved by the forwarder that made them.
+	if ms, err := d.vpp.ListMemifs(ctx); err != nil || len(ms) > 0 {
+		d.log.Info("memif pool not reserved: VPP has memifs", "memifs", len(ms), "err", err)
 		return
 	}
 	if err := d.vpp.ReserveMemifs(ctx, filepath.Join(d.memifDir, ".vwire-reserve.sock"), d.memifReserve, restoreWorkers); err != nil {
