@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // scaleN is the number of vWires of the scale tests: VWIRE_SCALE_N, else
@@ -333,4 +335,79 @@ func scaleWorkers(t testing.TB) int {
 		t.Fatalf("VWIRE_SCALE_WORKERS=%q: want 0 or more", v)
 	}
 	return n
+}
+
+// TestScaleRestore kills VPP under 1,000 local memif vWires
+// (VWIRE_SCALE_N) and waits for the dataplane to start it again and
+// rebuild every vWire; it logs how long that took, as
+// vwire_vpp_restore_seconds records it, and checks every vWire stands
+// again and is removed cleanly.
+func TestScaleRestore(t *testing.T) {
+	needVPP(t)
+	const workers = 20
+	n := scaleN(t, 1000)
+	m := NewMetrics()
+	dp := startNode(t, newNS(t, "node"), "", func(c *Config) { c.Metrics = m; c.Workers = scaleWorkers(t); c.MemifReserve = 2*n + 8 })
+	ctx := context.Background()
+	id := func(i int) string { return fmt.Sprintf("restore-%d", i) }
+	_, errs := parallel(n, workers, func(i int) error {
+		return dp.Connect(ctx, id(i),
+			conn(memifMech(fmt.Sprintf("restore-%d-c.sock", i)), payload.Ethernet),
+			conn(memifMech(fmt.Sprintf("restore-%d-e.sock", i)), payload.Ethernet))
+	})
+	t.Cleanup(func() {
+		for i := range n {
+			_ = dp.Disconnect(ctx, id(i))
+		}
+	})
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d Connects failed; first: %v", len(errs), n, errs[0])
+	}
+
+	dp.mu.Lock()
+	pid := dp.proc.Pid()
+	dp.mu.Unlock()
+	killed := time.Now()
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Minute, func() error {
+		if histogramCount(t, m.restoreSecs) == 0 {
+			return fmt.Errorf("vWires not restored yet")
+		}
+		return nil
+	})
+	var h dto.Metric
+	if err := m.restoreSecs.Write(&h); err != nil {
+		t.Fatal(err)
+	}
+	ok, failed := testutil.ToFloat64(m.restoredVW.WithLabelValues("ok")), testutil.ToFloat64(m.restoredVW.WithLabelValues("failed"))
+	t.Logf("%d memif vWires: VPP killed, restarted and every vWire rebuilt %v after the kill; vwire_vpp_restore_seconds %.3f s (from the reconnect), %v rebuilt, %v failed",
+		n, time.Since(killed).Round(time.Millisecond), h.GetHistogram().GetSampleSum(), ok, failed)
+	if ok != float64(n) || failed != 0 {
+		t.Fatalf("restore rebuilt %v vWires and failed %v, want %d and 0", ok, failed, n)
+	}
+	checkStanding(t, dp, n, id)
+	base := vppObjects(t, dp)
+	_, errs = parallel(n, workers, func(i int) error { return dp.Disconnect(ctx, id(i)) })
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
+	}
+	after := vppObjects(t, dp)
+	for kind, v := range after {
+		if kind == "interfaces" || kind == "memifs" || kind == "memif sockets" || kind == "l2xcs" {
+			if base[kind]-v != 2*n {
+				t.Errorf("%s: %d before the Disconnects, %d after; want %d fewer", kind, base[kind], v, 2*n)
+			}
+		}
+	}
+}
+
+func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var d dto.Metric
+	if err := h.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d.GetHistogram().GetSampleCount()
 }
