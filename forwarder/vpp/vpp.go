@@ -53,6 +53,8 @@ const (
 	// restarts: VPP serves one message at a time, but with several in
 	// flight it never waits for the next.
 	restoreWorkers = 20
+	// reserveTimeout bounds the memif pool reserve.
+	reserveTimeout = 30 * time.Second
 	// DefaultConnectTimeout bounds connecting to VPP at start.
 	DefaultConnectTimeout = 30 * time.Second
 )
@@ -448,18 +450,23 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	if d.memifReserve == 0 {
 		return
 	}
+	// Bounded on its own: a start must not wait minutes on a VPP whose
+	// worker the host starves.
+	ctx, cancel := context.WithTimeout(ctx, reserveTimeout)
+	defer cancel()
 	start := time.Now()
-	if err := os.MkdirAll(d.memifDir, 0o755); err != nil {
-		d.log.Warn("memif pool not reserved", "err", err)
-		return
-	}
 	// Only into an empty pool (see ReserveMemifs); a VPP that has memifs
 	// had them reserved by the forwarder that made them.
 	if ms, err := d.vpp.ListMemifs(ctx); err != nil || len(ms) > 0 {
 		d.log.Info("memif pool not reserved: VPP has memifs", "memifs", len(ms), "err", err)
 		return
 	}
-	if err := d.vpp.ReserveMemifs(ctx, filepath.Join(d.memifDir, ".vwire-reserve.sock"), d.memifReserve, restoreWorkers); err != nil {
+	// An abstract socket, in VPP's network namespace: two VPPs sharing a
+	// state directory from two namespaces (tests do) must not both listen
+	// on one file, and a memif VPP 25.10 fails to create on its error
+	// path crashes it (vnet_delete_hw_interface from memif_create_if).
+	sock := "abstract:" + filepath.Join(d.memifDir, ".vwire-reserve")
+	if err := d.vpp.ReserveMemifs(ctx, sock, d.memifReserve, restoreWorkers); err != nil {
 		d.log.Warn("memif pool not reserved", "err", err)
 		return
 	}
