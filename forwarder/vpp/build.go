@@ -106,9 +106,16 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 		}
 	}
 
-	idx, err := d.makeInterface(ctx, cl, u, p, s, tag)
+	// An Ethernet memif or VXLAN side has nothing to set between its
+	// creation and its MTU: tag, MTU and up go in one round trip.
+	pipelineTag := !p.l3 && (s.typ == memif.Type || s.typ == vxlan.Type)
+	idx, err := d.makeInterface(ctx, cl, u, p, s, tag, !pipelineTag)
 	if err != nil {
 		return NoInterface, err
+	}
+	setup := InterfaceSetup{MTU: p.mtu, Up: true}
+	if pipelineTag {
+		setup.Tag = tag
 	}
 
 	if p.l3 {
@@ -137,17 +144,15 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 			return NoInterface, err
 		}
 	}
-	if err := cl.SetInterfaceMTU(ctx, idx, p.mtu); err != nil {
-		return NoInterface, err
-	}
-	if err := cl.SetInterfaceUp(ctx, idx); err != nil {
+	if err := cl.SetupInterface(ctx, idx, setup); err != nil {
 		return NoInterface, err
 	}
 	return idx, nil
 }
 
-// makeInterface makes the VPP interface of one side, tagged.
-func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, tag string) (SwIfIndex, error) {
+// makeInterface makes the VPP interface of one side, tagged unless
+// tagHere is false (the caller then tags it first thing).
+func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, tag string, tagHere bool) (SwIfIndex, error) {
 	var idx SwIfIndex
 	var err error
 	tagged := false
@@ -222,7 +227,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 	default:
 		return NoInterface, fmt.Errorf("%s side: mechanism %q is not supported", s.role, s.typ)
 	}
-	if !tagged {
+	if !tagged && tagHere {
 		// The create request has no tag: tag right after. Should that
 		// fail, the undo above removes the untagged interface.
 		if err := cl.SetInterfaceTag(ctx, idx, tag); err != nil {
@@ -251,13 +256,13 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 // address family) for IP.
 func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, p *plan, in, out SwIfIndex) error {
 	if !p.l3 {
-		for _, x := range []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}} {
-			if err := cl.CreateL2XC(ctx, x); err != nil {
-				return err
-			}
+		// Both directions in one round trip; their undo goes first, as
+		// either may have been made when the other failed.
+		xs := []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}}
+		for _, x := range xs {
 			u.push("l2xc", func(ctx context.Context) error { return cl.DeleteL2XC(ctx, x.Rx) })
 		}
-		return nil
+		return cl.CreateL2XCs(ctx, xs...)
 	}
 	for _, ip6 := range families(p) {
 		for _, x := range []L3XC{

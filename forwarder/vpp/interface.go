@@ -198,3 +198,45 @@ func (c *Client) SetInterfaceUnnumbered(ctx context.Context, idx, from SwIfIndex
 	}
 	return nil
 }
+
+// InterfaceSetup is what SetupInterface sets, in this order.
+type InterfaceSetup struct {
+	Tag string // none when empty
+	MTU uint32 // left as it is when 0
+	Up  bool   // set admin up
+}
+
+// SetupInterface tags an interface, sets its MTU and sets it up, the
+// requests pipelined (one round trip to VPP, see Client.pipeline).
+func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceSetup) error {
+	var calls []pipelined
+	if s.Tag != "" {
+		if len(s.Tag) > MaxTagLen {
+			return fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, s.Tag, MaxTagLen)
+		}
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceTagAddDel{IsAdd: true, SwIfIndex: idx.api(), Tag: s.Tag},
+			attrs: []any{"sw_if_index", idx, "tag", s.Tag, "add", true},
+			wrap:  func(err error) error { return fmt.Errorf("tag interface %d %q: %w", idx, s.Tag, err) },
+		})
+	}
+	if s.MTU != 0 {
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceSetMtu{SwIfIndex: idx.api(), Mtu: []uint32{s.MTU, s.MTU, s.MTU, s.MTU}},
+			attrs: []any{"sw_if_index", idx, "mtu", s.MTU},
+			wrap:  func(err error) error { return fmt.Errorf("set interface %d mtu %d: %w", idx, s.MTU, err) },
+		})
+	}
+	if s.Up {
+		flags := interface_types.IF_STATUS_API_FLAG_ADMIN_UP
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceSetFlags{SwIfIndex: idx.api(), Flags: flags},
+			attrs: []any{"sw_if_index", idx, "flags", flags},
+			wrap:  func(err error) error { return fmt.Errorf("set interface %d flags %d: %w", idx, flags, err) },
+		})
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	return c.pipeline(ctx, calls...)
+}
