@@ -2,6 +2,7 @@ package vpp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -13,10 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/mechanisms/memif"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
 // scaleN is the number of vWires of the scale tests: VWIRE_SCALE_N, else
@@ -413,4 +420,92 @@ func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return d.GetHistogram().GetSampleCount()
+}
+
+// TestScaleRemote builds 500 remote vWires (VWIRE_SCALE_REMOTE_N) between
+// two nodes, each on its own VPP, from 20 goroutines, over VXLAN (Ethernet)
+// and over WireGuard (IP), memif on both ends, in the forwarder protocol's
+// order (node 1 accepts and offers, node 2 accepts, offers to the endpoint
+// and builds, node 1 builds); then removes them and checks both VPPs are
+// back to their objects before. Times are logged.
+func TestScaleRemote(t *testing.T) {
+	needVPP(t)
+	const workers = 20
+	n := 500
+	if v := os.Getenv("VWIRE_SCALE_REMOTE_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("VWIRE_SCALE_REMOTE_N=%q: want a positive integer", v)
+		}
+	}
+	n1, n2 := twoNodes(t)
+	for _, tc := range []struct{ typ, payload string }{{vxlan.Type, payload.Ethernet}, {wireguard.Type, payload.IP}} {
+		t.Run(tc.typ, func(t *testing.T) {
+			ctx := context.Background()
+			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
+			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.typ, i, node) }
+			start := time.Now()
+			took, errs := parallel(n, workers, func(i int) error {
+				cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
+				c := &networkservice.Connection{Payload: tc.payload, Context: cc}
+				in, err := n1.Accept(ctx, id(i, "a"), c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
+				if err != nil {
+					return err
+				}
+				offers, err := n1.Offer(ctx, id(i, "a"), c, true)
+				if err != nil {
+					return err
+				}
+				k := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == tc.typ })
+				if k < 0 {
+					return fmt.Errorf("%s not offered: %v", tc.typ, offers)
+				}
+				out, err := n2.Accept(ctx, id(i, "b"), c, offers[k:k+1])
+				if err != nil {
+					return err
+				}
+				local, err := n2.Offer(ctx, id(i, "b"), c, false)
+				if err != nil {
+					return err
+				}
+				k = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
+				if k < 0 {
+					return fmt.Errorf("memif not offered to the endpoint: %v", local)
+				}
+				with := func(m *networkservice.Mechanism) *networkservice.Connection {
+					return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: tc.payload}
+				}
+				if err := n2.Connect(ctx, id(i, "b"), with(out), with(local[k])); err != nil {
+					return err
+				}
+				return n1.Connect(ctx, id(i, "a"), with(in), with(out))
+			})
+			up := time.Since(start)
+			t.Cleanup(func() {
+				for i := range n {
+					_ = n1.Disconnect(ctx, id(i, "a"))
+					_ = n2.Disconnect(ctx, id(i, "b"))
+				}
+			})
+			if len(errs) > 0 {
+				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), n, errs[0])
+			}
+			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s); each (both nodes) p50 %v p99 %v",
+				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), quantile(took, 0.5), quantile(took, 0.99))
+			start = time.Now()
+			_, errs = parallel(n, workers, func(i int) error {
+				return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
+			})
+			if len(errs) > 0 {
+				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
+			}
+			t.Logf("removed in %v", time.Since(start).Round(time.Millisecond))
+			if after := vppObjects(t, n1); !maps.Equal(after, base1) {
+				t.Errorf("node 1 after every Disconnect: %v, want %v", after, base1)
+			}
+			if after := vppObjects(t, n2); !maps.Equal(after, base2) {
+				t.Errorf("node 2 after every Disconnect: %v, want %v", after, base2)
+			}
+		})
+	}
 }
