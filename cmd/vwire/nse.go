@@ -22,6 +22,7 @@ type nseFlags struct {
 	registrationLifetime time.Duration
 	maxTokenLifetime     time.Duration
 	idleTimeout          time.Duration
+	mechanisms           []string
 }
 
 func addNSEFlags(cmd *cobra.Command, f *nseFlags) {
@@ -37,6 +38,7 @@ func addNSEFlags(cmd *cobra.Command, f *nseFlags) {
 	fl.DurationVar(&f.registrationLifetime, "registration-lifetime", nse.DefaultRegistrationLifetime, "lifetime of each registration; refreshed at a third of it")
 	fl.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", nse.DefaultMaxTokenLifetime, "longest a connection lives without a refresh")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without a connection (endpoints a supplier starts); never when 0")
+	fl.StringSliceVar(&f.mechanisms, "mechanisms", nil, "mechanisms this endpoint accepts, KERNEL and/or MEMIF (default both)")
 	_ = cmd.MarkFlagRequired("service")
 }
 
@@ -53,6 +55,7 @@ func (f nseFlags) options(g *globals) nse.Options {
 		RegistrationLifetime: f.registrationLifetime,
 		MaxTokenLifetime:     f.maxTokenLifetime,
 		IdleTimeout:          f.idleTimeout,
+		Mechanisms:           f.mechanisms,
 		Logger:               g.log,
 	}
 }

@@ -17,20 +17,21 @@ import (
 
 // build makes every object of plan p, pushing after each create how to
 // remove it; on failure it removes them all (on a context of its own) and
-// returns the first error.
-func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, err error) {
+// returns the first error. On success it returns those removals: run, they
+// take the vWire down without listing VPP (see teardown).
+func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
 	defer u.rollbackOn(ctx, cl.log, &err)
 	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
-		return NoInterface, NoInterface, err
+		return NoInterface, NoInterface, nil, err
 	}
 	if out, err = d.makeSide(ctx, cl, &u, p, &p.out); err != nil {
-		return NoInterface, NoInterface, err
+		return NoInterface, NoInterface, nil, err
 	}
 	if err = d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
-		return NoInterface, NoInterface, err
+		return NoInterface, NoInterface, nil, err
 	}
-	return in, out, nil
+	return in, out, &u, nil
 }
 
 // keptSide names the side (roleIn or roleOut) a changed vWire can keep as it
@@ -105,9 +106,16 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 		}
 	}
 
-	idx, err := d.makeInterface(ctx, cl, u, p, s, tag)
+	// An Ethernet memif or VXLAN side has nothing to set between its
+	// creation and its MTU: tag, MTU and up go in one round trip.
+	pipelineTag := !p.l3 && (s.typ == memif.Type || s.typ == vxlan.Type)
+	idx, err := d.makeInterface(ctx, cl, u, p, s, tag, !pipelineTag)
 	if err != nil {
 		return NoInterface, err
+	}
+	setup := InterfaceSetup{MTU: p.mtu, Up: true}
+	if pipelineTag {
+		setup.Tag = tag
 	}
 
 	if p.l3 {
@@ -136,17 +144,15 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 			return NoInterface, err
 		}
 	}
-	if err := cl.SetInterfaceMTU(ctx, idx, p.mtu); err != nil {
-		return NoInterface, err
-	}
-	if err := cl.SetInterfaceUp(ctx, idx); err != nil {
+	if err := cl.SetupInterface(ctx, idx, setup); err != nil {
 		return NoInterface, err
 	}
 	return idx, nil
 }
 
-// makeInterface makes the VPP interface of one side, tagged.
-func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, tag string) (SwIfIndex, error) {
+// makeInterface makes the VPP interface of one side, tagged unless
+// tagHere is false (the caller then tags it first thing).
+func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, tag string, tagHere bool) (SwIfIndex, error) {
 	var idx SwIfIndex
 	var err error
 	tagged := false
@@ -221,7 +227,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 	default:
 		return NoInterface, fmt.Errorf("%s side: mechanism %q is not supported", s.role, s.typ)
 	}
-	if !tagged {
+	if !tagged && tagHere {
 		// The create request has no tag: tag right after. Should that
 		// fail, the undo above removes the untagged interface.
 		if err := cl.SetInterfaceTag(ctx, idx, tag); err != nil {
@@ -250,13 +256,13 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 // address family) for IP.
 func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, p *plan, in, out SwIfIndex) error {
 	if !p.l3 {
-		for _, x := range []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}} {
-			if err := cl.CreateL2XC(ctx, x); err != nil {
-				return err
-			}
+		// Both directions in one round trip; their undo goes first, as
+		// either may have been made when the other failed.
+		xs := []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}}
+		for _, x := range xs {
 			u.push("l2xc", func(ctx context.Context) error { return cl.DeleteL2XC(ctx, x.Rx) })
 		}
-		return nil
+		return cl.CreateL2XCs(ctx, xs...)
 	}
 	for _, ip6 := range families(p) {
 		for _, x := range []L3XC{

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"sync"
 	"time"
 
@@ -149,4 +150,68 @@ func addressUnion(a netip.Addr) ip_types.AddressUnion {
 		return ip_types.AddressUnionIP4(a.As4())
 	}
 	return ip_types.AddressUnionIP6(a.As16())
+}
+
+// pipelined is one request of a pipeline, what is logged of it, and its
+// error's wrapping.
+type pipelined struct {
+	req   api.Message
+	attrs []any
+	wrap  func(error) error
+}
+
+// pipeline sends every request on one stream before reading any reply:
+// VPP serves them in order, one after the other, with no round trip in
+// between. Each call is recorded and logged as if made alone (its time runs
+// from the pipeline's start to its reply). It returns the first failure;
+// requests after a failed one have run all the same, so callers pipeline
+// only what their rollback removes either way.
+func (c *Client) pipeline(ctx context.Context, calls ...pipelined) error {
+	start := time.Now()
+	fail := func(from int, err error) error {
+		for _, p := range calls[from:] {
+			c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
+		}
+		return calls[from].wrap(err)
+	}
+	stream, err := c.conn.NewStream(ctx)
+	if err != nil {
+		return fail(0, err)
+	}
+	defer func() { _ = stream.Close() }()
+	for i, p := range calls {
+		if err := stream.SendMsg(p.req); err != nil {
+			// The ones sent have no reader left: their replies are
+			// dropped with the stream.
+			return fail(i, err)
+		}
+	}
+	var first error
+	for i, p := range calls {
+		msg, err := stream.RecvMsg()
+		if err != nil {
+			return errors.Join(first, fail(i, err))
+		}
+		err = retval(msg)
+		c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
+		if err != nil && first == nil {
+			first = p.wrap(err)
+		}
+	}
+	return first
+}
+
+// retval is a reply's retval as VPP's error (nil for 0).
+func retval(msg api.Message) error {
+	v := reflect.ValueOf(msg)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	if f := v.FieldByName("Retval"); f.IsValid() && f.CanInt() {
+		return api.RetvalToVPPApiError(int32(f.Int()))
+	}
+	return nil
 }

@@ -42,22 +42,23 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // Dataplane implements forwarder.Dataplane with VPP.
 type Dataplane struct {
-	log        *slog.Logger
-	metrics    *Metrics
-	vpp        *Client
-	conn       *core.Connection
-	statsMu    sync.Mutex  // serialises reads of the stats segment
-	stats      statsReader // nil when the stats segment could not be reached; guarded by statsMu
-	statsConn  *core.StatsConnection
-	proc       *vppstart.Process // nil when attached to a running VPP; guarded by mu after New
-	host       hostNet
-	kernelTap  bool
-	memifDir   string
-	uplinkName string
-	grace      time.Duration
-	vnis       *vxlan.VNIAllocator
-	tables     *tableAllocator
-	locks      keyedlock.Locker // serialises work on one connection id
+	log          *slog.Logger
+	metrics      *Metrics
+	vpp          *Client
+	conn         *core.Connection
+	statsMu      sync.Mutex  // serialises reads of the stats segment
+	stats        statsReader // nil when the stats segment could not be reached; guarded by statsMu
+	statsConn    *core.StatsConnection
+	proc         *vppstart.Process // nil when attached to a running VPP; guarded by mu after New
+	host         hostNet
+	kernelTap    bool
+	memifDir     string
+	memifReserve int // memifs reserved at connect and restore (0: none)
+	uplinkName   string
+	grace        time.Duration
+	vnis         *vxlan.VNIAllocator
+	tables       *tableAllocator
+	locks        keyedlock.Locker // serialises work on one connection id
 
 	// Set by New and by recovery after VPP comes back; read under mu by
 	// those that may race with recovery.
@@ -85,6 +86,10 @@ type vwireState struct {
 	in, out SwIfIndex
 	inConn  *networkservice.Connection
 	outConn *networkservice.Connection
+	// undo removes what build made, without listing VPP; nil when this
+	// process did not build the whole vWire (adopted, one side rebuilt):
+	// Disconnect then sweeps.
+	undo *undoStack
 }
 
 var _ forwarder.Dataplane = (*Dataplane)(nil)
@@ -262,7 +267,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		if ok, err := d.intact(ctx, cl, id, old); err != nil {
 			return err
 		} else if ok {
-			d.remember(id, old.plan, old.in, old.out, in, out)
+			d.remember(id, old.plan, old.in, old.out, old.undo, in, out)
 			return nil
 		}
 		log.Info("vWire damaged in VPP; rebuilding")
@@ -271,7 +276,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			return err
 		} else if st != nil {
 			log.Info("vWire from a previous run taken back")
-			d.remember(id, p, st.in, st.out, in, out)
+			d.remember(id, p, st.in, st.out, nil, in, out)
 			return nil
 		}
 	}
@@ -280,7 +285,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			inIdx, outIdx, err := d.rebuildSide(ctx, cl, old, p, keep)
 			if err == nil {
 				log.Info("vWire changed: one side rebuilt", "kept", keep)
-				d.remember(id, p, inIdx, outIdx, in, out)
+				d.remember(id, p, inIdx, outIdx, nil, in, out)
 				return nil
 			}
 			log.Warn("rebuilding one side failed; rebuilding the vWire", "kept", keep, "err", err)
@@ -293,12 +298,12 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		}
 	}
 	start := time.Now()
-	inIdx, outIdx, err := d.build(ctx, cl, p)
+	inIdx, outIdx, undo, err := d.build(ctx, cl, p)
 	if err != nil {
 		if old != nil {
 			// A refresh that fails leaves the vWire as it was.
-			if in, out, rerr := d.build(ctx, cl, old.plan); rerr == nil {
-				d.remember(id, old.plan, in, out, old.inConn, old.outConn)
+			if in, out, undo, rerr := d.build(ctx, cl, old.plan); rerr == nil {
+				d.remember(id, old.plan, in, out, undo, old.inConn, old.outConn)
 			} else {
 				log.Error("could not put the previous vWire back", "err", rerr)
 				d.mu.Lock()
@@ -308,13 +313,13 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		}
 		return err
 	}
-	d.remember(id, p, inIdx, outIdx, in, out)
+	d.remember(id, p, inIdx, outIdx, undo, in, out)
 	log.Debug("vpp vWire built", "in", p.in.typ, "out", p.out.typ, "l3", p.l3, "mtu", p.mtu, "took", time.Since(start))
 	return nil
 }
 
-func (d *Dataplane) remember(id string, p *plan, in, out SwIfIndex, inConn, outConn *networkservice.Connection) {
-	st := &vwireState{plan: p, in: in, out: out,
+func (d *Dataplane) remember(id string, p *plan, in, out SwIfIndex, undo *undoStack, inConn, outConn *networkservice.Connection) {
+	st := &vwireState{plan: p, in: in, out: out, undo: undo,
 		inConn: proto.Clone(inConn).(*networkservice.Connection), outConn: proto.Clone(outConn).(*networkservice.Connection)}
 	d.mu.Lock()
 	d.conns[id] = st
@@ -328,7 +333,7 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	defer unlock()
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	err := d.sweep(ctx, d.vpp.WithLogger(d.log.With("conn", id)), tagKey(id))
+	err := d.teardown(ctx, d.vpp.WithLogger(d.log.With("conn", id)), id)
 	d.mu.Lock()
 	for _, vni := range d.held[id] {
 		d.vnis.Release(vni)

@@ -377,7 +377,10 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		var out []api.Message
 		var idx []uint32
 		for i := range f.ifaces {
-			idx = append(idx, i)
+			// As VPP: ~0 lists every interface, an index that one.
+			if m.SwIfIndex == ^interface_types.InterfaceIndex(0) || uint32(m.SwIfIndex) == i {
+				idx = append(idx, i)
+			}
 		}
 		slices.Sort(idx)
 		for _, i := range idx {

@@ -37,8 +37,32 @@ func (i Interface) kind() string {
 
 // ListInterfaces returns every software interface.
 func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
+	out, err := c.listInterfaces(ctx, NoInterface)
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return out, nil
+}
+
+// GetInterface returns interface idx; ok is false when VPP has none by
+// that index. It asks VPP for that one interface, not the whole list.
+func (c *Client) GetInterface(ctx context.Context, idx SwIfIndex) (i Interface, ok bool, err error) {
+	out, err := c.listInterfaces(ctx, idx)
+	if err != nil {
+		return Interface{}, false, fmt.Errorf("interface %d: %w", idx, err)
+	}
+	for _, i := range out {
+		if i.Index == idx {
+			return i, true, nil
+		}
+	}
+	return Interface{}, false, nil
+}
+
+// listInterfaces dumps interface idx, or every one for NoInterface.
+func (c *Client) listInterfaces(ctx context.Context, idx SwIfIndex) ([]Interface, error) {
 	var out []Interface
-	err := dump(ctx, c, &interfaces.SwInterfaceDump{SwIfIndex: NoInterface.api()}, func(d *interfaces.SwInterfaceDetails) {
+	err := dump(ctx, c, &interfaces.SwInterfaceDump{SwIfIndex: idx.api()}, func(d *interfaces.SwInterfaceDetails) {
 		i := Interface{
 			Index:   SwIfIndex(d.SwIfIndex),
 			Name:    d.InterfaceName,
@@ -53,10 +77,7 @@ func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
 		}
 		out = append(out, i)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list interfaces: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // SetInterfaceUp sets an interface administratively up.
@@ -176,4 +197,46 @@ func (c *Client) SetInterfaceUnnumbered(ctx context.Context, idx, from SwIfIndex
 		return fmt.Errorf("interface %d unnumbered to %d: %w", idx, from, err)
 	}
 	return nil
+}
+
+// InterfaceSetup is what SetupInterface sets, in this order.
+type InterfaceSetup struct {
+	Tag string // none when empty
+	MTU uint32 // left as it is when 0
+	Up  bool   // set admin up
+}
+
+// SetupInterface tags an interface, sets its MTU and sets it up, the
+// requests pipelined (one round trip to VPP, see Client.pipeline).
+func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceSetup) error {
+	var calls []pipelined
+	if s.Tag != "" {
+		if len(s.Tag) > MaxTagLen {
+			return fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, s.Tag, MaxTagLen)
+		}
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceTagAddDel{IsAdd: true, SwIfIndex: idx.api(), Tag: s.Tag},
+			attrs: []any{"sw_if_index", idx, "tag", s.Tag, "add", true},
+			wrap:  func(err error) error { return fmt.Errorf("tag interface %d %q: %w", idx, s.Tag, err) },
+		})
+	}
+	if s.MTU != 0 {
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceSetMtu{SwIfIndex: idx.api(), Mtu: []uint32{s.MTU, s.MTU, s.MTU, s.MTU}},
+			attrs: []any{"sw_if_index", idx, "mtu", s.MTU},
+			wrap:  func(err error) error { return fmt.Errorf("set interface %d mtu %d: %w", idx, s.MTU, err) },
+		})
+	}
+	if s.Up {
+		flags := interface_types.IF_STATUS_API_FLAG_ADMIN_UP
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceSetFlags{SwIfIndex: idx.api(), Flags: flags},
+			attrs: []any{"sw_if_index", idx, "flags", flags},
+			wrap:  func(err error) error { return fmt.Errorf("set interface %d flags %d: %w", idx, flags, err) },
+		})
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	return c.pipeline(ctx, calls...)
 }

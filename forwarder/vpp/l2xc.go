@@ -47,3 +47,17 @@ func (c *Client) ListL2XCs(ctx context.Context) ([]L2XC, error) {
 	}
 	return out, nil
 }
+
+// CreateL2XCs makes several cross-connect directions, the requests
+// pipelined (one round trip to VPP).
+func (c *Client) CreateL2XCs(ctx context.Context, xs ...L2XC) error {
+	calls := make([]pipelined, 0, len(xs))
+	for _, x := range xs {
+		calls = append(calls, pipelined{
+			req:   &l2.SwInterfaceSetL2Xconnect{RxSwIfIndex: x.Rx.api(), TxSwIfIndex: x.Tx.api(), Enable: true},
+			attrs: []any{"rx", x.Rx, "tx", x.Tx},
+			wrap:  func(err error) error { return fmt.Errorf("l2xc %d->%d: create: %w", x.Rx, x.Tx, err) },
+		})
+	}
+	return c.pipeline(ctx, calls...)
+}

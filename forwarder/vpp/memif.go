@@ -1,8 +1,11 @@
 package vpp
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.fd.io/govpp/binapi/memif"
@@ -119,4 +122,129 @@ func (c *Client) ListMemifs(ctx context.Context) ([]Memif, error) {
 		return nil, fmt.Errorf("list memifs: %w", err)
 	}
 	return out, nil
+}
+
+// ReserveMemifs grows VPP's pool of memif interfaces to hold n at once, by
+// creating memifs on a socket of their own (filename) and deleting them:
+// VPP keeps a pool's room once it has grown.
+//
+// Why: VPP 25.10's memif process walks that pool, pausing every 10 µs, on
+// every memif admin up or down and every 3 s, and keeps its pointer into
+// the pool across the pause; a memif created meanwhile that makes the pool
+// grow moves it, the process reads freed memory and VPP dies (SIGSEGV in
+// memif_process; here from about 500 vWires built at once). With the room
+// reserved the pool does not move below n memifs.
+//
+// The reserve itself grows the pool, so it runs in rounds that each end
+// within 2 s of their first create: the first memif in an empty pool
+// wakes the process for a walk of one, after which it sleeps 3 s, and no
+// reserved memif is ever set up (so no other wake-up). Each round deletes what it made (an empty
+// pool stops the process) and the next grows on from there. Call it on a
+// VPP with no memif. Calls are made from workers goroutines, so that
+// several are in flight.
+func (c *Client) ReserveMemifs(ctx context.Context, filename string, n, workers int) error {
+	const maxRounds = 20
+	start := time.Now()
+	reached := 0
+	for round := 1; reached < n; round++ {
+		if round > maxRounds {
+			return fmt.Errorf("reserve %d memifs: %d reached in %d rounds", n, reached, maxRounds)
+		}
+		made, err := c.reserveRound(ctx, filename, n, workers, reserveBudget)
+		if err != nil {
+			return fmt.Errorf("reserve %d memifs (%d reached): %w", n, reached, err)
+		}
+		// A round slower than the one before makes fewer: the pool
+		// keeps the room of the largest.
+		reached = max(reached, made)
+		c.log.DebugContext(ctx, "memif pool round", "round", round, "memifs", made)
+	}
+	c.log.DebugContext(ctx, "memif pool reserved", "memifs", n, "took", time.Since(start))
+	return nil
+}
+
+// reserveBudget is how long a reserve round creates memifs: well inside
+// the 3 s the memif process sleeps after the walk the round's first memif
+// wakes it for.
+const reserveBudget = 2 * time.Second
+
+// reserveRound creates up to n memifs on a new socket, stopping budget after
+// the first, deletes them all and the socket, and returns how many it made.
+func (c *Client) reserveRound(ctx context.Context, filename string, n, workers int, budget time.Duration) (int, error) {
+	sock, err := c.CreateMemifSocket(ctx, filename)
+	if err != nil {
+		return 0, err
+	}
+	made := make([]SwIfIndex, n)
+	for i := range made {
+		made[i] = NoInterface
+	}
+	var createErr error
+	idx, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock, ID: 0})
+	if err != nil {
+		createErr = err
+	} else {
+		made[0] = idx
+		deadline := time.Now().Add(budget)
+		createErr = each(n-1, workers, func(i int) error {
+			if time.Now().After(deadline) {
+				return nil
+			}
+			idx, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock, ID: uint32(i + 1)})
+			if err == nil {
+				made[i+1] = idx
+			}
+			return err
+		})
+	}
+	// Removed on a context of their own: ctx may be what failed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	count := 0
+	deleteErr := each(n, workers, func(i int) error {
+		if made[i] == NoInterface {
+			return nil
+		}
+		return c.DeleteMemif(cctx, made[i])
+	})
+	for _, idx := range made {
+		if idx != NoInterface {
+			count++
+		}
+	}
+	return count, errors.Join(createErr, deleteErr, c.DeleteMemifSocket(cctx, sock))
+}
+
+// each calls f(i) for i in [0, n) from workers goroutines and returns the
+// first error; it stops giving out work after an error.
+func each(n, workers int, f func(i int) error) error {
+	var mu sync.Mutex
+	var first error
+	ids := make(chan int)
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				if err := f(i); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		ids <- i
+	}
+	close(ids)
+	wg.Wait()
+	return first
 }

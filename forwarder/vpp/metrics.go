@@ -51,6 +51,8 @@ type Metrics struct {
 	connEvents   *prometheus.CounterVec
 	connState    *prometheus.GaugeVec
 	healthMisses prometheus.Counter
+	restoreSecs  prometheus.Histogram
+	restoredVW   *prometheus.CounterVec
 }
 
 // NewMetrics returns unregistered VPP metrics.
@@ -77,7 +79,18 @@ func NewMetrics() *Metrics {
 			Name: "vwire_vpp_health_check_misses_total",
 			Help: "govpp health-check probes VPP did not answer in time (--vpp-health-timeout).",
 		}),
+		restoreSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vwire_vpp_restore_seconds",
+			Help:    "Time to rebuild every vWire once the connection to VPP came back (a VPP restart): from the reconnect to the last vWire rebuilt.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250},
+		}),
+		restoredVW: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vwire_vpp_restored_vwires_total",
+			Help: "vWires rebuilt after the connection to VPP came back, by result (ok, failed).",
+		}, []string{"result"}),
 	}
+	m.restoredVW.WithLabelValues("ok")
+	m.restoredVW.WithLabelValues("failed")
 	// Every state from the start, so that a scrape shows the zeros.
 	for _, s := range connStates {
 		m.connEvents.WithLabelValues(s)
@@ -93,6 +106,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.connEvents.Describe(ch)
 	m.connState.Describe(ch)
 	m.healthMisses.Describe(ch)
+	m.restoreSecs.Describe(ch)
+	m.restoredVW.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -102,6 +117,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.connEvents.Collect(ch)
 	m.connState.Collect(ch)
 	m.healthMisses.Collect(ch)
+	m.restoreSecs.Collect(ch)
+	m.restoredVW.Collect(ch)
 }
 
 // call records one API call.
@@ -129,6 +146,17 @@ func (m *Metrics) connEvent(s core.ConnectionState) {
 		}
 		m.connState.WithLabelValues(other).Set(v)
 	}
+}
+
+// restored records one restore: how long it took and how many vWires it
+// rebuilt or failed to.
+func (m *Metrics) restored(took time.Duration, ok, failed int) {
+	if m == nil {
+		return
+	}
+	m.restoreSecs.Observe(took.Seconds())
+	m.restoredVW.WithLabelValues("ok").Add(float64(ok))
+	m.restoredVW.WithLabelValues("failed").Add(float64(failed))
 }
 
 func (m *Metrics) healthMiss() {

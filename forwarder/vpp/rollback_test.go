@@ -44,13 +44,15 @@ func TestConnectFailsHalfway(t *testing.T) {
 			name: "memif, tag after create", payload: payload.Ethernet,
 			in: memifMech("a.sock"), out: memifMech("b.sock"),
 			failMsg: "sw_interface_tag_add_del", failNth: 1,
-			wantUndo: []string{"memif_delete", "memif_socket_filename_add_del_v2"},
+			// Tag, MTU and up go pipelined: the two after the tag ran.
+			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags", "memif_delete", "memif_socket_filename_add_del_v2"},
 		},
 		{
 			name: "tap to tap, mtu of the second", kernel: KernelTap, payload: payload.Ethernet,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "sw_interface_set_mtu", failNth: 2,
-			wantUndo: []string{"tap_delete_v2", "tap_delete_v2"},
+			// MTU and up go pipelined: up ran after the MTU failed.
+			wantUndo: []string{"sw_interface_set_flags", "tap_delete_v2", "tap_delete_v2"},
 		},
 		{
 			name: "vxlan, tunnel create", payload: payload.Ethernet, remote: vxlan.Type,

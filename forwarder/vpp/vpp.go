@@ -23,6 +23,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.fd.io/govpp/adapter"
@@ -45,6 +47,15 @@ const (
 	// DefaultGrace is how long vWires found at start wait to be claimed by
 	// a refresh before they are removed.
 	DefaultGrace = time.Minute
+	// DefaultMemifReserve is --vpp-memif-reserve's default: the room of
+	// 500 local memif vWires, which a few seconds at start reserve.
+	DefaultMemifReserve = 1024
+	// restoreWorkers is how many vWires are rebuilt at once after VPP
+	// restarts: VPP serves one message at a time, but with several in
+	// flight it never waits for the next.
+	restoreWorkers = 20
+	// reserveTimeout bounds the memif pool reserve.
+	reserveTimeout = 30 * time.Second
 	// DefaultConnectTimeout bounds connecting to VPP at start.
 	DefaultConnectTimeout = 30 * time.Second
 )
@@ -81,6 +92,14 @@ type Config struct {
 	// PollSleepUsec makes a started VPP sleep between polls (see
 	// vppstart.Config).
 	PollSleepUsec int
+	// Workers gives a started VPP that many worker threads (cpu {
+	// workers N }), which then poll the interfaces; none when zero (the
+	// main thread polls them).
+	Workers int
+	// MemifReserve is how many memifs VPP's memif pool is grown to hold
+	// at connect and after VPP restarts (--vpp-memif-reserve; see
+	// Client.ReserveMemifs); none when zero.
+	MemifReserve int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
 	// several nodes in one process).
@@ -146,6 +165,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	if d.memifDir == "" {
 		d.memifDir = filepath.Join(stateDir, "memif")
 	}
+	if cfg.MemifReserve < 0 || cfg.Workers < 0 {
+		return nil, fmt.Errorf("vpp dataplane: memif reserve %d, workers %d: want 0 or more", cfg.MemifReserve, cfg.Workers)
+	}
 	switch cfg.Kernel {
 	case KernelTap:
 		d.kernelTap = true
@@ -178,6 +200,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		if sock == "" {
 			vcfg := vppstart.Config{Bin: cfg.Bin, PluginPath: cfg.PluginPath, Dir: stateDir, NetNSPath: cfg.NetNSPath,
 				PollSleepUsec: cfg.PollSleepUsec, Log: d.log.With("component", "vpp")}
+			if cfg.Workers > 0 {
+				vcfg.Extra = fmt.Sprintf("cpu {\n  workers %d\n}", cfg.Workers)
+			}
 			if d.proc, err = vppstart.Start(ctx, vcfg); err != nil {
 				return nil, fmt.Errorf("vpp dataplane: %w", err)
 			}
@@ -210,6 +235,8 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	}
 	d.vpp = NewClient(conn, d.log, d.metrics)
 	d.log.Info("connected to VPP", "version", version)
+	d.memifReserve = cfg.MemifReserve
+	d.reserveMemifs(ctx)
 
 	if stats != nil {
 		if sc, err := core.ConnectStats(stats); err != nil {
@@ -417,9 +444,41 @@ func (c *connEvents) record(e core.ConnectionEvent) {
 	c.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
+// reserveMemifs grows VPP's memif pool (see Client.ReserveMemifs); a
+// failure is logged, not fatal: VPP works on, at the risk the reserve is
+// there to remove.
+func (d *Dataplane) reserveMemifs(ctx context.Context) {
+	if d.memifReserve == 0 {
+		return
+	}
+	// Bounded on its own: a start must not wait minutes on a VPP whose
+	// worker the host starves.
+	ctx, cancel := context.WithTimeout(ctx, reserveTimeout)
+	defer cancel()
+	start := time.Now()
+	// Only into an empty pool (see ReserveMemifs); a VPP that has memifs
+	// had them reserved by the forwarder that made them.
+	if ms, err := d.vpp.ListMemifs(ctx); err != nil || len(ms) > 0 {
+		d.log.Info("memif pool not reserved: VPP has memifs", "memifs", len(ms), "err", err)
+		return
+	}
+	// An abstract socket, in VPP's network namespace: two VPPs sharing a
+	// state directory from two namespaces (tests do) must not both listen
+	// on one file, and a memif VPP 25.10 fails to create on its error
+	// path crashes it (vnet_delete_hw_interface from memif_create_if).
+	sock := "abstract:" + filepath.Join(d.memifDir, ".vwire-reserve")
+	if err := d.vpp.ReserveMemifs(ctx, sock, d.memifReserve, restoreWorkers); err != nil {
+		d.log.Warn("memif pool not reserved", "err", err)
+		return
+	}
+	d.log.Info("memif pool reserved", "memifs", d.memifReserve, "took", time.Since(start))
+}
+
 // restore rebuilds what a VPP restart (or a damaging outage) lost, from
-// what Connect was given.
+// what Connect was given, restoreWorkers vWires at a time, and logs and
+// records (vwire_vpp_restore_seconds) how long it took.
 func (d *Dataplane) restore(ctx context.Context) {
+	start := time.Now()
 	cctx, cancel := bounded(ctx)
 	defer cancel()
 	if _, err := binapi.Check(cctx, d.conn); err != nil {
@@ -431,20 +490,68 @@ func (d *Dataplane) restore(ctx context.Context) {
 			d.log.Error("restore uplink", "err", err)
 		}
 	}
+	d.reserveMemifs(cctx)
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.conns))
 	for id := range d.conns {
 		ids = append(ids, id)
 	}
 	d.mu.Unlock()
-	for _, id := range ids {
-		if err := d.restoreOne(ctx, id); err != nil {
-			d.log.Error("restore vWire", "conn", id, "err", err)
-		}
+	left := d.tagged(cctx)
+	var failed atomic.Int64
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range restoreWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				if err := d.restoreOne(ctx, id, left); err != nil {
+					failed.Add(1)
+					d.log.Error("restore vWire", "conn", id, "err", err)
+				}
+			}
+		}()
 	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	took := time.Since(start)
+	d.metrics.restored(took, len(ids)-int(failed.Load()), int(failed.Load()))
+	d.log.Info("vWires restored", "vwires", len(ids), "failed", failed.Load(), "took", took)
 }
 
-func (d *Dataplane) restoreOne(ctx context.Context, id string) error {
+// tagged returns the keys of the vWires VPP has any tagged interface or IP
+// table of, from one listing of each; nil when VPP could not be listed.
+func (d *Dataplane) tagged(ctx context.Context) map[string]bool {
+	ifaces, err := d.vpp.ListInterfaces(ctx)
+	if err != nil {
+		return nil
+	}
+	tables, err := d.vpp.ListIPTables(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, i := range ifaces {
+		if t, ok := ParseTag(i.Tag); ok {
+			out[t.Key] = true
+		}
+	}
+	for _, t := range tables {
+		if tg, ok := ParseTag(t.Name); ok {
+			out[tg.Key] = true
+		}
+	}
+	return out
+}
+
+// restoreOne rebuilds vWire id unless it stands intact. left, when not
+// nil, names the vWires VPP still has objects of: one it has none of (VPP
+// restarted) is built at once, with no check or sweep to list VPP for.
+func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]bool) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
 	ctx, cancel := bounded(ctx)
@@ -456,22 +563,24 @@ func (d *Dataplane) restoreOne(ctx context.Context, id string) error {
 		return nil // disconnected meanwhile
 	}
 	cl := d.vpp.WithLogger(d.log.With("conn", id, "step", "restore"))
-	if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
-		return err
+	if left == nil || left[tagKey(id)] {
+		if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
+			return err
+		}
+		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+			return err
+		}
 	}
-	if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
-		return err
-	}
-	in, out, err := d.build(ctx, cl, st.plan)
+	in, out, undo, err := d.build(ctx, cl, st.plan)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	if d.conns[id] == st {
-		st.in, st.out = in, out
+		st.in, st.out, st.undo = in, out, undo
 	}
 	d.mu.Unlock()
-	d.log.Info("vWire restored", "conn", id)
+	d.log.Debug("vWire restored", "conn", id)
 	return nil
 }
 

@@ -65,7 +65,12 @@ func (n *MeshNode) StartVPP() *Proc {
 	m := n.mesh
 	m.Lab.T.Helper()
 	conf, err := vppstart.WriteConfig(vppstart.Config{
-		Bin: m.Opts.VPP.Bin, PluginPath: m.Opts.VPP.PluginPath, Dir: n.vppDir(), Extra: vppConfig})
+		Bin: m.Opts.VPP.Bin, PluginPath: m.Opts.VPP.PluginPath, Dir: n.vppDir(), Extra: vppConfig,
+		// The main thread only serves the API and the CLI: it need not
+		// spin. Both nodes' main threads are pinned to one core, and
+		// their workers to the other; two spinning mains leave that core
+		// to nobody else.
+		PollSleepUsec: 100})
 	if err != nil {
 		m.Lab.T.Fatal(err)
 	}

@@ -1,0 +1,511 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vwire/vwire/mechanisms/memif"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
+)
+
+// scaleN is the number of vWires of the scale tests: VWIRE_SCALE_N, else
+// def.
+func scaleN(t testing.TB, def int) int {
+	t.Helper()
+	v := os.Getenv("VWIRE_SCALE_N")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("VWIRE_SCALE_N=%q: want a positive integer", v)
+	}
+	return n
+}
+
+// vppObjects counts what a VPP holds of each object kind vwire makes.
+func vppObjects(t testing.TB, d *Dataplane) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := d.vpp
+	out := map[string]int{}
+	count := func(kind string, n int, err error) {
+		if err != nil {
+			t.Fatalf("count %s: %v", kind, err)
+		}
+		out[kind] = n
+	}
+	ifs, err := c.ListInterfaces(ctx)
+	count("interfaces", len(ifs), err)
+	ms, err := c.ListMemifs(ctx)
+	count("memifs", len(ms), err)
+	socks, err := c.ListMemifSockets(ctx)
+	count("memif sockets", len(socks), err)
+	l2, err := c.ListL2XCs(ctx)
+	count("l2xcs", len(l2), err)
+	l3, err := c.ListL3XCs(ctx)
+	count("l3xcs", len(l3), err)
+	tables, err := c.ListIPTables(ctx)
+	count("ip tables", len(tables), err)
+	vx, err := c.ListVxlanTunnels(ctx)
+	count("vxlan tunnels", len(vx), err)
+	wg, err := c.ListWireguardInterfaces(ctx)
+	count("wireguard interfaces", len(wg), err)
+	peers, err := c.ListWireguardPeers(ctx)
+	count("wireguard peers", len(peers), err)
+	return out
+}
+
+// quantile returns quantile q of sorted durations.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*q))]
+}
+
+// parallel runs f(i) for i in [0, n) from workers goroutines and returns
+// each call's duration (sorted) and the errors.
+func parallel(n, workers int, f func(i int) error) (took []time.Duration, errs []error) {
+	ids := make(chan int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				start := time.Now()
+				err := f(i)
+				d := time.Since(start)
+				mu.Lock()
+				took = append(took, d)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%d: %w", i, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range n {
+		ids <- i
+	}
+	close(ids)
+	wg.Wait()
+	slices.Sort(took)
+	return took, errs
+}
+
+// TestScaleMemif builds 1,000 local memif vWires (VWIRE_SCALE_N) at once on
+// one VPP (VWIRE_SCALE_WORKERS workers), from 20 goroutines as 20 clients requesting in
+// parallel would, and removes them the same way: govpp never reports VPP as
+// not responding, no health check is missed, every vWire stands in VPP
+// (tagged, up, cross-connected) and every VPP object is back to what it
+// was after the last Disconnect. The time each phase took is logged, not
+// asserted (BenchmarkBurst measures).
+func TestScaleMemif(t *testing.T) {
+	needVPP(t)
+	const workers = 20
+	n := scaleN(t, 1000)
+	m := NewMetrics()
+	dp := startNode(t, newNS(t, "node"), "", func(c *Config) { c.Metrics = m; c.Workers = scaleWorkers(t); c.MemifReserve = 2*n + 8 })
+	base := vppObjects(t, dp)
+	misses0 := testutil.ToFloat64(govpp.metrics.healthMisses)
+	ctx := context.Background()
+	id := func(i int) string { return fmt.Sprintf("scale-%d", i) }
+
+	start := time.Now()
+	took, errs := parallel(n, workers, func(i int) error {
+		return dp.Connect(ctx, id(i),
+			conn(memifMech(fmt.Sprintf("scale-%d-c.sock", i)), payload.Ethernet),
+			conn(memifMech(fmt.Sprintf("scale-%d-e.sock", i)), payload.Ethernet))
+	})
+	up := time.Since(start)
+	t.Cleanup(func() {
+		for i := range n {
+			_ = dp.Disconnect(ctx, id(i))
+		}
+	})
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d Connects failed; first: %v", len(errs), n, errs[0])
+	}
+	t.Logf("%d memif vWires up in %v from %d goroutines (%.0f/s); Connect p50 %v p99 %v",
+		n, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), quantile(took, 0.5), quantile(took, 0.99))
+
+	// Every vWire stands: both interfaces tagged for it, up, and
+	// cross-connected both ways.
+	got := vppObjects(t, dp)
+	for kind, want := range map[string]int{"interfaces": 2 * n, "memifs": 2 * n, "memif sockets": 2 * n, "l2xcs": 2 * n} {
+		if got[kind]-base[kind] != want {
+			t.Errorf("%d vWires: %d more %s in VPP, want %d", n, got[kind]-base[kind], kind, want)
+		}
+	}
+	t.Logf("vwire_vpp_api_seconds while building, message calls× p50/p99 ms: %s", apiSummary(t, m))
+	checkStanding(t, dp, n, id)
+
+	start = time.Now()
+	took, errs = parallel(n, workers, func(i int) error { return dp.Disconnect(ctx, id(i)) })
+	down := time.Since(start)
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
+	}
+	t.Logf("%d memif vWires removed in %v (%.0f/s); Disconnect p50 %v p99 %v",
+		n, down.Round(time.Millisecond), float64(n)/down.Seconds(), quantile(took, 0.5), quantile(took, 0.99))
+	if after := vppObjects(t, dp); !maps.Equal(after, base) {
+		t.Errorf("VPP objects after every Disconnect: %v, want the baseline %v", after, base)
+	}
+	if v := testutil.ToFloat64(m.connEvents.WithLabelValues("not_responding")); v != 0 {
+		t.Errorf("govpp reported VPP not responding %v times", v)
+	}
+	if v := testutil.ToFloat64(govpp.metrics.healthMisses) - misses0; v != 0 {
+		t.Errorf("%v health checks missed", v)
+	}
+}
+
+// checkStanding fails t unless each of the n vWires id(i) stands in VPP
+// as the dataplane remembers it: both interfaces there, tagged for it, up.
+func checkStanding(t testing.TB, dp *Dataplane, n int, id func(int) string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ifs, err := dp.vpp.ListInterfaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byIndex := map[SwIfIndex]Interface{}
+	for _, i := range ifs {
+		byIndex[i.Index] = i
+	}
+	for i := range n {
+		dp.mu.Lock()
+		st := dp.conns[id(i)]
+		dp.mu.Unlock()
+		if st == nil {
+			t.Fatalf("vWire %s lost: the dataplane has no state for it", id(i))
+		}
+		for _, s := range []struct {
+			idx  SwIfIndex
+			role string
+		}{{st.in, roleIn}, {st.out, roleOut}} {
+			got, ok := byIndex[s.idx]
+			if !ok || got.Tag != tagOf(s.role, id(i)).String() || !got.AdminUp {
+				t.Fatalf("vWire %s: %s interface %d is %+v in VPP, want it tagged %q and up", id(i), s.role, s.idx, got, tagOf(s.role, id(i)))
+			}
+		}
+	}
+}
+
+// apiSummary gives each message's count, p50 and p99 in ms from
+// vwire_vpp_api_seconds.
+func apiSummary(t testing.TB, m *Metrics) string {
+	var lines []string
+	for msg, h := range histograms(t, m) {
+		lines = append(lines, fmt.Sprintf("%s %d× %.3f/%.3f", msg, h.GetSampleCount(), bucketQuantile(h, 0.5)*1e3, bucketQuantile(h, 0.99)*1e3))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "; ")
+}
+
+// plainMemifVWire makes, by a plain sequence of API calls and nothing
+// else, the VPP objects of one local memif vWire (what build makes for
+// it): two memif sockets and memifs, tagged, MTU set, up, cross-connected
+// both ways. It returns how to remove them.
+func plainMemifVWire(ctx context.Context, c *Client, dir string, i int) (func(context.Context), error) {
+	var socks []uint32
+	var ifs []SwIfIndex
+	undo := func(ctx context.Context) {
+		for _, idx := range ifs {
+			_ = c.DeleteL2XC(ctx, idx)
+			_ = c.DeleteMemif(ctx, idx)
+		}
+		for _, s := range socks {
+			_ = c.DeleteMemifSocket(ctx, s)
+		}
+	}
+	for _, role := range []string{roleIn, roleOut} {
+		sock, err := c.CreateMemifSocket(ctx, fmt.Sprintf("%s/plain-%d-%s.sock", dir, i, role))
+		if err != nil {
+			return undo, err
+		}
+		socks = append(socks, sock)
+		idx, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock})
+		if err != nil {
+			return undo, err
+		}
+		ifs = append(ifs, idx)
+		if err := c.SetInterfaceTag(ctx, idx, tagOf(role, fmt.Sprintf("plain-%d", i)).String()); err != nil {
+			return undo, err
+		}
+		if err := c.SetInterfaceMTU(ctx, idx, 1500); err != nil {
+			return undo, err
+		}
+		if err := c.SetInterfaceUp(ctx, idx); err != nil {
+			return undo, err
+		}
+	}
+	for _, x := range []L2XC{{Rx: ifs[0], Tx: ifs[1]}, {Rx: ifs[1], Tx: ifs[0]}} {
+		if err := c.CreateL2XC(ctx, x); err != nil {
+			return undo, err
+		}
+	}
+	return undo, nil
+}
+
+// BenchmarkMemifConnect measures local memif vWires built on a real VPP
+// (VPP_BIN) with no worker and with one, one at a time and from 20
+// goroutines: through the dataplane's Connect (vwire) and as the same VPP
+// objects made by a plain loop of the same API calls (plain, the floor
+// vwire's own overhead sits on). It reports vWires/s and each vWire's
+// p50/p99; removal runs outside the timer.
+func BenchmarkMemifConnect(b *testing.B) {
+	needVPP(b)
+	for _, workers := range []int{0, 1} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			dp := startNode(b, newNS(b, "node"), "", func(c *Config) { c.Workers = workers })
+			dir := dp.memifDir
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			var seq atomic.Int64
+			for _, mode := range []string{"vwire", "plain"} {
+				for _, par := range []int{1, 20} {
+					b.Run(fmt.Sprintf("%s/parallel=%d", mode, par), func(b *testing.B) {
+						ctx := context.Background()
+						base := seq.Add(int64(b.N))
+						undos := make([]func(context.Context), b.N)
+						id := func(i int) string { return fmt.Sprintf("mc-%d", int(base)+i) }
+						b.ResetTimer()
+						took, errs := parallel(b.N, par, func(i int) error {
+							if mode == "plain" {
+								u, err := plainMemifVWire(ctx, dp.vpp, dir, int(base)+i)
+								undos[i] = u
+								return err
+							}
+							return dp.Connect(ctx, id(i),
+								conn(memifMech(fmt.Sprintf("mc-%d-c.sock", int(base)+i)), payload.Ethernet),
+								conn(memifMech(fmt.Sprintf("mc-%d-e.sock", int(base)+i)), payload.Ethernet))
+						})
+						b.StopTimer()
+						elapsed := b.Elapsed()
+						parallel(b.N, par, func(i int) error {
+							if mode == "plain" {
+								if undos[i] != nil {
+									undos[i](ctx)
+								}
+								return nil
+							}
+							return dp.Disconnect(ctx, id(i))
+						})
+						if len(errs) > 0 {
+							b.Fatalf("%d of %d failed; first: %v", len(errs), b.N, errs[0])
+						}
+						b.ReportMetric(float64(b.N)/elapsed.Seconds(), "vwires/s")
+						b.ReportMetric(ms(quantile(took, 0.5)), "p50-ms")
+						b.ReportMetric(ms(quantile(took, 0.99)), "p99-ms")
+						b.ReportMetric(0, "ns/op")
+					})
+				}
+			}
+		})
+	}
+}
+
+// scaleWorkers is the VPP worker count of the scale tests:
+// VWIRE_SCALE_WORKERS, else none. The node has one worker; on a
+// small shared host a worker VPP pins to a core is often not running when
+// an API call's barrier waits for it, which makes every call slow and, past
+// 1 s, aborts VPP (see README.md, Node scale).
+func scaleWorkers(t testing.TB) int {
+	t.Helper()
+	v := os.Getenv("VWIRE_SCALE_WORKERS")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("VWIRE_SCALE_WORKERS=%q: want 0 or more", v)
+	}
+	return n
+}
+
+// TestScaleRestore kills VPP under 1,000 local memif vWires
+// (VWIRE_SCALE_N) and waits for the dataplane to start it again and
+// rebuild every vWire; it logs how long that took, as
+// vwire_vpp_restore_seconds records it, and checks every vWire stands
+// again and is removed cleanly.
+func TestScaleRestore(t *testing.T) {
+	needVPP(t)
+	const workers = 20
+	n := scaleN(t, 1000)
+	m := NewMetrics()
+	dp := startNode(t, newNS(t, "node"), "", func(c *Config) { c.Metrics = m; c.Workers = scaleWorkers(t); c.MemifReserve = 2*n + 8 })
+	ctx := context.Background()
+	id := func(i int) string { return fmt.Sprintf("restore-%d", i) }
+	_, errs := parallel(n, workers, func(i int) error {
+		return dp.Connect(ctx, id(i),
+			conn(memifMech(fmt.Sprintf("restore-%d-c.sock", i)), payload.Ethernet),
+			conn(memifMech(fmt.Sprintf("restore-%d-e.sock", i)), payload.Ethernet))
+	})
+	t.Cleanup(func() {
+		for i := range n {
+			_ = dp.Disconnect(ctx, id(i))
+		}
+	})
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d Connects failed; first: %v", len(errs), n, errs[0])
+	}
+
+	dp.mu.Lock()
+	pid := dp.proc.Pid()
+	dp.mu.Unlock()
+	killed := time.Now()
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Minute, func() error {
+		if histogramCount(t, m.restoreSecs) == 0 {
+			return fmt.Errorf("vWires not restored yet")
+		}
+		return nil
+	})
+	var h dto.Metric
+	if err := m.restoreSecs.Write(&h); err != nil {
+		t.Fatal(err)
+	}
+	ok, failed := testutil.ToFloat64(m.restoredVW.WithLabelValues("ok")), testutil.ToFloat64(m.restoredVW.WithLabelValues("failed"))
+	t.Logf("%d memif vWires: VPP killed, restarted and every vWire rebuilt %v after the kill; vwire_vpp_restore_seconds %.3f s (from the reconnect), %v rebuilt, %v failed",
+		n, time.Since(killed).Round(time.Millisecond), h.GetHistogram().GetSampleSum(), ok, failed)
+	if ok != float64(n) || failed != 0 {
+		t.Fatalf("restore rebuilt %v vWires and failed %v, want %d and 0", ok, failed, n)
+	}
+	checkStanding(t, dp, n, id)
+	base := vppObjects(t, dp)
+	_, errs = parallel(n, workers, func(i int) error { return dp.Disconnect(ctx, id(i)) })
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
+	}
+	after := vppObjects(t, dp)
+	for kind, v := range after {
+		if kind == "interfaces" || kind == "memifs" || kind == "memif sockets" || kind == "l2xcs" {
+			if base[kind]-v != 2*n {
+				t.Errorf("%s: %d before the Disconnects, %d after; want %d fewer", kind, base[kind], v, 2*n)
+			}
+		}
+	}
+}
+
+func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var d dto.Metric
+	if err := h.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d.GetHistogram().GetSampleCount()
+}
+
+// TestScaleRemote builds 500 remote vWires (VWIRE_SCALE_REMOTE_N) between
+// two nodes, each on its own VPP, from 20 goroutines, over VXLAN (Ethernet)
+// and over WireGuard (IP), memif on both ends, in the forwarder protocol's
+// order (node 1 accepts and offers, node 2 accepts, offers to the endpoint
+// and builds, node 1 builds); then removes them and checks both VPPs are
+// back to their objects before. Times are logged.
+func TestScaleRemote(t *testing.T) {
+	needVPP(t)
+	const workers = 20
+	n := 500
+	if v := os.Getenv("VWIRE_SCALE_REMOTE_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("VWIRE_SCALE_REMOTE_N=%q: want a positive integer", v)
+		}
+	}
+	n1, n2 := twoNodes(t)
+	for _, tc := range []struct{ typ, payload string }{{vxlan.Type, payload.Ethernet}, {wireguard.Type, payload.IP}} {
+		t.Run(tc.typ, func(t *testing.T) {
+			ctx := context.Background()
+			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
+			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.typ, i, node) }
+			start := time.Now()
+			took, errs := parallel(n, workers, func(i int) error {
+				cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
+				c := &networkservice.Connection{Payload: tc.payload, Context: cc}
+				in, err := n1.Accept(ctx, id(i, "a"), c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
+				if err != nil {
+					return err
+				}
+				offers, err := n1.Offer(ctx, id(i, "a"), c, true)
+				if err != nil {
+					return err
+				}
+				k := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == tc.typ })
+				if k < 0 {
+					return fmt.Errorf("%s not offered: %v", tc.typ, offers)
+				}
+				out, err := n2.Accept(ctx, id(i, "b"), c, offers[k:k+1])
+				if err != nil {
+					return err
+				}
+				local, err := n2.Offer(ctx, id(i, "b"), c, false)
+				if err != nil {
+					return err
+				}
+				k = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
+				if k < 0 {
+					return fmt.Errorf("memif not offered to the endpoint: %v", local)
+				}
+				with := func(m *networkservice.Mechanism) *networkservice.Connection {
+					return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: tc.payload}
+				}
+				if err := n2.Connect(ctx, id(i, "b"), with(out), with(local[k])); err != nil {
+					return err
+				}
+				return n1.Connect(ctx, id(i, "a"), with(in), with(out))
+			})
+			up := time.Since(start)
+			t.Cleanup(func() {
+				for i := range n {
+					_ = n1.Disconnect(ctx, id(i, "a"))
+					_ = n2.Disconnect(ctx, id(i, "b"))
+				}
+			})
+			if len(errs) > 0 {
+				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), n, errs[0])
+			}
+			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s); each (both nodes) p50 %v p99 %v",
+				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), quantile(took, 0.5), quantile(took, 0.99))
+			start = time.Now()
+			_, errs = parallel(n, workers, func(i int) error {
+				return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
+			})
+			if len(errs) > 0 {
+				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
+			}
+			t.Logf("removed in %v", time.Since(start).Round(time.Millisecond))
+			if after := vppObjects(t, n1); !maps.Equal(after, base1) {
+				t.Errorf("node 1 after every Disconnect: %v, want %v", after, base1)
+			}
+			if after := vppObjects(t, n2); !maps.Equal(after, base2) {
+				t.Errorf("node 2 after every Disconnect: %v, want %v", after, base2)
+			}
+		})
+	}
+}
