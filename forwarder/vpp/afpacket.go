@@ -17,18 +17,9 @@ type AfPacketSpec struct {
 	// MAC is the VPP interface's address; nil gives a random one.
 	MAC net.HardwareAddr
 	// TxFrames is the number of frames in the TX ring; 0 keeps VPP's
-	// default (1024).
+	// default (1024 frames of 66 KB, room for a GSO packet each).
 	TxFrames uint32
 }
-
-// vethTxFrames is the TX ring of a vWire's af_packet. VPP's default ring
-// holds 1024 frames of 66 KB (room for a GSO packet each): 69 MB of locked
-// memory that VPP's main thread faults in, ~0.25 s per interface, so a node
-// building a hundred vWires at once stalled VPP's API for tens of seconds
-// and locked gigabytes. 256 frames (17 MB) hold one full VPP vector, so a
-// burst is never cut by the ring; frames stay GSO-sized, since the
-// workload's veth leaves segmentation to VPP.
-const vethTxFrames = 256
 
 // AfPacket is what VPP reports of one af_packet interface.
 type AfPacket struct {
@@ -37,20 +28,12 @@ type AfPacket struct {
 }
 
 // CreateAfPacket creates an af_packet interface (Ethernet mode), polled and
-// administratively up from the start, so that VPP drains its ring at once.
-//
-// VPP 25.10's epoll loop (vlib_file_poll) goes round again, without running
-// any node, for as long as epoll returns its full batch of 16 ready files.
-// An af_packet socket stays readable until the input node drains its ring,
-// and that node skips an interface that is admin down or in interrupt mode
-// until the loop ends: once 16 such rings hold packets (a node building
-// many vWires, whose workloads send their first ND and ARP packets before
-// VPP's side is configured), the main thread spins in that loop for ever
-// and no packet, API call or CLI command is served again. A polled, up
-// interface is drained on every main loop pass, and the Client lets only one
-// af_packet at a time be between its creation and its admin up: VPP would
-// otherwise take the creations of concurrent Connects before any of their
-// admin ups.
+// administratively up from the start, so that VPP drains its ring at once:
+// af-packet-input skips an interface that is down, and a ring left unread
+// keeps its socket readable, which counts toward the livelock of VPP's
+// epoll loop (see trunk.go). vwire makes two: the uplink and the KERNEL
+// trunk. The Client lets only one at a time be between its creation and
+// its admin up.
 func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (SwIfIndex, error) {
 	c.afPacket.Lock()
 	defer c.afPacket.Unlock()

@@ -163,20 +163,9 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 				return NoInterface, fmt.Errorf("tap %s: %w", s.workload.name, err)
 			}
 		} else {
-			host := linkName(s.role, tagKey(p.id))
-			// A veth of ours left without its VPP side (the VPP that had
-			// it stopped) would be in the way.
-			if err := d.host.deleteLink(host, tag); err != nil {
+			if idx, err = d.makeTrunkSide(ctx, cl, u, linkName(s.role, tagKey(p.id)), tag, s.workload, p.l3); err != nil {
 				return NoInterface, err
 			}
-			if err := d.host.createVeth(host, tag, s.workload); err != nil {
-				return NoInterface, err
-			}
-			u.push("veth", func(context.Context) error { return d.host.deleteLink(host, tag) })
-			if idx, err = cl.CreateAfPacket(ctx, AfPacketSpec{HostIfName: host, TxFrames: vethTxFrames}); err != nil {
-				return NoInterface, err
-			}
-			u.push("af_packet", func(ctx context.Context) error { return cl.DeleteAfPacket(ctx, host) })
 		}
 	case memif.Type:
 		if !strings.HasPrefix(s.memifSocket, "abstract:") {

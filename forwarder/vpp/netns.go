@@ -37,8 +37,15 @@ func netnsPath(raw string) (string, error) {
 // give a fake.
 type hostNet interface {
 	// createVeth makes a veth pair, host in the forwarder's namespace
-	// (aliased hostAlias), its peer set up in the workload's.
-	createVeth(host, hostAlias string, w workloadLink) error
+	// (aliased hostAlias, the KERNEL trunk bridge's untagged port in
+	// vlan), its peer set up in the workload's.
+	createVeth(host, hostAlias string, vlan uint16, w workloadLink) error
+	// createTrunk makes the KERNEL trunk's bridge and veth, or checks
+	// those of a previous run (see trunk.go).
+	createTrunk(mtu int) error
+	// trunkVlans returns the VLAN of each of the trunk bridge's untagged
+	// ports, by link name.
+	trunkVlans() (map[string]uint16, error)
 	// deleteLink removes a link of ours from the forwarder's namespace.
 	deleteLink(name, alias string) error
 	// configureWorkload sets up a workload end that exists already (a
@@ -153,18 +160,23 @@ type route struct {
 	via netip.Addr // zero: on-link
 }
 
-// createVeth makes a veth pair: host in the forwarder's namespace, its peer
-// named w.name directly in the workload's namespace, then sets the peer up
-// with its addresses and routes. On error nothing is left.
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address.
 const addrGenModeNone = 1
 
-func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
+// createVeth makes a veth pair: host in the forwarder's namespace, its peer
+// named w.name directly in the workload's namespace, then sets the peer up
+// with its addresses and routes, and the host end up as the trunk bridge's
+// untagged port in vlan. On error nothing is left.
+func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workloadLink) error {
 	ns, err := netns.GetFromPath(w.netns)
 	if err != nil {
 		return fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
 	}
 	defer ns.Close()
+	br, err := h.nl.LinkByName(trunkBridge)
+	if err != nil {
+		return fmt.Errorf("veth %s: trunk bridge %s: %w", host, trunkBridge, err)
+	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: w.mtu},
 		PeerName:      w.name,
@@ -179,10 +191,18 @@ func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
 		err = h.nl.LinkSetAlias(link, hostAlias)
 	}
 	if err == nil {
-		// VPP's end is a pipe for VPP alone: no IPv6 link-local address,
+		// The host end is a bridge port: no IPv6 link-local address,
 		// so the kernel sends no DAD, router solicitation or MLD of its
-		// own into VPP's ring.
+		// own into the vWire.
 		err = h.nl.LinkSetIP6AddrGenMode(link, addrGenModeNone)
+	}
+	if err == nil {
+		err = h.nl.LinkSetMaster(link, br)
+	}
+	if err == nil {
+		// The bridge gives new ports no VLAN (default_pvid 0): this one
+		// is in its vWire's VLAN only.
+		err = h.nl.BridgeVlanAdd(link, vlan, true, true, false, true)
 	}
 	if err == nil {
 		err = configureIn(ns, w)
@@ -192,9 +212,133 @@ func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
 	}
 	if err != nil {
 		_ = h.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}})
-		return fmt.Errorf("veth %s<->%s: %w", host, w.name, err)
+		return fmt.Errorf("veth %s<->%s (VLAN %d): %w", host, w.name, vlan, err)
 	}
 	return nil
+}
+
+// createTrunk makes the KERNEL trunk: a VLAN-aware bridge that gives new
+// ports no VLAN, and a veth pair whose one end is the bridge's port tagged
+// in every VLAN and whose other end VPP takes. Links of a previous run
+// (with the trunk's alias) are kept; a link of that name without it is
+// refused.
+func (h *netlinkHost) createTrunk(mtu int) error {
+	on, off, none := true, false, uint16(0)
+	br, err := h.ourLink(trunkBridge)
+	if err != nil {
+		return err
+	}
+	if br == nil {
+		b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: trunkBridge, MTU: mtu},
+			VlanFiltering: &on, VlanDefaultPVID: &none, MulticastSnooping: &off}
+		if err := h.nl.LinkAdd(b); err != nil {
+			return fmt.Errorf("bridge %s: create: %w", trunkBridge, err)
+		}
+		if br, err = h.nl.LinkByName(trunkBridge); err != nil {
+			return fmt.Errorf("bridge %s: %w", trunkBridge, err)
+		}
+		if err := h.setupTrunkLink(br); err != nil {
+			_ = h.nl.LinkDel(br)
+			return err
+		}
+	}
+	port, err := h.ourLink(trunkPort)
+	if err != nil || port != nil {
+		return err
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: trunkPort, MTU: mtu}, PeerName: trunkVPP, PeerMTU: uint32(mtu)}
+	if err := h.nl.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth %s<->%s: create: %w", trunkPort, trunkVPP, err)
+	}
+	err = h.setupTrunkVeth(br)
+	if err != nil {
+		_ = h.nl.LinkDel(veth)
+		return fmt.Errorf("veth %s<->%s: %w", trunkPort, trunkVPP, err)
+	}
+	return nil
+}
+
+// setupTrunkVeth sets the trunk veth up: VPP's end, and the bridge's port
+// tagged in every VLAN.
+func (h *netlinkHost) setupTrunkVeth(br netlink.Link) error {
+	port, err := h.nl.LinkByName(trunkPort)
+	if err != nil {
+		return err
+	}
+	vpp, err := h.nl.LinkByName(trunkVPP)
+	if err != nil {
+		return err
+	}
+	if err := h.setupTrunkLink(vpp); err != nil {
+		return err
+	}
+	if err := h.nl.LinkSetMaster(port, br); err != nil {
+		return fmt.Errorf("enslave %s: %w", trunkPort, err)
+	}
+	if err := h.nl.BridgeVlanAddRange(port, 1, maxVLAN, false, false, false, true); err != nil {
+		return fmt.Errorf("VLANs of %s: %w", trunkPort, err)
+	}
+	return h.setupTrunkLink(port)
+}
+
+// ourLink returns the link name if it is the trunk's (nil if there is
+// none), or an error if a link of that name is someone else's.
+func (h *netlinkHost) ourLink(name string) (netlink.Link, error) {
+	l, err := h.nl.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("find link %s: %w", name, err)
+	}
+	if l.Attrs().Alias != trunkAlias {
+		return nil, fmt.Errorf("link %s exists and is not the KERNEL trunk's (alias %q)", name, l.Attrs().Alias)
+	}
+	return l, nil
+}
+
+// setupTrunkLink aliases a trunk link, turns its IPv6 link-local address
+// off (the trunk carries the vWires' packets only) and sets it up.
+func (h *netlinkHost) setupTrunkLink(l netlink.Link) error {
+	if err := h.nl.LinkSetAlias(l, trunkAlias); err != nil {
+		return fmt.Errorf("alias %s: %w", l.Attrs().Name, err)
+	}
+	if err := h.nl.LinkSetIP6AddrGenMode(l, addrGenModeNone); err != nil {
+		return fmt.Errorf("addrgenmode %s: %w", l.Attrs().Name, err)
+	}
+	if err := h.nl.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+func (h *netlinkHost) trunkVlans() (map[string]uint16, error) {
+	br, err := h.nl.LinkByName(trunkBridge)
+	if err != nil {
+		return nil, fmt.Errorf("trunk bridge %s: %w", trunkBridge, err)
+	}
+	ls, err := h.nl.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	vlans, err := h.nl.BridgeVlanList()
+	if err != nil {
+		return nil, fmt.Errorf("bridge VLANs: %w", err)
+	}
+	out := map[string]uint16{}
+	for _, l := range ls {
+		a := l.Attrs()
+		if a.MasterIndex != br.Attrs().Index || a.Name == trunkPort {
+			continue
+		}
+		for _, v := range vlans[int32(a.Index)] {
+			if v.PortVID() {
+				out[a.Name] = v.Vid
+			}
+		}
+	}
+	return out, nil
 }
 
 // deleteLink removes a link of ours in the forwarder's namespace (a veth's

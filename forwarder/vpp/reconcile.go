@@ -132,7 +132,8 @@ func (d *Dataplane) matches(ctx context.Context, cl *Client, p *plan, s *side, i
 		if s.tap {
 			return i.kind() == "tap", nil
 		}
-		return i.Name == "host-"+linkName(s.role, tagKey(p.id)), nil
+		v, ok := d.trunk.vlanOf(linkName(s.role, tagKey(p.id)))
+		return ok && i.Sub && i.Sup == d.trunk.ifIndex() && i.SubID == uint32(v), nil
 	case memif.Type:
 		if i.kind() != "memif" {
 			return false, nil
@@ -229,8 +230,15 @@ func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, role
 		}
 	}
 	for _, role := range roles {
-		if err := d.host.deleteLink(linkName(role, key), tagOfKey(role, key)); err != nil {
+		name := linkName(role, key)
+		if err := d.host.deleteLink(name, tagOfKey(role, key)); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		// The veth (the trunk bridge's port in its VLAN) is gone: the
+		// VLAN is free once its sub-interface is too.
+		if len(errs) == 0 {
+			d.trunk.releaseLink(name)
 		}
 	}
 	return errors.Join(errs...)
@@ -281,7 +289,14 @@ func (d *Dataplane) sweepInterfaces(ctx context.Context, cl *Client, key string,
 					keep(cl.DeleteMemifSocket(ctx, sock))
 				}
 			}
+		case "sub":
+			keep(cl.DeleteSubif(ctx, i.Index))
+			if i.Sup == d.trunk.ifIndex() {
+				d.trunk.releaseSub(uint16(i.SubID))
+			}
 		case "host-":
+			// A veth's own af_packet, as vwire made them before the
+			// KERNEL trunk.
 			keep(cl.DeleteAfPacket(ctx, strings.TrimPrefix(i.Name, "host-")))
 		case "tap":
 			keep(cl.DeleteTap(ctx, i.Index))

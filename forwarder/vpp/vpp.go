@@ -121,6 +121,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		uplinkName: cfg.Uplink,
 		vnis:       vxlan.NewVNIAllocator(),
 		tables:     newTableAllocator(),
+		trunk:      newTrunk(),
 		uplink:     NoInterface,
 		held:       map[string]map[string]uint32{},
 		keys:       map[string]map[string][32]byte{},
@@ -220,6 +221,11 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 
 	if cfg.Uplink != "" {
 		if err := d.setupUplink(ctx, cfg.TunnelIP); err != nil {
+			return nil, fmt.Errorf("vpp dataplane: %w", err)
+		}
+	}
+	if !d.kernelTap {
+		if err := d.setupTrunk(ctx); err != nil {
 			return nil, fmt.Errorf("vpp dataplane: %w", err)
 		}
 	}
@@ -428,6 +434,11 @@ func (d *Dataplane) restore(ctx context.Context) {
 	if d.uplinkName != "" {
 		if err := d.setupUplink(cctx, d.tunnel); err != nil {
 			d.log.Error("restore uplink", "err", err)
+		}
+	}
+	if !d.kernelTap {
+		if err := d.setupTrunk(cctx); err != nil {
+			d.log.Error("restore KERNEL trunk", "err", err)
 		}
 	}
 	d.mu.Lock()
