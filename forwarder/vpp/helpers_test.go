@@ -79,6 +79,17 @@ func (h *fakeHost) createTrunk(int) error {
 	return nil
 }
 
+func (h *fakeHost) deleteTrunkVlan(vlan uint16) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for l, v := range h.vlans {
+		if v == vlan {
+			delete(h.vlans, l)
+		}
+	}
+	return nil
+}
+
 func (h *fakeHost) trunkVlans() (map[string]uint16, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -95,7 +106,6 @@ func (h *fakeHost) deleteLink(name, alias string) error {
 	if a, ok := h.linkAlias[name]; ok && a == alias {
 		h.calls = append(h.calls, "deleteLink "+name)
 		delete(h.linkAlias, name)
-		delete(h.vlans, name)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
@@ -37,15 +38,17 @@ func netnsPath(raw string) (string, error) {
 // give a fake.
 type hostNet interface {
 	// createVeth makes a veth pair, host in the forwarder's namespace
-	// (aliased hostAlias, the KERNEL trunk bridge's untagged port in
-	// vlan), its peer set up in the workload's.
+	// (aliased hostAlias, joined to the KERNEL trunk in vlan), its peer
+	// set up in the workload's.
 	createVeth(host, hostAlias string, vlan uint16, w workloadLink) error
-	// createTrunk makes the KERNEL trunk's bridge and veth, or checks
-	// those of a previous run (see trunk.go).
+	// createTrunk makes the KERNEL trunk's veth, or checks that of a
+	// previous run (see trunk.go).
 	createTrunk(mtu int) error
-	// trunkVlans returns the VLAN of each of the trunk bridge's untagged
-	// ports, by link name.
+	// trunkVlans returns the VLAN of each veth joined to the trunk, by
+	// link name.
 	trunkVlans() (map[string]uint16, error)
+	// deleteTrunkVlan takes a VLAN off the trunk (its veth is gone).
+	deleteTrunkVlan(vlan uint16) error
 	// deleteLink removes a link of ours from the forwarder's namespace.
 	deleteLink(name, alias string) error
 	// configureWorkload sets up a workload end that exists already (a
@@ -165,17 +168,17 @@ const addrGenModeNone = 1
 
 // createVeth makes a veth pair: host in the forwarder's namespace, its peer
 // named w.name directly in the workload's namespace, then sets the peer up
-// with its addresses and routes, and the host end up as the trunk bridge's
-// untagged port in vlan. On error nothing is left.
+// with its addresses and routes, and joins the host end to the KERNEL trunk
+// in vlan (bpf.go). On error nothing is left.
 func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workloadLink) error {
 	ns, err := netns.GetFromPath(w.netns)
 	if err != nil {
 		return fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
 	}
 	defer ns.Close()
-	br, err := h.nl.LinkByName(trunkBridge)
+	trunk, err := h.nl.LinkByName(trunkPort)
 	if err != nil {
-		return fmt.Errorf("veth %s: trunk bridge %s: %w", host, trunkBridge, err)
+		return fmt.Errorf("veth %s: KERNEL trunk %s: %w", host, trunkPort, err)
 	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: w.mtu},
@@ -191,18 +194,16 @@ func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workload
 		err = h.nl.LinkSetAlias(link, hostAlias)
 	}
 	if err == nil {
-		// The host end is a bridge port: no IPv6 link-local address,
-		// so the kernel sends no DAD, router solicitation or MLD of its
-		// own into the vWire.
+		// The host end only passes frames to and from the trunk: no
+		// IPv6 link-local address, so the kernel sends no DAD, router
+		// solicitation or MLD of its own to the workload.
 		err = h.nl.LinkSetIP6AddrGenMode(link, addrGenModeNone)
 	}
 	if err == nil {
-		err = h.nl.LinkSetMaster(link, br)
+		err = h.attach(link, 1, host, pushProg(vlan, trunk.Attrs().Index))
 	}
 	if err == nil {
-		// The bridge gives new ports no VLAN (default_pvid 0): this one
-		// is in its vWire's VLAN only.
-		err = h.nl.BridgeVlanAdd(link, vlan, true, true, false, true)
+		err = h.attach(trunk, uint32(vlan), host, popProg(vlan, link.Attrs().Index))
 	}
 	if err == nil {
 		err = configureIn(ns, w)
@@ -212,130 +213,119 @@ func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workload
 	}
 	if err != nil {
 		_ = h.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}})
+		_ = h.deleteTrunkVlan(vlan)
 		return fmt.Errorf("veth %s<->%s (VLAN %d): %w", host, w.name, vlan, err)
 	}
 	return nil
 }
 
-// createTrunk makes the KERNEL trunk: a VLAN-aware bridge that gives new
-// ports no VLAN, and a veth pair whose one end is the bridge's port tagged
-// in every VLAN and whose other end VPP takes. Links of a previous run
-// (with the trunk's alias) are kept; a link of that name without it is
-// refused.
-func (h *netlinkHost) createTrunk(mtu int) error {
-	on, off, none := true, false, uint16(0)
-	br, err := h.ourLink(trunkBridge)
+// attach loads prog and attaches it to l's ingress (a clsact qdisc made as
+// needed) as the filter of handle, named name, replacing one there.
+func (h *netlinkHost) attach(l netlink.Link, handle uint32, name string, prog []bpfInsn) error {
+	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+	if err := h.nl.QdiscReplace(q); err != nil {
+		return fmt.Errorf("clsact on %s: %w", l.Attrs().Name, err)
+	}
+	fd, err := loadTCProg(name, prog)
 	if err != nil {
 		return err
 	}
-	if br == nil {
-		b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: trunkBridge, MTU: mtu},
-			VlanFiltering: &on, VlanDefaultPVID: &none, MulticastSnooping: &off}
-		if err := h.nl.LinkAdd(b); err != nil {
-			return fmt.Errorf("bridge %s: create: %w", trunkBridge, err)
-		}
-		if br, err = h.nl.LinkByName(trunkBridge); err != nil {
-			return fmt.Errorf("bridge %s: %w", trunkBridge, err)
-		}
-		if err := h.setupTrunkLink(br); err != nil {
-			_ = h.nl.LinkDel(br)
-			return err
-		}
+	defer unix.Close(fd) // the filter holds the program
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: handle, Priority: 1, Protocol: unix.ETH_P_ALL}, Fd: fd, Name: name, DirectAction: true}
+	if err := h.nl.FilterReplace(f); err != nil {
+		return fmt.Errorf("tc filter %d on %s: %w", handle, l.Attrs().Name, err)
 	}
-	port, err := h.ourLink(trunkPort)
-	if err != nil || port != nil {
-		return err
+	return nil
+}
+
+// deleteTrunkVlan removes the trunk's filter of vlan; a missing one is not
+// an error.
+func (h *netlinkHost) deleteTrunkVlan(vlan uint16) error {
+	trunk, err := h.nl.LinkByName(trunkPort)
+	if err != nil {
+		return fmt.Errorf("KERNEL trunk %s: %w", trunkPort, err)
+	}
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: trunk.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: uint32(vlan), Priority: 1, Protocol: unix.ETH_P_ALL}}
+	if err := h.nl.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("KERNEL trunk: remove VLAN %d: %w", vlan, err)
+	}
+	return nil
+}
+
+// createTrunk makes the KERNEL trunk's veth pair: one end VPP takes, the
+// other gets a clsact qdisc for the vWires' filters. A trunk of a previous
+// run (with the trunk's alias) is kept; a link of that name without it is
+// refused.
+func (h *netlinkHost) createTrunk(mtu int) error {
+	l, err := h.nl.LinkByName(trunkPort)
+	if err == nil {
+		if l.Attrs().Alias != trunkAlias {
+			return fmt.Errorf("link %s exists and is not the KERNEL trunk's (alias %q)", trunkPort, l.Attrs().Alias)
+		}
+		return nil
+	}
+	var nf netlink.LinkNotFoundError
+	if !errors.As(err, &nf) {
+		return fmt.Errorf("find link %s: %w", trunkPort, err)
 	}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: trunkPort, MTU: mtu}, PeerName: trunkVPP, PeerMTU: uint32(mtu)}
 	if err := h.nl.LinkAdd(veth); err != nil {
 		return fmt.Errorf("veth %s<->%s: create: %w", trunkPort, trunkVPP, err)
 	}
-	err = h.setupTrunkVeth(br)
-	if err != nil {
+	if err := h.setupTrunk(); err != nil {
 		_ = h.nl.LinkDel(veth)
 		return fmt.Errorf("veth %s<->%s: %w", trunkPort, trunkVPP, err)
 	}
 	return nil
 }
 
-// setupTrunkVeth sets the trunk veth up: VPP's end, and the bridge's port
-// tagged in every VLAN.
-func (h *netlinkHost) setupTrunkVeth(br netlink.Link) error {
-	port, err := h.nl.LinkByName(trunkPort)
-	if err != nil {
-		return err
-	}
-	vpp, err := h.nl.LinkByName(trunkVPP)
-	if err != nil {
-		return err
-	}
-	if err := h.setupTrunkLink(vpp); err != nil {
-		return err
-	}
-	if err := h.nl.LinkSetMaster(port, br); err != nil {
-		return fmt.Errorf("enslave %s: %w", trunkPort, err)
-	}
-	if err := h.nl.BridgeVlanAddRange(port, 1, maxVLAN, false, false, false, true); err != nil {
-		return fmt.Errorf("VLANs of %s: %w", trunkPort, err)
-	}
-	return h.setupTrunkLink(port)
-}
-
-// ourLink returns the link name if it is the trunk's (nil if there is
-// none), or an error if a link of that name is someone else's.
-func (h *netlinkHost) ourLink(name string) (netlink.Link, error) {
-	l, err := h.nl.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
+// setupTrunk aliases both trunk ends, turns their IPv6 link-local address
+// off (the trunk carries the vWires' frames only), gives the Linux end its
+// clsact qdisc and sets both up.
+func (h *netlinkHost) setupTrunk() error {
+	for _, name := range []string{trunkVPP, trunkPort} {
+		l, err := h.nl.LinkByName(name)
+		if err != nil {
+			return err
 		}
-		return nil, fmt.Errorf("find link %s: %w", name, err)
-	}
-	if l.Attrs().Alias != trunkAlias {
-		return nil, fmt.Errorf("link %s exists and is not the KERNEL trunk's (alias %q)", name, l.Attrs().Alias)
-	}
-	return l, nil
-}
-
-// setupTrunkLink aliases a trunk link, turns its IPv6 link-local address
-// off (the trunk carries the vWires' packets only) and sets it up.
-func (h *netlinkHost) setupTrunkLink(l netlink.Link) error {
-	if err := h.nl.LinkSetAlias(l, trunkAlias); err != nil {
-		return fmt.Errorf("alias %s: %w", l.Attrs().Name, err)
-	}
-	if err := h.nl.LinkSetIP6AddrGenMode(l, addrGenModeNone); err != nil {
-		return fmt.Errorf("addrgenmode %s: %w", l.Attrs().Name, err)
-	}
-	if err := h.nl.LinkSetUp(l); err != nil {
-		return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+		if err := h.nl.LinkSetAlias(l, trunkAlias); err != nil {
+			return fmt.Errorf("alias %s: %w", name, err)
+		}
+		if err := h.nl.LinkSetIP6AddrGenMode(l, addrGenModeNone); err != nil {
+			return fmt.Errorf("addrgenmode %s: %w", name, err)
+		}
+		if name == trunkPort {
+			q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+				Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+			if err := h.nl.QdiscReplace(q); err != nil {
+				return fmt.Errorf("clsact on %s: %w", name, err)
+			}
+		}
+		if err := h.nl.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", name, err)
+		}
 	}
 	return nil
 }
 
+// trunkVlans returns the VLAN of each vWire's filter on the trunk, by the
+// name of its host veth end.
 func (h *netlinkHost) trunkVlans() (map[string]uint16, error) {
-	br, err := h.nl.LinkByName(trunkBridge)
+	trunk, err := h.nl.LinkByName(trunkPort)
 	if err != nil {
-		return nil, fmt.Errorf("trunk bridge %s: %w", trunkBridge, err)
+		return nil, fmt.Errorf("KERNEL trunk %s: %w", trunkPort, err)
 	}
-	ls, err := h.nl.LinkList()
+	fs, err := h.nl.FilterList(trunk, netlink.HANDLE_MIN_INGRESS)
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	vlans, err := h.nl.BridgeVlanList()
-	if err != nil {
-		return nil, fmt.Errorf("bridge VLANs: %w", err)
+		return nil, fmt.Errorf("KERNEL trunk %s: filters: %w", trunkPort, err)
 	}
 	out := map[string]uint16{}
-	for _, l := range ls {
-		a := l.Attrs()
-		if a.MasterIndex != br.Attrs().Index || a.Name == trunkPort {
-			continue
-		}
-		for _, v := range vlans[int32(a.Index)] {
-			if v.PortVID() {
-				out[a.Name] = v.Vid
-			}
+	for _, f := range fs {
+		if b, ok := f.(*netlink.BpfFilter); ok && b.Handle >= 1 && b.Handle <= maxVLAN {
+			out[b.Name] = uint16(b.Handle)
 		}
 	}
 	return out, nil

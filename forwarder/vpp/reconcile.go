@@ -235,9 +235,13 @@ func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, role
 			errs = append(errs, err)
 			continue
 		}
-		// The veth (the trunk bridge's port in its VLAN) is gone: the
-		// VLAN is free once its sub-interface is too.
-		if len(errs) == 0 {
+		// The veth is gone: its VLAN is free once the trunk's filter
+		// and the sub-interface are too.
+		if v, ok := d.trunk.vlanOf(name); ok && len(errs) == 0 {
+			if err := d.host.deleteTrunkVlan(v); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			d.trunk.releaseLink(name)
 		}
 	}

@@ -13,10 +13,10 @@ import (
 )
 
 // KERNEL sides without tapv2 (no /dev/vhost-net) share one af_packet
-// interface, the trunk: each vWire's veth has its host end in a VLAN-aware
-// Linux bridge as an untagged port of a VLAN of its own, the bridge's other
-// port is the trunk veth, and VPP takes the trunk's far end with af_packet
-// and gives each vWire a dot1q sub-interface of it.
+// interface, the trunk: a veth pair whose one end VPP takes with af_packet
+// and gives each vWire a dot1q sub-interface of it, and whose Linux end
+// passes each VLAN's frames to and from one vWire's veth (tc programs,
+// bpf.go). The workload still gets a veth end of its own.
 //
 // Why not one af_packet per veth, as before: VPP 25.10's epoll loop
 // (vlib_file_poll) calls epoll_wait again, without running any node, for as
@@ -33,9 +33,8 @@ import (
 // side cheap: a sub-interface instead of 28 MB of rings faulted in on VPP's
 // main thread.
 const (
-	trunkBridge = "vwire-br"      // the VLAN-aware bridge
-	trunkVPP    = "vwire-trunk"   // the veth end VPP takes with af_packet
-	trunkPort   = "vwire-trunkbr" // its peer, the bridge's tagged port
+	trunkVPP  = "vwire-trunk"   // the veth end VPP takes with af_packet
+	trunkPort = "vwire-trunk-l" // its Linux peer, where the vWires' filters are
 	// trunkAlias marks the trunk's links as ours; it is not a vWire tag,
 	// so reconcile never takes them for a vWire's.
 	trunkAlias = "vwire-trunk"
@@ -56,8 +55,8 @@ const (
 var ErrNoVLAN = errors.New("KERNEL trunk: all 4094 VLANs are in use")
 
 // trunk is the dataplane's state of the trunk: its VPP interface and the
-// VLANs in use, each held by the veth (link name) that is its bridge port,
-// or by a sub-interface alone (a veth of a previous run's that is gone).
+// VLANs in use, each held by the veth (link name) joined to the trunk in
+// it, or by a sub-interface alone (a veth of a previous run's that is gone).
 type trunk struct {
 	mu     sync.Mutex
 	index  SwIfIndex
@@ -146,10 +145,10 @@ func (t *trunk) inUse() int {
 	return len(t.used)
 }
 
-// setupTrunk makes (or takes back) the trunk: the bridge and the trunk veth
-// in Linux, the af_packet interface in VPP (polled, up), and records the
-// VLANs that the bridge's ports and VPP's sub-interfaces already use. Run
-// at start and when VPP comes back.
+// setupTrunk makes (or takes back) the trunk: its veth in Linux, the
+// af_packet interface in VPP (polled, up), and records the VLANs that
+// Linux's filters and VPP's sub-interfaces already use. Run at start and
+// when VPP comes back.
 func (d *Dataplane) setupTrunk(ctx context.Context) error {
 	if err := d.host.createTrunk(trunkMTU); err != nil {
 		return fmt.Errorf("KERNEL trunk: %w", err)
@@ -193,8 +192,8 @@ func (d *Dataplane) setupTrunk(ctx context.Context) error {
 	return nil
 }
 
-// makeTrunkSide makes a KERNEL side on the trunk: a VLAN, the veth whose
-// host end is the bridge's port in it, and VPP's sub-interface for it (tag
+// makeTrunkSide makes a KERNEL side on the trunk: a VLAN, the veth joined
+// to the trunk in it, and VPP's sub-interface for it (tag
 // popped for an Ethernet payload, whose frames are cross-connected as they
 // came). Each is undone in reverse on failure, the VLAN freed last.
 func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack, host, tag string, w workloadLink, l3 bool) (SwIfIndex, error) {
@@ -212,7 +211,13 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 	if err != nil {
 		return NoInterface, err
 	}
-	u.push("vlan", func(context.Context) error { d.trunk.releaseLink(host); return nil })
+	u.push("vlan", func(context.Context) error {
+		if err := d.host.deleteTrunkVlan(vlan); err != nil {
+			return err
+		}
+		d.trunk.releaseLink(host)
+		return nil
+	})
 	if err := d.host.createVeth(host, tag, vlan, w); err != nil {
 		return NoInterface, err
 	}
