@@ -40,9 +40,12 @@ const (
 	trunkAlias = "vwire-trunk"
 	// trunkMTU is the trunk's MTU: above any vWire's (at most 1500).
 	trunkMTU = 9000
-	// trunkTxFrames: one ring for every KERNEL vWire, so VPP's default
-	// size (1024 GSO-sized frames) rather than a vWire's old 256.
-	trunkTxFrames = 1024
+	// trunkTxFrames is the trunk's TX ring: 256 GSO-sized (66 KB)
+	// frames, 17 MB, hold one full VPP vector, and VPP's af_packet hands
+	// the ring to the kernel after each vector (VPP's default, 1024, is
+	// 69 MB). With VPP's RX ring (160 blocks of 64 KB, 10 MB) that is
+	// 28 MB of rings for all of a node's KERNEL vWires.
+	trunkTxFrames = 256
 	// maxVLAN is the highest VLAN id: a trunk carries at most 4094
 	// KERNEL sides.
 	maxVLAN = 4094
