@@ -27,13 +27,17 @@ type AfPacket struct {
 	HostIfName string
 }
 
-// CreateAfPacket creates an af_packet interface (Ethernet mode), polled and
-// administratively up from the start, so that VPP drains its ring at once:
-// af-packet-input skips an interface that is down, and a ring left unread
-// keeps its socket readable, which counts toward the livelock of VPP's
-// epoll loop (see trunk.go). vwire makes two: the uplink and the KERNEL
-// trunk. The Client lets only one at a time be between its creation and
-// its admin up.
+// CreateAfPacket creates an af_packet interface (Ethernet mode),
+// administratively up from the start: af-packet-input skips an interface
+// that is down, and its ring, left unread, would keep its socket readable
+// (which is what VPP 25.10's epoll livelock feeds on, see trunk.go). vwire
+// makes two, the uplink and the KERNEL trunk, and leaves them in VPP's
+// default interrupt mode: with two sockets the livelock cannot happen, and
+// a polled queue makes VPP's worker spin on its core, where a worker
+// starved of CPU for a second makes VPP abort at the next barrier ("worker
+// thread deadlock"; seen here with two VPPs on a loaded two-core machine).
+// af_packet's receive path is paced by the kernel anyway: a TPACKET_V3
+// block reaches VPP when full or after VPP's 1 ms block timeout.
 func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (SwIfIndex, error) {
 	c.afPacket.Lock()
 	defer c.afPacket.Unlock()
@@ -41,11 +45,7 @@ func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (SwIfIndex,
 	if err != nil {
 		return NoInterface, err
 	}
-	err = c.SetInterfacePolling(ctx, idx)
-	if err == nil {
-		err = c.SetInterfaceUp(ctx, idx)
-	}
-	if err != nil {
+	if err = c.SetInterfaceUp(ctx, idx); err != nil {
 		if derr := c.DeleteAfPacket(context.WithoutCancel(ctx), s.HostIfName); derr != nil {
 			err = errors.Join(err, derr)
 		}
