@@ -70,6 +70,21 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	if err := d.sweepRoles(ctx, cl, tagKey(p.id), change); err != nil {
 		return NoInterface, NoInterface, err
 	}
+	// The kept side's l3xc still points at the removed side: VPP 25.10's
+	// l3xc_update on it leaves a drop in its path (seen on a moved
+	// vWire), so it goes and crossConnect makes it anew.
+	kept := old.in
+	if keep == roleOut {
+		kept = old.out
+	}
+	for _, ip6 := range families(old.plan) {
+		if !old.plan.l3 {
+			break
+		}
+		if err := cl.DeleteL3XC(ctx, kept, ip6); err != nil && !IsNotFound(err) {
+			return NoInterface, NoInterface, err
+		}
+	}
 	var u undoStack
 	defer u.rollbackOn(ctx, cl.log, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s)
