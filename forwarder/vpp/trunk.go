@@ -149,7 +149,7 @@ func (t *trunk) inUse() int {
 }
 
 // setupTrunk makes (or takes back) the trunk: its veth in Linux, the
-// af_packet interface in VPP (polled, up), and records the VLANs that
+// af_packet interface in VPP (up), and records the VLANs that
 // Linux's filters and VPP's sub-interfaces already use. Run at start and
 // when VPP comes back.
 func (d *Dataplane) setupTrunk(ctx context.Context) error {
