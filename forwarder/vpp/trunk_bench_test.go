@@ -18,7 +18,8 @@ import (
 )
 
 // BenchmarkKernelScale builds VWIRE_KERNEL_VWIRES (default 1,000) KERNEL
-// vWires at once (20 goroutines) on one VPP over the KERNEL trunk, pings a
+// vWires at once (20 goroutines) on one VPP over the KERNEL trunk, of IP
+// payload (VWIRE_KERNEL_PAYLOAD=ethernet: Ethernet, l2xc), pings a
 // sample of them, and reports vWires/s, what each costs in memory (the
 // host's MemAvailable, VPP's RSS) and the VLANs left after Close. Its
 // memory figures are the host's, so other processes blur them: run it on
@@ -34,6 +35,10 @@ func BenchmarkKernelScale(b *testing.B) {
 			b.Fatalf("VWIRE_KERNEL_VWIRES=%q: want 1 to %d (two VLANs a vWire)", s, maxVLAN/2)
 		}
 		n = v
+	}
+	pl := payload.IP
+	if os.Getenv("VWIRE_KERNEL_PAYLOAD") == "ethernet" {
+		pl = payload.Ethernet
 	}
 	const workers = 20
 	ctx := context.Background()
@@ -57,8 +62,8 @@ func BenchmarkKernelScale(b *testing.B) {
 				defer wg.Done()
 				for i := range ids {
 					cc := ipCtx(addr(i, 1), addr(i, 2))
-					in := &networkservice.Connection{Mechanism: kernelMech(nsc.path, fmt.Sprintf("k%d", i)), Context: cc, Payload: payload.IP}
-					out := &networkservice.Connection{Mechanism: kernelMech(nse.path, fmt.Sprintf("k%d", i)), Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: payload.IP}
+					in := &networkservice.Connection{Mechanism: kernelMech(nsc.path, fmt.Sprintf("k%d", i)), Context: cc, Payload: pl}
+					out := &networkservice.Connection{Mechanism: kernelMech(nse.path, fmt.Sprintf("k%d", i)), Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: pl}
 					if err := dp.Connect(ctx, fmt.Sprintf("ks-%d-%d", iter, i), in, out); err != nil {
 						mu.Lock()
 						failed, last = failed+1, err
@@ -88,7 +93,7 @@ func BenchmarkKernelScale(b *testing.B) {
 				return nil
 			})
 		}
-		b.Logf("%d KERNEL vWires up in %v (%.0f/s), %d VLANs in use, pinged a sample", n, took.Round(time.Millisecond), rate, dp.trunk.inUse())
+		b.Logf("%d KERNEL vWires (%s payload) up in %v (%.0f/s), %d VLANs in use, pinged a sample", n, pl, took.Round(time.Millisecond), rate, dp.trunk.inUse())
 		for i := range n {
 			if err := dp.Disconnect(ctx, fmt.Sprintf("ks-%d-%d", iter, i)); err != nil {
 				b.Fatal(err)
