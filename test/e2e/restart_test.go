@@ -61,9 +61,8 @@ const (
 	// connection to it is back (grpcutil.Conn.Reconnected).
 	restartLifetime = 10 * time.Second
 	// restartLifetimeVPP is the token lifetime on the VPP dataplane: this
-	// machine's two cores run two polling VPPs beside every other process,
-	// and VPP takes ~0.2 s per af_packet there, so building a node's 50
-	// kernel vWires takes longer than 10 s.
+	// machine's two cores run two VPPs beside every other process, and
+	// building a node's 50 kernel vWires there takes longer than 10 s.
 	restartLifetimeVPP = 30 * time.Second
 	// restartGrace is the forwarders' --reconcile-grace: a restarted
 	// forwarder's manager heals every connection through it at once, so

@@ -263,7 +263,7 @@ func (m *Mesh) ReportVPPHang() {
 				t.Logf("%s's VPP: %v", n.Name, err)
 			}
 		case <-time.After(5 * time.Second):
-			t.Logf("%s's VPP does not answer its API within 5 s: hung, most likely VPP 25.10's af_packet livelock (forwarder/vpp/README.md)", n.Name)
+			t.Logf("%s's VPP does not answer its API within 5 s: hung (see \"The KERNEL trunk\" in forwarder/vpp/README.md)", n.Name)
 		}
 	}
 }
