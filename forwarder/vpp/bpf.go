@@ -106,6 +106,22 @@ func popProg(vlan uint16, host int) []bpfInsn {
 	}
 }
 
+// progLoadAttr is union bpf_attr for BPF_PROG_LOAD, up to prog_name. Its
+// pointers are Go pointers, so the garbage collector keeps what they point
+// to, and moves them with it, until the syscall returns.
+type progLoadAttr struct {
+	progType    uint32
+	insnCnt     uint32
+	insns       unsafe.Pointer
+	license     unsafe.Pointer
+	logLevel    uint32
+	logSize     uint32
+	logBuf      unsafe.Pointer
+	kernVersion uint32
+	progFlags   uint32
+	progName    [16]byte
+}
+
 // loadTCProg loads a tc (sched_cls) program and returns its descriptor.
 func loadTCProg(name string, insns []bpfInsn) (int, error) {
 	code := make([]byte, 8*len(insns))
@@ -114,20 +130,25 @@ func loadTCProg(name string, insns []bpfInsn) (int, error) {
 	}
 	license := []byte("MIT\x00")
 	logBuf := make([]byte, 4096)
-	// union bpf_attr for BPF_PROG_LOAD, up to prog_name.
-	var attr [64]byte
-	binary.LittleEndian.PutUint32(attr[0:], bpfProgTypeSchedC)
-	binary.LittleEndian.PutUint32(attr[4:], uint32(len(insns)))
-	binary.LittleEndian.PutUint64(attr[8:], uint64(uintptr(unsafe.Pointer(&code[0]))))
-	binary.LittleEndian.PutUint64(attr[16:], uint64(uintptr(unsafe.Pointer(&license[0]))))
-	binary.LittleEndian.PutUint32(attr[24:], 1) // log_level
-	binary.LittleEndian.PutUint32(attr[28:], uint32(len(logBuf)))
-	binary.LittleEndian.PutUint64(attr[32:], uint64(uintptr(unsafe.Pointer(&logBuf[0]))))
-	copy(attr[48:63], name)
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(&attr[0])), unsafe.Sizeof(attr))
-	runtime.KeepAlive(code)
-	runtime.KeepAlive(license)
-	runtime.KeepAlive(logBuf)
+	attr := progLoadAttr{
+		progType: bpfProgTypeSchedC,
+		insnCnt:  uint32(len(insns)),
+		insns:    unsafe.Pointer(&code[0]),
+		license:  unsafe.Pointer(&license[0]),
+		logLevel: 1,
+		logSize:  uint32(len(logBuf)),
+		logBuf:   unsafe.Pointer(&logBuf[0]),
+	}
+	// The kernel takes letters, digits, '_' and '.' in a program's name.
+	for i := 0; i < len(name) && i < 15; i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.') {
+			c = '_'
+		}
+		attr.progName[i] = c
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(&attr)
 	if errno != 0 {
 		return -1, fmt.Errorf("load tc program %s: %w: %s", name, errno, cString(logBuf))
 	}
