@@ -56,6 +56,8 @@ func Messages() []api.Message {
 		&interfaces.SwInterfaceSetTable{}, &interfaces.SwInterfaceSetTableReply{},
 		&interfaces.SwInterfaceSetUnnumbered{}, &interfaces.SwInterfaceSetUnnumberedReply{},
 		&interfaces.SwInterfaceSetRxMode{}, &interfaces.SwInterfaceSetRxModeReply{},
+		&interfaces.CreateVlanSubif{}, &interfaces.CreateVlanSubifReply{},
+		&interfaces.DeleteSubif{}, &interfaces.DeleteSubifReply{},
 		// ip tables and routes
 		&ip.IPTableAddDel{}, &ip.IPTableAddDelReply{},
 		&ip.IPTableDump{}, &ip.IPTableDetails{},
@@ -97,6 +99,7 @@ func Messages() []api.Message {
 		// cross-connects
 		&l2.SwInterfaceSetL2Xconnect{}, &l2.SwInterfaceSetL2XconnectReply{},
 		&l2.L2XconnectDump{}, &l2.L2XconnectDetails{},
+		&l2.L2InterfaceVlanTagRewrite{}, &l2.L2InterfaceVlanTagRewriteReply{},
 		&l3xc.L3xcUpdate{}, &l3xc.L3xcUpdateReply{},
 		&l3xc.L3xcDel{}, &l3xc.L3xcDelReply{},
 		&l3xc.L3xcDump{}, &l3xc.L3xcDetails{},

@@ -17,18 +17,9 @@ type AfPacketSpec struct {
 	// MAC is the VPP interface's address; nil gives a random one.
 	MAC net.HardwareAddr
 	// TxFrames is the number of frames in the TX ring; 0 keeps VPP's
-	// default (1024).
+	// default (1024 frames of 66 KB, room for a GSO packet each).
 	TxFrames uint32
 }
-
-// vethTxFrames is the TX ring of a vWire's af_packet. VPP's default ring
-// holds 1024 frames of 66 KB (room for a GSO packet each): 69 MB of locked
-// memory that VPP's main thread faults in, ~0.25 s per interface, so a node
-// building a hundred vWires at once stalled VPP's API for tens of seconds
-// and locked gigabytes. 256 frames (17 MB) hold one full VPP vector, so a
-// burst is never cut by the ring; frames stay GSO-sized, since the
-// workload's veth leaves segmentation to VPP.
-const vethTxFrames = 256
 
 // AfPacket is what VPP reports of one af_packet interface.
 type AfPacket struct {
@@ -36,21 +27,17 @@ type AfPacket struct {
 	HostIfName string
 }
 
-// CreateAfPacket creates an af_packet interface (Ethernet mode), polled and
-// administratively up from the start, so that VPP drains its ring at once.
-//
-// VPP 25.10's epoll loop (vlib_file_poll) goes round again, without running
-// any node, for as long as epoll returns its full batch of 16 ready files.
-// An af_packet socket stays readable until the input node drains its ring,
-// and that node skips an interface that is admin down or in interrupt mode
-// until the loop ends: once 16 such rings hold packets (a node building
-// many vWires, whose workloads send their first ND and ARP packets before
-// VPP's side is configured), the main thread spins in that loop for ever
-// and no packet, API call or CLI command is served again. A polled, up
-// interface is drained on every main loop pass, and the Client lets only one
-// af_packet at a time be between its creation and its admin up: VPP would
-// otherwise take the creations of concurrent Connects before any of their
-// admin ups.
+// CreateAfPacket creates an af_packet interface (Ethernet mode),
+// administratively up from the start: af-packet-input skips an interface
+// that is down, and its ring, left unread, would keep its socket readable
+// (which is what VPP 25.10's epoll livelock feeds on, see trunk.go). vwire
+// makes two, the uplink and the KERNEL trunk, and leaves them in VPP's
+// default interrupt mode: with two sockets the livelock cannot happen, and
+// a polled queue makes VPP's worker spin on its core, where a worker
+// starved of CPU for a second makes VPP abort at the next barrier ("worker
+// thread deadlock"; seen here with two VPPs on a loaded two-core machine).
+// af_packet's receive path is paced by the kernel anyway: a TPACKET_V3
+// block reaches VPP when full or after VPP's 1 ms block timeout.
 func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (SwIfIndex, error) {
 	c.afPacket.Lock()
 	defer c.afPacket.Unlock()
@@ -58,11 +45,7 @@ func (c *Client) CreateAfPacket(ctx context.Context, s AfPacketSpec) (SwIfIndex,
 	if err != nil {
 		return NoInterface, err
 	}
-	err = c.SetInterfacePolling(ctx, idx)
-	if err == nil {
-		err = c.SetInterfaceUp(ctx, idx)
-	}
-	if err != nil {
+	if err = c.SetInterfaceUp(ctx, idx); err != nil {
 		if derr := c.DeleteAfPacket(context.WithoutCancel(ctx), s.HostIfName); derr != nil {
 			err = errors.Join(err, derr)
 		}

@@ -187,8 +187,9 @@ func BenchmarkMemif2Memif(b *testing.B) {
 // mechanism's create message and for the slowest message), each Connect's
 // p50 and p99, and the health-check misses, NotResponding events and
 // failed Connects the burst caused. Disconnect runs outside the timer.
-// memif: VPP-master memifs on socket files; kernel: veth pairs taken by
-// af_packet (the path of issue #16's 100 vWires), all in two namespaces.
+// memif: VPP-master memifs on socket files; kernel: veth pairs joined to
+// the KERNEL trunk, each a VLAN sub-interface of its af_packet (the path
+// of issue #16's 100 vWires), all in two namespaces.
 func BenchmarkBurst(b *testing.B) {
 	const workers = 20
 	for _, kind := range []string{"memif", "kernel"} {
@@ -287,7 +288,7 @@ func BenchmarkBurst(b *testing.B) {
 				b.ReportMetric(cliAnswers(dp), "cli-answers")
 			}
 
-			create := map[string]string{"memif": "memif_create_v2", "kernel": "af_packet_create_v3"}[kind]
+			create := map[string]string{"memif": "memif_create_v2", "kernel": "create_vlan_subif"}[kind]
 			var worst string
 			var worstP99 float64
 			var lines []string

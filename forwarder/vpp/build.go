@@ -71,6 +71,21 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	if err := d.sweepRoles(ctx, cl, tagKey(p.id), change); err != nil {
 		return NoInterface, NoInterface, err
 	}
+	// The kept side's l3xc still points at the removed side: VPP 25.10's
+	// l3xc_update on it leaves a drop in its path (seen on a moved
+	// vWire), so it goes and crossConnect makes it anew.
+	kept := old.in
+	if keep == roleOut {
+		kept = old.out
+	}
+	for _, ip6 := range families(old.plan) {
+		if !old.plan.l3 {
+			break
+		}
+		if err := cl.DeleteL3XC(ctx, kept, ip6); err != nil && !IsNotFound(err) {
+			return NoInterface, NoInterface, err
+		}
+	}
 	var u undoStack
 	defer u.rollbackOn(ctx, cl.log, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s)
@@ -169,20 +184,9 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 				return NoInterface, fmt.Errorf("tap %s: %w", s.workload.name, err)
 			}
 		} else {
-			host := linkName(s.role, tagKey(p.id))
-			// A veth of ours left without its VPP side (the VPP that had
-			// it stopped) would be in the way.
-			if err := d.host.deleteLink(host, tag); err != nil {
+			if idx, err = d.makeTrunkSide(ctx, cl, u, linkName(s.role, tagKey(p.id)), tag, s.workload, p.l3); err != nil {
 				return NoInterface, err
 			}
-			if err := d.host.createVeth(host, tag, s.workload); err != nil {
-				return NoInterface, err
-			}
-			u.push("veth", func(context.Context) error { return d.host.deleteLink(host, tag) })
-			if idx, err = cl.CreateAfPacket(ctx, AfPacketSpec{HostIfName: host, TxFrames: vethTxFrames}); err != nil {
-				return NoInterface, err
-			}
-			u.push("af_packet", func(ctx context.Context) error { return cl.DeleteAfPacket(ctx, host) })
 		}
 	case memif.Type:
 		if !strings.HasPrefix(s.memifSocket, "abstract:") && !s.memifSlave {

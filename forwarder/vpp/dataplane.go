@@ -58,6 +58,7 @@ type Dataplane struct {
 	grace        time.Duration
 	vnis         *vxlan.VNIAllocator
 	tables       *tableAllocator
+	trunk        *trunk           // KERNEL sides on veths (see trunk.go)
 	locks        keyedlock.Locker // serialises work on one connection id
 
 	// Set by New and by recovery after VPP comes back; read under mu by

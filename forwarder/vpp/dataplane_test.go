@@ -30,12 +30,13 @@ func TestLocalKernelToKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		// client side: own IP table, veth + af_packet (polled, up), tagged, into the
-		// table, the endpoint's address, a route to the client, mtu, up
-		"ip_table_add_del", "af_packet_create_v3", "sw_interface_set_rx_mode", "sw_interface_set_flags", "sw_interface_tag_add_del",
+		// client side: own IP table, veth + a sub-interface of the KERNEL
+		// trunk, tagged, into the table, the endpoint's address, a route
+		// to the client, mtu, up
+		"ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
 		"sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 		// endpoint side, the same
-		"ip_table_add_del", "af_packet_create_v3", "sw_interface_set_rx_mode", "sw_interface_set_flags", "sw_interface_tag_add_del",
+		"ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
 		"sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 		// IP payload: l3xc both ways
 		"l3xc_update", "l3xc_update",

@@ -91,6 +91,10 @@ type fakeIface struct {
 	kind    string
 	addrs   int
 	unnumTo uint32
+	sub     bool // a sub-interface of sup, for VLAN subID
+	sup     uint32
+	subID   uint32
+	vtrPop  bool
 }
 
 func newFakeVPP() *fakeVPP {
@@ -389,7 +393,12 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 			if fi.up {
 				flags = interface_types.IF_STATUS_API_FLAG_ADMIN_UP | interface_types.IF_STATUS_API_FLAG_LINK_UP
 			}
-			out = append(out, &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(i), InterfaceName: fi.name, Tag: fi.tag, Flags: flags, Mtu: []uint32{fi.mtu, 0, 0, 0}})
+			sup := i
+			if fi.sub {
+				sup = fi.sup
+			}
+			out = append(out, &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(i), SupSwIfIndex: sup, SubID: fi.subID,
+				InterfaceName: fi.name, Tag: fi.tag, Flags: flags, Mtu: []uint32{fi.mtu, 0, 0, 0}})
 		}
 		return append(out, ping)
 	case *interfaces.SwInterfaceSetFlags:
@@ -522,6 +531,33 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 			}
 		}
 		return append(out, ping)
+
+	case *interfaces.CreateVlanSubif:
+		parent, ok := f.ifaces[uint32(m.SwIfIndex)]
+		if !ok || parent.sub {
+			return rv(&interfaces.CreateVlanSubifReply{}, errInvalidIndex)
+		}
+		for _, i := range f.ifaces {
+			if i.sub && i.sup == parent.idx && i.subID == m.VlanID {
+				return rv(&interfaces.CreateVlanSubifReply{}, int32(api.SUBIF_ALREADY_EXISTS))
+			}
+		}
+		i := f.newIface("sub", fmt.Sprintf("%s.%d", parent.name, m.VlanID))
+		i.sub, i.sup, i.subID = true, parent.idx, m.VlanID
+		return []api.Message{&interfaces.CreateVlanSubifReply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
+	case *interfaces.DeleteSubif:
+		if i, ok := f.ifaces[uint32(m.SwIfIndex)]; !ok || !i.sub {
+			return rv(&interfaces.DeleteSubifReply{}, errInvalidIndex)
+		}
+		f.delIface(uint32(m.SwIfIndex))
+		return []api.Message{&interfaces.DeleteSubifReply{}}
+	case *l2.L2InterfaceVlanTagRewrite:
+		i, ok := f.ifaces[uint32(m.SwIfIndex)]
+		if !ok || !i.sub {
+			return rv(&l2.L2InterfaceVlanTagRewriteReply{}, errInvalidIndex)
+		}
+		i.vtrPop = m.VtrOp == vtrPop1
+		return []api.Message{&l2.L2InterfaceVlanTagRewriteReply{}}
 
 	case *af_packet.AfPacketCreateV3:
 		i := f.newIface("afpacket", "host-"+m.HostIfName)

@@ -27,11 +27,13 @@ type fakeHost struct {
 	calls     []string
 	linkAlias map[string]string // name -> alias
 	up        uplinkInfo
-	fail      string // call name to fail
+	fail      string            // call name to fail
+	trunk     bool              // the KERNEL trunk is made
+	vlans     map[string]uint16 // trunk VLAN of each veth
 }
 
 func newFakeHost(tunnel string) *fakeHost {
-	return &fakeHost{linkAlias: map[string]string{}, up: uplinkInfo{
+	return &fakeHost{linkAlias: map[string]string{}, vlans: map[string]uint16{}, up: uplinkInfo{
 		mac: net.HardwareAddr{2, 0, 0, 0, 0, 1}, mtu: 1500,
 		prefixes: []netip.Prefix{netip.MustParsePrefix(tunnel + "/24")},
 		gateways: []Route{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), NextHop: netip.MustParseAddr("192.0.2.254")}},
@@ -48,14 +50,54 @@ func (h *fakeHost) record(c string) error {
 	return nil
 }
 
-func (h *fakeHost) createVeth(host, alias string, w workloadLink) error {
+func (h *fakeHost) createVeth(host, alias string, vlan uint16, w workloadLink) error {
 	if err := h.record("createVeth " + host + " " + w.name); err != nil {
 		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.trunk {
+		return fmt.Errorf("fake host: veth %s before the trunk", host)
+	}
+	for l, v := range h.vlans {
+		if v == vlan {
+			return fmt.Errorf("fake host: VLAN %d of %s is %s's already", vlan, host, l)
+		}
+	}
 	h.linkAlias[host] = alias
+	h.vlans[host] = vlan
 	return nil
+}
+
+func (h *fakeHost) createTrunk(int) error {
+	if err := h.record("createTrunk"); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.trunk = true
+	return nil
+}
+
+func (h *fakeHost) deleteTrunkVlan(vlan uint16) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for l, v := range h.vlans {
+		if v == vlan {
+			delete(h.vlans, l)
+		}
+	}
+	return nil
+}
+
+func (h *fakeHost) trunkVlans() (map[string]uint16, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]uint16{}
+	for l, v := range h.vlans {
+		out[l] = v
+	}
+	return out, nil
 }
 
 func (h *fakeHost) deleteLink(name, alias string) error {
@@ -119,6 +161,9 @@ func newTestNode(t testing.TB, tunnel string, opts ...nodeOpt) *testNode {
 	t.Cleanup(func() { dp.Close() })
 	n.dp = dp
 	n.vpp.requests(true) // forget the start's requests
+	n.host.mu.Lock()
+	n.host.calls = nil // and Linux's (the KERNEL trunk)
+	n.host.mu.Unlock()
 	return n
 }
 

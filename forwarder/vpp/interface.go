@@ -23,10 +23,18 @@ type Interface struct {
 	AdminUp bool
 	LinkUp  bool
 	MTU     uint32 // L3 MTU
+	// Sub is set for a sub-interface, of parent Sup, with id SubID (its
+	// VLAN on the KERNEL trunk).
+	Sub   bool
+	Sup   SwIfIndex
+	SubID uint32
 }
 
 // kind names the object an interface belongs to by VPP's interface name.
 func (i Interface) kind() string {
+	if i.Sub {
+		return "sub"
+	}
 	for _, k := range []string{"memif", "host-", "tap", "vxlan_tunnel", "wg", "ipip", "loop"} {
 		if strings.HasPrefix(i.Name, k) {
 			return k
@@ -71,6 +79,9 @@ func (c *Client) listInterfaces(ctx context.Context, idx SwIfIndex) ([]Interface
 			MAC:     fromMAC(d.L2Address),
 			AdminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
 			LinkUp:  d.Flags&interface_types.IF_STATUS_API_FLAG_LINK_UP != 0,
+			Sub:     d.SupSwIfIndex != uint32(d.SwIfIndex),
+			Sup:     SwIfIndex(d.SupSwIfIndex),
+			SubID:   d.SubID,
 		}
 		if len(d.Mtu) > 0 {
 			i.MTU = d.Mtu[0]

@@ -2,13 +2,14 @@ package vpp
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"go.fd.io/govpp/adapter/mock"
 	"go.fd.io/govpp/binapi/af_packet"
-	interfaces "go.fd.io/govpp/binapi/interface"
-	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/l3xc"
 	"go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/tapv2"
@@ -46,49 +47,136 @@ func TestTapRequest(t *testing.T) {
 	}
 }
 
-// TestAfPacketRequests: a vWire's veth ends get a small TX ring, and every
-// af_packet (the uplink's too) is polled, never left in interrupt mode
-// and up from the start (see CreateAfPacket).
-func TestAfPacketRequests(t *testing.T) {
-	n := newTestNode(t, "192.0.2.1")
-	if err := n.dp.Connect(context.Background(), "k", conn(kernelMech(nsClient, "nsm-c"), payload.IP), conn(kernelMech(nsServer, "nsm-e"), payload.IP)); err != nil {
+// TestTrunkRequests: VPP has two af_packet interfaces (uplink and KERNEL
+// trunk), both up from the start and left in interrupt mode (see
+// CreateAfPacket), whatever the number of KERNEL
+// vWires; each KERNEL side is a sub-interface of the trunk in a VLAN of its
+// own, the veth's VLAN, tag popped for an Ethernet payload.
+func TestTrunkRequests(t *testing.T) {
+	n := &testNode{vpp: newFakeVPP(), host: newFakeHost("192.0.2.1"), memifDir: t.TempDir()}
+	dp, err := New(context.Background(), Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host,
+		Kernel: KernelVeth, MemifDir: n.memifDir, Logger: testLogger(t)})
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer dp.Close()
+	n.dp = dp
+	for i, pl := range []string{payload.IP, payload.Ethernet, payload.IP} {
+		id := fmt.Sprintf("k%d", i)
+		if err := n.dp.Connect(context.Background(), id, conn(kernelMech(nsClient, "nsm-c"+id), pl), conn(kernelMech(nsServer, "nsm-e"+id), pl)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	creates := n.vpp.sentOf("af_packet_create_v3")
 	if len(creates) != 2 {
-		t.Fatalf("%d af_packet_create_v3, want 2", len(creates))
+		t.Fatalf("%d af_packet_create_v3, want 2 (uplink and trunk)", len(creates))
 	}
-	for _, m := range creates {
-		if c := m.(*af_packet.AfPacketCreateV3); c.TxFramesPerBlock != vethTxFrames || c.RxFramesPerBlock != 0 {
-			t.Errorf("af_packet_create_v3 %+v: want %d TX frames and VPP's RX ring", c, vethTxFrames)
-		}
+	if c := creates[1].(*af_packet.AfPacketCreateV3); c.HostIfName != trunkVPP || c.TxFramesPerBlock != trunkTxFrames {
+		t.Errorf("trunk: af_packet_create_v3 %+v", c)
 	}
-	polled := map[uint32]bool{}
-	for _, m := range n.vpp.sentOf("sw_interface_set_rx_mode") {
-		r := m.(*interfaces.SwInterfaceSetRxMode)
-		if r.Mode != interface_types.RX_MODE_API_POLLING || r.QueueIDValid {
-			t.Errorf("sw_interface_set_rx_mode %+v: want polling on every queue", r)
-		}
-		polled[uint32(r.SwIfIndex)] = true
+	if got := n.vpp.sentOf("sw_interface_set_rx_mode"); len(got) != 0 {
+		t.Errorf("sw_interface_set_rx_mode %v: want VPP's default (interrupt)", got)
 	}
 	n.vpp.mu.Lock()
+	trunkIdx := uint32(n.dp.trunk.ifIndex())
+	subs := map[uint32]*fakeIface{}
 	for _, i := range n.vpp.ifaces {
-		if i.kind == "afpacket" && i.host != "eth0" && (!polled[i.idx] || !i.up) {
-			t.Errorf("af_packet %s: polled %v, up %v", i.name, polled[i.idx], i.up)
+		switch {
+		case i.kind == "afpacket" && !i.up:
+			t.Errorf("af_packet %s down", i.name)
+		case i.sub:
+			if i.sup != trunkIdx || !i.up {
+				t.Errorf("sub-interface %s: of %d (trunk %d), up %v", i.name, i.sup, trunkIdx, i.up)
+			}
+			if i.vtrPop != strings.HasPrefix(i.tag, "vwire/in/k1") && i.vtrPop != strings.HasPrefix(i.tag, "vwire/out/k1") {
+				t.Errorf("sub-interface %s (%s): tag popped %v, want for the Ethernet vWire only", i.name, i.tag, i.vtrPop)
+			}
+			subs[i.subID] = i
 		}
 	}
 	n.vpp.mu.Unlock()
+	if len(subs) != 6 {
+		t.Fatalf("%d sub-interfaces in distinct VLANs, want 6", len(subs))
+	}
+	vlans, _ := n.host.trunkVlans()
+	for link, v := range vlans {
+		s, ok := subs[uint32(v)]
+		if !ok {
+			t.Errorf("veth %s in VLAN %d: no sub-interface", link, v)
+			continue
+		}
+		tg, _ := ParseTag(s.tag)
+		if link != linkName(tg.Role, tg.Key) {
+			t.Errorf("VLAN %d: veth %s, sub-interface of %s", v, link, s.tag)
+		}
+	}
 
-	// The uplink too, made when the dataplane started.
-	fresh := newFakeVPP()
-	cfg := Config{Adapter: fresh, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: newFakeHost("192.0.2.1"), Kernel: KernelVeth, MemifDir: t.TempDir(), Logger: testLogger(t)}
+	// Closed, every VLAN is free again and nothing of the vWires is left.
+	for i := range 3 {
+		if err := n.dp.Disconnect(context.Background(), fmt.Sprintf("k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.dp.trunk.inUse(); got != 0 {
+		t.Errorf("%d VLANs in use after Disconnect", got)
+	}
+	if got := n.host.linkCount(); got != 0 {
+		t.Errorf("%d veths left", got)
+	}
+}
+
+// TestTrunkVLANsTakenBack: a restarted forwarder finds the VLANs the
+// bridge's ports and VPP's sub-interfaces hold, and gives none of them to a
+// new vWire.
+func TestTrunkVLANsTakenBack(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1")
+	if err := n.dp.Connect(context.Background(), "old", conn(kernelMech(nsClient, "nsm-c"), payload.IP), conn(kernelMech(nsServer, "nsm-e"), payload.IP)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := n.host.trunkVlans()
+	n.dp.Close()
+	cfg := Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host, Kernel: KernelVeth, MemifDir: n.memifDir, Logger: testLogger(t)}
 	dp, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dp.Close()
-	if got := len(fresh.sentOf("sw_interface_set_rx_mode")); got != 1 {
-		t.Errorf("uplink: %d sw_interface_set_rx_mode, want 1", got)
+	if got := len(n.vpp.sentOf("af_packet_create_v3")); got != 0 {
+		t.Errorf("%d af_packet_create_v3 at the restart, want none: uplink and trunk are taken back", got)
+	}
+	if got := dp.trunk.inUse(); got != 2 {
+		t.Fatalf("%d VLANs in use after a restart, want 2", got)
+	}
+	for range 10 {
+		v, err := dp.trunk.allocate("x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l, u := range before {
+			if u == v {
+				t.Fatalf("VLAN %d of %s given again", v, l)
+			}
+		}
+		dp.trunk.releaseLink("x")
+	}
+}
+
+// TestTrunkVLANExhaustion: the 4095th KERNEL side is refused with
+// ErrNoVLAN, and a released VLAN is taken last.
+func TestTrunkVLANExhaustion(t *testing.T) {
+	tr := newTrunk()
+	for i := range maxVLAN {
+		if _, err := tr.allocate(fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tr.allocate("more"); !errors.Is(err, ErrNoVLAN) {
+		t.Fatalf("4095th VLAN: %v, want ErrNoVLAN", err)
+	}
+	v, _ := tr.vlanOf("7")
+	tr.releaseLink("7")
+	if got, err := tr.allocate("more"); err != nil || got != v {
+		t.Fatalf("after a release: VLAN %d, %v; want %d", got, err, v)
 	}
 }
 

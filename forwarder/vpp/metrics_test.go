@@ -53,8 +53,8 @@ func TestAPIMetrics(t *testing.T) {
 	ctx := context.Background()
 	m := NewMetrics()
 	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.Metrics = m })
-	if got := calls(t, m, "af_packet_create_v3"); got != 1 {
-		t.Errorf("af_packet_create_v3 (the uplink) recorded %d times, want 1", got)
+	if got := calls(t, m, "af_packet_create_v3"); got != 2 {
+		t.Errorf("af_packet_create_v3 (the uplink and the KERNEL trunk) recorded %d times, want 2", got)
 	}
 	was := allCalls(t, m)
 	if err := n.dp.Connect(ctx, "ok", conn(memifMech("ok1.sock"), payload.Ethernet), conn(memifMech("ok2.sock"), payload.Ethernet)); err != nil {

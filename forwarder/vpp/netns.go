@@ -11,6 +11,7 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
@@ -37,8 +38,17 @@ func netnsPath(raw string) (string, error) {
 // give a fake.
 type hostNet interface {
 	// createVeth makes a veth pair, host in the forwarder's namespace
-	// (aliased hostAlias), its peer set up in the workload's.
-	createVeth(host, hostAlias string, w workloadLink) error
+	// (aliased hostAlias, joined to the KERNEL trunk in vlan), its peer
+	// set up in the workload's.
+	createVeth(host, hostAlias string, vlan uint16, w workloadLink) error
+	// createTrunk makes the KERNEL trunk's veth, or checks that of a
+	// previous run (see trunk.go).
+	createTrunk(mtu int) error
+	// trunkVlans returns the VLAN of each veth joined to the trunk, by
+	// link name.
+	trunkVlans() (map[string]uint16, error)
+	// deleteTrunkVlan takes a VLAN off the trunk (its veth is gone).
+	deleteTrunkVlan(vlan uint16) error
 	// deleteLink removes a link of ours from the forwarder's namespace.
 	deleteLink(name, alias string) error
 	// configureWorkload sets up a workload end that exists already (a
@@ -153,18 +163,23 @@ type route struct {
 	via netip.Addr // zero: on-link
 }
 
-// createVeth makes a veth pair: host in the forwarder's namespace, its peer
-// named w.name directly in the workload's namespace, then sets the peer up
-// with its addresses and routes. On error nothing is left.
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address.
 const addrGenModeNone = 1
 
-func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
+// createVeth makes a veth pair: host in the forwarder's namespace, its peer
+// named w.name directly in the workload's namespace, then sets the peer up
+// with its addresses and routes, and joins the host end to the KERNEL trunk
+// in vlan (bpf.go). On error nothing is left.
+func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workloadLink) error {
 	ns, err := netns.GetFromPath(w.netns)
 	if err != nil {
 		return fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
 	}
 	defer ns.Close()
+	trunk, err := h.nl.LinkByName(trunkPort)
+	if err != nil {
+		return fmt.Errorf("veth %s: KERNEL trunk %s: %w", host, trunkPort, err)
+	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: w.mtu},
 		PeerName:      w.name,
@@ -179,10 +194,16 @@ func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
 		err = h.nl.LinkSetAlias(link, hostAlias)
 	}
 	if err == nil {
-		// VPP's end is a pipe for VPP alone: no IPv6 link-local address,
-		// so the kernel sends no DAD, router solicitation or MLD of its
-		// own into VPP's ring.
+		// The host end only passes frames to and from the trunk: no
+		// IPv6 link-local address, so the kernel sends no DAD, router
+		// solicitation or MLD of its own to the workload.
 		err = h.nl.LinkSetIP6AddrGenMode(link, addrGenModeNone)
+	}
+	if err == nil {
+		err = h.attach(link, 1, host, pushProg(vlan, trunk.Attrs().Index))
+	}
+	if err == nil {
+		err = h.attach(trunk, uint32(vlan), host, popProg(vlan, link.Attrs().Index))
 	}
 	if err == nil {
 		err = configureIn(ns, w)
@@ -192,9 +213,122 @@ func (h *netlinkHost) createVeth(host, hostAlias string, w workloadLink) error {
 	}
 	if err != nil {
 		_ = h.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}})
-		return fmt.Errorf("veth %s<->%s: %w", host, w.name, err)
+		_ = h.deleteTrunkVlan(vlan)
+		return fmt.Errorf("veth %s<->%s (VLAN %d): %w", host, w.name, vlan, err)
 	}
 	return nil
+}
+
+// attach loads prog and attaches it to l's ingress (a clsact qdisc made as
+// needed) as the filter of handle, named name, replacing one there.
+func (h *netlinkHost) attach(l netlink.Link, handle uint32, name string, prog []bpfInsn) error {
+	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+	if err := h.nl.QdiscReplace(q); err != nil {
+		return fmt.Errorf("clsact on %s: %w", l.Attrs().Name, err)
+	}
+	fd, err := loadTCProg(name, prog)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd) // the filter holds the program
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: handle, Priority: 1, Protocol: unix.ETH_P_ALL}, Fd: fd, Name: name, DirectAction: true}
+	if err := h.nl.FilterReplace(f); err != nil {
+		return fmt.Errorf("tc filter %d on %s: %w", handle, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// deleteTrunkVlan removes the trunk's filter of vlan; a missing one is not
+// an error.
+func (h *netlinkHost) deleteTrunkVlan(vlan uint16) error {
+	trunk, err := h.nl.LinkByName(trunkPort)
+	if err != nil {
+		return fmt.Errorf("KERNEL trunk %s: %w", trunkPort, err)
+	}
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: trunk.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: uint32(vlan), Priority: 1, Protocol: unix.ETH_P_ALL}}
+	if err := h.nl.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("KERNEL trunk: remove VLAN %d: %w", vlan, err)
+	}
+	return nil
+}
+
+// createTrunk makes the KERNEL trunk's veth pair: one end VPP takes, the
+// other gets a clsact qdisc for the vWires' filters. A trunk of a previous
+// run (with the trunk's alias) is kept; a link of that name without it is
+// refused.
+func (h *netlinkHost) createTrunk(mtu int) error {
+	l, err := h.nl.LinkByName(trunkPort)
+	if err == nil {
+		if l.Attrs().Alias != trunkAlias {
+			return fmt.Errorf("link %s exists and is not the KERNEL trunk's (alias %q)", trunkPort, l.Attrs().Alias)
+		}
+		return nil
+	}
+	var nf netlink.LinkNotFoundError
+	if !errors.As(err, &nf) {
+		return fmt.Errorf("find link %s: %w", trunkPort, err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: trunkPort, MTU: mtu}, PeerName: trunkVPP, PeerMTU: uint32(mtu)}
+	if err := h.nl.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth %s<->%s: create: %w", trunkPort, trunkVPP, err)
+	}
+	if err := h.setupTrunk(); err != nil {
+		_ = h.nl.LinkDel(veth)
+		return fmt.Errorf("veth %s<->%s: %w", trunkPort, trunkVPP, err)
+	}
+	return nil
+}
+
+// setupTrunk aliases both trunk ends, turns their IPv6 link-local address
+// off (the trunk carries the vWires' frames only), gives the Linux end its
+// clsact qdisc and sets both up.
+func (h *netlinkHost) setupTrunk() error {
+	for _, name := range []string{trunkVPP, trunkPort} {
+		l, err := h.nl.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		if err := h.nl.LinkSetAlias(l, trunkAlias); err != nil {
+			return fmt.Errorf("alias %s: %w", name, err)
+		}
+		if err := h.nl.LinkSetIP6AddrGenMode(l, addrGenModeNone); err != nil {
+			return fmt.Errorf("addrgenmode %s: %w", name, err)
+		}
+		if name == trunkPort {
+			q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+				Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+			if err := h.nl.QdiscReplace(q); err != nil {
+				return fmt.Errorf("clsact on %s: %w", name, err)
+			}
+		}
+		if err := h.nl.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// trunkVlans returns the VLAN of each vWire's filter on the trunk, by the
+// name of its host veth end.
+func (h *netlinkHost) trunkVlans() (map[string]uint16, error) {
+	trunk, err := h.nl.LinkByName(trunkPort)
+	if err != nil {
+		return nil, fmt.Errorf("KERNEL trunk %s: %w", trunkPort, err)
+	}
+	fs, err := h.nl.FilterList(trunk, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		return nil, fmt.Errorf("KERNEL trunk %s: filters: %w", trunkPort, err)
+	}
+	out := map[string]uint16{}
+	for _, f := range fs {
+		if b, ok := f.(*netlink.BpfFilter); ok && b.Handle >= 1 && b.Handle <= maxVLAN {
+			out[b.Name] = uint16(b.Handle)
+		}
+	}
+	return out, nil
 }
 
 // deleteLink removes a link of ours in the forwarder's namespace (a veth's

@@ -152,7 +152,8 @@ func (d *Dataplane) matches(ctx context.Context, cl *Client, p *plan, s *side, i
 		if s.tap {
 			return i.kind() == "tap", nil
 		}
-		return i.Name == "host-"+linkName(s.role, tagKey(p.id)), nil
+		v, ok := d.trunk.vlanOf(linkName(s.role, tagKey(p.id)))
+		return ok && i.Sub && i.Sup == d.trunk.ifIndex() && i.SubID == uint32(v), nil
 	case memif.Type:
 		if i.kind() != "memif" {
 			return false, nil
@@ -249,8 +250,19 @@ func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, role
 		}
 	}
 	for _, role := range roles {
-		if err := d.host.deleteLink(linkName(role, key), tagOfKey(role, key)); err != nil {
+		name := linkName(role, key)
+		if err := d.host.deleteLink(name, tagOfKey(role, key)); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		// The veth is gone: its VLAN is free once the trunk's filter
+		// and the sub-interface are too.
+		if v, ok := d.trunk.vlanOf(name); ok && len(errs) == 0 {
+			if err := d.host.deleteTrunkVlan(v); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			d.trunk.releaseLink(name)
 		}
 	}
 	return errors.Join(errs...)
@@ -301,7 +313,14 @@ func (d *Dataplane) sweepInterfaces(ctx context.Context, cl *Client, key string,
 					keep(cl.DeleteMemifSocket(ctx, sock))
 				}
 			}
+		case "sub":
+			keep(cl.DeleteSubif(ctx, i.Index))
+			if i.Sup == d.trunk.ifIndex() {
+				d.trunk.releaseSub(uint16(i.SubID))
+			}
 		case "host-":
+			// A veth's own af_packet, as vwire made them before the
+			// KERNEL trunk.
 			keep(cl.DeleteAfPacket(ctx, strings.TrimPrefix(i.Name, "host-")))
 		case "tap":
 			keep(cl.DeleteTap(ctx, i.Index))

@@ -175,7 +175,7 @@ func TestMoveKeepsTunnel(t *testing.T) {
 				break
 			}
 		}
-		if !slices.Contains(reqs, "af_packet_create_v3") || !slices.Contains(reqs, "af_packet_delete") {
+		if !slices.Contains(reqs, "create_vlan_subif") || !slices.Contains(reqs, "delete_subif") {
 			t.Errorf("the local side was not rebuilt: %v", reqs)
 		}
 	}

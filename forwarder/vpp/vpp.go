@@ -141,6 +141,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		uplinkName: cfg.Uplink,
 		vnis:       vxlan.NewVNIAllocator(),
 		tables:     newTableAllocator(),
+		trunk:      newTrunk(),
 		uplink:     NoInterface,
 		held:       map[string]map[string]uint32{},
 		keys:       map[string]map[string][32]byte{},
@@ -248,6 +249,11 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 
 	if cfg.Uplink != "" {
 		if err := d.setupUplink(ctx, cfg.TunnelIP); err != nil {
+			return nil, fmt.Errorf("vpp dataplane: %w", err)
+		}
+	}
+	if !d.kernelTap {
+		if err := d.setupTrunk(ctx); err != nil {
 			return nil, fmt.Errorf("vpp dataplane: %w", err)
 		}
 	}
@@ -491,6 +497,11 @@ func (d *Dataplane) restore(ctx context.Context) {
 		}
 	}
 	d.reserveMemifs(cctx)
+	if !d.kernelTap {
+		if err := d.setupTrunk(cctx); err != nil {
+			d.log.Error("restore KERNEL trunk", "err", err)
+		}
+	}
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.conns))
 	for id := range d.conns {

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,9 +61,8 @@ const (
 	// connection to it is back (grpcutil.Conn.Reconnected).
 	restartLifetime = 10 * time.Second
 	// restartLifetimeVPP is the token lifetime on the VPP dataplane: this
-	// machine's two cores run two polling VPPs beside every other process,
-	// and VPP takes ~0.2 s per af_packet there, so building a node's 50
-	// kernel vWires takes longer than 10 s.
+	// machine's two cores run two VPPs beside every other process, and
+	// building a node's 50 kernel vWires there takes longer than 10 s.
 	restartLifetimeVPP = 30 * time.Second
 	// restartGrace is the forwarders' --reconcile-grace: a restarted
 	// forwarder's manager heals every connection through it at once, so
@@ -529,28 +527,9 @@ func TestRestartVPP(t *testing.T) {
 	}
 	for _, s := range restartScenarios {
 		t.Run(s.name, func(t *testing.T) {
-			if s.name == "endpoint" {
-				skipAfPacketMove(t)
-			}
 			runRestartTest(t, s, dp)
 		})
 	}
-}
-
-// skipAfPacketMove skips the endpoint suite on VPP where KERNEL sides are
-// af_packet interfaces (no /dev/vhost-net, so no tapv2). Moving 50 vWires
-// at once there, while the probes keep a dozen rings busy, failed in all six
-// runs made here; the two whose VPP logs were read had VPP abort with
-// "worker thread deadlock": API calls stop the worker at a barrier while
-// rings fill, and vlib_file_poll then spins on 16 undrained rings (without
-// a worker, the main thread spins). See forwarder/vpp/README.md.
-// VWIRE_E2E_AFPACKET_MOVE=1 runs it anyway.
-func skipAfPacketMove(t testing.TB) {
-	if _, err := os.Stat("/dev/vhost-net"); err == nil || os.Getenv("VWIRE_E2E_AFPACKET_MOVE") != "" {
-		return
-	}
-	t.Skip("no /dev/vhost-net: KERNEL sides would be af_packet interfaces, and moving 50 of them at once made VPP 25.10 abort here " +
-		"(vlib_file_poll spins on 16 undrained af_packet rings); set VWIRE_E2E_AFPACKET_MOVE=1 to run it anyway")
 }
 
 func runRestartTest(t *testing.T, s restartScenario, dp VPPEnv) {
@@ -577,9 +556,6 @@ func BenchmarkRestartVPP(b *testing.B) {
 func benchmarkRestart(b *testing.B, dp VPPEnv) {
 	for _, s := range restartScenarios {
 		b.Run(s.name, func(b *testing.B) {
-			if dp.Bin != "" && s.name == "endpoint" {
-				skipAfPacketMove(b)
-			}
 			var worst outage
 			b.StopTimer()
 			for range b.N {

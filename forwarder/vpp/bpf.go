@@ -1,0 +1,165 @@
+package vpp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The Linux half of the KERNEL trunk (trunk.go) in two tc programs of a
+// dozen instructions each, so that it needs neither 802.1Q devices nor a
+// VLAN-filtering bridge (kernels built without them, such as this CI's):
+//
+//   - on the ingress of a vWire's host veth end (what its workload sends):
+//     push the vWire's VLAN tag and redirect to the trunk, out to VPP;
+//   - on the ingress of the trunk's Linux end (what VPP sends), one filter
+//     per vWire, handle = VLAN: a frame of that VLAN has its tag popped and
+//     is redirected out of the vWire's host veth end, to its workload;
+//     any other frame goes on to the next filter (a frame of no vWire's
+//     VLAN is dropped by the trunk end, which has no address).
+//
+// The kernel has taken an 802.1Q tag off into the skb's metadata before tc
+// sees the frame (skb_vlan_untag), and bpf_skb_vlan_push puts it there: the
+// trunk's veth carries it as metadata and af_packet hands it to VPP, which
+// puts it back in the frame.
+
+// eBPF encoding (linux/bpf.h, linux/bpf_common.h).
+const (
+	bpfProgLoad       = 5 // BPF_PROG_LOAD
+	bpfProgTypeSchedC = 3 // BPF_PROG_TYPE_SCHED_CLS
+
+	opLdxMemW  = 0x61 // BPF_LDX | BPF_MEM | BPF_W
+	opMov64X   = 0xbf // BPF_ALU64 | BPF_MOV | BPF_X
+	opMov64K   = 0xb7 // BPF_ALU64 | BPF_MOV | BPF_K
+	opAnd64K   = 0x57 // BPF_ALU64 | BPF_AND | BPF_K
+	opJeqK     = 0x15 // BPF_JMP | BPF_JEQ | BPF_K
+	opJneK     = 0x55 // BPF_JMP | BPF_JNE | BPF_K
+	opCall     = 0x85 // BPF_JMP | BPF_CALL
+	opExit     = 0x95 // BPF_JMP | BPF_EXIT
+	fnVlanPush = 18   // bpf_skb_vlan_push
+	fnVlanPop  = 19   // bpf_skb_vlan_pop
+	fnRedirect = 23   // bpf_redirect
+
+	skbVlanPresent = 20 // offsetof(struct __sk_buff, vlan_present)
+	skbVlanTCI     = 24 // offsetof(struct __sk_buff, vlan_tci)
+
+	tcActUnspec = -1 // TC_ACT_UNSPEC: next filter
+	tcActShot   = 2  // TC_ACT_SHOT: drop
+)
+
+type bpfInsn struct {
+	op       uint8
+	dst, src uint8
+	off      int16
+	imm      int32
+}
+
+func (i bpfInsn) encode(b []byte) {
+	b[0] = i.op
+	b[1] = i.dst&0xf | i.src<<4
+	binary.LittleEndian.PutUint16(b[2:], uint16(i.off))
+	binary.LittleEndian.PutUint32(b[4:], uint32(i.imm))
+}
+
+// pushProg tags a frame with vlan and redirects it out of the trunk (ifindex
+// trunk).
+func pushProg(vlan uint16, trunk int) []bpfInsn {
+	return []bpfInsn{
+		{op: opMov64X, dst: 6, src: 1},            // r6 = skb
+		{op: opMov64K, dst: 2, imm: 0x0081},       // r2 = htons(ETH_P_8021Q)
+		{op: opMov64K, dst: 3, imm: int32(vlan)},  // r3 = vlan
+		{op: opCall, imm: fnVlanPush},             // bpf_skb_vlan_push(skb, proto, vlan)
+		{op: opJneK, dst: 0, off: 4, imm: 0},      // failed: drop
+		{op: opMov64K, dst: 1, imm: int32(trunk)}, // r1 = trunk
+		{op: opMov64K, dst: 2, imm: 0},            // r2 = 0 (egress)
+		{op: opCall, imm: fnRedirect},             // return bpf_redirect(trunk, 0)
+		{op: opExit},                              //
+		{op: opMov64K, dst: 0, imm: tcActShot},    // drop:
+		{op: opExit},                              //
+	}
+}
+
+// popProg takes the frames of vlan: pops the tag and redirects them out of
+// the host veth end (ifindex host); other frames go to the next filter.
+func popProg(vlan uint16, host int) []bpfInsn {
+	return []bpfInsn{
+		{op: opMov64X, dst: 6, src: 1},                       // r6 = skb
+		{op: opLdxMemW, dst: 2, src: 6, off: skbVlanPresent}, // r2 = skb->vlan_present
+		{op: opJeqK, dst: 2, off: 10, imm: 0},                // untagged: next
+		{op: opLdxMemW, dst: 2, src: 6, off: skbVlanTCI},     // r2 = skb->vlan_tci
+		{op: opAnd64K, dst: 2, imm: 0xfff},                   // r2 &= VLAN_VID_MASK
+		{op: opJneK, dst: 2, off: 7, imm: int32(vlan)},       // another VLAN: next
+		{op: opMov64X, dst: 1, src: 6},                       // r1 = skb
+		{op: opCall, imm: fnVlanPop},                         // bpf_skb_vlan_pop(skb)
+		{op: opJneK, dst: 0, off: 6, imm: 0},                 // failed: drop
+		{op: opMov64K, dst: 1, imm: int32(host)},             // r1 = host
+		{op: opMov64K, dst: 2, imm: 0},                       // r2 = 0 (egress)
+		{op: opCall, imm: fnRedirect},                        // return bpf_redirect(host, 0)
+		{op: opExit},                                         //
+		{op: opMov64K, dst: 0, imm: tcActUnspec},             // next:
+		{op: opExit},                                         //
+		{op: opMov64K, dst: 0, imm: tcActShot},               // drop:
+		{op: opExit},                                         //
+	}
+}
+
+// progLoadAttr is union bpf_attr for BPF_PROG_LOAD, up to prog_name. Its
+// pointers are Go pointers, so the garbage collector keeps what they point
+// to, and moves them with it, until the syscall returns.
+type progLoadAttr struct {
+	progType    uint32
+	insnCnt     uint32
+	insns       unsafe.Pointer
+	license     unsafe.Pointer
+	logLevel    uint32
+	logSize     uint32
+	logBuf      unsafe.Pointer
+	kernVersion uint32
+	progFlags   uint32
+	progName    [16]byte
+}
+
+// loadTCProg loads a tc (sched_cls) program and returns its descriptor.
+func loadTCProg(name string, insns []bpfInsn) (int, error) {
+	code := make([]byte, 8*len(insns))
+	for i, in := range insns {
+		in.encode(code[8*i:])
+	}
+	license := []byte("MIT\x00")
+	logBuf := make([]byte, 4096)
+	attr := progLoadAttr{
+		progType: bpfProgTypeSchedC,
+		insnCnt:  uint32(len(insns)),
+		insns:    unsafe.Pointer(&code[0]),
+		license:  unsafe.Pointer(&license[0]),
+		logLevel: 1,
+		logSize:  uint32(len(logBuf)),
+		logBuf:   unsafe.Pointer(&logBuf[0]),
+	}
+	// The kernel takes letters, digits, '_' and '.' in a program's name.
+	for i := 0; i < len(name) && i < 15; i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.') {
+			c = '_'
+		}
+		attr.progName[i] = c
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(&attr)
+	if errno != 0 {
+		return -1, fmt.Errorf("load tc program %s: %w: %s", name, errno, cString(logBuf))
+	}
+	return int(fd), nil
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
