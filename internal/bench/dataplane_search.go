@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// TrialResult is one trial: frames sent at a rate for a while, and how many
+// arrived.
+type TrialResult struct {
+	// Rate is the rate asked for, frames/s (0: as fast as the source can).
+	Rate float64 `json:"rate_pps"`
+	// Offered is the rate the source really sent at: Sent / the trial's
+	// length.
+	Offered  float64 `json:"offered_pps"`
+	Sent     uint64  `json:"sent"`
+	Received uint64  `json:"received"`
+}
+
+// Loss is the fraction of the frames sent that did not arrive (0 when more
+// arrived than were counted sent).
+func (t TrialResult) Loss() float64 {
+	if t.Sent == 0 || t.Received >= t.Sent {
+		return 0
+	}
+	return float64(t.Sent-t.Received) / float64(t.Sent)
+}
+
+// Trial sends frames at pps (0: as fast as the source can) for the
+// trial's length and says what arrived.
+type Trial func(ctx context.Context, pps float64) (TrialResult, error)
+
+// SearchResult is what a search found.
+type SearchResult struct {
+	// NDR and PDR are the offered rates (frames/s) of the fastest trials
+	// with no loss and with at most PDRLoss; 0 when none passed.
+	NDR float64 `json:"ndr_pps"`
+	PDR float64 `json:"pdr_pps"`
+	// SourceMax is the rate the source reached unthrottled (the first
+	// trial): the search's ceiling. When NDR or PDR is there, the source,
+	// not the path, was the limit.
+	SourceMax float64 `json:"source_max_pps"`
+	// Trials in the order they ran.
+	Trials []TrialResult `json:"trials"`
+}
+
+// SourceLimited says whether the path passed at the source's full rate,
+// so that the source, not the path, bounds the figures.
+func (s SearchResult) SourceLimited() bool {
+	return len(s.Trials) > 0 && s.Trials[0].Loss() <= PDRLoss
+}
+
+// interval is where a search's threshold lies: trials at lo passed, at hi
+// failed (hi is the ceiling before any failed).
+type interval struct {
+	lo, hi  float64
+	offered float64 // the offered rate of the trial that set lo
+}
+
+func (iv interval) width() float64 { return iv.hi - iv.lo }
+
+// Search finds NDR and PDR by binary search, RFC 2544 section 26.1: the
+// first trial runs the source unthrottled and sets the ceiling; each next
+// trial runs at the middle of the wider unresolved interval (NDR's first),
+// and each trial narrows both: no loss raises both floors, loss up to
+// PDRLoss raises PDR's floor and lowers NDR's ceiling, more loss lowers
+// both ceilings. It stops when both intervals are narrower than precision
+// × the ceiling. A result that contradicts an earlier one (noise: a pass
+// above a rate that failed) moves no bound past the other.
+func Search(ctx context.Context, trial Trial, precision float64) (SearchResult, error) {
+	var res SearchResult
+	if precision <= 0 || precision >= 1 {
+		return res, fmt.Errorf("search: precision %g: want more than 0 and less than 1", precision)
+	}
+	first, err := trial(ctx, 0)
+	if err != nil {
+		return res, fmt.Errorf("unthrottled trial: %w", err)
+	}
+	res.Trials = append(res.Trials, first)
+	if first.Sent == 0 || first.Offered <= 0 {
+		return res, errors.New("unthrottled trial: the source sent nothing")
+	}
+	res.SourceMax = first.Offered
+	ndr := interval{hi: first.Offered}
+	pdr := interval{hi: first.Offered}
+	record := func(rate float64, t TrialResult) {
+		raise := func(iv *interval) {
+			if rate > iv.lo && rate <= iv.hi {
+				iv.lo, iv.offered = rate, t.Offered
+			}
+		}
+		lower := func(iv *interval) {
+			if rate < iv.hi && rate > iv.lo {
+				iv.hi = rate
+			}
+		}
+		switch loss := t.Loss(); {
+		case loss == 0:
+			raise(&ndr)
+			raise(&pdr)
+		case loss <= PDRLoss:
+			raise(&pdr)
+			lower(&ndr)
+		default:
+			lower(&ndr)
+			lower(&pdr)
+		}
+	}
+	record(first.Offered, first)
+	resolution := precision * first.Offered
+	const maxTrials = 64 // each trial halves an interval: never reached
+	for len(res.Trials) < maxTrials {
+		var rate float64
+		switch {
+		case ndr.width() > resolution:
+			rate = (ndr.lo + ndr.hi) / 2
+		case pdr.width() > resolution:
+			rate = (pdr.lo + pdr.hi) / 2
+		default:
+			res.NDR, res.PDR = ndr.offered, pdr.offered
+			return res, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		t, err := trial(ctx, rate)
+		if err != nil {
+			return res, fmt.Errorf("trial at %.0f frames/s: %w", rate, err)
+		}
+		res.Trials = append(res.Trials, t)
+		record(rate, t)
+	}
+	res.NDR, res.PDR = ndr.offered, pdr.offered
+	return res, nil
+}

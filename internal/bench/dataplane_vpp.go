@@ -1,0 +1,823 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"go.fd.io/govpp/adapter/socketclient"
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/vlib"
+	"go.fd.io/govpp/core"
+
+	"github.com/vwire/vwire/forwarder/vpp"
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
+	"github.com/vwire/vwire/mechanisms/ipsec"
+	"github.com/vwire/vwire/mechanisms/memif"
+	"github.com/vwire/vwire/mechanisms/vxlan"
+	"github.com/vwire/vwire/mechanisms/wireguard"
+)
+
+// The bench's addresses: the two workloads of every vWire (the traffic
+// VPP's source and sink), and the two ends of the uplink between the VPPs
+// under test.
+var (
+	dpClient   = netip.MustParseAddr("172.16.251.1")
+	dpEndpoint = netip.MustParseAddr("172.16.251.2")
+	dpUplink   = [2]netip.Addr{netip.MustParseAddr("10.251.0.1"), netip.MustParseAddr("10.251.0.2")}
+)
+
+const (
+	dpUplinkName = "uplink"
+	// dpUplinkMTU lets the largest frame through every tunnel unfragmented,
+	// as jumbo frames on a real link would.
+	dpUplinkMTU = 9000
+	// dpMTU is the MTU vwire gives these vWires (the workloads' 1500); the
+	// hand-made ones get the same.
+	dpMTU = 1500
+	// dpSettle is how long in-flight frames get to arrive after a trial.
+	dpSettle = 200 * time.Millisecond
+	// dpWarmup bounds the wait for a path to carry its first frames
+	// (ARP on the uplink, WireGuard's handshake).
+	dpWarmup = 30 * time.Second
+)
+
+// RunDataplane measures every topology and frame size cfg asks for, built
+// by vwire and by hand, and returns the report (with what it has when a
+// measurement fails or ctx ends; the error then says what went wrong).
+func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*DataplaneReport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.VPPBin == "":
+		return nil, errors.New("bench dataplane: VPP_BIN is not set (a VPP 25.10 binary, and VPP_PLUGIN_PATH for its plugins)")
+	case os.Geteuid() != 0:
+		return nil, errors.New("bench dataplane: needs root: it makes network namespaces, a veth and VPPs")
+	}
+	rep := &DataplaneReport{Version: version, Machine: ThisMachine(), Placement: cfg.Placement(),
+		Trial: cfg.TrialDuration, Precision: cfg.Precision, Started: time.Now()}
+	defer func() {
+		rep.Duration = time.Since(rep.Started)
+		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+			rep.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+		}
+	}()
+	p := cfg.Progress
+	w, err := NewWorld("")
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	p.Stage("dataplane: starting the VPPs", 0)
+	env, err := newDPEnv(ctx, cfg, w, slices.ContainsFunc(cfg.Topologies, func(t string) bool { return t != TopoMemif }))
+	if err != nil {
+		p.Done()
+		return rep, err
+	}
+	defer env.close()
+	p.Done()
+	rep.VPPVersion = env.version
+
+	var errs []error
+	for _, topo := range cfg.Topologies {
+		for _, by := range []string{BuiltByVwire, BuiltByHand} {
+			if ctx.Err() != nil {
+				return rep, errors.Join(append(errs, ctx.Err())...)
+			}
+			if err := env.measure(ctx, topo, by, rep); err != nil {
+				p.Done()
+				p.Logf("%s built by %s: %v", topo, by, err)
+				errs = append(errs, fmt.Errorf("%s built by %s: %w", topo, by, err))
+			}
+		}
+	}
+	for _, topo := range cfg.Topologies {
+		for _, f := range cfg.FrameSizes {
+			v, h := rep.find(topo, f, BuiltByVwire), rep.find(topo, f, BuiltByHand)
+			if v != nil && h != nil && h.NDR > 0 && v.NDR/h.NDR < 0.95 {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s %s: vwire's NDR is %.2f of the hand-made one's", topo, f, v.NDR/h.NDR))
+			}
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// dpEnv is the VPPs of a run: the traffic VPP (source and sink, each a
+// memif slave) in a namespace of its own, and one or two VPPs under test,
+// each in a node namespace with a vwire dataplane attached; the nodes are
+// joined by a veth, the uplink that tunnels take.
+type dpEnv struct {
+	cfg     DataplaneConfig
+	w       *World
+	traffic *dpVPP
+	// trafficNS is the traffic VPP's namespace, where the memif sockets
+	// are.
+	trafficNS *Netns
+	duts      []*dpDUT
+	version   string
+	seq       int // numbers memif sockets, files, tables
+	stops     []func()
+}
+
+// dpVPP is a VPP the bench started and its API connection.
+type dpVPP struct {
+	label string
+	proc  *vppstart.Process
+	conn  *core.Connection
+}
+
+// dpDUT is a VPP under test: vwire's dataplane and a plain client on it.
+type dpDUT struct {
+	*dpVPP
+	dp     *vpp.Dataplane
+	vc     *vpp.Client
+	uplink vpp.SwIfIndex
+	addr   netip.Addr
+}
+
+func (e *dpEnv) close() {
+	for i := len(e.stops) - 1; i >= 0; i-- {
+		e.stops[i]()
+	}
+}
+
+func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (_ *dpEnv, err error) {
+	e := &dpEnv{cfg: cfg, w: w}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	tns, err := w.Netns("dp-traffic")
+	if err != nil {
+		return nil, err
+	}
+	// The traffic VPP is not placed: the placement is for the VPPs under
+	// test.
+	e.trafficNS = tns
+	if e.traffic, err = e.startVPP(ctx, "traffic", tns, ""); err != nil {
+		return nil, err
+	}
+	if e.version, err = e.traffic.cli(ctx, "show version"); err != nil {
+		return nil, err
+	}
+	e.version = strings.TrimSpace(e.version)
+	n := 1
+	if remote {
+		n = 2
+	}
+	var nss []*Netns
+	for i := range n {
+		ns, err := w.Netns(fmt.Sprintf("dp-node%d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		nss = append(nss, ns)
+	}
+	if remote {
+		peer := fmt.Sprintf("vwbdp%d", os.Getpid())
+		for _, args := range [][]string{
+			{"link", "add", "name", dpUplinkName, "mtu", strconv.Itoa(dpUplinkMTU), "type", "veth", "peer", "name", peer, "mtu", strconv.Itoa(dpUplinkMTU)},
+			{"link", "set", peer, "netns", nss[1].Name},
+		} {
+			if _, err := nss[0].IP(args...); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := nss[1].IP("link", "set", peer, "name", dpUplinkName); err != nil {
+			return nil, err
+		}
+		for i, ns := range nss {
+			if _, err := ns.IP("addr", "add", netip.PrefixFrom(dpUplink[i], 24).String(), "dev", dpUplinkName); err != nil {
+				return nil, err
+			}
+			if _, err := ns.IP("link", "set", dpUplinkName, "up"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	for i, ns := range nss {
+		v, err := e.startVPP(ctx, fmt.Sprintf("node%d", i+1), ns, cfg.cpuStanza())
+		if err != nil {
+			return nil, err
+		}
+		dcfg := vpp.Config{APISocket: v.proc.APISocket, StatsSocket: v.proc.StatsSocket,
+			StateDir: filepath.Join(w.Dir, v.label+"-state"), NetNSPath: ns.Path(), Logger: log}
+		if remote {
+			dcfg.Uplink = dpUplinkName
+		}
+		dp, err := vpp.New(ctx, dcfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: vwire's dataplane: %w", v.label, err)
+		}
+		e.stops = append(e.stops, func() { dp.Close() })
+		if err := dp.Start(ctx); err != nil {
+			return nil, fmt.Errorf("%s: vwire's dataplane: %w", v.label, err)
+		}
+		d := &dpDUT{dpVPP: v, dp: dp, vc: vpp.NewClient(v.conn, log, nil), uplink: vpp.NoInterface, addr: dpUplink[i]}
+		if remote {
+			ifs, err := d.vc.ListInterfaces(ctx)
+			if err != nil {
+				return nil, err
+			}
+			i := slices.IndexFunc(ifs, func(i vpp.Interface) bool { return i.Name == "host-"+dpUplinkName })
+			if i < 0 {
+				return nil, fmt.Errorf("%s: the dataplane made no uplink", v.label)
+			}
+			d.uplink = ifs[i].Index
+		}
+		e.duts = append(e.duts, d)
+	}
+	return e, nil
+}
+
+func (e *dpEnv) startVPP(ctx context.Context, label string, ns *Netns, extra string) (*dpVPP, error) {
+	dir := filepath.Join(e.w.Dir, label)
+	if err := mkdirAll(dir); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	proc, err := vppstart.Start(sctx, vppstart.Config{Bin: e.cfg.VPPBin, PluginPath: e.cfg.VPPPluginPath, Dir: dir,
+		NetNSPath: ns.Path(), PollSleepUsec: e.cfg.PollSleepUsec, Extra: extra})
+	if err != nil {
+		return nil, fmt.Errorf("start the %s VPP: %w", label, err)
+	}
+	e.stops = append(e.stops, func() { _ = proc.Stop(vppstart.DefaultStopTimeout) })
+	conn, err := core.Connect(socketclient.NewVppClient(proc.APISocket))
+	if err != nil {
+		return nil, fmt.Errorf("connect to the %s VPP: %w", label, err)
+	}
+	e.stops = append(e.stops, conn.Disconnect)
+	return &dpVPP{label: label, proc: proc, conn: conn}, nil
+}
+
+func (v *dpVPP) cli(ctx context.Context, cmd string) (string, error) {
+	return cliOn(ctx, v.conn, v.label, cmd)
+}
+
+func cliOn(ctx context.Context, conn api.Connection, label, cmd string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	reply, err := vlib.NewServiceClient(conn).CliInband(cctx, &vlib.CliInband{Cmd: cmd})
+	if err != nil {
+		return "", fmt.Errorf("%s VPP: %q: %w", label, cmd, err)
+	}
+	// The CLI answers errors in its text.
+	if out := strings.TrimSpace(reply.Reply); strings.Contains(out, "unknown input") || strings.Contains(out, "failed") {
+		return "", fmt.Errorf("%s VPP: %q: %s", label, strings.SplitN(cmd, "\n", 2)[0], out)
+	}
+	return reply.Reply, nil
+}
+
+// dpPath is a built topology as the traffic VPP sees it: its memif to
+// send on and its memif to count on; undo removes the topology.
+type dpPath struct {
+	src, dst string // the traffic VPP's interface names
+	ip       bool   // IP-mode memifs: frames without an Ethernet header
+	undo     undoList
+}
+
+// undoList runs cleanups in reverse order, on a context of their own.
+type undoList []func(context.Context)
+
+func (u *undoList) push(f func(context.Context)) { *u = append(*u, f) }
+
+func (u undoList) run(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i](cctx)
+	}
+}
+
+// measure builds topo (by vwire or by hand), waits for it to carry
+// frames, searches NDR and PDR at each frame size, and removes it.
+func (e *dpEnv) measure(ctx context.Context, topo, by string, rep *DataplaneReport) error {
+	p := e.cfg.Progress
+	p.Stage(fmt.Sprintf("dataplane: %s built by %s", topo, by), 0)
+	path, err := e.build(ctx, topo, by)
+	defer path.undo.run(ctx)
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if err := e.setRxMode(ctx); err != nil {
+		return err
+	}
+	if err := e.warmUp(ctx, path); err != nil {
+		return err
+	}
+	p.Done()
+	for _, f := range e.cfg.FrameSizes {
+		p.Stage(fmt.Sprintf("dataplane: %s built by %s, %s-byte frames", topo, by, f), 0)
+		res, err := Search(ctx, func(ctx context.Context, pps float64) (TrialResult, error) {
+			return e.trial(ctx, path, f, pps)
+		}, e.cfg.Precision)
+		r := DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, SearchResult: res}
+		p.Done()
+		if err != nil {
+			r.Error = err.Error()
+			rep.Results = append(rep.Results, r)
+			return fmt.Errorf("%s frames: %w", f, err)
+		}
+		p.Logf("%s %s %s: NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials)", topo, by, f,
+			Mpps(res.NDR), Mpps(res.PDR), Mpps(res.SourceMax), len(res.Trials))
+		rep.Results = append(rep.Results, r)
+	}
+	return nil
+}
+
+// build makes topo by vwire's dataplane (its Accept, Offer and Connect,
+// what a forwarder does for a Request) or by plain VPP API calls making
+// the same objects, and attaches the traffic VPP's memifs to it.
+func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
+	e.seq++
+	path := &dpPath{ip: topo == TopoWireGuard || topo == TopoIPsec}
+	files := [2]string{fmt.Sprintf("bdp%d-src", e.seq), fmt.Sprintf("bdp%d-dst", e.seq)}
+	nsURL := "file://" + e.trafficNS.Path()
+	var err error
+	switch by {
+	case BuiltByVwire:
+		err = e.buildVwire(ctx, topo, path, files, nsURL)
+	case BuiltByHand:
+		err = e.buildHand(ctx, topo, path, files)
+	}
+	if err != nil {
+		return path, err
+	}
+	for i, file := range files {
+		name, err := e.attachTraffic(ctx, path, file, path.ip)
+		if err != nil {
+			return path, err
+		}
+		if i == 0 {
+			path.src = name
+		} else {
+			path.dst = name
+		}
+	}
+	return path, nil
+}
+
+func dpConnContext() *networkservice.ConnectionContext {
+	c, ep := dpClient.String(), dpEndpoint.String()
+	return &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{
+		SrcIpAddrs: []string{c + "/32"}, DstIpAddrs: []string{ep + "/32"},
+		SrcRoutes: []*networkservice.Route{{Prefix: ep + "/32"}}, DstRoutes: []*networkservice.Route{{Prefix: c + "/32"}},
+	}}
+}
+
+// buildVwire makes the vWire the way the forwarders of a Request do: the
+// client's node accepts the client's memif and offers onward, the
+// endpoint's node accepts, offers to the endpoint and connects, then the
+// client's node connects.
+func (e *dpEnv) buildVwire(ctx context.Context, topo string, path *dpPath, files [2]string, nsURL string) error {
+	pl := payload.Ethernet
+	if path.ip {
+		pl = payload.IP
+	}
+	cc := dpConnContext()
+	conn := func(m *networkservice.Mechanism) *networkservice.Connection {
+		return &networkservice.Connection{Mechanism: m, Context: cc, Payload: pl}
+	}
+	mk := func(i int) *networkservice.Mechanism {
+		return memif.New(memif.Params{SocketFile: files[i], NetNSURL: nsURL})
+	}
+	idA, idB := fmt.Sprintf("bench-%d-a", e.seq), fmt.Sprintf("bench-%d-b", e.seq)
+	n1 := e.duts[0]
+	if topo == TopoMemif {
+		if err := n1.dp.Connect(ctx, idA, conn(mk(0)), conn(mk(1))); err != nil {
+			return fmt.Errorf("vWire: %w", err)
+		}
+		path.undo.push(func(ctx context.Context) { _ = n1.dp.Disconnect(ctx, idA) })
+		return nil
+	}
+	n2 := e.duts[1]
+	typ := map[string]string{TopoVXLAN: vxlan.Type, TopoWireGuard: wireguard.Type, TopoIPsec: ipsec.Type}[topo]
+	c := conn(nil)
+	in, err := n1.dp.Accept(ctx, idA, c, []*networkservice.Mechanism{mk(0)})
+	if err != nil {
+		return fmt.Errorf("accept the client: %w", err)
+	}
+	path.undo.push(func(ctx context.Context) { _ = n1.dp.Disconnect(ctx, idA) })
+	offers, err := n1.dp.Offer(ctx, idA, c, true)
+	if err != nil {
+		return fmt.Errorf("offer onward: %w", err)
+	}
+	i := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == typ })
+	if i < 0 {
+		return fmt.Errorf("%s not offered (offers: %v)", typ, offers)
+	}
+	out, err := n2.dp.Accept(ctx, idB, c, offers[i:i+1])
+	if err != nil {
+		return fmt.Errorf("accept %s: %w", typ, err)
+	}
+	path.undo.push(func(ctx context.Context) { _ = n2.dp.Disconnect(ctx, idB) })
+	local, err := n2.dp.Offer(ctx, idB, c, false)
+	if err != nil {
+		return fmt.Errorf("offer to the endpoint: %w", err)
+	}
+	j := slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
+	if j < 0 {
+		return fmt.Errorf("memif not offered to the endpoint (offers: %v)", local)
+	}
+	mp, err := memif.FromOffer(local[j])
+	if err != nil {
+		return err
+	}
+	mp.SocketFile, mp.NetNSURL = files[1], nsURL
+	if err := n2.dp.Connect(ctx, idB, conn(out), conn(memif.New(mp))); err != nil {
+		return fmt.Errorf("connect the endpoint's node: %w", err)
+	}
+	if err := n1.dp.Connect(ctx, idA, conn(in), conn(out)); err != nil {
+		return fmt.Errorf("connect the client's node: %w", err)
+	}
+	// The client's memif is the one asked for.
+	if p, err := memif.FromMechanism(in); err != nil || p.SocketFile != files[0] {
+		return fmt.Errorf("the client's memif: socket file %q, want %q (%v)", p.SocketFile, files[0], err)
+	}
+	return nil
+}
+
+// buildHand makes the same VPP objects as vwire would, with plain API
+// calls: memifs (master, abstract socket in the traffic namespace), for IP
+// an IP table per memif with the far workload's address and a route to the
+// near one, the tunnel (unnumbered to the uplink), MTUs, and the
+// cross-connects both ways.
+func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files [2]string) error {
+	ns := e.trafficNS.Path()
+	memifOn := func(d *dpDUT, file string, far, near netip.Addr) (vpp.SwIfIndex, error) {
+		var table uint32
+		if path.ip {
+			table = uint32(40000 + e.seq)
+			t := vpp.IPTable{ID: table, Name: fmt.Sprintf("bench-hand-%d", e.seq)}
+			if err := d.vc.CreateIPTable(ctx, t); err != nil {
+				return 0, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteIPTable(ctx, t) })
+		}
+		sock, err := d.vc.CreateMemifSocket(ctx, "abstract:"+file+",netns_name="+ns)
+		if err != nil {
+			return 0, err
+		}
+		path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteMemifSocket(ctx, sock) })
+		idx, err := d.vc.CreateMemif(ctx, vpp.MemifSpec{SocketID: sock, IP: path.ip})
+		if err != nil {
+			return 0, err
+		}
+		path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteMemif(ctx, idx) })
+		if path.ip {
+			if err := d.vc.SetInterfaceTable(ctx, idx, table, false); err != nil {
+				return 0, err
+			}
+			if err := d.vc.AddInterfaceAddress(ctx, idx, netip.PrefixFrom(far, 32)); err != nil {
+				return 0, err
+			}
+			r := vpp.Route{Table: table, Prefix: netip.PrefixFrom(near, 32), Via: idx}
+			if err := d.vc.CreateRoute(ctx, r); err != nil {
+				return 0, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteRoute(ctx, r) })
+		}
+		return idx, e.upWithMTU(ctx, d, idx)
+	}
+	xc := func(d *dpDUT, a, b vpp.SwIfIndex, toB, toA netip.Addr) error {
+		if !path.ip {
+			for _, x := range []vpp.L2XC{{Rx: a, Tx: b}, {Rx: b, Tx: a}} {
+				if err := d.vc.CreateL2XC(ctx, x); err != nil {
+					return err
+				}
+				path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteL2XC(ctx, x.Rx) })
+			}
+			return nil
+		}
+		for _, x := range []vpp.L3XC{{Rx: a, Tx: b, NextHop: toB}, {Rx: b, Tx: a, NextHop: toA}} {
+			if err := d.vc.CreateL3XC(ctx, x); err != nil {
+				return err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteL3XC(ctx, x.Rx, false) })
+		}
+		return nil
+	}
+
+	n1 := e.duts[0]
+	if topo == TopoMemif {
+		a, err := memifOn(n1, files[0], dpEndpoint, dpClient)
+		if err != nil {
+			return err
+		}
+		b, err := memifOn(n1, files[1], dpClient, dpEndpoint)
+		if err != nil {
+			return err
+		}
+		return xc(n1, a, b, dpEndpoint, dpClient)
+	}
+	tunnels, err := e.handTunnels(ctx, topo, path)
+	if err != nil {
+		return err
+	}
+	for i, d := range e.duts {
+		near, far := dpClient, dpEndpoint
+		if i == 1 {
+			near, far = far, near
+		}
+		m, err := memifOn(d, files[i], far, near)
+		if err != nil {
+			return err
+		}
+		if err := xc(d, m, tunnels[i], far, near); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handTunnels makes the tunnel of topo on both nodes, up, and returns its
+// interfaces.
+func (e *dpEnv) handTunnels(ctx context.Context, topo string, path *dpPath) ([2]vpp.SwIfIndex, error) {
+	var idx [2]vpp.SwIfIndex
+	switch topo {
+	case TopoVXLAN:
+		for i, d := range e.duts {
+			t := vpp.VxlanTunnel{Src: d.addr, Dst: e.duts[1-i].addr, Port: 4789, VNI: uint32(4000 + e.seq)}
+			x, err := d.vc.CreateVxlanTunnel(ctx, t)
+			if err != nil {
+				return idx, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteVxlanTunnel(ctx, t) })
+			idx[i] = x
+		}
+	case TopoWireGuard:
+		var priv [2]*ecdh.PrivateKey
+		for i := range priv {
+			k, err := ecdh.X25519().GenerateKey(rand.Reader)
+			if err != nil {
+				return idx, err
+			}
+			priv[i] = k
+		}
+		port := func(i int) uint16 { return uint16(52000 + 2*e.seq + i) }
+		for i, d := range e.duts {
+			spec := vpp.WireguardInterfaceSpec{Src: d.addr, Port: port(i)}
+			copy(spec.PrivateKey[:], priv[i].Bytes())
+			x, err := d.vc.CreateWireguardInterface(ctx, spec)
+			if err != nil {
+				return idx, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteWireguardInterface(ctx, x) })
+			peer := vpp.WireguardPeerSpec{Interface: x, Endpoint: e.duts[1-i].addr, Port: port(1 - i),
+				AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}
+			copy(peer.PublicKey[:], priv[1-i].PublicKey().Bytes())
+			pi, err := d.vc.CreateWireguardPeer(ctx, peer)
+			if err != nil {
+				return idx, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteWireguardPeer(ctx, pi) })
+			idx[i] = x
+		}
+	case TopoIPsec:
+		// One SA each way, from random keys: what the keys come from does
+		// not change what VPP does per packet.
+		var sas [2]vpp.SA
+		for i := range sas {
+			var b [40]byte
+			if _, err := rand.Read(b[:]); err != nil {
+				return idx, err
+			}
+			spi := binary.BigEndian.Uint32(b[32:36])&0x7fffffff | 0x100
+			sas[i] = vpp.SA{ID: spi, SPI: spi, Salt: binary.BigEndian.Uint32(b[36:]), UDPSrcPort: 4500, UDPDstPort: 4500}
+			copy(sas[i].Key[:], b[:32])
+		}
+		for i, d := range e.duts {
+			out, in := sas[i], sas[1-i] // node i sends with sas[i]
+			in.Inbound = true
+			for _, sa := range []vpp.SA{out, in} {
+				if err := d.vc.CreateSA(ctx, sa); err != nil {
+					return idx, err
+				}
+				path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteSA(ctx, sa.ID) })
+			}
+			x, err := d.vc.CreateIpipTunnel(ctx, vpp.IpipTunnel{Src: d.addr, Dst: e.duts[1-i].addr})
+			if err != nil {
+				return idx, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteIpipTunnel(ctx, x) })
+			if err := d.vc.CreateTunnelProtection(ctx, vpp.TunnelProtection{Interface: x, Out: out.ID, In: []uint32{in.ID}}); err != nil {
+				return idx, err
+			}
+			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteTunnelProtection(ctx, x) })
+			idx[i] = x
+		}
+	default:
+		return idx, fmt.Errorf("topology %q has no tunnel", topo)
+	}
+	for i, d := range e.duts {
+		if path.ip {
+			if err := d.vc.SetInterfaceUnnumbered(ctx, idx[i], d.uplink); err != nil {
+				return idx, err
+			}
+		}
+		if err := e.upWithMTU(ctx, d, idx[i]); err != nil {
+			return idx, err
+		}
+	}
+	return idx, nil
+}
+
+func (e *dpEnv) upWithMTU(ctx context.Context, d *dpDUT, idx vpp.SwIfIndex) error {
+	if err := d.vc.SetInterfaceMTU(ctx, idx, dpMTU); err != nil {
+		return err
+	}
+	return d.vc.SetInterfaceUp(ctx, idx)
+}
+
+// setRxMode puts the rx queues of every memif and af_packet interface of
+// the VPPs under test in the mode asked for.
+func (e *dpEnv) setRxMode(ctx context.Context) error {
+	for _, d := range e.duts {
+		ifs, err := d.vc.ListInterfaces(ctx)
+		if err != nil {
+			return err
+		}
+		for _, i := range ifs {
+			if strings.HasPrefix(i.Name, "memif") || strings.HasPrefix(i.Name, "host-") {
+				if _, err := d.cli(ctx, "set interface rx-mode "+i.Name+" "+e.cfg.RxMode); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// attachTraffic makes a slave memif in the traffic VPP on the abstract
+// socket file (its namespace's), up, and returns its name.
+func (e *dpEnv) attachTraffic(ctx context.Context, path *dpPath, file string, ip bool) (string, error) {
+	e.seq++
+	id := e.seq
+	name := fmt.Sprintf("memif%d/0", id)
+	mode := ""
+	if ip {
+		mode = " mode ip"
+	}
+	t := e.traffic
+	if _, err := t.cli(ctx, fmt.Sprintf("create memif socket id %d filename abstract:%s", id, file)); err != nil {
+		return "", err
+	}
+	path.undo.push(func(ctx context.Context) { _, _ = t.cli(ctx, fmt.Sprintf("delete memif socket id %d", id)) })
+	if _, err := t.cli(ctx, fmt.Sprintf("create interface memif id 0 socket-id %d slave%s", id, mode)); err != nil {
+		return "", err
+	}
+	path.undo.push(func(ctx context.Context) { _, _ = t.cli(ctx, "delete interface memif "+name) })
+	if _, err := t.cli(ctx, "set interface state "+name+" up"); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// warmUp sends small bursts until frames arrive: the memifs connect, the
+// uplink resolves its neighbour, WireGuard makes its handshake.
+func (e *dpEnv) warmUp(ctx context.Context, path *dpPath) error {
+	return poll(ctx, dpWarmup, func() error {
+		r, err := e.send(ctx, path, FrameSize{Bytes: minFrame}, 1000, 200*time.Millisecond)
+		if err != nil {
+			return permanent{err}
+		}
+		if r.Received == 0 {
+			return fmt.Errorf("no frames arrived from %s at %s", path.src, path.dst)
+		}
+		return nil
+	})
+}
+
+// trial sends frames of f at pps (0: unthrottled) for the trial's length.
+func (e *dpEnv) trial(ctx context.Context, path *dpPath, f FrameSize, pps float64) (TrialResult, error) {
+	return e.send(ctx, path, f, pps, e.cfg.TrialDuration)
+}
+
+var (
+	pgStreamLine = regexp.MustCompile(`(?m)^\s*(bdp\d+)\s+(Yes|No)\s+(\d+)`)
+	rxPacketsRe  = regexp.MustCompile(`rx packets\s+(\d+)`)
+)
+
+// send runs the packet generator on path.src: one stream per part of f,
+// at its share of pps, for d; then counts what arrived on path.dst.
+func (e *dpEnv) send(ctx context.Context, path *dpPath, f FrameSize, pps float64, d time.Duration) (TrialResult, error) {
+	t := e.traffic
+	res := TrialResult{Rate: pps}
+	parts := f.Parts()
+	rates := SplitRate(parts, pps)
+	var names []string
+	defer func() {
+		for _, n := range names {
+			_, _ = t.cli(context.WithoutCancel(ctx), "packet-generator delete "+n)
+		}
+	}()
+	for i, part := range parts {
+		e.seq++
+		name := fmt.Sprintf("bdp%d", e.seq)
+		stream := pgStream(name, path.src, path.ip, part.Bytes, rates[i], d)
+		if _, err := t.cli(ctx, stream); err != nil {
+			return res, err
+		}
+		names = append(names, name)
+	}
+	before, err := e.rx(ctx, path.dst)
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if _, err := t.cli(ctx, "packet-generator enable-stream "+strings.Join(names, " ")); err != nil {
+		// Older CLIs take one stream at a time.
+		for _, n := range names {
+			if _, err := t.cli(ctx, "packet-generator enable-stream "+n); err != nil {
+				return res, err
+			}
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	for _, n := range names {
+		if _, err := t.cli(context.WithoutCancel(ctx), "packet-generator disable-stream "+n); err != nil {
+			return res, err
+		}
+	}
+	elapsed := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	out, err := t.cli(ctx, "show packet-generator")
+	if err != nil {
+		return res, err
+	}
+	for _, m := range pgStreamLine.FindAllStringSubmatch(out, -1) {
+		if slices.Contains(names, m[1]) {
+			n, _ := strconv.ParseUint(m[3], 10, 64)
+			res.Sent += n
+		}
+	}
+	time.Sleep(dpSettle)
+	after, err := e.rx(ctx, path.dst)
+	if err != nil {
+		return res, err
+	}
+	res.Received = after - before
+	res.Offered = float64(res.Sent) / elapsed.Seconds()
+	return res, nil
+}
+
+func (e *dpEnv) rx(ctx context.Context, ifname string) (uint64, error) {
+	out, err := e.traffic.cli(ctx, "show interface "+ifname)
+	if err != nil {
+		return 0, err
+	}
+	m := rxPacketsRe.FindStringSubmatch(out)
+	if m == nil {
+		return 0, nil
+	}
+	return strconv.ParseUint(m[1], 10, 64)
+}
+
+// pgStream is the packet generator's definition of a stream of UDP frames
+// of frame bytes out of ifname at pps for d (unthrottled and unlimited when
+// pps is 0). The FCS is counted in frame but not sent; on an IP-mode memif
+// the 14-byte Ethernet header goes too.
+func pgStream(name, ifname string, ip bool, frame int, pps float64, d time.Duration) string {
+	size := frame - 4
+	ipLen := size - 14
+	if ip {
+		size = ipLen
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "packet-generator new {\n  name %s\n", name)
+	if pps > 0 {
+		limit := max(uint64(pps*d.Seconds()+0.5), 1)
+		fmt.Fprintf(&b, "  limit %d\n  rate %.0f\n", limit, max(pps, 1))
+	} else {
+		b.WriteString("  limit -1\n")
+	}
+	fmt.Fprintf(&b, "  size %d-%d\n  node %s-output\n  data {\n", size, size, ifname)
+	if !ip {
+		b.WriteString("    IP4: 02:fe:00:00:00:01 -> 02:fe:00:00:00:02\n")
+	}
+	fmt.Fprintf(&b, "    UDP: %s -> %s\n    UDP: 1234 -> 5678\n    length %d\n    incrementing 1\n  }\n}", dpClient, dpEndpoint, ipLen-20)
+	return b.String()
+}
