@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // TrialResult is one trial: frames sent at a rate for a while, and how many
@@ -133,4 +134,62 @@ func Search(ctx context.Context, trial Trial, precision float64) (SearchResult, 
 	}
 	res.NDR, res.PDR = ndr.offered, pdr.offered
 	return res, nil
+}
+
+// SearchPair runs two searches at once with their trials taking turns, the
+// first search's first: on a host whose load drifts, both then see the
+// same load, and their ratio means more than either figure. When one
+// search ends the other goes on alone.
+func SearchPair(ctx context.Context, trials [2]Trial, precision float64) ([2]SearchResult, [2]error) {
+	var (
+		res  [2]SearchResult
+		errs [2]error
+		t    turns
+		wg   sync.WaitGroup
+	)
+	t.cond = sync.NewCond(&t.mu)
+	for i := range trials {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer t.finish(i)
+			res[i], errs[i] = Search(ctx, func(ctx context.Context, pps float64) (TrialResult, error) {
+				t.take(i)
+				defer t.give(i)
+				return trials[i](ctx, pps)
+			}, precision)
+		}()
+	}
+	wg.Wait()
+	return res, errs
+}
+
+// turns lets two goroutines run their trials alternately: take waits for
+// one's turn (or for the other to be finished) and holds mu while the trial
+// runs; give passes the turn on.
+type turns struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	next int     // whose turn it is; guarded by mu
+	done [2]bool // guarded by mu
+}
+
+func (t *turns) take(i int) {
+	t.mu.Lock()
+	for t.next != i && !t.done[1-i] {
+		t.cond.Wait()
+	}
+}
+
+func (t *turns) give(i int) {
+	t.next = 1 - i
+	t.cond.Broadcast()
+	t.mu.Unlock()
+}
+
+func (t *turns) finish(i int) {
+	t.mu.Lock()
+	t.done[i] = true
+	t.cond.Broadcast()
+	t.mu.Unlock()
 }

@@ -39,6 +39,10 @@ var (
 	dpClient   = netip.MustParseAddr("172.16.251.1")
 	dpEndpoint = netip.MustParseAddr("172.16.251.2")
 	dpUplink   = [2]netip.Addr{netip.MustParseAddr("10.251.0.1"), netip.MustParseAddr("10.251.0.2")}
+	// dpHandUplink are second addresses on the uplinks for the hand-made
+	// tunnels: they live beside vwire's, and VPP allows one IP-in-IP
+	// tunnel per pair of ends.
+	dpHandUplink = [2]netip.Addr{netip.MustParseAddr("10.251.0.11"), netip.MustParseAddr("10.251.0.12")}
 )
 
 const (
@@ -95,15 +99,12 @@ func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*Da
 
 	var errs []error
 	for _, topo := range cfg.Topologies {
-		for _, by := range []string{BuiltByVwire, BuiltByHand} {
-			if ctx.Err() != nil {
-				return rep, errors.Join(append(errs, ctx.Err())...)
-			}
-			if err := env.measure(ctx, topo, by, rep); err != nil {
-				p.Done()
-				p.Logf("%s built by %s: %v", topo, by, err)
-				errs = append(errs, fmt.Errorf("%s built by %s: %w", topo, by, err))
-			}
+		if ctx.Err() != nil {
+			return rep, errors.Join(append(errs, ctx.Err())...)
+		}
+		if err := env.measure(ctx, topo, rep); err != nil {
+			p.Logf("%s: %v", topo, err)
+			errs = append(errs, fmt.Errorf("%s: %w", topo, err))
 		}
 	}
 	for _, topo := range cfg.Topologies {
@@ -130,7 +131,8 @@ type dpEnv struct {
 	trafficNS *Netns
 	duts      []*dpDUT
 	version   string
-	seq       int // numbers memif sockets, files, tables
+	seq       int  // numbers memif sockets, files, tables
+	pgReady   bool // the traffic VPP has pg0
 	stops     []func()
 }
 
@@ -147,7 +149,8 @@ type dpDUT struct {
 	dp     *vpp.Dataplane
 	vc     *vpp.Client
 	uplink vpp.SwIfIndex
-	addr   netip.Addr
+	// hand is the uplink's address for hand-made tunnels.
+	hand netip.Addr
 }
 
 func (e *dpEnv) close() {
@@ -230,7 +233,7 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 		if err := dp.Start(ctx); err != nil {
 			return nil, fmt.Errorf("%s: vwire's dataplane: %w", v.label, err)
 		}
-		d := &dpDUT{dpVPP: v, dp: dp, vc: vpp.NewClient(v.conn, log, nil), uplink: vpp.NoInterface, addr: dpUplink[i]}
+		d := &dpDUT{dpVPP: v, dp: dp, vc: vpp.NewClient(v.conn, log, nil), uplink: vpp.NoInterface, hand: dpHandUplink[i]}
 		if remote {
 			ifs, err := d.vc.ListInterfaces(ctx)
 			if err != nil {
@@ -241,6 +244,9 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 				return nil, fmt.Errorf("%s: the dataplane made no uplink", v.label)
 			}
 			d.uplink = ifs[i].Index
+			if err := d.vc.AddInterfaceAddress(ctx, d.uplink, netip.PrefixFrom(d.hand, 24)); err != nil {
+				return nil, fmt.Errorf("%s: %w", v.label, err)
+			}
 		}
 		e.duts = append(e.duts, d)
 	}
@@ -289,8 +295,9 @@ func cliOn(ctx context.Context, conn api.Connection, label, cmd string) (string,
 // dpPath is a built topology as the traffic VPP sees it: its memif to
 // send on and its memif to count on; undo removes the topology.
 type dpPath struct {
-	src, dst string // the traffic VPP's interface names
-	ip       bool   // IP-mode memifs: frames without an Ethernet header
+	src, dst string     // the traffic VPP's interface names
+	ip       bool       // IP-mode memifs: frames without an Ethernet header
+	to       netip.Addr // the frames' destination
 	undo     undoList
 }
 
@@ -307,38 +314,62 @@ func (u undoList) run(ctx context.Context) {
 	}
 }
 
-// measure builds topo (by vwire or by hand), waits for it to carry
-// frames, searches NDR and PDR at each frame size, and removes it.
-func (e *dpEnv) measure(ctx context.Context, topo, by string, rep *DataplaneReport) error {
+// measure builds topo twice, by vwire and by hand, side by side on the
+// same VPPs, waits for both to carry frames, and at each frame size runs
+// the two searches with their trials taking turns (SearchPair); then it
+// removes both.
+func (e *dpEnv) measure(ctx context.Context, topo string, rep *DataplaneReport) error {
 	p := e.cfg.Progress
-	p.Stage(fmt.Sprintf("dataplane: %s built by %s", topo, by), 0)
-	path, err := e.build(ctx, topo, by)
-	defer path.undo.run(ctx)
-	if err != nil {
-		return fmt.Errorf("build: %w", err)
+	p.Stage(fmt.Sprintf("dataplane: %s: building it by vwire and by hand", topo), 0)
+	builders := [2]string{BuiltByVwire, BuiltByHand}
+	var paths [2]*dpPath
+	defer func() {
+		for _, path := range paths {
+			if path != nil {
+				path.undo.run(ctx)
+			}
+		}
+	}()
+	for i, by := range builders {
+		path, err := e.build(ctx, topo, by)
+		paths[i] = path
+		if err != nil {
+			p.Done()
+			return fmt.Errorf("built by %s: %w", by, err)
+		}
 	}
 	if err := e.setRxMode(ctx); err != nil {
+		p.Done()
 		return err
 	}
-	if err := e.warmUp(ctx, path); err != nil {
-		return err
+	for i, path := range paths {
+		if err := e.warmUp(ctx, path); err != nil {
+			p.Done()
+			return fmt.Errorf("built by %s: %w", builders[i], err)
+		}
 	}
 	p.Done()
 	for _, f := range e.cfg.FrameSizes {
-		p.Stage(fmt.Sprintf("dataplane: %s built by %s, %s-byte frames", topo, by, f), 0)
-		res, err := Search(ctx, func(ctx context.Context, pps float64) (TrialResult, error) {
-			return e.trial(ctx, path, f, pps)
-		}, e.cfg.Precision)
-		r := DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, SearchResult: res}
+		p.Stage(fmt.Sprintf("dataplane: %s, %s-byte frames, vwire and hand in turns", topo, f), 0)
+		var trials [2]Trial
+		for i, path := range paths {
+			trials[i] = func(ctx context.Context, pps float64) (TrialResult, error) { return e.trial(ctx, path, f, pps) }
+		}
+		res, errs := SearchPair(ctx, trials, e.cfg.Precision)
 		p.Done()
-		if err != nil {
-			r.Error = err.Error()
+		for i, by := range builders {
+			r := DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, SearchResult: res[i]}
+			if errs[i] != nil {
+				r.Error = errs[i].Error()
+			} else {
+				p.Logf("%s %s %s: NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials)", topo, by, f,
+					Mpps(res[i].NDR), Mpps(res[i].PDR), Mpps(res[i].SourceMax), len(res[i].Trials))
+			}
 			rep.Results = append(rep.Results, r)
+		}
+		if err := errors.Join(errs[:]...); err != nil {
 			return fmt.Errorf("%s frames: %w", f, err)
 		}
-		p.Logf("%s %s %s: NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials)", topo, by, f,
-			Mpps(res.NDR), Mpps(res.PDR), Mpps(res.SourceMax), len(res.Trials))
-		rep.Results = append(rep.Results, r)
 	}
 	return nil
 }
@@ -372,7 +403,39 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 			path.dst = name
 		}
 	}
+	path.to = dpEndpoint
+	if path.ip {
+		// IP-mode frames come from ip4-input on the packet generator's
+		// interface (its parser makes no bare IP for an interface's
+		// output), routed out of src: each path its own destination.
+		if err := e.pgInterface(ctx); err != nil {
+			return path, err
+		}
+		path.to = netip.AddrFrom4([4]byte{172, 17, byte(e.seq >> 8), byte(e.seq)})
+		route := fmt.Sprintf("ip route add %s/32 via %s", path.to, path.src)
+		if _, err := e.traffic.cli(ctx, route); err != nil {
+			return path, err
+		}
+		path.undo.push(func(ctx context.Context) {
+			_, _ = e.traffic.cli(ctx, strings.Replace(route, " add ", " del ", 1))
+		})
+	}
 	return path, nil
+}
+
+// pgInterface makes the packet generator's interface pg0, with IPv4 on,
+// once.
+func (e *dpEnv) pgInterface(ctx context.Context) error {
+	if e.pgReady {
+		return nil
+	}
+	for _, c := range []string{"create packet-generator interface pg0", "set interface ip address pg0 192.168.251.1/24", "set interface state pg0 up"} {
+		if _, err := e.traffic.cli(ctx, c); err != nil {
+			return err
+		}
+	}
+	e.pgReady = true
+	return nil
 }
 
 func dpConnContext() *networkservice.ConnectionContext {
@@ -555,7 +618,7 @@ func (e *dpEnv) handTunnels(ctx context.Context, topo string, path *dpPath) ([2]
 	switch topo {
 	case TopoVXLAN:
 		for i, d := range e.duts {
-			t := vpp.VxlanTunnel{Src: d.addr, Dst: e.duts[1-i].addr, Port: 4789, VNI: uint32(4000 + e.seq)}
+			t := vpp.VxlanTunnel{Src: d.hand, Dst: e.duts[1-i].hand, Port: 4789, VNI: uint32(4000 + e.seq)}
 			x, err := d.vc.CreateVxlanTunnel(ctx, t)
 			if err != nil {
 				return idx, err
@@ -574,14 +637,14 @@ func (e *dpEnv) handTunnels(ctx context.Context, topo string, path *dpPath) ([2]
 		}
 		port := func(i int) uint16 { return uint16(52000 + 2*e.seq + i) }
 		for i, d := range e.duts {
-			spec := vpp.WireguardInterfaceSpec{Src: d.addr, Port: port(i)}
+			spec := vpp.WireguardInterfaceSpec{Src: d.hand, Port: port(i)}
 			copy(spec.PrivateKey[:], priv[i].Bytes())
 			x, err := d.vc.CreateWireguardInterface(ctx, spec)
 			if err != nil {
 				return idx, err
 			}
 			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteWireguardInterface(ctx, x) })
-			peer := vpp.WireguardPeerSpec{Interface: x, Endpoint: e.duts[1-i].addr, Port: port(1 - i),
+			peer := vpp.WireguardPeerSpec{Interface: x, Endpoint: e.duts[1-i].hand, Port: port(1 - i),
 				AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}
 			copy(peer.PublicKey[:], priv[1-i].PublicKey().Bytes())
 			pi, err := d.vc.CreateWireguardPeer(ctx, peer)
@@ -613,7 +676,7 @@ func (e *dpEnv) handTunnels(ctx context.Context, topo string, path *dpPath) ([2]
 				}
 				path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteSA(ctx, sa.ID) })
 			}
-			x, err := d.vc.CreateIpipTunnel(ctx, vpp.IpipTunnel{Src: d.addr, Dst: e.duts[1-i].addr})
+			x, err := d.vc.CreateIpipTunnel(ctx, vpp.IpipTunnel{Src: d.hand, Dst: e.duts[1-i].hand})
 			if err != nil {
 				return idx, err
 			}
@@ -732,7 +795,7 @@ func (e *dpEnv) send(ctx context.Context, path *dpPath, f FrameSize, pps float64
 	for i, part := range parts {
 		e.seq++
 		name := fmt.Sprintf("bdp%d", e.seq)
-		stream := pgStream(name, path.src, path.ip, part.Bytes, rates[i], d)
+		stream := pgStream(name, path.src, path.to, path.ip, part.Bytes, rates[i], d)
 		if _, err := t.cli(ctx, stream); err != nil {
 			return res, err
 		}
@@ -797,10 +860,12 @@ func (e *dpEnv) rx(ctx context.Context, ifname string) (uint64, error) {
 }
 
 // pgStream is the packet generator's definition of a stream of UDP frames
-// of frame bytes out of ifname at pps for d (unthrottled and unlimited when
-// pps is 0). The FCS is counted in frame but not sent; on an IP-mode memif
-// the 14-byte Ethernet header goes too.
-func pgStream(name, ifname string, ip bool, frame int, pps float64, d time.Duration) string {
+// of frame bytes to dst at pps for d (unthrottled and unlimited when pps
+// is 0): Ethernet frames straight out of ifname, or for an IP-mode memif
+// IP packets into ip4-input, routed out of ifname. The FCS is counted in
+// frame but not sent; on an IP-mode memif the 14-byte Ethernet header
+// goes too.
+func pgStream(name, ifname string, dst netip.Addr, ip bool, frame int, pps float64, d time.Duration) string {
 	size := frame - 4
 	ipLen := size - 14
 	if ip {
@@ -814,10 +879,13 @@ func pgStream(name, ifname string, ip bool, frame int, pps float64, d time.Durat
 	} else {
 		b.WriteString("  limit -1\n")
 	}
-	fmt.Fprintf(&b, "  size %d-%d\n  node %s-output\n  data {\n", size, size, ifname)
-	if !ip {
+	fmt.Fprintf(&b, "  size %d-%d\n", size, size)
+	if ip {
+		b.WriteString("  interface pg0\n  node ip4-input\n  data {\n")
+	} else {
+		fmt.Fprintf(&b, "  node %s-output\n  data {\n", ifname)
 		b.WriteString("    IP4: 02:fe:00:00:00:01 -> 02:fe:00:00:00:02\n")
 	}
-	fmt.Fprintf(&b, "    UDP: %s -> %s\n    UDP: 1234 -> 5678\n    length %d\n    incrementing 1\n  }\n}", dpClient, dpEndpoint, ipLen-20)
+	fmt.Fprintf(&b, "    UDP: %s -> %s\n    UDP: 1234 -> 5678\n    length %d\n    incrementing 1\n  }\n}", dpClient, dst, ipLen-20)
 	return b.String()
 }
