@@ -110,7 +110,7 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 					pps = x.PDR
 				}
 				s := fmt.Sprintf("%.3f Mpps %.2f Gb/s", Mpps(pps), Gbps(pps, f))
-				if x.SourceLimited() {
+				if x.AtSource(pdr) {
 					s += " (source)"
 				}
 				return s

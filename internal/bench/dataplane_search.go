@@ -46,10 +46,17 @@ type SearchResult struct {
 	Trials []TrialResult `json:"trials"`
 }
 
-// SourceLimited says whether the path passed at the source's full rate,
-// so that the source, not the path, bounds the figures.
-func (s SearchResult) SourceLimited() bool {
-	return len(s.Trials) > 0 && s.Trials[0].Loss() <= PDRLoss
+// AtSource says whether the path passed at the source's full rate (with no
+// loss, or for pdr with at most PDRLoss), so that the source, not the path,
+// bounds NDR (or PDR).
+func (s SearchResult) AtSource(pdr bool) bool {
+	if len(s.Trials) == 0 {
+		return false
+	}
+	if pdr {
+		return s.Trials[0].Loss() <= PDRLoss
+	}
+	return s.Trials[0].Loss() == 0
 }
 
 // interval is where a search's threshold lies: trials at lo passed, at hi
