@@ -129,7 +129,7 @@ next to the same VPP objects made by plain API calls:
 For each topology and frame size it finds NDR (no loss) and PDR (at most
 0.5 % loss) by binary search (RFC 2544): the first trial runs the source
 unthrottled (shown as "source max"), the next ones halve the interval until
-it is narrower than --precision of that rate. Source and sink are a traffic
+it is narrower than --precision of its upper end. Source and sink are a traffic
 VPP of their own (packet generator out of one memif, counted on the other);
 the two VPPs under test are joined by a veth (af_packet, MTU 9000).
 
@@ -192,7 +192,7 @@ progress to stderr.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 2s trials, 10% resolution, VPPs sleeping 100µs between idle polls (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, VPPs sleeping 100µs between idle polls (flags given win)")
 	defSizes := make([]string, len(cfg.FrameSizes))
 	for i, f := range cfg.FrameSizes {
 		defSizes[i] = f.String()
@@ -200,7 +200,7 @@ progress to stderr.`,
 	fl.StringSliceVar(&frameSizes, "frame-sizes", defSizes, "frame sizes in bytes with FCS (64 to 8900), or imix (7×64, 4×570, 1×1518)")
 	fl.StringSliceVar(&cfg.Topologies, "topologies", cfg.Topologies, "topologies to measure: "+strings.Join(bench.AllTopologies, ","))
 	fl.DurationVar(&cfg.TrialDuration, "trial-duration", cfg.TrialDuration, "length of each trial of the search")
-	fl.Float64Var(&cfg.Precision, "precision", cfg.Precision, "search resolution, a fraction of the source's unthrottled rate")
+	fl.Float64Var(&cfg.Precision, "precision", cfg.Precision, "search resolution: it stops when the pass/fail interval is narrower than this fraction of its upper end")
 	fl.IntVar(&cfg.MainCore, "main-core", cfg.MainCore, "core of each tested VPP's main thread (-1: unpinned)")
 	fl.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker threads per tested VPP (0: main thread only)")
 	fl.StringVar(&cfg.CorelistWorkers, "corelist-workers", cfg.CorelistWorkers, "cores of each tested VPP's workers, e.g. 2-3 (instead of --workers)")

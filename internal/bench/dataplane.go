@@ -140,8 +140,9 @@ type DataplaneConfig struct {
 	FrameSizes []FrameSize
 	// TrialDuration is the length of each trial of the search.
 	TrialDuration time.Duration
-	// Precision is the search's resolution, as a fraction of the highest
-	// rate searched: it stops when the pass/fail interval is narrower.
+	// Precision is the search's resolution, as a fraction of the rate:
+	// it stops when the pass/fail interval is narrower than Precision ×
+	// its upper end.
 	Precision float64
 	// MainCore (-1: VPP's choice), Workers (0: none) or CorelistWorkers
 	// ("2-3") place the threads of each VPP under test; RxMode is
@@ -167,11 +168,11 @@ func DefaultDataplaneConfig() DataplaneConfig {
 	}
 }
 
-// Quick changes c to the short run: 64 and 1518 bytes, 2 s trials, 10 %
+// Quick changes c to the short run: 64 and 1518 bytes, 1 s trials, 10 %
 // resolution, VPPs sleeping between polls.
 func (c *DataplaneConfig) Quick() {
 	c.FrameSizes = []FrameSize{{Bytes: 64}, {Bytes: 1518}}
-	c.TrialDuration, c.Precision, c.PollSleepUsec = 2*time.Second, 0.1, 100
+	c.TrialDuration, c.Precision, c.PollSleepUsec = time.Second, 0.1, 100
 }
 
 var corelist = regexp.MustCompile(`^\d+(-\d+)?(,\d+(-\d+)?)*$`)

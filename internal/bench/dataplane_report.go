@@ -145,7 +145,7 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 	if r.LoadAvg != "" {
 		load = ", load average " + r.LoadAvg
 	}
-	_, err := fmt.Fprintf(w, "\nNDR: no loss; PDR: at most %.1f %% loss; trials of %v, resolution %.0f %% of the source's unthrottled rate.\n"+
+	_, err := fmt.Fprintf(w, "\nNDR: no loss; PDR: at most %.1f %% loss; trials of %v, resolution %.0f %% of the rate.\n"+
 		"source max: the packet generator unthrottled (vwire / hand); (source): the path passed at that rate.\n"+
 		"vwire %s, %s, on %d × %s, Linux %s%s; %s; %s, took %s\n",
 		PDRLoss*100, r.Trial, r.Precision*100, r.Version, r.VPPVersion, r.Machine.CPUs, r.Machine.CPUModel,

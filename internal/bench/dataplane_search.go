@@ -59,6 +59,10 @@ func (s SearchResult) AtSource(pdr bool) bool {
 	return s.Trials[0].Loss() == 0
 }
 
+// minRateFraction is the lowest rate a search tries, as a fraction of the
+// source's unthrottled rate.
+const minRateFraction = 1e-3
+
 // interval is where a search's threshold lies: trials at lo passed, at hi
 // failed (hi is the ceiling before any failed).
 type interval struct {
@@ -73,9 +77,12 @@ func (iv interval) width() float64 { return iv.hi - iv.lo }
 // trial runs at the middle of the wider unresolved interval (NDR's first),
 // and each trial narrows both: no loss raises both floors, loss up to
 // PDRLoss raises PDR's floor and lowers NDR's ceiling, more loss lowers
-// both ceilings. It stops when both intervals are narrower than precision
-// × the ceiling. A result that contradicts an earlier one (noise: a pass
-// above a rate that failed) moves no bound past the other.
+// both ceilings. An interval is resolved when it is narrower than
+// precision × its ceiling (so a threshold far below the source's rate is
+// found as finely as one near it), or when its ceiling falls below
+// minRateFraction of the source's rate (the figure is then 0). A result
+// that contradicts an earlier one (noise: a pass above a rate that failed)
+// moves no bound past the other.
 func Search(ctx context.Context, trial Trial, precision float64) (SearchResult, error) {
 	var res SearchResult
 	if precision <= 0 || precision >= 1 {
@@ -116,14 +123,15 @@ func Search(ctx context.Context, trial Trial, precision float64) (SearchResult, 
 		}
 	}
 	record(first.Offered, first)
-	resolution := precision * first.Offered
+	floor := minRateFraction * first.Offered
+	open := func(iv interval) bool { return iv.width() > precision*iv.hi && iv.hi > floor }
 	const maxTrials = 64 // each trial halves an interval: never reached
 	for len(res.Trials) < maxTrials {
 		var rate float64
 		switch {
-		case ndr.width() > resolution:
+		case open(ndr):
 			rate = (ndr.lo + ndr.hi) / 2
-		case pdr.width() > resolution:
+		case open(pdr):
 			rate = (pdr.lo + pdr.hi) / 2
 		default:
 			res.NDR, res.PDR = ndr.offered, pdr.offered

@@ -56,6 +56,7 @@ func TestSearchFindsNDRAndPDR(t *testing.T) {
 		{name: "coarse", ndr: 3e6, pdr: 4.2e6, max: 10e6, precision: 0.1},
 		{name: "pdr at the source", ndr: 5e6, pdr: 20e6, max: 10e6, precision: 0.02, pdrAtSource: true},
 		{name: "source limited", ndr: 20e6, pdr: 20e6, max: 10e6, precision: 0.02, ndrAtSource: true, pdrAtSource: true},
+		{name: "far below the source", ndr: 0.02e6, pdr: 0.03e6, max: 10e6, precision: 0.05},
 		{name: "nothing passes", ndr: 0, pdr: 0, max: 10e6, precision: 0.05},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,12 +65,11 @@ func TestSearchFindsNDRAndPDR(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res2 := tc.precision * tc.max
 			want := func(name string, got, threshold float64) {
 				t.Helper()
 				threshold = min(threshold, tc.max)
-				if got > threshold || threshold-got > res2 {
-					t.Errorf("%s %.0f: want within %.0f below %.0f", name, got, res2, threshold)
+				if got > threshold || threshold-got > tc.precision*threshold {
+					t.Errorf("%s %.0f: want within %.0f %% below %.0f", name, got, tc.precision*100, threshold)
 				}
 			}
 			want("NDR", res.NDR, tc.ndr)
@@ -86,8 +86,13 @@ func TestSearchFindsNDRAndPDR(t *testing.T) {
 			if got := res.AtSource(true); got != tc.pdrAtSource {
 				t.Errorf("PDR at the source %v, want %v", got, tc.pdrAtSource)
 			}
-			// Binary search: about log2(1/precision) trials per figure.
-			if limit := 2*int(math.Ceil(math.Log2(1/tc.precision))) + 1; len(res.Trials) > limit {
+			// Binary search: log2(max/threshold) trials down to the
+			// threshold, log2(1/precision) more, per figure.
+			down := math.Log2(1 / minRateFraction)
+			if tc.ndr > 0 {
+				down = math.Ceil(math.Log2(tc.max / min(tc.ndr, tc.max)))
+			}
+			if limit := 2*int(down+math.Ceil(math.Log2(1/tc.precision))) + 1; len(res.Trials) > limit {
 				t.Errorf("%d trials, want at most %d", len(res.Trials), limit)
 			}
 		})
@@ -308,7 +313,7 @@ func TestDataplaneTable(t *testing.T) {
 	for _, want := range []string{
 		"| memif    | 64    | 1.900 Mpps 0.97 Gb/s | 2.000 Mpps 1.02 Gb/s | 0.95  |",
 		"| vxlan    | imix  |", "| 4.000 / 4.000 Mpps |",
-		"Test CPU", "vpp v25.10", "main thread unpinned", "trials of 1s, resolution 10 %",
+		"Test CPU", "vpp v25.10", "main thread unpinned", "trials of 1s, resolution 10 % of the rate",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

@@ -1,0 +1,74 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunDataplane runs `vwire bench dataplane` on real VPPs with the
+// shortest trials and a coarse search: every topology, built by vwire and
+// by hand, must carry frames, give a search result with the source's rate,
+// and leave no namespace or VPP behind. It needs VPP_BIN and root.
+func TestRunDataplane(t *testing.T) {
+	bin := os.Getenv("VPP_BIN")
+	if bin == "" {
+		t.Skip("VPP_BIN not set: this test runs VPPs (a VPP 25.10 binary, and VPP_PLUGIN_PATH for its plugins)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes network namespaces, a veth and VPPs")
+	}
+	cfg := DefaultDataplaneConfig()
+	cfg.VPPBin, cfg.VPPPluginPath = bin, os.Getenv("VPP_PLUGIN_PATH")
+	cfg.FrameSizes = []FrameSize{{Bytes: 64}}
+	cfg.TrialDuration, cfg.Precision, cfg.PollSleepUsec = 300*time.Millisecond, 0.4, 100
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rep, err := RunDataplane(ctx, cfg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rep.VPPVersion, "vpp v") {
+		t.Errorf("VPP version %q", rep.VPPVersion)
+	}
+	if len(rep.Results) != 2*len(AllTopologies) {
+		t.Fatalf("%d results, want %d: %+v", len(rep.Results), 2*len(AllTopologies), rep.Results)
+	}
+	for _, topo := range AllTopologies {
+		for _, by := range []string{BuiltByVwire, BuiltByHand} {
+			r := rep.find(topo, FrameSize{Bytes: 64}, by)
+			if r == nil {
+				t.Errorf("%s by %s: no result", topo, by)
+				continue
+			}
+			first := r.Trials[0]
+			if r.Error != "" || r.SourceMax <= 0 || first.Rate != 0 || first.Received == 0 {
+				t.Errorf("%s by %s: %+v", topo, by, r)
+			}
+			if r.NDR > r.PDR || r.PDR > r.SourceMax*1.01 {
+				t.Errorf("%s by %s: NDR %.0f, PDR %.0f, source %.0f: want NDR ≤ PDR ≤ source", topo, by, r.NDR, r.PDR, r.SourceMax)
+			}
+			t.Logf("%s by %s: NDR %.3f PDR %.3f source %.3f Mpps in %d trials", topo, by, Mpps(r.NDR), Mpps(r.PDR), Mpps(r.SourceMax), len(r.Trials))
+		}
+	}
+	var table, svg bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prefix := fmt.Sprintf("%s%d-b-dp", NamePrefix, os.Getpid()); strings.Contains(string(out), prefix) {
+		t.Errorf("namespaces left behind:\n%s", out)
+	}
+}
