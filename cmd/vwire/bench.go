@@ -126,7 +126,8 @@ next to the same VPP objects made by plain API calls:
   wireguard  memif→WireGuard→memif between two VPPs (IP payload, l3xc)
   ipsec      memif→IPsec→memif between two VPPs (ESP in UDP, l3xc)
 
-For each topology and frame size it finds NDR (no loss) and PDR (at most
+For each topology and frame size it measures MRR (CSIT's maximum receive
+rate: the median rate received over --mrr-trials unthrottled trials), and finds NDR (no loss) and PDR (at most
 0.5 % loss) by binary search (RFC 2544): the first trial runs the source
 unthrottled (shown as "source max"), the next ones halve the interval until
 it is narrower than --precision of its upper end. Source and sink are a traffic
@@ -153,6 +154,9 @@ progress to stderr.`,
 				}
 				if !fl.Changed("precision") {
 					cfg.Precision = q.Precision
+				}
+				if !fl.Changed("mrr-trials") {
+					cfg.MRRTrials = q.MRRTrials
 				}
 				if !fl.Changed("poll-sleep-usec") {
 					cfg.PollSleepUsec = q.PollSleepUsec
@@ -192,7 +196,7 @@ progress to stderr.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, VPPs sleeping 100µs between idle polls (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, 3 MRR trials, VPPs sleeping 100µs between idle polls (flags given win)")
 	defSizes := make([]string, len(cfg.FrameSizes))
 	for i, f := range cfg.FrameSizes {
 		defSizes[i] = f.String()
@@ -201,6 +205,7 @@ progress to stderr.`,
 	fl.StringSliceVar(&cfg.Topologies, "topologies", cfg.Topologies, "topologies to measure: "+strings.Join(bench.AllTopologies, ","))
 	fl.DurationVar(&cfg.TrialDuration, "trial-duration", cfg.TrialDuration, "length of each trial of the search")
 	fl.Float64Var(&cfg.Precision, "precision", cfg.Precision, "search resolution: it stops when the pass/fail interval is narrower than this fraction of its upper end")
+	fl.IntVar(&cfg.MRRTrials, "mrr-trials", cfg.MRRTrials, "unthrottled trials (taken in turns, vwire and hand) whose median received rate is MRR")
 	fl.IntVar(&cfg.MainCore, "main-core", cfg.MainCore, "core of each tested VPP's main thread (-1: unpinned)")
 	fl.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker threads per tested VPP (0: main thread only)")
 	fl.StringVar(&cfg.CorelistWorkers, "corelist-workers", cfg.CorelistWorkers, "cores of each tested VPP's workers, e.g. 2-3 (instead of --workers)")

@@ -144,6 +144,8 @@ type DataplaneConfig struct {
 	// it stops when the pass/fail interval is narrower than Precision ×
 	// its upper end.
 	Precision float64
+	// MRRTrials is how many unthrottled trials MRR is the median of.
+	MRRTrials int
 	// MainCore (-1: VPP's choice), Workers (0: none) or CorelistWorkers
 	// ("2-3") place the threads of each VPP under test; RxMode is
 	// RxPolling or RxInterrupt for their interfaces.
@@ -163,7 +165,7 @@ func DefaultDataplaneConfig() DataplaneConfig {
 	fs, _ := ParseFrameSizes([]string{"64", "128", "512", "1518", "imix"})
 	return DataplaneConfig{
 		Topologies: slices.Clone(AllTopologies), FrameSizes: fs,
-		TrialDuration: 10 * time.Second, Precision: 0.02,
+		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5,
 		MainCore: -1, RxMode: RxPolling,
 	}
 }
@@ -172,7 +174,7 @@ func DefaultDataplaneConfig() DataplaneConfig {
 // resolution, VPPs sleeping between polls.
 func (c *DataplaneConfig) Quick() {
 	c.FrameSizes = []FrameSize{{Bytes: 64}, {Bytes: 1518}}
-	c.TrialDuration, c.Precision, c.PollSleepUsec = time.Second, 0.1, 100
+	c.TrialDuration, c.Precision, c.PollSleepUsec, c.MRRTrials = time.Second, 0.1, 100, 3
 }
 
 var corelist = regexp.MustCompile(`^\d+(-\d+)?(,\d+(-\d+)?)*$`)
@@ -198,6 +200,9 @@ func (c DataplaneConfig) Validate() error {
 	}
 	if c.Precision <= 0 || c.Precision >= 0.5 {
 		return fmt.Errorf("bench dataplane: precision %g: want more than 0 and less than 0.5", c.Precision)
+	}
+	if c.MRRTrials < 1 {
+		return fmt.Errorf("bench dataplane: MRR trials %d: want at least 1", c.MRRTrials)
 	}
 	if c.MainCore < -1 {
 		return fmt.Errorf("bench dataplane: main core %d: want 0 or more", c.MainCore)

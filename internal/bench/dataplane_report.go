@@ -24,6 +24,10 @@ type DataplaneResult struct {
 	FrameSize FrameSize `json:"frame_size"`
 	BuiltBy   string    `json:"built_by"`
 	SearchResult
+	// MRR is the median delivered rate of the unthrottled trials: the
+	// search's first and MRRTrials, made before it.
+	MRR       float64       `json:"mrr_pps"`
+	MRRTrials []TrialResult `json:"mrr_trials,omitempty"`
 	// Error says why the search did not finish; the figures are then
 	// what it had.
 	Error string `json:"error,omitempty"`
@@ -44,12 +48,26 @@ type DataplaneReport struct {
 	Placement  string            `json:"placement"`
 	Trial      time.Duration     `json:"trial_duration_ns"`
 	Precision  float64           `json:"precision"`
+	MRRTrials  int               `json:"mrr_trials"`
 	Started    time.Time         `json:"started"`
 	Duration   time.Duration     `json:"duration_ns"`
 	LoadAvg    string            `json:"load_average,omitempty"`
 	Results    []DataplaneResult `json:"results"`
+	// Objects are the VPP objects of each topology, as each builder
+	// made them.
+	Objects []TopologyObjects `json:"objects,omitempty"`
 	// Notes explain figures: skipped topologies, results below goal.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// TopologyObjects lists the interfaces a topology's builders made on each
+// node, with their MTU, state and cross-connects, and whether the two
+// lists are the same.
+type TopologyObjects struct {
+	Topology string `json:"topology"`
+	Vwire    string `json:"vwire"`
+	Hand     string `json:"hand"`
+	Same     bool   `json:"same"`
 }
 
 // find returns the result for topology t, frame size f, builder b.
@@ -84,13 +102,21 @@ func (r *DataplaneReport) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
+type figureKind int
+
+const (
+	figMRR figureKind = iota
+	figNDR
+	figPDR
+)
+
 // WriteTable writes one line per topology and frame size, vwire next to
 // the hand-made baseline and the ratio for NDR and PDR, then the source's
 // unthrottled rate and where it ran.
 func (r *DataplaneReport) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	fmt.Fprintln(tw, "| topology\t| frame\t| NDR vwire\t| NDR hand\t| ratio\t| PDR vwire\t| PDR hand\t| ratio\t| source max\t|")
-	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	fmt.Fprintln(tw, "| topology\t| frame\t| MRR vwire\t| MRR hand\t| ratio\t| NDR vwire\t| NDR hand\t| ratio\t| PDR vwire\t| PDR hand\t| ratio\t| source max\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
 	topos, sizes := r.cells()
 	for _, t := range topos {
 		for _, f := range sizes {
@@ -98,35 +124,34 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 			if v == nil && h == nil {
 				continue
 			}
-			cell := func(x *DataplaneResult, pdr bool) string {
+			figure := func(x *DataplaneResult, k figureKind) float64 {
+				switch k {
+				case figMRR:
+					return x.MRR
+				case figPDR:
+					return x.PDR
+				}
+				return x.NDR
+			}
+			cell := func(x *DataplaneResult, k figureKind) string {
 				switch {
 				case x == nil:
 					return "-"
-				case x.Error != "" && x.NDR == 0 && x.PDR == 0:
+				case x.Error != "" && x.NDR == 0 && x.PDR == 0 && x.MRR == 0:
 					return "failed"
 				}
-				pps := x.NDR
-				if pdr {
-					pps = x.PDR
-				}
+				pps := figure(x, k)
 				s := fmt.Sprintf("%.3f Mpps %.2f Gb/s", Mpps(pps), Gbps(pps, f))
-				if x.AtSource(pdr) {
+				if k != figMRR && x.AtSource(k == figPDR) {
 					s += " (source)"
 				}
 				return s
 			}
-			ratio := func(pdr bool) string {
-				if v == nil || h == nil {
+			ratio := func(k figureKind) string {
+				if v == nil || h == nil || figure(h, k) == 0 {
 					return "-"
 				}
-				a, b := v.NDR, h.NDR
-				if pdr {
-					a, b = v.PDR, h.PDR
-				}
-				if b == 0 {
-					return "-"
-				}
-				return fmt.Sprintf("%.2f", a/b)
+				return fmt.Sprintf("%.2f", figure(v, k)/figure(h, k))
 			}
 			var srcMax []string
 			for _, x := range []*DataplaneResult{v, h} {
@@ -134,8 +159,9 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 					srcMax = append(srcMax, fmt.Sprintf("%.3f", Mpps(x.SourceMax)))
 				}
 			}
-			fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s Mpps\t|\n", t, f,
-				cell(v, false), cell(h, false), ratio(false), cell(v, true), cell(h, true), ratio(true), strings.Join(srcMax, " / "))
+			fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s Mpps\t|\n", t, f,
+				cell(v, figMRR), cell(h, figMRR), ratio(figMRR), cell(v, figNDR), cell(h, figNDR), ratio(figNDR),
+				cell(v, figPDR), cell(h, figPDR), ratio(figPDR), strings.Join(srcMax, " / "))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -145,11 +171,20 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 	if r.LoadAvg != "" {
 		load = ", load average " + r.LoadAvg
 	}
-	_, err := fmt.Fprintf(w, "\nNDR: no loss; PDR: at most %.1f %% loss; trials of %v, resolution %.0f %% of the rate.\n"+
+	_, err := fmt.Fprintf(w, "\nMRR: median rate received with the source unthrottled (%d trials); NDR: no loss; PDR: at most %.1f %% loss; trials of %v, resolution %.0f %% of the rate.\n"+
 		"source max: the packet generator unthrottled (vwire / hand); (source): the path passed at that rate.\n"+
 		"vwire %s, %s, on %d × %s, Linux %s%s; %s; %s, took %s\n",
-		PDRLoss*100, r.Trial, r.Precision*100, r.Version, r.VPPVersion, r.Machine.CPUs, r.Machine.CPUModel,
+		r.MRRTrials, PDRLoss*100, r.Trial, r.Precision*100, r.Version, r.VPPVersion, r.Machine.CPUs, r.Machine.CPUModel,
 		r.Machine.Kernel, load, r.Placement, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Duration.Round(time.Second))
+	for _, o := range r.Objects {
+		same := "the same by hand"
+		if !o.Same {
+			same = "by hand: " + o.Hand
+		}
+		if err == nil {
+			_, err = fmt.Fprintf(w, "objects, %s: %s; %s\n", o.Topology, o.Vwire, same)
+		}
+	}
 	for _, n := range r.Notes {
 		if err == nil {
 			_, err = fmt.Fprintln(w, "note: "+n)

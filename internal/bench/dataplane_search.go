@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -26,6 +27,36 @@ func (t TrialResult) Loss() float64 {
 		return 0
 	}
 	return float64(t.Sent-t.Received) / float64(t.Sent)
+}
+
+// Delivered is the rate at which frames arrived: Received over the trial's
+// length (which Offered and Sent give).
+func (t TrialResult) Delivered() float64 {
+	if t.Sent == 0 {
+		return 0
+	}
+	return t.Offered * float64(t.Received) / float64(t.Sent)
+}
+
+// MRR is CSIT's maximum receive rate: the median of the delivered rates of
+// unthrottled trials (0 for none). Unlike NDR it needs no loss-free
+// trial, so it moves much less on a host whose load starves the VPPs now
+// and then.
+func MRR(trials []TrialResult) float64 {
+	var rates []float64
+	for _, t := range trials {
+		if t.Rate == 0 {
+			rates = append(rates, t.Delivered())
+		}
+	}
+	if len(rates) == 0 {
+		return 0
+	}
+	slices.Sort(rates)
+	if n := len(rates); n%2 == 0 {
+		return (rates[n/2-1] + rates[n/2]) / 2
+	}
+	return rates[len(rates)/2]
 }
 
 // Trial sends frames at pps (0: as fast as the source can) for the

@@ -132,6 +132,33 @@ func TestSearchErrors(t *testing.T) {
 	}
 }
 
+func TestMRR(t *testing.T) {
+	un := func(sent, received uint64) TrialResult {
+		return TrialResult{Offered: float64(sent), Sent: sent, Received: received}
+	}
+	if got := un(1000, 900).Delivered(); got != 900 {
+		t.Errorf("delivered %v, want 900", got)
+	}
+	if got := (TrialResult{}).Delivered(); got != 0 {
+		t.Errorf("delivered of nothing %v", got)
+	}
+	throttled := TrialResult{Rate: 500, Offered: 500, Sent: 500, Received: 500}
+	for _, tc := range []struct {
+		name   string
+		trials []TrialResult
+		want   float64
+	}{
+		{"none", nil, 0},
+		{"only throttled", []TrialResult{throttled}, 0},
+		{"odd", []TrialResult{un(1000, 300), throttled, un(1000, 900), un(1000, 500)}, 500},
+		{"even", []TrialResult{un(1000, 300), un(1000, 900), un(1000, 500), un(1000, 700)}, 600},
+	} {
+		if got := MRR(tc.trials); got != tc.want {
+			t.Errorf("%s: MRR %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestSearchPairTakesTurns(t *testing.T) {
 	var (
 		mu    sync.Mutex
@@ -242,6 +269,7 @@ func TestDataplaneConfigValidate(t *testing.T) {
 		{"bad corelist", func(c *DataplaneConfig) { c.CorelistWorkers = "two" }, "corelist-workers"},
 		{"rx mode", func(c *DataplaneConfig) { c.RxMode = "adaptive" }, "rx mode"},
 		{"poll sleep", func(c *DataplaneConfig) { c.PollSleepUsec = -1 }, "poll sleep"},
+		{"mrr trials", func(c *DataplaneConfig) { c.MRRTrials = 0 }, "MRR trials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultDataplaneConfig()
@@ -289,9 +317,9 @@ func TestPGStream(t *testing.T) {
 
 func testDataplaneReport() *DataplaneReport {
 	r := &DataplaneReport{Version: "test", VPPVersion: "vpp v25.10", Machine: Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1"},
-		Placement: "main thread unpinned", Trial: time.Second, Precision: 0.1, Started: time.Date(2026, 12, 5, 15, 0, 0, 0, time.UTC)}
+		Placement: "main thread unpinned", Trial: time.Second, Precision: 0.1, MRRTrials: 3, Started: time.Date(2026, 12, 5, 15, 0, 0, 0, time.UTC)}
 	add := func(topo string, f FrameSize, by string, ndr, pdr, srcMax float64) {
-		r.Results = append(r.Results, DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, SearchResult: SearchResult{
+		r.Results = append(r.Results, DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, MRR: 2 * pdr, SearchResult: SearchResult{
 			NDR: ndr, PDR: pdr, SourceMax: srcMax,
 			Trials: []TrialResult{{Offered: srcMax, Sent: 100, Received: 50}}}})
 	}
@@ -310,12 +338,14 @@ func TestDataplaneTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
+	flat := strings.Join(strings.Fields(out), " ") // the columns' padding aside
 	for _, want := range []string{
-		"| memif    | 64    | 1.900 Mpps 0.97 Gb/s | 2.000 Mpps 1.02 Gb/s | 0.95  |",
-		"| vxlan    | imix  |", "| 4.000 / 4.000 Mpps |",
+		"| memif | 64 | 4.000 Mpps 2.05 Gb/s | 4.000 Mpps 2.05 Gb/s | 1.00 | 1.900 Mpps 0.97 Gb/s | 2.000 Mpps 1.02 Gb/s | 0.95 |",
+		"(3 trials)",
+		"| vxlan | imix |", "| 4.000 / 4.000 Mpps |",
 		"Test CPU", "vpp v25.10", "main thread unpinned", "trials of 1s, resolution 10 % of the rate",
 	} {
-		if !strings.Contains(out, want) {
+		if !strings.Contains(flat, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
