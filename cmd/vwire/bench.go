@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vwire/vwire/forwarder/vpp"
 	"github.com/vwire/vwire/internal/bench"
 )
 
@@ -171,6 +172,11 @@ progress to stderr.`,
 			}
 			cfg.VPPBin, cfg.VPPPluginPath = os.Getenv("VPP_BIN"), os.Getenv("VPP_PLUGIN_PATH")
 			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			// govpp's health check is process-wide: set before the first
+			// connection.
+			if err := vpp.SetupGovpp(bench.DataplaneHealthCheck, nil, nil); err != nil {
 				return err
 			}
 			cfg.Progress = bench.NewProgress(os.Stderr)

@@ -60,6 +60,13 @@ const (
 	dpWarmup = 30 * time.Second
 )
 
+// DataplaneHealthCheck is govpp's health check for a dataplane run (the
+// caller sets it with vpp.SetupGovpp before RunDataplane): the VPPs under
+// test are saturated on purpose, and on a shared host starved for seconds
+// now and then; the default check would drop their connections mid-run.
+// A VPP that really dies still fails the next API call.
+var DataplaneHealthCheck = vpp.HealthCheck{Interval: time.Second, Timeout: 5 * time.Second, Threshold: 60}
+
 // RunDataplane measures every topology and frame size cfg asks for, built
 // by vwire and by hand, and returns the report (with what it has when a
 // measurement fails or ctx ends; the error then says what went wrong).

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vwire/vwire/forwarder/vpp"
 )
 
 // TestRunDataplane runs `vwire bench dataplane` on real VPPs with the
@@ -22,6 +24,9 @@ func TestRunDataplane(t *testing.T) {
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: makes network namespaces, a veth and VPPs")
+	}
+	if err := vpp.SetupGovpp(DataplaneHealthCheck, nil, nil); err != nil {
+		t.Fatal(err)
 	}
 	cfg := DefaultDataplaneConfig()
 	cfg.VPPBin, cfg.VPPPluginPath = bin, os.Getenv("VPP_PLUGIN_PATH")
