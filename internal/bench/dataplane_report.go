@@ -33,6 +33,45 @@ type DataplaneResult struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Goal is the ratio of vwire's figures to the hand-made ones' that every
+// row should reach.
+const Goal = 0.95
+
+// belowGoal explains each figure of vwire's under Goal × the hand-made
+// one's: when both builders made the same objects, the packets met the
+// same VPP nodes, and only the host (load, scheduling) can tell them apart.
+func belowGoal(r *DataplaneReport) []string {
+	var notes []string
+	topos, sizes := r.cells()
+	for _, t := range topos {
+		same := slices.ContainsFunc(r.Objects, func(o TopologyObjects) bool { return o.Topology == t && o.Same })
+		for _, f := range sizes {
+			v, h := r.find(t, f, BuiltByVwire), r.find(t, f, BuiltByHand)
+			if v == nil || h == nil {
+				continue
+			}
+			var low []string
+			for _, k := range []struct {
+				name string
+				v, h float64
+			}{{"MRR", v.MRR, h.MRR}, {"NDR", v.NDR, h.NDR}, {"PDR", v.PDR, h.PDR}} {
+				if k.h > 0 && k.v/k.h < Goal {
+					low = append(low, fmt.Sprintf("%s %.2f", k.name, k.v/k.h))
+				}
+			}
+			if len(low) == 0 {
+				continue
+			}
+			why := "the objects differ (see objects): look there first"
+			if same {
+				why = "the same VPP objects on the path, so the host's load and scheduling made the difference; rerun on an idle host"
+			}
+			notes = append(notes, fmt.Sprintf("%s %s: vwire/hand %s below %.2f: %s", t, f, strings.Join(low, ", "), Goal, why))
+		}
+	}
+	return notes
+}
+
 // Mpps is a rate of frames in millions per second.
 func Mpps(pps float64) float64 { return pps / 1e6 }
 

@@ -349,6 +349,17 @@ func TestDataplaneTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
+	r := testDataplaneReport()
+	r.Objects = []TopologyObjects{{Topology: TopoMemif, Vwire: "node1: memif", Hand: "node1: memif", Same: true},
+		{Topology: TopoVXLAN, Vwire: "node1: vxlan", Hand: "node1: vxlan, memif"}}
+	notes := belowGoal(r)
+	if len(notes) != 2 || !strings.Contains(notes[0], "vxlan 64: vwire/hand NDR 0.91 below 0.95: the objects differ") {
+		t.Errorf("notes %q: want the two VXLAN rows, whose objects differ", notes)
+	}
+	r.Results[0].NDR = 1e6 // memif 64: 0.5 of hand
+	if notes := belowGoal(r); len(notes) != 3 || !strings.Contains(notes[0], "memif 64: vwire/hand NDR 0.50 below 0.95: the same VPP objects") {
+		t.Errorf("notes %q", notes)
+	}
 	if got := strings.Count(out, "\n| "); got != 4 { // the rows (the header is the first line, the rule is "|---")
 		t.Errorf("%d table lines after the header:\n%s", got, out)
 	}

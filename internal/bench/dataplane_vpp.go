@@ -114,14 +114,7 @@ func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*Da
 			errs = append(errs, fmt.Errorf("%s: %w", topo, err))
 		}
 	}
-	for _, topo := range cfg.Topologies {
-		for _, f := range cfg.FrameSizes {
-			v, h := rep.find(topo, f, BuiltByVwire), rep.find(topo, f, BuiltByHand)
-			if v != nil && h != nil && h.NDR > 0 && v.NDR/h.NDR < 0.95 {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("%s %s: vwire's NDR is %.2f of the hand-made one's", topo, f, v.NDR/h.NDR))
-			}
-		}
-	}
+	rep.Notes = append(rep.Notes, belowGoal(rep)...)
 	return rep, errors.Join(errs...)
 }
 
