@@ -123,6 +123,8 @@ func newBenchDataplaneCmd() *cobra.Command {
 next to the same VPP objects made by plain API calls:
 
   memif      memif→memif on one VPP (l2xc)
+  kernel     KERNEL→memif on one VPP: a veth taken by af_packet (l2xc); the
+             traffic VPP sends into the veth's other end with af_packet
   vxlan      memif→VXLAN→memif between two VPPs (l2xc)
   wireguard  memif→WireGuard→memif between two VPPs (IP payload, l3xc)
   ipsec      memif→IPsec→memif between two VPPs (ESP in UDP, l3xc)

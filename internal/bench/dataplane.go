@@ -21,13 +21,17 @@ import (
 // Topologies, as --topologies names them.
 const (
 	TopoMemif     = "memif"     // memif→memif on one VPP (l2xc)
+	TopoKernel    = "kernel"    // KERNEL (veth, af_packet in VPP)→memif on one VPP (l2xc)
 	TopoVXLAN     = "vxlan"     // memif→VXLAN→memif between two VPPs (l2xc)
 	TopoWireGuard = "wireguard" // memif→WireGuard→memif between two VPPs (l3xc)
 	TopoIPsec     = "ipsec"     // memif→IPsec (ESP in UDP over IP-in-IP)→memif between two VPPs (l3xc)
 )
 
 // AllTopologies lists every topology in the order a run measures them.
-var AllTopologies = []string{TopoMemif, TopoVXLAN, TopoWireGuard, TopoIPsec}
+var AllTopologies = []string{TopoMemif, TopoKernel, TopoVXLAN, TopoWireGuard, TopoIPsec}
+
+// local says whether topology t runs on one VPP.
+func local(t string) bool { return t == TopoMemif || t == TopoKernel }
 
 // Rx modes of the interfaces of the VPPs under test.
 const (

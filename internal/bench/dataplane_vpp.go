@@ -27,6 +27,7 @@ import (
 	"github.com/vwire/vwire/forwarder/vpp"
 	"github.com/vwire/vwire/forwarder/vpp/vppstart"
 	"github.com/vwire/vwire/mechanisms/ipsec"
+	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/memif"
 	"github.com/vwire/vwire/mechanisms/vxlan"
 	"github.com/vwire/vwire/mechanisms/wireguard"
@@ -55,6 +56,9 @@ const (
 	dpMTU = 1500
 	// dpSettle is how long in-flight frames get to arrive after a trial.
 	dpSettle = 200 * time.Millisecond
+	// dpAfPacketTxFrames is the TX ring vwire gives a KERNEL side's
+	// af_packet (forwarder/vpp's vethTxFrames).
+	dpAfPacketTxFrames = 256
 	// dpWarmup bounds the wait for a path to carry its first frames
 	// (ARP on the uplink, WireGuard's handshake).
 	dpWarmup = 30 * time.Second
@@ -95,7 +99,7 @@ func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*Da
 	}
 	defer w.Close()
 	p.Stage("dataplane: starting the VPPs", 0)
-	env, err := newDPEnv(ctx, cfg, w, slices.ContainsFunc(cfg.Topologies, func(t string) bool { return t != TopoMemif }))
+	env, err := newDPEnv(ctx, cfg, w, slices.ContainsFunc(cfg.Topologies, func(t string) bool { return !local(t) }))
 	if err != nil {
 		p.Done()
 		return rep, err
@@ -149,6 +153,7 @@ type dpDUT struct {
 	dp     *vpp.Dataplane
 	vc     *vpp.Client
 	uplink vpp.SwIfIndex
+	ns     *Netns
 	// hand is the uplink's address for hand-made tunnels.
 	hand netip.Addr
 }
@@ -221,7 +226,10 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 			return nil, err
 		}
 		dcfg := vpp.Config{APISocket: v.proc.APISocket, StatsSocket: v.proc.StatsSocket,
-			StateDir: filepath.Join(w.Dir, v.label+"-state"), NetNSPath: ns.Path(), Logger: log}
+			StateDir: filepath.Join(w.Dir, v.label+"-state"), NetNSPath: ns.Path(), Logger: log,
+			// The hand-made KERNEL side is a veth with af_packet: vwire's
+			// must be too, also where /dev/vhost-net would allow a tap.
+			Kernel: vpp.KernelVeth}
 		if remote {
 			dcfg.Uplink = dpUplinkName
 		}
@@ -233,7 +241,7 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 		if err := dp.Start(ctx); err != nil {
 			return nil, fmt.Errorf("%s: vwire's dataplane: %w", v.label, err)
 		}
-		d := &dpDUT{dpVPP: v, dp: dp, vc: vpp.NewClient(v.conn, log, nil), uplink: vpp.NoInterface, hand: dpHandUplink[i]}
+		d := &dpDUT{dpVPP: v, ns: ns, dp: dp, vc: vpp.NewClient(v.conn, log, nil), uplink: vpp.NoInterface, hand: dpHandUplink[i]}
 		if remote {
 			ifs, err := d.vc.ListInterfaces(ctx)
 			if err != nil {
@@ -414,7 +422,12 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 		return path, err
 	}
 	for i, file := range files {
-		name, err := e.attachTraffic(ctx, path, file, path.ip)
+		var name string
+		if i == 0 && topo == TopoKernel {
+			name, err = e.attachHost(ctx, path, kernelName(files))
+		} else {
+			name, err = e.attachTraffic(ctx, path, file, path.ip)
+		}
 		if err != nil {
 			return path, err
 		}
@@ -442,6 +455,25 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 		})
 	}
 	return path, nil
+}
+
+// kernelName is the name of the KERNEL side's interface in the traffic
+// namespace (at most 15 bytes).
+func kernelName(files [2]string) string { return strings.TrimSuffix(files[0], "-src") + "k" }
+
+// attachHost takes the KERNEL side's interface in the traffic namespace
+// into the traffic VPP with af_packet, up, and returns its name.
+func (e *dpEnv) attachHost(ctx context.Context, path *dpPath, ifname string) (string, error) {
+	t := e.traffic
+	if _, err := t.cli(ctx, "create host-interface name "+ifname); err != nil {
+		return "", err
+	}
+	path.undo.push(func(ctx context.Context) { _, _ = t.cli(ctx, "delete host-interface name "+ifname) })
+	name := "host-" + ifname
+	if _, err := t.cli(ctx, "set interface state "+name+" up"); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // pgInterface makes the packet generator's interface pg0, with IPv4 on,
@@ -485,8 +517,12 @@ func (e *dpEnv) buildVwire(ctx context.Context, topo string, path *dpPath, files
 	}
 	idA, idB := fmt.Sprintf("bench-%d-a", e.seq), fmt.Sprintf("bench-%d-b", e.seq)
 	n1 := e.duts[0]
-	if topo == TopoMemif {
-		if err := n1.dp.Connect(ctx, idA, conn(mk(0)), conn(mk(1))); err != nil {
+	if local(topo) {
+		in := mk(0)
+		if topo == TopoKernel {
+			in = kernel.New(kernel.Params{Name: kernelName(files), NetNSURL: nsURL})
+		}
+		if err := n1.dp.Connect(ctx, idA, conn(in), conn(mk(1))); err != nil {
 			return fmt.Errorf("vWire: %w", err)
 		}
 		path.undo.push(func(ctx context.Context) { _ = n1.dp.Disconnect(ctx, idA) })
@@ -601,8 +637,14 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 	}
 
 	n1 := e.duts[0]
-	if topo == TopoMemif {
-		a, err := memifOn(n1, files[0], dpEndpoint, dpClient)
+	if local(topo) {
+		var a vpp.SwIfIndex
+		var err error
+		if topo == TopoKernel {
+			a, err = e.handVeth(ctx, n1, path, kernelName(files))
+		} else {
+			a, err = memifOn(n1, files[0], dpEndpoint, dpClient)
+		}
 		if err != nil {
 			return err
 		}
@@ -630,6 +672,35 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 		}
 	}
 	return nil
+}
+
+// handVeth makes a veth pair with its workload end, wl, in the traffic
+// namespace and the other in the node's, both up with the vWire's MTU (the
+// node's end without IPv6, so the kernel sends nothing of its own into
+// VPP), and takes the node's end into VPP with af_packet, as vwire does
+// where VPP cannot make taps.
+func (e *dpEnv) handVeth(ctx context.Context, d *dpDUT, path *dpPath, wl string) (vpp.SwIfIndex, error) {
+	host := wl + "h"
+	ns := d.ns
+	mtu := strconv.Itoa(dpMTU)
+	if _, err := ns.IP("link", "add", host, "mtu", mtu, "type", "veth", "peer", "name", wl, "mtu", mtu, "netns", e.trafficNS.Name); err != nil {
+		return 0, err
+	}
+	path.undo.push(func(context.Context) { _, _ = ns.IP("link", "del", host) })
+	for _, args := range [][]string{{"link", "set", host, "addrgenmode", "none"}, {"link", "set", host, "up"}} {
+		if _, err := ns.IP(args...); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := e.trafficNS.IP("link", "set", wl, "up"); err != nil {
+		return 0, err
+	}
+	idx, err := d.vc.CreateAfPacket(ctx, vpp.AfPacketSpec{HostIfName: host, TxFrames: dpAfPacketTxFrames})
+	if err != nil {
+		return 0, err
+	}
+	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteAfPacket(ctx, host) })
+	return idx, e.upWithMTU(ctx, d, idx)
 }
 
 // handTunnels makes the tunnel of topo on both nodes, up, and returns its
@@ -747,6 +818,9 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 		kind := map[vpp.SwIfIndex]string{}
 		for _, i := range ifs {
 			kind[i.Index] = ifKind.FindString(i.Name)
+			if strings.HasPrefix(i.Name, "host-") {
+				kind[i.Index] = "af_packet" // host-<its Linux name>
+			}
 		}
 		xc := map[vpp.SwIfIndex][]string{}
 		for _, x := range l2 {
@@ -757,7 +831,7 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 		}
 		var nv, nh []string
 		for _, i := range ifs {
-			if i.Name == "local0" || strings.HasPrefix(i.Name, "host-") {
+			if i.Name == "local0" || i.Name == "host-"+dpUplinkName {
 				continue
 			}
 			sig := fmt.Sprintf("%s(mtu %d, up %v, %s)", kind[i.Index], i.MTU, i.AdminUp, strings.Join(xc[i.Index], " "))
@@ -772,7 +846,7 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 		v = append(v, fmt.Sprintf("node%d: %s", n+1, strings.Join(nv, ", ")))
 		h = append(h, fmt.Sprintf("node%d: %s", n+1, strings.Join(nh, ", ")))
 	}
-	if topo == TopoMemif {
+	if local(topo) {
 		v, h = v[:1], h[:1]
 	}
 	o := TopologyObjects{Topology: topo, Vwire: strings.Join(v, "; "), Hand: strings.Join(h, "; ")}
