@@ -204,7 +204,7 @@ progress to stderr.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, 3 MRR trials, VPPs sleeping 100µs between idle polls (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, 3 MRR trials, every VPP with poll-sleep-usec 100 (flags given win)")
 	defSizes := make([]string, len(cfg.FrameSizes))
 	for i, f := range cfg.FrameSizes {
 		defSizes[i] = f.String()
@@ -218,7 +218,7 @@ progress to stderr.`,
 	fl.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker threads per tested VPP (0: main thread only)")
 	fl.StringVar(&cfg.CorelistWorkers, "corelist-workers", cfg.CorelistWorkers, "cores of each tested VPP's workers, e.g. 2-3 (instead of --workers)")
 	fl.StringVar(&cfg.RxMode, "rx-mode", cfg.RxMode, "rx mode of the tested VPPs' memif and af_packet queues: polling or interrupt")
-	fl.IntVar(&cfg.PollSleepUsec, "poll-sleep-usec", cfg.PollSleepUsec, "every VPP sleeps this long between idle polls (0: busy poll)")
+	fl.IntVar(&cfg.PollSleepUsec, "poll-sleep-usec", cfg.PollSleepUsec, "VPP's unix poll-sleep-usec for every VPP: sleep between polls on a shared host (0: busy poll)")
 	fl.StringVar(&jsonFile, "json", "", "also write the report as JSON to FILE")
 	fl.StringVar(&chartFile, "chart", "", "also draw NDR against frame size as SVG to FILE")
 	return cmd

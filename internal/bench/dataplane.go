@@ -157,8 +157,8 @@ type DataplaneConfig struct {
 	Workers         int
 	CorelistWorkers string
 	RxMode          string
-	// PollSleepUsec makes every VPP sleep between polls when no packet
-	// came (0 on a host of its own; shared hosts need it).
+	// PollSleepUsec is every VPP's unix poll-sleep-usec: it sleeps
+	// between polls (0 on a host of its own; shared hosts need it).
 	PollSleepUsec int
 	// Progress shows how far the run is (nothing when nil).
 	Progress *Progress
