@@ -41,7 +41,10 @@ func newBenchCmd(_ *globals) *cobra.Command {
 
 It builds its own world (network namespaces vw-<pid>-b-*, two 'vwire node's
 on the kernel dataplane, endpoints, VPPs) and removes it at the end or on
-Ctrl-C. A table goes to stdout, progress to stderr.`,
+Ctrl-C. A table goes to stdout, progress to stderr.
+
+'vwire bench dataplane' measures the throughput of VPP vWires CSIT style
+(NDR, PDR, MRR per topology and frame size) next to hand-made VPP.`,
 		Example: `  sudo vwire bench
   sudo vwire bench --only latency,find --sequential 20 --json bench.json`,
 		Args: cobra.NoArgs,
