@@ -161,6 +161,9 @@ progress to stderr.`,
 				if !fl.Changed("precision") {
 					cfg.Precision = q.Precision
 				}
+				if !fl.Changed("latency-pings") {
+					cfg.LatencyPings = q.LatencyPings
+				}
 				if !fl.Changed("mrr-trials") {
 					cfg.MRRTrials = q.MRRTrials
 				}
@@ -207,7 +210,7 @@ progress to stderr.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, 3 MRR trials, every VPP with poll-sleep-usec 100 (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, 3 MRR trials, 100 pings per latency load, every VPP with poll-sleep-usec 100 (flags given win)")
 	defSizes := make([]string, len(cfg.FrameSizes))
 	for i, f := range cfg.FrameSizes {
 		defSizes[i] = f.String()
@@ -217,6 +220,7 @@ progress to stderr.`,
 	fl.DurationVar(&cfg.TrialDuration, "trial-duration", cfg.TrialDuration, "length of each trial of the search")
 	fl.Float64Var(&cfg.Precision, "precision", cfg.Precision, "search resolution: it stops when the pass/fail interval is narrower than this fraction of its upper end")
 	fl.IntVar(&cfg.MRRTrials, "mrr-trials", cfg.MRRTrials, "unthrottled trials (taken in turns, vwire and hand) whose median received rate is MRR")
+	fl.IntVar(&cfg.LatencyPings, "latency-pings", cfg.LatencyPings, "pings (10 ms apart) across each path at 10, 50 and 90 % of its NDR for latency p50/p99 (0: no latency)")
 	fl.IntVar(&cfg.MainCore, "main-core", cfg.MainCore, "core of each tested VPP's main thread (-1: unpinned)")
 	fl.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker threads per tested VPP (0: main thread only)")
 	fl.StringVar(&cfg.CorelistWorkers, "corelist-workers", cfg.CorelistWorkers, "cores of each tested VPP's workers, e.g. 2-3 (instead of --workers)")

@@ -148,6 +148,9 @@ type DataplaneConfig struct {
 	// it stops when the pass/fail interval is narrower than Precision ×
 	// its upper end.
 	Precision float64
+	// LatencyPings is how many pings (10 ms apart) measure latency at
+	// each load of LatencyLoads; 0 measures none.
+	LatencyPings int
 	// MRRTrials is how many unthrottled trials MRR is the median of.
 	MRRTrials int
 	// MainCore (-1: VPP's choice), Workers (0: none) or CorelistWorkers
@@ -169,7 +172,7 @@ func DefaultDataplaneConfig() DataplaneConfig {
 	fs, _ := ParseFrameSizes([]string{"64", "128", "512", "1518", "imix"})
 	return DataplaneConfig{
 		Topologies: slices.Clone(AllTopologies), FrameSizes: fs,
-		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5,
+		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5, LatencyPings: 1000,
 		MainCore: -1, RxMode: RxPolling,
 	}
 }
@@ -178,7 +181,7 @@ func DefaultDataplaneConfig() DataplaneConfig {
 // resolution, VPPs sleeping between polls.
 func (c *DataplaneConfig) Quick() {
 	c.FrameSizes = []FrameSize{{Bytes: 64}, {Bytes: 1518}}
-	c.TrialDuration, c.Precision, c.PollSleepUsec, c.MRRTrials = time.Second, 0.1, 100, 3
+	c.TrialDuration, c.Precision, c.PollSleepUsec, c.MRRTrials, c.LatencyPings = time.Second, 0.1, 100, 3, 100
 }
 
 var corelist = regexp.MustCompile(`^\d+(-\d+)?(,\d+(-\d+)?)*$`)
@@ -204,6 +207,9 @@ func (c DataplaneConfig) Validate() error {
 	}
 	if c.Precision <= 0 || c.Precision >= 0.5 {
 		return fmt.Errorf("bench dataplane: precision %g: want more than 0 and less than 0.5", c.Precision)
+	}
+	if c.LatencyPings < 0 || c.LatencyPings > 100_000 {
+		return fmt.Errorf("bench dataplane: latency pings %d: want 0 to 100000", c.LatencyPings)
 	}
 	if c.MRRTrials < 1 {
 		return fmt.Errorf("bench dataplane: MRR trials %d: want at least 1", c.MRRTrials)

@@ -28,6 +28,8 @@ type DataplaneResult struct {
 	// search's first and MRRTrials, made before it.
 	MRR       float64       `json:"mrr_pps"`
 	MRRTrials []TrialResult `json:"mrr_trials,omitempty"`
+	// Latency at each load of LatencyLoads.
+	Latency []LatencyResult `json:"latency,omitempty"`
 	// Error says why the search did not finish; the figures are then
 	// what it had.
 	Error string `json:"error,omitempty"`
@@ -70,6 +72,26 @@ func belowGoal(r *DataplaneReport) []string {
 		}
 	}
 	return notes
+}
+
+// LatencyResult is the round-trip time of pings across a path while the
+// packet generator loads it at Load × its NDR.
+type LatencyResult struct {
+	Load           float64       `json:"load"`
+	Rate           float64       `json:"rate_pps"`
+	Sent, Received int           `json:"-"`
+	P50            time.Duration `json:"p50_ns"`
+	P99            time.Duration `json:"p99_ns"`
+}
+
+// MarshalJSON adds the pings sent and answered.
+func (l LatencyResult) MarshalJSON() ([]byte, error) {
+	type plain LatencyResult
+	return json.Marshal(struct {
+		plain
+		Sent     int `json:"pings"`
+		Received int `json:"answered"`
+	}{plain(l), l.Sent, l.Received})
 }
 
 // Mpps is a rate of frames in millions per second.
@@ -139,6 +161,43 @@ func (r *DataplaneReport) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// writeLatency writes the latency table, when there is latency.
+func (r *DataplaneReport) writeLatency(w io.Writer) error {
+	if !slices.ContainsFunc(r.Results, func(x DataplaneResult) bool { return len(x.Latency) > 0 }) {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(tw, "\n| topology\t| frame\t| load\t| RTT p50 vwire\t| p50 hand\t| ratio\t| RTT p99 vwire\t| p99 hand\t| ratio\t| answered\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	topos, sizes := r.cells()
+	us := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+	ratio := func(a, b time.Duration) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", float64(a)/float64(b))
+	}
+	for _, t := range topos {
+		for _, f := range sizes {
+			v, h := r.find(t, f, BuiltByVwire), r.find(t, f, BuiltByHand)
+			if v == nil || h == nil || len(v.Latency) != len(h.Latency) {
+				continue
+			}
+			for i, lv := range v.Latency {
+				lh := h.Latency[i]
+				fmt.Fprintf(tw, "| %s\t| %s\t| %.0f %% NDR\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %d/%d, %d/%d\t|\n", t, f, lv.Load*100,
+					us(lv.P50), us(lh.P50), ratio(lv.P50, lh.P50), us(lv.P99), us(lh.P99), ratio(lv.P99, lh.P99),
+					lv.Received, lv.Sent, lh.Received, lh.Sent)
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "RTT: VPP pings from the source's side to the sink's across the vWire and back, while the packet generator loads it at that share of its own NDR.")
+	return err
 }
 
 type figureKind int
@@ -215,6 +274,9 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 		"vwire %s, %s, on %d × %s, Linux %s%s; %s; %s, took %s\n",
 		r.MRRTrials, PDRLoss*100, r.Trial, r.Precision*100, r.Version, r.VPPVersion, r.Machine.CPUs, r.Machine.CPUModel,
 		r.Machine.Kernel, load, r.Placement, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Duration.Round(time.Second))
+	if err == nil {
+		err = r.writeLatency(w)
+	}
 	for _, o := range r.Objects {
 		same := "the same by hand"
 		if !o.Same {

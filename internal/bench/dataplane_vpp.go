@@ -59,6 +59,9 @@ const (
 	// dpAfPacketTxFrames is the TX ring vwire gives a KERNEL side's
 	// af_packet (forwarder/vpp's vethTxFrames).
 	dpAfPacketTxFrames = 256
+	// dpPingInterval is the time between the pings of a latency
+	// measurement.
+	dpPingInterval = 10 * time.Millisecond
 	// dpWarmup bounds the wait for a path to carry its first frames
 	// (ARP on the uplink, WireGuard's handshake).
 	dpWarmup = 30 * time.Second
@@ -306,7 +309,11 @@ type dpPath struct {
 	src, dst string     // the traffic VPP's interface names
 	ip       bool       // IP-mode memifs: frames without an Ethernet header
 	to       netip.Addr // the frames' destination
-	undo     undoList
+	// pingTo is the sink's address, in a table of its own in the traffic
+	// VPP, so that a ping from the source's side crosses the vWire both
+	// ways.
+	pingTo netip.Addr
+	undo   undoList
 }
 
 // undoList runs cleanups in reverse order, on a context of their own.
@@ -399,8 +406,80 @@ func (e *dpEnv) measure(ctx context.Context, topo string, rep *DataplaneReport) 
 		if err := errors.Join(errs[:]...); err != nil {
 			return fmt.Errorf("%s frames: %w", f, err)
 		}
+		if e.cfg.LatencyPings == 0 {
+			continue
+		}
+		// Latency under load: pings across each path while the packet
+		// generator loads it at a share of its own NDR, in turns.
+		p.Stage(fmt.Sprintf("dataplane: %s, %s-byte frames, latency", topo, f), 0)
+		n := len(rep.Results)
+		for _, load := range LatencyLoads {
+			for i, path := range paths {
+				l, err := e.latency(ctx, path, f, load, res[i].NDR)
+				if err != nil {
+					p.Done()
+					return fmt.Errorf("%s frames: latency: %w", f, err)
+				}
+				r := &rep.Results[n-2+i]
+				r.Latency = append(r.Latency, l)
+			}
+		}
+		p.Done()
 	}
 	return nil
+}
+
+// LatencyLoads are the shares of NDR latency is measured at.
+var LatencyLoads = []float64{0.1, 0.5, 0.9}
+
+var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
+
+// latency pings path's sink from its source LatencyPings times while the
+// packet generator sends frames of f at load × ndr, and returns the
+// round-trip times' percentiles. VPP's ping times each echo in its main
+// loop: the figures include the traffic VPP's own turnaround.
+func (e *dpEnv) latency(ctx context.Context, path *dpPath, f FrameSize, load, ndr float64) (LatencyResult, error) {
+	l := LatencyResult{Load: load, Rate: load * ndr, Sent: e.cfg.LatencyPings}
+	interval := dpPingInterval
+	d := time.Duration(e.cfg.LatencyPings)*interval + time.Second
+	var names []string
+	defer func() {
+		for _, n := range names {
+			_, _ = e.traffic.cli(context.WithoutCancel(ctx), "packet-generator delete "+n)
+		}
+	}()
+	if l.Rate > 0 {
+		for i, part := range f.Parts() {
+			e.seq++
+			name := fmt.Sprintf("bdp%d", e.seq)
+			rate := SplitRate(f.Parts(), l.Rate)[i]
+			if _, err := e.traffic.cli(ctx, pgStream(name, path.src, path.to, path.ip, part.Bytes, rate, d)); err != nil {
+				return l, err
+			}
+			names = append(names, name)
+			if _, err := e.traffic.cli(ctx, "packet-generator enable-stream "+name); err != nil {
+				return l, err
+			}
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	vc := vlib.NewServiceClient(e.traffic.conn)
+	reply, err := vc.CliInband(cctx, &vlib.CliInband{Cmd: fmt.Sprintf("ping %s repeat %d interval %.3f",
+		path.pingTo, e.cfg.LatencyPings, interval.Seconds())})
+	if err != nil {
+		return l, fmt.Errorf("traffic VPP: ping: %w", err)
+	}
+	var rtts []time.Duration
+	for _, m := range pingTime.FindAllStringSubmatch(reply.Reply, -1) {
+		ms, err := strconv.ParseFloat(m[1], 64)
+		if err == nil {
+			rtts = append(rtts, time.Duration(ms*float64(time.Millisecond)))
+		}
+	}
+	l.Received = len(rtts)
+	l.P50, l.P99 = Percentile(rtts, 50), Percentile(rtts, 99)
+	return l, nil
 }
 
 // build makes topo by vwire's dataplane (its Accept, Offer and Connect,
@@ -438,6 +517,9 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 		}
 	}
 	path.to = dpEndpoint
+	if err := e.pingAddresses(ctx, path); err != nil {
+		return path, err
+	}
 	if path.ip {
 		// IP-mode frames come from ip4-input on the packet generator's
 		// interface (its parser makes no bare IP for an interface's
@@ -455,6 +537,28 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 		})
 	}
 	return path, nil
+}
+
+// pingAddresses gives the path's source and sink interfaces in the
+// traffic VPP addresses of a subnet of their own, the sink's in an IP
+// table of its own: a ping between them crosses the vWire there and back.
+// (Interfaces deleted with the path take their addresses with them.)
+func (e *dpEnv) pingAddresses(ctx context.Context, path *dpPath) error {
+	e.seq++
+	k := byte(e.seq)
+	table := 1000 + e.seq
+	path.pingTo = netip.AddrFrom4([4]byte{10, 200, k, 2})
+	for _, c := range []string{
+		fmt.Sprintf("ip table add %d", table),
+		fmt.Sprintf("set interface ip table %s %d", path.dst, table),
+		fmt.Sprintf("set interface ip address %s 10.200.%d.2/24", path.dst, k),
+		fmt.Sprintf("set interface ip address %s 10.200.%d.1/24", path.src, k),
+	} {
+		if _, err := e.traffic.cli(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // kernelName is the name of the KERNEL side's interface in the traffic
