@@ -270,6 +270,7 @@ func TestDataplaneConfigValidate(t *testing.T) {
 		{"rx mode", func(c *DataplaneConfig) { c.RxMode = "adaptive" }, "rx mode"},
 		{"poll sleep", func(c *DataplaneConfig) { c.PollSleepUsec = -1 }, "poll sleep"},
 		{"mrr trials", func(c *DataplaneConfig) { c.MRRTrials = 0 }, "MRR trials"},
+		{"latency pings", func(c *DataplaneConfig) { c.LatencyPings = -1 }, "latency pings"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultDataplaneConfig()
@@ -362,6 +363,36 @@ func TestDataplaneTable(t *testing.T) {
 	}
 	if got := strings.Count(out, "\n| "); got != 4 { // the rows (the header is the first line, the rule is "|---")
 		t.Errorf("%d table lines after the header:\n%s", got, out)
+	}
+}
+
+func TestDataplaneLatencyTable(t *testing.T) {
+	r := testDataplaneReport()
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "RTT") {
+		t.Errorf("a latency table without latency:\n%s", b.String())
+	}
+	for i := range r.Results {
+		us := time.Duration(100+i) * time.Microsecond
+		r.Results[i].Latency = []LatencyResult{{Load: 0.1, Rate: 1000, Sent: 10, Received: 9, P50: us, P99: 2 * us}}
+	}
+	b.Reset()
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(b.String()), " ")
+	if want := "| memif | 64 | 10 % NDR | 100 µs | 101 µs | 0.99 | 200 µs | 202 µs | 0.99 | 9/10, 9/10 |"; !strings.Contains(flat, want) {
+		t.Errorf("latency table lacks %q:\n%s", want, b.String())
+	}
+	j, err := json.Marshal(r.Results[0].Latency[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"load":0.1,"rate_pps":1000,"p50_ns":100000,"p99_ns":200000,"pings":10,"answered":9}`; string(j) != want {
+		t.Errorf("latency JSON %s, want %s", j, want)
 	}
 }
 

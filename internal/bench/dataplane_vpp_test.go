@@ -31,7 +31,7 @@ func TestRunDataplane(t *testing.T) {
 	cfg := DefaultDataplaneConfig()
 	cfg.VPPBin, cfg.VPPPluginPath = bin, os.Getenv("VPP_PLUGIN_PATH")
 	cfg.FrameSizes = []FrameSize{{Bytes: 64}}
-	cfg.TrialDuration, cfg.Precision, cfg.PollSleepUsec = 300*time.Millisecond, 0.4, 100
+	cfg.TrialDuration, cfg.Precision, cfg.PollSleepUsec, cfg.LatencyPings = 300*time.Millisecond, 0.4, 100, 10
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	rep, err := RunDataplane(ctx, cfg, "test")
@@ -57,6 +57,14 @@ func TestRunDataplane(t *testing.T) {
 			}
 			if r.NDR > r.PDR || r.PDR > r.SourceMax*1.01 {
 				t.Errorf("%s by %s: NDR %.0f, PDR %.0f, source %.0f: want NDR ≤ PDR ≤ source", topo, by, r.NDR, r.PDR, r.SourceMax)
+			}
+			if len(r.Latency) != len(LatencyLoads) {
+				t.Errorf("%s by %s: latency at %d loads, want %d", topo, by, len(r.Latency), len(LatencyLoads))
+			}
+			for _, l := range r.Latency {
+				if l.Received == 0 || l.P50 <= 0 || l.P99 < l.P50 {
+					t.Errorf("%s by %s: latency %+v: want answered pings and p50 ≤ p99", topo, by, l)
+				}
 			}
 			t.Logf("%s by %s: NDR %.3f PDR %.3f source %.3f Mpps in %d trials", topo, by, Mpps(r.NDR), Mpps(r.PDR), Mpps(r.SourceMax), len(r.Trials))
 		}
