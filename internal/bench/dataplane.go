@@ -14,9 +14,12 @@ import (
 // dataplane, each next to the same VPP objects made by hand. For every
 // topology and frame size it finds NDR (no loss) and PDR (at most 0.5 %
 // loss) by binary search (RFC 2544, 26.1), with a traffic VPP (packet
-// generator out of one memif, counting on another) as source and sink.
+// generator out of one memif, counting on another) as source and sink;
+// it also measures MRR and the latency of pings under load.
 // This file holds the configuration; dataplane_search.go the search,
-// dataplane_report.go the table, JSON and chart, dataplane_vpp.go the VPPs.
+// dataplane_report.go the table, JSON and chart, dataplane_vpp.go the VPPs
+// and the run, dataplane_build.go the topologies, dataplane_traffic.go the
+// trials and latency.
 
 // Topologies, as --topologies names them.
 const (
