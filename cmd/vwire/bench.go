@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vwire/vwire/forwarder/vpp"
 	"github.com/vwire/vwire/internal/bench"
 )
 
@@ -39,7 +41,10 @@ func newBenchCmd(_ *globals) *cobra.Command {
 
 It builds its own world (network namespaces vw-<pid>-b-*, two 'vwire node's
 on the kernel dataplane, endpoints, VPPs) and removes it at the end or on
-Ctrl-C. A table goes to stdout, progress to stderr.`,
+Ctrl-C. A table goes to stdout, progress to stderr.
+
+'vwire bench dataplane' measures the throughput of VPP vWires CSIT style
+(NDR, PDR, MRR per topology and frame size) next to hand-made VPP.`,
 		Example: `  sudo vwire bench
   sudo vwire bench --only latency,find --sequential 20 --json bench.json`,
 		Args: cobra.NoArgs,
@@ -103,5 +108,138 @@ Ctrl-C. A table goes to stdout, progress to stderr.`,
 	fl.IntVar(&cfg.FindQueries, "find-queries", cfg.FindQueries, "Finds timed at each size")
 	fl.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each iperf3 and packet-generator run")
 	fl.StringVar(&jsonFile, "json", "", "also write the report as JSON to FILE")
+	cmd.AddCommand(newBenchDataplaneCmd())
 	return cmd
+}
+
+func newBenchDataplaneCmd() *cobra.Command {
+	cfg := bench.DefaultDataplaneConfig()
+	var (
+		quick               bool
+		frameSizes          []string
+		jsonFile, chartFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "dataplane",
+		Short: "Throughput of vWires on VPP next to the same VPP objects made by hand (root, VPP_BIN)",
+		Long: `Measure the throughput of vWires on the VPP dataplane, CSIT style, each
+next to the same VPP objects made by plain API calls:
+
+  memif      memif→memif on one VPP (l2xc)
+  kernel     KERNEL→memif on one VPP: a veth taken by af_packet (l2xc); the
+             traffic VPP sends into the veth's other end with af_packet
+  vxlan      memif→VXLAN→memif between two VPPs (l2xc)
+  wireguard  memif→WireGuard→memif between two VPPs (IP payload, l3xc)
+  ipsec      memif→IPsec→memif between two VPPs (ESP in UDP, l3xc)
+
+For each topology and frame size it measures MRR (CSIT's maximum receive
+rate: the median rate received over --mrr-trials unthrottled trials), and finds NDR (no loss) and PDR (at most
+0.5 % loss) by binary search (RFC 2544): the first trial runs the source
+unthrottled (shown as "source max"), the next ones halve the interval until
+it is narrower than --precision of its upper end. Source and sink are a traffic
+VPP of their own (packet generator out of one memif, counted on the other);
+the two VPPs under test are joined by a veth (af_packet, MTU 9000).
+
+Needs root and VPP_BIN (VPP_PLUGIN_PATH for its plugins). It builds its own
+namespaces vw-<pid>-b-dp-* and removes them at the end or on Ctrl-C. The
+table goes to stdout with the CPU model, the VPP version and the placement;
+progress to stderr.`,
+		Example: `  sudo VPP_BIN=/usr/bin/vpp vwire bench dataplane --quick --json dp.json --chart dp.svg
+  sudo vwire bench dataplane --topologies memif,vxlan --frame-sizes 64,imix --main-core 1 --corelist-workers 2-3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fl := cmd.Flags()
+			if quick {
+				q := cfg
+				q.Quick()
+				if !fl.Changed("frame-sizes") {
+					cfg.FrameSizes = q.FrameSizes
+				}
+				if !fl.Changed("trial-duration") {
+					cfg.TrialDuration = q.TrialDuration
+				}
+				if !fl.Changed("precision") {
+					cfg.Precision = q.Precision
+				}
+				if !fl.Changed("latency-pings") {
+					cfg.LatencyPings = q.LatencyPings
+				}
+				if !fl.Changed("mrr-trials") {
+					cfg.MRRTrials = q.MRRTrials
+				}
+				if !fl.Changed("poll-sleep-usec") {
+					cfg.PollSleepUsec = q.PollSleepUsec
+				}
+			}
+			if fl.Changed("frame-sizes") {
+				fs, err := bench.ParseFrameSizes(frameSizes)
+				if err != nil {
+					return fmt.Errorf("--frame-sizes: %w", err)
+				}
+				cfg.FrameSizes = fs
+			}
+			cfg.VPPBin, cfg.VPPPluginPath = os.Getenv("VPP_BIN"), os.Getenv("VPP_PLUGIN_PATH")
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			// govpp's health check is process-wide: set before the first
+			// connection.
+			if err := vpp.SetupGovpp(bench.DataplaneHealthCheck, nil, nil); err != nil {
+				return err
+			}
+			cfg.Progress = bench.NewProgress(os.Stderr)
+			rep, runErr := bench.RunDataplane(cmd.Context(), cfg, version)
+			if rep == nil {
+				return runErr
+			}
+			if err := rep.WriteTable(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			for _, out := range []struct {
+				file  string
+				write func(io.Writer) error
+			}{{jsonFile, rep.WriteJSON}, {chartFile, rep.WriteSVG}} {
+				if out.file == "" {
+					continue
+				}
+				if err := writeFile(out.file, out.write); err != nil {
+					return err
+				}
+			}
+			return runErr
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&quick, "quick", false, "short run for a shared host: 64 and 1518 bytes, 1s trials, 10% resolution, 3 MRR trials, 100 pings per latency load, every VPP with poll-sleep-usec 100 (flags given win)")
+	defSizes := make([]string, len(cfg.FrameSizes))
+	for i, f := range cfg.FrameSizes {
+		defSizes[i] = f.String()
+	}
+	fl.StringSliceVar(&frameSizes, "frame-sizes", defSizes, "frame sizes in bytes with FCS (64 to 8900), or imix (7×64, 4×570, 1×1518)")
+	fl.StringSliceVar(&cfg.Topologies, "topologies", cfg.Topologies, "topologies to measure: "+strings.Join(bench.AllTopologies, ","))
+	fl.DurationVar(&cfg.TrialDuration, "trial-duration", cfg.TrialDuration, "length of each trial of the search")
+	fl.Float64Var(&cfg.Precision, "precision", cfg.Precision, "search resolution: it stops when the pass/fail interval is narrower than this fraction of its upper end")
+	fl.IntVar(&cfg.MRRTrials, "mrr-trials", cfg.MRRTrials, "unthrottled trials (taken in turns, vwire and hand) whose median received rate is MRR")
+	fl.IntVar(&cfg.LatencyPings, "latency-pings", cfg.LatencyPings, "pings (10 ms apart) across each path at 10, 50 and 90 % of its NDR for latency p50/p99 (0: no latency)")
+	fl.IntVar(&cfg.MainCore, "main-core", cfg.MainCore, "core of each tested VPP's main thread (-1: unpinned)")
+	fl.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker threads per tested VPP (0: main thread only)")
+	fl.StringVar(&cfg.CorelistWorkers, "corelist-workers", cfg.CorelistWorkers, "cores of each tested VPP's workers, e.g. 2-3 (instead of --workers)")
+	fl.StringVar(&cfg.RxMode, "rx-mode", cfg.RxMode, "rx mode of the tested VPPs' memif and af_packet queues: polling or interrupt")
+	fl.IntVar(&cfg.PollSleepUsec, "poll-sleep-usec", cfg.PollSleepUsec, "VPP's unix poll-sleep-usec for every VPP: sleep between polls on a shared host (0: busy poll)")
+	fl.StringVar(&jsonFile, "json", "", "also write the report as JSON to FILE")
+	fl.StringVar(&chartFile, "chart", "", "also draw NDR against frame size as SVG to FILE")
+	return cmd
+}
+
+// writeFile creates file and fills it with write.
+func writeFile(file string, write func(io.Writer) error) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return f.Close()
 }

@@ -33,6 +33,38 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 	}
 }
 
+func TestBenchDataplaneRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{name: "unknown topology", args: []string{"--topologies", "memif,gre"}, want: `unknown topology "gre"`},
+		{name: "bad frame size", args: []string{"--frame-sizes", "64,jumbo"}, want: `--frame-sizes: frame size "jumbo"`},
+		{name: "frame too small", args: []string{"--quick", "--frame-sizes", "32"}, want: "frame size 32"},
+		{name: "rx mode", args: []string{"--rx-mode", "adaptive"}, want: `rx mode "adaptive"`},
+		{name: "two worker flags", args: []string{"--workers", "2", "--corelist-workers", "2-3"}, want: "not both"},
+		{name: "precision", args: []string{"--precision", "0"}, want: "precision 0"},
+		{name: "no VPP", args: []string{"--quick"}, env: "VPP_BIN=", want: "VPP_BIN is not set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(vwireBin, append([]string{"bench", "dataplane"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), "VPP_BIN="+os.Getenv("VPP_BIN"))
+			if tc.env != "" {
+				cmd.Env = append(cmd.Env, tc.env)
+			}
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("vwire bench dataplane %v: %v: %s; want a failure saying %q", tc.args, err, out, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n > 0 {
+				t.Errorf("%d lines of output, want one:\n%s", n+1, out)
+			}
+		})
+	}
+}
+
 // TestBenchEndToEnd runs every measurement of `vwire bench` with tiny
 // counts (root: it makes network namespaces) and checks the table, the
 // JSON and that nothing is left behind.

@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// TrialResult is one trial: frames sent at a rate for a while, and how many
+// arrived.
+type TrialResult struct {
+	// Rate is the rate asked for, frames/s (0: as fast as the source can).
+	Rate float64 `json:"rate_pps"`
+	// Offered is the rate the source really sent at: Sent / the trial's
+	// length.
+	Offered  float64 `json:"offered_pps"`
+	Sent     uint64  `json:"sent"`
+	Received uint64  `json:"received"`
+}
+
+// Loss is the fraction of the frames sent that did not arrive (0 when more
+// arrived than were counted sent).
+func (t TrialResult) Loss() float64 {
+	if t.Sent == 0 || t.Received >= t.Sent {
+		return 0
+	}
+	return float64(t.Sent-t.Received) / float64(t.Sent)
+}
+
+// Delivered is the rate at which frames arrived: Received over the trial's
+// length (which Offered and Sent give).
+func (t TrialResult) Delivered() float64 {
+	if t.Sent == 0 {
+		return 0
+	}
+	return t.Offered * float64(t.Received) / float64(t.Sent)
+}
+
+// MRR is CSIT's maximum receive rate: the median of the delivered rates of
+// unthrottled trials (0 for none). Unlike NDR it needs no loss-free
+// trial, so it moves much less on a host whose load starves the VPPs now
+// and then.
+func MRR(trials []TrialResult) float64 {
+	var rates []float64
+	for _, t := range trials {
+		if t.Rate == 0 {
+			rates = append(rates, t.Delivered())
+		}
+	}
+	if len(rates) == 0 {
+		return 0
+	}
+	slices.Sort(rates)
+	if n := len(rates); n%2 == 0 {
+		return (rates[n/2-1] + rates[n/2]) / 2
+	}
+	return rates[len(rates)/2]
+}
+
+// Trial sends frames at pps (0: as fast as the source can) for the
+// trial's length and says what arrived.
+type Trial func(ctx context.Context, pps float64) (TrialResult, error)
+
+// SearchResult is what a search found.
+type SearchResult struct {
+	// NDR and PDR are the offered rates (frames/s) of the fastest trials
+	// with no loss and with at most PDRLoss; 0 when none passed.
+	NDR float64 `json:"ndr_pps"`
+	PDR float64 `json:"pdr_pps"`
+	// SourceMax is the rate the source reached unthrottled (the first
+	// trial): the search's ceiling. When NDR or PDR is there, the source,
+	// not the path, was the limit.
+	SourceMax float64 `json:"source_max_pps"`
+	// Trials in the order they ran.
+	Trials []TrialResult `json:"trials"`
+}
+
+// AtSource says whether the path passed at the source's full rate (with no
+// loss, or for pdr with at most PDRLoss), so that the source, not the path,
+// bounds NDR (or PDR).
+func (s SearchResult) AtSource(pdr bool) bool {
+	if len(s.Trials) == 0 {
+		return false
+	}
+	if pdr {
+		return s.Trials[0].Loss() <= PDRLoss
+	}
+	return s.Trials[0].Loss() == 0
+}
+
+// minRateFraction is the lowest rate a search tries, as a fraction of the
+// source's unthrottled rate.
+const minRateFraction = 1e-3
+
+// interval is where a search's threshold lies: trials at lo passed, at hi
+// failed (hi is the ceiling before any failed).
+type interval struct {
+	lo, hi  float64
+	offered float64 // the offered rate of the trial that set lo
+}
+
+func (iv interval) width() float64 { return iv.hi - iv.lo }
+
+// Search finds NDR and PDR by binary search, RFC 2544 section 26.1: the
+// first trial runs the source unthrottled and sets the ceiling; each next
+// trial runs at the middle of the wider unresolved interval (NDR's first),
+// and each trial narrows both: no loss raises both floors, loss up to
+// PDRLoss raises PDR's floor and lowers NDR's ceiling, more loss lowers
+// both ceilings. An interval is resolved when it is narrower than
+// precision × its ceiling (so a threshold far below the source's rate is
+// found as finely as one near it), or when its ceiling falls below
+// minRateFraction of the source's rate (the figure is then 0). A result
+// that contradicts an earlier one (noise: a pass above a rate that failed)
+// moves no bound past the other.
+func Search(ctx context.Context, trial Trial, precision float64) (SearchResult, error) {
+	var res SearchResult
+	if precision <= 0 || precision >= 1 {
+		return res, fmt.Errorf("search: precision %g: want more than 0 and less than 1", precision)
+	}
+	first, err := trial(ctx, 0)
+	if err != nil {
+		return res, fmt.Errorf("unthrottled trial: %w", err)
+	}
+	res.Trials = append(res.Trials, first)
+	if first.Sent == 0 || first.Offered <= 0 {
+		return res, errors.New("unthrottled trial: the source sent nothing")
+	}
+	res.SourceMax = first.Offered
+	ndr := interval{hi: first.Offered}
+	pdr := interval{hi: first.Offered}
+	record := func(rate float64, t TrialResult) {
+		raise := func(iv *interval) {
+			if rate > iv.lo && rate <= iv.hi {
+				iv.lo, iv.offered = rate, t.Offered
+			}
+		}
+		lower := func(iv *interval) {
+			if rate < iv.hi && rate > iv.lo {
+				iv.hi = rate
+			}
+		}
+		switch loss := t.Loss(); {
+		case loss == 0:
+			raise(&ndr)
+			raise(&pdr)
+		case loss <= PDRLoss:
+			raise(&pdr)
+			lower(&ndr)
+		default:
+			lower(&ndr)
+			lower(&pdr)
+		}
+	}
+	record(first.Offered, first)
+	floor := minRateFraction * first.Offered
+	open := func(iv interval) bool { return iv.width() > precision*iv.hi && iv.hi > floor }
+	const maxTrials = 64 // each trial halves an interval: never reached
+	for len(res.Trials) < maxTrials {
+		var rate float64
+		switch {
+		case open(ndr):
+			rate = (ndr.lo + ndr.hi) / 2
+		case open(pdr):
+			rate = (pdr.lo + pdr.hi) / 2
+		default:
+			res.NDR, res.PDR = ndr.offered, pdr.offered
+			return res, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		t, err := trial(ctx, rate)
+		if err != nil {
+			return res, fmt.Errorf("trial at %.0f frames/s: %w", rate, err)
+		}
+		res.Trials = append(res.Trials, t)
+		record(rate, t)
+	}
+	res.NDR, res.PDR = ndr.offered, pdr.offered
+	return res, nil
+}
+
+// SearchPair runs two searches at once with their trials taking turns, the
+// first search's first: on a host whose load drifts, both then see the
+// same load, and their ratio means more than either figure. When one
+// search ends the other goes on alone.
+func SearchPair(ctx context.Context, trials [2]Trial, precision float64) ([2]SearchResult, [2]error) {
+	var (
+		res  [2]SearchResult
+		errs [2]error
+		t    turns
+		wg   sync.WaitGroup
+	)
+	t.cond = sync.NewCond(&t.mu)
+	for i := range trials {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer t.finish(i)
+			res[i], errs[i] = Search(ctx, func(ctx context.Context, pps float64) (TrialResult, error) {
+				t.take(i)
+				defer t.give(i)
+				return trials[i](ctx, pps)
+			}, precision)
+		}()
+	}
+	wg.Wait()
+	return res, errs
+}
+
+// turns lets two goroutines run their trials alternately: take waits for
+// one's turn (or for the other to be finished) and holds mu while the trial
+// runs; give passes the turn on.
+type turns struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	next int     // whose turn it is; guarded by mu
+	done [2]bool // guarded by mu
+}
+
+func (t *turns) take(i int) {
+	t.mu.Lock()
+	for t.next != i && !t.done[1-i] {
+		t.cond.Wait()
+	}
+}
+
+func (t *turns) give(i int) {
+	t.next = 1 - i
+	t.cond.Broadcast()
+	t.mu.Unlock()
+}
+
+func (t *turns) finish(i int) {
+	t.mu.Lock()
+	t.done[i] = true
+	t.cond.Broadcast()
+	t.mu.Unlock()
+}

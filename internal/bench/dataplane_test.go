@@ -1,0 +1,483 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"math"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// path is a model of a device under test: no loss up to ndr frames/s, a
+// little (0.1 %) up to pdr, a lot above; the source reaches at most max.
+type path struct {
+	ndr, pdr, max float64
+
+	mu    sync.Mutex
+	rates []float64 // asked, in order; guarded by mu
+}
+
+func (p *path) trial(_ context.Context, pps float64) (TrialResult, error) {
+	p.mu.Lock()
+	p.rates = append(p.rates, pps)
+	p.mu.Unlock()
+	offered := pps
+	if pps == 0 || pps > p.max {
+		offered = p.max
+	}
+	sent := uint64(offered) // one-second trials
+	var lost uint64
+	switch {
+	case offered <= p.ndr:
+	case offered <= p.pdr:
+		lost = sent / 1000
+	default:
+		lost = sent / 10
+	}
+	return TrialResult{Rate: pps, Offered: offered, Sent: sent, Received: sent - lost}, nil
+}
+
+func TestSearchFindsNDRAndPDR(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		ndr, pdr, max float64
+		precision     float64
+		ndrAtSource   bool
+		pdrAtSource   bool
+	}{
+		{name: "both below the source", ndr: 3e6, pdr: 4.2e6, max: 10e6, precision: 0.01},
+		{name: "coarse", ndr: 3e6, pdr: 4.2e6, max: 10e6, precision: 0.1},
+		{name: "pdr at the source", ndr: 5e6, pdr: 20e6, max: 10e6, precision: 0.02, pdrAtSource: true},
+		{name: "source limited", ndr: 20e6, pdr: 20e6, max: 10e6, precision: 0.02, ndrAtSource: true, pdrAtSource: true},
+		{name: "far below the source", ndr: 0.02e6, pdr: 0.03e6, max: 10e6, precision: 0.05},
+		{name: "nothing passes", ndr: 0, pdr: 0, max: 10e6, precision: 0.05},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &path{ndr: tc.ndr, pdr: tc.pdr, max: tc.max}
+			res, err := Search(context.Background(), p.trial, tc.precision)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := func(name string, got, threshold float64) {
+				t.Helper()
+				threshold = min(threshold, tc.max)
+				if got > threshold || threshold-got > tc.precision*threshold {
+					t.Errorf("%s %.0f: want within %.0f %% below %.0f", name, got, tc.precision*100, threshold)
+				}
+			}
+			want("NDR", res.NDR, tc.ndr)
+			want("PDR", res.PDR, tc.pdr)
+			if res.SourceMax != tc.max {
+				t.Errorf("source max %.0f, want %.0f", res.SourceMax, tc.max)
+			}
+			if p.rates[0] != 0 {
+				t.Errorf("first trial at %.0f, want unthrottled", p.rates[0])
+			}
+			if got := res.AtSource(false); got != tc.ndrAtSource {
+				t.Errorf("NDR at the source %v, want %v", got, tc.ndrAtSource)
+			}
+			if got := res.AtSource(true); got != tc.pdrAtSource {
+				t.Errorf("PDR at the source %v, want %v", got, tc.pdrAtSource)
+			}
+			// Binary search: log2(max/threshold) trials down to the
+			// threshold, log2(1/precision) more, per figure.
+			down := math.Log2(1 / minRateFraction)
+			if tc.ndr > 0 {
+				down = math.Ceil(math.Log2(tc.max / min(tc.ndr, tc.max)))
+			}
+			if limit := 2*int(down+math.Ceil(math.Log2(1/tc.precision))) + 1; len(res.Trials) > limit {
+				t.Errorf("%d trials, want at most %d", len(res.Trials), limit)
+			}
+		})
+	}
+}
+
+func TestSearchErrors(t *testing.T) {
+	nothing := func(context.Context, float64) (TrialResult, error) { return TrialResult{}, nil }
+	if _, err := Search(context.Background(), nothing, 0.1); err == nil || !strings.Contains(err.Error(), "sent nothing") {
+		t.Errorf("a source that sends nothing: %v", err)
+	}
+	broken := errors.New("vpp went away")
+	calls := 0
+	fails := func(ctx context.Context, pps float64) (TrialResult, error) {
+		calls++
+		if calls > 2 {
+			return TrialResult{}, broken
+		}
+		return (&path{ndr: 1, pdr: 1, max: 1000}).trial(ctx, pps)
+	}
+	res, err := Search(context.Background(), fails, 0.1)
+	if !errors.Is(err, broken) || len(res.Trials) != 2 {
+		t.Errorf("a failing trial: %v after %d trials, want it wrapped after 2", err, len(res.Trials))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p := &path{ndr: 1, pdr: 1, max: 1000}
+	if _, err := Search(ctx, func(_ context.Context, pps float64) (TrialResult, error) {
+		return p.trial(context.Background(), pps)
+	}, 0.1); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled: %v", err)
+	}
+	for _, bad := range []float64{0, -1, 1} {
+		if _, err := Search(context.Background(), p.trial, bad); err == nil {
+			t.Errorf("precision %g accepted", bad)
+		}
+	}
+}
+
+func TestMRR(t *testing.T) {
+	un := func(sent, received uint64) TrialResult {
+		return TrialResult{Offered: float64(sent), Sent: sent, Received: received}
+	}
+	if got := un(1000, 900).Delivered(); got != 900 {
+		t.Errorf("delivered %v, want 900", got)
+	}
+	if got := (TrialResult{}).Delivered(); got != 0 {
+		t.Errorf("delivered of nothing %v", got)
+	}
+	throttled := TrialResult{Rate: 500, Offered: 500, Sent: 500, Received: 500}
+	for _, tc := range []struct {
+		name   string
+		trials []TrialResult
+		want   float64
+	}{
+		{"none", nil, 0},
+		{"only throttled", []TrialResult{throttled}, 0},
+		{"odd", []TrialResult{un(1000, 300), throttled, un(1000, 900), un(1000, 500)}, 500},
+		{"even", []TrialResult{un(1000, 300), un(1000, 900), un(1000, 500), un(1000, 700)}, 600},
+	} {
+		if got := MRR(tc.trials); got != tc.want {
+			t.Errorf("%s: MRR %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestSearchPairTakesTurns(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		order []int
+	)
+	// The second path resolves in fewer trials (coarse thresholds at the
+	// source): the first then goes on alone.
+	paths := [2]*path{{ndr: 3e6, pdr: 4e6, max: 10e6}, {ndr: 20e6, pdr: 20e6, max: 10e6}}
+	var trials [2]Trial
+	for i, p := range paths {
+		trials[i] = func(ctx context.Context, pps float64) (TrialResult, error) {
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			return p.trial(ctx, pps)
+		}
+	}
+	res, errs := SearchPair(context.Background(), trials, 0.05)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("search %d: %v", i, err)
+		}
+	}
+	n0, n1 := len(res[0].Trials), len(res[1].Trials)
+	if n1 != 1 || n0 < 3 {
+		t.Fatalf("%d and %d trials, want several and 1", n0, n1)
+	}
+	if order[0] != 0 || order[1] != 1 {
+		t.Errorf("order %v: want the first search's trial first, then the second's", order)
+	}
+	for _, i := range order[2:] {
+		if i != 0 {
+			t.Errorf("order %v: the finished search ran again", order)
+		}
+	}
+	// With equal paths the turns alternate strictly.
+	order = nil
+	same := &path{ndr: 3e6, pdr: 4e6, max: 10e6}
+	for i := range trials {
+		trials[i] = func(ctx context.Context, pps float64) (TrialResult, error) {
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			return same.trial(ctx, pps)
+		}
+	}
+	SearchPair(context.Background(), trials, 0.05)
+	for k, i := range order {
+		if i != k%2 {
+			t.Fatalf("order %v: want strict turns", order)
+		}
+	}
+}
+
+func TestFrameSizes(t *testing.T) {
+	fs, err := ParseFrameSizes([]string{"64", " 1518", "IMIX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []FrameSize{{Bytes: 64}, {Bytes: 1518}, {IMIX: true}}; len(fs) != 3 || fs[0] != want[0] || fs[1] != want[1] || fs[2] != want[2] {
+		t.Fatalf("parsed %v, want %v", fs, want)
+	}
+	if got := fs[2].MeanBytes(); math.Abs(got-(7*64+4*570+1518)/12.0) > 1e-9 {
+		t.Errorf("IMIX mean %v", got)
+	}
+	if got := fs[0].MeanBytes(); got != 64 {
+		t.Errorf("64-byte mean %v", got)
+	}
+	rates := SplitRate(IMIX, 1.2e6)
+	if rates[0] != 0.7e6 || rates[1] != 0.4e6 || rates[2] != 0.1e6 {
+		t.Errorf("IMIX split of 1.2 Mpps: %v, want 0.7, 0.4, 0.1 Mpps", rates)
+	}
+	if got := Gbps(1e6, FrameSize{Bytes: 1518}); math.Abs(got-12.144) > 1e-9 {
+		t.Errorf("1 Mpps of 1518 bytes = %v Gb/s, want 12.144", got)
+	}
+	for _, bad := range [][]string{{"63"}, {"9001"}, {"big"}, {"64", "64"}, {}} {
+		if _, err := ParseFrameSizes(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestDataplaneConfigValidate(t *testing.T) {
+	ok := DefaultDataplaneConfig()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("default: %v", err)
+	}
+	q := ok
+	q.Quick()
+	if err := q.Validate(); err != nil || len(q.FrameSizes) != 2 || q.TrialDuration > 2*time.Second {
+		t.Fatalf("quick: %v %+v", err, q)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*DataplaneConfig)
+		want   string
+	}{
+		{"unknown topology", func(c *DataplaneConfig) { c.Topologies = []string{"memif", "gre"} }, `unknown topology "gre"`},
+		{"topology twice", func(c *DataplaneConfig) { c.Topologies = []string{"memif", "memif"} }, "twice"},
+		{"no topologies", func(c *DataplaneConfig) { c.Topologies = nil }, "no topologies"},
+		{"no frame sizes", func(c *DataplaneConfig) { c.FrameSizes = nil }, "no frame sizes"},
+		{"short trial", func(c *DataplaneConfig) { c.TrialDuration = time.Millisecond }, "trial duration"},
+		{"precision 0", func(c *DataplaneConfig) { c.Precision = 0 }, "precision"},
+		{"precision 1", func(c *DataplaneConfig) { c.Precision = 1 }, "precision"},
+		{"main core", func(c *DataplaneConfig) { c.MainCore = -2 }, "main core"},
+		{"workers", func(c *DataplaneConfig) { c.Workers = -1 }, "workers"},
+		{"both worker flags", func(c *DataplaneConfig) { c.Workers, c.CorelistWorkers = 2, "2-3" }, "not both"},
+		{"bad corelist", func(c *DataplaneConfig) { c.CorelistWorkers = "two" }, "corelist-workers"},
+		{"rx mode", func(c *DataplaneConfig) { c.RxMode = "adaptive" }, "rx mode"},
+		{"poll sleep", func(c *DataplaneConfig) { c.PollSleepUsec = -1 }, "poll sleep"},
+		{"mrr trials", func(c *DataplaneConfig) { c.MRRTrials = 0 }, "MRR trials"},
+		{"latency pings", func(c *DataplaneConfig) { c.LatencyPings = -1 }, "latency pings"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultDataplaneConfig()
+			tc.change(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+	c := DefaultDataplaneConfig()
+	c.MainCore, c.CorelistWorkers = 1, "2-3"
+	if got, want := c.cpuStanza(), "cpu {\n  main-core 1\n  corelist-workers 2-3\n}\n"; got != want {
+		t.Errorf("cpu stanza %q, want %q", got, want)
+	}
+	if got := DefaultDataplaneConfig().cpuStanza(); got != "" {
+		t.Errorf("no placement: cpu stanza %q", got)
+	}
+	if got := c.Placement(); !strings.Contains(got, "core 1") || !strings.Contains(got, "2-3") {
+		t.Errorf("placement %q", got)
+	}
+}
+
+func TestPGStream(t *testing.T) {
+	dst := netip.MustParseAddr("172.17.0.9")
+	eth := pgStream("s1", "memif3/0", dpEndpoint, false, 64, 1000, 2*time.Second)
+	for _, want := range []string{"name s1\n", "limit 2000\n", "rate 1000\n", "size 60-60\n", "node memif3/0-output\n",
+		"IP4: 02:fe:00:00:00:01 -> 02:fe:00:00:00:02\n", "UDP: 172.16.251.1 -> 172.16.251.2\n", "length 26\n"} {
+		if !strings.Contains(eth, want) {
+			t.Errorf("Ethernet stream lacks %q:\n%s", want, eth)
+		}
+	}
+	ip := pgStream("s2", "memif3/0", dst, true, 1518, 0, time.Second)
+	for _, want := range []string{"limit -1\n", "size 1500-1500\n", "interface pg0\n", "node ip4-input\n", "UDP: 172.16.251.1 -> 172.17.0.9\n", "length 1480\n"} {
+		if !strings.Contains(ip, want) {
+			t.Errorf("IP stream lacks %q:\n%s", want, ip)
+		}
+	}
+	if strings.Contains(ip, "rate") || strings.Contains(ip, "IP4:") {
+		t.Errorf("unthrottled IP stream:\n%s", ip)
+	}
+	if n := strings.Count(eth, "{") - strings.Count(eth, "}"); n != 0 {
+		t.Errorf("unbalanced braces:\n%s", eth)
+	}
+}
+
+func testDataplaneReport() *DataplaneReport {
+	r := &DataplaneReport{Version: "test", VPPVersion: "vpp v25.10", Machine: Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1"},
+		Placement: "main thread unpinned", Trial: time.Second, Precision: 0.1, MRRTrials: 3, Started: time.Date(2026, 12, 5, 15, 0, 0, 0, time.UTC)}
+	add := func(topo string, f FrameSize, by string, ndr, pdr, srcMax float64) {
+		r.Results = append(r.Results, DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, MRR: 2 * pdr, SearchResult: SearchResult{
+			NDR: ndr, PDR: pdr, SourceMax: srcMax,
+			Trials: []TrialResult{{Offered: srcMax, Sent: 100, Received: 50}}}})
+	}
+	for _, f := range []FrameSize{{Bytes: 64}, {IMIX: true}} {
+		add(TopoMemif, f, BuiltByVwire, 1.9e6, 2e6, 4e6)
+		add(TopoMemif, f, BuiltByHand, 2e6, 2e6, 4e6)
+		add(TopoVXLAN, f, BuiltByVwire, 0.5e6, 0.6e6, 4e6)
+		add(TopoVXLAN, f, BuiltByHand, 0.55e6, 0.6e6, 4e6)
+	}
+	return r
+}
+
+func TestDataplaneTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := testDataplaneReport().WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	flat := strings.Join(strings.Fields(out), " ") // the columns' padding aside
+	for _, want := range []string{
+		"| memif | 64 | 4.000 Mpps 2.05 Gb/s | 4.000 Mpps 2.05 Gb/s | 1.00 | 1.900 Mpps 0.97 Gb/s | 2.000 Mpps 1.02 Gb/s | 0.95 |",
+		"(3 trials)",
+		"| vxlan | imix |", "| 4.000 / 4.000 Mpps |",
+		"Test CPU", "vpp v25.10", "main thread unpinned", "trials of 1s, resolution 10 % of the rate",
+	} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	r := testDataplaneReport()
+	r.Objects = []TopologyObjects{{Topology: TopoMemif, Vwire: "node1: memif", Hand: "node1: memif", Same: true},
+		{Topology: TopoVXLAN, Vwire: "node1: vxlan", Hand: "node1: vxlan, memif"}}
+	notes := belowGoal(r)
+	if len(notes) != 2 || !strings.Contains(notes[0], "vxlan 64: vwire/hand NDR 0.91 below 0.95: the objects differ") {
+		t.Errorf("notes %q: want the two VXLAN rows, whose objects differ", notes)
+	}
+	r.Results[0].NDR = 1e6 // memif 64: 0.5 of hand
+	if notes := belowGoal(r); len(notes) != 3 || !strings.Contains(notes[0], "memif 64: vwire/hand NDR 0.50 below 0.95: the same VPP objects") {
+		t.Errorf("notes %q", notes)
+	}
+	if got := strings.Count(out, "\n| "); got != 4 { // the rows (the header is the first line, the rule is "|---")
+		t.Errorf("%d table lines after the header:\n%s", got, out)
+	}
+}
+
+func TestDataplaneLatencyTable(t *testing.T) {
+	r := testDataplaneReport()
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "RTT") {
+		t.Errorf("a latency table without latency:\n%s", b.String())
+	}
+	for i := range r.Results {
+		us := time.Duration(100+i) * time.Microsecond
+		r.Results[i].Latency = []LatencyResult{{Load: 0.1, Rate: 1000, Sent: 10, Received: 9, P50: us, P99: 2 * us}}
+	}
+	b.Reset()
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(b.String()), " ")
+	if want := "| memif | 64 | 10 % NDR | 100 µs | 101 µs | 0.99 | 200 µs | 202 µs | 0.99 | 9/10, 9/10 |"; !strings.Contains(flat, want) {
+		t.Errorf("latency table lacks %q:\n%s", want, b.String())
+	}
+	j, err := json.Marshal(r.Results[0].Latency[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"load":0.1,"rate_pps":1000,"p50_ns":100000,"p99_ns":200000,"pings":10,"answered":9}`; string(j) != want {
+		t.Errorf("latency JSON %s, want %s", j, want)
+	}
+}
+
+func TestDataplaneJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := testDataplaneReport().WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		VPPVersion string `json:"vpp_version"`
+		Results    []struct {
+			Topology  string  `json:"topology"`
+			FrameSize string  `json:"frame_size"`
+			BuiltBy   string  `json:"built_by"`
+			NDR       float64 `json:"ndr_pps"`
+			Trials    []struct {
+				Sent uint64 `json:"sent"`
+			} `json:"trials"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, b.String())
+	}
+	if got.VPPVersion != "vpp v25.10" || len(got.Results) != 8 {
+		t.Fatalf("%+v", got)
+	}
+	r := got.Results[4]
+	if r.Topology != TopoMemif || r.FrameSize != "imix" || r.BuiltBy != BuiltByVwire || r.NDR != 1.9e6 || len(r.Trials) != 1 || r.Trials[0].Sent != 100 {
+		t.Errorf("result %+v", r)
+	}
+}
+
+func TestDataplaneSVG(t *testing.T) {
+	var b bytes.Buffer
+	if err := testDataplaneReport().WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	// Well-formed XML, one line per topology and builder, the hand-made
+	// ones dashed.
+	dec := xml.NewDecoder(bytes.NewReader(b.Bytes()))
+	lines, dashed, labels := 0, 0, map[string]bool{}
+	var inText bool
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not XML: %v\n%s", err, b.String())
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			inText = el.Name.Local == "text"
+			if el.Name.Local != "polyline" {
+				continue
+			}
+			lines++
+			for _, a := range el.Attr {
+				if a.Name.Local == "stroke-dasharray" {
+					dashed++
+				}
+				if a.Name.Local == "points" && strings.Count(a.Value, ",") != 2 {
+					t.Errorf("line with points %q, want 2", a.Value)
+				}
+			}
+		case xml.CharData:
+			if inText {
+				labels[string(el)] = true
+			}
+		case xml.EndElement:
+			inText = false
+		}
+	}
+	if lines != 4 || dashed != 2 {
+		t.Errorf("%d lines, %d dashed; want 4 and 2", lines, dashed)
+	}
+	for _, want := range []string{"64", "imix", "memif vwire", "vxlan hand", "NDR (Mpps)", "2"} {
+		if !labels[want] {
+			t.Errorf("no label %q in %v", want, labels)
+		}
+	}
+	if got := niceCeil(1.9); got != 2 {
+		t.Errorf("niceCeil(1.9) = %v", got)
+	}
+	if got := niceCeil(0.31); got != 0.5 {
+		t.Errorf("niceCeil(0.31) = %v", got)
+	}
+}
