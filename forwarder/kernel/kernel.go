@@ -1,8 +1,9 @@
 // Package kernel is the forwarder's kernel dataplane: each vWire is made of
 // veth pairs into workloads' network namespaces (KERNEL) and kernel VXLAN
 // devices between nodes (VXLAN), cross-connected by tc mirred redirects, or
-// of a kernel WireGuard device (WIREGUARD, where the kernel has WireGuard,
-// for IP payloads) joined to the other side by per-vWire policy routing.
+// of a WireGuard device (WIREGUARD, for IP payloads: the kernel's where it
+// has WireGuard, else wireguard-go's in this process on a TUN device)
+// joined to the other side by per-vWire policy routing.
 // Every link carries its connection id in its alias, so a restarted
 // forwarder keeps the links that live connections claim again and removes
 // the rest. It is what `vwire node` uses on a host without VPP, and what
@@ -26,7 +27,6 @@ import (
 	nsmvxlan "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.zx2c4.com/wireguard/wgctrl"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vwire/vwire/forwarder"
@@ -58,6 +58,9 @@ type Config struct {
 	// NetNSPath names the namespace the forwarder's links live in; the
 	// current one when empty (tests run several nodes in one process).
 	NetNSPath string
+	// WireGuard picks the WireGuard implementation, one of WireGuardModes
+	// (WireGuardAuto when empty).
+	WireGuard string
 	Logger    *slog.Logger
 }
 
@@ -71,9 +74,9 @@ type Dataplane struct {
 	vnis        *vxlan.VNIAllocator
 	log         *slog.Logger
 	netnsPath   string // the forwarder's namespace; "" for the current one
-	// wgctl configures WireGuard devices in the forwarder's namespace; nil
-	// when the kernel has no WireGuard (WIREGUARD is then not used).
-	wgctl   *wgctrl.Client
+	// wg makes WireGuard devices in the forwarder's namespace; nil when
+	// there is no WireGuard (WIREGUARD is then not used).
+	wg      wgDevices
 	wgPorts *portAllocator
 
 	mu      sync.Mutex                   // guards the fields below
@@ -118,7 +121,7 @@ func New(cfg Config) (*Dataplane, error) {
 			d.log.Warn("tunnel address not on any interface; assuming MTU 1500", "tunnel_ip", cfg.TunnelIP, "err", err)
 		}
 	}
-	if err := d.openWireguard(); err != nil {
+	if err := d.openWireguard(cfg.WireGuard); err != nil {
 		nl.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
@@ -206,12 +209,12 @@ func (d *Dataplane) Start(ctx context.Context) error {
 }
 
 // Close releases the netlink handle (and wgctrl's). Links stay: traffic
-// goes on.
+// goes on, but for userspace WireGuard devices, which go with this process.
 func (d *Dataplane) Close() error {
-	d.nl.Close()
-	if d.wgctl != nil {
-		d.wgctl.Close()
+	if d.wg != nil {
+		d.wg.Close()
 	}
+	d.nl.Close()
 	return nil
 }
 
@@ -599,6 +602,9 @@ func (d *Dataplane) removeLinks(id string) error {
 		errs = append(errs, err)
 	}
 	for _, role := range []string{roleIn, roleOut} {
+		if d.wg != nil {
+			d.wg.Release(linkName(role, id))
+		}
 		l, err := d.nl.LinkByName(linkName(role, id))
 		if err != nil {
 			continue // not there

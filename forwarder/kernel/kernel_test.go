@@ -96,7 +96,8 @@ func kernelMech(path, name string) *networkservice.Mechanism {
 
 func newDP(t *testing.T, nodePath string, tunnel string, grace time.Duration) *Dataplane {
 	t.Helper()
-	cfg := Config{NetNSPath: nodePath, Grace: grace}
+	// WireGuard (of any kind) has its own tests: these are of the rest.
+	cfg := Config{NetNSPath: nodePath, Grace: grace, WireGuard: WireGuardOff}
 	if tunnel != "" {
 		cfg.TunnelIP = netip.MustParseAddr(tunnel)
 	}
