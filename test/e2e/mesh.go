@@ -53,6 +53,9 @@ type MeshOptions struct {
 	// VPP, when its Bin is set, runs each node on the VPP dataplane: the
 	// harness starts the node's VPP and the forwarder attaches to it.
 	VPP VPPEnv
+	// WireGuard is each kernel forwarder's --wireguard; "off" when empty,
+	// so that remote vWires are VXLAN unless a test asks for WireGuard.
+	WireGuard string
 	// AutoAddress leaves out --advertise-url and --tunnel-ip, and listens
 	// on every address (":port"): the daemons find the node's address from
 	// its default route, as on a real host.
@@ -106,6 +109,9 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 	}
 	if opts.Fabric == 0 {
 		opts.Fabric = 1
+	}
+	if opts.WireGuard == "" {
+		opts.WireGuard = "off"
 	}
 	m := &Mesh{Lab: l, Fabric: l.Fabric(opts.Fabric), Opts: opts}
 	for i := range opts.Nodes {

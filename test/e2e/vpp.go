@@ -80,7 +80,7 @@ func (n *MeshNode) StartVPP() *Proc {
 // dataplaneFlags are the forwarder's flags for the mesh's dataplane.
 func (n *MeshNode) dataplaneFlags() []string {
 	if n.mesh.Opts.VPP.Bin == "" {
-		return []string{"--dataplane", "kernel"}
+		return []string{"--dataplane", "kernel", "--wireguard", n.mesh.Opts.WireGuard}
 	}
 	return []string{"--dataplane", "vpp", "--vpp-api-socket", n.VPPAPISocket(), "--uplink", NodeDev}
 }
