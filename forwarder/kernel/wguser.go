@@ -82,7 +82,7 @@ func (u *wgUser) create(name, alias string, mtu int, cfg wgtypes.Config) (netlin
 		}
 	}
 	// Closing dev closes t, and with it the TUN device.
-	dev := device.NewDevice(&nsTUN{Device: t, inNetNS: u.inNetNS},
+	dev := device.NewDevice(newNSTUN(t, u.inNetNS),
 		&nsBind{Bind: conn.NewDefaultBind(), inNetNS: u.inNetNS},
 		&device.Logger{Verbosef: logf(slog.LevelDebug - 4), Errorf: logf(slog.LevelWarn)})
 	link, err := u.nl.LinkByName(name)
@@ -95,14 +95,13 @@ func (u *wgUser) create(name, alias string, mtu int, cfg wgtypes.Config) (netlin
 		}
 	}
 	if err == nil {
-		err = u.nl.LinkSetUp(link)
-	}
-	if err == nil {
-		// Up now rather than on the TUN's "up" event, so the UDP port is
-		// bound (or found in use) before Create returns.
+		// Binds the UDP port, or finds it in use.
 		if err = dev.Up(); err != nil {
 			err = fmt.Errorf("up (UDP port %d): %w", *cfg.ListenPort, err)
 		}
+	}
+	if err == nil {
+		err = u.nl.LinkSetUp(link)
 	}
 	if err != nil {
 		dev.Close()
@@ -185,12 +184,34 @@ func (u *wgUser) Close() error {
 	return nil
 }
 
-// nsTUN reads a TUN device's MTU in the forwarder's namespace (the ioctl
-// goes by name, in the calling thread's namespace).
+// nsTUN is a TUN device as the userspace devices see it:
+//   - its MTU is read in the forwarder's namespace (the ioctl goes by
+//     name, in the calling thread's namespace);
+//   - of its events only MTU changes pass: wireguard-go would bring the
+//     device up and down with the link, rebinding its UDP port each time
+//     (to another one if the port were taken meanwhile: it forgets it on
+//     failure); Create brings it up once, and Release closes it.
 type nsTUN struct {
 	tun.Device
 	inNetNS func(func() error) error
+	events  chan tun.Event
 }
+
+func newNSTUN(t tun.Device, inNetNS func(func() error) error) *nsTUN {
+	n := &nsTUN{Device: t, inNetNS: inNetNS, events: make(chan tun.Event, 1)}
+	// Ends when the TUN device closes its channel (on Close).
+	go func() {
+		defer close(n.events)
+		for e := range t.Events() {
+			if e&tun.EventMTUUpdate != 0 {
+				n.events <- tun.EventMTUUpdate
+			}
+		}
+	}()
+	return n
+}
+
+func (t *nsTUN) Events() <-chan tun.Event { return t.events }
 
 func (t *nsTUN) MTU() (mtu int, err error) {
 	if e := t.inNetNS(func() error { mtu, err = t.Device.MTU(); return nil }); e != nil {

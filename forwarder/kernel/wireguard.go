@@ -54,10 +54,13 @@ import (
 //   - WIREGUARD is neither offered nor accepted for an ETHERNET payload: it
 //     would need an Ethernet-in-IP encapsulation the kernel does not have
 //     (the VPP dataplane refuses it too).
-//   - Packets from the tunnel pass the forwarder namespace's IPv4
-//     reverse-path filter, which looks in the main table: keep
-//     net.ipv4.conf.all.rp_filter at 0 there (New warns otherwise; the
-//     devices' own rp_filter is set to 0).
+//   - The IPv4 reverse-path filter passes the vWire's packets in any mode
+//     (net.ipv4.conf.all.rp_filter 1 or 2 included): for a packet it
+//     forwards, the kernel looks the source up as if the packet came in
+//     from the device it goes out of, and that device's rule steers the
+//     look-up into the table whose route leaves by the side the packet
+//     came in on. Nothing needs switching off (the devices' own rp_filter
+//     is set to 0 all the same).
 //   - Without WireGuard (no "wireguard" generic netlink family and no
 //     /dev/net/tun, or Config.WireGuard says so) WIREGUARD is simply not
 //     offered or accepted.
@@ -192,9 +195,6 @@ func (d *Dataplane) openWireguard(mode string) error {
 		}
 		d.wg = &wgKernel{nl: d.nl, ctl: c}
 		d.log.Info("kernel WireGuard available: WIREGUARD offered for IP payloads", "ports", ports)
-	}
-	if v, err := d.readSysctl("net/ipv4/conf/all/rp_filter"); err == nil && v != "0" {
-		d.log.Warn("reverse-path filtering is on in the forwarder's namespace: packets out of WireGuard vWires will be dropped; set net.ipv4.conf.all.rp_filter=0", "rp_filter", v)
 	}
 	return nil
 }

@@ -39,7 +39,8 @@ func rtt(ns *Netns, addr string) string {
 // TestRemoteKernelWireguardKernel is TestRemoteKernelVxlanKernel over
 // WireGuard, as the kernel dataplane picks it by default (--wireguard
 // auto): the kernel's where it has WireGuard, else wireguard-go in the
-// forwarder's process. The payload is dual stack: ping both ways over IPv4
+// forwarder's process, with strict reverse-path filtering on the nodes.
+// The payload is dual stack: ping both ways over IPv4
 // and IPv6, iperf3 across (a figure, logged). Then each node's forwarder is
 // killed and started again: a userspace device goes with its process, and
 // the next refresh (or the manager's heal) negotiates the vWire anew; the
@@ -52,6 +53,13 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 		ForwarderArgs: []string{"--reconcile-grace", grace.String()}})
 	n1, n2 := m.Nodes[0], m.Nodes[1]
 	clientNS, epNS := l.Netns("nsc1"), l.Netns("nse1")
+	// Strict reverse-path filtering on the nodes, as some distributions
+	// set it: the forwarders need no exception (nor set any).
+	for _, n := range m.Nodes {
+		if out, err := n.Netns.Exec("sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"); err != nil {
+			t.Fatalf("%s: rp_filter: %v: %s", n.Name, err, out)
+		}
+	}
 	before := l.MustSnapshot()
 
 	n2.StartICMPResponder(epNS, EndpointOptions{Name: "nse1", Service: "icmp-wg", CIDR: "172.16.30.0/24", Args: []string{"--cidr", "fd00:30::/64"}})
