@@ -127,3 +127,54 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 	stopClient(t, c)
 	l.WaitNoLeak(cleanupTimeout, before)
 }
+
+// BenchmarkRemoteWireguard compares a remote vWire over WireGuard (as
+// --wireguard auto picks it: userspace on a kernel without WireGuard) with
+// one over VXLAN on the same pair of nodes: ping round trip, TCP
+// throughput (iperf3) and the longest gap in 50 ms probes while node1's
+// forwarder is killed and started again. Figures, not assertions:
+//
+//	go test -run '^$' -bench RemoteWireguard -benchtime 1x ./test/e2e/
+func BenchmarkRemoteWireguard(b *testing.B) {
+	requireIperf3(b)
+	for _, mode := range []struct{ name, wireguard string }{{"vxlan", "off"}, {"wireguard", "auto"}} {
+		b.Run(mode.name, func(b *testing.B) {
+			l, m := newMesh(b, MeshOptions{Nodes: 2, LogLevel: "info", MaxTokenLifetime: shortLifetime, WireGuard: mode.wireguard})
+			n1, n2 := m.Nodes[0], m.Nodes[1]
+			clientNS, epNS := l.Netns("nsc1"), l.Netns("nse1")
+			n2.StartICMPResponder(epNS, EndpointOptions{Name: "nse1", Service: "icmp-bench", CIDR: "172.16.31.0/24"})
+			url := "kernel://icmp-bench/nsm-1"
+			dst := Addr(n1.StartNSC(clientNS, "nsc1", url).WaitConnected()[url].DstIPs[0])
+			clientNS.WaitPing(pingTimeout, dst)
+			srv := l.StartProgram(epNS, "iperf3", "iperf3", "--server", "--forceflush")
+			Eventually(b, StartTimeout, srv.String()+" listens", func() error {
+				if strings.Contains(srv.Output(), "Server listening") {
+					return nil
+				}
+				if srv.Exited() {
+					return Permanent(ErrExited)
+				}
+				return fmt.Errorf("not yet")
+			})
+			b.ResetTimer()
+			var mbps float64
+			for range b.N {
+				mbps += iperf3Mbps(b, throughputPath{name: mode.name, from: clientNS, to: epNS, addr: dst})
+			}
+			b.StopTimer()
+			mbps /= float64(b.N)
+			summary := rtt(clientNS, dst)
+			probes := startProbes(b, []*Netns{clientNS}, []string{url}, []func() (string, error){func() (string, error) { return dst, nil }})
+			start := time.Now()
+			n1.Forwarder.Kill()
+			n1.StartForwarder()
+			clientNS.WaitPing(pingTimeout, dst)
+			o := probes.outage(start, time.Now())
+			probes.stop()
+			b.ReportMetric(mbps, "Mbit/s")
+			b.ReportMetric(o.Longest.Seconds(), "restart-gap-s")
+			b.ReportMetric(0, "ns/op")
+			b.Logf("%s: %.0f Mbit/s; %s; node1 forwarder restart: %v", mode.name, mbps, summary, o)
+		})
+	}
+}
