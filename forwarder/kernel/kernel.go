@@ -358,12 +358,15 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		return nil
 	}
 	start := time.Now()
-	if known && routed == nil && prev.routed == from.routed {
+	switch {
+	case known && routed == nil && prev.routed == from.routed:
 		// Only what changed is rebuilt: link deletions are serialised in
 		// the kernel (tens of ms each), and a heal that moves many vWires
 		// at once waits for all of them.
 		err = d.update(id, prev, from, in, out, mtu)
-	} else {
+	case routed != nil && (!known || prev.routed):
+		err = d.updateRouted(id, prev, known, from, in, out, mtu, routed)
+	default:
 		err = d.build(id, in, out, mtu, routed)
 	}
 	if err != nil {

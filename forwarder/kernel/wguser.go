@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -88,6 +89,16 @@ func (u *wgUser) create(name, alias string, mtu int, cfg wgtypes.Config) (netlin
 	link, err := u.nl.LinkByName(name)
 	if err == nil {
 		err = u.nl.LinkSetAlias(link, alias)
+	}
+	if err == nil {
+		// No IPv6 link-local address: the device would solicit routers
+		// and report multicast through the tunnel as it comes up, and so
+		// start a handshake from this end while the other end starts its
+		// own (the two crossing lost the first packets now and then).
+		// IPv6 is still routed through it.
+		if err = u.nl.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+			err = fmt.Errorf("addrgenmode none: %w", err)
+		}
 	}
 	if err == nil {
 		if err = dev.IpcSet(uapiSet(cfg)); err != nil {

@@ -10,8 +10,11 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	nsmkernel "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/kernel"
+	nsmvxlan "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -788,4 +791,81 @@ func (d *Dataplane) readSysctl(key string) (string, error) {
 		v = v[:len(v)-1]
 	}
 	return string(v), err
+}
+
+// updateRouted makes a routed vWire what it must be while keeping its
+// Ethernet sides where it can: a veth or VXLAN device built from the same
+// mechanism and addresses stays (a workload's veth also when only its
+// addresses changed, or after a restart, when what it was built from is
+// not known: it is given the addresses it must have). A WireGuard side
+// whose configuration changed (the other node restarted with new keys) and
+// every side that cannot stay are made anew; the rules and routes are set
+// again. The workload keeps its interface while the tunnel is rebuilt. On
+// error nothing is left.
+func (d *Dataplane) updateRouted(id string, prev built, known bool, now built, in, out *networkservice.Connection, mtu int, x *routedXC) error {
+	conns := map[string]*networkservice.Connection{roleIn: in, roleOut: out}
+	links := map[string]netlink.Link{}
+	for _, role := range []string{roleIn, roleOut} {
+		c := conns[role]
+		name := linkName(role, id)
+		link, err := d.nl.LinkByName(name)
+		ours := err == nil && link.Attrs().Alias == alias(role, id)
+		if ours && d.keepSide(role, id, prev, known, now, c, link, mtu) {
+			links[role] = link
+			continue
+		}
+		if d.wg != nil {
+			d.wg.Release(name)
+		}
+		if ours {
+			if err := d.nl.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) {
+				d.removeLinks(id)
+				return fmt.Errorf("%s side: delete %s: %w", role, name, err)
+			}
+		}
+		if link, err = d.side(role, id, c.GetMechanism(), c.GetContext(), mtu); err != nil {
+			d.removeLinks(id)
+			return err
+		}
+		links[role] = link
+	}
+	names := map[string]bool{linkName(roleIn, id): true, linkName(roleOut, id): true}
+	err := d.removeRules(func(iif string) bool { return names[iif] })
+	if err == nil {
+		err = d.routeConnect(links[roleIn], links[roleOut], x)
+	}
+	if err != nil {
+		d.removeLinks(id)
+	}
+	return err
+}
+
+// keepSide reports whether the existing link of id's side role can stay
+// for the connection c (see updateRouted).
+func (d *Dataplane) keepSide(role, id string, prev built, known bool, now built, c *networkservice.Connection, link netlink.Link, mtu int) bool {
+	switch c.GetMechanism().GetType() {
+	case nsmkernel.MECHANISM:
+		if _, ok := link.(*netlink.Veth); !ok {
+			return false
+		}
+		if known && prev.mech(role) == now.mech(role) && prev.addrs(role) == now.addrs(role) {
+			return true
+		}
+		if known && prev.mech(role) != now.mech(role) || link.Attrs().MTU != mtu {
+			return false
+		}
+		spec, err := vethSpecFor(role, id, c.GetMechanism(), c.GetContext(), mtu)
+		if err == nil {
+			err = readdress(spec)
+		}
+		if err != nil {
+			d.log.Info("re-addressing in place failed; rebuilding the side", "conn", id, "role", role, "err", err)
+			return false
+		}
+		return true
+	case nsmvxlan.MECHANISM:
+		_, ok := link.(*netlink.Vxlan)
+		return ok && known && prev.mech(role) == now.mech(role)
+	}
+	return false
 }

@@ -813,6 +813,17 @@ func remoteWireguard(t *testing.T, mode string, dual bool) {
 	}
 	offers, accepted, in1 := connect(d1)
 	if err := pingAll(); err != nil {
+		// What each namespace's links counted, and each device's peer.
+		for _, ns := range []string{client, n1, n2, ep} {
+			t.Log(ns, run(t, "ip", "-n", ns, "-s", "-o", "link"), run(t, "ip", "-n", ns, "neigh"))
+		}
+		for d, id := range map[*Dataplane]string{d1: "a", d2: "b"} {
+			for _, r := range []string{roleIn, roleOut} {
+				if dev, err := d.wg.Device(linkName(r, id)); err == nil {
+					t.Logf("%s: port %d, peers %+v", linkName(r, id), dev.ListenPort, dev.Peers)
+				}
+			}
+		}
 		t.Fatal(err)
 	}
 	if want := uint32(1500 - wgOverhead); in1.GetContext().GetMTU() != want {
@@ -863,12 +874,18 @@ func remoteWireguard(t *testing.T, mode string, dual bool) {
 		if err := d1b.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err == nil || !strings.Contains(err.Error(), "holds no key") {
 			t.Fatalf("refresh with the old keys after a restart: %v", err)
 		}
+		wls := []string{ifindex(t, client, "nsm-c"), ifindex(t, ep, "nsm-e")}
 		start := time.Now()
 		again, _, _ := connect(d1b)
 		if fmt.Sprint(again[0].GetParameters()) == fmt.Sprint(offers[0].GetParameters()) {
 			t.Fatal("a restarted forwarder offered the old key")
 		}
 		t.Logf("vWire rebuilt after the restart in %v", time.Since(start))
+		// Only the tunnel was made anew: both workloads kept their
+		// interfaces.
+		if got := []string{ifindex(t, client, "nsm-c"), ifindex(t, ep, "nsm-e")}; fmt.Sprint(got) != fmt.Sprint(wls) {
+			t.Fatalf("the workloads' interfaces were rebuilt: indexes %v, were %v", got, wls)
+		}
 	}
 	if err := pingAll(); err != nil {
 		t.Fatal(err)
@@ -892,4 +909,15 @@ func remoteWireguard(t *testing.T, mode string, dual bool) {
 			t.Fatalf("%d userspace devices left", u.Len())
 		}
 	}
+}
+
+// ifindex is the index of the link name in ns.
+func ifindex(t *testing.T, ns, name string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", name).Output() // stdout only: ip may warn on stderr
+	if err != nil {
+		t.Fatalf("ip -n %s link show %s: %v", ns, name, err)
+	}
+	idx, _, _ := strings.Cut(string(out), ":")
+	return idx
 }
