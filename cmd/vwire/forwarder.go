@@ -133,7 +133,12 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 	}
 	switch kind {
 	case "kernel":
-		return kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: f.wireguard, Logger: g.log.With("dataplane", "kernel")})
+		d, err := kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: f.wireguard, Logger: g.log.With("dataplane", "kernel")})
+		if err != nil {
+			return nil, err
+		}
+		g.metrics.MustRegister(d.Collector())
+		return d, nil
 	case "vpp":
 		m := vpp.NewMetrics()
 		// govpp keeps its health check and logger in package variables,

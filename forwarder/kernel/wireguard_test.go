@@ -17,6 +17,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -920,4 +921,26 @@ func ifindex(t *testing.T, ns, name string) string {
 	}
 	idx, _, _ := strings.Cut(string(out), ":")
 	return idx
+}
+
+func TestWireguardMetrics(t *testing.T) {
+	for _, mode := range []string{WireGuardOff, WireGuardUserspace} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == WireGuardUserspace && !hasTUN() {
+				t.Skip("needs /dev/net/tun")
+			}
+			d := newDPWG(t, "", "10.222.0.1", 0, mode)
+			want := map[string]string{WireGuardOff: "none", WireGuardUserspace: "userspace"}[mode]
+			exp := fmt.Sprintf(`# HELP vwire_forwarder_wireguard_info The WireGuard the kernel dataplane uses for WIREGUARD vWires: kernel, userspace (wireguard-go in the forwarder) or none; always 1.
+# TYPE vwire_forwarder_wireguard_info gauge
+vwire_forwarder_wireguard_info{implementation=%q} 1
+# HELP vwire_forwarder_wireguard_userspace_devices WireGuard devices the forwarder runs in its own process (userspace WireGuard).
+# TYPE vwire_forwarder_wireguard_userspace_devices gauge
+vwire_forwarder_wireguard_userspace_devices 0
+`, want)
+			if err := testutil.CollectAndCompare(d.Collector(), strings.NewReader(exp)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

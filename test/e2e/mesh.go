@@ -53,6 +53,9 @@ type MeshOptions struct {
 	// VPP, when its Bin is set, runs each node on the VPP dataplane: the
 	// harness starts the node's VPP and the forwarder attaches to it.
 	VPP VPPEnv
+	// VPPNodes, when set with VPP, names the nodes (by index, node1 is 0)
+	// that run VPP; the others run the kernel dataplane: a mixed mesh.
+	VPPNodes []int
 	// WireGuard is each kernel forwarder's --wireguard; "off" when empty,
 	// so that remote vWires are VXLAN unless a test asks for WireGuard.
 	WireGuard string
@@ -132,8 +135,8 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 	if opts.BeforeStart != nil {
 		opts.BeforeStart(m)
 	}
-	if opts.VPP.Bin != "" {
-		for _, n := range m.Nodes {
+	for _, n := range m.Nodes {
+		if n.OnVPP() {
 			n.StartVPP()
 		}
 	}
