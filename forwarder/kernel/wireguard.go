@@ -540,7 +540,7 @@ func (d *Dataplane) routeSide(x *routedXC, from netlink.Link, fromEth *ethSide, 
 		}
 	}
 	if x.v6 {
-		if err := d.forwardIPv6(name); err != nil {
+		if err := d.forwardIPv6(name, fromEth != nil); err != nil {
 			return err
 		}
 		if fromEth != nil {
@@ -600,10 +600,16 @@ func (d *Dataplane) routeSide(x *routedXC, from netlink.Link, fromEth *ethSide, 
 // kernel forwards IPv6 only when the namespace-wide
 // net.ipv6.conf.all.forwarding is on, or (Linux 6.17 and later) when the
 // incoming device's force_forwarding is: the latter where the kernel has
-// it. The device's own forwarding also makes it answer proxy NDP.
-func (d *Dataplane) forwardIPv6(name string) error {
-	if err := d.writeSysctl("net/ipv6/conf/"+name+"/forwarding", "1"); err != nil {
-		return err
+// it. An Ethernet side (eth) also gets the device's own forwarding, which
+// proxy NDP needs; a WireGuard side does not: it would make the device a
+// router, which joins the all-routers groups and reports them (MLD)
+// through the tunnel as it comes up, starting a handshake from this end
+// that crosses the other end's.
+func (d *Dataplane) forwardIPv6(name string, eth bool) error {
+	if eth {
+		if err := d.writeSysctl("net/ipv6/conf/"+name+"/forwarding", "1"); err != nil {
+			return err
+		}
 	}
 	err := d.writeSysctl("net/ipv6/conf/"+name+"/force_forwarding", "1")
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
