@@ -32,11 +32,17 @@ func needRoot(t *testing.T) {
 
 var nsSeq atomic.Int32
 
+// run returns what the command printed on stdout. Not stderr: ip prints
+// "Peer netns reference is invalid." there when a namespace it looks up
+// goes meanwhile (other tests' namespaces come and go).
 func run(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	var stderr strings.Builder
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("%s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
 }
