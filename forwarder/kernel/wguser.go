@@ -165,14 +165,23 @@ func (u *wgUser) Device(name string) (*wgtypes.Device, error) {
 	return parseUAPIGet(name, s)
 }
 
-// Release closes the device name: its TUN device goes.
+// Release closes the device name: its TUN device goes, now. (The kernel
+// removes a TUN device when its last file descriptor closes, which the Go
+// runtime may do a moment after Close returns: a device made anew by the
+// same name must not find the old one.)
 func (u *wgUser) Release(name string) {
 	u.mu.Lock()
 	dev := u.devs[name]
 	delete(u.devs, name)
 	u.mu.Unlock()
-	if dev != nil {
-		dev.Close()
+	if dev == nil {
+		return
+	}
+	dev.Close()
+	if l, err := u.nl.LinkByName(name); err == nil {
+		if _, ok := l.(*netlink.Tuntap); ok {
+			_ = u.nl.LinkDel(l)
+		}
 	}
 }
 
