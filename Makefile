@@ -58,7 +58,7 @@ test-vpp:
 	@[ -n "$(VPP_BIN)" ] || { echo "test-vpp: set VPP_BIN to a vpp binary (and VPP_PLUGIN_PATH)"; exit 1; }
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 30m ./forwarder/vpp/ ./binapi/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -run '^$$' -bench . -benchtime 2x ./forwarder/vpp/
-	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 40m -run 'TestRestartVPP|TestSoakVPP|TestMetricsNode' ./test/e2e/
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 40m -run 'TestRestartVPP|TestSoakVPP|TestMetricsNode|TestMixedKernelVPP' ./test/e2e/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 10m -run 'TestNSMEndpointAndClientVPP|TestNSMMemifVPP' ./test/nsmcompat/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 10m -run 'TestRunDataplane' ./internal/bench/
 

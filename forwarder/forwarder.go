@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,12 +265,14 @@ func (f *Forwarder) connect(ctx context.Context, id string, in, out *networkserv
 }
 
 // acceptIncoming keeps the mechanism of a refreshed connection when the
-// previous hop still offers its type (its parameters, e.g. a VNI, must not
-// change under a live vWire); otherwise the dataplane chooses.
+// previous hop still offers its type with its own side as agreed (its
+// parameters, e.g. a VNI, must not change under a live vWire); otherwise
+// the dataplane chooses. (A previous hop that restarted may offer its side
+// anew: a userspace WireGuard device's key goes with its process.)
 func (f *Forwarder) acceptIncoming(ctx context.Context, id string, conn *networkservice.Connection, prefs []*networkservice.Mechanism, old *vwire) (*networkservice.Mechanism, error) {
 	if old != nil {
 		for _, p := range prefs {
-			if p.GetType() == old.in.GetMechanism().GetType() {
+			if p.GetType() == old.in.GetMechanism().GetType() && sameOfferingSide(p, old.in.GetMechanism()) {
 				return old.in.GetMechanism(), nil
 			}
 		}
@@ -282,6 +285,18 @@ func (f *Forwarder) acceptIncoming(ctx context.Context, id string, conn *network
 		return nil, status.Errorf(codes.Internal, "dataplane accept: %v", err)
 	}
 	return m, nil
+}
+
+// sameOfferingSide reports whether an offer names the offering side (the
+// src_ parameters: address, port, public key) as the agreed mechanism m
+// does.
+func sameOfferingSide(offer, m *networkservice.Mechanism) bool {
+	for k, v := range offer.GetParameters() {
+		if strings.HasPrefix(k, "src_") && m.GetParameters()[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // offers returns what to offer the next hop; a refresh offers the

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ type forwarderFlags struct {
 	vppMemifReserve  int
 	vppHealth        vpp.HealthCheck
 	uplink           string
+	wireguard        string
 }
 
 func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string) {
@@ -63,6 +65,7 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.DurationVar(&f.vppHealth.Interval, "vpp-health-interval", vpp.DefaultHealthInterval, "time between govpp's health-check probes of VPP")
 	fl.DurationVar(&f.vppHealth.Timeout, "vpp-health-timeout", vpp.DefaultHealthTimeout, "a health-check probe unanswered this long is a miss (VPP's main thread may be busy building objects)")
 	fl.IntVar(&f.vppHealth.Threshold, "vpp-health-threshold", vpp.DefaultHealthThreshold, "misses in a row after which govpp declares VPP not responding and drops the connection (calls in flight fail)")
+	fl.StringVar(&f.wireguard, "wireguard", kernel.WireGuardAuto, "kernel dataplane's WireGuard for remote IP vWires: auto (the kernel's where it has it, else userspace), kernel, userspace (wireguard-go in this process) or off")
 	fl.StringVar(&f.uplink, "uplink", "", "host interface VPP sends tunnels out of (af_packet); without it the VPP dataplane offers no REMOTE mechanism")
 }
 
@@ -92,6 +95,9 @@ func newForwarderCmd(g *globals) *cobra.Command {
 // validate checks the flags that need no system to check, so that a bad
 // value stops the command before it starts anything.
 func (f forwarderFlags) validate() error {
+	if !slices.Contains(kernel.WireGuardModes, f.wireguard) {
+		return fmt.Errorf("--wireguard %q: want one of %s", f.wireguard, strings.Join(kernel.WireGuardModes, ", "))
+	}
 	if f.vppPollSleepUsec < 0 {
 		return fmt.Errorf("--vpp-poll-sleep-usec %d: want 0 or more", f.vppPollSleepUsec)
 	}
@@ -129,7 +135,12 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 	}
 	switch kind {
 	case "kernel":
-		return kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, Logger: g.log.With("dataplane", "kernel")})
+		d, err := kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: f.wireguard, Logger: g.log.With("dataplane", "kernel")})
+		if err != nil {
+			return nil, err
+		}
+		g.metrics.MustRegister(d.Collector())
+		return d, nil
 	case "vpp":
 		m := vpp.NewMetrics()
 		// govpp keeps its health check and logger in package variables,

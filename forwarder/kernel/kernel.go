@@ -1,8 +1,9 @@
 // Package kernel is the forwarder's kernel dataplane: each vWire is made of
 // veth pairs into workloads' network namespaces (KERNEL) and kernel VXLAN
 // devices between nodes (VXLAN), cross-connected by tc mirred redirects, or
-// of a kernel WireGuard device (WIREGUARD, where the kernel has WireGuard,
-// for IP payloads) joined to the other side by per-vWire policy routing.
+// of a WireGuard device (WIREGUARD, for IP payloads: the kernel's where it
+// has WireGuard, else wireguard-go's in this process on a TUN device)
+// joined to the other side by per-vWire policy routing.
 // Every link carries its connection id in its alias, so a restarted
 // forwarder keeps the links that live connections claim again and removes
 // the rest. It is what `vwire node` uses on a host without VPP, and what
@@ -28,7 +29,6 @@ import (
 	nlsock "github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/wgctrl"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vwire/vwire/forwarder"
@@ -60,6 +60,9 @@ type Config struct {
 	// NetNSPath names the namespace the forwarder's links live in; the
 	// current one when empty (tests run several nodes in one process).
 	NetNSPath string
+	// WireGuard picks the WireGuard implementation, one of WireGuardModes
+	// (WireGuardAuto when empty).
+	WireGuard string
 	Logger    *slog.Logger
 }
 
@@ -73,9 +76,9 @@ type Dataplane struct {
 	vnis        *vxlan.VNIAllocator
 	log         *slog.Logger
 	netnsPath   string // the forwarder's namespace; "" for the current one
-	// wgctl configures WireGuard devices in the forwarder's namespace; nil
-	// when the kernel has no WireGuard (WIREGUARD is then not used).
-	wgctl   *wgctrl.Client
+	// wg makes WireGuard devices in the forwarder's namespace; nil when
+	// there is no WireGuard (WIREGUARD is then not used).
+	wg      wgDevices
 	wgPorts *portAllocator
 	reap    *reaper // deletes links in batches
 
@@ -124,7 +127,7 @@ func New(cfg Config) (*Dataplane, error) {
 			d.log.Warn("tunnel address not on any interface; assuming MTU 1500", "tunnel_ip", cfg.TunnelIP, "err", err)
 		}
 	}
-	if err := d.openWireguard(); err != nil {
+	if err := d.openWireguard(cfg.WireGuard); err != nil {
 		nl.Close()
 		sock.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
@@ -216,15 +219,16 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the netlink handle (and wgctrl's) once the links of
-// closed vWires are deleted. Other links stay: traffic goes on.
+// Close releases the netlink handle once the links of closed vWires are
+// deleted. Other links stay: traffic goes on, but for userspace WireGuard
+// devices, which go with this process.
 func (d *Dataplane) Close() error {
 	d.reap.flush()
+	if d.wg != nil {
+		d.wg.Close()
+	}
 	d.nl.Close()
 	d.reap.sock.Socket.Close()
-	if d.wgctl != nil {
-		d.wgctl.Close()
-	}
 	return nil
 }
 
@@ -368,12 +372,15 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		return nil
 	}
 	start := time.Now()
-	if known && routed == nil && prev.routed == from.routed {
+	switch {
+	case known && routed == nil && prev.routed == from.routed:
 		// Only what changed is rebuilt: link deletions are serialised in
 		// the kernel (tens of ms each), and a heal that moves many vWires
 		// at once waits for all of them.
 		err = d.update(id, prev, from, in, out, mtu)
-	} else {
+	case routed != nil && (!known || prev.routed):
+		err = d.updateRouted(id, prev, known, from, in, out, mtu, routed)
+	default:
 		err = d.build(id, in, out, mtu, routed)
 	}
 	if err != nil {
@@ -651,6 +658,9 @@ func (d *Dataplane) linksOf(id string) ([]netlink.Link, error) {
 	}
 	var del []netlink.Link
 	for _, role := range []string{roleIn, roleOut} {
+		if d.wg != nil {
+			d.wg.Release(linkName(role, id))
+		}
 		l, err := d.nl.LinkByName(linkName(role, id))
 		if err != nil {
 			continue // not there

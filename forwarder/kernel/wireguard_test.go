@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -35,6 +37,40 @@ func kernelWireguard(t *testing.T) bool {
 	return err == nil
 }
 
+// hasTUN reports whether userspace WireGuard can run here.
+func hasTUN() bool {
+	_, err := os.Stat("/dev/net/tun")
+	return err == nil
+}
+
+// newDPWG is newDP with WireGuard as mode asks.
+func newDPWG(t *testing.T, nodePath, tunnel string, grace time.Duration, mode string) *Dataplane {
+	t.Helper()
+	cfg := Config{NetNSPath: nodePath, Grace: grace, WireGuard: mode}
+	if tunnel != "" {
+		cfg.TunnelIP = netip.MustParseAddr(tunnel)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// wgModes are the WireGuard implementations this host can run, to test
+// each: the kernel's where it has it, userspace where /dev/net/tun is.
+func wgModes(t *testing.T) []string {
+	var modes []string
+	if kernelWireguard(t) {
+		modes = append(modes, WireGuardKernel)
+	}
+	if hasTUN() {
+		modes = append(modes, WireGuardUserspace)
+	}
+	return modes
+}
+
 func types(ms []*networkservice.Mechanism) []string {
 	var out []string
 	for _, m := range ms {
@@ -43,43 +79,73 @@ func types(ms []*networkservice.Mechanism) []string {
 	return out
 }
 
-// TestWireguardNotOfferedWithoutKernelSupport: the dataplane detects
-// WireGuard as the kernel has it, and without it (as on CI, or made so
-// here) the mechanism is neither offered nor accepted.
-func TestWireguardNotOfferedWithoutKernelSupport(t *testing.T) {
-	d := newDP(t, "", "10.222.0.1", 0)
-	if has := kernelWireguard(t); (d.wgctl != nil) != has {
-		t.Fatalf("the dataplane detected WireGuard: %v; the kernel has it: %v", d.wgctl != nil, has)
+// TestWireguardModes: the implementation each Config.WireGuard picks on
+// this host, and WIREGUARD neither offered nor accepted without one.
+func TestWireguardModes(t *testing.T) {
+	kernelWG := kernelWireguard(t)
+	auto := WireGuardUserspace
+	if kernelWG {
+		auto = WireGuardKernel
 	}
-	if d.wgctl != nil {
-		// The rest is the behaviour without support.
-		d.wgctl.Close()
-		d.wgctl = nil
+	if !kernelWG && !hasTUN() {
+		auto = ""
 	}
-	ctx := context.Background()
-	offers, err := d.Offer(ctx, "c", &networkservice.Connection{}, true)
-	if err != nil {
-		t.Fatal(err)
+	kernelOnly := ""
+	if kernelWG {
+		kernelOnly = WireGuardKernel
 	}
-	if got := types(offers); len(got) != 1 || got[0] != vxlan.Type {
-		t.Fatalf("offers %v, want only VXLAN", got)
+	user := ""
+	if hasTUN() {
+		user = WireGuardUserspace
 	}
-	key, _, _ := wireguard.GenerateKey()
-	offer := wireguard.New(wireguard.Offer(netip.MustParseAddr("10.222.0.2"), 0, key))
-	_, err = d.Accept(ctx, "c", &networkservice.Connection{}, []*networkservice.Mechanism{offer})
-	if !errors.Is(err, forwarder.ErrNoMechanism) || !errors.Is(err, errNoWireguard) {
-		t.Fatalf("accept WIREGUARD without WireGuard: %v", err)
+	tests := []struct {
+		mode, want string
+	}{
+		{mode: "", want: auto},
+		{mode: WireGuardAuto, want: auto},
+		{mode: WireGuardKernel, want: kernelOnly},
+		{mode: WireGuardUserspace, want: user},
+		{mode: WireGuardOff, want: ""},
 	}
-	if err := d.Disconnect(ctx, "c"); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run("mode "+tt.mode, func(t *testing.T) {
+			d := newDPWG(t, "", "10.222.0.1", 0, tt.mode)
+			if got := d.WireGuard(); got != tt.want {
+				t.Fatalf("WireGuard() = %q, want %q", got, tt.want)
+			}
+			if tt.want != "" {
+				return
+			}
+			ctx := context.Background()
+			offers, err := d.Offer(ctx, "c", &networkservice.Connection{}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := types(offers); len(got) != 1 || got[0] != vxlan.Type {
+				t.Fatalf("offers %v, want only VXLAN", got)
+			}
+			key, _, _ := wireguard.GenerateKey()
+			offer := wireguard.New(wireguard.Offer(netip.MustParseAddr("10.222.0.2"), 0, key))
+			_, err = d.Accept(ctx, "c", &networkservice.Connection{}, []*networkservice.Mechanism{offer})
+			if !errors.Is(err, forwarder.ErrNoMechanism) || !errors.Is(err, errNoWireguard) {
+				t.Fatalf("accept WIREGUARD without WireGuard: %v", err)
+			}
+			if err := d.Disconnect(ctx, "c"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if _, err := New(Config{WireGuard: "quantum"}); err == nil || !strings.Contains(err.Error(), "quantum") {
+		t.Fatalf("New with an unknown WireGuard mode: %v", err)
 	}
 }
 
-// pretendWireguard gives d a wgctrl client (it opens without the kernel
-// module) so that it negotiates WIREGUARD; it can build no device.
+// pretendWireguard gives d a WireGuard implementation that negotiates
+// WIREGUARD and can build no device (a wgctrl client without the kernel
+// module), when it has none.
 func pretendWireguard(t *testing.T, d *Dataplane) {
 	t.Helper()
-	if d.wgctl != nil {
+	if d.wg != nil {
 		return
 	}
 	c, err := wgctrl.New()
@@ -87,7 +153,7 @@ func pretendWireguard(t *testing.T, d *Dataplane) {
 		// wgctrl opens without the module; failing means no netlink here.
 		t.Fatalf("wgctrl: %v", err)
 	}
-	d.wgctl = c
+	d.wg = &wgKernel{nl: d.nl, ctl: c}
 }
 
 func TestWireguardNegotiation(t *testing.T) {
@@ -275,6 +341,10 @@ func TestPlanRouted(t *testing.T) {
 	k := kernelMech("/var/run/netns/x", "nsm-c")
 	v4 := ipContext("169.254.1.1", "169.254.1.2")
 	v6 := ipContext("fd00::1", "fd00::2")
+	dual := ipContext("169.254.1.1", "169.254.1.2")
+	dual.IpContext.SrcIpAddrs = append(dual.IpContext.SrcIpAddrs, "fd00::1/128")
+	dual.IpContext.DstIpAddrs = append(dual.IpContext.DstIpAddrs, "fd00::2/128")
+	dual.IpContext.SrcRoutes = append(dual.IpContext.SrcRoutes, &networkservice.Route{Prefix: "fd00:9::/64", NextHop: "fd00::fe"}, &networkservice.Route{Prefix: "fd00::9/128"})
 	from, to := wgTables(port)
 	tests := []struct {
 		name    string
@@ -285,10 +355,15 @@ func TestPlanRouted(t *testing.T) {
 	}{
 		{name: "no WireGuard side", id: "w", in: &networkservice.Connection{Mechanism: k, Context: v4}, out: &networkservice.Connection{Mechanism: k}},
 		{name: "kernel to WireGuard", id: "w", in: &networkservice.Connection{Mechanism: k, Context: v4}, out: &networkservice.Connection{Mechanism: wg},
-			want: &routedXC{fromIn: from, fromOut: to, inGW: netip.MustParseAddr("169.254.1.1")}},
+			want: &routedXC{fromIn: from, fromOut: to, v4: true, in: &ethSide{gw4: netip.MustParseAddr("169.254.1.1")}}},
 		{name: "ETHERNET payload", id: "w", in: &networkservice.Connection{Mechanism: k, Context: v4, Payload: payload.Ethernet}, out: &networkservice.Connection{Mechanism: wg}, wantErr: "ETHERNET"},
-		{name: "IPv6", id: "w", in: &networkservice.Connection{Mechanism: k, Context: v6}, out: &networkservice.Connection{Mechanism: wg}, wantErr: "IPv4 only"},
-		{name: "no client address", id: "w", in: &networkservice.Connection{Mechanism: k}, out: &networkservice.Connection{Mechanism: wg}, wantErr: "IPv4 address"},
+		{name: "IPv6", id: "w", in: &networkservice.Connection{Mechanism: k, Context: v6}, out: &networkservice.Connection{Mechanism: wg},
+			want: &routedXC{fromIn: from, fromOut: to, v6: true, in: &ethSide{gw6: netip.MustParseAddr("fd00::1"), ndp: []netip.Addr{netip.MustParseAddr("fd00::2")}}}},
+		{name: "dual stack, next hop", id: "w", in: &networkservice.Connection{Mechanism: k, Context: dual}, out: &networkservice.Connection{Mechanism: wg},
+			want: &routedXC{fromIn: from, fromOut: to, v4: true, v6: true, in: &ethSide{gw4: netip.MustParseAddr("169.254.1.1"), gw6: netip.MustParseAddr("fd00::1"),
+				ndp: []netip.Addr{netip.MustParseAddr("fd00::2"), netip.MustParseAddr("fd00::fe"), netip.MustParseAddr("fd00::9")}}}},
+		{name: "bad address", id: "w", in: &networkservice.Connection{Mechanism: k, Context: ipContext("169.254.1.1/7", "x")}, out: &networkservice.Connection{Mechanism: wg}, wantErr: "src_ip_addrs"},
+		{name: "no client address", id: "w", in: &networkservice.Connection{Mechanism: k}, out: &networkservice.Connection{Mechanism: wg}, wantErr: "workload's address"},
 		{name: "no key held", id: "other", in: &networkservice.Connection{Mechanism: k, Context: v4}, out: &networkservice.Connection{Mechanism: wg}, wantErr: "holds no key"},
 	}
 	for _, tt := range tests {
@@ -314,8 +389,8 @@ func TestPlanRouted(t *testing.T) {
 				t.Fatalf("devices %+v", got.devices)
 			}
 			got.devices = nil
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v %+v, want %+v %+v", got, got.in, tt.want, tt.want.in)
 			}
 		})
 	}
@@ -356,49 +431,91 @@ func TestWgMatches(t *testing.T) {
 }
 
 // TestWireguardConnectFailureLeavesNothing negotiates WIREGUARD; the
-// device cannot be made (on a kernel without WireGuard by itself, on one
-// with it because a foreign link holds its name), and Connect must leave
-// nothing of its own behind.
+// device cannot be made, and Connect must leave nothing of its own behind:
+//   - kernel: on a kernel without WireGuard by itself (a wgctrl client
+//     stands in), on one with it because a foreign link holds its name;
+//   - userspace: a foreign TUN device holds its name (opening it by name
+//     would attach to it), or a foreign socket its UDP port.
 func TestWireguardConnectFailureLeavesNothing(t *testing.T) {
 	needRoot(t)
-	ctx := context.Background()
-	n1, p1, _, p2 := twoNodes(t)
-	_, clientPath := netnsFor(t, "nsc")
-	d1 := newDP(t, p1, "10.222.0.1", 0)
-	d2 := newDP(t, p2, "10.222.0.2", 0)
-	pretendWireguard(t, d1)
-	pretendWireguard(t, d2)
-	if kernelWireguard(t) {
-		if _, err := os.Stat("/dev/net/tun"); err != nil {
-			t.Skip("this kernel has WireGuard, and the test needs /dev/net/tun to make the device fail: ", err)
-		}
-		run(t, "ip", "-n", n1, "tuntap", "add", "mode", "tun", "name", linkName(roleOut, "a"))
+	tests := []struct {
+		name  string
+		mode  string
+		spoil func(t *testing.T, ns string, d *Dataplane, port uint16)
+	}{
+		{name: "kernel", mode: WireGuardOff, spoil: func(t *testing.T, ns string, d *Dataplane, _ uint16) {
+			pretendWireguard(t, d)
+			if kernelWireguard(t) {
+				if !hasTUN() {
+					t.Skip("this kernel has WireGuard, and the test needs /dev/net/tun to make the device fail")
+				}
+				run(t, "ip", "-n", ns, "tuntap", "add", "mode", "tun", "name", linkName(roleOut, "a"))
+			}
+		}},
+		{name: "userspace, name taken", mode: WireGuardUserspace, spoil: func(t *testing.T, ns string, _ *Dataplane, _ uint16) {
+			run(t, "ip", "-n", ns, "tuntap", "add", "mode", "tun", "name", linkName(roleOut, "a"))
+		}},
+		{name: "userspace, port taken", mode: WireGuardUserspace, spoil: func(t *testing.T, _ string, d *Dataplane, port uint16) {
+			var c *net.UDPConn
+			err := d.inNetNS(func() (err error) {
+				c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: int(port)})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}},
 	}
-	before := linkNames(t, n1)
-	conn := &networkservice.Connection{Payload: payload.IP}
-	offers, err := d1.Offer(ctx, "a", conn, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply, err := d2.Accept(ctx, "b", conn, offers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc := ipContext("169.254.50.1", "169.254.50.2")
-	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
-	err = d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: reply, Context: cc})
-	if err == nil || !strings.Contains(err.Error(), "wireguard") {
-		t.Fatalf("connect over WireGuard whose device cannot be made: %v", err)
-	}
-	t.Logf("connect failed as it must: %v", err)
-	if got := linkNames(t, n1); got != before {
-		t.Fatalf("a failed connect left links:\n%s", got)
-	}
-	if got := ruleLines(t, n1); got != "" {
-		t.Fatalf("a failed connect left rules:\n%s", got)
-	}
-	if err := d1.Disconnect(ctx, "a"); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.mode == WireGuardUserspace && !hasTUN() {
+				t.Skip("needs /dev/net/tun")
+			}
+			ctx := context.Background()
+			n1, p1, _, p2 := twoNodes(t)
+			_, clientPath := netnsFor(t, "nsc")
+			d1 := newDPWG(t, p1, "10.222.0.1", 0, tt.mode)
+			d2 := newDPWG(t, p2, "10.222.0.2", 0, tt.mode)
+			pretendWireguard(t, d2)
+			conn := &networkservice.Connection{Payload: payload.IP}
+			// The kernel case's stand-in must be there to offer.
+			if tt.mode == WireGuardOff {
+				tt.spoil(t, n1, d1, 0)
+			}
+			offers, err := d1.Offer(ctx, "a", conn, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reply, err := d2.Accept(ctx, "b", conn, offers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.mode != WireGuardOff {
+				p, _ := wireguard.FromMechanism(reply)
+				tt.spoil(t, n1, d1, p.SrcPort)
+			}
+			before := linkNames(t, n1)
+			cc := ipContext("169.254.50.1", "169.254.50.2")
+			in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+			err = d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: reply, Context: cc})
+			if err == nil || !strings.Contains(err.Error(), "wireguard") {
+				t.Fatalf("connect over WireGuard whose device cannot be made: %v", err)
+			}
+			t.Logf("connect failed as it must: %v", err)
+			if got := linkNames(t, n1); got != before {
+				t.Fatalf("a failed connect left links:\n%s\nwere:\n%s", got, before)
+			}
+			if got := ruleLines(t, n1); got != "" {
+				t.Fatalf("a failed connect left rules:\n%s", got)
+			}
+			if u, ok := d1.wg.(*wgUser); ok && u.Len() != 0 {
+				t.Fatalf("a failed connect left %d userspace devices", u.Len())
+			}
+			if err := d1.Disconnect(ctx, "a"); err != nil && !strings.Contains(err.Error(), "not ours") {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
@@ -486,7 +603,7 @@ func openTun(nsPath, name string) (*os.File, error) {
 
 func ruleLines(t *testing.T, ns string) string {
 	var out []string
-	for _, l := range strings.Split(run(t, "ip", "-n", ns, "rule", "show"), "\n") {
+	for _, l := range strings.Split(run(t, "ip", "-n", ns, "rule", "show")+"\n"+run(t, "ip", "-n", ns, "-6", "rule", "show"), "\n") {
 		if strings.HasPrefix(l, fmt.Sprintf("%d:", wgRulePriority)) {
 			out = append(out, l)
 		}
@@ -535,8 +652,8 @@ func TestRoutedCrossConnect(t *testing.T) {
 	}
 	f1, t1 := wgTables(wgFirstPort + 1)
 	f2, t2 := wgTables(wgFirstPort + 2)
-	x1 := &routedXC{fromIn: f1, fromOut: t1, inGW: netip.MustParseAddr("169.254.30.1")}
-	x2 := &routedXC{fromIn: f2, fromOut: t2, outGW: netip.MustParseAddr("169.254.30.2")}
+	x1 := &routedXC{fromIn: f1, fromOut: t1, v4: true, in: &ethSide{gw4: netip.MustParseAddr("169.254.30.1")}}
+	x2 := &routedXC{fromIn: f2, fromOut: t2, v4: true, out: &ethSide{gw4: netip.MustParseAddr("169.254.30.2")}}
 	if err := d1.routeConnect(in1, tun1, x1); err != nil {
 		t.Fatal(err)
 	}
@@ -602,46 +719,112 @@ func TestRoutedCrossConnect(t *testing.T) {
 	}
 }
 
+// dualContext is ipContext with an IPv6 pair beside the IPv4 one.
+func dualContext(src4, dst4, src6, dst6 string) *networkservice.ConnectionContext {
+	cc := ipContext(src4, dst4)
+	ip := cc.IpContext
+	ip.SrcIpAddrs = append(ip.SrcIpAddrs, src6+"/128")
+	ip.DstIpAddrs = append(ip.DstIpAddrs, dst6+"/128")
+	ip.SrcRoutes = append(ip.SrcRoutes, &networkservice.Route{Prefix: dst6 + "/128"})
+	ip.DstRoutes = append(ip.DstRoutes, &networkservice.Route{Prefix: src6 + "/128"})
+	return cc
+}
+
 // TestRemoteKernelWireguardKernel is TestRemoteKernelVxlanKernel over
-// WireGuard: it needs a kernel with WireGuard.
+// WireGuard, with each implementation this host has (the kernel's, and
+// wireguard-go in this process), for IPv4 and dual-stack payloads; then
+// node1's forwarder restarts and the next refresh rebuilds the vWire.
 func TestRemoteKernelWireguardKernel(t *testing.T) {
 	needRoot(t)
-	if !kernelWireguard(t) {
-		t.Skip("this kernel has no WireGuard (no \"wireguard\" generic netlink family): the kernel dataplane does not offer WIREGUARD here")
+	modes := wgModes(t)
+	if len(modes) == 0 {
+		t.Skip("no WireGuard here: the kernel has none and there is no /dev/net/tun")
 	}
+	for _, mode := range modes {
+		for _, stack := range []string{"IPv4", "dual"} {
+			t.Run(mode+"/"+stack, func(t *testing.T) { remoteWireguard(t, mode, stack == "dual") })
+		}
+	}
+}
+
+func remoteWireguard(t *testing.T, mode string, dual bool) {
 	ctx := context.Background()
 	n1, p1, n2, p2 := twoNodes(t)
 	client, clientPath := netnsFor(t, "nsc")
 	ep, epPath := netnsFor(t, "nse")
+	// Strict reverse-path filtering in the nodes: the vWire's packets pass
+	// it all the same (see the top of wireguard.go).
+	for _, ns := range []string{n1, n2} {
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1")
+	}
 	before1, before2 := linkNames(t, n1), linkNames(t, n2)
-	d1 := newDP(t, p1, "10.222.0.1", 0)
-	d2 := newDP(t, p2, "10.222.0.2", 0)
-	if d1.wgctl == nil || d2.wgctl == nil {
-		t.Fatal("the kernel has WireGuard but the dataplane did not find it")
+	d1 := newDPWG(t, p1, "10.222.0.1", 0, mode)
+	d2 := newDPWG(t, p2, "10.222.0.2", 0, mode)
+	if d1.WireGuard() != mode || d2.WireGuard() != mode {
+		t.Fatalf("asked for %s WireGuard, got %q and %q", mode, d1.WireGuard(), d2.WireGuard())
 	}
 	cc := ipContext("169.254.40.1", "169.254.40.2")
+	targets := [][2]string{{client, "169.254.40.2"}, {ep, "169.254.40.1"}}
+	if dual {
+		cc = dualContext("169.254.40.1", "169.254.40.2", "fd00:40::1", "fd00:40::2")
+		targets = append(targets, [2]string{client, "fd00:40::2"}, [2]string{ep, "fd00:40::1"})
+	}
+	pingAll := func() error {
+		// A workload's new IPv6 addresses are tentative until duplicate
+		// address detection ends (a second): it sends nothing from them.
+		for _, ns := range []string{client, ep} {
+			deadline := time.Now().Add(10 * time.Second)
+			for run(t, "ip", "-n", ns, "-6", "addr", "show", "tentative") != "" {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%s: addresses still tentative after 10s", ns)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		for _, x := range targets {
+			if err := ping(x[0], x[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	conn := &networkservice.Connection{Payload: payload.IP}
 
-	offers, err := d1.Offer(ctx, "a", conn, true)
-	if err != nil || len(offers) != 2 || offers[0].GetType() != wireguard.Type {
-		t.Fatalf("offer: %v %v", types(offers), err)
+	// The protocol's order: node1 offers, node2 accepts and builds, node1
+	// builds.
+	connect := func(d1 *Dataplane) (offers []*networkservice.Mechanism, accepted *networkservice.Mechanism, in1 *networkservice.Connection) {
+		t.Helper()
+		offers, err := d1.Offer(ctx, "a", conn, true)
+		if err != nil || len(offers) != 2 || offers[0].GetType() != wireguard.Type {
+			t.Fatalf("offer: %v %v", types(offers), err)
+		}
+		accepted, err = d2.Accept(ctx, "b", conn, offers)
+		if err != nil || accepted.GetType() != wireguard.Type {
+			t.Fatalf("accept: %v %v", accepted, err)
+		}
+		in2 := &networkservice.Connection{Mechanism: accepted, Context: cc}
+		if err := d2.Connect(ctx, "b", in2, &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}); err != nil {
+			t.Fatal(err)
+		}
+		in1 = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+		if err := d1.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
+			t.Fatal(err)
+		}
+		return offers, accepted, in1
 	}
-	accepted, err := d2.Accept(ctx, "b", conn, offers)
-	if err != nil || accepted.GetType() != wireguard.Type {
-		t.Fatalf("accept: %v %v", accepted, err)
-	}
-	in2 := &networkservice.Connection{Mechanism: accepted, Context: cc}
-	if err := d2.Connect(ctx, "b", in2, &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}); err != nil {
-		t.Fatal(err)
-	}
-	in1 := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
-	if err := d1.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ping(client, "169.254.40.2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ping(ep, "169.254.40.1"); err != nil {
+	offers, accepted, in1 := connect(d1)
+	if err := pingAll(); err != nil {
+		// What each namespace's links counted, and each device's peer.
+		for _, ns := range []string{client, n1, n2, ep} {
+			t.Log(ns, run(t, "ip", "-n", ns, "-s", "-o", "link"), run(t, "ip", "-n", ns, "neigh"))
+		}
+		for d, id := range map[*Dataplane]string{d1: "a", d2: "b"} {
+			for _, r := range []string{roleIn, roleOut} {
+				if dev, err := d.wg.Device(linkName(r, id)); err == nil {
+					t.Logf("%s: port %d, peers %+v", linkName(r, id), dev.ListenPort, dev.Peers)
+				}
+			}
+		}
 		t.Fatal(err)
 	}
 	if want := uint32(1500 - wgOverhead); in1.GetContext().GetMTU() != want {
@@ -651,27 +834,61 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 	if strings.Contains(links(t, n1), "vxlan") {
 		t.Fatalf("a VXLAN device on a WireGuard vWire:\n%s", links(t, n1))
 	}
+	kind := map[string]string{WireGuardKernel: "wireguard", WireGuardUserspace: "tun"}[mode]
+	if l := run(t, "ip", "-n", n1, "-d", "-o", "link", "show", linkName(roleOut, "a")); !strings.Contains(l, kind) {
+		t.Fatalf("the tunnel is not a %s device:\n%s", kind, l)
+	}
+	// A refresh with nothing changed finds the vWire intact.
+	if err := d1.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
+		t.Fatal(err)
+	}
 
-	// A restarted forwarder offers the same key and port for the live
-	// vWire (read back from the device) and finds it intact.
-	d1b := newDP(t, p1, "10.222.0.1", time.Hour)
+	// node1's forwarder restarts.
+	idx := run(t, "ip", "-n", n1, "-o", "link", "show", linkName(roleOut, "a"))
+	d1.Close()
+	d1b := newDPWG(t, p1, "10.222.0.1", time.Hour, mode)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := d1b.Start(sctx); err != nil {
 		t.Fatal(err)
 	}
-	again, err := d1b.Offer(ctx, "a", conn, true)
-	if err != nil || fmt.Sprint(again[0].GetParameters()) != fmt.Sprint(offers[0].GetParameters()) {
-		t.Fatalf("restarted forwarder offers %v, was %v (%v)", again, offers, err)
+	switch mode {
+	case WireGuardKernel:
+		// It offers the same key and port for the live vWire (read back
+		// from the device) and finds it intact.
+		again, err := d1b.Offer(ctx, "a", conn, true)
+		if err != nil || fmt.Sprint(again[0].GetParameters()) != fmt.Sprint(offers[0].GetParameters()) {
+			t.Fatalf("restarted forwarder offers %v, was %v (%v)", again, offers, err)
+		}
+		if err := d1b.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
+			t.Fatal(err)
+		}
+		if got := run(t, "ip", "-n", n1, "-o", "link", "show", linkName(roleOut, "a")); got != idx {
+			t.Fatalf("refresh after restart rebuilt the device:\n%s\n%s", idx, got)
+		}
+	case WireGuardUserspace:
+		// The device went with the process; the old mechanism names a key
+		// the new one does not hold, and the next refresh negotiates anew.
+		if _, err := d1b.nl.LinkByName(linkName(roleOut, "a")); err == nil {
+			t.Fatal("a userspace device outlived its forwarder")
+		}
+		if err := d1b.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err == nil || !strings.Contains(err.Error(), "holds no key") {
+			t.Fatalf("refresh with the old keys after a restart: %v", err)
+		}
+		wls := []string{ifindex(t, client, "nsm-c"), ifindex(t, ep, "nsm-e")}
+		start := time.Now()
+		again, _, _ := connect(d1b)
+		if fmt.Sprint(again[0].GetParameters()) == fmt.Sprint(offers[0].GetParameters()) {
+			t.Fatal("a restarted forwarder offered the old key")
+		}
+		t.Logf("vWire rebuilt after the restart in %v", time.Since(start))
+		// Only the tunnel was made anew: both workloads kept their
+		// interfaces.
+		if got := []string{ifindex(t, client, "nsm-c"), ifindex(t, ep, "nsm-e")}; fmt.Sprint(got) != fmt.Sprint(wls) {
+			t.Fatalf("the workloads' interfaces were rebuilt: indexes %v, were %v", got, wls)
+		}
 	}
-	idx := run(t, "ip", "-n", n1, "-o", "link", "show", linkName(roleOut, "a"))
-	if err := d1b.Connect(ctx, "a", in1, &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
-		t.Fatal(err)
-	}
-	if got := run(t, "ip", "-n", n1, "-o", "link", "show", linkName(roleOut, "a")); got != idx {
-		t.Fatalf("refresh after restart rebuilt the device:\n%s\n%s", idx, got)
-	}
-	if err := ping(client, "169.254.40.2"); err != nil {
+	if err := pingAll(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -684,10 +901,46 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := linkNames(t, x.ns); got != x.before {
-			t.Fatalf("links left in %s:\n%s", x.ns, got)
+			t.Fatalf("links left in %s:\n%s\nwere:\n%s", x.ns, got, x.before)
 		}
 		if got := ruleLines(t, x.ns); got != "" {
 			t.Fatalf("rules left in %s:\n%s", x.ns, got)
 		}
+		if u, ok := x.d.wg.(*wgUser); ok && u.Len() != 0 {
+			t.Fatalf("%d userspace devices left", u.Len())
+		}
+	}
+}
+
+// ifindex is the index of the link name in ns.
+func ifindex(t *testing.T, ns, name string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", name).Output() // stdout only: ip may warn on stderr
+	if err != nil {
+		t.Fatalf("ip -n %s link show %s: %v", ns, name, err)
+	}
+	idx, _, _ := strings.Cut(string(out), ":")
+	return idx
+}
+
+func TestWireguardMetrics(t *testing.T) {
+	for _, mode := range []string{WireGuardOff, WireGuardUserspace} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == WireGuardUserspace && !hasTUN() {
+				t.Skip("needs /dev/net/tun")
+			}
+			d := newDPWG(t, "", "10.222.0.1", 0, mode)
+			want := map[string]string{WireGuardOff: "none", WireGuardUserspace: "userspace"}[mode]
+			exp := fmt.Sprintf(`# HELP vwire_forwarder_wireguard_info The WireGuard the kernel dataplane uses for WIREGUARD vWires: kernel, userspace (wireguard-go in the forwarder) or none; always 1.
+# TYPE vwire_forwarder_wireguard_info gauge
+vwire_forwarder_wireguard_info{implementation=%q} 1
+# HELP vwire_forwarder_wireguard_userspace_devices WireGuard devices the forwarder runs in its own process (userspace WireGuard).
+# TYPE vwire_forwarder_wireguard_userspace_devices gauge
+vwire_forwarder_wireguard_userspace_devices 0
+`, want)
+			if err := testutil.CollectAndCompare(d.Collector(), strings.NewReader(exp)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

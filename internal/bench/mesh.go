@@ -106,6 +106,9 @@ func newMesh(ctx context.Context, w *World, n int) (_ *mesh, err error) {
 			"--advertise-url", "tcp://" + net.JoinHostPort(nd.ip.String(), fmt.Sprint(managerPort)),
 			"--forwarder-socket", "unix://" + filepath.Join(w.Dir, name, "forwarder.sock"),
 			"--dataplane", "kernel",
+			// The rows say VXLAN: the kernel dataplane would otherwise
+			// take WireGuard (userspace here) for remote IP vWires.
+			"--wireguard", "off",
 			"--tunnel-ip", nd.ip.String(),
 			"--max-token-lifetime", tokenLifetime.String(),
 			"--state-dir", w.Dir,

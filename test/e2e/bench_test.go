@@ -86,7 +86,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 // iperf3Mbps runs one iperf3 client along p and returns what the server
 // received, in Mbit/s.
-func iperf3Mbps(b *testing.B, p throughputPath) float64 {
+func iperf3Mbps(b testing.TB, p throughputPath) float64 {
 	b.Helper()
 	out, err := p.from.Exec("iperf3", "--client", p.addr, "--time", fmt.Sprint(iperfSeconds), "--omit", "1", "--json")
 	if err != nil {

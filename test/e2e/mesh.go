@@ -53,6 +53,12 @@ type MeshOptions struct {
 	// VPP, when its Bin is set, runs each node on the VPP dataplane: the
 	// harness starts the node's VPP and the forwarder attaches to it.
 	VPP VPPEnv
+	// VPPNodes, when set with VPP, names the nodes (by index, node1 is 0)
+	// that run VPP; the others run the kernel dataplane: a mixed mesh.
+	VPPNodes []int
+	// WireGuard is each kernel forwarder's --wireguard; "off" when empty,
+	// so that remote vWires are VXLAN unless a test asks for WireGuard.
+	WireGuard string
 	// AutoAddress leaves out --advertise-url and --tunnel-ip, and listens
 	// on every address (":port"): the daemons find the node's address from
 	// its default route, as on a real host.
@@ -107,6 +113,9 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 	if opts.Fabric == 0 {
 		opts.Fabric = 1
 	}
+	if opts.WireGuard == "" {
+		opts.WireGuard = "off"
+	}
 	m := &Mesh{Lab: l, Fabric: l.Fabric(opts.Fabric), Opts: opts}
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("node%d", i+1)
@@ -126,8 +135,8 @@ func NewMesh(l *Lab, opts MeshOptions) *Mesh {
 	if opts.BeforeStart != nil {
 		opts.BeforeStart(m)
 	}
-	if opts.VPP.Bin != "" {
-		for _, n := range m.Nodes {
+	for _, n := range m.Nodes {
+		if n.OnVPP() {
 			n.StartVPP()
 		}
 	}

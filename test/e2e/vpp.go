@@ -82,10 +82,22 @@ func (n *MeshNode) StartVPP() *Proc {
 	return n.VPP
 }
 
-// dataplaneFlags are the forwarder's flags for the mesh's dataplane.
+// OnVPP reports whether node n runs the VPP dataplane.
+func (n *MeshNode) OnVPP() bool {
+	o := n.mesh.Opts
+	if o.VPP.Bin == "" {
+		return false
+	}
+	if len(o.VPPNodes) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(o.VPPNodes, func(i int) bool { return i < len(n.mesh.Nodes) && n.mesh.Nodes[i] == n })
+}
+
+// dataplaneFlags are the forwarder's flags for the node's dataplane.
 func (n *MeshNode) dataplaneFlags() []string {
-	if n.mesh.Opts.VPP.Bin == "" {
-		return []string{"--dataplane", "kernel"}
+	if !n.OnVPP() {
+		return []string{"--dataplane", "kernel", "--wireguard", n.mesh.Opts.WireGuard}
 	}
 	return []string{"--dataplane", "vpp", "--vpp-api-socket", n.VPPAPISocket(), "--uplink", NodeDev}
 }
@@ -173,6 +185,9 @@ func (m *Mesh) VPPSnapshot() (VPPSnapshot, error) {
 		return s, nil
 	}
 	for _, n := range m.Nodes {
+		if !n.OnVPP() {
+			continue
+		}
 		objs, err := n.VPPObjects(context.Background())
 		if err != nil {
 			return nil, err
