@@ -2,12 +2,14 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/golang/protobuf/ptypes/empty"
@@ -387,7 +389,7 @@ func (m *Manager) probe(ctx context.Context) (suspect bool) {
 	m.mu.Unlock()
 
 	now := time.Now()
-	alive := func(u string) bool { return reachable(ctx, u, m.probeEvery) }
+	alive := func(u string) bool { return !gone(ctx, u, m.probeEvery) }
 	for _, e := range eps {
 		ok := alive(e.url)
 		m.mu.Lock()
@@ -440,6 +442,34 @@ func (m *Manager) probe(ctx context.Context) (suspect bool) {
 		m.mu.Unlock()
 	}
 	return suspect
+}
+
+// gone tells whether a local process stopped listening at url: its socket
+// file is missing or refuses connections. A dial that runs out of time or
+// finds the accept queue full says nothing of the kind: on a loaded node the
+// dial's goroutine may not even run before its deadline, and treating that
+// as a death hid the node's only forwarder from selection ("no forwarder on
+// node") and, after a second slow probe, dropped it with its connections.
+// A process that hangs still accepts connections (the kernel does), so the
+// probe could not tell it from a live one anyway. (reachable, for remote
+// peers, still counts a timeout: a remote host may be down.)
+func gone(ctx context.Context, url string, timeout time.Duration) bool {
+	a, err := grpcutil.ParseAddr(url)
+	if err != nil {
+		return true
+	}
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, a.Network, a.Address)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	var ne net.Error
+	busy := errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EAGAIN) || // a unix socket's accept queue is full
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || // ours, not the peer's
+		ctx.Err() != nil // the manager is stopping
+	return !busy
 }
 
 // reachable tells whether something accepts connections at url.
