@@ -25,6 +25,7 @@ type registryFlags struct {
 	store         string
 	etcdEndpoints []string
 	etcdPrefix    string
+	etcdTLS       etcdstore.TLSFiles
 	defaultExpiry time.Duration
 	dnsServers    []string
 }
@@ -46,6 +47,9 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.store, "store", "memory", "store: memory or etcd")
 	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", []string{"http://127.0.0.1:2379"}, "etcd endpoints (with --store etcd)")
 	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/vwire/registry/", "key prefix in etcd")
+	fl.StringVar(&f.etcdTLS.Cert, "etcd-cert", "", "client certificate (PEM) for etcd over TLS; with --etcd-key")
+	fl.StringVar(&f.etcdTLS.Key, "etcd-key", "", "private key (PEM) of --etcd-cert")
+	fl.StringVar(&f.etcdTLS.CA, "etcd-ca", "", "CA certificates (PEM) that sign etcd's server certificate (default: the system's)")
 	fl.DurationVar(&f.defaultExpiry, "default-expiry", registry.DefaultExpiry, "lifetime of an endpoint registered without expiration_time")
 	addDNSFlag(cmd, &f)
 	return cmd
@@ -75,9 +79,13 @@ func openStore(ctx context.Context, g *globals, f registryFlags) (store.Store, e
 	case "memory":
 		return memstore.New(), nil
 	case "etcd":
+		tlsConfig, err := etcdstore.LoadTLS(f.etcdTLS)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert/--etcd-key/--etcd-ca: %w", err)
+		}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		s, err := etcdstore.New(dctx, etcdstore.Config{Endpoints: f.etcdEndpoints, Prefix: f.etcdPrefix, Logger: g.log})
+		s, err := etcdstore.New(dctx, etcdstore.Config{Endpoints: f.etcdEndpoints, Prefix: f.etcdPrefix, TLS: tlsConfig, Logger: g.log})
 		if err != nil {
 			return nil, fmt.Errorf("etcd store at %s: %w", strings.Join(f.etcdEndpoints, ","), err)
 		}
