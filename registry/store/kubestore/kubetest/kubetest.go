@@ -98,7 +98,7 @@ func (s *Server) Kubeconfig(t testing.TB) string {
 	t.Helper()
 	c := s.config
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, InsecureSkipTLSVerify: c.Insecure}
+	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
 	cfg.AuthInfos["kubetest"] = &clientcmdapi.AuthInfo{Token: c.BearerToken}
 	cfg.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "kubetest", Namespace: "default"}
 	cfg.CurrentContext = "kubetest"
