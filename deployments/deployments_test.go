@@ -49,7 +49,7 @@ const (
 )
 
 // externalSecrets are created by the operator before applying (README.md).
-var externalSecrets = []string{"vwire-ca"}
+var externalSecrets = []string{"vwire-ca", "vwire-etcd-tls", "vwire-etcd-client-tls"}
 
 // ---- YAML documents ---------------------------------------------------------
 
