@@ -49,7 +49,7 @@ const (
 )
 
 // externalSecrets are created by the operator before applying (README.md).
-var externalSecrets = []string{"vwire-ca"}
+var externalSecrets = []string{"vwire-ca", "vwire-etcd-tls", "vwire-etcd-client-tls"}
 
 // ---- YAML documents ---------------------------------------------------------
 
@@ -645,7 +645,15 @@ func TestRegistryAndEtcd(t *testing.T) {
 		t.Errorf("StatefulSet %s: want one replica and one volume claim template", etcd.Name)
 	}
 	// The registry's endpoint names the etcd Service.
-	host := strings.TrimPrefix(flagValue(args, "etcd-endpoints"), "http://")
+	// Over TLS with a client certificate, as etcd asks (--client-cert-auth).
+	if !strings.HasPrefix(flagValue(args, "etcd-endpoints"), "https://") ||
+		flagValue(args, "etcd-cert") == "" || flagValue(args, "etcd-key") == "" || flagValue(args, "etcd-ca") == "" {
+		t.Errorf("registry args %v: want https etcd endpoints with --etcd-cert, --etcd-key and --etcd-ca", args)
+	}
+	if !slices.Contains(etcd.Spec.Template.Spec.Containers[0].Args, "--client-cert-auth") {
+		t.Errorf("StatefulSet %s: etcd does not ask clients for a certificate (--client-cert-auth)", etcd.Name)
+	}
+	host := strings.TrimPrefix(flagValue(args, "etcd-endpoints"), "https://")
 	host, _, _ = strings.Cut(host, ":")
 	if !strings.HasPrefix(host, etcd.Spec.ServiceName) {
 		t.Errorf("registry --etcd-endpoints %q does not name etcd's Service %s", flagValue(args, "etcd-endpoints"), etcd.Spec.ServiceName)

@@ -69,7 +69,9 @@ type Config struct {
 	Prefix string
 	// DialTimeout bounds connecting to etcd in New; 5 s when zero.
 	DialTimeout time.Duration
-	// TLS, when set, secures the connections to etcd.
+	// TLS, when set, secures the connections to etcd (LoadTLS reads it from
+	// files); every endpoint must then be https. Without it the endpoints
+	// are all http, or all https checked against the system's roots.
 	TLS *tls.Config
 	// Logger receives the store's own log lines; nothing is logged when
 	// nil. The etcd client's internal logging is discarded.
@@ -102,6 +104,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcdstore: new: no endpoints")
 	}
+	https, err := checkSchemes(cfg.Endpoints, cfg.TLS != nil)
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: new: %w", err)
+	}
+	tlsConfig := cfg.TLS
+	if https && tlsConfig == nil {
+		// https without files: the system's roots, no client certificate.
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	prefix := cfg.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -121,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	client, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: dialTimeout,
-		TLS:         cfg.TLS,
+		TLS:         tlsConfig,
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
@@ -133,6 +144,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	defer cancelProbe()
 	if _, err := client.Get(probeCtx, prefix, clientv3.WithCountOnly()); err != nil {
 		_ = client.Close()
+		if tlsConfig != nil {
+			// The client retries a refused handshake until the deadline;
+			// one handshake of our own says why it was refused.
+			if why := diagnoseTLS(ctx, cfg.Endpoints[0], tlsConfig, dialTimeout); why != nil {
+				err = fmt.Errorf("%w (TLS with %s: %w)", err, cfg.Endpoints[0], why)
+			}
+		}
 		return nil, fmt.Errorf("etcdstore: new: reach %v: %w", cfg.Endpoints, err)
 	}
 
@@ -140,6 +158,31 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	log.Debug("etcdstore: connected", "endpoints", cfg.Endpoints, "prefix", prefix)
 	return s, nil
+}
+
+// checkSchemes refuses endpoints whose schemes disagree with each other or
+// with the TLS setting: the etcd client would otherwise dial some in the
+// wrong protocol and fail with an unhelpful timeout. It reports whether
+// the endpoints are https.
+func checkSchemes(endpoints []string, withTLS bool) (bool, error) {
+	https := withTLS
+	for i, e := range endpoints {
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return false, fmt.Errorf("endpoint %q: want http://host:port or https://host:port", e)
+		}
+		if i == 0 && !withTLS {
+			https = u.Scheme == "https"
+		}
+		switch {
+		case (u.Scheme == "https") == https:
+		case withTLS:
+			return false, fmt.Errorf("endpoint %s: TLS files are given, so it must be https://%s", e, u.Host)
+		default:
+			return false, fmt.Errorf("endpoint %s: all endpoints must be http or all https", e)
+		}
+	}
+	return https, nil
 }
 
 // Put creates or replaces a record, its tags and its copies under them. With

@@ -13,6 +13,9 @@
 // waits about seven seconds for open watch streams to end. To a client a
 // Stop looks like a crashed member: connections drop and new ones are
 // refused until Restart.
+//
+// StartTLS runs etcd with client-certificate TLS on: a client must trust
+// the test CA and present a certificate it signed (see TLSFiles).
 package etcdtest
 
 import (
@@ -25,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -51,11 +55,29 @@ type Server struct {
 	peerURL   url.URL
 	// etcd is the running server; nil while stopped.
 	etcd *embed.Etcd
+
+	// tls is the server's side of client-certificate TLS; nil for plain
+	// HTTP. clientTLS is what a client needs.
+	tls       *serverTLS
+	clientTLS TLSFiles
 }
 
 // Start runs a new, empty etcd and stops it when the test ends. It fails the
 // test if etcd does not become ready.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start with TLS on the client port: etcd presents a
+// certificate for 127.0.0.1 and refuses clients without a certificate
+// signed by the test CA. TLS returns the files a client needs.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, withTLS bool) *Server {
 	t.Helper()
 	front, err := listenForwarder()
 	if err != nil {
@@ -63,6 +85,14 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{t: t, front: front}
 	t.Cleanup(front.close)
+	if withTLS {
+		client, srv, err := writeTLS(t.TempDir())
+		if err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
+		s.tls, s.clientTLS = &srv, client
+		front.scheme = "https"
+	}
 
 	// Free ports are found by binding and releasing them before etcd binds
 	// them, so another process may win the race: try again with new ports
@@ -81,6 +111,10 @@ func Start(t testing.TB) *Server {
 		}
 	}
 }
+
+// TLS returns the files a client of a server started with StartTLS needs;
+// they are empty for a server started with Start.
+func (s *Server) TLS() TLSFiles { return s.clientTLS }
 
 // Endpoints returns the client URLs to give to an etcd client. They stay
 // the same across Stop and Restart.
@@ -140,8 +174,18 @@ func (s *Server) startLocked() error {
 	cfg := embed.NewConfig()
 	cfg.Name = "etcdtest"
 	cfg.Dir = s.dir
-	cfg.ListenClientUrls = []url.URL{s.clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{{Scheme: "http", Host: s.front.addr()}}
+	listen := s.clientURL
+	if s.tls != nil {
+		listen.Scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile:       s.tls.cert,
+			KeyFile:        s.tls.key,
+			TrustedCAFile:  s.tls.ca,
+			ClientCertAuth: true,
+		}
+	}
+	cfg.ListenClientUrls = []url.URL{listen}
+	cfg.AdvertiseClientUrls = []url.URL{{Scheme: listen.Scheme, Host: s.front.addr()}}
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -187,6 +231,8 @@ func freeURL() (url.URL, error) {
 // refuses them while it is shut.
 type forwarder struct {
 	listener net.Listener
+	// scheme is the clients' URL scheme: http, or https with TLS.
+	scheme string
 	// done counts the accept loop and the copying goroutines.
 	done sync.WaitGroup
 
@@ -206,7 +252,7 @@ func listenForwarder() (*forwarder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for clients: %w", err)
 	}
-	f := &forwarder{listener: l, conns: make(map[net.Conn]struct{})}
+	f := &forwarder{listener: l, scheme: "http", conns: make(map[net.Conn]struct{})}
 	f.done.Add(1)
 	go f.acceptLoop()
 	return f, nil
@@ -214,7 +260,7 @@ func listenForwarder() (*forwarder, error) {
 
 func (f *forwarder) addr() string { return f.listener.Addr().String() }
 
-func (f *forwarder) url() string { return "http://" + f.addr() }
+func (f *forwarder) url() string { return f.scheme + "://" + f.addr() }
 
 // open lets clients through to backend.
 func (f *forwarder) open(backend string) {
