@@ -327,8 +327,14 @@ func (d *Dataplane) wireguardDevice(role, id string, m *networkservice.Mechanism
 		return wgtypes.Config{}, err
 	}
 	e := wireguardEnds(role, p)
+	// The local end is the tunnel address, or another address this node
+	// holds: the public address of an interdomain vWire (--public-ip) is
+	// left in place when the host has it. A WireGuard device listens on
+	// its port on every address, so either serves.
 	if e.local != d.tunnel {
-		return wgtypes.Config{}, fmt.Errorf("wireguard: tunnel address %s is not this node's (%s)", e.local, d.tunnel)
+		if _, err := d.mtuOf(e.local); err != nil {
+			return wgtypes.Config{}, fmt.Errorf("wireguard: tunnel address %s is not this node's (%s)", e.local, d.tunnel)
+		}
 	}
 	d.mu.Lock()
 	h, ok := d.wgHeld[id][role]

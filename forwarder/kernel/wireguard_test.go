@@ -244,6 +244,16 @@ func TestWireguardNegotiation(t *testing.T) {
 	if _, err := d1.wireguardDevice(roleOut, "a", wireguard.New(bad)); err == nil {
 		t.Fatal("built a device for a key this node does not hold")
 	}
+	// The local end may be another address this node holds (a public
+	// address on the host, --public-ip), not one it does not.
+	held, foreign := agreed, agreed
+	held.SrcIP, foreign.SrcIP = netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.222.9.9")
+	if _, err := d1.wireguardDevice(roleOut, "a", wireguard.New(held)); err != nil {
+		t.Fatalf("local end on an address this node holds: %v", err)
+	}
+	if _, err := d1.wireguardDevice(roleOut, "a", wireguard.New(foreign)); err == nil || !strings.Contains(err.Error(), "not this node's") {
+		t.Fatalf("local end on an address this node does not hold: %v", err)
+	}
 
 	// Disconnect frees the ports.
 	for _, d := range []*Dataplane{d1, d2} {
