@@ -135,7 +135,15 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 	}
 	switch kind {
 	case "kernel":
-		d, err := kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: f.wireguard, Logger: g.log.With("dataplane", "kernel")})
+		wg := f.wireguard
+		if wg == kernel.WireGuardAuto && f.publicIP != "" && !hostHolds(f.publicIP) {
+			// Behind a NAT: WireGuard through it has not been tested
+			// (the interdomain NAT test runs VXLAN), so auto keeps to
+			// what has been.
+			g.log.Warn("--public-ip is not on this host (a NAT): remote vWires use VXLAN; --wireguard userspace or kernel overrides", "public_ip", f.publicIP)
+			wg = kernel.WireGuardOff
+		}
+		d, err := kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: wg, Logger: g.log.With("dataplane", "kernel")})
 		if err != nil {
 			return nil, err
 		}
