@@ -104,7 +104,7 @@ func New(cfg Config) (*Forwarder, error) {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PublicIP.IsValid() {
-		f.publicIP, f.publicIsLocal = cfg.PublicIP.Unmap(), hostHas(cfg.PublicIP)
+		f.publicIP, f.publicIsLocal = cfg.PublicIP.Unmap(), HostHas(cfg.PublicIP)
 		f.log.Info("public address for vWires to other registry domains", "public_ip", f.publicIP, "on_this_host", f.publicIsLocal)
 	}
 	return f, nil

@@ -61,9 +61,9 @@ const (
 	paramDstIP = common.DstIP
 )
 
-// hostHas tells whether an interface of this host's network namespace
+// HostHas tells whether an interface of this host's network namespace
 // holds ip.
-func hostHas(ip netip.Addr) bool {
+func HostHas(ip netip.Addr) bool {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return false

@@ -58,10 +58,10 @@ func TestPublicAddressTranslation(t *testing.T) {
 }
 
 func TestHostHas(t *testing.T) {
-	if !hostHas(netip.MustParseAddr("127.0.0.1")) {
-		t.Fatal("hostHas(127.0.0.1) = false")
+	if !HostHas(netip.MustParseAddr("127.0.0.1")) {
+		t.Fatal("HostHas(127.0.0.1) = false")
 	}
-	if hostHas(netip.MustParseAddr("192.0.2.254")) {
-		t.Fatal("hostHas(192.0.2.254) = true")
+	if HostHas(netip.MustParseAddr("192.0.2.254")) {
+		t.Fatal("HostHas(192.0.2.254) = true")
 	}
 }

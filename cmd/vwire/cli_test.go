@@ -482,14 +482,3 @@ func TestForwarderFlagErrors(t *testing.T) {
 		})
 	}
 }
-
-func TestHostHolds(t *testing.T) {
-	if !hostHolds("127.0.0.1") {
-		t.Error("127.0.0.1 is on lo")
-	}
-	for _, ip := range []string{"192.0.2.77", "not-an-ip", ""} {
-		if hostHolds(ip) {
-			t.Errorf("hostHolds(%q) = true", ip)
-		}
-	}
-}

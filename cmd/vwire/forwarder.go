@@ -136,7 +136,7 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 	switch kind {
 	case "kernel":
 		wg := f.wireguard
-		if wg == kernel.WireGuardAuto && f.publicIP != "" && !hostHolds(f.publicIP) {
+		if public, err := netip.ParseAddr(f.publicIP); err == nil && wg == kernel.WireGuardAuto && !forwarder.HostHas(public) {
 			// Behind a NAT: WireGuard through it has not been tested
 			// (the interdomain NAT test runs VXLAN), so auto keeps to
 			// what has been.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 )
@@ -36,25 +35,4 @@ func defaultRouteIP() (net.IP, error) {
 		}
 	}
 	return nil, errors.New("this host has no default route with an IPv4 address")
-}
-
-// hostHolds tells whether an interface of this network namespace has the
-// address ip (a bad address is held by none).
-func hostHolds(ip string) bool {
-	want, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if p, ok := a.(*net.IPNet); ok {
-			if got, ok := netip.AddrFromSlice(p.IP); ok && got.Unmap() == want.Unmap() {
-				return true
-			}
-		}
-	}
-	return false
 }
