@@ -99,26 +99,23 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// collectors are m's series, for Describe and Collect.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.apiSeconds, m.apiErrors, m.connEvents, m.connState, m.healthMisses, m.restoreSecs, m.restoredVW}
+}
+
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.apiSeconds.Describe(ch)
-	m.apiErrors.Describe(ch)
-	m.connEvents.Describe(ch)
-	m.connState.Describe(ch)
-	m.healthMisses.Describe(ch)
-	m.restoreSecs.Describe(ch)
-	m.restoredVW.Describe(ch)
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	m.apiSeconds.Collect(ch)
-	m.apiErrors.Collect(ch)
-	m.connEvents.Collect(ch)
-	m.connState.Collect(ch)
-	m.healthMisses.Collect(ch)
-	m.restoreSecs.Collect(ch)
-	m.restoredVW.Collect(ch)
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
 }
 
 // call records one API call.
