@@ -469,7 +469,14 @@ func TestParallel(t *testing.T) {
 	sb.Nodes[0].ServeICMPResponder("icmp-local", nil, "icmp")
 	sb.Nodes[1].ServeICMPResponder("icmp-remote", nil, "icmp")
 	cli := sb.Nodes[0].Client("nsc")
-	ctx := ctxT(t)
+	// Each call has its own deadline: the 400-odd calls together take what
+	// a loaded machine gives them (one deadline for all of them could
+	// expire under -race at a load of 30, though no call was slow).
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 30*time.Second)
+	}
+	ctx, cancel := call() // the four warm-up calls, one after the other
+	defer cancel()
 	// Warm up connections and pools, then take the baseline.
 	c, err := cli.Request(ctx, request("icmp", nil))
 	if err != nil {
@@ -479,8 +486,11 @@ func TestParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli.Close(ctx, c)
-	cli.Close(ctx, c2)
+	for _, c := range []*networkservice.Connection{c, c2} {
+		if _, err := cli.Close(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
 	time.Sleep(200 * time.Millisecond)
 	baseline := runtime.NumGoroutine()
 
@@ -492,6 +502,8 @@ func TestParallel(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ctx, cancel := call()
+			defer cancel()
 			conn, err := cli.Request(ctx, request("icmp", nil))
 			if err != nil {
 				errs <- fmt.Errorf("request %d: %w", i, err)
@@ -520,6 +532,8 @@ func TestParallel(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ctx, cancel := call()
+			defer cancel()
 			if _, err := cli.Close(ctx, c); err != nil {
 				t.Error(err)
 			}
