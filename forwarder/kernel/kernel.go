@@ -81,6 +81,9 @@ type Dataplane struct {
 	wg      wgDevices
 	wgPorts *portAllocator
 	reap    *reaper // deletes links in batches
+	// rtnl is a route socket in the forwarder's namespace for the
+	// requests netlink's Handle has no call for.
+	rtnl *nlsock.SocketHandle
 
 	mu      sync.Mutex                   // guards the fields below
 	held    map[string]map[string]uint32 // VNIs by connection id and role
@@ -110,7 +113,13 @@ func New(cfg Config) (*Dataplane, error) {
 		nl.Close()
 		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	rtnl, err := nlsock.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		nl.Close()
+		sock.Close()
+		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
+	}
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -130,6 +139,7 @@ func New(cfg Config) (*Dataplane, error) {
 	if err := d.openWireguard(cfg.WireGuard); err != nil {
 		nl.Close()
 		sock.Close()
+		rtnl.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
 	return d, nil
@@ -229,6 +239,7 @@ func (d *Dataplane) Close() error {
 	}
 	d.nl.Close()
 	d.reap.sock.Socket.Close()
+	d.rtnl.Socket.Close()
 	return nil
 }
 

@@ -379,8 +379,79 @@ func TestConnectAgainRightAfterDisconnect(t *testing.T) {
 		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
 	for _, ns := range []string{client, ep} {
-		if got := links(t, ns); strings.Contains(got, "nsm-") {
+		if got := links(t, ns); strings.Contains(got, "nsm-") || strings.Contains(got, "vwr") {
 			t.Fatalf("links left in %s:\n%s", ns, got)
 		}
+	}
+}
+
+// TestConnectTakesNameOfClosedVWire: the workload's interface names are
+// still held by a closed vWire's ends, down and waiting for the reaper
+// (which is held back here): a new vWire asking for the same names renames
+// them out of the way instead of waiting, and carries traffic; the renamed
+// ends go with the reaper's pass. A live vWire's name is not taken.
+func TestConnectTakesNameOfClosedVWire(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	node, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	before := linkNames(t, node)
+	cc := ipContext("169.254.14.1", "169.254.14.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-e"), Context: cc}
+	if err := d.Connect(ctx, "conn-old", in, out); err != nil {
+		t.Fatal(err)
+	}
+	// A live vWire keeps its names: the new one fails, the old one stays.
+	if err := d.Connect(ctx, "conn-new", in, out); err == nil {
+		t.Fatal("a second vWire took the names of a live one")
+	}
+	if err := ping(client, "169.254.14.2"); err != nil {
+		t.Fatalf("the live vWire broke: %v", err)
+	}
+	// What Disconnect does, but for handing the links to the reaper.
+	old, err := d.linksOf("conn-old")
+	if err != nil || len(old) != 2 {
+		t.Fatalf("links of conn-old: %v %v", old, err)
+	}
+	for _, l := range old {
+		if err := d.nl.LinkSetDown(l); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.nl.LinkSetGroup(l, reapGroup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.mu.Lock()
+	delete(d.built, "conn-old")
+	d.mu.Unlock()
+
+	if err := d.Connect(ctx, "conn-new", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.14.2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); !strings.Contains(got, "vwr") || !strings.Contains(got, "vwire/wl/conn-new") {
+			t.Fatalf("%s: want the closed end renamed and the new one in place:\n%s", ns, got)
+		}
+	}
+	if err := d.reap.deleteGroup(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "vwr") || strings.Contains(got, "conn-old") {
+			t.Fatalf("closed ends left in %s:\n%s", ns, got)
+		}
+	}
+	if err := d.Disconnect(ctx, "conn-new"); err != nil {
+		t.Fatal(err)
+	}
+	d.reap.flush()
+	if got := linkNames(t, node); got != before {
+		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
 }

@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -28,26 +31,32 @@ type vethSpec struct {
 // createVeth makes the pair with its far end created directly in the
 // workload's namespace, named, addressed, routed and up. On error nothing
 // is left.
+//
+// Its netlink calls are the fewest that do it (a Connect makes two of
+// these; each call is a system call and, but for the look-up, a turn of
+// the kernel's rtnl lock): the pair is made with this end up, one look-up
+// gives both ends' indexes (a veth's IFLA_LINK is its peer's index in the
+// peer's namespace), and the workload's namespace is entered once, for a
+// route socket only.
 func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 	ns, err := openNetNS(s.netns)
 	if err != nil {
 		return nil, err
 	}
 	defer ns.Close()
-	add := func() error {
-		return d.nl.LinkAdd(&netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: s.host, MTU: s.mtu, Alias: alias(s.role, s.id)},
-			PeerName:      s.name,
-			PeerMTU:       uint32(s.mtu),
-			PeerNamespace: netlink.NsFd(int(ns)),
-		})
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("veth %s<->%s: netlink in workload namespace: %w", s.host, s.name, err)
 	}
-	err = add()
+	defer h.Delete()
+	err = d.addVeth(s, ns)
+	if errors.Is(err, errExist) && d.freeName(h, s) {
+		err = d.addVeth(s, ns)
+	}
 	if errors.Is(err, errExist) {
-		// The workload's interface name may still be held by a closed
-		// vWire's link that the reaper has not deleted yet.
+		// Held by a closed vWire's link the reaper is deleting.
 		d.reap.flush()
-		err = add()
+		err = d.addVeth(s, ns)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("veth %s<->%s: create: %w", s.host, s.name, err)
@@ -57,10 +66,7 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 		err = d.nl.LinkSetAlias(link, alias(s.role, s.id))
 	}
 	if err == nil {
-		err = configurePeer(ns, s)
-	}
-	if err == nil {
-		err = d.nl.LinkSetUp(link)
+		err = configurePeer(h, link.Attrs().ParentIndex, s)
 	}
 	if err != nil {
 		if link != nil {
@@ -73,17 +79,88 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 	return link, nil
 }
 
-// configurePeer sets the workload end up inside its namespace.
-func configurePeer(ns netns.NsHandle, s vethSpec) error {
-	h, err := netlink.NewHandleAt(ns)
+// freeName renames the workload's interface s.name out of the way when it
+// is the end of a closed vWire's veth (down, in the reaper's queue, deleted
+// with its pair a moment later): a client that asks again for the name it
+// just closed gets it at once instead of after the reaper's next pass
+// (tens of milliseconds). It reports whether the name is free now.
+func (d *Dataplane) freeName(h *netlink.Handle, s vethSpec) bool {
+	l, err := h.LinkByName(s.name)
 	if err != nil {
-		return fmt.Errorf("netlink in workload namespace: %w", err)
+		return false
 	}
-	defer h.Delete()
-	peer, err := h.LinkByName(s.name)
-	if err != nil {
-		return fmt.Errorf("find %s in workload namespace: %w", s.name, err)
+	role, id, ok := parseAlias(l.Attrs().Alias)
+	if !ok || role != roleWL || id == s.id || !d.retired(id) {
+		return false
 	}
+	sum := sha256.Sum256([]byte(id + "/" + s.name))
+	if err := h.LinkSetDown(l); err != nil {
+		return false
+	}
+	if err := h.LinkSetName(l, "vwr"+hex.EncodeToString(sum[:5])); err != nil {
+		d.log.Debug("rename a closed vWire's interface out of the way", "conn", s.id, "name", s.name, "err", err)
+		return false
+	}
+	return true
+}
+
+// retired reports whether id's vWire is closed and its veths handed to the
+// reaper: not built or claimed, and a link of it in reapGroup.
+func (d *Dataplane) retired(id string) bool {
+	d.mu.Lock()
+	_, live := d.built[id]
+	live = live || d.orphans[id]
+	d.mu.Unlock()
+	if live {
+		return false
+	}
+	for _, role := range []string{roleIn, roleOut} {
+		l, err := d.nl.LinkByName(linkName(role, id))
+		if err == nil && l.Attrs().Alias == alias(role, id) && l.Attrs().Group == reapGroup {
+			return true
+		}
+	}
+	return false
+}
+
+// addVeth asks for the pair: this end named s.host and up, the peer named
+// s.name in ns (down: a veth end cannot be set up before its peer is
+// registered, and the peer is made first). The kernel takes no alias at
+// creation. netlink's LinkAdd would look the link up again afterwards,
+// for its index only; the caller's look-up gives both indexes.
+func (d *Dataplane) addVeth(s vethSpec, ns netns.NsHandle) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.rtnl}
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.host)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	peer := data.AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.name))
+	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu)))
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(ns)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// configurePeer sets the workload end, index peer, up through h, a handle
+// in the workload's namespace: alias, addresses, up, routes.
+func configurePeer(h *netlink.Handle, peer int, s vethSpec) error {
+	if peer <= 0 {
+		return fmt.Errorf("%s: the kernel gave no peer index", s.host)
+	}
+	return configurePeerWith(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: s.name, Index: peer}}, s)
+}
+
+// configurePeerWith is configurePeer on a handle in the workload's
+// namespace and the workload end found there.
+func configurePeerWith(h *netlink.Handle, peer netlink.Link, s vethSpec) error {
 	if err := h.LinkSetAlias(peer, alias(roleWL, s.id)); err != nil {
 		return fmt.Errorf("alias %s: %w", s.name, err)
 	}
@@ -126,7 +203,7 @@ func readdress(s vethSpec) error {
 		return err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in workload namespace: %w", err)
 	}
@@ -179,7 +256,7 @@ func readdress(s vethSpec) error {
 			return fmt.Errorf("remove route %s from %s: %w", r.Dst, s.name, err)
 		}
 	}
-	return configurePeer(ns, s)
+	return configurePeerWith(h, peer, s)
 }
 
 func parsePrefix(p string) (*net.IPNet, error) {
