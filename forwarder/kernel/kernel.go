@@ -378,9 +378,16 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	// Links built from other mechanisms or addresses (the manager moved the
 	// vWire to another endpoint) are not intact however they look. After a
 	// restart nothing is known: the links decide.
-	if (!known || prev == from) && d.intact(id, routed) {
-		d.remember(id, from)
-		return nil
+	fresh := false // nothing of id's is there to remove before building
+	if !known || prev == from {
+		ok, found := d.check(id, routed)
+		if ok {
+			d.remember(id, from)
+			return nil
+		}
+		// Rules of id's go with its links (linksOf) and, after a
+		// restart, at Start: with no link of id's, none is left either.
+		fresh = !known && !found
 	}
 	start := time.Now()
 	switch {
@@ -392,7 +399,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	case routed != nil && (!known || prev.routed):
 		err = d.updateRouted(id, prev, known, from, in, out, mtu, routed)
 	default:
-		err = d.build(id, in, out, mtu, routed)
+		err = d.build(id, in, out, mtu, routed, fresh)
 	}
 	if err != nil {
 		return err
@@ -403,9 +410,12 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 }
 
 // build makes both sides of id anew: leftovers of an earlier attempt (or of
-// a peer that changed) go first; on error nothing is left.
-func (d *Dataplane) build(id string, in, out *networkservice.Connection, mtu int, routed *routedXC) error {
-	d.removeLinks(id)
+// a peer that changed) go first, unless fresh says there are none; on
+// error nothing is left.
+func (d *Dataplane) build(id string, in, out *networkservice.Connection, mtu int, routed *routedXC, fresh bool) error {
+	if !fresh {
+		d.removeLinks(id)
+	}
 	inLink, err := d.side(roleIn, id, in.GetMechanism(), in.GetContext(), mtu)
 	if err != nil {
 		d.removeLinks(id)
@@ -542,21 +552,29 @@ func (d *Dataplane) side(role, id string, m *networkservice.Mechanism, cc *netwo
 // intact reports whether both sides of id exist with our alias and are
 // still cross-connected: by redirects, or by routing when routed is set.
 func (d *Dataplane) intact(id string, routed *routedXC) bool {
+	ok, _ := d.check(id, routed)
+	return ok
+}
+
+// check is intact, and found says whether a link by either side's name is
+// there at all.
+func (d *Dataplane) check(id string, routed *routedXC) (ok, found bool) {
 	in, err1 := d.nl.LinkByName(linkName(roleIn, id))
 	out, err2 := d.nl.LinkByName(linkName(roleOut, id))
+	found = !errors.As(err1, new(netlink.LinkNotFoundError)) || !errors.As(err2, new(netlink.LinkNotFoundError))
 	if err1 != nil || err2 != nil {
-		return false
+		return false, found
 	}
 	if in.Attrs().Alias != alias(roleIn, id) || out.Attrs().Alias != alias(roleOut, id) {
-		return false
+		return false, found
 	}
 	if in.Attrs().Group == reapGroup || out.Attrs().Group == reapGroup {
-		return false // on their way out
+		return false, found // on their way out
 	}
 	if routed != nil {
-		return d.hasRoutes(in, out, routed)
+		return d.hasRoutes(in, out, routed), found
 	}
-	return d.hasRedirect(in, out) && d.hasRedirect(out, in)
+	return d.hasRedirect(in, out) && d.hasRedirect(out, in), found
 }
 
 // Disconnect removes every link and rule of id and frees its VNIs, ports
