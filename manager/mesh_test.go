@@ -2,11 +2,13 @@ package manager_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -469,13 +471,19 @@ func TestParallel(t *testing.T) {
 	sb.Nodes[0].ServeICMPResponder("icmp-local", nil, "icmp")
 	sb.Nodes[1].ServeICMPResponder("icmp-remote", nil, "icmp")
 	cli := sb.Nodes[0].Client("nsc")
-	// Each call has its own deadline: the 400-odd calls together take what
-	// a loaded machine gives them (one deadline for all of them could
-	// expire under -race at a load of 30, though no call was slow).
-	call := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), 30*time.Second)
+	// The 200 calls of a burst start together and take, together, what a
+	// loaded machine gives them: one deadline for all (60 s) expired under
+	// -race at a load of 30, and so does a deadline per call counted from
+	// its start (30 s at a load of 27), since the burst's calls are served
+	// side by side. What must not happen is a call that hangs: a burst
+	// fails when no call of it has ended for stall, and each call has its
+	// own deadline besides.
+	const stall = 30 * time.Second
+	call := func(p *progress) (context.Context, context.CancelFunc) {
+		return context.WithTimeout(p.ctx, 5*time.Minute)
 	}
-	ctx, cancel := call() // the four warm-up calls, one after the other
+	warm := newProgress(t, stall)
+	ctx, cancel := call(warm) // the four warm-up calls, one after the other
 	defer cancel()
 	// Warm up connections and pools, then take the baseline.
 	c, err := cli.Request(ctx, request("icmp", nil))
@@ -491,6 +499,7 @@ func TestParallel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	warm.finish()
 	time.Sleep(200 * time.Millisecond)
 	baseline := runtime.NumGoroutine()
 
@@ -498,21 +507,24 @@ func TestParallel(t *testing.T) {
 	conns := make([]*networkservice.Connection, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
+	reqs := newProgress(t, stall)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := call()
+			ctx, cancel := call(reqs)
 			defer cancel()
+			defer reqs.ended()
 			conn, err := cli.Request(ctx, request("icmp", nil))
 			if err != nil {
-				errs <- fmt.Errorf("request %d: %w", i, err)
+				errs <- fmt.Errorf("request %d: %w", i, reqs.why(err))
 				return
 			}
 			conns[i] = conn
 		}()
 	}
 	wg.Wait()
+	reqs.finish()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -528,24 +540,75 @@ func TestParallel(t *testing.T) {
 	if got := len(sb.Nodes[0].Manager.Connections()); got != n {
 		t.Fatalf("manager holds %d connections, want %d", got, n)
 	}
+	closes := newProgress(t, stall)
 	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := call()
+			ctx, cancel := call(closes)
 			defer cancel()
+			defer closes.ended()
 			if _, err := cli.Close(ctx, c); err != nil {
-				t.Error(err)
+				t.Error(closes.why(err))
 			}
 		}()
 	}
 	wg.Wait()
+	closes.finish()
 	for _, node := range sb.Nodes {
 		if len(node.Manager.Connections()) != 0 || len(node.Dataplane.Live()) != 0 {
 			t.Fatalf("%s: state left after closing all", node.Name)
 		}
 	}
 	waitFor(t, fmt.Sprintf("goroutines back to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline+2 })
+}
+
+// progress is the context of a burst of calls: cancelled when stall passes
+// without a call of the burst ending (a hang, not a slow machine). Its
+// watcher stops at finish, or when the test ends.
+type progress struct {
+	ctx    context.Context
+	last   atomic.Int64 // unix nanoseconds of the last end
+	finish func()       // stops the watcher; safe to call twice
+}
+
+func newProgress(t *testing.T, stall time.Duration) *progress {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var once sync.Once
+	p := &progress{ctx: ctx, finish: func() {
+		once.Do(func() { close(stop); <-done; cancel(nil) })
+	}}
+	p.last.Store(time.Now().UnixNano())
+	t.Cleanup(p.finish)
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(stall / 10)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if time.Since(time.Unix(0, p.last.Load())) > stall {
+					cancel(fmt.Errorf("no call ended for %v", stall))
+					return
+				}
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) ended() { p.last.Store(time.Now().UnixNano()) }
+
+// why adds the burst's cancel cause, if any, to a call's error.
+func (p *progress) why(err error) error {
+	if cause := context.Cause(p.ctx); cause != nil && !errors.Is(err, cause) {
+		return fmt.Errorf("%w (%v)", err, cause)
+	}
+	return err
 }
 
 // slowFirst is an endpoint whose first Request takes delay.
