@@ -416,12 +416,12 @@ func (d *Dataplane) build(id string, in, out *networkservice.Connection, mtu int
 	if !fresh {
 		d.removeLinks(id)
 	}
-	inLink, err := d.side(roleIn, id, in.GetMechanism(), in.GetContext(), mtu)
+	inLink, err := d.sideFor(roleIn, id, in.GetMechanism(), in.GetContext(), mtu, routed == nil)
 	if err != nil {
 		d.removeLinks(id)
 		return err
 	}
-	outLink, err := d.side(roleOut, id, out.GetMechanism(), out.GetContext(), mtu)
+	outLink, err := d.sideFor(roleOut, id, out.GetMechanism(), out.GetContext(), mtu, routed == nil)
 	if err != nil {
 		d.removeLinks(id)
 		return err
@@ -470,7 +470,7 @@ func (d *Dataplane) update(id string, prev, now built, in, out *networkservice.C
 				return fmt.Errorf("%s side: delete %s: %w", role, link.Attrs().Name, err)
 			}
 		}
-		link, err = d.side(role, id, c.GetMechanism(), c.GetContext(), mtu)
+		link, err = d.sideFor(role, id, c.GetMechanism(), c.GetContext(), mtu, true)
 		if err != nil {
 			d.removeLinks(id)
 			return err
@@ -526,12 +526,19 @@ func vethSpecFor(role, id string, m *networkservice.Mechanism, cc *networkservic
 
 // side makes one side's link in the forwarder's namespace.
 func (d *Dataplane) side(role, id string, m *networkservice.Mechanism, cc *networkservice.ConnectionContext, mtu int) (netlink.Link, error) {
+	return d.sideFor(role, id, m, cc, mtu, false)
+}
+
+// sideFor is side; redirected says the side is joined by redirects, so
+// that a veth's end here needs no IPv6 of its own.
+func (d *Dataplane) sideFor(role, id string, m *networkservice.Mechanism, cc *networkservice.ConnectionContext, mtu int, redirected bool) (netlink.Link, error) {
 	switch m.GetType() {
 	case nsmkernel.MECHANISM:
 		spec, err := vethSpecFor(role, id, m, cc, mtu)
 		if err != nil {
 			return nil, err
 		}
+		spec.redirected = redirected
 		return d.createVeth(spec)
 	case nsmvxlan.MECHANISM:
 		p, err := vxlan.FromMechanism(m)

@@ -140,6 +140,13 @@ func TestLocalKernelToKernel(t *testing.T) {
 	if in.GetContext().GetMTU() != DefaultMTU {
 		t.Fatalf("mtu %d", in.GetContext().GetMTU())
 	}
+	// The ends in the node's namespace are redirected: no IPv6 of their
+	// own (nothing of the forwarder's leaks into the workloads' wire).
+	for _, role := range []string{roleIn, roleOut} {
+		if got := run(t, "ip", "-n", node, "-6", "-o", "addr", "show", "dev", linkName(role, "conn-1")); got != "" {
+			t.Fatalf("%s end has IPv6 addresses:\n%s", role, got)
+		}
+	}
 	// A refresh finds everything in place and changes nothing.
 	idx := run(t, "ip", "-n", node, "-o", "link", "show", linkName(roleIn, "conn-1"))
 	if err := d.Connect(ctx, "conn-1", in, out); err != nil {

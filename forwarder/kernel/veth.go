@@ -26,6 +26,9 @@ type vethSpec struct {
 	addrs   []string // CIDRs for the workload end
 	routes  []*networkservice.Route
 	payload string
+	// redirected: the vWire joins this end to the other side with tc
+	// redirects, so it gets no IPv6 address of its own (see setHostEnd).
+	redirected bool
 }
 
 // createVeth makes the pair with its far end created directly in the
@@ -63,7 +66,7 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 	}
 	link, err := d.nl.LinkByName(s.host)
 	if err == nil {
-		err = d.nl.LinkSetAlias(link, alias(s.role, s.id))
+		err = d.setHostEnd(link.Attrs().Index, s)
 	}
 	if err == nil {
 		err = configurePeer(h, link.Attrs().ParentIndex, s)
@@ -147,6 +150,33 @@ func (d *Dataplane) addVeth(s vethSpec, ns netns.NsHandle) error {
 	req.AddData(info)
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
+}
+
+// setHostEnd gives the end in the forwarder's namespace its alias (the
+// kernel takes none at creation) and, on a redirected side, turns off its
+// IPv6 address generation in the same request: frames arriving there are
+// redirected before any IP stack sees them, and a link-local address
+// would only send the forwarder's own duplicate address detection and
+// router solicitations into the workload's interface (and cost the kernel
+// addrconf work on every Connect). Routed sides keep it: their end takes
+// part in neighbour discovery for the workload.
+func (d *Dataplane) setHostEnd(index int, s vethSpec) error {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.rtnl}
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias(s.role, s.id))))
+	if s.redirected {
+		spec := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+		inet6 := spec.AddRtAttr(unix.AF_INET6, nil)
+		inet6.AddRtAttr(unix.IFLA_INET6_ADDR_GEN_MODE, []byte{nl.IN6_ADDR_GEN_MODE_NONE})
+		req.AddData(spec)
+	}
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("alias %s: %w", s.host, err)
+	}
+	return nil
 }
 
 // configurePeer sets the workload end, index peer, up through h, a handle
