@@ -24,6 +24,7 @@ import (
 // Topologies, as --topologies names them.
 const (
 	TopoMemif     = "memif"     // memif→memif on one VPP (l2xc)
+	TopoChain     = "chain"     // memif→CNF→CNF→CNF→memif on one VPP: four vWires (l2xc), the CNFs memif peers
 	TopoKernel    = "kernel"    // KERNEL (veth, af_packet in VPP)→memif on one VPP (l2xc)
 	TopoVXLAN     = "vxlan"     // memif→VXLAN→memif between two VPPs (l2xc)
 	TopoWireGuard = "wireguard" // memif→WireGuard→memif between two VPPs (l3xc)
@@ -31,10 +32,13 @@ const (
 )
 
 // AllTopologies lists every topology in the order a run measures them.
-var AllTopologies = []string{TopoMemif, TopoKernel, TopoVXLAN, TopoWireGuard, TopoIPsec}
+var AllTopologies = []string{TopoMemif, TopoChain, TopoKernel, TopoVXLAN, TopoWireGuard, TopoIPsec}
 
 // local says whether topology t runs on one VPP.
-func local(t string) bool { return t == TopoMemif || t == TopoKernel }
+func local(t string) bool { return t == TopoMemif || t == TopoChain || t == TopoKernel }
+
+// ChainCNFs is how many CNFs the chain topology passes through.
+const ChainCNFs = 3
 
 // Rx modes of the interfaces of the VPPs under test.
 const (
@@ -88,18 +92,30 @@ func (f FrameSize) MeanBytes() float64 {
 	return float64(n) / float64(w)
 }
 
-// SplitRate divides a rate of frames among the parts of the mix by
-// weight; the parts' rates add up to pps.
-func SplitRate(parts []IMIXPart, pps float64) []float64 {
-	var w int
-	for _, p := range parts {
-		w += p.Weight
+// Streams are the packet generator's streams for f at pps (0: unthrottled):
+// one stream per unit of weight (IMIX: 7 of 64 bytes, 4 of 570, 1 of
+// 1518), all at the same rate, pps over their number. VPP's packet
+// generator gives every enabled stream the same share of each dispatch,
+// so equal streams keep the mix's weights even unthrottled, where streams
+// of unequal rates could not (each would send as fast as it can).
+func Streams(f FrameSize, pps float64) []StreamSpec {
+	var out []StreamSpec
+	for _, p := range f.Parts() {
+		for range p.Weight {
+			out = append(out, StreamSpec{Bytes: p.Bytes})
+		}
 	}
-	out := make([]float64, len(parts))
-	for i, p := range parts {
-		out[i] = pps * float64(p.Weight) / float64(w)
+	for i := range out {
+		out[i].Rate = pps / float64(len(out))
 	}
 	return out
+}
+
+// StreamSpec is one packet-generator stream: frames of Bytes (FCS
+// included) at Rate frames/s (0: unthrottled).
+type StreamSpec struct {
+	Bytes int
+	Rate  float64
 }
 
 // Frame size limits: Ethernet's minimum, and what a 9000-byte uplink

@@ -227,9 +227,23 @@ func TestFrameSizes(t *testing.T) {
 	if got := fs[0].MeanBytes(); got != 64 {
 		t.Errorf("64-byte mean %v", got)
 	}
-	rates := SplitRate(IMIX, 1.2e6)
-	if rates[0] != 0.7e6 || rates[1] != 0.4e6 || rates[2] != 0.1e6 {
-		t.Errorf("IMIX split of 1.2 Mpps: %v, want 0.7, 0.4, 0.1 Mpps", rates)
+	// IMIX at 1.2 Mpps: twelve streams of 0.1 Mpps, seven of 64 bytes,
+	// four of 570, one of 1518; unthrottled, twelve unthrottled ones.
+	for _, pps := range []float64{1.2e6, 0} {
+		streams := Streams(fs[2], pps)
+		count := map[int]int{}
+		for _, s := range streams {
+			count[s.Bytes]++
+			if s.Rate != pps/12 {
+				t.Errorf("IMIX at %v pps: stream %+v, want rate %v", pps, s, pps/12)
+			}
+		}
+		if len(streams) != 12 || count[64] != 7 || count[570] != 4 || count[1518] != 1 {
+			t.Errorf("IMIX at %v pps: streams %+v, want 7 × 64, 4 × 570, 1 × 1518", pps, streams)
+		}
+	}
+	if s := Streams(fs[0], 5e5); len(s) != 1 || s[0] != (StreamSpec{Bytes: 64, Rate: 5e5}) {
+		t.Errorf("64 bytes at 0.5 Mpps: streams %+v", s)
 	}
 	if got := Gbps(1e6, FrameSize{Bytes: 1518}); math.Abs(got-12.144) > 1e-9 {
 		t.Errorf("1 Mpps of 1518 bytes = %v Gb/s, want 12.144", got)

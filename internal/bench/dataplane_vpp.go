@@ -51,6 +51,12 @@ const (
 	// dpPingInterval is the time between the pings of a latency
 	// measurement.
 	dpPingInterval = 10 * time.Millisecond
+	// dpPeerBuffers gives the traffic and CNF VPPs, whose memifs are the
+	// slaves, more buffers than vppstart's 16384: a zero-copy memif slave
+	// keeps up to a ring's worth (1024) in each of its two rings, the CNF
+	// VPP has twelve (three CNFs of two for each builder's chain), and a
+	// slave out of buffers drops what it receives.
+	dpPeerBuffers = "buffers {\n  buffers-per-numa 65536\n}\n"
 	// dpWarmup bounds the wait for a path to carry its first frames
 	// (ARP on the uplink, WireGuard's handshake).
 	dpWarmup = 30 * time.Second
@@ -126,10 +132,14 @@ type dpEnv struct {
 	// are.
 	trafficNS *Netns
 	duts      []*dpDUT
-	version   string
-	seq       int  // numbers memif sockets, files, tables
-	pgReady   bool // the traffic VPP has pg0
-	stops     []func()
+	// cnf is the VPP the chain's CNFs run in (nil without the chain), in
+	// cnfNS, where their memif sockets are.
+	cnf     *dpVPP
+	cnfNS   *Netns
+	version string
+	seq     int  // numbers memif sockets, files, tables
+	pgReady bool // the traffic VPP has pg0
+	stops   []func()
 }
 
 // dpVPP is a VPP the bench started and its API connection.
@@ -170,13 +180,24 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 	// The traffic VPP is not placed: the placement is for the VPPs under
 	// test.
 	e.trafficNS = tns
-	if e.traffic, err = e.startVPP(ctx, "traffic", tns, ""); err != nil {
+	if e.traffic, err = e.startVPP(ctx, "traffic", tns, dpPeerBuffers); err != nil {
 		return nil, err
 	}
 	if e.version, err = e.traffic.cli(ctx, "show version"); err != nil {
 		return nil, err
 	}
 	e.version = strings.TrimSpace(e.version)
+	if slices.Contains(cfg.Topologies, TopoChain) {
+		// The chain's CNFs: workloads with memifs of their own, so they
+		// run in a VPP of their own, neither the source's nor the one
+		// under test, and, like the traffic VPP, unplaced.
+		if e.cnfNS, err = w.Netns("dp-cnf"); err != nil {
+			return nil, err
+		}
+		if e.cnf, err = e.startVPP(ctx, "cnf", e.cnfNS, dpPeerBuffers); err != nil {
+			return nil, err
+		}
+	}
 	n := 1
 	if remote {
 		n = 2
