@@ -46,6 +46,32 @@ const (
 	RxInterrupt = "interrupt"
 )
 
+// KERNEL sides, as --kernel names them: a tap (VPP's tapv2, which needs
+// /dev/vhost-net), or a veth that VPP takes with af_packet; auto picks a
+// tap where /dev/vhost-net exists, as vwire's own dataplane does.
+const (
+	KernelAuto     = "auto"
+	KernelTap      = "tap"
+	KernelAfPacket = "af_packet"
+)
+
+// vhostNet is the device VPP's taps need.
+const vhostNet = "/dev/vhost-net"
+
+// KernelSide resolves kind (KernelAuto, KernelTap or KernelAfPacket) on
+// this host and says why, for the report: auto is a tap when hasVhost.
+func KernelSide(kind string, hasVhost bool) (string, string) {
+	switch {
+	case kind == KernelTap:
+		return KernelTap, "tap (--kernel tap)"
+	case kind == KernelAfPacket:
+		return KernelAfPacket, "af_packet on a veth (--kernel af_packet)"
+	case hasVhost:
+		return KernelTap, "tap (" + vhostNet + " present)"
+	}
+	return KernelAfPacket, "af_packet on a veth (no " + vhostNet + ", so no tap)"
+}
+
 // PDRLoss is the loss ratio PDR allows: 0.5 %, as CSIT.
 const PDRLoss = 0.005
 
@@ -172,6 +198,12 @@ type DataplaneConfig struct {
 	LatencyPings int
 	// MRRTrials is how many unthrottled trials MRR is the median of.
 	MRRTrials int
+	// Repetitions is how many times each frame size's paired measurement
+	// (MRR trials and both searches, vwire's and the hand-made path's
+	// trials taking turns) runs, the builder that goes first alternating;
+	// the figures are the medians, each ratio the median of the
+	// repetitions' ratios. More than one for a shared host.
+	Repetitions int
 	// MainCore (-1: VPP's choice), Workers (0: none) or CorelistWorkers
 	// ("2-3") place the threads of each VPP under test; RxMode is
 	// RxPolling or RxInterrupt for their interfaces.
@@ -179,6 +211,9 @@ type DataplaneConfig struct {
 	Workers         int
 	CorelistWorkers string
 	RxMode          string
+	// Kernel is how the kernel topology's KERNEL side is made, by both
+	// builders: KernelAuto, KernelTap or KernelAfPacket.
+	Kernel string
 	// PollSleepUsec is every VPP's unix poll-sleep-usec: it sleeps
 	// between polls (0 on a host of its own; shared hosts need it).
 	PollSleepUsec int
@@ -191,8 +226,8 @@ func DefaultDataplaneConfig() DataplaneConfig {
 	fs, _ := ParseFrameSizes([]string{"64", "128", "512", "1518", "imix"})
 	return DataplaneConfig{
 		Topologies: slices.Clone(AllTopologies), FrameSizes: fs,
-		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5, LatencyPings: 1000,
-		MainCore: -1, RxMode: RxPolling,
+		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5, Repetitions: 1, LatencyPings: 1000,
+		MainCore: -1, RxMode: RxPolling, Kernel: KernelAuto,
 	}
 }
 
@@ -233,6 +268,9 @@ func (c DataplaneConfig) Validate() error {
 	if c.MRRTrials < 1 {
 		return fmt.Errorf("bench dataplane: MRR trials %d: want at least 1", c.MRRTrials)
 	}
+	if c.Repetitions < 1 || c.Repetitions > 100 {
+		return fmt.Errorf("bench dataplane: repetitions %d: want 1 to 100", c.Repetitions)
+	}
 	if c.MainCore < -1 {
 		return fmt.Errorf("bench dataplane: main core %d: want 0 or more", c.MainCore)
 	}
@@ -247,6 +285,9 @@ func (c DataplaneConfig) Validate() error {
 	}
 	if c.RxMode != RxPolling && c.RxMode != RxInterrupt {
 		return fmt.Errorf("bench dataplane: rx mode %q: want %s or %s", c.RxMode, RxPolling, RxInterrupt)
+	}
+	if c.Kernel != KernelAuto && c.Kernel != KernelTap && c.Kernel != KernelAfPacket {
+		return fmt.Errorf("bench dataplane: kernel %q: want %s, %s or %s", c.Kernel, KernelAuto, KernelTap, KernelAfPacket)
 	}
 	if c.PollSleepUsec < 0 {
 		return fmt.Errorf("bench dataplane: poll sleep %d: want 0 or more", c.PollSleepUsec)

@@ -366,7 +366,11 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 
 	n1 := e.duts[0]
 	if topo == TopoKernel {
-		a, err := e.handVeth(ctx, n1, path, kernelName(files))
+		handKernel := e.handVeth
+		if e.kernelSide == KernelTap {
+			handKernel = e.handTap
+		}
+		a, err := handKernel(ctx, n1, path, kernelName(files))
 		if err != nil {
 			return err
 		}
@@ -438,6 +442,21 @@ func (e *dpEnv) handVeth(ctx context.Context, d *dpDUT, path *dpPath, wl string)
 		return 0, err
 	}
 	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteAfPacket(ctx, host) })
+	return idx, e.upWithMTU(ctx, d, idx)
+}
+
+// handTap makes a tap whose host end, wl, is in the traffic namespace,
+// up with the vWire's MTU, as vwire does where /dev/vhost-net exists.
+// (Not run here: this host has no /dev/vhost-net.)
+func (e *dpEnv) handTap(ctx context.Context, d *dpDUT, path *dpPath, wl string) (vpp.SwIfIndex, error) {
+	idx, err := d.vc.CreateTap(ctx, vpp.TapSpec{HostIfName: wl, HostNamespace: e.trafficNS.Path(), HostMTU: dpMTU})
+	if err != nil {
+		return 0, err
+	}
+	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteTap(ctx, idx) })
+	if _, err := e.trafficNS.IP("link", "set", wl, "up"); err != nil {
+		return 0, err
+	}
 	return idx, e.upWithMTU(ctx, d, idx)
 }
 
