@@ -578,6 +578,9 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 			if strings.HasPrefix(i.Name, "host-") {
 				kind[i.Index] = "af_packet" // host-<its Linux name>
 			}
+			if strings.Contains(i.Name, ".") {
+				kind[i.Index] += "_vlan_subif" // <parent>.<VLAN>: vwire's KERNEL trunk
+			}
 		}
 		xc := map[vpp.SwIfIndex][]string{}
 		for _, x := range l2 {
