@@ -634,7 +634,9 @@ func (e *dpEnv) setRxMode(ctx context.Context) error {
 			return err
 		}
 		for _, i := range ifs {
-			if strings.HasPrefix(i.Name, "memif") || strings.HasPrefix(i.Name, "host-") {
+			// A sub-interface (vwire's KERNEL side on its trunk) has
+			// no queues of its own: its parent's are set.
+			if (strings.HasPrefix(i.Name, "memif") || strings.HasPrefix(i.Name, "host-")) && !strings.Contains(i.Name, ".") {
 				if _, err := d.cli(ctx, "set interface rx-mode "+i.Name+" "+e.cfg.RxMode); err != nil {
 					return err
 				}
