@@ -55,8 +55,10 @@ const (
 	// slaves, more buffers than vppstart's 16384: a zero-copy memif slave
 	// keeps up to a ring's worth (1024) in each of its two rings, the CNF
 	// VPP has twelve (three CNFs of two for each builder's chain), and a
-	// slave out of buffers drops what it receives.
-	dpPeerBuffers = "buffers {\n  buffers-per-numa 65536\n}\n"
+	// slave out of buffers drops what it receives. (Twice as many again
+	// made the VPP slower to start than vppstart waits for on a loaded
+	// host.)
+	dpPeerBuffers = "buffers {\n  buffers-per-numa 32768\n}\n"
 	// dpWarmup bounds the wait for a path to carry its first frames
 	// (ARP on the uplink, WireGuard's handshake).
 	dpWarmup = 30 * time.Second
