@@ -55,9 +55,9 @@ const (
 	// slaves, more buffers than vppstart's 16384: a zero-copy memif slave
 	// keeps up to a ring's worth (1024) in each of its two rings, the CNF
 	// VPP has twelve (three CNFs of two for each builder's chain), and a
-	// slave out of buffers drops what it receives. (Twice as many again
-	// made the VPP slower to start than vppstart waits for on a loaded
-	// host.)
+	// slave out of buffers drops what it receives. (Twice as many: one
+	// start on a loaded host outlasted vppstart's wait; fewer buffer
+	// pages to fault in make the start shorter.)
 	dpPeerBuffers = "buffers {\n  buffers-per-numa 32768\n}\n"
 	// dpWarmup bounds the wait for a path to carry its first frames
 	// (ARP on the uplink, WireGuard's handshake).
