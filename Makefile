@@ -60,7 +60,7 @@ test-vpp:
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -run '^$$' -bench . -benchtime 2x ./forwarder/vpp/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 40m -run 'TestRestartVPP|TestSoakVPP|TestMetricsNode|TestMixedKernelVPP' ./test/e2e/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 10m -run 'TestNSMEndpointAndClientVPP|TestNSMMemifVPP' ./test/nsmcompat/
-	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 10m -run 'TestRunDataplane' ./internal/bench/
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 15m -run 'TestRunDataplane' ./internal/bench/
 
 # `vwire bench` with its default set (root; a few minutes): Request→vWire-up
 # latency, heal time, registry Find at 10k and 100k endpoints, iperf3 across

@@ -46,6 +46,8 @@ func TestBenchDataplaneRefusesBadFlags(t *testing.T) {
 		{name: "rx mode", args: []string{"--rx-mode", "adaptive"}, want: `rx mode "adaptive"`},
 		{name: "two worker flags", args: []string{"--workers", "2", "--corelist-workers", "2-3"}, want: "not both"},
 		{name: "precision", args: []string{"--precision", "0"}, want: "precision 0"},
+		{name: "repetitions", args: []string{"--repetitions", "0"}, want: "repetitions 0"},
+		{name: "kernel side", args: []string{"--kernel", "vhost"}, want: `kernel "vhost"`},
 		{name: "no VPP", args: []string{"--quick"}, env: "VPP_BIN=", want: "VPP_BIN is not set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

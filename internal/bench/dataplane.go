@@ -24,6 +24,7 @@ import (
 // Topologies, as --topologies names them.
 const (
 	TopoMemif     = "memif"     // memif→memif on one VPP (l2xc)
+	TopoChain     = "chain"     // memif→CNF→CNF→CNF→memif on one VPP: four vWires (l2xc), the CNFs memif peers
 	TopoKernel    = "kernel"    // KERNEL (veth, af_packet in VPP)→memif on one VPP (l2xc)
 	TopoVXLAN     = "vxlan"     // memif→VXLAN→memif between two VPPs (l2xc)
 	TopoWireGuard = "wireguard" // memif→WireGuard→memif between two VPPs (l3xc)
@@ -31,16 +32,45 @@ const (
 )
 
 // AllTopologies lists every topology in the order a run measures them.
-var AllTopologies = []string{TopoMemif, TopoKernel, TopoVXLAN, TopoWireGuard, TopoIPsec}
+var AllTopologies = []string{TopoMemif, TopoChain, TopoKernel, TopoVXLAN, TopoWireGuard, TopoIPsec}
 
 // local says whether topology t runs on one VPP.
-func local(t string) bool { return t == TopoMemif || t == TopoKernel }
+func local(t string) bool { return t == TopoMemif || t == TopoChain || t == TopoKernel }
+
+// ChainCNFs is how many CNFs the chain topology passes through.
+const ChainCNFs = 3
 
 // Rx modes of the interfaces of the VPPs under test.
 const (
 	RxPolling   = "polling"
 	RxInterrupt = "interrupt"
 )
+
+// KERNEL sides, as --kernel names them: a tap (VPP's tapv2, which needs
+// /dev/vhost-net), or a veth that VPP takes with af_packet; auto picks a
+// tap where /dev/vhost-net exists, as vwire's own dataplane does.
+const (
+	KernelAuto     = "auto"
+	KernelTap      = "tap"
+	KernelAfPacket = "af_packet"
+)
+
+// vhostNet is the device VPP's taps need.
+const vhostNet = "/dev/vhost-net"
+
+// KernelSide resolves kind (KernelAuto, KernelTap or KernelAfPacket) on
+// this host and says why, for the report: auto is a tap when hasVhost.
+func KernelSide(kind string, hasVhost bool) (string, string) {
+	switch {
+	case kind == KernelTap:
+		return KernelTap, "tap (--kernel tap)"
+	case kind == KernelAfPacket:
+		return KernelAfPacket, "af_packet on a veth (--kernel af_packet)"
+	case hasVhost:
+		return KernelTap, "tap (" + vhostNet + " present)"
+	}
+	return KernelAfPacket, "af_packet on a veth (no " + vhostNet + ", so no tap)"
+}
 
 // PDRLoss is the loss ratio PDR allows: 0.5 %, as CSIT.
 const PDRLoss = 0.005
@@ -88,18 +118,30 @@ func (f FrameSize) MeanBytes() float64 {
 	return float64(n) / float64(w)
 }
 
-// SplitRate divides a rate of frames among the parts of the mix by
-// weight; the parts' rates add up to pps.
-func SplitRate(parts []IMIXPart, pps float64) []float64 {
-	var w int
-	for _, p := range parts {
-		w += p.Weight
+// Streams are the packet generator's streams for f at pps (0: unthrottled):
+// one stream per unit of weight (IMIX: 7 of 64 bytes, 4 of 570, 1 of
+// 1518), all at the same rate, pps over their number. VPP's packet
+// generator gives every enabled stream the same share of each dispatch,
+// so equal streams keep the mix's weights even unthrottled, where streams
+// of unequal rates could not (each would send as fast as it can).
+func Streams(f FrameSize, pps float64) []StreamSpec {
+	var out []StreamSpec
+	for _, p := range f.Parts() {
+		for range p.Weight {
+			out = append(out, StreamSpec{Bytes: p.Bytes})
+		}
 	}
-	out := make([]float64, len(parts))
-	for i, p := range parts {
-		out[i] = pps * float64(p.Weight) / float64(w)
+	for i := range out {
+		out[i].Rate = pps / float64(len(out))
 	}
 	return out
+}
+
+// StreamSpec is one packet-generator stream: frames of Bytes (FCS
+// included) at Rate frames/s (0: unthrottled).
+type StreamSpec struct {
+	Bytes int
+	Rate  float64
 }
 
 // Frame size limits: Ethernet's minimum, and what a 9000-byte uplink
@@ -156,6 +198,12 @@ type DataplaneConfig struct {
 	LatencyPings int
 	// MRRTrials is how many unthrottled trials MRR is the median of.
 	MRRTrials int
+	// Repetitions is how many times each frame size's paired measurement
+	// (MRR trials and both searches, vwire's and the hand-made path's
+	// trials taking turns) runs, the builder that goes first alternating;
+	// the figures are the medians, each ratio the median of the
+	// repetitions' ratios. More than one for a shared host.
+	Repetitions int
 	// MainCore (-1: VPP's choice), Workers (0: none) or CorelistWorkers
 	// ("2-3") place the threads of each VPP under test; RxMode is
 	// RxPolling or RxInterrupt for their interfaces.
@@ -163,6 +211,9 @@ type DataplaneConfig struct {
 	Workers         int
 	CorelistWorkers string
 	RxMode          string
+	// Kernel is how the kernel topology's KERNEL side is made, by both
+	// builders: KernelAuto, KernelTap or KernelAfPacket.
+	Kernel string
 	// PollSleepUsec is every VPP's unix poll-sleep-usec: it sleeps
 	// between polls (0 on a host of its own; shared hosts need it).
 	PollSleepUsec int
@@ -175,8 +226,8 @@ func DefaultDataplaneConfig() DataplaneConfig {
 	fs, _ := ParseFrameSizes([]string{"64", "128", "512", "1518", "imix"})
 	return DataplaneConfig{
 		Topologies: slices.Clone(AllTopologies), FrameSizes: fs,
-		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5, LatencyPings: 1000,
-		MainCore: -1, RxMode: RxPolling,
+		TrialDuration: 10 * time.Second, Precision: 0.02, MRRTrials: 5, Repetitions: 1, LatencyPings: 1000,
+		MainCore: -1, RxMode: RxPolling, Kernel: KernelAuto,
 	}
 }
 
@@ -217,6 +268,9 @@ func (c DataplaneConfig) Validate() error {
 	if c.MRRTrials < 1 {
 		return fmt.Errorf("bench dataplane: MRR trials %d: want at least 1", c.MRRTrials)
 	}
+	if c.Repetitions < 1 || c.Repetitions > 100 {
+		return fmt.Errorf("bench dataplane: repetitions %d: want 1 to 100", c.Repetitions)
+	}
 	if c.MainCore < -1 {
 		return fmt.Errorf("bench dataplane: main core %d: want 0 or more", c.MainCore)
 	}
@@ -231,6 +285,9 @@ func (c DataplaneConfig) Validate() error {
 	}
 	if c.RxMode != RxPolling && c.RxMode != RxInterrupt {
 		return fmt.Errorf("bench dataplane: rx mode %q: want %s or %s", c.RxMode, RxPolling, RxInterrupt)
+	}
+	if c.Kernel != KernelAuto && c.Kernel != KernelTap && c.Kernel != KernelAfPacket {
+		return fmt.Errorf("bench dataplane: kernel %q: want %s, %s or %s", c.Kernel, KernelAuto, KernelTap, KernelAfPacket)
 	}
 	if c.PollSleepUsec < 0 {
 		return fmt.Errorf("bench dataplane: poll sleep %d: want 0 or more", c.PollSleepUsec)

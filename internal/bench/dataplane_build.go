@@ -60,6 +60,15 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 			path.dst = name
 		}
 	}
+	if topo == TopoChain {
+		// CNF k takes hop k-1's far end and hop k's near end.
+		hs := e.hops(topo, files)
+		for k := 1; k < len(hs); k++ {
+			if err := e.attachCNF(ctx, path, k, hs[k-1][1].file, hs[k][0].file); err != nil {
+				return path, err
+			}
+		}
+	}
 	path.to = dpEndpoint
 	if err := e.pingAddresses(ctx, path); err != nil {
 		return path, err
@@ -108,6 +117,65 @@ func (e *dpEnv) pingAddresses(ctx context.Context, path *dpPath) error {
 // kernelName is the name of the KERNEL side's interface in the traffic
 // namespace (at most 15 bytes).
 func kernelName(files [2]string) string { return strings.TrimSuffix(files[0], "-src") + "k" }
+
+// memifEnd is a memif's socket file (abstract) and the namespace it is in.
+type memifEnd struct {
+	file string
+	ns   *Netns
+}
+
+// hops are the memif→memif vWires of a local topology, in order: for
+// memif one, from the source to the sink; for the chain ChainCNFs+1, from
+// the source to the first CNF's input, from each CNF's output to the next
+// one's input, and from the last CNF's output to the sink.
+func (e *dpEnv) hops(topo string, files [2]string) [][2]memifEnd {
+	ends := []memifEnd{{files[0], e.trafficNS}}
+	if topo == TopoChain {
+		prefix := strings.TrimSuffix(files[0], "-src")
+		for k := 1; k <= ChainCNFs; k++ {
+			ends = append(ends, memifEnd{fmt.Sprintf("%s-c%di", prefix, k), e.cnfNS}, memifEnd{fmt.Sprintf("%s-c%do", prefix, k), e.cnfNS})
+		}
+	}
+	ends = append(ends, memifEnd{files[1], e.trafficNS})
+	var out [][2]memifEnd
+	for i := 0; i < len(ends); i += 2 {
+		out = append(out, [2]memifEnd{ends[i], ends[i+1]})
+	}
+	return out
+}
+
+// attachCNF makes CNF k of a chain in the CNF VPP: a memif on each of its
+// two socket files (the slave side, as the traffic VPP's), up, joined by
+// cross-connects both ways: an L2 CNF passing every frame on.
+func (e *dpEnv) attachCNF(ctx context.Context, path *dpPath, k int, in, out string) error {
+	c := e.cnf
+	var names [2]string
+	for i, file := range []string{in, out} {
+		e.seq++
+		id := e.seq
+		names[i] = fmt.Sprintf("memif%d/0", id)
+		if _, err := c.cli(ctx, fmt.Sprintf("create memif socket id %d filename abstract:%s", id, file)); err != nil {
+			return fmt.Errorf("CNF %d: %w", k, err)
+		}
+		path.undo.push(func(ctx context.Context) { _, _ = c.cli(ctx, fmt.Sprintf("delete memif socket id %d", id)) })
+		if _, err := c.cli(ctx, fmt.Sprintf("create interface memif id 0 socket-id %d slave", id)); err != nil {
+			return fmt.Errorf("CNF %d: %w", k, err)
+		}
+		name := names[i]
+		path.undo.push(func(ctx context.Context) { _, _ = c.cli(ctx, "delete interface memif "+name) })
+	}
+	for _, cmd := range []string{
+		"set interface l2 xconnect " + names[0] + " " + names[1],
+		"set interface l2 xconnect " + names[1] + " " + names[0],
+		"set interface state " + names[0] + " up",
+		"set interface state " + names[1] + " up",
+	} {
+		if _, err := c.cli(ctx, cmd); err != nil {
+			return fmt.Errorf("CNF %d: %w", k, err)
+		}
+	}
+	return nil
+}
 
 // attachHost takes the KERNEL side's interface in the traffic namespace
 // into the traffic VPP with af_packet, up, and returns its name.
@@ -165,15 +233,28 @@ func (e *dpEnv) buildVwire(ctx context.Context, topo string, path *dpPath, files
 	}
 	idA, idB := fmt.Sprintf("bench-%d-a", e.seq), fmt.Sprintf("bench-%d-b", e.seq)
 	n1 := e.duts[0]
-	if local(topo) {
-		in := mk(0)
-		if topo == TopoKernel {
-			in = kernel.New(kernel.Params{Name: kernelName(files), NetNSURL: nsURL})
-		}
+	if topo == TopoKernel {
+		in := kernel.New(kernel.Params{Name: kernelName(files), NetNSURL: nsURL})
 		if err := n1.dp.Connect(ctx, idA, conn(in), conn(mk(1))); err != nil {
 			return fmt.Errorf("vWire: %w", err)
 		}
 		path.undo.push(func(ctx context.Context) { _ = n1.dp.Disconnect(ctx, idA) })
+		return nil
+	}
+	if local(topo) {
+		// One vWire per hop, as the forwarder makes one per Request of a
+		// composition: the client's to the first CNF, each CNF's onward
+		// Request to the next, the last one's to the endpoint.
+		at := func(m memifEnd) *networkservice.Mechanism {
+			return memif.New(memif.Params{SocketFile: m.file, NetNSURL: "file://" + m.ns.Path()})
+		}
+		for k, h := range e.hops(topo, files) {
+			id := fmt.Sprintf("bench-%d-h%d", e.seq, k)
+			if err := n1.dp.Connect(ctx, id, conn(at(h[0])), conn(at(h[1]))); err != nil {
+				return fmt.Errorf("vWire %d: %w", k, err)
+			}
+			path.undo.push(func(ctx context.Context) { _ = n1.dp.Disconnect(ctx, id) })
+		}
 		return nil
 	}
 	n2 := e.duts[1]
@@ -229,8 +310,7 @@ func (e *dpEnv) buildVwire(ctx context.Context, topo string, path *dpPath, files
 // near one, the tunnel (unnumbered to the uplink), MTUs, and the
 // cross-connects both ways.
 func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files [2]string) error {
-	ns := e.trafficNS.Path()
-	memifOn := func(d *dpDUT, file string, far, near netip.Addr) (vpp.SwIfIndex, error) {
+	memifOn := func(d *dpDUT, file string, ns *Netns, far, near netip.Addr) (vpp.SwIfIndex, error) {
 		var table uint32
 		if path.ip {
 			table = uint32(40000 + e.seq)
@@ -240,7 +320,7 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 			}
 			path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteIPTable(ctx, t) })
 		}
-		sock, err := d.vc.CreateMemifSocket(ctx, "abstract:"+file+",netns_name="+ns)
+		sock, err := d.vc.CreateMemifSocket(ctx, "abstract:"+file+",netns_name="+ns.Path())
 		if err != nil {
 			return 0, err
 		}
@@ -285,22 +365,36 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 	}
 
 	n1 := e.duts[0]
-	if local(topo) {
-		var a vpp.SwIfIndex
-		var err error
-		if topo == TopoKernel {
-			a, err = e.handVeth(ctx, n1, path, kernelName(files))
-		} else {
-			a, err = memifOn(n1, files[0], dpEndpoint, dpClient)
+	if topo == TopoKernel {
+		handKernel := e.handVeth
+		if e.kernelSide == KernelTap {
+			handKernel = e.handTap
 		}
+		a, err := handKernel(ctx, n1, path, kernelName(files))
 		if err != nil {
 			return err
 		}
-		b, err := memifOn(n1, files[1], dpClient, dpEndpoint)
+		b, err := memifOn(n1, files[1], e.trafficNS, dpClient, dpEndpoint)
 		if err != nil {
 			return err
 		}
 		return xc(n1, a, b, dpEndpoint, dpClient)
+	}
+	if local(topo) {
+		for _, h := range e.hops(topo, files) {
+			a, err := memifOn(n1, h[0].file, h[0].ns, dpEndpoint, dpClient)
+			if err != nil {
+				return err
+			}
+			b, err := memifOn(n1, h[1].file, h[1].ns, dpClient, dpEndpoint)
+			if err != nil {
+				return err
+			}
+			if err := xc(n1, a, b, dpEndpoint, dpClient); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	tunnels, err := e.handTunnels(ctx, topo, path)
 	if err != nil {
@@ -311,7 +405,7 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 		if i == 1 {
 			near, far = far, near
 		}
-		m, err := memifOn(d, files[i], far, near)
+		m, err := memifOn(d, files[i], e.trafficNS, far, near)
 		if err != nil {
 			return err
 		}
@@ -348,6 +442,21 @@ func (e *dpEnv) handVeth(ctx context.Context, d *dpDUT, path *dpPath, wl string)
 		return 0, err
 	}
 	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteAfPacket(ctx, host) })
+	return idx, e.upWithMTU(ctx, d, idx)
+}
+
+// handTap makes a tap whose host end, wl, is in the traffic namespace,
+// up with the vWire's MTU, as vwire does where /dev/vhost-net exists.
+// (Not run here: this host has no /dev/vhost-net.)
+func (e *dpEnv) handTap(ctx context.Context, d *dpDUT, path *dpPath, wl string) (vpp.SwIfIndex, error) {
+	idx, err := d.vc.CreateTap(ctx, vpp.TapSpec{HostIfName: wl, HostNamespace: e.trafficNS.Path(), HostMTU: dpMTU})
+	if err != nil {
+		return 0, err
+	}
+	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteTap(ctx, idx) })
+	if _, err := e.trafficNS.IP("link", "set", wl, "up"); err != nil {
+		return 0, err
+	}
 	return idx, e.upWithMTU(ctx, d, idx)
 }
 
@@ -469,6 +578,9 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 			if strings.HasPrefix(i.Name, "host-") {
 				kind[i.Index] = "af_packet" // host-<its Linux name>
 			}
+			if strings.Contains(i.Name, ".") {
+				kind[i.Index] += "_vlan_subif" // <parent>.<VLAN>: vwire's KERNEL trunk
+			}
 		}
 		xc := map[vpp.SwIfIndex][]string{}
 		for _, x := range l2 {
@@ -482,8 +594,12 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 			if i.Name == "local0" || i.Name == "host-"+dpUplinkName {
 				continue
 			}
+			tag, ok := vpp.ParseTag(i.Tag)
+			if ok && tag.Role == "uplink" {
+				continue // the node's own (its KERNEL trunk), on no vWire's path
+			}
 			sig := fmt.Sprintf("%s(mtu %d, up %v, %s)", kind[i.Index], i.MTU, i.AdminUp, strings.Join(xc[i.Index], " "))
-			if _, ok := vpp.ParseTag(i.Tag); ok {
+			if ok {
 				nv = append(nv, sig)
 			} else {
 				nh = append(nh, sig)
@@ -518,7 +634,9 @@ func (e *dpEnv) setRxMode(ctx context.Context) error {
 			return err
 		}
 		for _, i := range ifs {
-			if strings.HasPrefix(i.Name, "memif") || strings.HasPrefix(i.Name, "host-") {
+			// A sub-interface (vwire's KERNEL side on its trunk) has
+			// no queues of its own: its parent's are set.
+			if (strings.HasPrefix(i.Name, "memif") || strings.HasPrefix(i.Name, "host-")) && !strings.Contains(i.Name, ".") {
 				if _, err := d.cli(ctx, "set interface rx-mode "+i.Name+" "+e.cfg.RxMode); err != nil {
 					return err
 				}

@@ -28,11 +28,56 @@ type DataplaneResult struct {
 	// search's first and MRRTrials, made before it.
 	MRR       float64       `json:"mrr_pps"`
 	MRRTrials []TrialResult `json:"mrr_trials,omitempty"`
+	// Repetitions are each repetition's figures, when there were several
+	// (the figures above are their medians).
+	Repetitions []Figures `json:"repetitions,omitempty"`
 	// Latency at each load of LatencyLoads.
 	Latency []LatencyResult `json:"latency,omitempty"`
 	// Error says why the search did not finish; the figures are then
 	// what it had.
 	Error string `json:"error,omitempty"`
+}
+
+// Figures are one repetition's MRR, NDR, PDR and source rate.
+type Figures struct {
+	MRR       float64 `json:"mrr_pps"`
+	NDR       float64 `json:"ndr_pps"`
+	PDR       float64 `json:"pdr_pps"`
+	SourceMax float64 `json:"source_max_pps"`
+}
+
+func (f Figures) of(k figureKind) float64 {
+	switch k {
+	case figMRR:
+		return f.MRR
+	case figPDR:
+		return f.PDR
+	}
+	return f.NDR
+}
+
+func (x *DataplaneResult) figures() Figures {
+	return Figures{MRR: x.MRR, NDR: x.NDR, PDR: x.PDR, SourceMax: x.SourceMax}
+}
+
+// ratio is vwire's figure k over the hand-made path's (ok false when the
+// latter is 0): with several repetitions, the median of the repetitions'
+// ratios, each of two figures measured in turns under the same load.
+func ratio(v, h *DataplaneResult, k figureKind) (float64, bool) {
+	if n := len(v.Repetitions); n > 1 && n == len(h.Repetitions) {
+		var rs []float64
+		for i := range n {
+			if hv := h.Repetitions[i].of(k); hv > 0 {
+				rs = append(rs, v.Repetitions[i].of(k)/hv)
+			}
+		}
+		return Median(rs), len(rs) > 0
+	}
+	hv := h.figures().of(k)
+	if hv == 0 {
+		return 0, false
+	}
+	return v.figures().of(k) / hv, true
 }
 
 // Goal is the ratio of vwire's figures to the hand-made ones' that every
@@ -53,12 +98,9 @@ func belowGoal(r *DataplaneReport) []string {
 				continue
 			}
 			var low []string
-			for _, k := range []struct {
-				name string
-				v, h float64
-			}{{"MRR", v.MRR, h.MRR}, {"NDR", v.NDR, h.NDR}, {"PDR", v.PDR, h.PDR}} {
-				if k.h > 0 && k.v/k.h < Goal {
-					low = append(low, fmt.Sprintf("%s %.2f", k.name, k.v/k.h))
+			for _, k := range []figureKind{figMRR, figNDR, figPDR} {
+				if q, ok := ratio(v, h, k); ok && q < Goal {
+					low = append(low, fmt.Sprintf("%s %.2f", k, q))
 				}
 			}
 			if len(low) == 0 {
@@ -103,16 +145,21 @@ func Gbps(pps float64, f FrameSize) float64 { return pps * f.MeanBytes() * 8 / 1
 
 // DataplaneReport is the outcome of `vwire bench dataplane`.
 type DataplaneReport struct {
-	Version    string            `json:"version"`
-	VPPVersion string            `json:"vpp_version"`
-	Machine    Machine           `json:"machine"`
-	Placement  string            `json:"placement"`
-	Trial      time.Duration     `json:"trial_duration_ns"`
-	Precision  float64           `json:"precision"`
-	MRRTrials  int               `json:"mrr_trials"`
-	Started    time.Time         `json:"started"`
-	Duration   time.Duration     `json:"duration_ns"`
-	LoadAvg    string            `json:"load_average,omitempty"`
+	Version    string        `json:"version"`
+	VPPVersion string        `json:"vpp_version"`
+	Machine    Machine       `json:"machine"`
+	Placement  string        `json:"placement"`
+	Trial      time.Duration `json:"trial_duration_ns"`
+	Precision  float64       `json:"precision"`
+	MRRTrials  int           `json:"mrr_trials"`
+	// Repetitions of each paired measurement (figures are medians).
+	Repetitions int           `json:"repetitions"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration_ns"`
+	LoadAvg     string        `json:"load_average,omitempty"`
+	// KernelSide says what the kernel topology's KERNEL side was, and
+	// why (tap, or af_packet on a veth).
+	KernelSide string            `json:"kernel_side,omitempty"`
 	Results    []DataplaneResult `json:"results"`
 	// Objects are the VPP objects of each topology, as each builder
 	// made them.
@@ -202,6 +249,8 @@ func (r *DataplaneReport) writeLatency(w io.Writer) error {
 
 type figureKind int
 
+func (k figureKind) String() string { return [...]string{"MRR", "NDR", "PDR"}[k] }
+
 const (
 	figMRR figureKind = iota
 	figNDR
@@ -222,15 +271,7 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 			if v == nil && h == nil {
 				continue
 			}
-			figure := func(x *DataplaneResult, k figureKind) float64 {
-				switch k {
-				case figMRR:
-					return x.MRR
-				case figPDR:
-					return x.PDR
-				}
-				return x.NDR
-			}
+			figure := func(x *DataplaneResult, k figureKind) float64 { return x.figures().of(k) }
 			cell := func(x *DataplaneResult, k figureKind) string {
 				switch {
 				case x == nil:
@@ -246,10 +287,14 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 				return s
 			}
 			ratio := func(k figureKind) string {
-				if v == nil || h == nil || figure(h, k) == 0 {
+				if v == nil || h == nil {
 					return "-"
 				}
-				return fmt.Sprintf("%.2f", figure(v, k)/figure(h, k))
+				q, ok := ratio(v, h, k)
+				if !ok {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f", q)
 			}
 			var srcMax []string
 			for _, x := range []*DataplaneResult{v, h} {
@@ -269,11 +314,18 @@ func (r *DataplaneReport) WriteTable(w io.Writer) error {
 	if r.LoadAvg != "" {
 		load = ", load average " + r.LoadAvg
 	}
-	_, err := fmt.Fprintf(w, "\nMRR: median rate received with the source unthrottled (%d trials); NDR: no loss; PDR: at most %.1f %% loss; trials of %v, resolution %.0f %% of the rate.\n"+
+	reps := "vwire's and the hand-made path's trials in turns"
+	if r.Repetitions > 1 {
+		reps = fmt.Sprintf("medians of %d repetitions, vwire's and the hand-made path's trials in turns, each ratio the median of the repetitions' ratios", r.Repetitions)
+	}
+	_, err := fmt.Fprintf(w, "\nMRR: median rate received with the source unthrottled (%d trials); NDR: no loss; PDR: at most %.1f %% loss; trials of %v, resolution %.0f %% of the rate; %s.\n"+
 		"source max: the packet generator unthrottled (vwire / hand); (source): the path passed at that rate.\n"+
 		"vwire %s, %s, on %d × %s, Linux %s%s; %s; %s, took %s\n",
-		r.MRRTrials, PDRLoss*100, r.Trial, r.Precision*100, r.Version, r.VPPVersion, r.Machine.CPUs, r.Machine.CPUModel,
+		r.MRRTrials, PDRLoss*100, r.Trial, r.Precision*100, reps, r.Version, r.VPPVersion, r.Machine.CPUs, r.Machine.CPUModel,
 		r.Machine.Kernel, load, r.Placement, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Duration.Round(time.Second))
+	if err == nil && r.KernelSide != "" {
+		_, err = fmt.Fprintf(w, "KERNEL side of the kernel topology, both builders: %s\n", r.KernelSide)
+	}
 	if err == nil {
 		err = r.writeLatency(w)
 	}

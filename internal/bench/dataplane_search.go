@@ -49,14 +49,7 @@ func MRR(trials []TrialResult) float64 {
 			rates = append(rates, t.Delivered())
 		}
 	}
-	if len(rates) == 0 {
-		return 0
-	}
-	slices.Sort(rates)
-	if n := len(rates); n%2 == 0 {
-		return (rates[n/2-1] + rates[n/2]) / 2
-	}
-	return rates[len(rates)/2]
+	return Median(rates)
 }
 
 // Trial sends frames at pps (0: as fast as the source can) for the
@@ -79,15 +72,50 @@ type SearchResult struct {
 
 // AtSource says whether the path passed at the source's full rate (with no
 // loss, or for pdr with at most PDRLoss), so that the source, not the path,
-// bounds NDR (or PDR).
+// bounds NDR (or PDR): the unthrottled first trial of the search passed
+// (of a majority of the searches, for the median of several).
 func (s SearchResult) AtSource(pdr bool) bool {
-	if len(s.Trials) == 0 {
-		return false
+	var n, pass int
+	for _, t := range s.Trials {
+		if t.Rate != 0 {
+			continue
+		}
+		n++
+		if t.Loss() == 0 || (pdr && t.Loss() <= PDRLoss) {
+			pass++
+		}
 	}
-	if pdr {
-		return s.Trials[0].Loss() <= PDRLoss
+	return n > 0 && 2*pass > n
+}
+
+// Median is the median of xs (0 for none).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
 	}
-	return s.Trials[0].Loss() == 0
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// MedianSearch folds the searches of several repetitions into one result:
+// the medians of their NDR, PDR and source rates, and all their trials in
+// order.
+func MedianSearch(rs []SearchResult) SearchResult {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	var out SearchResult
+	var ndr, pdr, src []float64
+	for _, r := range rs {
+		ndr, pdr, src = append(ndr, r.NDR), append(pdr, r.PDR), append(src, r.SourceMax)
+		out.Trials = append(out.Trials, r.Trials...)
+	}
+	out.NDR, out.PDR, out.SourceMax = Median(ndr), Median(pdr), Median(src)
+	return out
 }
 
 // minRateFraction is the lowest rate a search tries, as a fraction of the

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -227,9 +228,23 @@ func TestFrameSizes(t *testing.T) {
 	if got := fs[0].MeanBytes(); got != 64 {
 		t.Errorf("64-byte mean %v", got)
 	}
-	rates := SplitRate(IMIX, 1.2e6)
-	if rates[0] != 0.7e6 || rates[1] != 0.4e6 || rates[2] != 0.1e6 {
-		t.Errorf("IMIX split of 1.2 Mpps: %v, want 0.7, 0.4, 0.1 Mpps", rates)
+	// IMIX at 1.2 Mpps: twelve streams of 0.1 Mpps, seven of 64 bytes,
+	// four of 570, one of 1518; unthrottled, twelve unthrottled ones.
+	for _, pps := range []float64{1.2e6, 0} {
+		streams := Streams(fs[2], pps)
+		count := map[int]int{}
+		for _, s := range streams {
+			count[s.Bytes]++
+			if s.Rate != pps/12 {
+				t.Errorf("IMIX at %v pps: stream %+v, want rate %v", pps, s, pps/12)
+			}
+		}
+		if len(streams) != 12 || count[64] != 7 || count[570] != 4 || count[1518] != 1 {
+			t.Errorf("IMIX at %v pps: streams %+v, want 7 × 64, 4 × 570, 1 × 1518", pps, streams)
+		}
+	}
+	if s := Streams(fs[0], 5e5); len(s) != 1 || s[0] != (StreamSpec{Bytes: 64, Rate: 5e5}) {
+		t.Errorf("64 bytes at 0.5 Mpps: streams %+v", s)
 	}
 	if got := Gbps(1e6, FrameSize{Bytes: 1518}); math.Abs(got-12.144) > 1e-9 {
 		t.Errorf("1 Mpps of 1518 bytes = %v Gb/s, want 12.144", got)
@@ -271,6 +286,8 @@ func TestDataplaneConfigValidate(t *testing.T) {
 		{"poll sleep", func(c *DataplaneConfig) { c.PollSleepUsec = -1 }, "poll sleep"},
 		{"mrr trials", func(c *DataplaneConfig) { c.MRRTrials = 0 }, "MRR trials"},
 		{"latency pings", func(c *DataplaneConfig) { c.LatencyPings = -1 }, "latency pings"},
+		{"repetitions", func(c *DataplaneConfig) { c.Repetitions = 0 }, "repetitions 0"},
+		{"kernel side", func(c *DataplaneConfig) { c.Kernel = "vhost" }, `kernel "vhost"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultDataplaneConfig()
@@ -479,5 +496,124 @@ func TestDataplaneSVG(t *testing.T) {
 	}
 	if got := niceCeil(0.31); got != 0.5 {
 		t.Errorf("niceCeil(0.31) = %v", got)
+	}
+}
+
+// TestRepetitions checks how several repetitions fold into one figure:
+// medians of the figures, the ratio as the median of the repetitions'
+// own ratios (each pair measured in turns, under the same load), and the
+// source as the limit only when most repetitions' unthrottled trial passed.
+func TestRepetitions(t *testing.T) {
+	if got := Median([]float64{5, 1, 3}); got != 3 {
+		t.Errorf("median of 5, 1, 3: %v", got)
+	}
+	if got := Median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median of 4, 1, 3, 2: %v", got)
+	}
+	if got := Median(nil); got != 0 {
+		t.Errorf("median of nothing: %v", got)
+	}
+	pass := TrialResult{Offered: 10, Sent: 10, Received: 10}
+	fail := TrialResult{Offered: 10, Sent: 10, Received: 5}
+	searches := []SearchResult{
+		{NDR: 1, PDR: 2, SourceMax: 10, Trials: []TrialResult{pass}},
+		{NDR: 3, PDR: 4, SourceMax: 30, Trials: []TrialResult{fail, {Rate: 5, Offered: 5, Sent: 5, Received: 5}}},
+		{NDR: 2, PDR: 9, SourceMax: 20, Trials: []TrialResult{pass}},
+	}
+	m := MedianSearch(searches)
+	if m.NDR != 2 || m.PDR != 4 || m.SourceMax != 20 || len(m.Trials) != 4 {
+		t.Errorf("median search %+v: want NDR 2, PDR 4, source 20, 4 trials", m)
+	}
+	if !m.AtSource(false) {
+		t.Error("two of three unthrottled trials passed: want the source as the limit")
+	}
+	m.Trials[3] = fail
+	if m.AtSource(false) {
+		t.Error("one of three unthrottled trials passed: want the path as the limit")
+	}
+
+	// vwire 1, 2, 3 against hand 2, 2, 2: the ratios 0.5, 1, 1.5 have the
+	// median 1, though the repetitions' load differed.
+	v := &DataplaneResult{Repetitions: []Figures{{NDR: 1}, {NDR: 2}, {NDR: 3}}, SearchResult: SearchResult{NDR: 2}}
+	h := &DataplaneResult{Repetitions: []Figures{{NDR: 2}, {NDR: 2}, {NDR: 2}}, SearchResult: SearchResult{NDR: 2}}
+	if q, ok := ratio(v, h, figNDR); !ok || q != 1 {
+		t.Errorf("ratio %v %v, want 1", q, ok)
+	}
+	// Pairs: (1, 4), (2, 1), (6, 2): ratios 0.25, 2, 3, median 2, while
+	// the medians of the figures (2 and 2) would say 1.
+	v.Repetitions = []Figures{{NDR: 1}, {NDR: 2}, {NDR: 6}}
+	h.Repetitions = []Figures{{NDR: 4}, {NDR: 1}, {NDR: 2}}
+	if q, ok := ratio(v, h, figNDR); !ok || q != 2 {
+		t.Errorf("ratio of pairs %v %v, want 2", q, ok)
+	}
+	h.Repetitions = []Figures{{}, {}, {}}
+	if _, ok := ratio(v, h, figNDR); ok {
+		t.Error("a ratio against zeros")
+	}
+	// One repetition: the figures themselves.
+	v.Repetitions, h.Repetitions = nil, nil
+	v.MRR, h.MRR = 3, 4
+	if q, ok := ratio(v, h, figMRR); !ok || q != 0.75 {
+		t.Errorf("MRR ratio %v %v, want 0.75", q, ok)
+	}
+
+	r := testDataplaneReport()
+	r.Repetitions = 3
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "medians of 3 repetitions") {
+		t.Errorf("table does not say the figures are medians:\n%s", b.String())
+	}
+}
+
+func TestKernelSide(t *testing.T) {
+	for _, tc := range []struct {
+		kind  string
+		vhost bool
+		want  string
+		why   string
+	}{
+		{KernelAuto, true, KernelTap, "/dev/vhost-net present"},
+		{KernelAuto, false, KernelAfPacket, "no /dev/vhost-net"},
+		{KernelTap, false, KernelTap, "--kernel tap"},
+		{KernelAfPacket, true, KernelAfPacket, "--kernel af_packet"},
+	} {
+		got, why := KernelSide(tc.kind, tc.vhost)
+		if got != tc.want || !strings.Contains(why, tc.why) {
+			t.Errorf("KernelSide(%q, %v) = %q, %q; want %q, saying %q", tc.kind, tc.vhost, got, why, tc.want, tc.why)
+		}
+	}
+	r := testDataplaneReport()
+	r.KernelSide = "af_packet on a veth (no /dev/vhost-net, so no tap)"
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "KERNEL side of the kernel topology, both builders: af_packet on a veth") {
+		t.Errorf("table does not say what the KERNEL side was:\n%s", b.String())
+	}
+}
+
+// TestChainHops checks the chain's vWires: the source to the first CNF,
+// CNF to CNF, the last CNF to the sink, each CNF's ends in the CNF
+// namespace; memif is the one vWire from the source to the sink.
+func TestChainHops(t *testing.T) {
+	traffic, cnf := &Netns{Name: "t"}, &Netns{Name: "c"}
+	e := &dpEnv{trafficNS: traffic, cnfNS: cnf}
+	files := [2]string{"bdp7-src", "bdp7-dst"}
+	hops := e.hops(TopoChain, files)
+	want := [][2]memifEnd{
+		{{"bdp7-src", traffic}, {"bdp7-c1i", cnf}},
+		{{"bdp7-c1o", cnf}, {"bdp7-c2i", cnf}},
+		{{"bdp7-c2o", cnf}, {"bdp7-c3i", cnf}},
+		{{"bdp7-c3o", cnf}, {"bdp7-dst", traffic}},
+	}
+	if !slices.Equal(hops, want) || len(hops) != ChainCNFs+1 {
+		t.Errorf("chain hops %v, want %v", hops, want)
+	}
+	if got := e.hops(TopoMemif, files); !slices.Equal(got, [][2]memifEnd{{{"bdp7-src", traffic}, {"bdp7-dst", traffic}}}) {
+		t.Errorf("memif hops %v", got)
 	}
 }

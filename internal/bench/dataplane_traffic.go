@@ -28,25 +28,16 @@ func (e *dpEnv) latency(ctx context.Context, path *dpPath, f FrameSize, load, nd
 	l := LatencyResult{Load: load, Rate: load * ndr, Sent: e.cfg.LatencyPings}
 	interval := dpPingInterval
 	d := time.Duration(e.cfg.LatencyPings)*interval + time.Second
-	var names []string
-	defer func() {
-		for _, n := range names {
-			_, _ = e.traffic.cli(context.WithoutCancel(ctx), "packet-generator delete "+n)
-		}
-	}()
 	if l.Rate > 0 {
-		for i, part := range f.Parts() {
-			e.seq++
-			name := fmt.Sprintf("bdp%d", e.seq)
-			rate := SplitRate(f.Parts(), l.Rate)[i]
-			if _, err := e.traffic.cli(ctx, pgStream(name, path.src, path.to, path.ip, part.Bytes, rate, d)); err != nil {
-				return l, err
-			}
-			names = append(names, name)
-			if _, err := e.traffic.cli(ctx, "packet-generator enable-stream "+name); err != nil {
-				return l, err
-			}
+		names, err := e.streams(ctx, path, f, l.Rate, d)
+		defer e.deleteStreams(ctx, names)
+		if err != nil {
+			return l, err
 		}
+		if err := e.enableStreams(ctx, true); err != nil {
+			return l, err
+		}
+		defer func() { _ = e.enableStreams(context.WithoutCancel(ctx), false) }()
 	}
 	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
@@ -93,71 +84,30 @@ var (
 	rxPacketsRe  = regexp.MustCompile(`rx packets\s+(\d+)`)
 )
 
-// send runs the packet generator on path.src: one stream per part of f,
-// at its share of pps, for d; then counts what arrived on path.dst. An
-// unthrottled mix cannot keep its weights (each stream sends as fast as
-// it can, so as many 1518-byte frames as 64-byte ones): it is measured
-// unthrottled for d/2 first, and then sent at that rate, split by weight.
-// (VPP 25.10's packet generator here falls far short of the rates asked
-// of three throttled streams at once, 44 kpps of 580: the offered rate
-// is measured, so IMIX figures stay true but are the source's, marked so.)
+// send runs the packet generator on path.src for d, with the streams of
+// f (Streams) at pps between them, and counts what arrived on path.dst.
 func (e *dpEnv) send(ctx context.Context, path *dpPath, f FrameSize, pps float64, d time.Duration) (TrialResult, error) {
-	parts := f.Parts()
-	if pps > 0 || len(parts) == 1 {
-		return e.sendRates(ctx, path, parts, SplitRate(parts, pps), d)
-	}
-	cal, err := e.sendRates(ctx, path, parts, make([]float64, len(parts)), d/2)
-	if err != nil {
-		return cal, err
-	}
-	res, err := e.sendRates(ctx, path, parts, SplitRate(parts, cal.Offered), d)
-	res.Rate = 0 // the unthrottled trial, as the search and MRR see it
-	return res, err
-}
-
-// sendRates sends each part at its rate (0: unthrottled) for d.
-func (e *dpEnv) sendRates(ctx context.Context, path *dpPath, parts []IMIXPart, rates []float64, d time.Duration) (TrialResult, error) {
 	t := e.traffic
-	res := TrialResult{}
-	for _, r := range rates {
-		res.Rate += r
-	}
-	var names []string
-	defer func() {
-		for _, n := range names {
-			_, _ = t.cli(context.WithoutCancel(ctx), "packet-generator delete "+n)
-		}
-	}()
-	for i, part := range parts {
-		e.seq++
-		name := fmt.Sprintf("bdp%d", e.seq)
-		stream := pgStream(name, path.src, path.to, path.ip, part.Bytes, rates[i], d)
-		if _, err := t.cli(ctx, stream); err != nil {
-			return res, err
-		}
-		names = append(names, name)
+	res := TrialResult{Rate: pps}
+	names, err := e.streams(ctx, path, f, pps, d)
+	defer e.deleteStreams(ctx, names)
+	if err != nil {
+		return res, err
 	}
 	before, err := e.rx(ctx, path.dst)
 	if err != nil {
 		return res, err
 	}
 	start := time.Now()
-	if _, err := t.cli(ctx, "packet-generator enable-stream "+strings.Join(names, " ")); err != nil {
-		// Older CLIs take one stream at a time.
-		for _, n := range names {
-			if _, err := t.cli(ctx, "packet-generator enable-stream "+n); err != nil {
-				return res, err
-			}
-		}
+	if err := e.enableStreams(ctx, true); err != nil {
+		return res, err
 	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-	for _, n := range names {
-		if _, err := t.cli(context.WithoutCancel(ctx), "packet-generator disable-stream "+n); err != nil {
-			return res, err
-		}
+	if err := e.enableStreams(context.WithoutCancel(ctx), false); err != nil {
+		return res, err
 	}
 	elapsed := time.Since(start)
 	if err := ctx.Err(); err != nil {
@@ -181,6 +131,40 @@ func (e *dpEnv) sendRates(ctx context.Context, path *dpPath, parts []IMIXPart, r
 	res.Received = after - before
 	res.Offered = float64(res.Sent) / elapsed.Seconds()
 	return res, nil
+}
+
+// streams defines the packet generator's streams of f at pps for d on
+// path (Streams), disabled, and returns their names (also those made when
+// it fails, for deleteStreams).
+func (e *dpEnv) streams(ctx context.Context, path *dpPath, f FrameSize, pps float64, d time.Duration) ([]string, error) {
+	var names []string
+	for _, s := range Streams(f, pps) {
+		e.seq++
+		name := fmt.Sprintf("bdp%d", e.seq)
+		if _, err := e.traffic.cli(ctx, pgStream(name, path.src, path.to, path.ip, s.Bytes, s.Rate, d)); err != nil {
+			return names, err
+		}
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// enableStreams starts (or stops) every stream of the packet generator at
+// once: the bench defines only the streams of one trial at a time, and
+// VPP's enable-stream, given several names, enables only the last one.
+func (e *dpEnv) enableStreams(ctx context.Context, on bool) error {
+	cmd := "packet-generator enable-stream"
+	if !on {
+		cmd = "packet-generator disable-stream"
+	}
+	_, err := e.traffic.cli(ctx, cmd)
+	return err
+}
+
+func (e *dpEnv) deleteStreams(ctx context.Context, names []string) {
+	for _, n := range names {
+		_, _ = e.traffic.cli(context.WithoutCancel(ctx), "packet-generator delete "+n)
+	}
 }
 
 func (e *dpEnv) rx(ctx context.Context, ifname string) (uint64, error) {

@@ -51,6 +51,14 @@ const (
 	// dpPingInterval is the time between the pings of a latency
 	// measurement.
 	dpPingInterval = 10 * time.Millisecond
+	// dpPeerBuffers gives the traffic and CNF VPPs, whose memifs are the
+	// slaves, more buffers than vppstart's 16384: a zero-copy memif slave
+	// keeps up to a ring's worth (1024) in each of its two rings, the CNF
+	// VPP has twelve (three CNFs of two for each builder's chain), and a
+	// slave out of buffers drops what it receives. (Twice as many: one
+	// start on a loaded host outlasted vppstart's wait; fewer buffer
+	// pages to fault in make the start shorter.)
+	dpPeerBuffers = "buffers {\n  buffers-per-numa 32768\n}\n"
 	// dpWarmup bounds the wait for a path to carry its first frames
 	// (ARP on the uplink, WireGuard's handshake).
 	dpWarmup = 30 * time.Second
@@ -77,21 +85,27 @@ func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*Da
 		return nil, errors.New("bench dataplane: needs root: it makes network namespaces, a veth and VPPs")
 	}
 	rep := &DataplaneReport{Version: version, Machine: ThisMachine(), Placement: cfg.Placement(),
-		Trial: cfg.TrialDuration, Precision: cfg.Precision, MRRTrials: cfg.MRRTrials, Started: time.Now()}
+		Trial: cfg.TrialDuration, Precision: cfg.Precision, MRRTrials: cfg.MRRTrials, Repetitions: cfg.Repetitions, Started: time.Now()}
 	defer func() {
 		rep.Duration = time.Since(rep.Started)
 		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 			rep.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
 		}
 	}()
+	_, vhost := os.Stat(vhostNet)
+	kernelSide, why := KernelSide(cfg.Kernel, vhost == nil)
+	if slices.Contains(cfg.Topologies, TopoKernel) {
+		rep.KernelSide = why
+	}
 	p := cfg.Progress
+	p.Logf("dataplane: KERNEL side: %s", why)
 	w, err := NewWorld("")
 	if err != nil {
 		return nil, err
 	}
 	defer w.Close()
 	p.Stage("dataplane: starting the VPPs", 0)
-	env, err := newDPEnv(ctx, cfg, w, slices.ContainsFunc(cfg.Topologies, func(t string) bool { return !local(t) }))
+	env, err := newDPEnv(ctx, cfg, w, slices.ContainsFunc(cfg.Topologies, func(t string) bool { return !local(t) }), kernelSide)
 	if err != nil {
 		p.Done()
 		return rep, err
@@ -126,10 +140,17 @@ type dpEnv struct {
 	// are.
 	trafficNS *Netns
 	duts      []*dpDUT
-	version   string
-	seq       int  // numbers memif sockets, files, tables
-	pgReady   bool // the traffic VPP has pg0
-	stops     []func()
+	// kernelSide is KernelTap or KernelAfPacket: what both builders make
+	// for the kernel topology's KERNEL side.
+	kernelSide string
+	// cnf is the VPP the chain's CNFs run in (nil without the chain), in
+	// cnfNS, where their memif sockets are.
+	cnf     *dpVPP
+	cnfNS   *Netns
+	version string
+	seq     int  // numbers memif sockets, files, tables
+	pgReady bool // the traffic VPP has pg0
+	stops   []func()
 }
 
 // dpVPP is a VPP the bench started and its API connection.
@@ -156,8 +177,8 @@ func (e *dpEnv) close() {
 	}
 }
 
-func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (_ *dpEnv, err error) {
-	e := &dpEnv{cfg: cfg, w: w}
+func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool, kernelSide string) (_ *dpEnv, err error) {
+	e := &dpEnv{cfg: cfg, w: w, kernelSide: kernelSide}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -170,13 +191,24 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 	// The traffic VPP is not placed: the placement is for the VPPs under
 	// test.
 	e.trafficNS = tns
-	if e.traffic, err = e.startVPP(ctx, "traffic", tns, ""); err != nil {
+	if e.traffic, err = e.startVPP(ctx, "traffic", tns, dpPeerBuffers); err != nil {
 		return nil, err
 	}
 	if e.version, err = e.traffic.cli(ctx, "show version"); err != nil {
 		return nil, err
 	}
 	e.version = strings.TrimSpace(e.version)
+	if slices.Contains(cfg.Topologies, TopoChain) {
+		// The chain's CNFs: workloads with memifs of their own, so they
+		// run in a VPP of their own, neither the source's nor the one
+		// under test, and, like the traffic VPP, unplaced.
+		if e.cnfNS, err = w.Netns("dp-cnf"); err != nil {
+			return nil, err
+		}
+		if e.cnf, err = e.startVPP(ctx, "cnf", e.cnfNS, dpPeerBuffers); err != nil {
+			return nil, err
+		}
+	}
 	n := 1
 	if remote {
 		n = 2
@@ -219,9 +251,11 @@ func newDPEnv(ctx context.Context, cfg DataplaneConfig, w *World, remote bool) (
 		}
 		dcfg := vpp.Config{APISocket: v.proc.APISocket, StatsSocket: v.proc.StatsSocket,
 			StateDir: filepath.Join(w.Dir, v.label+"-state"), NetNSPath: ns.Path(), Logger: log,
-			// The hand-made KERNEL side is a veth with af_packet: vwire's
-			// must be too, also where /dev/vhost-net would allow a tap.
+			// Both builders make the KERNEL side chosen for the run.
 			Kernel: vpp.KernelVeth}
+		if kernelSide == KernelTap {
+			dcfg.Kernel = vpp.KernelTap
+		}
 		if remote {
 			dcfg.Uplink = dpUplinkName
 		}
@@ -318,6 +352,28 @@ func (u undoList) run(ctx context.Context) {
 	}
 }
 
+// paired runs one repetition of a frame size's measurement on two paths:
+// MRR-1 unthrottled trials in turns, then both searches with their trials
+// in turns (SearchPair; the search's first trial is MRR's last), trials[0]
+// first each time.
+func (e *dpEnv) paired(ctx context.Context, trials [2]Trial) ([2][]TrialResult, [2]SearchResult, [2]error) {
+	var (
+		mrr  [2][]TrialResult
+		res  [2]SearchResult
+		errs [2]error
+	)
+	for k := 1; k < e.cfg.MRRTrials && errs[0] == nil && errs[1] == nil; k++ {
+		for i := range trials {
+			t, err := trials[i](ctx, 0)
+			mrr[i], errs[i] = append(mrr[i], t), err
+		}
+	}
+	if errs[0] == nil && errs[1] == nil {
+		res, errs = SearchPair(ctx, trials, e.cfg.Precision)
+	}
+	return mrr, res, errs
+}
+
 // measure builds topo twice, by vwire and by hand, side by side on the
 // same VPPs, waits for both to carry frames, and at each frame size runs
 // the two searches with their trials taking turns (SearchPair); then it
@@ -365,30 +421,51 @@ func (e *dpEnv) measure(ctx context.Context, topo string, rep *DataplaneReport) 
 		for i, path := range paths {
 			trials[i] = func(ctx context.Context, pps float64) (TrialResult, error) { return e.trial(ctx, path, f, pps) }
 		}
-		// MRR first: unthrottled trials in turns; the search's first
-		// trial is one more.
-		var mrr [2][]TrialResult
-		var errs [2]error
-		for k := 1; k < e.cfg.MRRTrials && errs[0] == nil && errs[1] == nil; k++ {
-			for i := range trials {
-				t, err := trials[i](ctx, 0)
-				mrr[i], errs[i] = append(mrr[i], t), err
+		var (
+			mrr    [2][]TrialResult
+			search [2][]SearchResult
+			errs   [2]error
+		)
+		for k := 0; k < e.cfg.Repetitions && errs[0] == nil && errs[1] == nil; k++ {
+			// The builder whose trial goes first alternates, so that
+			// neither always follows the other.
+			first := k % 2
+			m, r, err := e.paired(ctx, [2]Trial{trials[first], trials[1-first]})
+			for i := range 2 {
+				j := (i + first) % 2 // builder j ran as i
+				mrr[j] = append(mrr[j], m[i]...)
+				if err[i] == nil {
+					search[j] = append(search[j], r[i])
+				} else {
+					errs[j] = err[i]
+				}
 			}
 		}
-		var res [2]SearchResult
-		if errs[0] == nil && errs[1] == nil {
-			res, errs = SearchPair(ctx, trials, e.cfg.Precision)
-		}
 		p.Done()
+		var res [2]SearchResult
 		for i, by := range builders {
-			r := DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, SearchResult: res[i]}
-			r.MRRTrials = mrr[i]
-			r.MRR = MRR(append(slices.Clone(mrr[i]), res[i].Trials...))
+			var trials []TrialResult
+			for _, s := range search[i] {
+				trials = append(trials, s.Trials...)
+			}
+			r := DataplaneResult{Topology: topo, FrameSize: f, BuiltBy: by, MRRTrials: mrr[i]}
+			r.MRR = MRR(append(slices.Clone(mrr[i]), trials...))
+			if len(search[i]) > 0 {
+				r.SearchResult = MedianSearch(search[i])
+			}
+			if len(search[i]) > 1 {
+				per := e.cfg.MRRTrials - 1 // MRR trials per repetition, before its search
+				for k, s := range search[i] {
+					m := MRR(append(slices.Clone(mrr[i][k*per:min((k+1)*per, len(mrr[i]))]), s.Trials...))
+					r.Repetitions = append(r.Repetitions, Figures{MRR: m, NDR: s.NDR, PDR: s.PDR, SourceMax: s.SourceMax})
+				}
+			}
+			res[i] = r.SearchResult
 			if errs[i] != nil {
 				r.Error = errs[i].Error()
 			} else {
-				p.Logf("%s %s %s: MRR %.3f Mpps, NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials)", topo, by, f,
-					Mpps(r.MRR), Mpps(res[i].NDR), Mpps(res[i].PDR), Mpps(res[i].SourceMax), len(res[i].Trials))
+				p.Logf("%s %s %s: MRR %.3f Mpps, NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials, %d repetitions)", topo, by, f,
+					Mpps(r.MRR), Mpps(r.NDR), Mpps(r.PDR), Mpps(r.SourceMax), len(r.Trials), len(search[i]))
 			}
 			rep.Results = append(rep.Results, r)
 		}

@@ -14,9 +14,10 @@ import (
 )
 
 // TestRunDataplane runs `vwire bench dataplane` on real VPPs with the
-// shortest trials and a coarse search: every topology, built by vwire and
-// by hand, must carry frames, give a search result with the source's rate,
-// and leave no namespace or VPP behind. It needs VPP_BIN and root.
+// shortest trials and a coarse search: every topology (the chain of three
+// CNFs too), built by vwire and by hand, must carry frames, give a search
+// result with the source's rate, and leave no namespace or VPP behind. It
+// needs VPP_BIN and root.
 func TestRunDataplane(t *testing.T) {
 	bin := os.Getenv("VPP_BIN")
 	if bin == "" {
@@ -32,7 +33,7 @@ func TestRunDataplane(t *testing.T) {
 	cfg.VPPBin, cfg.VPPPluginPath = bin, os.Getenv("VPP_PLUGIN_PATH")
 	cfg.FrameSizes = []FrameSize{{Bytes: 64}}
 	cfg.TrialDuration, cfg.Precision, cfg.PollSleepUsec, cfg.LatencyPings = 300*time.Millisecond, 0.4, 100, 10
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	rep, err := RunDataplane(ctx, cfg, "test")
 	if err != nil {
@@ -74,6 +75,19 @@ func TestRunDataplane(t *testing.T) {
 			}
 			t.Logf("%s by %s: NDR %.3f PDR %.3f source %.3f Mpps in %d trials", topo, by, Mpps(r.NDR), Mpps(r.PDR), Mpps(r.SourceMax), len(r.Trials))
 		}
+	}
+	// The chain: four vWires, eight memifs cross-connected, by either
+	// builder.
+	for _, o := range rep.Objects {
+		if o.Topology != TopoChain {
+			continue
+		}
+		if n := strings.Count(o.Vwire, "memif(mtu 1500, up true, l2xc→memif)"); n != 2*(ChainCNFs+1) || !o.Same {
+			t.Errorf("chain objects: %d cross-connected memifs by vwire, want %d, the same by hand: %+v", n, 2*(ChainCNFs+1), o)
+		}
+	}
+	if rep.KernelSide == "" {
+		t.Error("the report does not say what the KERNEL side was")
 	}
 	var table, svg bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {
