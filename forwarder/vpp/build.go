@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/vwire/vwire/mechanisms/ipsec"
@@ -105,20 +106,18 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 // makeSide makes one side's interface, configured and up.
 func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side) (SwIfIndex, error) {
 	tag := tagOf(s.role, p.id).String()
-	// An IP-payload local side gets an IP table of its own (its addresses
-	// are the far end's and may overlap other vWires'). The table is made
-	// before the interface so that it is removed after it.
+	// An IP-payload local side goes into an IP table shared with sides
+	// whose addresses differ from its own (see ipTables). Its place there
+	// is given back after its interface is removed.
 	var table uint32
 	if p.l3 && s.local() && len(s.vppAddrs) > 0 {
-		table = d.tables.allocate()
-		u.push("table id", func(context.Context) error { d.tables.release(table); return nil })
-		for _, ip6 := range families(p) {
-			t := IPTable{ID: table, IP6: ip6, Name: tag}
-			if err := cl.CreateIPTable(ctx, t); err != nil {
-				return NoInterface, err
-			}
-			u.push("ip table", func(ctx context.Context) error { return cl.DeleteIPTable(ctx, t) })
+		owner := tag
+		id, err := d.vrfs.place(ctx, cl, owner, append(slices.Clone(s.vppAddrs), s.peerAddrs...))
+		if err != nil {
+			return NoInterface, err
 		}
+		table = id
+		u.push("ip table", func(ctx context.Context) error { return d.vrfs.release(ctx, cl, owner, id) })
 	}
 
 	// An Ethernet memif or VXLAN side has nothing to set between its

@@ -32,7 +32,7 @@ func TestConnectFailsHalfway(t *testing.T) {
 			name: "kernel to kernel, second l3xc", payload: payload.IP,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "l3xc_update", failNth: 2,
-			wantUndo: []string{"l3xc_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_route_add_del", "delete_subif", "ip_table_add_del"},
+			wantUndo: []string{"l3xc_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del"},
 		},
 		{
 			name: "memif to memif ethernet, second l2xc", payload: payload.Ethernet,
@@ -64,13 +64,13 @@ func TestConnectFailsHalfway(t *testing.T) {
 			name: "wireguard, peer", payload: payload.IP, remote: wireguard.Type,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "wireguard_peer_add", failNth: 1,
-			wantUndo: []string{"wireguard_interface_delete", "ip_route_add_del", "delete_subif", "ip_table_add_del"},
+			wantUndo: []string{"wireguard_interface_delete", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del"},
 		},
 		{
 			name: "ipsec, tunnel protection", payload: payload.IP, remote: ipsec.Type,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "ipsec_tunnel_protect_update", failNth: 1,
-			wantUndo: []string{"ipip_del_tunnel", "ipsec_sad_entry_del", "ipsec_sad_entry_del", "ip_route_add_del", "delete_subif", "ip_table_add_del"},
+			wantUndo: []string{"ipip_del_tunnel", "ipsec_sad_entry_del", "ipsec_sad_entry_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.fd.io/govpp/binapi/vlib"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vwire/vwire/mechanisms/memif"
@@ -413,6 +414,102 @@ func TestScaleRestore(t *testing.T) {
 	}
 }
 
+// apiDelta gives, for each message called between the snapshots before and
+// after (histograms), its count, mean latency and total time, the
+// messages with the most total time first.
+func apiDelta(t testing.TB, before, after map[string]*dto.Histogram) string {
+	t.Helper()
+	type row struct {
+		msg string
+		n   uint64
+		sum float64
+	}
+	var rows []row
+	for msg, h := range after {
+		r := row{msg: msg, n: h.GetSampleCount(), sum: h.GetSampleSum()}
+		if b := before[msg]; b != nil {
+			r.n -= b.GetSampleCount()
+			r.sum -= b.GetSampleSum()
+		}
+		if r.n > 0 {
+			rows = append(rows, r)
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmpFloat(b.sum, a.sum) })
+	var out []string
+	for _, r := range rows {
+		out = append(out, fmt.Sprintf("%s %d× %.2f ms %.2f s", r.msg, r.n, r.sum/float64(r.n)*1e3, r.sum))
+	}
+	return strings.Join(out, "; ")
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// loadAvg is the machine's 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// mainHeapUsed is the bytes in use of the main heap of dp's VPP (its
+// "show memory main-heap"), read over the binary API's CLI.
+func mainHeapUsed(t testing.TB, dp *Dataplane) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reply, err := vlib.NewServiceClient(dp.conn).CliInband(ctx, &vlib.CliInband{Cmd: "show memory main-heap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := reply.Reply
+	used, err := parseHeapUsed(out)
+	if err != nil {
+		t.Fatalf("show memory main-heap: %v in %q", err, out)
+	}
+	return used
+}
+
+// parseHeapUsed reads the "used: 103.45M" of VPP's "show memory" output.
+func parseHeapUsed(out string) (int64, error) {
+	_, rest, ok := strings.Cut(out, "used: ")
+	if !ok {
+		return 0, errors.New("no \"used: \"")
+	}
+	f := strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' })
+	if len(f) == 0 {
+		return 0, errors.New("nothing after \"used: \"")
+	}
+	v := f[0]
+	mult := 1.0
+	switch v[len(v)-1] {
+	case 'k', 'K':
+		mult = 1 << 10
+	case 'm', 'M':
+		mult = 1 << 20
+	case 'g', 'G':
+		mult = 1 << 30
+	}
+	if mult != 1 {
+		v = v[:len(v)-1]
+	}
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, err
+	}
+	return int64(x * mult), nil
+}
+
 func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 	t.Helper()
 	var d dto.Metric
@@ -444,6 +541,8 @@ func TestScaleRemote(t *testing.T) {
 			ctx := context.Background()
 			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
 			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.typ, i, node) }
+			h1, h2 := histograms(t, n1.metrics), histograms(t, n2.metrics)
+			heap1, heap2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
 			start := time.Now()
 			took, errs := parallel(n, workers, func(i int) error {
 				cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
@@ -490,8 +589,12 @@ func TestScaleRemote(t *testing.T) {
 			if len(errs) > 0 {
 				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), n, errs[0])
 			}
-			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s); each (both nodes) p50 %v p99 %v",
-				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), quantile(took, 0.5), quantile(took, 0.99))
+			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s, load %s); each (both nodes) p50 %v p99 %v",
+				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), loadAvg(), quantile(took, 0.5), quantile(took, 0.99))
+			t.Logf("node 1 build, per message (count, mean ms, total s): %s", apiDelta(t, h1, histograms(t, n1.metrics)))
+			t.Logf("node 2 build, per message (count, mean ms, total s): %s", apiDelta(t, h2, histograms(t, n2.metrics)))
+			t.Logf("main heap used: node 1 %+.1f MB, node 2 %+.1f MB for %d vWires (%.1f kB a vWire on node 2)",
+				float64(mainHeapUsed(t, n1)-heap1)/1e6, float64(mainHeapUsed(t, n2)-heap2)/1e6, n, float64(mainHeapUsed(t, n2)-heap2)/1e3/float64(n))
 			start = time.Now()
 			_, errs = parallel(n, workers, func(i int) error {
 				return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))

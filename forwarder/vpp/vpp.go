@@ -155,6 +155,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	if d.metrics = cfg.Metrics; d.metrics == nil {
 		d.metrics = NewMetrics()
 	}
+	d.vrfs = newIPTables(d.tables)
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -502,6 +503,14 @@ func (d *Dataplane) restore(ctx context.Context) {
 			d.log.Error("restore KERNEL trunk", "err", err)
 		}
 	}
+	// The shared IP tables as VPP has them now (none after a restart).
+	if ifaces, err := d.vpp.ListInterfaces(cctx); err != nil {
+		d.log.Error("restore: list interfaces", "err", err)
+	} else if tables, err := d.vpp.ListIPTables(cctx); err != nil {
+		d.log.Error("restore: list ip tables", "err", err)
+	} else if err := d.vrfs.resync(cctx, d.vpp, ifaces, tables); err != nil {
+		d.log.Error("restore: ip tables", "err", err)
+	}
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.conns))
 	for id := range d.conns {
@@ -552,7 +561,7 @@ func (d *Dataplane) tagged(ctx context.Context) map[string]bool {
 		}
 	}
 	for _, t := range tables {
-		if tg, ok := ParseTag(t.Name); ok {
+		if tg, ok := ParseTag(t.Name); ok && tg.Role != roleVRF {
 			out[tg.Key] = true
 		}
 	}
