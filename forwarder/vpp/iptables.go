@@ -50,7 +50,9 @@ type sharedTable struct {
 
 func newIPTables(ids *tableAllocator) *ipTables { return &ipTables{ids: ids} }
 
-func (s *sharedTable) name() string { return Tag{Role: roleVRF, Key: strconv.FormatUint(uint64(s.id), 10)}.String() }
+func (s *sharedTable) name() string {
+	return Tag{Role: roleVRF, Key: strconv.FormatUint(uint64(s.id), 10)}.String()
+}
 
 // fits reports whether none of ps is used in s.
 func (s *sharedTable) fits(ps []netip.Prefix) bool {

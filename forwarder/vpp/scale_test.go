@@ -466,18 +466,24 @@ func loadAvg() string {
 // "show memory main-heap"), read over the binary API's CLI.
 func mainHeapUsed(t testing.TB, dp *Dataplane) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	reply, err := vlib.NewServiceClient(dp.conn).CliInband(ctx, &vlib.CliInband{Cmd: "show memory main-heap"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := reply.Reply
+	out := vppCLI(t, dp, "show memory main-heap")
 	used, err := parseHeapUsed(out)
 	if err != nil {
 		t.Fatalf("show memory main-heap: %v in %q", err, out)
 	}
 	return used
+}
+
+// vppCLI runs a VPP CLI command over the binary API and returns its output.
+func vppCLI(t testing.TB, dp *Dataplane, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reply, err := vlib.NewServiceClient(dp.conn).CliInband(ctx, &vlib.CliInband{Cmd: cmd})
+	if err != nil {
+		t.Fatalf("vpp cli %q: %v", cmd, err)
+	}
+	return reply.Reply
 }
 
 // parseHeapUsed reads the "used: 103.45M" of VPP's "show memory" output.
@@ -527,7 +533,13 @@ func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 // back to their objects before. Times are logged.
 func TestScaleRemote(t *testing.T) {
 	needVPP(t)
-	const workers = 20
+	workers := 20
+	if v := os.Getenv("VWIRE_SCALE_REMOTE_WORKERS"); v != "" {
+		var err error
+		if workers, err = strconv.Atoi(v); err != nil || workers < 1 {
+			t.Fatalf("VWIRE_SCALE_REMOTE_WORKERS=%q: want a positive integer", v)
+		}
+	}
 	n := 500
 	if v := os.Getenv("VWIRE_SCALE_REMOTE_N"); v != "" {
 		var err error
@@ -541,6 +553,11 @@ func TestScaleRemote(t *testing.T) {
 			ctx := context.Background()
 			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
 			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.typ, i, node) }
+			runtime := os.Getenv("VWIRE_SCALE_REMOTE_RUNTIME") != ""
+			if runtime {
+				vppCLI(t, n1, "clear runtime")
+				vppCLI(t, n2, "clear runtime")
+			}
 			h1, h2 := histograms(t, n1.metrics), histograms(t, n2.metrics)
 			heap1, heap2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
 			start := time.Now()
@@ -593,16 +610,28 @@ func TestScaleRemote(t *testing.T) {
 				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), loadAvg(), quantile(took, 0.5), quantile(took, 0.99))
 			t.Logf("node 1 build, per message (count, mean ms, total s): %s", apiDelta(t, h1, histograms(t, n1.metrics)))
 			t.Logf("node 2 build, per message (count, mean ms, total s): %s", apiDelta(t, h2, histograms(t, n2.metrics)))
+			if runtime {
+				t.Logf("node 2 show runtime after the build:\n%s", vppCLI(t, n2, "show runtime"))
+			}
 			t.Logf("main heap used: node 1 %+.1f MB, node 2 %+.1f MB for %d vWires (%.1f kB a vWire on node 2)",
 				float64(mainHeapUsed(t, n1)-heap1)/1e6, float64(mainHeapUsed(t, n2)-heap2)/1e6, n, float64(mainHeapUsed(t, n2)-heap2)/1e3/float64(n))
+			h1, h2 = histograms(t, n1.metrics), histograms(t, n2.metrics)
+			if runtime {
+				vppCLI(t, n2, "clear runtime")
+			}
 			start = time.Now()
 			_, errs = parallel(n, workers, func(i int) error {
 				return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
 			})
+			t.Logf("removed in %v (load %s)", time.Since(start).Round(time.Millisecond), loadAvg())
+			t.Logf("node 1 removal, per message: %s", apiDelta(t, h1, histograms(t, n1.metrics)))
+			t.Logf("node 2 removal, per message: %s", apiDelta(t, h2, histograms(t, n2.metrics)))
+			if runtime {
+				t.Logf("node 2 show runtime after the removal:\n%s", vppCLI(t, n2, "show runtime"))
+			}
 			if len(errs) > 0 {
 				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
 			}
-			t.Logf("removed in %v", time.Since(start).Round(time.Millisecond))
 			if after := vppObjects(t, n1); !maps.Equal(after, base1) {
 				t.Errorf("node 1 after every Disconnect: %v, want %v", after, base1)
 			}
