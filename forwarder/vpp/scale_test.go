@@ -526,11 +526,15 @@ func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 }
 
 // TestScaleRemote builds 500 remote vWires (VWIRE_SCALE_REMOTE_N) between
-// two nodes, each on its own VPP, from 20 goroutines, over VXLAN (Ethernet)
-// and over WireGuard (IP), memif on both ends, in the forwarder protocol's
-// order (node 1 accepts and offers, node 2 accepts, offers to the endpoint
-// and builds, node 1 builds); then removes them and checks both VPPs are
-// back to their objects before. Times are logged.
+// two nodes, each on its own VPP, from 20 goroutines
+// (VWIRE_SCALE_REMOTE_WORKERS), over VXLAN (Ethernet), over WireGuard
+// (IP), then both at once (500 of each standing together), memif on both
+// ends, in the forwarder protocol's order (node 1 accepts and offers, node
+// 2 accepts, offers to the endpoint and builds, node 1 builds); then
+// removes them and checks both VPPs are back to their objects before.
+// It logs the rate, each message's count and time
+// (vwire_vpp_api_seconds), the main heap each vWire took and the load
+// average; VWIRE_SCALE_REMOTE_RUNTIME=1 adds node 2's "show runtime".
 func TestScaleRemote(t *testing.T) {
 	needVPP(t)
 	workers := 20
@@ -547,13 +551,23 @@ func TestScaleRemote(t *testing.T) {
 			t.Fatalf("VWIRE_SCALE_REMOTE_N=%q: want a positive integer", v)
 		}
 	}
+	runtime := os.Getenv("VWIRE_SCALE_REMOTE_RUNTIME") != ""
+	misses0 := testutil.ToFloat64(govpp.metrics.healthMisses)
 	n1, n2 := twoNodes(t)
-	for _, tc := range []struct{ typ, payload string }{{vxlan.Type, payload.Ethernet}, {wireguard.Type, payload.IP}} {
-		t.Run(tc.typ, func(t *testing.T) {
+	type kind struct{ typ, payload string }
+	vx, wg := kind{vxlan.Type, payload.Ethernet}, kind{wireguard.Type, payload.IP}
+	for _, tc := range []struct {
+		name  string
+		kinds []kind
+	}{{vxlan.Type, []kind{vx}}, {wireguard.Type, []kind{wg}}, {"both", []kind{vx, wg}}} {
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
-			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.typ, i, node) }
-			runtime := os.Getenv("VWIRE_SCALE_REMOTE_RUNTIME") != ""
+			total := n * len(tc.kinds)
+			// vWire i is of kind i%len(kinds): with both, the two
+			// mechanisms are built interleaved.
+			kindOf := func(i int) kind { return tc.kinds[i%len(tc.kinds)] }
+			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.name, i, node) }
 			if runtime {
 				vppCLI(t, n1, "clear runtime")
 				vppCLI(t, n2, "clear runtime")
@@ -561,9 +575,10 @@ func TestScaleRemote(t *testing.T) {
 			h1, h2 := histograms(t, n1.metrics), histograms(t, n2.metrics)
 			heap1, heap2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
 			start := time.Now()
-			took, errs := parallel(n, workers, func(i int) error {
+			took, errs := parallel(total, workers, func(i int) error {
+				k := kindOf(i)
 				cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
-				c := &networkservice.Connection{Payload: tc.payload, Context: cc}
+				c := &networkservice.Connection{Payload: k.payload, Context: cc}
 				in, err := n1.Accept(ctx, id(i, "a"), c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
 				if err != nil {
 					return err
@@ -572,11 +587,11 @@ func TestScaleRemote(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				k := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == tc.typ })
-				if k < 0 {
-					return fmt.Errorf("%s not offered: %v", tc.typ, offers)
+				j := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == k.typ })
+				if j < 0 {
+					return fmt.Errorf("%s not offered: %v", k.typ, offers)
 				}
-				out, err := n2.Accept(ctx, id(i, "b"), c, offers[k:k+1])
+				out, err := n2.Accept(ctx, id(i, "b"), c, offers[j:j+1])
 				if err != nil {
 					return err
 				}
@@ -584,54 +599,50 @@ func TestScaleRemote(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				k = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
-				if k < 0 {
+				j = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
+				if j < 0 {
 					return fmt.Errorf("memif not offered to the endpoint: %v", local)
 				}
 				with := func(m *networkservice.Mechanism) *networkservice.Connection {
-					return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: tc.payload}
+					return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: k.payload}
 				}
-				if err := n2.Connect(ctx, id(i, "b"), with(out), with(local[k])); err != nil {
+				if err := n2.Connect(ctx, id(i, "b"), with(out), with(local[j])); err != nil {
 					return err
 				}
 				return n1.Connect(ctx, id(i, "a"), with(in), with(out))
 			})
 			up := time.Since(start)
 			t.Cleanup(func() {
-				for i := range n {
+				for i := range total {
 					_ = n1.Disconnect(ctx, id(i, "a"))
 					_ = n2.Disconnect(ctx, id(i, "b"))
 				}
 			})
 			if len(errs) > 0 {
-				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), n, errs[0])
+				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), total, errs[0])
 			}
 			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s, load %s); each (both nodes) p50 %v p99 %v",
-				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), loadAvg(), quantile(took, 0.5), quantile(took, 0.99))
+				total, tc.name, up.Round(time.Millisecond), workers, float64(total)/up.Seconds(), loadAvg(), quantile(took, 0.5), quantile(took, 0.99))
 			t.Logf("node 1 build, per message (count, mean ms, total s): %s", apiDelta(t, h1, histograms(t, n1.metrics)))
 			t.Logf("node 2 build, per message (count, mean ms, total s): %s", apiDelta(t, h2, histograms(t, n2.metrics)))
 			if runtime {
 				t.Logf("node 2 show runtime after the build:\n%s", vppCLI(t, n2, "show runtime"))
 			}
-			t.Logf("main heap used: node 1 %+.1f MB, node 2 %+.1f MB for %d vWires (%.1f kB a vWire on node 2)",
-				float64(mainHeapUsed(t, n1)-heap1)/1e6, float64(mainHeapUsed(t, n2)-heap2)/1e6, n, float64(mainHeapUsed(t, n2)-heap2)/1e3/float64(n))
+			used1, used2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
+			t.Logf("main heap: node 1 %.1f MB used (%+.1f MB), node 2 %.1f MB used (%+.1f MB) with %d vWires: %.1f kB a vWire on node 2",
+				float64(used1)/1e6, float64(used1-heap1)/1e6, float64(used2)/1e6, float64(used2-heap2)/1e6, total, float64(used2-heap2)/1e3/float64(total))
+
 			h1, h2 = histograms(t, n1.metrics), histograms(t, n2.metrics)
-			if runtime {
-				vppCLI(t, n2, "clear runtime")
-			}
 			start = time.Now()
-			_, errs = parallel(n, workers, func(i int) error {
+			_, errs = parallel(total, workers, func(i int) error {
 				return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
 			})
 			t.Logf("removed in %v (load %s)", time.Since(start).Round(time.Millisecond), loadAvg())
+			if len(errs) > 0 {
+				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), total, errs[0])
+			}
 			t.Logf("node 1 removal, per message: %s", apiDelta(t, h1, histograms(t, n1.metrics)))
 			t.Logf("node 2 removal, per message: %s", apiDelta(t, h2, histograms(t, n2.metrics)))
-			if runtime {
-				t.Logf("node 2 show runtime after the removal:\n%s", vppCLI(t, n2, "show runtime"))
-			}
-			if len(errs) > 0 {
-				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
-			}
 			if after := vppObjects(t, n1); !maps.Equal(after, base1) {
 				t.Errorf("node 1 after every Disconnect: %v, want %v", after, base1)
 			}
@@ -639,5 +650,13 @@ func TestScaleRemote(t *testing.T) {
 				t.Errorf("node 2 after every Disconnect: %v, want %v", after, base2)
 			}
 		})
+	}
+	for i, dp := range []*Dataplane{n1, n2} {
+		if v := testutil.ToFloat64(dp.metrics.connEvents.WithLabelValues("not_responding")); v != 0 {
+			t.Errorf("node %d: govpp reported VPP not responding %v times", i+1, v)
+		}
+	}
+	if v := testutil.ToFloat64(govpp.metrics.healthMisses) - misses0; v != 0 {
+		t.Errorf("%v health checks missed", v)
 	}
 }

@@ -96,6 +96,9 @@ type Config struct {
 	// workers N }), which then poll the interfaces; none when zero (the
 	// main thread polls them).
 	Workers int
+	// MainHeapSize is a started VPP's main heap (--vpp-main-heap;
+	// vppstart.DefaultMainHeapSize when empty).
+	MainHeapSize string
 	// MemifReserve is how many memifs VPP's memif pool is grown to hold
 	// at connect and after VPP restarts (--vpp-memif-reserve; see
 	// Client.ReserveMemifs); none when zero.
@@ -201,7 +204,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		sock, statsSock := cfg.APISocket, cfg.StatsSocket
 		if sock == "" {
 			vcfg := vppstart.Config{Bin: cfg.Bin, PluginPath: cfg.PluginPath, Dir: stateDir, NetNSPath: cfg.NetNSPath,
-				PollSleepUsec: cfg.PollSleepUsec, Log: d.log.With("component", "vpp")}
+				PollSleepUsec: cfg.PollSleepUsec, MainHeapSize: cfg.MainHeapSize, Log: d.log.With("component", "vpp")}
 			if cfg.Workers > 0 {
 				vcfg.Extra = fmt.Sprintf("cpu {\n  workers %d\n}", cfg.Workers)
 			}
