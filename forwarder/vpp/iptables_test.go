@@ -106,7 +106,13 @@ func TestIPTablesAfterRestart(t *testing.T) {
 	if err := b.dp.Connect(ctx, "keep", keepIn, keepOut); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the stray vWire swept", func() bool { return !strings.Contains(b.vpp.snapshot(), "vwire/in/stray") })
+	// Swept: its interfaces, then its routes (the kept vWire has two).
+	waitUntil(t, "the stray vWire swept", func() bool {
+		b.vpp.mu.Lock()
+		routes := len(b.vpp.routes)
+		b.vpp.mu.Unlock()
+		return !strings.Contains(b.vpp.snapshot(), "vwire/in/stray") && routes == 2
+	})
 	if got := vrfTables(b.vpp); got != 2 {
 		t.Fatalf("after the sweep: %d shared tables, want 2 (the kept vWire's)", got)
 	}

@@ -525,6 +525,49 @@ func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 	return d.GetHistogram().GetSampleCount()
 }
 
+// remoteKind is a remote vWire's mechanism and payload.
+type remoteKind struct{ typ, payload string }
+
+// remoteVWire builds remote vWire i of kind k, memif on both ends, in the
+// forwarder protocol's order: node 1 accepts and offers, node 2 accepts,
+// offers to the endpoint and builds, node 1 builds. idA and idB are its
+// connection ids on node 1 and node 2.
+func remoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, idA, idB string) error {
+	cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
+	c := &networkservice.Connection{Payload: k.payload, Context: cc}
+	in, err := n1.Accept(ctx, idA, c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
+	if err != nil {
+		return err
+	}
+	offers, err := n1.Offer(ctx, idA, c, true)
+	if err != nil {
+		return err
+	}
+	j := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == k.typ })
+	if j < 0 {
+		return fmt.Errorf("%s not offered: %v", k.typ, offers)
+	}
+	out, err := n2.Accept(ctx, idB, c, offers[j:j+1])
+	if err != nil {
+		return err
+	}
+	local, err := n2.Offer(ctx, idB, c, false)
+	if err != nil {
+		return err
+	}
+	j = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
+	if j < 0 {
+		return fmt.Errorf("memif not offered to the endpoint: %v", local)
+	}
+	with := func(m *networkservice.Mechanism) *networkservice.Connection {
+		return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: k.payload}
+	}
+	if err := n2.Connect(ctx, idB, with(out), with(local[j])); err != nil {
+		return err
+	}
+	return n1.Connect(ctx, idA, with(in), with(out))
+}
+
 // TestScaleRemote builds 500 remote vWires (VWIRE_SCALE_REMOTE_N) between
 // two nodes, each on its own VPP, from 20 goroutines
 // (VWIRE_SCALE_REMOTE_WORKERS), over VXLAN (Ethernet), over WireGuard
@@ -557,19 +600,18 @@ func TestScaleRemote(t *testing.T) {
 	// reserved, against VPP 25.10's crash when its memif pool grows under
 	// a burst (README.md, Node scale).
 	n1, n2 := twoNodes(t, func(c *Config) { c.MemifReserve = 2*n + 8 })
-	type kind struct{ typ, payload string }
-	vx, wg := kind{vxlan.Type, payload.Ethernet}, kind{wireguard.Type, payload.IP}
+	vx, wg := remoteKind{vxlan.Type, payload.Ethernet}, remoteKind{wireguard.Type, payload.IP}
 	for _, tc := range []struct {
 		name  string
-		kinds []kind
-	}{{vxlan.Type, []kind{vx}}, {wireguard.Type, []kind{wg}}, {"both", []kind{vx, wg}}} {
+		kinds []remoteKind
+	}{{vxlan.Type, []remoteKind{vx}}, {wireguard.Type, []remoteKind{wg}}, {"both", []remoteKind{vx, wg}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
 			total := n * len(tc.kinds)
 			// vWire i is of kind i%len(kinds): with both, the two
 			// mechanisms are built interleaved.
-			kindOf := func(i int) kind { return tc.kinds[i%len(tc.kinds)] }
+			kindOf := func(i int) remoteKind { return tc.kinds[i%len(tc.kinds)] }
 			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.name, i, node) }
 			if runtime {
 				vppCLI(t, n1, "clear runtime")
@@ -579,40 +621,7 @@ func TestScaleRemote(t *testing.T) {
 			heap1, heap2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
 			start := time.Now()
 			took, errs := parallel(total, workers, func(i int) error {
-				k := kindOf(i)
-				cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
-				c := &networkservice.Connection{Payload: k.payload, Context: cc}
-				in, err := n1.Accept(ctx, id(i, "a"), c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
-				if err != nil {
-					return err
-				}
-				offers, err := n1.Offer(ctx, id(i, "a"), c, true)
-				if err != nil {
-					return err
-				}
-				j := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == k.typ })
-				if j < 0 {
-					return fmt.Errorf("%s not offered: %v", k.typ, offers)
-				}
-				out, err := n2.Accept(ctx, id(i, "b"), c, offers[j:j+1])
-				if err != nil {
-					return err
-				}
-				local, err := n2.Offer(ctx, id(i, "b"), c, false)
-				if err != nil {
-					return err
-				}
-				j = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
-				if j < 0 {
-					return fmt.Errorf("memif not offered to the endpoint: %v", local)
-				}
-				with := func(m *networkservice.Mechanism) *networkservice.Connection {
-					return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: k.payload}
-				}
-				if err := n2.Connect(ctx, id(i, "b"), with(out), with(local[j])); err != nil {
-					return err
-				}
-				return n1.Connect(ctx, id(i, "a"), with(in), with(out))
+				return remoteVWire(ctx, n1, n2, kindOf(i), i, id(i, "a"), id(i, "b"))
 			})
 			up := time.Since(start)
 			t.Cleanup(func() {
