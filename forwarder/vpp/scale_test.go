@@ -2,9 +2,12 @@ package vpp
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -671,4 +674,210 @@ func TestScaleRemote(t *testing.T) {
 	if v := testutil.ToFloat64(govpp.metrics.healthMisses) - misses0; v != 0 {
 		t.Errorf("%v health checks missed", v)
 	}
+}
+
+// plainRemoteSide makes, by a plain sequence of API calls and nothing
+// else, one node's VPP objects of remote vWire i of kind k (what build
+// makes for it, in the same order, one round trip each): a memif (IP mode
+// for WireGuard, in table, with the far end's address and a route to its
+// workload), the tunnel to remote (VXLAN, or WireGuard with key priv and
+// peer peerPub, unnumbered to uplink), each tagged, MTU set, up, and the
+// cross-connect both ways. mine and theirs are the workloads' addresses
+// on this node's side and beyond the tunnel. It returns how to remove
+// them.
+func plainRemoteSide(ctx context.Context, c *Client, k remoteKind, i int, dir string, local, remote netip.Addr, uplink SwIfIndex,
+	table uint32, priv, peerPub [WireguardKeyLen]byte, mine, theirs netip.Prefix,
+) (func(context.Context), error) {
+	var undo []func(context.Context)
+	done := func(ctx context.Context) {
+		for j := len(undo) - 1; j >= 0; j-- {
+			undo[j](ctx)
+		}
+	}
+	l3 := k.typ == wireguard.Type
+	mtu := uint32(1450)
+	if l3 {
+		mtu = 1440
+	}
+	sock, err := c.CreateMemifSocket(ctx, fmt.Sprintf("%s/plain-r-%d.sock", dir, i))
+	if err != nil {
+		return done, err
+	}
+	undo = append(undo, func(ctx context.Context) { _ = c.DeleteMemifSocket(ctx, sock) })
+	m, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: l3})
+	if err != nil {
+		return done, err
+	}
+	undo = append(undo, func(ctx context.Context) { _ = c.DeleteMemif(ctx, m) })
+	steps := []func() error{func() error { return c.SetInterfaceTag(ctx, m, tagOf(roleIn, fmt.Sprintf("plain-r-%d", i)).String()) }}
+	if l3 {
+		r := Route{Table: table, Prefix: mine, Via: m}
+		steps = append(steps,
+			func() error { return c.SetInterfaceTable(ctx, m, table, false) },
+			func() error { return c.AddInterfaceAddress(ctx, m, theirs) },
+			func() error {
+				if err := c.CreateRoute(ctx, r); err != nil {
+					return err
+				}
+				undo = append(undo, func(ctx context.Context) { _ = c.DeleteRoute(ctx, r) })
+				return nil
+			})
+	}
+	steps = append(steps,
+		func() error { return c.SetInterfaceMTU(ctx, m, mtu) },
+		func() error { return c.SetInterfaceUp(ctx, m) })
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return done, err
+		}
+	}
+	var tun SwIfIndex
+	if l3 {
+		if tun, err = c.CreateWireguardInterface(ctx, WireguardInterfaceSpec{PrivateKey: priv, Src: local, Port: wireguardPort}); err != nil {
+			return done, err
+		}
+		undo = append(undo, func(ctx context.Context) { _ = c.DeleteWireguardInterface(ctx, tun) })
+	} else {
+		t := VxlanTunnel{Src: local, Dst: remote, VNI: plainVNIBase + uint32(i)}
+		if tun, err = c.CreateVxlanTunnel(ctx, t); err != nil {
+			return done, err
+		}
+		undo = append(undo, func(ctx context.Context) { _ = c.DeleteVxlanTunnel(ctx, t) })
+	}
+	steps = []func() error{func() error {
+		return c.SetInterfaceTag(ctx, tun, tagOf(roleOut, fmt.Sprintf("plain-r-%d", i)).String())
+	}}
+	if l3 {
+		steps = append(steps,
+			func() error {
+				_, err := c.CreateWireguardPeer(ctx, WireguardPeerSpec{Interface: tun, PublicKey: peerPub, Endpoint: remote, Port: wireguardPort,
+					AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}})
+				return err
+			},
+			func() error { return c.SetInterfaceUnnumbered(ctx, tun, uplink) })
+	}
+	steps = append(steps,
+		func() error { return c.SetInterfaceMTU(ctx, tun, mtu) },
+		func() error { return c.SetInterfaceUp(ctx, tun) })
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return done, err
+		}
+	}
+	if l3 {
+		for _, x := range []L3XC{{Rx: m, Tx: tun, NextHop: theirs.Addr()}, {Rx: tun, Tx: m, NextHop: mine.Addr()}} {
+			if err := c.CreateL3XC(ctx, x); err != nil {
+				return done, err
+			}
+			undo = append(undo, func(ctx context.Context) { _ = c.DeleteL3XC(ctx, x.Rx, false) })
+		}
+	} else {
+		for _, x := range []L2XC{{Rx: m, Tx: tun}, {Rx: tun, Tx: m}} {
+			if err := c.CreateL2XC(ctx, x); err != nil {
+				return done, err
+			}
+			undo = append(undo, func(ctx context.Context) { _ = c.DeleteL2XC(ctx, x.Rx) })
+		}
+	}
+	return done, nil
+}
+
+const (
+	wireguardPort = 51820
+	// plainVNIBase keeps the plain loop's VNIs apart from the dataplane's.
+	plainVNIBase = 1 << 23
+	// plainTable is the one IP table the plain loop's IP sides share on
+	// each node, as the dataplane's do.
+	plainTable = 0x76780000
+)
+
+// BenchmarkRemoteConnect measures remote vWires (memif at both ends)
+// between two nodes, each on its own VPP (VPP_BIN), over VXLAN (Ethernet)
+// and WireGuard (IP), one at a time and from 20 goroutines: through the
+// dataplanes (Accept, Offer and Connect on both nodes, as the forwarder
+// protocol calls them) and as the same VPP objects made by a plain loop
+// of the same API calls, one round trip each (node 2's side, then node
+// 1's; plainRemoteSide). It reports vWires/s, each vWire's p50/p99 and the
+// load average; removal runs outside the timer.
+func BenchmarkRemoteConnect(b *testing.B) {
+	needVPP(b)
+	n1, n2 := twoNodes(b, func(c *Config) { c.MemifReserve = 1024 })
+	ctx := context.Background()
+	for _, dp := range []*Dataplane{n1, n2} {
+		if err := os.MkdirAll(dp.memifDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for _, ip6 := range []bool{false, true} {
+			t := IPTable{ID: plainTable, IP6: ip6, Name: "plain"}
+			if err := dp.vpp.CreateIPTable(ctx, t); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = dp.vpp.DeleteIPTable(context.Background(), t) })
+		}
+	}
+	var seq atomic.Int64
+	for _, k := range []remoteKind{{vxlan.Type, payload.Ethernet}, {wireguard.Type, payload.IP}} {
+		for _, mode := range []string{"vwire", "plain"} {
+			for _, par := range []int{1, 20} {
+				b.Run(fmt.Sprintf("%s/%s/parallel=%d", k.typ, mode, par), func(b *testing.B) {
+					base := int(seq.Add(int64(b.N))) - b.N
+					undos := make([]func(context.Context), b.N)
+					id := func(i int, node string) string { return fmt.Sprintf("rc-%d-%s", base+i, node) }
+					b.ResetTimer()
+					took, errs := parallel(b.N, par, func(i int) error {
+						if mode == "vwire" {
+							return remoteVWire(ctx, n1, n2, k, base+i, id(i, "a"), id(i, "b"))
+						}
+						u, err := plainRemoteVWire(ctx, n1, n2, k, base+i)
+						undos[i] = u
+						return err
+					})
+					b.StopTimer()
+					elapsed := b.Elapsed()
+					load := loadAvg()
+					parallel(b.N, par, func(i int) error {
+						if mode == "plain" {
+							if undos[i] != nil {
+								undos[i](ctx)
+							}
+							return nil
+						}
+						return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
+					})
+					if len(errs) > 0 {
+						b.Fatalf("%d of %d failed; first: %v", len(errs), b.N, errs[0])
+					}
+					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "vwires/s")
+					b.ReportMetric(ms(quantile(took, 0.5)), "p50-ms")
+					b.ReportMetric(ms(quantile(took, 0.99)), "p99-ms")
+					if l, err := strconv.ParseFloat(load, 64); err == nil {
+						b.ReportMetric(l, "load")
+					}
+					b.ReportMetric(0, "ns/op")
+				})
+			}
+		}
+	}
+}
+
+// plainRemoteVWire makes remote vWire i by plainRemoteSide on node 2,
+// then node 1, with a fresh WireGuard key pair for each end.
+func plainRemoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int) (func(context.Context), error) {
+	var k1, k2, p1, p2 [WireguardKeyLen]byte
+	for _, kp := range []struct{ priv, pub *[WireguardKeyLen]byte }{{&k1, &p1}, {&k2, &p2}} {
+		key, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return func(context.Context) {}, err
+		}
+		copy(kp.priv[:], key.Bytes())
+		copy(kp.pub[:], key.PublicKey().Bytes())
+	}
+	client := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.1/32", 100+i/250, i%250))
+	endpoint := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.2/32", 100+i/250, i%250))
+	u2, err := plainRemoteSide(ctx, n2.vpp, k, i, n2.memifDir, n2.tunnel, n1.tunnel, n2.uplinkIndex(), plainTable, k2, p1, endpoint, client)
+	if err != nil {
+		return u2, err
+	}
+	u1, err := plainRemoteSide(ctx, n1.vpp, k, i, n1.memifDir, n1.tunnel, n2.tunnel, n1.uplinkIndex(), plainTable, k1, p2, client, endpoint)
+	return func(ctx context.Context) { u1(ctx); u2(ctx) }, err
 }
