@@ -17,6 +17,7 @@ import (
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/forwarder/kernel"
 	"github.com/vwire/vwire/forwarder/vpp"
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/registration"
@@ -42,6 +43,7 @@ type forwarderFlags struct {
 	vppStatsSocket   string
 	vppPollSleepUsec int
 	vppMemifReserve  int
+	vppMainHeap      string
 	vppHealth        vpp.HealthCheck
 	uplink           string
 	wireguard        string
@@ -62,6 +64,7 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringVar(&f.vppStatsSocket, "vpp-stats-socket", "", "stats socket of the VPP given by --vpp-api-socket (default: stats.sock beside its API socket)")
 	fl.IntVar(&f.vppPollSleepUsec, "vpp-poll-sleep-usec", 0, "make the VPP this forwarder starts sleep this long between polls, for a VPP that shares its cores (0: poll flat out, one core)")
 	fl.IntVar(&f.vppMemifReserve, "vpp-memif-reserve", vpp.DefaultMemifReserve, "memifs VPP's memif pool is grown to hold at start and after VPP restarts, against a VPP 25.10 crash when it grows while in use (0: none; about two per local memif vWire)")
+	fl.StringVar(&f.vppMainHeap, "vpp-main-heap", vppstart.DefaultMainHeapSize, "main heap of the VPP this forwarder starts (512M, 1G...): about 80 kB a VXLAN and 30 kB a WireGuard vWire with memif ends, besides VPP's own ~100 MB")
 	fl.DurationVar(&f.vppHealth.Interval, "vpp-health-interval", vpp.DefaultHealthInterval, "time between govpp's health-check probes of VPP")
 	fl.DurationVar(&f.vppHealth.Timeout, "vpp-health-timeout", vpp.DefaultHealthTimeout, "a health-check probe unanswered this long is a miss (VPP's main thread may be busy building objects)")
 	fl.IntVar(&f.vppHealth.Threshold, "vpp-health-threshold", vpp.DefaultHealthThreshold, "misses in a row after which govpp declares VPP not responding and drops the connection (calls in flight fail)")
@@ -166,7 +169,7 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 		defer cancel()
 		return vpp.New(cctx, vpp.Config{
 			APISocket: f.vppAPISocket, StatsSocket: stats, Bin: f.vppBin, PluginPath: f.vppPluginPath,
-			PollSleepUsec: f.vppPollSleepUsec, MemifReserve: f.vppMemifReserve,
+			PollSleepUsec: f.vppPollSleepUsec, MemifReserve: f.vppMemifReserve, MainHeapSize: f.vppMainHeap,
 			StateDir: cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
 			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"), Metrics: m,
 		})

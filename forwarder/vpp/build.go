@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/vwire/vwire/mechanisms/ipsec"
@@ -105,25 +106,25 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 // makeSide makes one side's interface, configured and up.
 func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side) (SwIfIndex, error) {
 	tag := tagOf(s.role, p.id).String()
-	// An IP-payload local side gets an IP table of its own (its addresses
-	// are the far end's and may overlap other vWires'). The table is made
-	// before the interface so that it is removed after it.
+	// An IP-payload local side goes into an IP table shared with sides
+	// whose addresses differ from its own (see ipTables). Its place there
+	// is given back after its interface is removed.
 	var table uint32
 	if p.l3 && s.local() && len(s.vppAddrs) > 0 {
-		table = d.tables.allocate()
-		u.push("table id", func(context.Context) error { d.tables.release(table); return nil })
-		for _, ip6 := range families(p) {
-			t := IPTable{ID: table, IP6: ip6, Name: tag}
-			if err := cl.CreateIPTable(ctx, t); err != nil {
-				return NoInterface, err
-			}
-			u.push("ip table", func(ctx context.Context) error { return cl.DeleteIPTable(ctx, t) })
+		owner := tag
+		id, err := d.vrfs.place(ctx, cl, owner, append(slices.Clone(s.vppAddrs), s.peerAddrs...))
+		if err != nil {
+			return NoInterface, err
 		}
+		table = id
+		u.push("ip table", func(ctx context.Context) error { return d.vrfs.release(ctx, cl, owner, id) })
 	}
 
-	// An Ethernet memif or VXLAN side has nothing to set between its
-	// creation and its MTU: tag, MTU and up go in one round trip.
-	pipelineTag := !p.l3 && (s.typ == memif.Type || s.typ == vxlan.Type)
+	// A memif, VXLAN or WireGuard side has nothing to set between its
+	// creation and its tag: the tag and everything after it (table,
+	// addresses, routes, the WireGuard peer, MTU, up) go in one round
+	// trip (Client.SetupInterface).
+	pipelineTag := s.typ == memif.Type || s.typ == vxlan.Type || s.typ == wireguard.Type
 	idx, err := d.makeInterface(ctx, cl, u, p, s, tag, !pipelineTag)
 	if err != nil {
 		return NoInterface, err
@@ -132,34 +133,35 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 	if pipelineTag {
 		setup.Tag = tag
 	}
-
+	if s.typ == wireguard.Type {
+		peer := s.wgPeer
+		setup.Peer = &peer
+	}
 	if p.l3 {
 		if s.local() {
 			if table != 0 {
 				for _, ip6 := range families(p) {
-					if err := cl.SetInterfaceTable(ctx, idx, table, ip6); err != nil {
-						return NoInterface, err
-					}
+					setup.Tables = append(setup.Tables, TableBinding{ID: table, IP6: ip6})
 				}
 			}
-			for _, a := range s.vppAddrs {
-				if err := cl.AddInterfaceAddress(ctx, idx, a); err != nil {
-					return NoInterface, err
-				}
-			}
+			setup.Addrs = s.vppAddrs
 			for _, a := range s.peerAddrs {
-				r := Route{Table: table, Prefix: a, Via: idx}
-				if err := cl.CreateRoute(ctx, r); err != nil {
-					return NoInterface, err
-				}
-				// VPP leaves API routes behind when their table goes.
-				u.push("route", func(ctx context.Context) error { return cl.DeleteRoute(ctx, r) })
+				setup.Routes = append(setup.Routes, Route{Table: table, Prefix: a, Via: idx})
 			}
-		} else if err := cl.SetInterfaceUnnumbered(ctx, idx, d.uplinkIndex()); err != nil {
-			return NoInterface, err
+		} else {
+			setup.Unnumbered, setup.UnnumberedTo = true, d.uplinkIndex()
 		}
 	}
-	if err := cl.SetupInterface(ctx, idx, setup); err != nil {
+	made, err := cl.SetupInterface(ctx, idx, setup)
+	for _, r := range made.Routes {
+		// VPP leaves API routes behind when their interface or table goes.
+		u.push("route", func(ctx context.Context) error { return cl.DeleteRoute(ctx, r) })
+	}
+	if made.PeerMade {
+		pi := made.Peer
+		u.push("wireguard peer", func(ctx context.Context) error { return cl.DeleteWireguardPeer(ctx, pi) })
+	}
+	if err != nil {
 		return NoInterface, err
 	}
 	return idx, nil
@@ -239,14 +241,6 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		}
 	}
 	switch s.typ {
-	case wireguard.Type:
-		peer := s.wgPeer
-		peer.Interface = idx
-		pi, err := cl.CreateWireguardPeer(ctx, peer)
-		if err != nil {
-			return NoInterface, err
-		}
-		u.push("wireguard peer", func(ctx context.Context) error { return cl.DeleteWireguardPeer(ctx, pi) })
 	case ipsec.Type:
 		if err := cl.CreateTunnelProtection(ctx, TunnelProtection{Interface: idx, Out: s.saOut.ID, In: []uint32{s.saIn.ID}}); err != nil {
 			return NoInterface, err
@@ -268,18 +262,16 @@ func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, 
 		}
 		return cl.CreateL2XCs(ctx, xs...)
 	}
+	// Every direction and family in one round trip.
+	var xs []L3XC
 	for _, ip6 := range families(p) {
-		for _, x := range []L3XC{
-			{Rx: in, Tx: out, IP6: ip6, NextHop: p.out.nextHop(ip6)},
-			{Rx: out, Tx: in, IP6: ip6, NextHop: p.in.nextHop(ip6)},
-		} {
-			if err := cl.CreateL3XC(ctx, x); err != nil {
-				return err
-			}
-			u.push("l3xc", func(ctx context.Context) error { return cl.DeleteL3XC(ctx, x.Rx, x.IP6) })
-		}
+		xs = append(xs,
+			L3XC{Rx: in, Tx: out, IP6: ip6, NextHop: p.out.nextHop(ip6)},
+			L3XC{Rx: out, Tx: in, IP6: ip6, NextHop: p.in.nextHop(ip6)})
 	}
-	return nil
+	return cl.CreateL3XCs(ctx, func(x L3XC) {
+		u.push("l3xc", func(ctx context.Context) error { return cl.DeleteL3XC(ctx, x.Rx, x.IP6) })
+	}, xs...)
 }
 
 // families lists the address families a vWire carries: false for IPv4,

@@ -158,6 +158,7 @@ type pipelined struct {
 	req   api.Message
 	attrs []any
 	wrap  func(error) error
+	got   func(api.Message) // the reply of a request that succeeded; may be nil
 }
 
 // pipeline sends every request on one stream before reading any reply:
@@ -196,6 +197,9 @@ func (c *Client) pipeline(ctx context.Context, calls ...pipelined) error {
 		c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
 		if err != nil && first == nil {
 			first = p.wrap(err)
+		}
+		if err == nil && p.got != nil {
+			p.got(msg)
 		}
 	}
 	return first

@@ -58,6 +58,7 @@ type Dataplane struct {
 	grace        time.Duration
 	vnis         *vxlan.VNIAllocator
 	tables       *tableAllocator
+	vrfs         *ipTables        // the IP tables IP-payload local sides share
 	trunk        *trunk           // KERNEL sides on veths (see trunk.go)
 	locks        keyedlock.Locker // serialises work on one connection id
 

@@ -30,13 +30,15 @@ func TestLocalKernelToKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		// client side: own IP table, veth + a sub-interface of the KERNEL
-		// trunk, tagged, into the table, the endpoint's address, a route
-		// to the client, mtu, up
-		"ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
+		// client side: a shared IP table (both families: the first
+		// vWire makes it), veth + a sub-interface of the KERNEL trunk,
+		// tagged, into the table, the endpoint's address, a route to the
+		// client, mtu, up
+		"ip_table_add_del", "ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
 		"sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
-		// endpoint side, the same
-		"ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
+		// endpoint side, the same, in a second table: its route is
+		// the client side's address
+		"ip_table_add_del", "ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
 		"sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 		// IP payload: l3xc both ways
 		"l3xc_update", "l3xc_update",

@@ -101,7 +101,7 @@ func startNode(t testing.TB, ns itNS, uplink string, opts ...nodeOpt) *Dataplane
 
 // twoNodes makes two node namespaces joined by a veth "uplink" with
 // 10.223.0.1/24 and 10.223.0.2/24, and a dataplane in each.
-func twoNodes(t testing.TB) (n1, n2 *Dataplane) {
+func twoNodes(t testing.TB, opts ...nodeOpt) (n1, n2 *Dataplane) {
 	a, b := newNS(t, "node"), newNS(t, "node")
 	peer := fmt.Sprintf("vwv%dp%d", os.Getpid(), itSeq.Add(1))
 	sh(t, "ip", "-n", a.name, "link", "add", "name", "uplink", "type", "veth", "peer", "name", peer)
@@ -111,7 +111,7 @@ func twoNodes(t testing.TB) (n1, n2 *Dataplane) {
 		sh(t, "ip", "-n", ns.name, "addr", "add", fmt.Sprintf("10.223.0.%d/24", i+1), "dev", "uplink")
 		sh(t, "ip", "-n", ns.name, "link", "set", "uplink", "up")
 	}
-	return startNode(t, a, "uplink"), startNode(t, b, "uplink")
+	return startNode(t, a, "uplink", opts...), startNode(t, b, "uplink", opts...)
 }
 
 // memifWorkload is a VPP acting as a workload: a memif slave with an

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"go.fd.io/govpp/api"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip_types"
+	"go.fd.io/govpp/binapi/wireguard"
 )
 
 // Interface is what VPP reports of one software interface.
@@ -213,23 +215,91 @@ func (c *Client) SetInterfaceUnnumbered(ctx context.Context, idx, from SwIfIndex
 // InterfaceSetup is what SetupInterface sets, in this order.
 type InterfaceSetup struct {
 	Tag string // none when empty
-	MTU uint32 // left as it is when 0
-	Up  bool   // set admin up
+	// Peer is the WireGuard peer of a WireGuard interface (added before
+	// the interface goes up, as VPP then starts its first handshake).
+	Peer *WireguardPeerSpec
+	// IP: the tables the interface goes into (one per family), the
+	// interface it is unnumbered to (when Unnumbered), its addresses, and
+	// the routes through it.
+	Tables       []TableBinding
+	Unnumbered   bool
+	UnnumberedTo SwIfIndex
+	Addrs        []netip.Prefix
+	Routes       []Route
+	MTU          uint32 // left as it is when 0
+	Up           bool   // set admin up
 }
 
-// SetupInterface tags an interface, sets its MTU and sets it up, the
-// requests pipelined (one round trip to VPP, see Client.pipeline).
-func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceSetup) error {
+// TableBinding puts an interface into IP table ID of one family.
+type TableBinding struct {
+	ID  uint32
+	IP6 bool
+}
+
+// SetupMade is what SetupInterface made that outlives the interface in
+// VPP (or is told apart from it), to be removed on its own: the routes,
+// and the WireGuard peer.
+type SetupMade struct {
+	Routes   []Route
+	Peer     uint32
+	PeerMade bool
+}
+
+// SetupInterface sets up interface idx as s says, every request pipelined
+// (one round trip to VPP, see Client.pipeline). Requests after a failed
+// one run all the same: made says what to remove besides the interface,
+// also on error.
+func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceSetup) (made SetupMade, err error) {
 	var calls []pipelined
 	if s.Tag != "" {
 		if len(s.Tag) > MaxTagLen {
-			return fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, s.Tag, MaxTagLen)
+			return made, fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, s.Tag, MaxTagLen)
 		}
 		calls = append(calls, pipelined{
 			req:   &interfaces.SwInterfaceTagAddDel{IsAdd: true, SwIfIndex: idx.api(), Tag: s.Tag},
 			attrs: []any{"sw_if_index", idx, "tag", s.Tag, "add", true},
 			wrap:  func(err error) error { return fmt.Errorf("tag interface %d %q: %w", idx, s.Tag, err) },
 		})
+	}
+	if s.Peer != nil {
+		peer := *s.Peer
+		peer.Interface = idx
+		p := c.wireguardPeerCall(peer)
+		p.got = func(m api.Message) {
+			if r, ok := m.(*wireguard.WireguardPeerAddReply); ok {
+				made.Peer, made.PeerMade = r.PeerIndex, true
+			}
+		}
+		calls = append(calls, p)
+	}
+	for _, t := range s.Tables {
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceSetTable{SwIfIndex: idx.api(), IsIPv6: t.IP6, VrfID: t.ID},
+			attrs: []any{"sw_if_index", idx, "table", t.ID, "ip6", t.IP6},
+			wrap: func(err error) error {
+				return fmt.Errorf("interface %d into table %d (ip6 %v): %w", idx, t.ID, t.IP6, err)
+			},
+		})
+	}
+	if s.Unnumbered {
+		from := s.UnnumberedTo
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceSetUnnumbered{SwIfIndex: from.api(), UnnumberedSwIfIndex: idx.api(), IsAdd: true},
+			attrs: []any{"sw_if_index", idx, "from", from},
+			wrap:  func(err error) error { return fmt.Errorf("interface %d unnumbered to %d: %w", idx, from, err) },
+		})
+	}
+	for _, a := range s.Addrs {
+		calls = append(calls, pipelined{
+			req:   &interfaces.SwInterfaceAddDelAddress{SwIfIndex: idx.api(), IsAdd: true, Prefix: ip_types.AddressWithPrefix(toPrefix(a))},
+			attrs: []any{"sw_if_index", idx, "prefix", a, "add", true},
+			wrap:  func(err error) error { return fmt.Errorf("address %s on interface %d (add true): %w", a, idx, err) },
+		})
+	}
+	for _, r := range s.Routes {
+		p := c.routeCall(r, true)
+		p.got = func(api.Message) { made.Routes = append(made.Routes, r) }
+		calls = append(calls, p)
 	}
 	if s.MTU != 0 {
 		calls = append(calls, pipelined{
@@ -247,7 +317,7 @@ func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceS
 		})
 	}
 	if len(calls) == 0 {
-		return nil
+		return made, nil
 	}
-	return c.pipeline(ctx, calls...)
+	return made, c.pipeline(ctx, calls...)
 }

@@ -104,3 +104,19 @@ func fibPath(via SwIfIndex, nh netip.Addr, ip6 bool) fib_types.FibPath {
 	}
 	return p
 }
+
+// routeCall is the request that adds (or deletes) r, for a pipeline.
+func (c *Client) routeCall(r Route, add bool) pipelined {
+	route := ip.IPRoute{TableID: r.Table, Prefix: toPrefix(r.Prefix)}
+	if add {
+		route.Paths = []fib_types.FibPath{fibPath(r.Via, r.NextHop, r.Prefix.Addr().Is6())}
+		route.NPaths = 1
+	}
+	return pipelined{
+		req:   &ip.IPRouteAddDel{IsAdd: add, Route: route},
+		attrs: []any{"table", r.Table, "prefix", r.Prefix, "via", r.Via, "nh", r.NextHop, "add", add},
+		wrap: func(err error) error {
+			return fmt.Errorf("route %s via %d %s in table %d (add %v): %w", r.Prefix, r.Via, r.NextHop, r.Table, add, err)
+		},
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/fib_types"
 	"go.fd.io/govpp/binapi/l3xc"
 )
@@ -68,4 +69,22 @@ func (c *Client) ListL3XCs(ctx context.Context) ([]L3XC, error) {
 		return nil, fmt.Errorf("list l3xcs: %w", err)
 	}
 	return out, nil
+}
+
+// CreateL3XCs creates (or replaces) the cross-connects of xs, pipelined
+// (one round trip to VPP); made gets each one made, also when another
+// failed.
+func (c *Client) CreateL3XCs(ctx context.Context, made func(L3XC), xs ...L3XC) error {
+	calls := make([]pipelined, 0, len(xs))
+	for _, x := range xs {
+		calls = append(calls, pipelined{
+			req: &l3xc.L3xcUpdate{L3xc: l3xc.L3xc{
+				SwIfIndex: x.Rx.api(), IsIP6: x.IP6, NPaths: 1, Paths: []fib_types.FibPath{fibPath(x.Tx, x.NextHop, x.IP6)},
+			}},
+			attrs: []any{"rx", x.Rx, "tx", x.Tx, "ip6", x.IP6, "nh", x.NextHop},
+			wrap:  func(err error) error { return fmt.Errorf("l3xc %d->%d (ip6 %v): create: %w", x.Rx, x.Tx, x.IP6, err) },
+			got:   func(api.Message) { made(x) },
+		})
+	}
+	return c.pipeline(ctx, calls...)
 }

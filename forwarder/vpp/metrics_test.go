@@ -280,9 +280,8 @@ func TestHealthCheckMissesAndNotResponding(t *testing.T) {
 	if got := testutil.ToFloat64(m.connState.WithLabelValues("connected")); got != 1 {
 		t.Errorf("vwire_vpp_connection_state{state=connected} = %v, want 1", got)
 	}
-	if up := logs.logged("VPP connection up"); len(up) < 2 {
-		t.Errorf("%d up lines, want the first connect's and the reconnect's", len(up))
-	}
+	// The event is counted before it is logged: wait for its line.
+	waitUntil(t, "the first connect's and the reconnect's up lines", func() bool { return len(logs.logged("VPP connection up")) >= 2 })
 }
 
 // TestHealthCheckValidate: the flags' values are checked, each problem in

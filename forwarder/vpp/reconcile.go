@@ -250,6 +250,11 @@ func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, role
 		}
 	}
 	for _, role := range roles {
+		if err := d.vrfs.releaseOwner(ctx, cl, tagOfKey(role, key)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, role := range roles {
 		name := linkName(role, key)
 		if err := d.host.deleteLink(name, tagOfKey(role, key)); err != nil {
 			errs = append(errs, err)
@@ -394,6 +399,9 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			return fmt.Errorf("vpp dataplane: reconcile: %w", err)
 		}
 	}
+	if err := d.vrfs.resync(lctx, d.vpp, ifaces, tables); err != nil {
+		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
+	}
 	d.mu.Lock()
 	for _, i := range ifaces {
 		t, ok := ParseTag(i.Tag)
@@ -422,7 +430,9 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		}
 	}
 	for _, t := range tables {
-		if tg, ok := ParseTag(t.Name); ok {
+		if tg, ok := ParseTag(t.Name); ok && tg.Role != roleVRF {
+			// A table of one side's own, as vwire made them before
+			// sides shared tables.
 			d.orphans[tg.Key] = true
 			d.tables.reserve(t.ID)
 		}

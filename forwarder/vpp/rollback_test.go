@@ -32,7 +32,16 @@ func TestConnectFailsHalfway(t *testing.T) {
 			name: "kernel to kernel, second l3xc", payload: payload.IP,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "l3xc_update", failNth: 2,
-			wantUndo: []string{"l3xc_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_route_add_del", "delete_subif", "ip_table_add_del"},
+			wantUndo: []string{"l3xc_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del"},
+		},
+		{
+			name: "memif to memif IP, route of the first", payload: payload.IP,
+			in: memifMech("a.sock"), out: memifMech("b.sock"),
+			failMsg: "ip_route_add_del", failNth: 1,
+			// The side's setup goes pipelined: MTU and up ran after the
+			// route failed; no route to remove; the shared table goes
+			// with its only side.
+			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags", "memif_delete", "memif_socket_filename_add_del_v2", "ip_table_add_del", "ip_table_add_del"},
 		},
 		{
 			name: "memif to memif ethernet, second l2xc", payload: payload.Ethernet,
@@ -64,13 +73,15 @@ func TestConnectFailsHalfway(t *testing.T) {
 			name: "wireguard, peer", payload: payload.IP, remote: wireguard.Type,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "wireguard_peer_add", failNth: 1,
-			wantUndo: []string{"wireguard_interface_delete", "ip_route_add_del", "delete_subif", "ip_table_add_del"},
+			// Tag, peer, unnumbered, MTU and up go pipelined: the three
+			// after the peer ran.
+			wantUndo: []string{"sw_interface_set_unnumbered", "sw_interface_set_mtu", "sw_interface_set_flags", "wireguard_interface_delete", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del"},
 		},
 		{
 			name: "ipsec, tunnel protection", payload: payload.IP, remote: ipsec.Type,
 			in: kernelMech(nsClient, "nsm-c"), out: kernelMech(nsServer, "nsm-e"),
 			failMsg: "ipsec_tunnel_protect_update", failNth: 1,
-			wantUndo: []string{"ipip_del_tunnel", "ipsec_sad_entry_del", "ipsec_sad_entry_del", "ip_route_add_del", "delete_subif", "ip_table_add_del"},
+			wantUndo: []string{"ipip_del_tunnel", "ipsec_sad_entry_del", "ipsec_sad_entry_del", "ip_route_add_del", "delete_subif", "ip_table_add_del", "ip_table_add_del"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

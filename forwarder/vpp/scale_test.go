@@ -2,9 +2,12 @@ package vpp
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.fd.io/govpp/binapi/vlib"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vwire/vwire/mechanisms/memif"
@@ -413,6 +417,108 @@ func TestScaleRestore(t *testing.T) {
 	}
 }
 
+// apiDelta gives, for each message called between the snapshots before and
+// after (histograms), its count, mean latency and total time, the
+// messages with the most total time first.
+func apiDelta(t testing.TB, before, after map[string]*dto.Histogram) string {
+	t.Helper()
+	type row struct {
+		msg string
+		n   uint64
+		sum float64
+	}
+	var rows []row
+	for msg, h := range after {
+		r := row{msg: msg, n: h.GetSampleCount(), sum: h.GetSampleSum()}
+		if b := before[msg]; b != nil {
+			r.n -= b.GetSampleCount()
+			r.sum -= b.GetSampleSum()
+		}
+		if r.n > 0 {
+			rows = append(rows, r)
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmpFloat(b.sum, a.sum) })
+	var out []string
+	for _, r := range rows {
+		out = append(out, fmt.Sprintf("%s %d× %.2f ms %.2f s", r.msg, r.n, r.sum/float64(r.n)*1e3, r.sum))
+	}
+	return strings.Join(out, "; ")
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// loadAvg is the machine's 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// mainHeapUsed is the bytes in use of the main heap of dp's VPP (its
+// "show memory main-heap"), read over the binary API's CLI.
+func mainHeapUsed(t testing.TB, dp *Dataplane) int64 {
+	t.Helper()
+	out := vppCLI(t, dp, "show memory main-heap")
+	used, err := parseHeapUsed(out)
+	if err != nil {
+		t.Fatalf("show memory main-heap: %v in %q", err, out)
+	}
+	return used
+}
+
+// vppCLI runs a VPP CLI command over the binary API and returns its output.
+func vppCLI(t testing.TB, dp *Dataplane, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reply, err := vlib.NewServiceClient(dp.conn).CliInband(ctx, &vlib.CliInband{Cmd: cmd})
+	if err != nil {
+		t.Fatalf("vpp cli %q: %v", cmd, err)
+	}
+	return reply.Reply
+}
+
+// parseHeapUsed reads the "used: 103.45M" of VPP's "show memory" output.
+func parseHeapUsed(out string) (int64, error) {
+	_, rest, ok := strings.Cut(out, "used: ")
+	if !ok {
+		return 0, errors.New("no \"used: \"")
+	}
+	f := strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' })
+	if len(f) == 0 {
+		return 0, errors.New("nothing after \"used: \"")
+	}
+	v := f[0]
+	mult := 1.0
+	switch v[len(v)-1] {
+	case 'k', 'K':
+		mult = 1 << 10
+	case 'm', 'M':
+		mult = 1 << 20
+	case 'g', 'G':
+		mult = 1 << 30
+	}
+	if mult != 1 {
+		v = v[:len(v)-1]
+	}
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, err
+	}
+	return int64(x * mult), nil
+}
+
 func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 	t.Helper()
 	var d dto.Metric
@@ -422,15 +528,68 @@ func histogramCount(t testing.TB, h prometheus.Histogram) uint64 {
 	return d.GetHistogram().GetSampleCount()
 }
 
+// remoteKind is a remote vWire's mechanism and payload.
+type remoteKind struct{ typ, payload string }
+
+// remoteVWire builds remote vWire i of kind k, memif on both ends, in the
+// forwarder protocol's order: node 1 accepts and offers, node 2 accepts,
+// offers to the endpoint and builds, node 1 builds. idA and idB are its
+// connection ids on node 1 and node 2.
+func remoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, idA, idB string) error {
+	cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
+	c := &networkservice.Connection{Payload: k.payload, Context: cc}
+	in, err := n1.Accept(ctx, idA, c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
+	if err != nil {
+		return err
+	}
+	offers, err := n1.Offer(ctx, idA, c, true)
+	if err != nil {
+		return err
+	}
+	j := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == k.typ })
+	if j < 0 {
+		return fmt.Errorf("%s not offered: %v", k.typ, offers)
+	}
+	out, err := n2.Accept(ctx, idB, c, offers[j:j+1])
+	if err != nil {
+		return err
+	}
+	local, err := n2.Offer(ctx, idB, c, false)
+	if err != nil {
+		return err
+	}
+	j = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
+	if j < 0 {
+		return fmt.Errorf("memif not offered to the endpoint: %v", local)
+	}
+	with := func(m *networkservice.Mechanism) *networkservice.Connection {
+		return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: k.payload}
+	}
+	if err := n2.Connect(ctx, idB, with(out), with(local[j])); err != nil {
+		return err
+	}
+	return n1.Connect(ctx, idA, with(in), with(out))
+}
+
 // TestScaleRemote builds 500 remote vWires (VWIRE_SCALE_REMOTE_N) between
-// two nodes, each on its own VPP, from 20 goroutines, over VXLAN (Ethernet)
-// and over WireGuard (IP), memif on both ends, in the forwarder protocol's
-// order (node 1 accepts and offers, node 2 accepts, offers to the endpoint
-// and builds, node 1 builds); then removes them and checks both VPPs are
-// back to their objects before. Times are logged.
+// two nodes, each on its own VPP, from 20 goroutines
+// (VWIRE_SCALE_REMOTE_WORKERS), over VXLAN (Ethernet), over WireGuard
+// (IP), then both at once (500 of each standing together), memif on both
+// ends, in the forwarder protocol's order (node 1 accepts and offers, node
+// 2 accepts, offers to the endpoint and builds, node 1 builds); then
+// removes them and checks both VPPs are back to their objects before.
+// It logs the rate, each message's count and time
+// (vwire_vpp_api_seconds), the main heap each vWire took and the load
+// average; VWIRE_SCALE_REMOTE_RUNTIME=1 adds node 2's "show runtime".
 func TestScaleRemote(t *testing.T) {
 	needVPP(t)
-	const workers = 20
+	workers := 20
+	if v := os.Getenv("VWIRE_SCALE_REMOTE_WORKERS"); v != "" {
+		var err error
+		if workers, err = strconv.Atoi(v); err != nil || workers < 1 {
+			t.Fatalf("VWIRE_SCALE_REMOTE_WORKERS=%q: want a positive integer", v)
+		}
+	}
 	n := 500
 	if v := os.Getenv("VWIRE_SCALE_REMOTE_N"); v != "" {
 		var err error
@@ -438,68 +597,67 @@ func TestScaleRemote(t *testing.T) {
 			t.Fatalf("VWIRE_SCALE_REMOTE_N=%q: want a positive integer", v)
 		}
 	}
-	n1, n2 := twoNodes(t)
-	for _, tc := range []struct{ typ, payload string }{{vxlan.Type, payload.Ethernet}, {wireguard.Type, payload.IP}} {
-		t.Run(tc.typ, func(t *testing.T) {
+	runtime := os.Getenv("VWIRE_SCALE_REMOTE_RUNTIME") != ""
+	misses0 := testutil.ToFloat64(govpp.metrics.healthMisses)
+	// One memif a vWire on each node, 2n with both mechanisms at once:
+	// reserved, against VPP 25.10's crash when its memif pool grows under
+	// a burst (README.md, Node scale).
+	n1, n2 := twoNodes(t, func(c *Config) { c.MemifReserve = 2*n + 8 })
+	vx, wg := remoteKind{vxlan.Type, payload.Ethernet}, remoteKind{wireguard.Type, payload.IP}
+	for _, tc := range []struct {
+		name  string
+		kinds []remoteKind
+	}{{vxlan.Type, []remoteKind{vx}}, {wireguard.Type, []remoteKind{wg}}, {"both", []remoteKind{vx, wg}}} {
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
-			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.typ, i, node) }
+			total := n * len(tc.kinds)
+			// vWire i is of kind i%len(kinds): with both, the two
+			// mechanisms are built interleaved.
+			kindOf := func(i int) remoteKind { return tc.kinds[i%len(tc.kinds)] }
+			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.name, i, node) }
+			if runtime {
+				vppCLI(t, n1, "clear runtime")
+				vppCLI(t, n2, "clear runtime")
+			}
+			h1, h2 := histograms(t, n1.metrics), histograms(t, n2.metrics)
+			heap1, heap2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
 			start := time.Now()
-			took, errs := parallel(n, workers, func(i int) error {
-				cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
-				c := &networkservice.Connection{Payload: tc.payload, Context: cc}
-				in, err := n1.Accept(ctx, id(i, "a"), c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
-				if err != nil {
-					return err
-				}
-				offers, err := n1.Offer(ctx, id(i, "a"), c, true)
-				if err != nil {
-					return err
-				}
-				k := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == tc.typ })
-				if k < 0 {
-					return fmt.Errorf("%s not offered: %v", tc.typ, offers)
-				}
-				out, err := n2.Accept(ctx, id(i, "b"), c, offers[k:k+1])
-				if err != nil {
-					return err
-				}
-				local, err := n2.Offer(ctx, id(i, "b"), c, false)
-				if err != nil {
-					return err
-				}
-				k = slices.IndexFunc(local, func(m *networkservice.Mechanism) bool { return m.GetType() == memif.Type })
-				if k < 0 {
-					return fmt.Errorf("memif not offered to the endpoint: %v", local)
-				}
-				with := func(m *networkservice.Mechanism) *networkservice.Connection {
-					return &networkservice.Connection{Mechanism: m, Context: proto.Clone(cc).(*networkservice.ConnectionContext), Payload: tc.payload}
-				}
-				if err := n2.Connect(ctx, id(i, "b"), with(out), with(local[k])); err != nil {
-					return err
-				}
-				return n1.Connect(ctx, id(i, "a"), with(in), with(out))
+			took, errs := parallel(total, workers, func(i int) error {
+				return remoteVWire(ctx, n1, n2, kindOf(i), i, id(i, "a"), id(i, "b"))
 			})
 			up := time.Since(start)
 			t.Cleanup(func() {
-				for i := range n {
+				for i := range total {
 					_ = n1.Disconnect(ctx, id(i, "a"))
 					_ = n2.Disconnect(ctx, id(i, "b"))
 				}
 			})
 			if len(errs) > 0 {
-				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), n, errs[0])
+				t.Fatalf("%d of %d remote vWires failed; first: %v", len(errs), total, errs[0])
 			}
-			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s); each (both nodes) p50 %v p99 %v",
-				n, tc.typ, up.Round(time.Millisecond), workers, float64(n)/up.Seconds(), quantile(took, 0.5), quantile(took, 0.99))
+			t.Logf("%d %s vWires between two VPPs up in %v from %d goroutines (%.0f/s, load %s); each (both nodes) p50 %v p99 %v",
+				total, tc.name, up.Round(time.Millisecond), workers, float64(total)/up.Seconds(), loadAvg(), quantile(took, 0.5), quantile(took, 0.99))
+			t.Logf("node 1 build, per message (count, mean ms, total s): %s", apiDelta(t, h1, histograms(t, n1.metrics)))
+			t.Logf("node 2 build, per message (count, mean ms, total s): %s", apiDelta(t, h2, histograms(t, n2.metrics)))
+			if runtime {
+				t.Logf("node 2 show runtime after the build:\n%s", vppCLI(t, n2, "show runtime"))
+			}
+			used1, used2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
+			t.Logf("main heap: node 1 %.1f MB used (%+.1f MB), node 2 %.1f MB used (%+.1f MB) with %d vWires: %.1f kB a vWire on node 2",
+				float64(used1)/1e6, float64(used1-heap1)/1e6, float64(used2)/1e6, float64(used2-heap2)/1e6, total, float64(used2-heap2)/1e3/float64(total))
+
+			h1, h2 = histograms(t, n1.metrics), histograms(t, n2.metrics)
 			start = time.Now()
-			_, errs = parallel(n, workers, func(i int) error {
+			_, errs = parallel(total, workers, func(i int) error {
 				return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
 			})
+			t.Logf("removed in %v (load %s)", time.Since(start).Round(time.Millisecond), loadAvg())
 			if len(errs) > 0 {
-				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), n, errs[0])
+				t.Fatalf("%d of %d Disconnects failed; first: %v", len(errs), total, errs[0])
 			}
-			t.Logf("removed in %v", time.Since(start).Round(time.Millisecond))
+			t.Logf("node 1 removal, per message: %s", apiDelta(t, h1, histograms(t, n1.metrics)))
+			t.Logf("node 2 removal, per message: %s", apiDelta(t, h2, histograms(t, n2.metrics)))
 			if after := vppObjects(t, n1); !maps.Equal(after, base1) {
 				t.Errorf("node 1 after every Disconnect: %v, want %v", after, base1)
 			}
@@ -508,4 +666,218 @@ func TestScaleRemote(t *testing.T) {
 			}
 		})
 	}
+	for i, dp := range []*Dataplane{n1, n2} {
+		if v := testutil.ToFloat64(dp.metrics.connEvents.WithLabelValues("not_responding")); v != 0 {
+			t.Errorf("node %d: govpp reported VPP not responding %v times", i+1, v)
+		}
+	}
+	if v := testutil.ToFloat64(govpp.metrics.healthMisses) - misses0; v != 0 {
+		t.Errorf("%v health checks missed", v)
+	}
+}
+
+// plainRemoteSide makes, by a plain sequence of API calls and nothing
+// else, one node's VPP objects of remote vWire i of kind k (what build
+// makes for it, in the same order, one round trip each): a memif (IP mode
+// for WireGuard, in table, with the far end's address and a route to its
+// workload), the tunnel to remote (VXLAN, or WireGuard with key priv and
+// peer peerPub, unnumbered to uplink), each tagged, MTU set, up, and the
+// cross-connect both ways. mine and theirs are the workloads' addresses
+// on this node's side and beyond the tunnel. It returns how to remove
+// them.
+func plainRemoteSide(ctx context.Context, c *Client, k remoteKind, i int, dir string, local, remote netip.Addr, uplink SwIfIndex,
+	table uint32, priv, peerPub [WireguardKeyLen]byte, mine, theirs netip.Prefix,
+) (func(context.Context), error) {
+	var undo []func(context.Context)
+	done := func(ctx context.Context) {
+		for j := len(undo) - 1; j >= 0; j-- {
+			undo[j](ctx)
+		}
+	}
+	l3 := k.typ == wireguard.Type
+	mtu := uint32(1450)
+	if l3 {
+		mtu = 1440
+	}
+	sock, err := c.CreateMemifSocket(ctx, fmt.Sprintf("%s/plain-r-%d.sock", dir, i))
+	if err != nil {
+		return done, err
+	}
+	undo = append(undo, func(ctx context.Context) { _ = c.DeleteMemifSocket(ctx, sock) })
+	m, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: l3})
+	if err != nil {
+		return done, err
+	}
+	undo = append(undo, func(ctx context.Context) { _ = c.DeleteMemif(ctx, m) })
+	steps := []func() error{func() error { return c.SetInterfaceTag(ctx, m, tagOf(roleIn, fmt.Sprintf("plain-r-%d", i)).String()) }}
+	if l3 {
+		r := Route{Table: table, Prefix: mine, Via: m}
+		steps = append(steps,
+			func() error { return c.SetInterfaceTable(ctx, m, table, false) },
+			func() error { return c.AddInterfaceAddress(ctx, m, theirs) },
+			func() error {
+				if err := c.CreateRoute(ctx, r); err != nil {
+					return err
+				}
+				undo = append(undo, func(ctx context.Context) { _ = c.DeleteRoute(ctx, r) })
+				return nil
+			})
+	}
+	steps = append(steps,
+		func() error { return c.SetInterfaceMTU(ctx, m, mtu) },
+		func() error { return c.SetInterfaceUp(ctx, m) })
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return done, err
+		}
+	}
+	var tun SwIfIndex
+	if l3 {
+		if tun, err = c.CreateWireguardInterface(ctx, WireguardInterfaceSpec{PrivateKey: priv, Src: local, Port: wireguardPort}); err != nil {
+			return done, err
+		}
+		undo = append(undo, func(ctx context.Context) { _ = c.DeleteWireguardInterface(ctx, tun) })
+	} else {
+		t := VxlanTunnel{Src: local, Dst: remote, VNI: plainVNIBase + uint32(i)}
+		if tun, err = c.CreateVxlanTunnel(ctx, t); err != nil {
+			return done, err
+		}
+		undo = append(undo, func(ctx context.Context) { _ = c.DeleteVxlanTunnel(ctx, t) })
+	}
+	steps = []func() error{func() error {
+		return c.SetInterfaceTag(ctx, tun, tagOf(roleOut, fmt.Sprintf("plain-r-%d", i)).String())
+	}}
+	if l3 {
+		steps = append(steps,
+			func() error {
+				_, err := c.CreateWireguardPeer(ctx, WireguardPeerSpec{Interface: tun, PublicKey: peerPub, Endpoint: remote, Port: wireguardPort,
+					AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}})
+				return err
+			},
+			func() error { return c.SetInterfaceUnnumbered(ctx, tun, uplink) })
+	}
+	steps = append(steps,
+		func() error { return c.SetInterfaceMTU(ctx, tun, mtu) },
+		func() error { return c.SetInterfaceUp(ctx, tun) })
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return done, err
+		}
+	}
+	if l3 {
+		for _, x := range []L3XC{{Rx: m, Tx: tun, NextHop: theirs.Addr()}, {Rx: tun, Tx: m, NextHop: mine.Addr()}} {
+			if err := c.CreateL3XC(ctx, x); err != nil {
+				return done, err
+			}
+			undo = append(undo, func(ctx context.Context) { _ = c.DeleteL3XC(ctx, x.Rx, false) })
+		}
+	} else {
+		for _, x := range []L2XC{{Rx: m, Tx: tun}, {Rx: tun, Tx: m}} {
+			if err := c.CreateL2XC(ctx, x); err != nil {
+				return done, err
+			}
+			undo = append(undo, func(ctx context.Context) { _ = c.DeleteL2XC(ctx, x.Rx) })
+		}
+	}
+	return done, nil
+}
+
+const (
+	wireguardPort = 51820
+	// plainVNIBase keeps the plain loop's VNIs apart from the dataplane's.
+	plainVNIBase = 1 << 23
+	// plainTable is the one IP table the plain loop's IP sides share on
+	// each node, as the dataplane's do.
+	plainTable = 0x76780000
+)
+
+// BenchmarkRemoteConnect measures remote vWires (memif at both ends)
+// between two nodes, each on its own VPP (VPP_BIN), over VXLAN (Ethernet)
+// and WireGuard (IP), one at a time and from 20 goroutines: through the
+// dataplanes (Accept, Offer and Connect on both nodes, as the forwarder
+// protocol calls them) and as the same VPP objects made by a plain loop
+// of the same API calls, one round trip each (node 2's side, then node
+// 1's; plainRemoteSide). It reports vWires/s, each vWire's p50/p99 and the
+// load average; removal runs outside the timer.
+func BenchmarkRemoteConnect(b *testing.B) {
+	needVPP(b)
+	n1, n2 := twoNodes(b, func(c *Config) { c.MemifReserve = 1024 })
+	ctx := context.Background()
+	for _, dp := range []*Dataplane{n1, n2} {
+		if err := os.MkdirAll(dp.memifDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for _, ip6 := range []bool{false, true} {
+			t := IPTable{ID: plainTable, IP6: ip6, Name: "plain"}
+			if err := dp.vpp.CreateIPTable(ctx, t); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = dp.vpp.DeleteIPTable(context.Background(), t) })
+		}
+	}
+	var seq atomic.Int64
+	for _, k := range []remoteKind{{vxlan.Type, payload.Ethernet}, {wireguard.Type, payload.IP}} {
+		for _, mode := range []string{"vwire", "plain"} {
+			for _, par := range []int{1, 20} {
+				b.Run(fmt.Sprintf("%s/%s/parallel=%d", k.typ, mode, par), func(b *testing.B) {
+					base := int(seq.Add(int64(b.N))) - b.N
+					undos := make([]func(context.Context), b.N)
+					id := func(i int, node string) string { return fmt.Sprintf("rc-%d-%s", base+i, node) }
+					b.ResetTimer()
+					took, errs := parallel(b.N, par, func(i int) error {
+						if mode == "vwire" {
+							return remoteVWire(ctx, n1, n2, k, base+i, id(i, "a"), id(i, "b"))
+						}
+						u, err := plainRemoteVWire(ctx, n1, n2, k, base+i)
+						undos[i] = u
+						return err
+					})
+					b.StopTimer()
+					elapsed := b.Elapsed()
+					load := loadAvg()
+					parallel(b.N, par, func(i int) error {
+						if mode == "plain" {
+							if undos[i] != nil {
+								undos[i](ctx)
+							}
+							return nil
+						}
+						return errors.Join(n1.Disconnect(ctx, id(i, "a")), n2.Disconnect(ctx, id(i, "b")))
+					})
+					if len(errs) > 0 {
+						b.Fatalf("%d of %d failed; first: %v", len(errs), b.N, errs[0])
+					}
+					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "vwires/s")
+					b.ReportMetric(ms(quantile(took, 0.5)), "p50-ms")
+					b.ReportMetric(ms(quantile(took, 0.99)), "p99-ms")
+					if l, err := strconv.ParseFloat(load, 64); err == nil {
+						b.ReportMetric(l, "load")
+					}
+					b.ReportMetric(0, "ns/op")
+				})
+			}
+		}
+	}
+}
+
+// plainRemoteVWire makes remote vWire i by plainRemoteSide on node 2,
+// then node 1, with a fresh WireGuard key pair for each end.
+func plainRemoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int) (func(context.Context), error) {
+	var k1, k2, p1, p2 [WireguardKeyLen]byte
+	for _, kp := range []struct{ priv, pub *[WireguardKeyLen]byte }{{&k1, &p1}, {&k2, &p2}} {
+		key, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return func(context.Context) {}, err
+		}
+		copy(kp.priv[:], key.Bytes())
+		copy(kp.pub[:], key.PublicKey().Bytes())
+	}
+	client := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.1/32", 100+i/250, i%250))
+	endpoint := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.2/32", 100+i/250, i%250))
+	u2, err := plainRemoteSide(ctx, n2.vpp, k, i, n2.memifDir, n2.tunnel, n1.tunnel, n2.uplinkIndex(), plainTable, k2, p1, endpoint, client)
+	if err != nil {
+		return u2, err
+	}
+	u1, err := plainRemoteSide(ctx, n1.vpp, k, i, n1.memifDir, n1.tunnel, n2.tunnel, n1.uplinkIndex(), plainTable, k1, p2, client, endpoint)
+	return func(ctx context.Context) { u1(ctx); u2(ctx) }, err
 }

@@ -96,6 +96,9 @@ type Config struct {
 	// workers N }), which then poll the interfaces; none when zero (the
 	// main thread polls them).
 	Workers int
+	// MainHeapSize is a started VPP's main heap (--vpp-main-heap;
+	// vppstart.DefaultMainHeapSize when empty).
+	MainHeapSize string
 	// MemifReserve is how many memifs VPP's memif pool is grown to hold
 	// at connect and after VPP restarts (--vpp-memif-reserve; see
 	// Client.ReserveMemifs); none when zero.
@@ -155,6 +158,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	if d.metrics = cfg.Metrics; d.metrics == nil {
 		d.metrics = NewMetrics()
 	}
+	d.vrfs = newIPTables(d.tables)
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -200,7 +204,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		sock, statsSock := cfg.APISocket, cfg.StatsSocket
 		if sock == "" {
 			vcfg := vppstart.Config{Bin: cfg.Bin, PluginPath: cfg.PluginPath, Dir: stateDir, NetNSPath: cfg.NetNSPath,
-				PollSleepUsec: cfg.PollSleepUsec, Log: d.log.With("component", "vpp")}
+				PollSleepUsec: cfg.PollSleepUsec, MainHeapSize: cfg.MainHeapSize, Log: d.log.With("component", "vpp")}
 			if cfg.Workers > 0 {
 				vcfg.Extra = fmt.Sprintf("cpu {\n  workers %d\n}", cfg.Workers)
 			}
@@ -502,6 +506,14 @@ func (d *Dataplane) restore(ctx context.Context) {
 			d.log.Error("restore KERNEL trunk", "err", err)
 		}
 	}
+	// The shared IP tables as VPP has them now (none after a restart).
+	if ifaces, err := d.vpp.ListInterfaces(cctx); err != nil {
+		d.log.Error("restore: list interfaces", "err", err)
+	} else if tables, err := d.vpp.ListIPTables(cctx); err != nil {
+		d.log.Error("restore: list ip tables", "err", err)
+	} else if err := d.vrfs.resync(cctx, d.vpp, ifaces, tables); err != nil {
+		d.log.Error("restore: ip tables", "err", err)
+	}
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.conns))
 	for id := range d.conns {
@@ -552,7 +564,7 @@ func (d *Dataplane) tagged(ctx context.Context) map[string]bool {
 		}
 	}
 	for _, t := range tables {
-		if tg, ok := ParseTag(t.Name); ok {
+		if tg, ok := ParseTag(t.Name); ok && tg.Role != roleVRF {
 			out[tg.Key] = true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/ip_types"
 	"go.fd.io/govpp/binapi/wireguard"
 )
@@ -93,27 +94,36 @@ type WireguardPeerSpec struct {
 
 // CreateWireguardPeer adds a peer and returns its index.
 func (c *Client) CreateWireguardPeer(ctx context.Context, p WireguardPeerSpec) (peer uint32, err error) {
-	start := time.Now()
-	defer func() {
-		c.done(ctx, "wireguard_peer_add", start, err, "sw_if_index", p.Interface, "endpoint", p.Endpoint, "port", p.Port, "peer", peer)
-	}()
+	call := c.wireguardPeerCall(p)
+	call.got = func(m api.Message) {
+		if r, ok := m.(*wireguard.WireguardPeerAddReply); ok {
+			peer = r.PeerIndex
+		}
+	}
+	return peer, c.pipeline(ctx, call)
+}
+
+// wireguardPeerCall is the request that adds peer p, for a pipeline.
+func (c *Client) wireguardPeerCall(p WireguardPeerSpec) pipelined {
 	allowed := make([]ip_types.Prefix, 0, len(p.AllowedIPs))
 	for _, a := range p.AllowedIPs {
 		allowed = append(allowed, toPrefix(a))
 	}
-	reply, err := wireguard.NewServiceClient(c.conn).WireguardPeerAdd(ctx, &wireguard.WireguardPeerAdd{Peer: wireguard.WireguardPeer{
-		PublicKey:           p.PublicKey[:],
-		Port:                p.Port,
-		PersistentKeepalive: p.Keepalive,
-		Endpoint:            toAddress(p.Endpoint),
-		SwIfIndex:           p.Interface.api(),
-		NAllowedIps:         uint8(len(allowed)),
-		AllowedIps:          allowed,
-	}})
-	if err != nil {
-		return 0, fmt.Errorf("wireguard peer %s:%d on %d: add: %w", p.Endpoint, p.Port, p.Interface, err)
+	return pipelined{
+		req: &wireguard.WireguardPeerAdd{Peer: wireguard.WireguardPeer{
+			PublicKey:           p.PublicKey[:],
+			Port:                p.Port,
+			PersistentKeepalive: p.Keepalive,
+			Endpoint:            toAddress(p.Endpoint),
+			SwIfIndex:           p.Interface.api(),
+			NAllowedIps:         uint8(len(allowed)),
+			AllowedIps:          allowed,
+		}},
+		attrs: []any{"sw_if_index", p.Interface, "endpoint", p.Endpoint, "port", p.Port},
+		wrap: func(err error) error {
+			return fmt.Errorf("wireguard peer %s:%d on %d: add: %w", p.Endpoint, p.Port, p.Interface, err)
+		},
 	}
-	return reply.PeerIndex, nil
 }
 
 // WireguardPeer is what VPP reports of one WireGuard peer.

@@ -23,6 +23,7 @@ func TestWriteConfig(t *testing.T) {
 		"socket-name " + dir + "/api.sock",
 		"socket-name " + dir + "/stats.sock",
 		"cli-listen " + dir + "/cli.sock",
+		"main-heap-size 512M",
 		"main-heap-page-size 4k",
 		"buffers {\n  buffers-per-numa 16384\n  page-size 4k",
 		"plugin dpdk_plugin.so { disable }",
@@ -32,6 +33,16 @@ func TestWriteConfig(t *testing.T) {
 	} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("config lacks %q:\n%s", want, conf)
+		}
+	}
+	if _, err := WriteConfig(Config{Dir: dir, MainHeapSize: "1G"}); err != nil {
+		t.Fatal(err)
+	} else if b, _ := os.ReadFile(path); !strings.Contains(string(b), "main-heap-size 1G\n") {
+		t.Errorf("main heap of 1G not in:\n%s", b)
+	}
+	for _, bad := range []string{"512 M", "0", "-1G", "1T", "1G\nunix { }"} {
+		if _, err := WriteConfig(Config{Dir: dir, MainHeapSize: bad}); err == nil {
+			t.Errorf("main heap %q accepted", bad)
 		}
 	}
 	if _, err := WriteConfig(Config{Dir: "relative"}); err == nil {
