@@ -3,7 +3,9 @@
 // kube-apiserver that serves CustomResourceDefinitions and custom
 // resources) on loopback, on an embedded etcd (etcdtest). It serves no
 // built-in kinds (no Pods, Namespaces or RBAC): custom resources can live
-// in any namespace name, and every request is allowed.
+// in any namespace name, and every request is allowed. It serves the list
+// of API groups (/apis) that kube-apiserver's aggregator would, so that
+// kubectl apply and get find the custom resources by kind.
 //
 //	srv := kubetest.Start(t)
 //	srv.InstallCRDs(t, "deployments/kubernetes/crd-networkservices.yaml")
@@ -22,7 +24,6 @@ import (
 
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
-	servertesting "k8s.io/apiextensions-apiserver/pkg/cmd/server/testing"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -70,7 +71,9 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("kubetest: %v", err)
 	}
 	begin := time.Now()
-	ts, err := servertesting.StartTestServer(quietLogger{t}, nil, []string{
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	config, err := serve(ctx, dir, done, []string{
 		"--etcd-servers", strings.Join(etcd.Endpoints(), ","),
 		"--etcd-prefix", "/kubetest",
 		"--authentication-skip-lookup",
@@ -80,13 +83,20 @@ func Start(t testing.TB) *Server {
 		// Nothing here to ask: no kube-apiserver behind this one.
 		"--enable-priority-and-fairness=false",
 		"--disable-admission-plugins", "NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy",
-	}, nil)
+	})
+	// Registered after etcdtest's cleanup, so it runs before it.
+	t.Cleanup(func() {
+		cancel()
+		if config != nil {
+			if err := <-done; err != nil {
+				t.Errorf("kubetest: API server stopped: %v", err)
+			}
+		}
+	})
 	if err != nil {
 		t.Fatalf("kubetest: start API server: %v", err)
 	}
-	// Registered after etcdtest's cleanup, so it runs before it.
-	t.Cleanup(ts.TearDownFn)
-	return &Server{config: rest.CopyConfig(ts.ClientConfig), Startup: time.Since(begin)}
+	return &Server{config: config, Startup: time.Since(begin)}
 }
 
 // Config returns a client configuration for the server.
@@ -169,8 +179,3 @@ func established(crd *apiextv1.CustomResourceDefinition) bool {
 	}
 	return false
 }
-
-// quietLogger keeps the server's start-up chatter out of passing tests.
-type quietLogger struct{ testing.TB }
-
-func (quietLogger) Logf(string, ...any) {}
