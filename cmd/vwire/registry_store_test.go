@@ -129,6 +129,47 @@ func TestRegistryKubernetesStore(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "networkserviceendpoint.networkservicemesh.io/grpc-nse") {
 		t.Fatalf("kubectl get networkserviceendpoints (exit %d) does not list the endpoint registered through the registry:\n%s", code, out)
 	}
+
+	// Endpoints applied with kubectl expire at their expiration_time, as
+	// registered ones do: the registry never answers the one already
+	// expired and deletes both objects.
+	kubeNSE := func(name string, expires time.Time) string {
+		return "apiVersion: networkservicemesh.io/v1\nkind: NetworkServiceEndpoint\nmetadata: {name: " + name + "}\n" +
+			"spec: {network_service_names: [kubectl-service], url: \"tcp://127.0.0.1:5998\", expiration_time: \"" +
+			expires.UTC().Format(time.RFC3339Nano) + "\"}\n"
+	}
+	soon := time.Now().Add(8 * time.Second) // time to be listed first, even on a loaded machine
+	if out, code := kubectl(kubeNSE("expired-nse", time.Now().Add(-time.Minute))+"---\n"+kubeNSE("soon-nse", soon), "apply", "-f", "-"); code != 0 {
+		t.Fatalf("kubectl apply: exit %d:\n%s", code, out)
+	}
+	for {
+		out := c.ok("get", "nse")
+		if strings.Contains(out, "expired-nse") {
+			t.Fatalf("vwire get nse lists an endpoint whose expiration_time has passed:\n%s", out)
+		}
+		if strings.Contains(out, "soon-nse") {
+			break
+		}
+		if time.Now().After(soon) {
+			t.Fatalf("vwire get nse did not list soon-nse before it expired:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := kubectl("", "get", "networkserviceendpoints", "-o", "name")
+		listed := c.ok("get", "nse")
+		if !strings.Contains(out, "expired-nse") && !strings.Contains(out, "soon-nse") && !strings.Contains(listed, "soon-nse") {
+			if time.Now().Before(soon) {
+				t.Fatalf("soon-nse gone before its expiration_time %v", soon)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expired endpoints not deleted:\nkubectl:\n%s\nvwire:\n%s", out, listed)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 var crdFiles = []string{"../../deployments/kubernetes/crd-networkservices.yaml", "../../deployments/kubernetes/crd-networkserviceendpoints.yaml"}
