@@ -106,9 +106,25 @@ func (s *Server) Config() *rest.Config { return rest.CopyConfig(s.config) }
 // returns its path.
 func (s *Server) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	return s.kubeconfig(t, s.config.Host)
+}
+
+// Addr is the server's host:port on loopback.
+func (s *Server) Addr() string { return strings.TrimPrefix(s.config.Host, "https://") }
+
+// KubeconfigVia writes a kubeconfig that reaches the server at addr
+// (host:port of a relay to Addr, e.g. inside a network namespace) and
+// returns its path: the server's certificate is checked by name, not
+// address.
+func (s *Server) KubeconfigVia(t testing.TB, addr string) string {
+	t.Helper()
+	return s.kubeconfig(t, "https://"+addr)
+}
+
+func (s *Server) kubeconfig(t testing.TB, host string) string {
 	c := s.config
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
+	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
 	cfg.AuthInfos["kubetest"] = &clientcmdapi.AuthInfo{Token: c.BearerToken}
 	cfg.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "kubetest", Namespace: "default"}
 	cfg.CurrentContext = "kubetest"
