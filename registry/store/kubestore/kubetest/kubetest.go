@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -136,7 +138,8 @@ func (s *Server) kubeconfig(t testing.TB, host string) string {
 }
 
 // InstallCRDs creates the CustomResourceDefinitions in files (YAML, one
-// per file) through the API and waits until each is established.
+// per file) through the API and waits until each is established and in
+// the API's discovery.
 func (s *Server) InstallCRDs(t testing.TB, files ...string) {
 	t.Helper()
 	if err := s.installCRDs(t.Context(), files...); err != nil {
@@ -163,6 +166,10 @@ func (s *Server) installCRDs(ctx context.Context, files ...string) error {
 			return fmt.Errorf("create %s from %s: %w", crd.Name, file, err)
 		}
 	}
+	disc, err := discovery.NewDiscoveryClientForConfig(s.config)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, establishTimeout)
 	defer cancel()
 	for _, file := range files {
@@ -174,17 +181,47 @@ func (s *Server) installCRDs(ctx context.Context, files ...string) error {
 			if err != nil {
 				return fmt.Errorf("wait for %s: %w", crd.Name, err)
 			}
-			if established(got) {
+			if established(got) && discovered(disc, got) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%s not established: %w", crd.Name, ctx.Err())
+				return fmt.Errorf("%s not established and discovered: %w", crd.Name, ctx.Err())
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
 	return nil
+}
+
+// discovered tells whether every served version of crd is in the API's
+// discovery, both forms: the aggregated list (kubectl 1.26 and later) and
+// the version's own resource list (older kubectl). The server updates
+// discovery after it marks a CRD established: a kubectl apply in between
+// would not find the kind.
+func discovered(disc *discovery.DiscoveryClient, crd *apiextv1.CustomResourceDefinition) bool {
+	_, lists, err := disc.ServerGroupsAndResources()
+	if err != nil {
+		return false
+	}
+	has := func(list *metav1.APIResourceList) bool {
+		return list != nil && slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool {
+			return r.Name == crd.Spec.Names.Plural && r.Kind == crd.Spec.Names.Kind
+		})
+	}
+	for _, v := range crd.Spec.Versions {
+		if !v.Served {
+			continue
+		}
+		gv := crd.Spec.Group + "/" + v.Name
+		if !slices.ContainsFunc(lists, func(l *metav1.APIResourceList) bool { return l.GroupVersion == gv && has(l) }) {
+			return false
+		}
+		if list, err := disc.ServerResourcesForGroupVersion(gv); err != nil || !has(list) {
+			return false
+		}
+	}
+	return true
 }
 
 func established(crd *apiextv1.CustomResourceDefinition) bool {
