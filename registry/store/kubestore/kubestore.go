@@ -22,7 +22,10 @@
 // without it.
 //
 // Expiry: a record put with a ttl has registry.vwire.io/expires (RFC 3339,
-// from the writer's clock; replicas' clocks are assumed in step). Every
+// from the writer's clock; replicas' clocks are assumed in step); a record
+// read from a spec expires when the spec says (Expiring: an endpoint's
+// expiration_time), so that an endpoint applied with kubectl expires as a
+// registered one does. Every
 // replica's mirror arms a timer for it and, when it fires, deletes the
 // object on condition that it is still the same version, so a record that
 // was put again meanwhile lives on and a deletion by several replicas at
@@ -89,6 +92,14 @@ type Codec interface {
 	// Value reads the record from an object's spec (nil when it has
 	// none), with its tags.
 	Value(name string, spec map[string]any) (value []byte, tags []string, err error)
+}
+
+// Expiring is a Codec whose records say when they expire (an endpoint's
+// expiration_time): a record read from a spec expires then, as one the
+// store wrote expires at its ttl.
+type Expiring interface {
+	// Expires returns the record's expiry, false when it has none.
+	Expires(value []byte) (time.Time, bool)
 }
 
 // Resource is where the records of one kind live.
@@ -261,12 +272,13 @@ func (s *Store) apply(kind store.Kind, res Resource, obj any, deleted bool) {
 	s.stopExpiryLocked(kind, name)
 
 	var (
-		value []byte
-		tags  []string
-		err   error
+		value    []byte
+		tags     []string
+		fromSpec bool
+		err      error
 	)
 	if !deleted {
-		value, tags, err = readObject(name, res, u)
+		value, tags, fromSpec, err = readObject(name, res, u)
 		if err != nil {
 			s.log.Warn("kubestore: object holds no valid record; ignored", "resource", res.GVR.Resource, "object", u.GetName(), "err", err)
 			deleted = true
@@ -286,46 +298,64 @@ func (s *Store) apply(kind store.Kind, res Resource, obj any, deleted bool) {
 		s.log.Error("kubestore: mirror put", "kind", kind, "name", name, "err", err)
 		return
 	}
-	if at, ok := u.GetAnnotations()[AnnotationExpires]; ok {
-		expires, err := time.Parse(time.RFC3339Nano, at)
-		if err != nil {
-			s.log.Warn("kubestore: bad expiry; the record does not expire", "object", u.GetName(), "expires", at, "err", err)
-			return
-		}
+	if expires, ok := s.expiry(res, u, value, fromSpec); ok {
 		s.armExpiryLocked(kind, res, name, u.GetName(), seenObject{uid: u.GetUID(), rv: u.GetResourceVersion()}, time.Until(expires))
 	}
 }
 
-// readObject returns the record an object holds.
-func readObject(name string, res Resource, u *unstructured.Unstructured) ([]byte, []string, error) {
+// expiry returns when the record an object holds expires. A record read
+// from the spec (an object created or edited with kubectl) expires when
+// the spec says, if the Codec reads an expiry from it; otherwise, and for
+// records the store wrote, at the expires annotation.
+func (s *Store) expiry(res Resource, u *unstructured.Unstructured, value []byte, fromSpec bool) (time.Time, bool) {
+	if e, ok := res.Codec.(Expiring); ok && fromSpec {
+		if at, ok := e.Expires(value); ok {
+			return at, true
+		}
+	}
+	at, ok := u.GetAnnotations()[AnnotationExpires]
+	if !ok {
+		return time.Time{}, false
+	}
+	expires, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		s.log.Warn("kubestore: bad expiry; the record does not expire", "object", u.GetName(), "expires", at, "err", err)
+		return time.Time{}, false
+	}
+	return expires, true
+}
+
+// readObject returns the record an object holds, and whether it was read
+// from the spec.
+func readObject(name string, res Resource, u *unstructured.Unstructured) ([]byte, []string, bool, error) {
 	ann := u.GetAnnotations()
 	spec, _, err := unstructured.NestedMap(u.Object, "spec")
 	if err != nil {
-		return nil, nil, fmt.Errorf("spec: %w", err)
+		return nil, nil, false, fmt.Errorf("spec: %w", err)
 	}
 	encoded, hasValue := ann[AnnotationValue]
 	if hasValue && (res.Codec == nil || ann[AnnotationSpecHash] == specHash(spec)) {
 		value, err := base64.StdEncoding.DecodeString(encoded)
 		if err != nil {
-			return nil, nil, fmt.Errorf("annotation %s: %w", AnnotationValue, err)
+			return nil, nil, false, fmt.Errorf("annotation %s: %w", AnnotationValue, err)
 		}
 		var tags []string
 		if t, ok := ann[AnnotationTags]; ok {
 			if err := json.Unmarshal([]byte(t), &tags); err != nil {
-				return nil, nil, fmt.Errorf("annotation %s: %w", AnnotationTags, err)
+				return nil, nil, false, fmt.Errorf("annotation %s: %w", AnnotationTags, err)
 			}
 		}
-		return value, tags, nil
+		return value, tags, false, nil
 	}
 	if res.Codec == nil {
-		return nil, nil, fmt.Errorf("no %s annotation", AnnotationValue)
+		return nil, nil, false, fmt.Errorf("no %s annotation", AnnotationValue)
 	}
 	value, tags, err := res.Codec.Value(name, spec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	tags, err = store.NormalizeTags(tags)
-	return value, tags, err
+	return value, tags, true, err
 }
 
 // specHash is the hash of a spec as JSON (json.Marshal sorts map keys).

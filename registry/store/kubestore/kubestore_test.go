@@ -16,6 +16,7 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/protobuf/proto"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -364,4 +365,95 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestExpiryFromSpec: endpoints created as kubectl would (no vwire
+// annotations) expire at their spec's expiration_time: one in the past is
+// deleted at once, one a moment ahead once that moment passes (its watch
+// sees the deletion), one an hour ahead stays; an endpoint the store
+// wrote and kubectl then edited expires at the edited time.
+func TestExpiryFromSpec(t *testing.T) {
+	srv := startAPI(t)
+	ns := freshNamespace()
+	s := open(t, srv, ns, NetworkServiceMesh())
+	defer s.Close()
+	client, err := dynamic.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	endpoints := client.Resource(NetworkServiceMesh()[store.KindEndpoint].GVR).Namespace(ns)
+	_, w, err := s.ListAndWatch(ctx, store.KindEndpoint, "expiring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(name string, expires time.Time) {
+		t.Helper()
+		obj := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "networkservicemesh.io/v1",
+			"kind":       "NetworkServiceEndpoint",
+			"metadata":   map[string]any{"name": name},
+			"spec": map[string]any{
+				"network_service_names": []any{"expiring"},
+				"url":                   "tcp://10.0.0.3:5001",
+				"expiration_time":       expires.UTC().Format(time.RFC3339Nano),
+			},
+		}}
+		if _, err := endpoints.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+	}
+	gone := func(name string) bool {
+		_, err := endpoints.Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}
+	begin := time.Now()
+	create("past", begin.Add(-time.Minute))
+	soon := begin.Add(2 * time.Second)
+	create("soon", soon)
+	create("later", begin.Add(time.Hour))
+
+	deleted := map[string]time.Time{}
+	for len(deleted) < 2 {
+		select {
+		case ev := <-w.Events:
+			if ev.Deleted {
+				deleted[ev.Name] = time.Now()
+			}
+		case <-time.After(patience):
+			t.Fatalf("watch saw deletions of %v only", deleted)
+		}
+	}
+	if _, ok := deleted["later"]; ok {
+		t.Fatal("the endpoint that expires in an hour was deleted")
+	}
+	if at, ok := deleted["soon"]; !ok || at.Before(soon) {
+		t.Fatalf("soon: deleted at %v, expiration_time %v", at, soon)
+	}
+	waitFor(t, func() bool { return gone("past") && gone("soon") }, "the expired objects to be deleted from the API")
+	if _, err := s.Get(ctx, store.KindEndpoint, "later"); err != nil {
+		t.Fatalf("later: %v", err)
+	}
+
+	// Written by the store with an hour to live, then expiration_time set
+	// to the past with kubectl: the spec wins.
+	nse := &registry.NetworkServiceEndpoint{Name: "edited", NetworkServiceNames: []string{"expiring"}, Url: "tcp://10.0.0.4:5001"}
+	value, err := proto.Marshal(nse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, store.KindEndpoint, nse.Name, value, time.Hour, nse.NetworkServiceNames...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := endpoints.Get(ctx, "edited", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(got.Object, time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano), "spec", "expiration_time"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := endpoints.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("edit: %v", err)
+	}
+	waitFor(t, func() bool { return gone("edited") }, "the edited endpoint to expire")
 }

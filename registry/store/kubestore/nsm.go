@@ -3,6 +3,7 @@ package kubestore
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/protobuf/proto"
@@ -94,4 +95,16 @@ func (c nsmCodec) Value(name string, spec map[string]any) ([]byte, []string, err
 		value, err := proto.Marshal(obj.Endpoint)
 		return value, obj.Endpoint.NetworkServiceNames, err
 	}
+}
+
+// Expires reads an endpoint's expiration_time; services do not expire.
+func (c nsmCodec) Expires(value []byte) (time.Time, bool) {
+	if c.kind != manifest.KindEndpoint {
+		return time.Time{}, false
+	}
+	var nse registry.NetworkServiceEndpoint
+	if err := proto.Unmarshal(value, &nse); err != nil || nse.GetExpirationTime() == nil {
+		return time.Time{}, false
+	}
+	return nse.GetExpirationTime().AsTime(), true
 }

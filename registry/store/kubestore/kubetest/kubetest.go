@@ -3,7 +3,9 @@
 // kube-apiserver that serves CustomResourceDefinitions and custom
 // resources) on loopback, on an embedded etcd (etcdtest). It serves no
 // built-in kinds (no Pods, Namespaces or RBAC): custom resources can live
-// in any namespace name, and every request is allowed.
+// in any namespace name, and every request is allowed. It serves the list
+// of API groups (/apis) that kube-apiserver's aggregator would, so that
+// kubectl apply and get find the custom resources by kind.
 //
 //	srv := kubetest.Start(t)
 //	srv.InstallCRDs(t, "deployments/kubernetes/crd-networkservices.yaml")
@@ -16,14 +18,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
-	servertesting "k8s.io/apiextensions-apiserver/pkg/cmd/server/testing"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -70,7 +73,9 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("kubetest: %v", err)
 	}
 	begin := time.Now()
-	ts, err := servertesting.StartTestServer(quietLogger{t}, nil, []string{
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	config, err := serve(ctx, dir, done, []string{
 		"--etcd-servers", strings.Join(etcd.Endpoints(), ","),
 		"--etcd-prefix", "/kubetest",
 		"--authentication-skip-lookup",
@@ -80,13 +85,20 @@ func Start(t testing.TB) *Server {
 		// Nothing here to ask: no kube-apiserver behind this one.
 		"--enable-priority-and-fairness=false",
 		"--disable-admission-plugins", "NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy",
-	}, nil)
+	})
+	// Registered after etcdtest's cleanup, so it runs before it.
+	t.Cleanup(func() {
+		cancel()
+		if config != nil {
+			if err := <-done; err != nil {
+				t.Errorf("kubetest: API server stopped: %v", err)
+			}
+		}
+	})
 	if err != nil {
 		t.Fatalf("kubetest: start API server: %v", err)
 	}
-	// Registered after etcdtest's cleanup, so it runs before it.
-	t.Cleanup(ts.TearDownFn)
-	return &Server{config: rest.CopyConfig(ts.ClientConfig), Startup: time.Since(begin)}
+	return &Server{config: config, Startup: time.Since(begin)}
 }
 
 // Config returns a client configuration for the server.
@@ -96,9 +108,25 @@ func (s *Server) Config() *rest.Config { return rest.CopyConfig(s.config) }
 // returns its path.
 func (s *Server) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	return s.kubeconfig(t, s.config.Host)
+}
+
+// Addr is the server's host:port on loopback.
+func (s *Server) Addr() string { return strings.TrimPrefix(s.config.Host, "https://") }
+
+// KubeconfigVia writes a kubeconfig that reaches the server at addr
+// (host:port of a relay to Addr, e.g. inside a network namespace) and
+// returns its path: the server's certificate is checked by name, not
+// address.
+func (s *Server) KubeconfigVia(t testing.TB, addr string) string {
+	t.Helper()
+	return s.kubeconfig(t, "https://"+addr)
+}
+
+func (s *Server) kubeconfig(t testing.TB, host string) string {
 	c := s.config
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
+	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
 	cfg.AuthInfos["kubetest"] = &clientcmdapi.AuthInfo{Token: c.BearerToken}
 	cfg.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "kubetest", Namespace: "default"}
 	cfg.CurrentContext = "kubetest"
@@ -110,7 +138,8 @@ func (s *Server) Kubeconfig(t testing.TB) string {
 }
 
 // InstallCRDs creates the CustomResourceDefinitions in files (YAML, one
-// per file) through the API and waits until each is established.
+// per file) through the API and waits until each is established and in
+// the API's discovery.
 func (s *Server) InstallCRDs(t testing.TB, files ...string) {
 	t.Helper()
 	if err := s.installCRDs(t.Context(), files...); err != nil {
@@ -137,6 +166,10 @@ func (s *Server) installCRDs(ctx context.Context, files ...string) error {
 			return fmt.Errorf("create %s from %s: %w", crd.Name, file, err)
 		}
 	}
+	disc, err := discovery.NewDiscoveryClientForConfig(s.config)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, establishTimeout)
 	defer cancel()
 	for _, file := range files {
@@ -148,17 +181,47 @@ func (s *Server) installCRDs(ctx context.Context, files ...string) error {
 			if err != nil {
 				return fmt.Errorf("wait for %s: %w", crd.Name, err)
 			}
-			if established(got) {
+			if established(got) && discovered(disc, got) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%s not established: %w", crd.Name, ctx.Err())
+				return fmt.Errorf("%s not established and discovered: %w", crd.Name, ctx.Err())
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
 	return nil
+}
+
+// discovered tells whether every served version of crd is in the API's
+// discovery, both forms: the aggregated list (kubectl 1.26 and later) and
+// the version's own resource list (older kubectl). The server updates
+// discovery after it marks a CRD established: a kubectl apply in between
+// would not find the kind.
+func discovered(disc *discovery.DiscoveryClient, crd *apiextv1.CustomResourceDefinition) bool {
+	_, lists, err := disc.ServerGroupsAndResources()
+	if err != nil {
+		return false
+	}
+	has := func(list *metav1.APIResourceList) bool {
+		return list != nil && slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool {
+			return r.Name == crd.Spec.Names.Plural && r.Kind == crd.Spec.Names.Kind
+		})
+	}
+	for _, v := range crd.Spec.Versions {
+		if !v.Served {
+			continue
+		}
+		gv := crd.Spec.Group + "/" + v.Name
+		if !slices.ContainsFunc(lists, func(l *metav1.APIResourceList) bool { return l.GroupVersion == gv && has(l) }) {
+			return false
+		}
+		if list, err := disc.ServerResourcesForGroupVersion(gv); err != nil || !has(list) {
+			return false
+		}
+	}
+	return true
 }
 
 func established(crd *apiextv1.CustomResourceDefinition) bool {
@@ -169,8 +232,3 @@ func established(crd *apiextv1.CustomResourceDefinition) bool {
 	}
 	return false
 }
-
-// quietLogger keeps the server's start-up chatter out of passing tests.
-type quietLogger struct{ testing.TB }
-
-func (quietLogger) Logf(string, ...any) {}
