@@ -78,6 +78,11 @@ type Dataplane struct {
 	accepted map[string]string              // mechanism type Accept chose, by id
 	conns    map[string]*vwireState         // built vWires, by id
 	orphans  map[string]bool                // tag keys found at start, not yet claimed
+	// unclean holds the tag keys of ids whose last Connect failed after
+	// calling VPP: its rollback may have left objects, so their Disconnect
+	// sweeps. An id in none of conns, orphans and unclean has nothing in
+	// VPP, and its Disconnect makes no VPP call.
+	unclean map[string]bool
 }
 
 // vwireState is what Connect built for one id, and what it was given, so
@@ -236,7 +241,7 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 // outgoing side and the cross-connect between them. Everything is worked
 // out and checked first; a failure after the first VPP call removes what
 // was made, in reverse order.
-func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
+func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	unlock := d.locks.Lock(id)
 	defer unlock()
 	// A VPP call its caller gave up on still runs in VPP: an interface
@@ -251,6 +256,16 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	if err != nil {
 		return err
 	}
+	// From here on VPP is called: a failure may leave objects (a sweep or
+	// rollback that failed, an orphan not taken back), which the id's
+	// Disconnect then sweeps.
+	defer func() {
+		if err != nil {
+			d.mu.Lock()
+			d.unclean[tagKey(id)] = true
+			d.mu.Unlock()
+		}
+	}()
 	if in.Context == nil {
 		in.Context = &networkservice.ConnectionContext{}
 	}
@@ -258,8 +273,9 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 
 	d.mu.Lock()
 	old := d.conns[id]
-	orphan := d.orphans[tagKey(id)]
+	orphan := d.orphans[tagKey(id)] || d.unclean[tagKey(id)]
 	delete(d.orphans, tagKey(id))
+	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
 
 	cl := d.vpp.WithLogger(log)
@@ -344,6 +360,7 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	delete(d.accepted, id)
 	delete(d.conns, id)
 	delete(d.orphans, tagKey(id))
+	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
 	return err
 }
