@@ -273,7 +273,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 
 	d.mu.Lock()
 	old := d.conns[id]
-	orphan := d.orphans[tagKey(id)] || d.unclean[tagKey(id)]
+	orphan, unclean := d.orphans[tagKey(id)], d.unclean[tagKey(id)]
 	delete(d.orphans, tagKey(id))
 	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
@@ -308,7 +308,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			log.Warn("rebuilding one side failed; rebuilding the vWire", "kept", keep, "err", err)
 		}
 	}
-	if old != nil || orphan {
+	if old != nil || orphan || unclean {
 		// Leftovers of an earlier build (or of a peer that changed) go first.
 		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
 			return err

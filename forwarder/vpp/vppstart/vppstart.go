@@ -36,6 +36,10 @@ const (
 	DefaultBin          = "vpp"
 	DefaultStartTimeout = 30 * time.Second
 	DefaultStopTimeout  = 10 * time.Second
+	// DefaultMainHeapMiB is VPP's main heap. Each IP table takes about
+	// 0.5 MB of it (VPP 25.10), and an IP-payload local side has one of
+	// its own: 512 MiB held about 1,050 tables here.
+	DefaultMainHeapMiB = 512
 )
 
 // Config says which VPP to start and where.
@@ -54,6 +58,9 @@ type Config struct {
 	// PollSleepUsec makes VPP's main thread sleep between polls (a VPP
 	// that shares its cores); 0 polls flat out.
 	PollSleepUsec int
+	// MainHeapMiB is VPP's main heap in MiB (DefaultMainHeapMiB when 0),
+	// on 4K pages, faulted in as VPP uses it.
+	MainHeapMiB int
 	// Extra is appended to the configuration as is.
 	Extra string
 	// Log receives VPP's output, line by line; nil drops it.
@@ -91,7 +98,7 @@ statseg {
   page-size 4k
 }
 memory {
-  main-heap-size 512M
+  main-heap-size {{.HeapMiB}}M
   main-heap-page-size 4k
 }
 buffers {
@@ -121,10 +128,18 @@ func WriteConfig(cfg Config) (string, error) {
 	// The shared-memory segment names must not collide between the VPPs
 	// of one host (tests run several): derive them from the directory.
 	sum := sha256.Sum256([]byte(cfg.Dir))
+	if cfg.MainHeapMiB < 0 {
+		return "", fmt.Errorf("vppstart: main heap %d MiB: want 0 (the default) or more", cfg.MainHeapMiB)
+	}
+	heap := cfg.MainHeapMiB
+	if heap == 0 {
+		heap = DefaultMainHeapMiB
+	}
 	data := struct {
 		Config
-		Prefix string
-	}{cfg, "vwire" + hex.EncodeToString(sum[:4])}
+		Prefix  string
+		HeapMiB int
+	}{cfg, "vwire" + hex.EncodeToString(sum[:4]), heap}
 	var buf bytes.Buffer
 	if err := confTemplate.Execute(&buf, data); err != nil {
 		return "", fmt.Errorf("vppstart: config: %w", err)
