@@ -82,10 +82,16 @@ const (
 )
 
 func soakSizeFromEnv() soakSize {
+	size := soakSize{Cycles: 400, Concurrent: 100}
 	if os.Getenv("VWIRE_SOAK") != "" {
-		return soakSize{Cycles: 10_000, Concurrent: 1_000}
+		size = soakSize{Cycles: 10_000, Concurrent: 1_000}
 	}
-	return soakSize{Cycles: 400, Concurrent: 100}
+	// VWIRE_SOAK_CYCLES overrides the number of cycles (to run the
+	// concurrent rounds at full size alone, for one).
+	if n, err := strconv.Atoi(os.Getenv("VWIRE_SOAK_CYCLES")); err == nil && n > 0 {
+		size.Cycles = n
+	}
+	return size
 }
 
 func TestSoak(t *testing.T) { runSoak(t, soakSizeFromEnv(), VPPEnv{}) }
