@@ -80,9 +80,10 @@ soak:
 	VWIRE_SOAK=1 $(GO) test -v -count=1 -timeout 90m -run '^TestSoak$$' ./test/e2e/
 
 # The same soak at full size on two VPP nodes (root, VPP_BIN): 10,000
-# Request/Close cycles and 1,000 concurrent memif vWires, then every
-# daemon's and VPP's goroutines, descriptors and memory back to baseline
-# and every VPP holding what it held before.
+# Request/Close cycles and 1,000 concurrent memif vWires, then 1,000
+# concurrent KERNEL vWires (the af_packet trunk), then every daemon's and
+# VPP's goroutines, descriptors and memory back to baseline and every VPP
+# holding what it held before.
 soak-vpp:
 	@[ -n "$(VPP_BIN)" ] || { echo "soak-vpp: set VPP_BIN to a vpp binary (and VPP_PLUGIN_PATH)"; exit 1; }
 	VWIRE_SOAK=1 VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 120m -run '^TestSoakVPP$$' ./test/e2e/

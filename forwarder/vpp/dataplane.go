@@ -79,6 +79,11 @@ type Dataplane struct {
 	accepted map[string]string              // mechanism type Accept chose, by id
 	conns    map[string]*vwireState         // built vWires, by id
 	orphans  map[string]bool                // tag keys found at start, not yet claimed
+	// unclean holds the tag keys of ids whose last Connect failed after
+	// calling VPP: its rollback may have left objects, so their Disconnect
+	// sweeps. An id in none of conns, orphans and unclean has nothing in
+	// VPP, and its Disconnect makes no VPP call.
+	unclean map[string]bool
 }
 
 // vwireState is what Connect built for one id, and what it was given, so
@@ -237,7 +242,7 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 // outgoing side and the cross-connect between them. Everything is worked
 // out and checked first; a failure after the first VPP call removes what
 // was made, in reverse order.
-func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
+func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	unlock := d.locks.Lock(id)
 	defer unlock()
 	// A VPP call its caller gave up on still runs in VPP: an interface
@@ -252,6 +257,16 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	if err != nil {
 		return err
 	}
+	// From here on VPP is called: a failure may leave objects (a sweep or
+	// rollback that failed, an orphan not taken back), which the id's
+	// Disconnect then sweeps.
+	defer func() {
+		if err != nil {
+			d.mu.Lock()
+			d.unclean[tagKey(id)] = true
+			d.mu.Unlock()
+		}
+	}()
 	if in.Context == nil {
 		in.Context = &networkservice.ConnectionContext{}
 	}
@@ -259,8 +274,9 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 
 	d.mu.Lock()
 	old := d.conns[id]
-	orphan := d.orphans[tagKey(id)]
+	orphan, unclean := d.orphans[tagKey(id)], d.unclean[tagKey(id)]
 	delete(d.orphans, tagKey(id))
+	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
 
 	cl := d.vpp.WithLogger(log)
@@ -293,7 +309,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			log.Warn("rebuilding one side failed; rebuilding the vWire", "kept", keep, "err", err)
 		}
 	}
-	if old != nil || orphan {
+	if old != nil || orphan || unclean {
 		// Leftovers of an earlier build (or of a peer that changed) go first.
 		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
 			return err
@@ -345,6 +361,7 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	delete(d.accepted, id)
 	delete(d.conns, id)
 	delete(d.orphans, tagKey(id))
+	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
 	return err
 }

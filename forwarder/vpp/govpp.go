@@ -17,20 +17,30 @@ import (
 
 // Health-check defaults. VPP serves its binary API on its main thread, one
 // message at a time, and some messages hold that thread for a good part of
-// a second (creating an af_packet faults in its rings); a node building a
-// hundred vWires at once queues hundreds of them. govpp's own defaults (a
-// probe every 1 s, a miss after 250 ms, NotResponding on the third miss in
-// a row) declare VPP dead once its main thread has been busy for ~2.25 s,
-// and every call in flight then fails. A miss counts only when no reply at
-// all came within the timeout (govpp waits on while other calls are
-// answered), so with a 1 s timeout and five misses VPP is declared dead
-// after ~5 s of one-second silences: a hung main thread is still found
-// within seconds, a busy one is left alone. A VPP that exits closes its
-// socket and is seen at the next probe whatever these say.
+// a second; a node building a hundred vWires at once queues hundreds of
+// them, and on a loaded host the main thread (with no worker, VPP's only
+// thread) gets no CPU for seconds at a time. govpp's own defaults (a probe
+// every 1 s, a miss after 250 ms, NotResponding on the third miss in a row)
+// declare such a VPP dead after ~2.25 s. A miss counts only when no reply
+// at all came within the timeout (govpp waits on while other calls are
+// answered), so the threshold is a time of total silence.
+//
+// What a NotResponding buys is little: a VPP that exits closes its socket
+// and the next probe fails at once (Disconnected, whatever these say); a
+// hung main thread answers a new connection no better than the old one.
+// What it costs is a lot: govpp drops the connection, every call in
+// flight then waits for its deadline in vain (callTimeout, 30 s), new calls
+// fail until it reconnects, and the restore that follows lists VPP once
+// per vWire on a VPP already short of CPU. Five one-second misses (the
+// previous default) were seen on a VPP starved at load 31 to 36 on two
+// cores, and the moves in flight then missed their bound. So NotResponding
+// comes only after 30 s of silence, as long as any call of ours may wait:
+// no call a silence fails would have been answered in time, and a hung VPP
+// is still reported (every miss is logged and counted before that).
 const (
 	DefaultHealthInterval  = time.Second
 	DefaultHealthTimeout   = time.Second
-	DefaultHealthThreshold = 5
+	DefaultHealthThreshold = 30
 )
 
 // HealthCheck is how govpp decides that VPP stopped answering.

@@ -50,23 +50,23 @@ func (h *fakeHost) record(c string) error {
 	return nil
 }
 
-func (h *fakeHost) createVeth(host, alias string, vlan uint16, w workloadLink) error {
+func (h *fakeHost) createVeth(host, alias string, vlan uint16, w workloadLink) (string, error) {
 	if err := h.record("createVeth " + host + " " + w.name); err != nil {
-		return err
+		return "", err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.trunk {
-		return fmt.Errorf("fake host: veth %s before the trunk", host)
+		return "", fmt.Errorf("fake host: veth %s before the trunk", host)
 	}
 	for l, v := range h.vlans {
 		if v == vlan {
-			return fmt.Errorf("fake host: VLAN %d of %s is %s's already", vlan, host, l)
+			return "", fmt.Errorf("fake host: VLAN %d of %s is %s's already", vlan, host, l)
 		}
 	}
 	h.linkAlias[host] = alias
 	h.vlans[host] = vlan
-	return nil
+	return "", nil
 }
 
 func (h *fakeHost) createTrunk(int) error {

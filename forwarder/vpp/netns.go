@@ -39,8 +39,9 @@ func netnsPath(raw string) (string, error) {
 type hostNet interface {
 	// createVeth makes a veth pair, host in the forwarder's namespace
 	// (aliased hostAlias, joined to the KERNEL trunk in vlan), its peer
-	// set up in the workload's.
-	createVeth(host, hostAlias string, vlan uint16, w workloadLink) error
+	// set up in the workload's. A vWire's workload end that holds the
+	// name there already is deleted first; replaced is its alias.
+	createVeth(host, hostAlias string, vlan uint16, w workloadLink) (replaced string, err error)
 	// createTrunk makes the KERNEL trunk's veth, or checks that of a
 	// previous run (see trunk.go).
 	createTrunk(mtu int) error
@@ -170,15 +171,25 @@ const addrGenModeNone = 1
 // named w.name directly in the workload's namespace, then sets the peer up
 // with its addresses and routes, and joins the host end to the KERNEL trunk
 // in vlan (bpf.go). On error nothing is left.
-func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workloadLink) error {
+//
+// The workload's interface name may be held by another vWire's workload
+// end: one whose Close has not come yet (a client that requests anew under
+// a new connection id, after its old connection expired, asks for the same
+// name before the manager closes the old one), or one a failed attempt or
+// another dataplane left. A namespace cannot hold two links of one name and
+// the newer Request is the one the workload waits for, so that link is
+// deleted (with its host end) and its alias returned as replaced; the old
+// vWire's Close then finds its veth gone and removes the rest. A link of
+// that name that is not a vWire's is left alone and the Request fails.
+func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workloadLink) (replaced string, err error) {
 	ns, err := netns.GetFromPath(w.netns)
 	if err != nil {
-		return fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
+		return "", fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
 	}
 	defer ns.Close()
 	trunk, err := h.nl.LinkByName(trunkPort)
 	if err != nil {
-		return fmt.Errorf("veth %s: KERNEL trunk %s: %w", host, trunkPort, err)
+		return "", fmt.Errorf("veth %s: KERNEL trunk %s: %w", host, trunkPort, err)
 	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: w.mtu},
@@ -186,8 +197,18 @@ func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workload
 		PeerMTU:       uint32(w.mtu),
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
-	if err := h.nl.LinkAdd(veth); err != nil {
-		return fmt.Errorf("veth %s<->%s: create: %w", host, w.name, err)
+	err = h.nl.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		var ferr error
+		if replaced, ferr = freeWorkloadName(ns, w.name); ferr != nil {
+			return "", fmt.Errorf("veth %s<->%s: create: %w", host, w.name, errors.Join(err, ferr))
+		}
+		if replaced != "" {
+			err = h.nl.LinkAdd(veth)
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("veth %s<->%s: create: %w", host, w.name, err)
 	}
 	link, err := h.nl.LinkByName(host)
 	if err == nil {
@@ -214,9 +235,37 @@ func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workload
 	if err != nil {
 		_ = h.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}})
 		_ = h.deleteTrunkVlan(vlan)
-		return fmt.Errorf("veth %s<->%s (VLAN %d): %w", host, w.name, vlan, err)
+		return replaced, fmt.Errorf("veth %s<->%s (VLAN %d): %w", host, w.name, vlan, err)
 	}
-	return nil
+	return replaced, nil
+}
+
+// freeWorkloadName deletes the link named name in the workload's namespace
+// ns when it is a vWire's workload end (alias vwire/wl/..., made by either
+// dataplane), and returns its alias; "" when there is no link of that name
+// (it went in the meantime). Any other link of that name is an error.
+func freeWorkloadName(ns netns.NsHandle, name string) (string, error) {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return "", fmt.Errorf("netlink in workload namespace: %w", err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return "", nil
+		}
+		return "", fmt.Errorf("find %s in workload namespace: %w", name, err)
+	}
+	a := l.Attrs().Alias
+	if t, ok := ParseTag(a); !ok || t.Role != roleWL {
+		return "", fmt.Errorf("%s in the workload namespace is not a vWire's (alias %q): left alone", name, a)
+	}
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return "", fmt.Errorf("delete stale %s (%s) in workload namespace: %w", name, a, err)
+	}
+	return a, nil
 }
 
 // attach loads prog and attaches it to l's ingress (a clsact qdisc made as

@@ -78,10 +78,21 @@ func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwire
 // of VPP, so a Disconnect costs the same next to ten vWires as next to a
 // thousand. Any other (adopted, one side rebuilt, damaged, left by a VPP
 // that restarted), and whatever those removals could not remove, is swept.
+//
+// An id with no objects in VPP (its Connect never ran, as when the next hop
+// refused, or it rolled back cleanly) costs no VPP call at all: a sweep
+// lists every interface and IP table, and a burst of such Closes (a
+// thousand Requests failing at once, each retried) queued so many
+// megabyte-sized dumps in VPP that its main heap ran out
+// (vl_socket_api_send) and VPP aborted.
 func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 	d.mu.Lock()
 	st := d.conns[id]
+	mayHave := st != nil || d.orphans[tagKey(id)] || d.unclean[tagKey(id)]
 	d.mu.Unlock()
+	if !mayHave {
+		return nil
+	}
 	if st != nil && st.undo != nil {
 		if ok, err := d.intact(ctx, cl, id, st); err == nil && ok {
 			if err := st.undo.run(ctx, cl.log); err == nil {

@@ -134,3 +134,42 @@ func TestConnectFailsHalfway(t *testing.T) {
 		})
 	}
 }
+
+// TestDisconnectOfUnbuiltIsFree: the Close of a connection whose Connect
+// never ran (its next hop refused) asks VPP nothing, where a sweep would
+// dump every interface and IP table (a burst of those, each a megabyte at
+// node scale, ran VPP 25.10 out of main heap); one whose Connect failed
+// after calling VPP is swept, and once swept costs nothing again.
+func TestDisconnectOfUnbuiltIsFree(t *testing.T) {
+	ctx := context.Background()
+	n := newTestNode(t, "10.0.0.1")
+	c := conn(memifMech("unbuilt.sock"), payload.Ethernet)
+	if _, err := n.dp.Accept(ctx, "unbuilt", c, []*networkservice.Mechanism{memifMech("unbuilt.sock")}); err != nil {
+		t.Fatal(err)
+	}
+	n.vpp.requests(true)
+	if err := n.dp.Disconnect(ctx, "unbuilt"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.vpp.requests(true); len(got) != 0 {
+		t.Errorf("Disconnect of a vWire never built sent %v, want nothing", got)
+	}
+
+	n.vpp.failNth("memif_create_v2", 2, int32(api.INVALID_VALUE))
+	if err := n.dp.Connect(ctx, "failed", conn(memifMech("f1.sock"), payload.Ethernet), conn(memifMech("f2.sock"), payload.Ethernet)); err == nil {
+		t.Fatal("Connect succeeded with VPP refusing a memif")
+	}
+	n.vpp.requests(true)
+	if err := n.dp.Disconnect(ctx, "failed"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.vpp.requests(true); !slices.Contains(got, "sw_interface_dump") {
+		t.Errorf("Disconnect after a failed Connect sent %v, want a sweep (sw_interface_dump)", got)
+	}
+	if err := n.dp.Disconnect(ctx, "failed"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.vpp.requests(true); len(got) != 0 {
+		t.Errorf("a second Disconnect sent %v, want nothing", got)
+	}
+}

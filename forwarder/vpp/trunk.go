@@ -221,7 +221,12 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 		d.trunk.releaseLink(host)
 		return nil
 	})
-	if err := d.host.createVeth(host, tag, vlan, w); err != nil {
+	replaced, err := d.host.createVeth(host, tag, vlan, w)
+	if replaced != "" {
+		cl.log.Warn("workload interface name was held by another vWire's link: deleted it",
+			"netns", w.netns, "name", w.name, "held_by", replaced)
+	}
+	if err != nil {
 		return NoInterface, err
 	}
 	u.push("veth", func(context.Context) error { return d.host.deleteLink(host, tag) })

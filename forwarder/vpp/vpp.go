@@ -151,6 +151,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		accepted:   map[string]string{},
 		conns:      map[string]*vwireState{},
 		orphans:    map[string]bool{},
+		unclean:    map[string]bool{},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

@@ -54,6 +54,12 @@ func LookupVPP() VPPEnv {
 // there is no barrier to miss; a starved main thread is only slow.
 const vppConfig = ""
 
+// vppHeap is each node's VPP main heap. The full soak on VPP ran
+// vppstart's default 512M out of heap (1,500 IP tables on node1 at its
+// peak, before sides shared tables; and replies of dumps queued in the
+// heap). 2G leaves room; it is faulted in as used.
+const vppHeap = "2G"
+
 // vppDir is node n's VPP state directory: its config, sockets and log.
 func (n *MeshNode) vppDir() string { return filepath.Join(n.mesh.Lab.Dir, n.Name, "vpp") }
 
@@ -65,7 +71,7 @@ func (n *MeshNode) StartVPP() *Proc {
 	m := n.mesh
 	m.Lab.T.Helper()
 	conf, err := vppstart.WriteConfig(vppstart.Config{
-		Bin: m.Opts.VPP.Bin, PluginPath: m.Opts.VPP.PluginPath, Dir: n.vppDir(), Extra: vppConfig,
+		Bin: m.Opts.VPP.Bin, PluginPath: m.Opts.VPP.PluginPath, Dir: n.vppDir(), Extra: vppConfig, MainHeapSize: vppHeap,
 		// The main thread only serves the API and the CLI: it need not
 		// spin. Both nodes' main threads are pinned to one core, and
 		// their workers to the other; two spinning mains leave that core
