@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/vwire/vwire/internal/ethtool"
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
@@ -155,6 +157,12 @@ type workloadLink struct {
 	mtu    int
 	addrs  []netip.Prefix
 	routes []route
+	// noTSO turns TCP segmentation offload off on the workload's end, so
+	// that its TCP reaches VPP in segments: VPP 25.10 mis-segments a GSO
+	// frame after popping the trunk's VLAN tag (the inner IP length and
+	// checksum are left as they were), so an Ethernet cross-connect to a
+	// VXLAN tunnel carried no TCP bulk.
+	noTSO bool
 }
 
 // route is a route inside a workload's namespace.
@@ -378,6 +386,11 @@ func configureIn(ns netns.NsHandle, w workloadLink) error {
 	if err := h.LinkSetAlias(link, w.alias); err != nil {
 		return fmt.Errorf("alias %s: %w", w.name, err)
 	}
+	if w.noTSO {
+		if err := inNetNS(ns, func() error { return ethtool.SetTSO(w.name, false) }); err != nil {
+			return err
+		}
+	}
 	if w.mtu > 0 && link.Attrs().MTU != w.mtu {
 		if err := h.LinkSetMTU(link, w.mtu); err != nil {
 			return fmt.Errorf("mtu %d on %s: %w", w.mtu, w.name, err)
@@ -457,3 +470,30 @@ func parseRoutes(what string, in []*networkservice.Route) ([]route, error) {
 
 // hostPrefix is a's address as a /32 or /128.
 func hostPrefix(p netip.Prefix) netip.Prefix { return netip.PrefixFrom(p.Addr(), p.Addr().BitLen()) }
+
+// inNetNS runs fn on an OS thread moved into ns, so that the sockets it
+// opens belong there.
+func inNetNS(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread stays locked, and so ends with this goroutine, if it
+		// could not be moved back.
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter workload netns: %w", err)
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}

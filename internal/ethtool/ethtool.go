@@ -1,0 +1,63 @@
+// Package ethtool turns a network device's offloads on or off with the
+// legacy ethtool ioctl, in the calling thread's network namespace (run it
+// on a locked OS thread moved into the device's namespace when that is not
+// the process's). The dataplanes use it where a peer cannot take what the
+// kernel would otherwise pass along a veth: partial checksums and segments
+// offloaded to a device that never segments them.
+package ethtool
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Legacy ethtool commands (linux/ethtool.h) that x/sys/unix does not name.
+const (
+	cmdSetTxChecksum = 0x17 // ETHTOOL_STXCSUM
+	cmdSetTSO        = 0x1f // ETHTOOL_STSO
+)
+
+// SetTxChecksum turns the transmit checksum offload of device name on or
+// off; off, the kernel drops the segmentation offloads that need it too,
+// so that it fills in checksums and segments before the device.
+func SetTxChecksum(name string, on bool) error {
+	return set(name, cmdSetTxChecksum, "tx checksum", on)
+}
+
+// SetTSO turns TCP segmentation offload of device name on or off; off, the
+// kernel segments TCP before the device (software GSO).
+func SetTSO(name string, on bool) error {
+	return set(name, cmdSetTSO, "tso", on)
+}
+
+func set(name string, cmd uint32, what string, on bool) error {
+	if len(name) >= unix.IFNAMSIZ {
+		return fmt.Errorf("ethtool %s: name longer than %d bytes", name, unix.IFNAMSIZ-1)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("ethtool %s: socket: %w", name, err)
+	}
+	defer unix.Close(fd)
+	value := struct{ cmd, data uint32 }{cmd: cmd}
+	if on {
+		value.data = 1
+	}
+	// struct ifreq: the name, then a pointer to the command in the union.
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data unsafe.Pointer
+		_    [24 - unsafe.Sizeof(uintptr(0))]byte
+	}
+	copy(ifr.name[:], name)
+	ifr.data = unsafe.Pointer(&value)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	runtime.KeepAlive(&value)
+	if errno != 0 {
+		return fmt.Errorf("ethtool %s: set %s %v: %w", name, what, on, errno)
+	}
+	return nil
+}
