@@ -157,12 +157,14 @@ type workloadLink struct {
 	mtu    int
 	addrs  []netip.Prefix
 	routes []route
-	// noTSO turns TCP segmentation offload off on the workload's end, so
-	// that its TCP reaches VPP in segments: VPP 25.10 mis-segments a GSO
+	// noOffload turns checksum offload (and with it TSO) off on the
+	// workload's end, so that its packets reach VPP complete, for a vWire
+	// whose other side is a tunnel: VPP 25.10's WireGuard encrypts a
+	// packet whose checksum was left to offload as it is (the far end
+	// drops it: TCP stalled while ping passed), and it mis-segments a GSO
 	// frame after popping the trunk's VLAN tag (the inner IP length and
-	// checksum are left as they were), so an Ethernet cross-connect to a
-	// VXLAN tunnel carried no TCP bulk.
-	noTSO bool
+	// checksum are left as they were; no TCP bulk crossed VXLAN).
+	noOffload bool
 }
 
 // route is a route inside a workload's namespace.
@@ -386,8 +388,8 @@ func configureIn(ns netns.NsHandle, w workloadLink) error {
 	if err := h.LinkSetAlias(link, w.alias); err != nil {
 		return fmt.Errorf("alias %s: %w", w.name, err)
 	}
-	if w.noTSO {
-		if err := inNetNS(ns, func() error { return ethtool.SetTSO(w.name, false) }); err != nil {
+	if w.noOffload {
+		if err := inNetNS(ns, func() error { return ethtool.SetTxChecksum(w.name, false) }); err != nil {
 			return err
 		}
 	}

@@ -168,7 +168,7 @@ func (d *Dataplane) planSide(id string, s *side, m *networkservice.Mechanism, p 
 		}
 		s.tap = d.kernelTap
 		s.workload = workloadLink{netns: ns, name: k.Name, alias: tagOf(roleWL, id).String(), mtu: int(p.mtu), addrs: mine, routes: routes,
-			noTSO: !p.l3 && (p.in.typ == vxlan.Type || p.out.typ == vxlan.Type)}
+			noOffload: !p.in.local() || !p.out.local()}
 	case memif.Type:
 		var err error
 		if s.memifSocket, s.memifSlave, err = d.memifSocket(s.role, m); err != nil {

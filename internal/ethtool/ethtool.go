@@ -17,7 +17,6 @@ import (
 // Legacy ethtool commands (linux/ethtool.h) that x/sys/unix does not name.
 const (
 	cmdSetTxChecksum = 0x17 // ETHTOOL_STXCSUM
-	cmdSetTSO        = 0x1f // ETHTOOL_STSO
 )
 
 // SetTxChecksum turns the transmit checksum offload of device name on or
@@ -25,12 +24,6 @@ const (
 // so that it fills in checksums and segments before the device.
 func SetTxChecksum(name string, on bool) error {
 	return set(name, cmdSetTxChecksum, "tx checksum", on)
-}
-
-// SetTSO turns TCP segmentation offload of device name on or off; off, the
-// kernel segments TCP before the device (software GSO).
-func SetTSO(name string, on bool) error {
-	return set(name, cmdSetTSO, "tso", on)
 }
 
 func set(name string, cmd uint32, what string, on bool) error {
