@@ -18,6 +18,7 @@ import (
 
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/af_packet"
+	"go.fd.io/govpp/binapi/gso"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/ipip"
@@ -80,6 +81,7 @@ func Messages() []api.Message {
 		// vxlan
 		&vxlan.VxlanAddDelTunnelV3{}, &vxlan.VxlanAddDelTunnelV3Reply{},
 		&vxlan.VxlanTunnelV2Dump{}, &vxlan.VxlanTunnelV2Details{},
+		&gso.FeatureGsoEnableDisable{}, &gso.FeatureGsoEnableDisableReply{},
 		// wireguard
 		&wireguard.WireguardInterfaceCreate{}, &wireguard.WireguardInterfaceCreateReply{},
 		&wireguard.WireguardInterfaceDelete{}, &wireguard.WireguardInterfaceDeleteReply{},

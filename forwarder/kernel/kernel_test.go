@@ -14,7 +14,9 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 
+	"github.com/vwire/vwire/internal/ethtool"
 	"github.com/vwire/vwire/mechanisms/kernel"
+	"github.com/vwire/vwire/mechanisms/vxlan"
 )
 
 // These tests build real vWires between network namespaces they create
@@ -313,6 +315,38 @@ func TestRemoteKernelVxlanKernel(t *testing.T) {
 	mtu := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c")
 	if !strings.Contains(mtu, "mtu 1450") {
 		t.Fatalf("client interface mtu: %s", mtu)
+	}
+	// A zero UDP checksum over IPv4; offloads kept toward a kernel peer,
+	// off toward one that takes no offloaded packets (as a VPP node says).
+	if dev := run(t, "ip", "-n", n1, "-d", "link", "show", linkName(roleOut, "a")); !strings.Contains(dev, "noudpcsum") {
+		t.Errorf("vxlan device with a UDP checksum: %s", dev)
+	}
+	txCsum := func(name string) bool {
+		t.Helper()
+		var on bool
+		if err := d1.inNetNS(func() (err error) { on, err = ethtool.TxChecksum(name); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+	if !txCsum(linkName(roleOut, "a")) {
+		t.Error("tx checksum offload off toward a kernel peer")
+	}
+	offersN, _ := d1.Offer(ctx, "n", nil, true)
+	accN, err := d2.Accept(ctx, "n-b", nil, offersN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accN.GetParameters()[vxlan.DstNoOffload] = "true"
+	ccN := ipContext("169.254.22.1", "169.254.22.2")
+	if err := d1.Connect(ctx, "n", &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-n"), Context: ccN}, &networkservice.Connection{Mechanism: accN, Context: ccN}); err != nil {
+		t.Fatal(err)
+	}
+	if txCsum(linkName(roleOut, "n")) {
+		t.Error("tx checksum offload on toward a peer that takes no offloaded packets")
+	}
+	if err := d1.Disconnect(ctx, "n"); err != nil {
+		t.Fatal(err)
 	}
 
 	// A restarted forwarder on node1 keeps the links a refresh claims and

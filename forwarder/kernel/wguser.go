@@ -244,9 +244,24 @@ func (t *nsTUN) MTU() (mtu int, err error) {
 // whichever thread asks. (Being no *conn.StdNetBind, it also keeps
 // wireguard-go from listening to route changes for its sticky source
 // addresses, a netlink socket that would open in the caller's namespace.)
+//
+// It also sends one datagram per send call: given several, the standard
+// bind coalesces them into one UDP GSO super-packet (UDP_SEGMENT), which a
+// veth passes on whole, and a VPP peer reading its underlay with af_packet
+// takes it for one datagram (VPP's af_packet knows TCP GSO only) and drops
+// it: TCP bulk toward a VPP node stalled while ping passed.
 type nsBind struct {
 	conn.Bind
 	inNetNS func(func() error) error
+}
+
+func (b *nsBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	for i := range bufs {
+		if err := b.Bind.Send(bufs[i:i+1], ep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {

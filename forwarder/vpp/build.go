@@ -129,7 +129,12 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 	if err != nil {
 		return NoInterface, err
 	}
-	setup := InterfaceSetup{MTU: p.mtu, Up: true}
+	// A VXLAN tunnel segments GSO packets itself (VPP's gso feature):
+	// af_packet takes a KERNEL side's TSO packets as GSO buffers, and
+	// VPP would hand them, encapsulated, to the uplink's af_packet as TCP
+	// GSO, which the kernel refuses, and that frame then blocks the
+	// uplink's TX ring for good.
+	setup := InterfaceSetup{MTU: p.mtu, Up: true, GSO: s.typ == vxlan.Type}
 	if pipelineTag {
 		setup.Tag = tag
 	}

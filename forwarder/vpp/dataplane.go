@@ -152,6 +152,7 @@ func (d *Dataplane) accept(id string, conn *networkservice.Connection, p *networ
 			return nil, err
 		}
 		params.MTU = uint32(d.underlayMTU - d.overhead(vxlan.Type))
+		params.DstNoOffload = true // see vxlan.Params.SrcNoOffload
 		return vxlan.New(params), nil
 	case wireguard.Type:
 		if !ipPayload {
@@ -233,6 +234,7 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 		}
 		vx := vxlan.Offer(d.tunnel, vni)
 		vx.MTU = uint32(d.underlayMTU - d.overhead(vxlan.Type))
+		vx.SrcNoOffload = true // see vxlan.Params.SrcNoOffload
 		offers = append(offers, vxlan.New(vx))
 	}
 	return offers, nil

@@ -13,6 +13,7 @@ import (
 	"go.fd.io/govpp/adapter/mock"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/af_packet"
+	"go.fd.io/govpp/binapi/gso"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip"
@@ -418,6 +419,11 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		}
 		f.ifaces[uint32(m.SwIfIndex)].tag = map[bool]string{true: m.Tag}[m.IsAdd]
 		return []api.Message{&interfaces.SwInterfaceTagAddDelReply{}}
+	case *gso.FeatureGsoEnableDisable:
+		if f.noIface(m.SwIfIndex) {
+			return rv(&gso.FeatureGsoEnableDisableReply{}, errInvalidIndex)
+		}
+		return []api.Message{&gso.FeatureGsoEnableDisableReply{}}
 	case *interfaces.SwInterfaceSetMtu:
 		if f.noIface(m.SwIfIndex) {
 			return rv(&interfaces.SwInterfaceSetMtuReply{}, errInvalidIndex)

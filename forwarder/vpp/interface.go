@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/gso"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip_types"
@@ -227,6 +228,7 @@ type InterfaceSetup struct {
 	Addrs        []netip.Prefix
 	Routes       []Route
 	MTU          uint32 // left as it is when 0
+	GSO          bool   // turn on VPP's software segmentation of GSO packets sent by it
 	Up           bool   // set admin up
 }
 
@@ -306,6 +308,13 @@ func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceS
 			req:   &interfaces.SwInterfaceSetMtu{SwIfIndex: idx.api(), Mtu: []uint32{s.MTU, s.MTU, s.MTU, s.MTU}},
 			attrs: []any{"sw_if_index", idx, "mtu", s.MTU},
 			wrap:  func(err error) error { return fmt.Errorf("set interface %d mtu %d: %w", idx, s.MTU, err) },
+		})
+	}
+	if s.GSO {
+		calls = append(calls, pipelined{
+			req:   &gso.FeatureGsoEnableDisable{SwIfIndex: idx.api(), EnableDisable: true},
+			attrs: []any{"sw_if_index", idx, "enable", true},
+			wrap:  func(err error) error { return fmt.Errorf("interface %d: enable gso feature: %w", idx, err) },
 		})
 	}
 	if s.Up {

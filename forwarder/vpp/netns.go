@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/vwire/vwire/internal/ethtool"
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
@@ -156,6 +158,14 @@ type workloadLink struct {
 	mtu    int
 	addrs  []netip.Prefix
 	routes []route
+	// noOffload turns checksum offload (and with it TSO) off on the
+	// workload's end, so that its packets reach VPP complete, for a vWire
+	// whose other side is a tunnel: VPP 25.10's WireGuard encrypts a
+	// packet whose checksum was left to offload as it is (the far end
+	// drops it: TCP stalled while ping passed), and it mis-segments a GSO
+	// frame after popping the trunk's VLAN tag (the inner IP length and
+	// checksum are left as they were; no TCP bulk crossed VXLAN).
+	noOffload bool
 }
 
 // route is a route inside a workload's namespace.
@@ -427,6 +437,11 @@ func configureIn(ns netns.NsHandle, w workloadLink) error {
 	if err := h.LinkSetAlias(link, w.alias); err != nil {
 		return fmt.Errorf("alias %s: %w", w.name, err)
 	}
+	if w.noOffload {
+		if err := inNetNS(ns, func() error { return ethtool.SetTxChecksum(w.name, false) }); err != nil {
+			return err
+		}
+	}
 	if w.mtu > 0 && link.Attrs().MTU != w.mtu {
 		if err := h.LinkSetMTU(link, w.mtu); err != nil {
 			return fmt.Errorf("mtu %d on %s: %w", w.mtu, w.name, err)
@@ -506,3 +521,30 @@ func parseRoutes(what string, in []*networkservice.Route) ([]route, error) {
 
 // hostPrefix is a's address as a /32 or /128.
 func hostPrefix(p netip.Prefix) netip.Prefix { return netip.PrefixFrom(p.Addr(), p.Addr().BitLen()) }
+
+// inNetNS runs fn on an OS thread moved into ns, so that the sockets it
+// opens belong there.
+func inNetNS(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread stays locked, and so ends with this goroutine, if it
+		// could not be moved back.
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter workload netns: %w", err)
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}

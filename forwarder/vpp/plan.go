@@ -167,7 +167,8 @@ func (d *Dataplane) planSide(id string, s *side, m *networkservice.Mechanism, p 
 			return err
 		}
 		s.tap = d.kernelTap
-		s.workload = workloadLink{netns: ns, name: k.Name, alias: tagOf(roleWL, id).String(), mtu: int(p.mtu), addrs: mine, routes: routes}
+		s.workload = workloadLink{netns: ns, name: k.Name, alias: tagOf(roleWL, id).String(), mtu: int(p.mtu), addrs: mine, routes: routes,
+			noOffload: !p.in.local() || !p.out.local()}
 	case memif.Type:
 		var err error
 		if s.memifSocket, s.memifSlave, err = d.memifSocket(s.role, m); err != nil {

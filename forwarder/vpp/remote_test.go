@@ -53,9 +53,9 @@ func TestRemoteMechanisms(t *testing.T) {
 		tunnelReq []string // the tunnel side's creates on the client node
 	}{
 		{name: "vxlan", typ: vxlan.Type, payload: payload.Ethernet, wantMTU: 1500 - vxlanOverhead,
-			tunnelReq: []string{"vxlan_add_del_tunnel_v3", "sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags"}},
+			tunnelReq: []string{"vxlan_add_del_tunnel_v3", "sw_interface_tag_add_del", "sw_interface_set_mtu", "feature_gso_enable_disable", "sw_interface_set_flags"}},
 		{name: "vxlan ip payload", typ: vxlan.Type, payload: payload.IP, wantMTU: 1500 - vxlanOverhead,
-			tunnelReq: []string{"vxlan_add_del_tunnel_v3", "sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags"}},
+			tunnelReq: []string{"vxlan_add_del_tunnel_v3", "sw_interface_tag_add_del", "sw_interface_set_mtu", "feature_gso_enable_disable", "sw_interface_set_flags"}},
 		{name: "wireguard", typ: wireguard.Type, payload: payload.IP, wantMTU: 1500 - wireguardOverhead,
 			tunnelReq: []string{"wireguard_interface_create", "sw_interface_tag_add_del", "wireguard_peer_add", "sw_interface_set_unnumbered", "sw_interface_set_mtu", "sw_interface_set_flags"}},
 		{name: "ipsec", typ: mipsec.Type, payload: payload.IP, wantMTU: 1500 - ipsecOverhead,

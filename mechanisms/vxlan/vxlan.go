@@ -48,6 +48,12 @@ const (
 	MaxVNI = 1<<24 - 1
 
 	mech = "vxlan"
+
+	// SrcNoOffload and DstNoOffload are vwire's parameters (not NSM's):
+	// "true" when that end takes only complete packets (see
+	// Params.SrcNoOffload).
+	SrcNoOffload = "src_no_offload"
+	DstNoOffload = "dst_no_offload"
 )
 
 // Params are the VXLAN mechanism's parameters.
@@ -62,6 +68,26 @@ type Params struct {
 	VNI uint32
 	// MTU is the tunnel interface MTU; 0 leaves it to the dataplane.
 	MTU uint32
+	// SrcNoOffload (parameter "src_no_offload"): the client-side end takes
+	// only complete packets, so the other end must send none that lean on
+	// offloads: outer and inner checksums filled in, no segmentation
+	// offload. A VPP node sets it: VPP's af_packet reads a partial
+	// checksum's offsets as its outer headers' and keeps them after
+	// decapsulation, so the inner frame leaves VPP with offsets the kernel
+	// refuses (a Linux peer across a veth, whose packets keep CHECKSUM_PARTIAL,
+	// carried nothing). DstNoOffload is the same for the server-side end.
+	SrcNoOffload bool
+	DstNoOffload bool
+}
+
+// PeerNoOffload reports whether the other end of the tunnel takes only
+// complete packets, seen from the end that sent the Request onward
+// (sentOnward) or received it.
+func (p Params) PeerNoOffload(sentOnward bool) bool {
+	if sentOnward {
+		return p.DstNoOffload
+	}
+	return p.SrcNoOffload
 }
 
 // Port returns DstPort, or DefaultPort when it is 0.
@@ -81,6 +107,8 @@ func New(p Params) *networkservice.Mechanism {
 	param.Set(params, nsmvxlan.DstPort, param.FormatUint(p.Port()))
 	param.Set(params, nsmvxlan.VNI, param.FormatUint(p.VNI))
 	param.Set(params, nsmvxlan.MTU, param.FormatUint(p.MTU))
+	param.Set(params, SrcNoOffload, formatBool(p.SrcNoOffload))
+	param.Set(params, DstNoOffload, formatBool(p.DstNoOffload))
 	return &networkservice.Mechanism{Cls: Class, Type: Type, Parameters: params}
 }
 
@@ -135,7 +163,33 @@ func parse(m *networkservice.Mechanism) (Params, error) {
 	if p.MTU, err = param.MTU(mech, params, nsmvxlan.MTU); err != nil {
 		return Params{}, err
 	}
+	if p.SrcNoOffload, err = parseBool(params, SrcNoOffload); err != nil {
+		return Params{}, err
+	}
+	if p.DstNoOffload, err = parseBool(params, DstNoOffload); err != nil {
+		return Params{}, err
+	}
 	return p, nil
+}
+
+// formatBool renders a flag: "true", or "" (absent) for false.
+func formatBool(v bool) string {
+	if v {
+		return "true"
+	}
+	return ""
+}
+
+// parseBool reads a flag: absent, "" or "false" is false, "true" true.
+func parseBool(params map[string]string, key string) (bool, error) {
+	switch v := params[key]; v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, param.Invalid(mech, key, v, `must be "true" or "false"`)
+	}
 }
 
 // Validate checks that p is complete and well formed.

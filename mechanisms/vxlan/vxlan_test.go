@@ -51,6 +51,11 @@ func TestFromMechanism(t *testing.T) {
 			want: Params{SrcIP: v4("10.0.0.1"), DstIP: v4("10.0.0.2"), DstPort: 4789, VNI: 42}},
 		{name: "largest VNI", m: mk(cls.REMOTE, Type, with("vni", "16777215")),
 			want: Params{SrcIP: v4("10.0.0.1"), DstIP: v4("10.0.0.2"), DstPort: 4789, VNI: MaxVNI}},
+		{name: "both ends take no offload", m: mk(cls.REMOTE, Type, with("src_no_offload", "true", "dst_no_offload", "true")),
+			want: Params{SrcIP: v4("10.0.0.1"), DstIP: v4("10.0.0.2"), DstPort: 4789, VNI: 42, SrcNoOffload: true, DstNoOffload: true}},
+		{name: "no offload false", m: mk(cls.REMOTE, Type, with("dst_no_offload", "false")),
+			want: Params{SrcIP: v4("10.0.0.1"), DstIP: v4("10.0.0.2"), DstPort: 4789, VNI: 42}},
+		{name: "no offload not a flag", m: mk(cls.REMOTE, Type, with("src_no_offload", "yes")), wantErr: ErrInvalidParameter, wantInErr: "src_no_offload="},
 		{name: "nil", m: nil, wantErr: ErrWrongType},
 		{name: "wrong type", m: mk(cls.REMOTE, "WIREGUARD", with()), wantErr: ErrWrongType},
 		{name: "LOCAL class", m: mk(cls.LOCAL, Type, with()), wantErr: ErrWrongClass},
@@ -110,6 +115,8 @@ func TestNew(t *testing.T) {
 			want: map[string]string{"src_ip": "10.0.0.1", "dst_port": "4789", "vni": "7"}},
 		{name: "all", p: Params{SrcIP: netip.MustParseAddr("2001:db8::1"), DstIP: netip.MustParseAddr("2001:db8::2"), DstPort: 1, VNI: 1, MTU: 1400},
 			want: map[string]string{"src_ip": "2001:db8::1", "dst_ip": "2001:db8::2", "dst_port": "1", "vni": "1", "MTU": "1400"}},
+		{name: "no offload flags", p: Params{SrcIP: netip.MustParseAddr("10.0.0.1"), VNI: 7, SrcNoOffload: true, DstNoOffload: true},
+			want: map[string]string{"src_ip": "10.0.0.1", "dst_port": "4789", "vni": "7", "src_no_offload": "true", "dst_no_offload": "true"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +140,7 @@ func TestNegotiation(t *testing.T) {
 		{name: "free VNI kept", offer: Offer(a, 100), dstIP: b},
 		{name: "MTU and port kept", offer: Params{SrcIP: a, DstPort: 8472, VNI: 5, MTU: 1400}, dstIP: b},
 		{name: "IPv6", offer: Offer(netip.MustParseAddr("2001:db8::a"), 9), dstIP: netip.MustParseAddr("2001:db8::b")},
+		{name: "client takes no offload", offer: Params{SrcIP: a, VNI: 6, SrcNoOffload: true}, dstIP: b},
 		{name: "VNI taken on the server", offer: Offer(a, 100), dstIP: b, serverHeld: []uint32{100}, wantErr: ErrVNIInUse},
 		{name: "bad offer", offer: Offer(a, 0), dstIP: b, wantErr: ErrMissingParameter},
 		{name: "no server address", offer: Offer(a, 100), wantErr: ErrMissingParameter},
@@ -175,13 +183,20 @@ func TestNegotiation(t *testing.T) {
 			if calls != 1 || !server.InUse(offer.VNI) {
 				t.Fatalf("isFree called %d times, VNI reserved %v", calls, server.InUse(offer.VNI))
 			}
-			if accepted.VNI != tt.offer.VNI || accepted.DstIP != tt.dstIP || accepted.MTU != tt.offer.MTU || accepted.DstPort != tt.offer.Port() {
+			if accepted.VNI != tt.offer.VNI || accepted.DstIP != tt.dstIP || accepted.MTU != tt.offer.MTU || accepted.DstPort != tt.offer.Port() || accepted.SrcNoOffload != tt.offer.SrcNoOffload {
 				t.Fatalf("Accept() = %+v for offer %+v", accepted, tt.offer)
 			}
 			// The reply crosses the wire back.
 			got, err := Confirm(tt.offer, New(accepted))
 			if err != nil || got != accepted {
 				t.Fatalf("Confirm() = %+v, %v; want %+v", got, err, accepted)
+			}
+			// A server that takes no offload says so in its reply; the
+			// client sees it from its end.
+			accepted.DstNoOffload = true
+			got, err = Confirm(tt.offer, New(accepted))
+			if err != nil || !got.PeerNoOffload(true) || got.PeerNoOffload(false) != tt.offer.SrcNoOffload {
+				t.Fatalf("Confirm() of a no-offload reply = %+v, %v", got, err)
 			}
 		})
 	}

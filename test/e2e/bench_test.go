@@ -27,6 +27,11 @@ type throughputPath struct {
 	name     string
 	from, to *Netns
 	addr     string // the server's address, seen from the client
+	reverse  bool   // the server sends (iperf3 --reverse)
+	// bytes, when set, is what to send instead of sending for
+	// iperfSeconds: a stalled connection then fails (command timeout)
+	// rather than giving a small figure.
+	bytes string
 }
 
 // BenchmarkThroughput measures TCP throughput (iperf3) across a plain veth
@@ -47,9 +52,9 @@ func BenchmarkThroughput(b *testing.B) {
 	conns := n1.StartNSC(clientNS, "nsc1", urlL, urlR).WaitConnected()
 
 	paths := []throughputPath{
-		{"veth", vethA, vethB, "10.112.0.2"},
-		{"local", clientNS, localEP, Addr(conns[urlL].DstIPs[0])},
-		{"remote", clientNS, remoteEP, Addr(conns[urlR].DstIPs[0])},
+		{name: "veth", from: vethA, to: vethB, addr: "10.112.0.2"},
+		{name: "local", from: clientNS, to: localEP, addr: Addr(conns[urlL].DstIPs[0])},
+		{name: "remote", from: clientNS, to: remoteEP, addr: Addr(conns[urlR].DstIPs[0])},
 	}
 	for _, p := range paths {
 		srv := l.StartProgram(p.to, "iperf3-"+p.name, "iperf3", "--server", "--forceflush")
@@ -88,7 +93,14 @@ func BenchmarkThroughput(b *testing.B) {
 // received, in Mbit/s.
 func iperf3Mbps(b testing.TB, p throughputPath) float64 {
 	b.Helper()
-	out, err := p.from.Exec("iperf3", "--client", p.addr, "--time", fmt.Sprint(iperfSeconds), "--omit", "1", "--json")
+	args := []string{"--client", p.addr, "--time", fmt.Sprint(iperfSeconds), "--omit", "1", "--json"}
+	if p.bytes != "" {
+		args = []string{"--client", p.addr, "--bytes", p.bytes, "--json"}
+	}
+	if p.reverse {
+		args = append(args, "--reverse")
+	}
+	out, err := p.from.Exec("iperf3", args...)
 	if err != nil {
 		b.Fatalf("%s: iperf3 to %s: %v: %s", p.name, p.addr, err, Tail(out, 10))
 	}
