@@ -38,6 +38,11 @@ func newBenchCmd(_ *globals) *cobra.Command {
               plain veth (skipped without iperf3)
   memif       packets/s memif→memif across a VPP vWire, next to VPP's own
               memif l2xc (skipped without VPP_BIN; VPP_PLUGIN_PATH)
+  remote      a remote vWire between the same pair of nodes over VXLAN
+              (kernel dataplane), WireGuard (the kernel module, when the
+              kernel has it; userspace) and, with VPP_BIN, VPP's VXLAN
+              and WireGuard: iperf3 across, and --remote-requests
+              Request→vWire-up (p50, p99), next to kernel VXLAN
 
 It builds its own world (network namespaces vw-<pid>-b-*, two 'vwire node's
 on the kernel dataplane, endpoints, VPPs) and removes it at the end or on
@@ -106,6 +111,7 @@ Ctrl-C. A table goes to stdout, progress to stderr.
 	}
 	fl.StringSliceVar(&findSizes, "find-sizes", defSizes, "registry sizes, in endpoints, to time Find at")
 	fl.IntVar(&cfg.FindQueries, "find-queries", cfg.FindQueries, "Finds timed at each size")
+	fl.IntVar(&cfg.RemoteRequests, "remote-requests", cfg.RemoteRequests, "Requests timed per kind of remote vWire (remote)")
 	fl.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each iperf3 and packet-generator run")
 	fl.StringVar(&jsonFile, "json", "", "also write the report as JSON to FILE")
 	cmd.AddCommand(newBenchDataplaneCmd())

@@ -4,7 +4,9 @@
 // a fresh Request), registry Find at many endpoints (next to a registry of
 // a few), and throughput across vWires (iperf3 on kernel vWires next to a
 // plain veth; packets per second on memif next to VPP's own memif
-// cross-connect when VPP is there). It builds its own world (network
+// cross-connect when VPP is there), and remote vWires over VXLAN and
+// WireGuard (kernel module, userspace, VPP) on the same pair of nodes:
+// iperf3 and Request→vWire-up. It builds its own world (network
 // namespaces, `vwire node` and endpoint processes, VPPs) and removes all of
 // it when done or when ctx ends. It needs root for everything but Find.
 package bench
@@ -25,10 +27,11 @@ const (
 	GroupFind       = "find"
 	GroupThroughput = "throughput"
 	GroupMemif      = "memif"
+	GroupRemote     = "remote"
 )
 
 // AllGroups lists every group in the order a run makes them.
-var AllGroups = []string{GroupFind, GroupLatency, GroupHeal, GroupThroughput, GroupMemif}
+var AllGroups = []string{GroupFind, GroupLatency, GroupHeal, GroupThroughput, GroupMemif, GroupRemote}
 
 // Config says what to measure and how much.
 type Config struct {
@@ -50,10 +53,13 @@ type Config struct {
 	// Find on the etcd store too (under a prefix of its own, removed
 	// after).
 	FindEtcd []string
+	// RemoteRequests is how many Requests the remote group times per
+	// kind of remote vWire.
+	RemoteRequests int
 	// Duration of each iperf3 run and each memif packet-generator run.
 	Duration time.Duration
-	// VPPBin and VPPPluginPath start the VPPs of the memif measurement;
-	// without VPPBin it is skipped.
+	// VPPBin and VPPPluginPath start the VPPs of the memif measurement
+	// and the remote group's VPP nodes; without VPPBin those are skipped.
 	VPPBin, VPPPluginPath string
 	// Progress shows how far the run is (nothing when nil).
 	Progress *Progress
@@ -64,7 +70,7 @@ func DefaultConfig() Config {
 	return Config{
 		Sequential: 50, Parallel: 10, Rounds: 3, Heals: 3,
 		FindSizes: []int{10_000, 100_000}, FindQueries: 200,
-		Duration: 5 * time.Second,
+		Duration: 5 * time.Second, RemoteRequests: 10,
 	}
 }
 
@@ -75,7 +81,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("bench: unknown measurement %q (want some of %v)", g, AllGroups)
 		}
 	}
-	if c.Sequential < 1 || c.Parallel < 1 || c.Rounds < 1 || c.Heals < 1 || c.FindQueries < 1 {
+	if c.Sequential < 1 || c.Parallel < 1 || c.Rounds < 1 || c.Heals < 1 || c.FindQueries < 1 || c.RemoteRequests < 1 {
 		return errors.New("bench: counts must be at least 1")
 	}
 	for _, n := range c.FindSizes {
@@ -132,6 +138,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.wants(GroupMemif) && ctx.Err() == nil {
 		rows, err := measureMemif(ctx, cfg, p)
 		add(GroupMemif, rows, err)
+	}
+	if cfg.wants(GroupRemote) && ctx.Err() == nil {
+		if os.Geteuid() != 0 {
+			rep.Rows = append(rep.Rows, Skip(GroupRemote, "(measurement)", "needs root: it makes network namespaces"))
+		} else {
+			rows, err := measureRemote(ctx, cfg, p)
+			add(GroupRemote, rows, err)
+		}
 	}
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -55,8 +56,23 @@ type node struct {
 	cc     *grpcutil.Conn // the bench's connection to the manager
 }
 
-// newMesh makes the fabric and starts n nodes.
-func newMesh(ctx context.Context, w *World, n int) (_ *mesh, err error) {
+// meshOptions choose the nodes' dataplane.
+type meshOptions struct {
+	// WireGuard is the kernel dataplane's --wireguard.
+	WireGuard string
+	// VPPBin, when set, puts the nodes on the VPP dataplane: each
+	// forwarder starts a VPP (VPPPluginPath) with eth0 as its uplink.
+	VPPBin, VPPPluginPath string
+}
+
+// newMesh makes the fabric and starts n nodes on the kernel dataplane,
+// WireGuard off.
+func newMesh(ctx context.Context, w *World, n int) (*mesh, error) {
+	return newMeshWith(ctx, w, n, meshOptions{WireGuard: "off"})
+}
+
+// newMeshWith makes the fabric and starts n nodes as o says.
+func newMeshWith(ctx context.Context, w *World, n int, o meshOptions) (_ *mesh, err error) {
 	m := &mesh{w: w}
 	defer func() {
 		if err != nil {
@@ -105,15 +121,12 @@ func newMesh(ctx context.Context, w *World, n int) (_ *mesh, err error) {
 			"--manager-listen", net.JoinHostPort(nd.ip.String(), fmt.Sprint(managerPort)),
 			"--advertise-url", "tcp://" + net.JoinHostPort(nd.ip.String(), fmt.Sprint(managerPort)),
 			"--forwarder-socket", "unix://" + filepath.Join(w.Dir, name, "forwarder.sock"),
-			"--dataplane", "kernel",
-			// The rows say VXLAN: the kernel dataplane would otherwise
-			// take WireGuard (userspace here) for remote IP vWires.
-			"--wireguard", "off",
 			"--tunnel-ip", nd.ip.String(),
 			"--max-token-lifetime", tokenLifetime.String(),
 			"--state-dir", w.Dir,
 			"--log-level", "info",
 		}
+		args = append(args, o.dataplaneArgs(filepath.Join(w.Dir, name, "vpp"))...)
 		if i == 0 {
 			registry = net.JoinHostPort(nd.ip.String(), fmt.Sprint(registryPort))
 			args = append(args, "--registry-listen", registry)
@@ -145,6 +158,22 @@ func newMesh(ctx context.Context, w *World, n int) (_ *mesh, err error) {
 	return m, nil
 }
 
+// dataplaneArgs are a node's dataplane flags; vppDir is its VPP's state
+// directory.
+func (o meshOptions) dataplaneArgs(vppDir string) []string {
+	if o.VPPBin == "" {
+		// The default mesh's rows say VXLAN: the kernel dataplane would
+		// otherwise take WireGuard (userspace here) for remote IP vWires.
+		return []string{"--dataplane", "kernel", "--wireguard", cmp.Or(o.WireGuard, "off")}
+	}
+	args := []string{"--dataplane", "vpp", "--vpp-bin", o.VPPBin, "--vpp-state-dir", vppDir,
+		"--uplink", "eth0", "--vpp-poll-sleep-usec", "100"}
+	if o.VPPPluginPath != "" {
+		args = append(args, "--vpp-plugin-path", o.VPPPluginPath)
+	}
+	return args
+}
+
 // close releases the bench's connections; the World stops the processes.
 func (m *mesh) close() {
 	for _, nd := range m.nodes {
@@ -172,6 +201,7 @@ type endpoint struct {
 	ns                  *Netns
 	node                *node
 	proc                *Proc
+	args                []string // more flags of `vwire nse icmp-responder`
 }
 
 // startEndpoint starts an icmp-responder in ns registered through nd's
@@ -183,12 +213,13 @@ func (m *mesh) startEndpoint(ctx context.Context, nd *node, ns *Netns, name, ser
 
 // restartEndpoint starts e's process (again).
 func (m *mesh) restartEndpoint(ctx context.Context, e *endpoint) error {
-	var err error
-	e.proc, err = m.w.Start(e.ns, fmt.Sprintf("%s-%d", e.name, time.Now().UnixNano()), m.w.Bin, "nse", "icmp-responder",
+	args := append([]string{"nse", "icmp-responder",
 		"--name", e.name, "--service", e.service, "--cidr", e.cidr,
-		"--connect-to", "unix://"+e.node.socket,
-		"--listen", "unix://"+filepath.Join(m.w.Dir, e.name+".sock"),
-		"--state-dir", m.w.Dir, "--log-level", "info")
+		"--connect-to", "unix://" + e.node.socket,
+		"--listen", "unix://" + filepath.Join(m.w.Dir, e.name+".sock"),
+		"--state-dir", m.w.Dir, "--log-level", "info"}, e.args...)
+	var err error
+	e.proc, err = m.w.Start(e.ns, fmt.Sprintf("%s-%d", e.name, time.Now().UnixNano()), m.w.Bin, args...)
 	if err != nil {
 		return err
 	}
