@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"go.fd.io/govpp/adapter/socketclient"
+	"go.fd.io/govpp/core"
+
+	"github.com/vwire/vwire/forwarder/vpp"
 )
 
 // remoteService is the service of the remote group's endpoint.
@@ -29,6 +34,9 @@ type remoteVariant struct {
 	// in node1's namespace for the vWire; log is what node1's forwarder
 	// logs when it uses that WireGuard. Both empty on VPP.
 	link, log string
+	// vppIf starts the name of the tunnel interface node1's VPP makes
+	// for the vWire (VPP only).
+	vppIf string
 }
 
 // remoteVariants are the rows of the remote group, the baseline first.
@@ -36,8 +44,8 @@ var remoteVariants = []remoteVariant{
 	{name: "vxlan, kernel", wireguard: "off", payload: "IP", link: "vxlan", log: "WireGuard switched off"},
 	{name: "wireguard, kernel module", wireguard: "kernel", payload: "IP", link: "wireguard", log: "kernel WireGuard available"},
 	{name: "wireguard, userspace", wireguard: "userspace", payload: "IP", link: "tun", log: "userspace WireGuard"},
-	{name: "vxlan, VPP (ETHERNET payload)", vpp: true, payload: "ETHERNET"},
-	{name: "wireguard, VPP", vpp: true, payload: "IP"},
+	{name: "vxlan, VPP (ETHERNET payload)", vpp: true, payload: "ETHERNET", vppIf: "vxlan_tunnel"},
+	{name: "wireguard, VPP", vpp: true, payload: "IP", vppIf: "wg"},
 }
 
 // Why a variant is not measured.
@@ -234,6 +242,11 @@ func remoteThroughput(ctx context.Context, m *mesh, v remoteVariant, dstIPs []st
 			return 0, fmt.Errorf("node1 has no %s link: the vWire went another way", v.link)
 		}
 	}
+	if v.vppIf != "" {
+		if err := vppHasInterface(ctx, filepath.Join(m.w.Dir, m.nodes[0].name, "vpp", "api.sock"), v.vppIf); err != nil {
+			return 0, fmt.Errorf("node1: %w", err)
+		}
+	}
 	srv, err := m.w.Start(to, "iperf3-remote", "iperf3", "--server", "--forceflush")
 	if err != nil {
 		return 0, err
@@ -252,4 +265,28 @@ func remoteThroughput(ctx context.Context, m *mesh, v remoteVariant, dstIPs []st
 		return 0, err
 	}
 	return iperf3(ctx, tpPath{name: v.name, from: from, to: to, addr: dst}, d)
+}
+
+// vppHasInterface checks that the VPP serving apiSocket has an interface
+// whose name starts with prefix.
+func vppHasInterface(ctx context.Context, apiSocket, prefix string) error {
+	conn, err := core.Connect(socketclient.NewVppClient(apiSocket))
+	if err != nil {
+		return fmt.Errorf("VPP at %s: connect: %w", apiSocket, err)
+	}
+	defer conn.Disconnect()
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	ifaces, err := vpp.NewClient(conn, nil, nil).ListInterfaces(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, i := range ifaces {
+		if strings.HasPrefix(i.Name, prefix) {
+			return nil
+		}
+		names = append(names, i.Name)
+	}
+	return fmt.Errorf("VPP has no %s* interface (%s): the vWire went another way", prefix, strings.Join(names, ", "))
 }
