@@ -21,6 +21,8 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 	}{
 		{name: "unknown measurement", args: []string{"--only", "latency,speed"}, want: `unknown measurement "speed"`},
 		{name: "zero count", args: []string{"--sequential", "0"}, want: "at least 1"},
+		{name: "zero remote requests", args: []string{"--only", "remote", "--remote-requests", "0"}, want: "at least 1"},
+		{name: "remote requests not a number", args: []string{"--remote-requests", "few"}, want: `invalid argument "few" for "--remote-requests"`},
 		{name: "find size not a number", args: []string{"--find-sizes", "10k"}, want: `--find-sizes "10k"`},
 		{name: "find size too small", args: []string{"--find-sizes", "5"}, want: "find size 5"},
 	} {
@@ -82,8 +84,9 @@ func TestBenchEndToEnd(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vwireBin, "bench",
 		"--sequential", "2", "--parallel", "2", "--rounds", "1", "--heals", "1",
-		"--find-sizes", "50", "--find-queries", "2", "--duration", "1s", "--json", jsonFile)
-	// The memif measurement needs VPP: leave it out, it says why.
+		"--find-sizes", "50", "--find-queries", "2", "--duration", "1s", "--remote-requests", "2", "--json", jsonFile)
+	// The memif measurement and the remote group's VPP rows need VPP:
+	// leave them out, they say why.
 	cmd.Env = append(os.Environ(), "VPP_BIN=", "SPIFFE_ENDPOINT_SOCKET=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -95,7 +98,8 @@ func TestBenchEndToEnd(t *testing.T) {
 		t.Errorf("vwire bench left namespaces behind: %v", leftover)
 	}
 	table := stdout.String()
-	for _, want := range []string{"latency: request→vWire-up, local, sequential, p50", "heal: endpoint killed", "find: Find 1 service among 50 endpoints, p50", "memif: ", "VPP_BIN is not set", "vwire "} {
+	for _, want := range []string{"latency: request→vWire-up, local, sequential, p50", "heal: endpoint killed", "find: Find 1 service among 50 endpoints, p50", "memif: ", "VPP_BIN is not set",
+		"remote: request→vWire-up, remote, vxlan, kernel, p50", "remote: TCP across a remote vWire, wireguard, VPP (iperf3)", "not available: VPP_BIN not set", "vwire "} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
@@ -145,6 +149,9 @@ func TestBenchEndToEnd(t *testing.T) {
 	}
 	if _, err := exec.LookPath("iperf3"); err == nil && measured["throughput"] == 0 {
 		t.Errorf("iperf3 is installed but no throughput figure in %s", b)
+	}
+	if _, err := exec.LookPath("iperf3"); err == nil && measured["remote"] < 6 {
+		t.Errorf("iperf3 is installed but %d remote figures (want kernel VXLAN's and userspace WireGuard's at least) in %s", measured["remote"], b)
 	}
 }
 
