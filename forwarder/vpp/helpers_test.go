@@ -272,7 +272,23 @@ func (h *recordHandler) loggedFunc(match func(string) bool) []map[string]slog.Va
 // (this is not a timing assertion: the bound only ends a hung test).
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitUntilWithin(t, 20*time.Second, what, cond)
+}
+
+// lossNoticedWithin bounds how long govpp's health check, as TestMain set
+// it, may take to declare a silent VPP not responding: every probe missed
+// at its interval and timeout, and some slack (an end to a hung test, not a
+// timing assertion). With a real VPP the health check is vwire's tolerant
+// default (30 misses of 1 s), with the fake one a quick one.
+func lossNoticedWithin() time.Duration {
+	h := govpp.health
+	return time.Duration(h.Threshold+5)*(h.Interval+h.Timeout) + 10*time.Second
+}
+
+// waitUntilWithin is waitUntil with its bound given.
+func waitUntilWithin(t testing.TB, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)

@@ -158,7 +158,7 @@ func TestRestoreAfterVPPRestart(t *testing.T) {
 	a.vpp.crash()
 	select {
 	case <-lost:
-	case <-time.After(10 * time.Second):
+	case <-time.After(lossNoticedWithin()):
 		t.Fatal("the dataplane did not notice VPP was gone")
 	}
 	if got := a.vpp.snapshot(); got != empty {

@@ -260,7 +260,7 @@ func TestHealthCheckMissesAndNotResponding(t *testing.T) {
 	missLines0 := len(govpp.logs.logged("VPP health check missed"))
 
 	n.vpp.stall()
-	waitUntil(t, "govpp reports VPP not responding", func() bool { return events("not_responding") > notResponding0 })
+	waitUntilWithin(t, lossNoticedWithin(), "govpp reports VPP not responding", func() bool { return events("not_responding") > notResponding0 })
 	if got := testutil.ToFloat64(m.healthMisses) - misses0; got < float64(govpp.health.Threshold) {
 		t.Errorf("%v health-check misses counted before NotResponding, want at least %d", got, govpp.health.Threshold)
 	}
