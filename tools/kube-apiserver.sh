@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver (k8s.io/kubernetes, the version pinned in
+# tools/kube-apiserver/go.mod) into a cache directory and prints the
+# binary's path. Skips the build when it is already there. A test tool only
+# (TestRegistryRBAC runs it with --authorization-mode=RBAC); nothing of
+# Kubernetes is part of vwire.
+#
+#   tools/kube-apiserver.sh [DIR]    (default: $HOME/.cache/vwire-tools/kube-apiserver-v1.37.2/bin)
+set -euo pipefail
+
+KUBE_VERSION=v1.37.2
+here="$(cd "$(dirname "$0")" && pwd)/kube-apiserver"
+bin="${1:-${HOME}/.cache/vwire-tools/kube-apiserver-${KUBE_VERSION}/bin}"
+
+# The pinned version must be what go.mod says, or the cache directory name lies.
+if ! grep -q "k8s.io/kubernetes ${KUBE_VERSION}" "$here/go.mod"; then
+	echo "kube-apiserver.sh: tools/kube-apiserver/go.mod does not pin k8s.io/kubernetes ${KUBE_VERSION}" >&2
+	exit 1
+fi
+
+if [ -x "$bin/kube-apiserver" ]; then
+	echo "$bin/kube-apiserver"
+	exit 0
+fi
+
+mkdir -p "$bin"
+echo "kube-apiserver.sh: building kube-apiserver ${KUBE_VERSION} into $bin" >&2
+start=$(date +%s)
+# Build into a temporary directory and move into place, so an interrupted
+# build never leaves a half-written binary that the check above would accept.
+tmp="$(mktemp -d "$bin/.build.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+(cd "$here" && GOFLAGS="${GOFLAGS:-} -buildvcs=false" \
+	go build -trimpath -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+mv -f "$tmp/kube-apiserver" "$bin/"
+echo "kube-apiserver.sh: built in $(($(date +%s) - start))s" >&2
+echo "$bin/kube-apiserver"
