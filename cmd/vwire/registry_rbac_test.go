@@ -337,11 +337,14 @@ func startKubeAPIServer(t *testing.T, bin string) kubeAPIServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	saDER, err := x509.MarshalPKCS8PrivateKey(saKey)
+	saDER, err := x509.MarshalECPrivateKey(saKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	saFile := write("sa.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER}))
+	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 
@@ -358,8 +361,8 @@ func startKubeAPIServer(t *testing.T, bin string) kubeAPIServer {
 		"--authorization-mode", "RBAC",
 		"--anonymous-auth=false",
 		"--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", saFile,
-		"--service-account-signing-key-file", saFile,
+		"--service-account-key-file", write("sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER})),
+		"--service-account-signing-key-file", write("sa.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER})),
 		"--service-cluster-ip-range", "10.96.0.0/24",
 		// No kubelet, no nodes: nothing to reconcile the kubernetes
 		// Service's endpoints to (and loopback is not a valid one).
