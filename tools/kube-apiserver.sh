@@ -4,8 +4,8 @@
 # binary's path. Skips the build when it is already there. A test tool only
 # (TestRegistryRBAC runs it with --authorization-mode=RBAC); nothing of
 # Kubernetes is part of vwire. A cold build took 24 minutes on 2 cores at a
-# load average of 7 to 10 (the modules were already downloaded: about 12 s
-# for go mod download on this proxy).
+# load average of 7 to 10 (go mod tidy took 12 s, most modules already in
+# the module cache).
 #
 #   tools/kube-apiserver.sh [DIR]    (default: $HOME/.cache/vwire-tools/kube-apiserver-v1.37.2/bin)
 set -euo pipefail
