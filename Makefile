@@ -9,8 +9,9 @@ PKGS     := ./...
 IMAGE    ?= ghcr.io/vwire/vwire:latest
 
 SPIRE_BIN_DIR ?= $(HOME)/.cache/vwire-tools/spire-v1.13.3/bin
+KUBE_APISERVER_BIN ?= $(HOME)/.cache/vwire-tools/kube-apiserver-v1.37.2/bin/kube-apiserver
 
-.PHONY: build test lint run run-registry clean fuzz docker test-spire test-vpp soak soak-vpp bench
+.PHONY: build test lint run run-registry clean fuzz docker test-spire test-kube-rbac test-vpp soak soak-vpp bench
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vwire
@@ -50,6 +51,13 @@ fuzz:
 test-spire:
 	./tools/install.sh $(SPIRE_BIN_DIR) >/dev/null
 	SPIRE_BIN_DIR=$(SPIRE_BIN_DIR) $(GO) test -v -count=1 -timeout 15m ./test/spire/
+
+# The registry on the Kubernetes store under the deployments' Role, against a
+# real kube-apiserver v1.37.2 with RBAC (built once from k8s.io/kubernetes by
+# tools/kube-apiserver.sh, then cached).
+test-kube-rbac:
+	./tools/kube-apiserver.sh $(dir $(KUBE_APISERVER_BIN)) >/dev/null
+	KUBE_APISERVER_BIN=$(KUBE_APISERVER_BIN) $(GO) test -v -count=1 -timeout 10m -run '^TestRegistryRBAC$$' ./cmd/vwire/
 
 # The VPP dataplane against a real VPP (root): set VPP_BIN (and VPP_PLUGIN_PATH
 # when the plugins are not in VPP's default place). Without VPP_BIN the tests skip.
