@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -17,10 +16,10 @@ import (
 	nsmvxlan "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/vwire/vwire/internal/netnsrun"
 	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
@@ -745,40 +744,13 @@ func (d *Dataplane) reconcileWireguard(devs map[string]map[string]string, ours m
 	return errors.Join(errs...)
 }
 
-// inNetNS runs fn on an OS thread in the forwarder's namespace: sockets
-// and /proc/sys/net opened there belong to that namespace.
+// inNetNS runs fn in the forwarder's namespace: sockets and
+// /proc/sys/net opened there belong to that namespace.
 func (d *Dataplane) inNetNS(fn func() error) error {
 	if d.netnsPath == "" {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread stays locked, and so ends with this goroutine, if it
-		// could not be moved back.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(d.netnsPath)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", d.netnsPath, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", d.netnsPath, err)
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return netnsrun.InPath(d.netnsPath, fn)
 }
 
 // writeSysctl sets key (a path under /proc/sys) in the forwarder's

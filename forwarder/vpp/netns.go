@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"syscall"
 
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vwire/vwire/internal/ethtool"
+	"github.com/vwire/vwire/internal/netnsrun"
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
@@ -438,7 +438,7 @@ func configureIn(ns netns.NsHandle, w workloadLink) error {
 		return fmt.Errorf("alias %s: %w", w.name, err)
 	}
 	if w.noOffload {
-		if err := inNetNS(ns, func() error { return ethtool.SetTxChecksum(w.name, false) }); err != nil {
+		if err := netnsrun.In(ns, func() error { return ethtool.SetTxChecksum(w.name, false) }); err != nil {
 			return err
 		}
 	}
@@ -521,30 +521,3 @@ func parseRoutes(what string, in []*networkservice.Route) ([]route, error) {
 
 // hostPrefix is a's address as a /32 or /128.
 func hostPrefix(p netip.Prefix) netip.Prefix { return netip.PrefixFrom(p.Addr(), p.Addr().BitLen()) }
-
-// inNetNS runs fn on an OS thread moved into ns, so that the sockets it
-// opens belong there.
-func inNetNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread stays locked, and so ends with this goroutine, if it
-		// could not be moved back.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter workload netns: %w", err)
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
