@@ -337,7 +337,10 @@ func (n *MeshNode) StartNSC(ws *Netns, name string, urls ...string) *NSC {
 // Reports parses what the client printed so far.
 func (c *NSC) Reports() ([]nsc.Report, error) {
 	var rs []nsc.Report
-	for _, line := range strings.Split(c.Output(), "\n") {
+	out := c.Output()
+	// The client may be writing a line as we read: only whole lines count.
+	out = out[:strings.LastIndexByte(out, '\n')+1]
+	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue
