@@ -122,6 +122,10 @@ type progLoadAttr struct {
 	progName    [16]byte
 }
 
+// maxProgLoadAttempts bounds BPF_PROG_LOAD calls the verifier cut short
+// because a signal came (EAGAIN); our programs take it a few microseconds.
+const maxProgLoadAttempts = 20
+
 // loadTCProg loads a tc (sched_cls) program and returns its descriptor.
 func loadTCProg(name string, insns []bpfInsn) (int, error) {
 	code := make([]byte, 8*len(insns))
@@ -147,8 +151,21 @@ func loadTCProg(name string, insns []bpfInsn) (int, error) {
 		}
 		attr.progName[i] = c
 	}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	// The verifier gives up with EAGAIN when a signal is pending, and Go's
+	// runtime signals its threads (SIGURG, for preemption) at any time:
+	// like EINTR, that asks for the call again.
+	var fd uintptr
+	var errno unix.Errno
+	for range maxProgLoadAttempts {
+		fd, _, errno = unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+		if errno != unix.EAGAIN {
+			break
+		}
+	}
 	runtime.KeepAlive(&attr)
+	runtime.KeepAlive(code)
+	runtime.KeepAlive(license)
+	runtime.KeepAlive(logBuf)
 	if errno != 0 {
 		return -1, fmt.Errorf("load tc program %s: %w: %s", name, errno, cString(logBuf))
 	}
