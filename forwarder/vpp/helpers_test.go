@@ -296,3 +296,25 @@ func waitUntilWithin(t testing.TB, bound time.Duration, what string, cond func()
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// crashVPP makes the fake VPP go away as a crashed one does, waits until
+// the dataplane has noticed, and checks that nothing of VPP's state is left.
+func crashVPP(t *testing.T, v *fakeVPP) {
+	t.Helper()
+	lost := make(chan struct{}, 1)
+	v.notifyDisconnect(func() {
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
+	})
+	v.crash()
+	select {
+	case <-lost:
+	case <-time.After(lossNoticedWithin()):
+		t.Fatal("the dataplane did not notice VPP was gone")
+	}
+	if got, empty := v.snapshot(), newFakeVPP().snapshot(); got != empty {
+		t.Fatalf("crash left state:\n%s", got)
+	}
+}

@@ -156,29 +156,13 @@ func TestIPTablesAfterRestart(t *testing.T) {
 func TestIPTablesAfterVPPRestart(t *testing.T) {
 	ctx := context.Background()
 	a := newTestNode(t, "192.0.2.1")
-	empty := newFakeVPP().snapshot()
 	for i := range 3 {
 		c, e := fmt.Sprintf("10.3.%d.1", i), fmt.Sprintf("10.3.%d.2", i)
 		if err := a.dp.Connect(ctx, fmt.Sprint("r", i), ipMemifConn(fmt.Sprint(i, "c.sock"), c, e), ipMemifConn(fmt.Sprint(i, "e.sock"), c, e)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	lost := make(chan struct{}, 1)
-	a.vpp.notifyDisconnect(func() {
-		select {
-		case lost <- struct{}{}:
-		default:
-		}
-	})
-	a.vpp.crash()
-	select {
-	case <-lost:
-	case <-time.After(lossNoticedWithin()):
-		t.Fatal("the dataplane did not notice VPP was gone")
-	}
-	if got := a.vpp.snapshot(); got != empty {
-		t.Fatalf("crash left state:\n%s", got)
-	}
+	crashVPP(t, a.vpp)
 	a.vpp.revive()
 	waitUntil(t, "vWires restored", func() bool { return strings.Count(a.vpp.snapshot(), "vwire/in/r") == 3 && vrfTables(a.vpp) == 2 })
 	for i := range 3 {

@@ -142,28 +142,12 @@ func TestReconcileAfterRestart(t *testing.T) {
 func TestRestoreAfterVPPRestart(t *testing.T) {
 	ctx := context.Background()
 	a := newTestNode(t, "192.0.2.1")
-	empty := newFakeVPP().snapshot()
 	if err := a.dp.Connect(ctx, "w", conn(memifMech("w1.sock"), payload.Ethernet), conn(memifMech("w2.sock"), payload.Ethernet)); err != nil {
 		t.Fatal(err)
 	}
 	built := a.vpp.snapshot()
 
-	lost := make(chan struct{}, 1)
-	a.vpp.notifyDisconnect(func() {
-		select {
-		case lost <- struct{}{}:
-		default:
-		}
-	})
-	a.vpp.crash()
-	select {
-	case <-lost:
-	case <-time.After(lossNoticedWithin()):
-		t.Fatal("the dataplane did not notice VPP was gone")
-	}
-	if got := a.vpp.snapshot(); got != empty {
-		t.Fatalf("crash left state:\n%s", got)
-	}
+	crashVPP(t, a.vpp)
 	a.vpp.revive()
 	deadline := time.Now().Add(10 * time.Second)
 	for a.vpp.snapshot() != built {

@@ -247,23 +247,11 @@ func remoteThroughput(ctx context.Context, m *mesh, v remoteVariant, dstIPs []st
 			return 0, fmt.Errorf("node1: %w", err)
 		}
 	}
-	srv, err := m.w.Start(to, "iperf3-remote", "iperf3", "--server", "--forceflush")
+	srv, err := startIperf3Server(ctx, m.w, to, "iperf3-remote")
 	if err != nil {
 		return 0, err
 	}
 	defer srv.Stop()
-	err = poll(ctx, startTimeout, func() error {
-		if strings.Contains(srv.Output(), "Server listening") {
-			return nil
-		}
-		if srv.Exited() {
-			return permanent{fmt.Errorf("iperf3 server in %s exited: %s", to.Label, tail(srv.Log(), 5))}
-		}
-		return fmt.Errorf("iperf3 server in %s not listening yet", to.Label)
-	})
-	if err != nil {
-		return 0, err
-	}
 	return iperf3(ctx, tpPath{name: v.name, from: from, to: to, addr: dst}, d)
 }
 

@@ -87,23 +87,12 @@ func measureThroughput(ctx context.Context, m *mesh, cfg Config, p *Progress) ([
 	p.Stage(fmt.Sprintf("throughput: iperf3 %v across %d paths", cfg.Duration, len(paths)), len(paths))
 	mbps := map[string]float64{}
 	for _, path := range paths {
-		srv, err := m.w.Start(path.to, "iperf3-"+path.name, "iperf3", "--server", "--forceflush")
+		srv, err := startIperf3Server(ctx, m.w, path.to, "iperf3-"+path.name)
 		if err != nil {
 			return nil, err
 		}
-		err = poll(ctx, startTimeout, func() error {
-			if strings.Contains(srv.Output(), "Server listening") {
-				return nil
-			}
-			if srv.Exited() {
-				return permanent{fmt.Errorf("iperf3 server in %s exited: %s", path.to.Label, tail(srv.Log(), 5))}
-			}
-			return fmt.Errorf("iperf3 server in %s not listening yet", path.to.Label)
-		})
-		if err == nil {
-			err = pingUntilReply(ctx, path.from, path.addr, 30*time.Second)
-		}
-		if err != nil {
+		if err := pingUntilReply(ctx, path.from, path.addr, 30*time.Second); err != nil {
+			srv.Stop()
 			return nil, err
 		}
 		if mbps[path.name], err = iperf3(ctx, path, cfg.Duration); err != nil {
@@ -118,6 +107,29 @@ func measureThroughput(ctx context.Context, m *mesh, cfg Config, p *Progress) ([
 		rows = append(rows, Row{Group: group, Name: "TCP across a remote vWire, vxlan (iperf3)", Value: r, Unit: "Mbit/s"}.WithBaseline("plain veth", mbps["veth"]))
 	}
 	return rows, nil
+}
+
+// startIperf3Server runs an iperf3 server, named name, in ns and waits
+// until it listens; the caller stops it.
+func startIperf3Server(ctx context.Context, w *World, ns *Netns, name string) (*Proc, error) {
+	srv, err := w.Start(ns, name, "iperf3", "--server", "--forceflush")
+	if err != nil {
+		return nil, err
+	}
+	err = poll(ctx, startTimeout, func() error {
+		if strings.Contains(srv.Output(), "Server listening") {
+			return nil
+		}
+		if srv.Exited() {
+			return permanent{fmt.Errorf("iperf3 server in %s exited: %s", ns.Label, tail(srv.Log(), 5))}
+		}
+		return fmt.Errorf("iperf3 server in %s not listening yet", ns.Label)
+	})
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // iperf3 runs one iperf3 client along path and returns what the server

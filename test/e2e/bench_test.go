@@ -57,16 +57,7 @@ func BenchmarkThroughput(b *testing.B) {
 		{name: "remote", from: clientNS, to: remoteEP, addr: Addr(conns[urlR].DstIPs[0])},
 	}
 	for _, p := range paths {
-		srv := l.StartProgram(p.to, "iperf3-"+p.name, "iperf3", "--server", "--forceflush")
-		Eventually(b, StartTimeout, srv.String()+" listens", func() error {
-			if strings.Contains(srv.Output(), "Server listening") {
-				return nil
-			}
-			if srv.Exited() {
-				return Permanent(ErrExited)
-			}
-			return fmt.Errorf("not yet")
-		})
+		startIperf3Server(b, l, p.to, "iperf3-"+p.name)
 		p.from.WaitPing(pingTimeout, p.addr)
 	}
 
@@ -87,6 +78,23 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	b.Logf("veth %.0f Mbit/s, local vWire %.0f Mbit/s (%.2f of veth), remote vWire %.0f Mbit/s (%.2f of veth)",
 		mbps["veth"], mbps["local"], mbps["local"]/mbps["veth"], mbps["remote"], mbps["remote"]/mbps["veth"])
+}
+
+// startIperf3Server runs an iperf3 server, named name, in ns until the
+// caller kills it (or the test ends) and waits until it listens.
+func startIperf3Server(t testing.TB, l *Lab, ns *Netns, name string) *Proc {
+	t.Helper()
+	srv := l.StartProgram(ns, name, "iperf3", "--server", "--forceflush")
+	Eventually(t, StartTimeout, srv.String()+" listens", func() error {
+		if strings.Contains(srv.Output(), "Server listening") {
+			return nil
+		}
+		if srv.Exited() {
+			return Permanent(ErrExited)
+		}
+		return fmt.Errorf("not yet")
+	})
+	return srv
 }
 
 // iperf3Mbps runs one iperf3 client along p and returns what the server

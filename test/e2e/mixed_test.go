@@ -89,7 +89,7 @@ func TestMixedKernelVPP(t *testing.T) {
 				t.Logf("%s over %s: %s", p.name, tc.name, rtt(p.clientNS, dst))
 				// TCP both ways along the vWire: client to endpoint, then
 				// the endpoint sending (iperf3 --reverse).
-				srv := startIperf3Server(t, l, p.epNS)
+				srv := startIperf3Server(t, l, p.epNS, "iperf3")
 				for _, reverse := range []bool{false, true} {
 					from := "client->endpoint"
 					if reverse {
@@ -107,21 +107,4 @@ func TestMixedKernelVPP(t *testing.T) {
 			m.WaitNoVPPLeak(cleanupTimeout, vppBefore)
 		})
 	}
-}
-
-// startIperf3Server runs an iperf3 server in ns until the caller kills it
-// (or the test ends) and waits until it listens.
-func startIperf3Server(t *testing.T, l *Lab, ns *Netns) *Proc {
-	t.Helper()
-	srv := l.StartProgram(ns, "iperf3", "iperf3", "--server", "--forceflush")
-	Eventually(t, StartTimeout, srv.String()+" listens", func() error {
-		if strings.Contains(srv.Output(), "Server listening") {
-			return nil
-		}
-		if srv.Exited() {
-			return Permanent(ErrExited)
-		}
-		return fmt.Errorf("not yet")
-	})
-	return srv
 }

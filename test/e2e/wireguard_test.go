@@ -83,16 +83,7 @@ func TestRemoteKernelWireguardKernel(t *testing.T) {
 	dst4 := Addr(v.Report.DstIPs[0])
 	t.Logf("WireGuard (%s): IPv4 %s; IPv6 %s", kind, rtt(clientNS, dst4), rtt(clientNS, dst6))
 	if _, err := exec.LookPath("iperf3"); err == nil {
-		srv := l.StartProgram(epNS, "iperf3", "iperf3", "--server", "--forceflush")
-		Eventually(t, StartTimeout, srv.String()+" listens", func() error {
-			if strings.Contains(srv.Output(), "Server listening") {
-				return nil
-			}
-			if srv.Exited() {
-				return Permanent(ErrExited)
-			}
-			return fmt.Errorf("not yet")
-		})
+		srv := startIperf3Server(t, l, epNS, "iperf3")
 		for _, addr := range []string{dst4, dst6} {
 			t.Logf("WireGuard (%s): iperf3 to %s: %.0f Mbit/s", kind, addr, iperf3Mbps(t, throughputPath{name: "wireguard", from: clientNS, to: epNS, addr: addr}))
 		}
@@ -146,16 +137,7 @@ func BenchmarkRemoteWireguard(b *testing.B) {
 			url := "kernel://icmp-bench/nsm-1"
 			dst := Addr(n1.StartNSC(clientNS, "nsc1", url).WaitConnected()[url].DstIPs[0])
 			clientNS.WaitPing(pingTimeout, dst)
-			srv := l.StartProgram(epNS, "iperf3", "iperf3", "--server", "--forceflush")
-			Eventually(b, StartTimeout, srv.String()+" listens", func() error {
-				if strings.Contains(srv.Output(), "Server listening") {
-					return nil
-				}
-				if srv.Exited() {
-					return Permanent(ErrExited)
-				}
-				return fmt.Errorf("not yet")
-			})
+			startIperf3Server(b, l, epNS, "iperf3")
 			b.ResetTimer()
 			var mbps float64
 			for range b.N {
