@@ -15,6 +15,7 @@ import (
 
 	"github.com/vwire/vwire/internal/ethtool"
 	"github.com/vwire/vwire/internal/netnsrun"
+	"github.com/vwire/vwire/internal/tcbpf"
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
@@ -231,10 +232,7 @@ func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workload
 		err = h.nl.LinkSetIP6AddrGenMode(link, addrGenModeNone)
 	}
 	if err == nil {
-		err = h.attach(link, 1, host, pushProg(vlan, trunk.Attrs().Index))
-	}
-	if err == nil {
-		err = h.attach(trunk, uint32(vlan), host, popProg(vlan, link.Attrs().Index))
+		err = tcbpf.Join(h.nl, link, trunk, vlan, host)
 	}
 	if err == nil {
 		err = configureIn(ns, w)
@@ -278,27 +276,6 @@ func freeWorkloadName(ns netns.NsHandle, name string) (string, error) {
 	return a, nil
 }
 
-// attach loads prog and attaches it to l's ingress (a clsact qdisc made as
-// needed) as the filter of handle, named name, replacing one there.
-func (h *netlinkHost) attach(l netlink.Link, handle uint32, name string, prog []bpfInsn) error {
-	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
-		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
-	if err := h.nl.QdiscReplace(q); err != nil {
-		return fmt.Errorf("clsact on %s: %w", l.Attrs().Name, err)
-	}
-	fd, err := loadTCProg(name, prog)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd) // the filter holds the program
-	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
-		Handle: handle, Priority: 1, Protocol: unix.ETH_P_ALL}, Fd: fd, Name: name, DirectAction: true}
-	if err := h.nl.FilterReplace(f); err != nil {
-		return fmt.Errorf("tc filter %d on %s: %w", handle, l.Attrs().Name, err)
-	}
-	return nil
-}
-
 // deleteTrunkVlan removes the trunk's filter of vlan; a missing one is not
 // an error.
 func (h *netlinkHost) deleteTrunkVlan(vlan uint16) error {
@@ -306,10 +283,8 @@ func (h *netlinkHost) deleteTrunkVlan(vlan uint16) error {
 	if err != nil {
 		return fmt.Errorf("KERNEL trunk %s: %w", trunkPort, err)
 	}
-	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: trunk.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
-		Handle: uint32(vlan), Priority: 1, Protocol: unix.ETH_P_ALL}}
-	if err := h.nl.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("KERNEL trunk: remove VLAN %d: %w", vlan, err)
+	if err := tcbpf.Leave(h.nl, trunk, vlan); err != nil {
+		return fmt.Errorf("KERNEL trunk: %w", err)
 	}
 	return nil
 }
@@ -357,10 +332,8 @@ func (h *netlinkHost) setupTrunk() error {
 			return fmt.Errorf("addrgenmode %s: %w", name, err)
 		}
 		if name == trunkPort {
-			q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
-				Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
-			if err := h.nl.QdiscReplace(q); err != nil {
-				return fmt.Errorf("clsact on %s: %w", name, err)
+			if err := tcbpf.AddClsact(h.nl, l); err != nil {
+				return err
 			}
 		}
 		if err := h.nl.LinkSetUp(l); err != nil {
@@ -377,15 +350,9 @@ func (h *netlinkHost) trunkVlans() (map[string]uint16, error) {
 	if err != nil {
 		return nil, fmt.Errorf("KERNEL trunk %s: %w", trunkPort, err)
 	}
-	fs, err := h.nl.FilterList(trunk, netlink.HANDLE_MIN_INGRESS)
+	out, err := tcbpf.Filters(h.nl, trunk)
 	if err != nil {
-		return nil, fmt.Errorf("KERNEL trunk %s: filters: %w", trunkPort, err)
-	}
-	out := map[string]uint16{}
-	for _, f := range fs {
-		if b, ok := f.(*netlink.BpfFilter); ok && b.Handle >= 1 && b.Handle <= maxVLAN {
-			out[b.Name] = uint16(b.Handle)
-		}
+		return nil, fmt.Errorf("KERNEL trunk: %w", err)
 	}
 	return out, nil
 }

@@ -1,17 +1,8 @@
-package vpp
-
-import (
-	"encoding/binary"
-	"fmt"
-	"runtime"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-)
-
-// The Linux half of the KERNEL trunk (trunk.go) in two tc programs of a
-// dozen instructions each, so that it needs neither 802.1Q devices nor a
-// VLAN-filtering bridge (kernels built without them, such as this CI's):
+// Package tcbpf is the Linux half of vwire's KERNEL trunk
+// (forwarder/vpp/trunk.go): it passes one veth's frames to and from one
+// VLAN of a trunk link with two tc programs of a dozen instructions each,
+// so that it needs neither 802.1Q devices nor a VLAN-filtering bridge
+// (kernels built without them, such as this CI's):
 //
 //   - on the ingress of a vWire's host veth end (what its workload sends):
 //     push the vWire's VLAN tag and redirect to the trunk, out to VPP;
@@ -25,6 +16,24 @@ import (
 // sees the frame (skb_vlan_untag), and bpf_skb_vlan_push puts it there: the
 // trunk's veth carries it as metadata and af_packet hands it to VPP, which
 // puts it back in the frame.
+//
+// forwarder/vpp joins its vWires' veths to its trunk with it, and `vwire
+// bench dataplane` its hand-made baseline of the same objects.
+package tcbpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MaxVLAN is the highest VLAN id.
+const MaxVLAN = 4094
 
 // eBPF encoding (linux/bpf.h, linux/bpf_common.h).
 const (
@@ -50,24 +59,25 @@ const (
 	tcActShot   = 2  // TC_ACT_SHOT: drop
 )
 
-type bpfInsn struct {
+// Insn is one eBPF instruction.
+type Insn struct {
 	op       uint8
 	dst, src uint8
 	off      int16
 	imm      int32
 }
 
-func (i bpfInsn) encode(b []byte) {
+func (i Insn) encode(b []byte) {
 	b[0] = i.op
 	b[1] = i.dst&0xf | i.src<<4
 	binary.LittleEndian.PutUint16(b[2:], uint16(i.off))
 	binary.LittleEndian.PutUint32(b[4:], uint32(i.imm))
 }
 
-// pushProg tags a frame with vlan and redirects it out of the trunk (ifindex
-// trunk).
-func pushProg(vlan uint16, trunk int) []bpfInsn {
-	return []bpfInsn{
+// PushProg tags a frame with vlan and redirects it out of the trunk
+// (ifindex trunk).
+func PushProg(vlan uint16, trunk int) []Insn {
+	return []Insn{
 		{op: opMov64X, dst: 6, src: 1},            // r6 = skb
 		{op: opMov64K, dst: 2, imm: 0x0081},       // r2 = htons(ETH_P_8021Q)
 		{op: opMov64K, dst: 3, imm: int32(vlan)},  // r3 = vlan
@@ -82,10 +92,10 @@ func pushProg(vlan uint16, trunk int) []bpfInsn {
 	}
 }
 
-// popProg takes the frames of vlan: pops the tag and redirects them out of
+// PopProg takes the frames of vlan: pops the tag and redirects them out of
 // the host veth end (ifindex host); other frames go to the next filter.
-func popProg(vlan uint16, host int) []bpfInsn {
-	return []bpfInsn{
+func PopProg(vlan uint16, host int) []Insn {
+	return []Insn{
 		{op: opMov64X, dst: 6, src: 1},                       // r6 = skb
 		{op: opLdxMemW, dst: 2, src: 6, off: skbVlanPresent}, // r2 = skb->vlan_present
 		{op: opJeqK, dst: 2, off: 10, imm: 0},                // untagged: next
@@ -126,8 +136,11 @@ type progLoadAttr struct {
 // because a signal came (EAGAIN); our programs take it a few microseconds.
 const maxProgLoadAttempts = 20
 
-// loadTCProg loads a tc (sched_cls) program and returns its descriptor.
-func loadTCProg(name string, insns []bpfInsn) (int, error) {
+// Load loads a tc (sched_cls) program and returns its descriptor.
+func Load(name string, insns []Insn) (int, error) {
+	if len(insns) == 0 {
+		return -1, fmt.Errorf("load tc program %s: no instructions", name)
+	}
 	code := make([]byte, 8*len(insns))
 	for i, in := range insns {
 		in.encode(code[8*i:])
@@ -179,4 +192,73 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// AddClsact gives l a clsact qdisc, for ingress filters (replacing one
+// there).
+func AddClsact(nl *netlink.Handle, l netlink.Link) error {
+	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+	if err := nl.QdiscReplace(q); err != nil {
+		return fmt.Errorf("clsact on %s: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Attach loads prog and attaches it to l's ingress (a clsact qdisc made as
+// needed) as the filter of handle, named name, replacing one there.
+func Attach(nl *netlink.Handle, l netlink.Link, handle uint32, name string, prog []Insn) error {
+	if err := AddClsact(nl, l); err != nil {
+		return err
+	}
+	fd, err := Load(name, prog)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd) // the filter holds the program
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: handle, Priority: 1, Protocol: unix.ETH_P_ALL}, Fd: fd, Name: name, DirectAction: true}
+	if err := nl.FilterReplace(f); err != nil {
+		return fmt.Errorf("tc filter %d on %s: %w", handle, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Join joins host (a veth end) to trunk in vlan: the push program on
+// host's ingress, the pop program on trunk's as the filter of handle vlan,
+// both named name (how a trunk's filters are told apart).
+func Join(nl *netlink.Handle, host, trunk netlink.Link, vlan uint16, name string) error {
+	if vlan < 1 || vlan > MaxVLAN {
+		return fmt.Errorf("join %s to trunk %s: VLAN %d: want 1 to %d", host.Attrs().Name, trunk.Attrs().Name, vlan, MaxVLAN)
+	}
+	if err := Attach(nl, host, 1, name, PushProg(vlan, trunk.Attrs().Index)); err != nil {
+		return err
+	}
+	return Attach(nl, trunk, uint32(vlan), name, PopProg(vlan, host.Attrs().Index))
+}
+
+// Leave removes trunk's filter of vlan; a missing one is not an error.
+func Leave(nl *netlink.Handle, trunk netlink.Link, vlan uint16) error {
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: trunk.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: uint32(vlan), Priority: 1, Protocol: unix.ETH_P_ALL}}
+	if err := nl.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("trunk %s: remove VLAN %d: %w", trunk.Attrs().Name, vlan, err)
+	}
+	return nil
+}
+
+// Filters returns the VLAN of each pop filter on trunk, by the filter's
+// name.
+func Filters(nl *netlink.Handle, trunk netlink.Link) (map[string]uint16, error) {
+	fs, err := nl.FilterList(trunk, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		return nil, fmt.Errorf("trunk %s: filters: %w", trunk.Attrs().Name, err)
+	}
+	out := map[string]uint16{}
+	for _, f := range fs {
+		if b, ok := f.(*netlink.BpfFilter); ok && b.Handle >= 1 && b.Handle <= MaxVLAN {
+			out[b.Name] = uint16(b.Handle)
+		}
+	}
+	return out, nil
 }
