@@ -136,8 +136,11 @@ next to the same VPP objects made by plain API calls:
              (l2xc), one per Request of the composition; the CNFs are L2
              memif peers (l2xc) in a VPP of their own
   kernel     KERNEL→memif on one VPP (l2xc): a tap where /dev/vhost-net
-             exists, else a veth taken by af_packet (--kernel); the traffic
-             VPP sends into the host end with af_packet
+             exists, else a veth joined by tc programs to a VLAN of one
+             af_packet trunk, a dot1q sub-interface in VPP (--kernel); the
+             traffic VPP sends into the workload end with af_packet
+  trunk-cost the trunk design's cost, not vwire's: vwire's kernel topology
+             against a plain af_packet veth made by hand (af_packet only)
   vxlan      memif→VXLAN→memif between two VPPs (l2xc)
   wireguard  memif→WireGuard→memif between two VPPs (IP payload, l3xc)
   ipsec      memif→IPsec→memif between two VPPs (ESP in UDP, l3xc)
@@ -146,7 +149,10 @@ For each topology and frame size it measures MRR (CSIT's maximum receive
 rate: the median rate received over --mrr-trials unthrottled trials), and finds NDR (no loss) and PDR (at most
 0.5 % loss) by binary search (RFC 2544): the first trial runs the source
 unthrottled (shown as "source max"), the next ones halve the interval until
-it is narrower than --precision of its upper end. The vwire-built and the
+it is narrower than --precision of its upper end. A load whose trial lost
+frames is tried once more and fails only if that one loses too (a VPP
+descheduled on a shared host loses frames; nothing makes a lossy path look
+lossless). The vwire-built and the
 hand-built path take turns trial by trial, so that load on a shared host hits
 both alike; --repetitions repeats that and takes medians. Source and sink are a traffic
 VPP of their own (packet generator out of one memif, counted on the other);
@@ -233,7 +239,7 @@ progress to stderr.`,
 	fl.Float64Var(&cfg.Precision, "precision", cfg.Precision, "search resolution: it stops when the pass/fail interval is narrower than this fraction of its upper end")
 	fl.IntVar(&cfg.MRRTrials, "mrr-trials", cfg.MRRTrials, "unthrottled trials (taken in turns, vwire and hand) whose median received rate is MRR")
 	fl.IntVar(&cfg.Repetitions, "repetitions", cfg.Repetitions, "times each frame size's paired measurement runs (vwire's and the hand-made path's trials in turns, who goes first alternating); figures are medians, ratios the median of the repetitions' ratios: more than 1 on a shared host")
-	fl.StringVar(&cfg.Kernel, "kernel", cfg.Kernel, "KERNEL side of the kernel topology, both builders: auto (tap where /dev/vhost-net exists, else af_packet on a veth), tap or af_packet")
+	fl.StringVar(&cfg.Kernel, "kernel", cfg.Kernel, "KERNEL side of the kernel topology, both builders: auto (tap where /dev/vhost-net exists, else a veth on a VLAN of an af_packet trunk, as vwire makes them), tap (fails without /dev/vhost-net) or af_packet")
 	fl.IntVar(&cfg.LatencyPings, "latency-pings", cfg.LatencyPings, "pings (10 ms apart) across each path at 10, 50 and 90 % of its NDR for latency p50/p99 (0: no latency)")
 	fl.IntVar(&cfg.MainCore, "main-core", cfg.MainCore, "core of each tested VPP's main thread (-1: unpinned)")
 	fl.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker threads per tested VPP (0: main thread only)")

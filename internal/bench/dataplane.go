@@ -23,19 +23,23 @@ import (
 
 // Topologies, as --topologies names them.
 const (
-	TopoMemif     = "memif"     // memif→memif on one VPP (l2xc)
-	TopoChain     = "chain"     // memif→CNF→CNF→CNF→memif on one VPP: four vWires (l2xc), the CNFs memif peers
-	TopoKernel    = "kernel"    // KERNEL (veth, af_packet in VPP)→memif on one VPP (l2xc)
-	TopoVXLAN     = "vxlan"     // memif→VXLAN→memif between two VPPs (l2xc)
-	TopoWireGuard = "wireguard" // memif→WireGuard→memif between two VPPs (l3xc)
-	TopoIPsec     = "ipsec"     // memif→IPsec (ESP in UDP over IP-in-IP)→memif between two VPPs (l3xc)
+	TopoMemif     = "memif"      // memif→memif on one VPP (l2xc)
+	TopoChain     = "chain"      // memif→CNF→CNF→CNF→memif on one VPP: four vWires (l2xc), the CNFs memif peers
+	TopoKernel    = "kernel"     // KERNEL (tap, or a veth on a VLAN of the af_packet trunk)→memif on one VPP (l2xc)
+	TopoTrunkCost = "trunk-cost" // not vwire's overhead but the trunk's: vwire's kernel topology against a plain af_packet veth by hand
+	TopoVXLAN     = "vxlan"      // memif→VXLAN→memif between two VPPs (l2xc)
+	TopoWireGuard = "wireguard"  // memif→WireGuard→memif between two VPPs (l3xc)
+	TopoIPsec     = "ipsec"      // memif→IPsec (ESP in UDP over IP-in-IP)→memif between two VPPs (l3xc)
 )
 
 // AllTopologies lists every topology in the order a run measures them.
-var AllTopologies = []string{TopoMemif, TopoChain, TopoKernel, TopoVXLAN, TopoWireGuard, TopoIPsec}
+var AllTopologies = []string{TopoMemif, TopoChain, TopoKernel, TopoTrunkCost, TopoVXLAN, TopoWireGuard, TopoIPsec}
 
 // local says whether topology t runs on one VPP.
-func local(t string) bool { return t == TopoMemif || t == TopoChain || t == TopoKernel }
+func local(t string) bool { return t == TopoMemif || t == TopoChain || kernelTopo(t) }
+
+// kernelTopo says whether topology t starts at a KERNEL side.
+func kernelTopo(t string) bool { return t == TopoKernel || t == TopoTrunkCost }
 
 // ChainCNFs is how many CNFs the chain topology passes through.
 const ChainCNFs = 3
@@ -60,16 +64,17 @@ const vhostNet = "/dev/vhost-net"
 
 // KernelSide resolves kind (KernelAuto, KernelTap or KernelAfPacket) on
 // this host and says why, for the report: auto is a tap when hasVhost.
+// (A tap without /dev/vhost-net is refused by RunDataplane.)
 func KernelSide(kind string, hasVhost bool) (string, string) {
 	switch {
 	case kind == KernelTap:
 		return KernelTap, "tap (--kernel tap)"
 	case kind == KernelAfPacket:
-		return KernelAfPacket, "af_packet on a veth (--kernel af_packet)"
+		return KernelAfPacket, "a veth on a VLAN of an af_packet trunk (--kernel af_packet)"
 	case hasVhost:
 		return KernelTap, "tap (" + vhostNet + " present)"
 	}
-	return KernelAfPacket, "af_packet on a veth (no " + vhostNet + ", so no tap)"
+	return KernelAfPacket, "a veth on a VLAN of an af_packet trunk (no " + vhostNet + ", so no tap)"
 }
 
 // PDRLoss is the loss ratio PDR allows: 0.5 %, as CSIT.

@@ -5,17 +5,22 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/vwire/vwire/forwarder/vpp"
+	"github.com/vwire/vwire/internal/tcbpf"
 	"github.com/vwire/vwire/mechanisms/ipsec"
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/memif"
@@ -46,7 +51,7 @@ func (e *dpEnv) build(ctx context.Context, topo, by string) (*dpPath, error) {
 	}
 	for i, file := range files {
 		var name string
-		if i == 0 && topo == TopoKernel {
+		if i == 0 && kernelTopo(topo) {
 			name, err = e.attachHost(ctx, path, kernelName(files))
 		} else {
 			name, err = e.attachTraffic(ctx, path, file, path.ip)
@@ -233,7 +238,7 @@ func (e *dpEnv) buildVwire(ctx context.Context, topo string, path *dpPath, files
 	}
 	idA, idB := fmt.Sprintf("bench-%d-a", e.seq), fmt.Sprintf("bench-%d-b", e.seq)
 	n1 := e.duts[0]
-	if topo == TopoKernel {
+	if kernelTopo(topo) {
 		in := kernel.New(kernel.Params{Name: kernelName(files), NetNSURL: nsURL})
 		if err := n1.dp.Connect(ctx, idA, conn(in), conn(mk(1))); err != nil {
 			return fmt.Errorf("vWire: %w", err)
@@ -365,10 +370,16 @@ func (e *dpEnv) buildHand(ctx context.Context, topo string, path *dpPath, files 
 	}
 
 	n1 := e.duts[0]
-	if topo == TopoKernel {
-		handKernel := e.handVeth
-		if e.kernelSide == KernelTap {
+	if kernelTopo(topo) {
+		// The kernel topology's baseline makes vwire's objects (a tap,
+		// or a VLAN of a trunk); the trunk-cost row's makes a plain
+		// af_packet veth instead, to show what the trunk costs.
+		handKernel := e.handTrunkSide
+		switch {
+		case e.kernelSide == KernelTap:
 			handKernel = e.handTap
+		case topo == TopoTrunkCost:
+			handKernel = e.handVeth
 		}
 		a, err := handKernel(ctx, n1, path, kernelName(files))
 		if err != nil {
@@ -442,6 +453,144 @@ func (e *dpEnv) handVeth(ctx context.Context, d *dpDUT, path *dpPath, wl string)
 		return 0, err
 	}
 	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteAfPacket(ctx, host) })
+	return idx, e.upWithMTU(ctx, d, idx)
+}
+
+// handTrunk is the hand-made baseline's KERNEL trunk on a node: the
+// objects of vwire's (forwarder/vpp/trunk.go) under names of its own, made
+// once, as vwire makes its trunk once, and removed with the run.
+type handTrunk struct {
+	idx  vpp.SwIfIndex   // the af_packet interface on the VPP end
+	nl   *netlink.Handle // netlink in the node's namespace
+	link netlink.Link    // the Linux end, where the tc filters are
+	next uint16          // the next VLAN to give
+}
+
+// Names of the hand-made trunk's ends, and forwarder/vpp's trunkMTU and
+// trunkTxFrames, which it copies.
+const (
+	dpHandTrunk       = "bdptrunk"
+	dpHandTrunkPort   = "bdptrunk-l"
+	dpTrunkMTU        = 9000
+	dpTrunkTxFrames   = 256
+	dpHandTrunkFirstV = 100 // VLANs far from vwire's (they would not clash: another trunk)
+)
+
+// handTrunkOn makes node d's hand-made trunk, the first time: a veth pair
+// with both ends' MTU at the trunk's and no IPv6 link-local address, a
+// clsact qdisc on the Linux end (tcbpf, the code vwire uses), and the
+// af_packet interface on the other end (VPP's default rx and tx rings but
+// vwire's TX ring size) with the trunk's MTU, up.
+func (e *dpEnv) handTrunkOn(ctx context.Context, d *dpDUT) (_ *handTrunk, err error) {
+	if d.trunk != nil {
+		return d.trunk, nil
+	}
+	ns := d.ns
+	mtu := strconv.Itoa(dpTrunkMTU)
+	if _, err := ns.IP("link", "add", dpHandTrunkPort, "mtu", mtu, "type", "veth", "peer", "name", dpHandTrunk, "mtu", mtu); err != nil {
+		return nil, err
+	}
+	t := &handTrunk{idx: vpp.NoInterface, next: dpHandTrunkFirstV}
+	defer func() {
+		if err != nil {
+			t.remove(d)
+		}
+	}()
+	for _, l := range []string{dpHandTrunkPort, dpHandTrunk} {
+		for _, args := range [][]string{{"link", "set", l, "addrgenmode", "none"}, {"link", "set", l, "up"}} {
+			if _, err := ns.IP(args...); err != nil {
+				return t, err
+			}
+		}
+	}
+	h, err := netns.GetFromPath(ns.Path())
+	if err != nil {
+		return t, fmt.Errorf("%s: open netns: %w", ns.Label, err)
+	}
+	defer h.Close()
+	if t.nl, err = netlink.NewHandleAt(h); err != nil {
+		return t, fmt.Errorf("%s: netlink: %w", ns.Label, err)
+	}
+	if t.link, err = t.nl.LinkByName(dpHandTrunkPort); err != nil {
+		return t, fmt.Errorf("%s: %s: %w", ns.Label, dpHandTrunkPort, err)
+	}
+	if err := tcbpf.AddClsact(t.nl, t.link); err != nil {
+		return t, err
+	}
+	if t.idx, err = d.vc.CreateAfPacket(ctx, vpp.AfPacketSpec{HostIfName: dpHandTrunk, TxFrames: dpTrunkTxFrames}); err != nil {
+		return t, err
+	}
+	if err := d.vc.SetInterfaceMTU(ctx, t.idx, dpTrunkMTU); err != nil {
+		return t, err
+	}
+	d.trunk = t
+	e.stops = append(e.stops, func() { t.remove(d) })
+	return t, nil
+}
+
+// remove deletes what of the trunk was made.
+func (t *handTrunk) remove(d *dpDUT) {
+	if t.idx != vpp.NoInterface {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = d.vc.DeleteAfPacket(ctx, dpHandTrunk)
+		cancel()
+		t.idx = vpp.NoInterface
+	}
+	_, _ = d.ns.IP("link", "del", dpHandTrunkPort)
+	if t.nl != nil {
+		t.nl.Close()
+		t.nl = nil
+	}
+}
+
+// handTrunkSide makes a KERNEL side as vwire's dataplane does without a
+// tap: a veth pair (its workload end, wl, in the traffic namespace, the
+// other end without IPv6 and with the vWire's MTU) joined to the node's
+// trunk in a VLAN of its own by the same two tc programs (tcbpf), and
+// VPP's dot1q sub-interface of the trunk for that VLAN, popping its tag,
+// with the vWire's MTU, up.
+func (e *dpEnv) handTrunkSide(ctx context.Context, d *dpDUT, path *dpPath, wl string) (vpp.SwIfIndex, error) {
+	t, err := e.handTrunkOn(ctx, d)
+	if err != nil {
+		return 0, fmt.Errorf("hand-made trunk: %w", err)
+	}
+	vlan := t.next
+	if vlan > tcbpf.MaxVLAN {
+		return 0, errors.New("hand-made trunk: out of VLANs")
+	}
+	t.next++
+	host := wl + "h"
+	ns := d.ns
+	mtu := strconv.Itoa(dpMTU)
+	if _, err := ns.IP("link", "add", host, "mtu", mtu, "type", "veth", "peer", "name", wl, "mtu", mtu, "netns", e.trafficNS.Name); err != nil {
+		return 0, err
+	}
+	path.undo.push(func(context.Context) { _, _ = ns.IP("link", "del", host) })
+	if _, err := ns.IP("link", "set", host, "addrgenmode", "none"); err != nil {
+		return 0, err
+	}
+	l, err := t.nl.LinkByName(host)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", ns.Label, host, err)
+	}
+	path.undo.push(func(context.Context) { _ = tcbpf.Leave(t.nl, t.link, vlan) })
+	if err := tcbpf.Join(t.nl, l, t.link, vlan, host); err != nil {
+		return 0, err
+	}
+	if _, err := ns.IP("link", "set", host, "up"); err != nil {
+		return 0, err
+	}
+	if _, err := e.trafficNS.IP("link", "set", wl, "up"); err != nil {
+		return 0, err
+	}
+	idx, err := d.vc.CreateVlanSubif(ctx, t.idx, vlan)
+	if err != nil {
+		return 0, err
+	}
+	path.undo.push(func(ctx context.Context) { _ = d.vc.DeleteSubif(ctx, idx) })
+	if err := d.vc.SetVlanTagPop(ctx, idx); err != nil {
+		return 0, err
+	}
 	return idx, e.upWithMTU(ctx, d, idx)
 }
 
@@ -591,7 +740,7 @@ func (e *dpEnv) objects(ctx context.Context, topo string) (TopologyObjects, erro
 		}
 		var nv, nh []string
 		for _, i := range ifs {
-			if i.Name == "local0" || i.Name == "host-"+dpUplinkName {
+			if i.Name == "local0" || i.Name == "host-"+dpUplinkName || i.Name == "host-"+dpHandTrunk {
 				continue
 			}
 			tag, ok := vpp.ParseTag(i.Tag)

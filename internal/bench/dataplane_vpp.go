@@ -94,11 +94,22 @@ func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*Da
 	}()
 	_, vhost := os.Stat(vhostNet)
 	kernelSide, why := KernelSide(cfg.Kernel, vhost == nil)
-	if slices.Contains(cfg.Topologies, TopoKernel) {
-		rep.KernelSide = why
-	}
 	p := cfg.Progress
-	p.Logf("dataplane: KERNEL side: %s", why)
+	if slices.ContainsFunc(cfg.Topologies, kernelTopo) {
+		if kernelSide == KernelTap && vhost != nil {
+			return nil, fmt.Errorf("bench dataplane: --kernel tap: %s does not exist on this host, and VPP's tap needs it (use --kernel auto or af_packet)", vhostNet)
+		}
+		rep.KernelSide = why
+		p.Logf("dataplane: KERNEL side: %s", why)
+	}
+	if kernelSide == KernelTap && slices.Contains(cfg.Topologies, TopoTrunkCost) {
+		// With taps vwire makes no trunk: there is no cost to show.
+		cfg.Topologies = slices.DeleteFunc(slices.Clone(cfg.Topologies), func(t string) bool { return t == TopoTrunkCost })
+		rep.Notes = append(rep.Notes, TopoTrunkCost+": not measured: the KERNEL side is a tap, which needs no trunk")
+		if len(cfg.Topologies) == 0 {
+			return rep, errors.New("bench dataplane: trunk-cost alone with a tap KERNEL side: nothing to measure")
+		}
+	}
 	w, err := NewWorld("")
 	if err != nil {
 		return nil, err
@@ -169,6 +180,8 @@ type dpDUT struct {
 	ns     *Netns
 	// hand is the uplink's address for hand-made tunnels.
 	hand netip.Addr
+	// trunk is the hand-made KERNEL trunk, once made.
+	trunk *handTrunk
 }
 
 func (e *dpEnv) close() {
