@@ -78,12 +78,24 @@ func TestRunDataplane(t *testing.T) {
 	}
 	// The chain: four vWires, eight memifs cross-connected, by either
 	// builder.
+	// The KERNEL side (af_packet here: no /dev/vhost-net): a VLAN of a
+	// trunk by either builder; trunk-cost's hand-made one a plain veth.
+	const subif = "af_packet_vlan_subif(mtu 1500, up true, l2xc→memif)"
+	trunk := strings.Contains(rep.KernelSide, "trunk")
 	for _, o := range rep.Objects {
-		if o.Topology != TopoChain {
-			continue
-		}
-		if n := strings.Count(o.Vwire, "memif(mtu 1500, up true, l2xc→memif)"); n != 2*(ChainCNFs+1) || !o.Same {
-			t.Errorf("chain objects: %d cross-connected memifs by vwire, want %d, the same by hand: %+v", n, 2*(ChainCNFs+1), o)
+		switch o.Topology {
+		case TopoChain:
+			if n := strings.Count(o.Vwire, "memif(mtu 1500, up true, l2xc→memif)"); n != 2*(ChainCNFs+1) || !o.Same {
+				t.Errorf("chain objects: %d cross-connected memifs by vwire, want %d, the same by hand: %+v", n, 2*(ChainCNFs+1), o)
+			}
+		case TopoKernel:
+			if trunk && !strings.Contains(o.Vwire, subif) || !o.Same {
+				t.Errorf("kernel objects: want %s by vwire, the same by hand: %+v", subif, o)
+			}
+		case TopoTrunkCost:
+			if trunk && !strings.Contains(o.Vwire, subif) || !strings.Contains(o.Hand, "af_packet(mtu 1500, up true, l2xc→memif)") {
+				t.Errorf("trunk-cost objects: want %s by vwire, a plain af_packet by hand: %+v", subif, o)
+			}
 		}
 	}
 	if rep.KernelSide == "" {
