@@ -477,8 +477,8 @@ func (e *dpEnv) measure(ctx context.Context, topo string, rep *DataplaneReport) 
 			if errs[i] != nil {
 				r.Error = errs[i].Error()
 			} else {
-				p.Logf("%s %s %s: MRR %.3f Mpps, NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials, %d repetitions)", topo, by, f,
-					Mpps(r.MRR), Mpps(r.NDR), Mpps(r.PDR), Mpps(r.SourceMax), len(r.Trials), len(search[i]))
+				p.Logf("%s %s %s: MRR %.3f Mpps, NDR %.3f Mpps, PDR %.3f Mpps (source %.3f Mpps, %d trials, %d lossy loads retried, %d of them lossless the second time, %d repetitions)", topo, by, f,
+					Mpps(r.MRR), Mpps(r.NDR), Mpps(r.PDR), Mpps(r.SourceMax), len(r.Trials), r.Retries, r.RetriesPassed, len(search[i]))
 			}
 			rep.Results = append(rep.Results, r)
 		}
