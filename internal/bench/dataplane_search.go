@@ -201,8 +201,11 @@ func decide(ctx context.Context, trial Trial, rate float64, first TrialResult, r
 	if again.Loss() == 0 {
 		v.ndr, v.ndrOffered, v.retryPassedNDR = true, again.Offered, true
 	}
-	if !v.pdr && again.Loss() <= PDRLoss {
-		v.pdr, v.pdrOffered = true, again.Offered
+	// Each goal's figure is the highest rate offered by a trial that
+	// passed it: a lossless trial passes PDR too, so PDR is never under
+	// NDR at one load.
+	if again.Loss() <= PDRLoss {
+		v.pdr, v.pdrOffered = true, max(v.pdrOffered, again.Offered)
 	}
 	return v, nil
 }

@@ -126,6 +126,39 @@ func (p *noisy) trial(ctx context.Context, pps float64) (TrialResult, error) {
 	return t, err
 }
 
+// TestSearchRetryOfferedMore: when the second trial of a load offers a
+// little more than the first (a source's rate varies) and passes NDR
+// where the first passed only PDR, PDR is not left under NDR.
+func TestSearchRetryOfferedMore(t *testing.T) {
+	n := 0
+	trial := func(_ context.Context, pps float64) (TrialResult, error) {
+		n++
+		offered := pps
+		if pps == 0 {
+			offered = 10e6
+		}
+		if n%2 == 0 {
+			offered *= 1.01 // every second trial: the retry
+		}
+		sent := uint64(offered)
+		lost := uint64(0)
+		switch {
+		case offered > 6e6:
+			lost = sent / 10
+		case n%2 == 1:
+			lost = sent / 1000 // the first trial at each load: PDR only
+		}
+		return TrialResult{Rate: pps, Offered: offered, Sent: sent, Received: sent - lost}, nil
+	}
+	res, err := Search(context.Background(), trial, 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NDR == 0 || res.PDR < res.NDR {
+		t.Errorf("NDR %.0f, PDR %.0f: want 0 < NDR ≤ PDR", res.NDR, res.PDR)
+	}
+}
+
 // TestSearchNoisyTrials: a trial that lost frames only because the host
 // starved the VPP is outvoted by the second trial at its load, so the
 // search finds the same NDR and PDR as on a quiet host, within its
