@@ -181,7 +181,7 @@ const addrGenModeNone = 1
 // createVeth makes a veth pair: host in the forwarder's namespace, its peer
 // named w.name directly in the workload's namespace, then sets the peer up
 // with its addresses and routes, and joins the host end to the KERNEL trunk
-// in vlan (bpf.go). On error nothing is left.
+// in vlan (internal/tcbpf). On error nothing is left.
 //
 // The workload's interface name may be held by another vWire's workload
 // end: one whose Close has not come yet (a client that requests anew under

@@ -16,7 +16,7 @@ import (
 // interface, the trunk: a veth pair whose one end VPP takes with af_packet
 // and gives each vWire a dot1q sub-interface of it, and whose Linux end
 // passes each VLAN's frames to and from one vWire's veth (tc programs,
-// bpf.go). The workload still gets a veth end of its own.
+// internal/tcbpf). The workload still gets a veth end of its own.
 //
 // Why not one af_packet per veth, as before: VPP 25.10's epoll loop
 // (vlib_file_poll) calls epoll_wait again, without running any node, for as
