@@ -59,15 +59,16 @@ func (a *tableAllocator) release(id uint32) {
 func samePlan(a, b *plan) bool { return reflect.DeepEqual(a, b) }
 
 // intact reports whether the vWire st still stands in VPP: both interfaces
-// there, ours, up. It asks VPP for those two interfaces only.
+// there, ours, up. It asks VPP for those two interfaces only, in one round
+// trip.
 func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwireState) (bool, error) {
-	for _, s := range []struct {
-		idx  SwIfIndex
-		role string
-	}{{st.in, roleIn}, {st.out, roleOut}} {
-		i, ok, err := cl.GetInterface(ctx, s.idx)
-		if err != nil || !ok || i.Tag != tagOf(s.role, id).String() || !i.AdminUp {
-			return false, err
+	got, ok, err := cl.GetInterfaces(ctx, st.in, st.out)
+	if err != nil {
+		return false, err
+	}
+	for i, role := range []string{roleIn, roleOut} {
+		if !ok[i] || got[i].Tag != tagOf(role, id).String() || !got[i].AdminUp {
+			return false, nil
 		}
 	}
 	return true, nil
@@ -76,7 +77,8 @@ func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwire
 // teardown removes vWire id. One this process built, whose interfaces still
 // stand as built, is taken down by the removals build recorded: no listing
 // of VPP, so a Disconnect costs the same next to ten vWires as next to a
-// thousand. Any other (adopted, one side rebuilt, damaged, left by a VPP
+// thousand, and two round trips to VPP (the check of its two interfaces,
+// then every removal pipelined; see undoStack.run). Any other (adopted, one side rebuilt, damaged, left by a VPP
 // that restarted), and whatever those removals could not remove, is swept.
 //
 // An id with no objects in VPP (its Connect never ran, as when the next hop
@@ -95,7 +97,7 @@ func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 	}
 	if st != nil && st.undo != nil {
 		if ok, err := d.intact(ctx, cl, id, st); err == nil && ok {
-			if err := st.undo.run(ctx, cl.log); err == nil {
+			if err := st.undo.run(ctx, cl); err == nil {
 				return nil
 			}
 		}
