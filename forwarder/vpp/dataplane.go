@@ -284,13 +284,18 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	cl := d.vpp.WithLogger(log)
 	switch {
 	case old != nil && samePlan(old.plan, p):
-		if ok, err := d.intact(ctx, cl, id, old); err != nil {
+		ok, err := d.intact(ctx, cl, id, old)
+		if err == nil && ok {
+			ok, err = d.vethsStand(old)
+		}
+		if err != nil {
 			return err
-		} else if ok {
+		}
+		if ok {
 			d.remember(id, old.plan, old.in, old.out, old.undo, in, out)
 			return nil
 		}
-		log.Info("vWire damaged in VPP; rebuilding")
+		log.Info("vWire damaged in VPP or its veths; rebuilding")
 	case old == nil && orphan:
 		if st, err := d.adopt(ctx, cl, p); err != nil {
 			return err

@@ -74,6 +74,42 @@ func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwire
 	return true, nil
 }
 
+// ErrWorkloadNameTaken is returned (wrapped) by a refresh whose KERNEL side
+// lost its workload interface name to another vWire.
+var ErrWorkloadNameTaken = errors.New("the workload's interface name is another vWire's now")
+
+// vethsStand reports whether the veths of st's KERNEL sides on the trunk
+// still stand: the host end there and ours, the workload end under its
+// name ours. VPP cannot tell: the side's sub-interface stays when its veth
+// goes. A side whose name another vWire's workload end holds now lost it to
+// a newer Request for that interface (createVeth replaces the stale one):
+// that is an error wrapping ErrWorkloadNameTaken, for a refresh must not
+// take the name back (the two would take it from each other at every
+// refresh). Any other loss is damage that a rebuild repairs.
+func (d *Dataplane) vethsStand(st *vwireState) (bool, error) {
+	key := tagKey(st.plan.id)
+	for _, s := range []*side{&st.plan.in, &st.plan.out} {
+		if s.typ != kernel.Type || s.tap {
+			continue
+		}
+		hostOK, heldBy, err := d.host.vethState(linkName(s.role, key), tagOfKey(s.role, key), s.workload)
+		if err != nil {
+			return false, fmt.Errorf("%s side: %w", s.role, err)
+		}
+		if heldBy != s.workload.alias {
+			if t, ok := ParseTag(heldBy); ok && t.Role == roleWL {
+				return false, fmt.Errorf("%s side: %w: %s in %s belongs to vWire %s (a newer Request for that interface took it); this vWire's side is gone",
+					s.role, ErrWorkloadNameTaken, s.workload.name, s.workload.netns, t.Key)
+			}
+			return false, nil
+		}
+		if !hostOK {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // teardown removes vWire id. One this process built, whose interfaces still
 // stand as built, is taken down by the removals build recorded: no listing
 // of VPP, so a Disconnect costs the same next to ten vWires as next to a
