@@ -462,10 +462,12 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			// The previous run's key for this side: with it, the
 			// refresh's mechanism (which names its public key) is ours
 			// and the vWire is taken back as it stands.
-			if d.keys[t.Key] == nil {
-				d.keys[t.Key] = map[string][32]byte{}
+			if pub, err := wireguard.PublicKey(wgs[w].PrivateKey); err == nil {
+				if d.keys[t.Key] == nil {
+					d.keys[t.Key] = map[string]keyPair{}
+				}
+				d.keys[t.Key][t.Role+"/"+wireguard.Type] = keyPair{priv: wgs[w].PrivateKey, pub: pub}
 			}
-			d.keys[t.Key][t.Role+"/"+wireguard.Type] = wgs[w].PrivateKey
 		}
 		if v := slices.IndexFunc(vxlans, func(v VxlanTunnelInfo) bool { return v.Index == i.Index }); v >= 0 {
 			// Hold the VNI for its connection, so that no new vWire takes
