@@ -6,8 +6,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+
+	"github.com/vwire/vwire/mechanisms/kernel"
 )
 
 // TestRefreshAfterNameTaken: a KERNEL side's workload interface name taken
@@ -97,5 +101,52 @@ func TestRefreshRebuildsLostVeth(t *testing.T) {
 	}
 	if c := n.host.linkCount(); c != 0 {
 		t.Errorf("veths left: %v", n.host.linkAlias)
+	}
+}
+
+// TestRefreshAfterNameTakenVPP is TestRefreshAfterNameTaken on a real VPP,
+// real namespaces and the KERNEL trunk: one client's nsm-c, requested
+// again under a new connection id to another endpoint, is the new vWire's
+// and carries ping; the old connection's refresh fails naming the new
+// one, and its Close leaves the new vWire working; VPP ends as it began.
+func TestRefreshAfterNameTakenVPP(t *testing.T) {
+	needVPP(t)
+	ctx := context.Background()
+	n := startNode(t, newNS(t, "node"), "")
+	before := interfacesOf(t, n)
+	client := newWorkload(t, "kernel", "nsc", "172.16.152.1")
+	epOld := newWorkload(t, "kernel", "nse", "172.16.152.2")
+	epNew := newWorkload(t, "kernel", "nse", "172.16.153.2")
+	vwire := func(ep *workload, clientAddr string) (in, out *networkservice.Connection) {
+		cc := ipCtx(clientAddr, ep.addr)
+		return &networkservice.Connection{Mechanism: client.clientMech(), Context: cc, Payload: payload.IP},
+			&networkservice.Connection{Mechanism: kernel.New(kernel.Params{Name: "nsm-e", NetNSURL: "file://" + ep.ns.path}),
+				Context: cc, Payload: payload.IP}
+	}
+	oldIn, oldOut := vwire(epOld, "172.16.152.1")
+	if err := n.Connect(ctx, "old", oldIn, oldOut); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error { return client.ping(t, epOld.addr) })
+	newIn, newOut := vwire(epNew, "172.16.153.1")
+	if err := n.Connect(ctx, "new", newIn, newOut); err != nil {
+		t.Fatal(err)
+	}
+	err := n.Connect(ctx, "old", oldIn, oldOut)
+	if !errors.Is(err, ErrWorkloadNameTaken) || !strings.Contains(err.Error(), tagKey("new")) {
+		t.Fatalf("refresh of the old connection: %v, want %v naming the new vWire", err, ErrWorkloadNameTaken)
+	}
+	if err := n.Disconnect(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Connect(ctx, "new", newIn, newOut); err != nil {
+		t.Fatalf("refresh of the new connection: %v", err)
+	}
+	eventually(t, 20*time.Second, func() error { return client.ping(t, epNew.addr) })
+	if err := n.Disconnect(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if got := interfacesOf(t, n); got != before {
+		t.Errorf("VPP after both Closes:\n%s\nbefore:\n%s", got, before)
 	}
 }
