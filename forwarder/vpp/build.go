@@ -22,7 +22,7 @@ import (
 // take the vWire down without listing VPP (see teardown).
 func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
-	defer u.rollbackOn(ctx, cl.log, &err)
+	defer u.rollbackOn(ctx, cl, &err)
 	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
 		return NoInterface, NoInterface, nil, err
 	}
@@ -88,7 +88,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 		}
 	}
 	var u undoStack
-	defer u.rollbackOn(ctx, cl.log, &err)
+	defer u.rollbackOn(ctx, cl, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s)
 	if err != nil {
 		return NoInterface, NoInterface, err
@@ -117,7 +117,7 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 			return NoInterface, err
 		}
 		table = id
-		u.push("ip table", func(ctx context.Context) error { return d.vrfs.release(ctx, cl, owner, id) })
+		u.push("ip table", func(ctx context.Context, cl *Client) error { return d.vrfs.release(ctx, cl, owner, id) })
 	}
 
 	// A memif, VXLAN or WireGuard side has nothing to set between its
@@ -160,11 +160,10 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 	made, err := cl.SetupInterface(ctx, idx, setup)
 	for _, r := range made.Routes {
 		// VPP leaves API routes behind when their interface or table goes.
-		u.push("route", func(ctx context.Context) error { return cl.DeleteRoute(ctx, r) })
+		u.pushCall("route", cl.routeCall(r, false))
 	}
 	if made.PeerMade {
-		pi := made.Peer
-		u.push("wireguard peer", func(ctx context.Context) error { return cl.DeleteWireguardPeer(ctx, pi) })
+		u.pushCall("wireguard peer", deleteWireguardPeerCall(made.Peer))
 	}
 	if err != nil {
 		return NoInterface, err
@@ -186,7 +185,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 				return NoInterface, err
 			}
 			tagged = true
-			u.push("tap", func(ctx context.Context) error { return cl.DeleteTap(ctx, idx) })
+			u.pushCall("tap", deleteTapCall(idx))
 			if err := d.host.configureWorkload(s.workload); err != nil {
 				return NoInterface, fmt.Errorf("tap %s: %w", s.workload.name, err)
 			}
@@ -205,36 +204,36 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		if err != nil {
 			return NoInterface, err
 		}
-		u.push("memif socket", func(ctx context.Context) error { return cl.DeleteMemifSocket(ctx, sock) })
+		u.pushCall("memif socket", deleteMemifSocketCall(sock))
 		if idx, err = cl.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}); err != nil {
 			return NoInterface, err
 		}
-		u.push("memif", func(ctx context.Context) error { return cl.DeleteMemif(ctx, idx) })
+		u.pushCall("memif", deleteMemifCall(idx))
 	case vxlan.Type:
 		t := s.vxlan
 		if idx, err = cl.CreateVxlanTunnel(ctx, t); err != nil {
 			return NoInterface, err
 		}
-		u.push("vxlan tunnel", func(ctx context.Context) error { return cl.DeleteVxlanTunnel(ctx, t) })
+		u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
 	case wireguard.Type:
 		if idx, err = cl.CreateWireguardInterface(ctx, s.wgIface); err != nil {
 			return NoInterface, err
 		}
-		u.push("wireguard interface", func(ctx context.Context) error { return cl.DeleteWireguardInterface(ctx, idx) })
+		u.pushCall("wireguard interface", deleteWireguardInterfaceCall(idx))
 	case ipsec.Type:
 		out, in := s.saOut, s.saIn
 		if err := cl.CreateSA(ctx, out); err != nil {
 			return NoInterface, err
 		}
-		u.push("outbound sa", func(ctx context.Context) error { return cl.DeleteSA(ctx, out.ID) })
+		u.pushCall("outbound sa", deleteSACall(out.ID))
 		if err := cl.CreateSA(ctx, in); err != nil {
 			return NoInterface, err
 		}
-		u.push("inbound sa", func(ctx context.Context) error { return cl.DeleteSA(ctx, in.ID) })
+		u.pushCall("inbound sa", deleteSACall(in.ID))
 		if idx, err = cl.CreateIpipTunnel(ctx, s.ipip); err != nil {
 			return NoInterface, err
 		}
-		u.push("ipip tunnel", func(ctx context.Context) error { return cl.DeleteIpipTunnel(ctx, idx) })
+		u.pushCall("ipip tunnel", deleteIpipTunnelCall(idx))
 	default:
 		return NoInterface, fmt.Errorf("%s side: mechanism %q is not supported", s.role, s.typ)
 	}
@@ -250,7 +249,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		if err := cl.CreateTunnelProtection(ctx, TunnelProtection{Interface: idx, Out: s.saOut.ID, In: []uint32{s.saIn.ID}}); err != nil {
 			return NoInterface, err
 		}
-		u.push("tunnel protection", func(ctx context.Context) error { return cl.DeleteTunnelProtection(ctx, idx) })
+		u.pushCall("tunnel protection", deleteTunnelProtectionCall(idx))
 	}
 	return idx, nil
 }
@@ -263,7 +262,7 @@ func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, 
 		// either may have been made when the other failed.
 		xs := []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}}
 		for _, x := range xs {
-			u.push("l2xc", func(ctx context.Context) error { return cl.DeleteL2XC(ctx, x.Rx) })
+			u.pushCall("l2xc", deleteL2XCCall(x.Rx))
 		}
 		return cl.CreateL2XCs(ctx, xs...)
 	}
@@ -275,7 +274,7 @@ func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, 
 			L3XC{Rx: out, Tx: in, IP6: ip6, NextHop: p.in.nextHop(ip6)})
 	}
 	return cl.CreateL3XCs(ctx, func(x L3XC) {
-		u.push("l3xc", func(ctx context.Context) error { return cl.DeleteL3XC(ctx, x.Rx, x.IP6) })
+		u.pushCall("l3xc", deleteL3XCCall(x.Rx, x.IP6))
 	}, xs...)
 }
 

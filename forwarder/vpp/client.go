@@ -101,6 +101,49 @@ func dump[D api.Message](ctx context.Context, c *Client, req api.Message, each f
 	}
 }
 
+// dumps is dump for several requests on one stream, each followed by its
+// control ping, all sent before any reply is read (one round trip, see
+// pipeline); each gets the index of its request. Each request is recorded
+// as a call of its own, timed until its list ends.
+func dumps[D api.Message](ctx context.Context, c *Client, reqs []api.Message, each func(int, D)) (err error) {
+	start := time.Now()
+	next := 0 // the request whose list is being read
+	defer func() {
+		for _, r := range reqs[next:] {
+			c.done(ctx, r.GetMessageName(), start, err)
+		}
+	}()
+	stream, err := c.conn.NewStream(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stream.Close() }()
+	for _, r := range reqs {
+		if err := stream.SendMsg(r); err != nil {
+			return err
+		}
+		if err := stream.SendMsg(&memclnt.ControlPing{}); err != nil {
+			return err
+		}
+	}
+	for next < len(reqs) {
+		msg, err := stream.RecvMsg()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case D:
+			each(next, m)
+		case *memclnt.ControlPingReply:
+			c.done(ctx, reqs[next].GetMessageName(), start, nil)
+			next++
+		default:
+			return fmt.Errorf("%s: unexpected reply %s", reqs[next].GetMessageName(), msg.GetMessageName())
+		}
+	}
+	return nil
+}
+
 // IsNotFound reports whether err is VPP's answer for an object that does not
 // exist (what a second delete gets).
 func IsNotFound(err error) bool {
@@ -168,12 +211,30 @@ type pipelined struct {
 // requests after a failed one have run all the same, so callers pipeline
 // only what their rollback removes either way.
 func (c *Client) pipeline(ctx context.Context, calls ...pipelined) error {
-	start := time.Now()
-	fail := func(from int, err error) error {
-		for _, p := range calls[from:] {
-			c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
+	for _, err := range c.pipelineEach(ctx, calls...) {
+		if err != nil {
+			return err
 		}
-		return calls[from].wrap(err)
+	}
+	return nil
+}
+
+// pipelineEach is pipeline, returning each call's error (nil when it
+// succeeded), wrapped by its wrap: for callers that go on past failures
+// and judge each (the undo stack). A call that got no reply (the stream
+// or the connection failed) gets that failure.
+func (c *Client) pipelineEach(ctx context.Context, calls ...pipelined) []error {
+	errs := make([]error, len(calls))
+	if len(calls) == 0 {
+		return errs
+	}
+	start := time.Now()
+	fail := func(from int, err error) []error {
+		for i, p := range calls[from:] {
+			c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
+			errs[from+i] = p.wrap(err)
+		}
+		return errs
 	}
 	stream, err := c.conn.NewStream(ctx)
 	if err != nil {
@@ -187,22 +248,22 @@ func (c *Client) pipeline(ctx context.Context, calls ...pipelined) error {
 			return fail(i, err)
 		}
 	}
-	var first error
 	for i, p := range calls {
 		msg, err := stream.RecvMsg()
 		if err != nil {
-			return errors.Join(first, fail(i, err))
+			return fail(i, err)
 		}
 		err = retval(msg)
 		c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
-		if err != nil && first == nil {
-			first = p.wrap(err)
+		if err != nil {
+			errs[i] = p.wrap(err)
+			continue
 		}
-		if err == nil && p.got != nil {
+		if p.got != nil {
 			p.got(msg)
 		}
 	}
-	return first
+	return errs
 }
 
 // retval is a reply's retval as VPP's error (nil for 0).

@@ -73,12 +73,12 @@ type Dataplane struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	mu       sync.Mutex                     // guards the fields below
-	held     map[string]map[string]uint32   // VNIs by connection id and role
-	keys     map[string]map[string][32]byte // private keys by connection id and role/type
-	accepted map[string]string              // mechanism type Accept chose, by id
-	conns    map[string]*vwireState         // built vWires, by id
-	orphans  map[string]bool                // tag keys found at start, not yet claimed
+	mu       sync.Mutex                    // guards the fields below
+	held     map[string]map[string]uint32  // VNIs by connection id and role
+	keys     map[string]map[string]keyPair // key pairs by connection id and role/type
+	accepted map[string]string             // mechanism type Accept chose, by id
+	conns    map[string]*vwireState        // built vWires, by id
+	orphans  map[string]bool               // tag keys found at start, not yet claimed
 	// unclean holds the tag keys of ids whose last Connect failed after
 	// calling VPP: its rollback may have left objects, so their Disconnect
 	// sweeps. An id in none of conns, orphans and unclean has nothing in
@@ -284,13 +284,18 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	cl := d.vpp.WithLogger(log)
 	switch {
 	case old != nil && samePlan(old.plan, p):
-		if ok, err := d.intact(ctx, cl, id, old); err != nil {
+		ok, err := d.intact(ctx, cl, id, old)
+		if err == nil && ok {
+			ok, err = d.vethsStand(old)
+		}
+		if err != nil {
 			return err
-		} else if ok {
+		}
+		if ok {
 			d.remember(id, old.plan, old.in, old.out, old.undo, in, out)
 			return nil
 		}
-		log.Info("vWire damaged in VPP; rebuilding")
+		log.Info("vWire damaged in VPP or its veths; rebuilding")
 	case old == nil && orphan:
 		if st, err := d.adopt(ctx, cl, p); err != nil {
 			return err
@@ -430,6 +435,13 @@ func (d *Dataplane) offerVNI(id string) (uint32, error) {
 	return vni, nil
 }
 
+// keyPair is a tunnel side's X25519 key pair. The public key is kept with
+// the private one: deriving it is a scalar multiplication, and a vWire's
+// Offer, Accept and plans on two nodes would do it about ten times.
+type keyPair struct {
+	priv, pub [32]byte
+}
+
 // holdKey returns the public key of the key pair id uses on role for a
 // tunnel of type typ, making the pair the first time. Private keys never
 // leave this process.
@@ -437,35 +449,31 @@ func (d *Dataplane) holdKey(id, role, typ string) ([32]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	k := role + "/" + typ
-	priv, ok := d.keys[id][k]
+	kp, ok := d.keys[id][k]
 	if !ok {
 		var err error
-		if priv, _, err = wireguard.GenerateKey(); err != nil {
+		if kp.priv, kp.pub, err = wireguard.GenerateKey(); err != nil {
 			return [32]byte{}, err
 		}
 		if d.keys[id] == nil {
-			d.keys[id] = map[string][32]byte{}
+			d.keys[id] = map[string]keyPair{}
 		}
-		d.keys[id][k] = priv
+		d.keys[id][k] = kp
 	}
-	return wireguard.PublicKey(priv)
+	return kp.pub, nil
 }
 
 // privateKey returns the private key id holds for role and typ, checking
 // that its public key is the one the mechanism names for this node.
 func (d *Dataplane) privateKey(id, role, typ, wantPub string) ([32]byte, error) {
 	d.mu.Lock()
-	priv, ok := d.keys[id][role+"/"+typ]
+	kp, ok := d.keys[id][role+"/"+typ]
 	d.mu.Unlock()
 	if !ok {
-		return priv, fmt.Errorf("%s: this forwarder holds no key for this vWire (did it offer or accept it, before a restart?)", typ)
+		return kp.priv, fmt.Errorf("%s: this forwarder holds no key for this vWire (did it offer or accept it, before a restart?)", typ)
 	}
-	pub, err := wireguard.PublicKey(priv)
-	if err != nil {
-		return priv, err
+	if wireguard.EncodeKey(kp.pub) != wantPub {
+		return kp.priv, fmt.Errorf("%s: the mechanism names public key %s for this node, which holds %s", typ, wantPub, wireguard.EncodeKey(kp.pub))
 	}
-	if wireguard.EncodeKey(pub) != wantPub {
-		return priv, fmt.Errorf("%s: the mechanism names public key %s for this node, which holds %s", typ, wantPub, wireguard.EncodeKey(pub))
-	}
-	return priv, nil
+	return kp.priv, nil
 }

@@ -371,10 +371,11 @@ func rv(r api.Message, retval int32) []api.Message {
 
 // handle answers one request (f.mu held).
 func (f *fakeVPP) handle(req api.Message) []api.Message {
-	ping := &memclnt.ControlPingReply{}
 	switch m := req.(type) {
 	case *memclnt.ControlPing:
-		return []api.Message{ping}
+		// As VPP: a dump's list has no end of its own; the control
+		// ping sent after it ends it.
+		return []api.Message{&memclnt.ControlPingReply{}}
 	case *vpe.ShowVersion:
 		return []api.Message{&vpe.ShowVersionReply{Version: "25.10-release"}}
 
@@ -401,7 +402,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 			out = append(out, &interfaces.SwInterfaceDetails{SwIfIndex: interface_types.InterfaceIndex(i), SupSwIfIndex: sup, SubID: fi.subID,
 				InterfaceName: fi.name, Tag: fi.tag, Flags: flags, Mtu: []uint32{fi.mtu, 0, 0, 0}})
 		}
-		return append(out, ping)
+		return out
 	case *interfaces.SwInterfaceSetFlags:
 		if f.noIface(m.SwIfIndex) {
 			return rv(&interfaces.SwInterfaceSetFlagsReply{}, errInvalidIndex)
@@ -474,7 +475,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		for k, n := range f.tables {
 			out = append(out, &ip.IPTableDetails{Table: ip.IPTable{TableID: k[0], IsIP6: k[1] == 1, Name: n}})
 		}
-		return append(out, ping)
+		return out
 	case *ip.IPRouteAddDel:
 		ip6 := map[bool]uint32{true: 1}[m.Route.Prefix.Address.Af == 1]
 		k := [2]uint32{m.Route.TableID, ip6}
@@ -496,7 +497,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 				out = append(out, &ip.IPRouteDetails{Route: r})
 			}
 		}
-		return append(out, ping)
+		return out
 
 	case *memif.MemifSocketFilenameAddDelV2:
 		if m.IsAdd {
@@ -515,7 +516,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		for id, fn := range f.sockets {
 			out = append(out, &memif.MemifSocketFilenameDetails{SocketID: id, SocketFilename: fn})
 		}
-		return append(out, ping)
+		return out
 	case *memif.MemifCreateV2:
 		if _, ok := f.sockets[m.SocketID]; !ok {
 			return rv(&memif.MemifCreateV2Reply{}, errNoSuchEntry)
@@ -536,7 +537,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 				out = append(out, &memif.MemifDetails{SwIfIndex: interface_types.InterfaceIndex(i.idx), SocketID: i.memif.SocketID, ID: i.memif.ID, Mode: i.memif.Mode, IfName: i.name})
 			}
 		}
-		return append(out, ping)
+		return out
 
 	case *interfaces.CreateVlanSubif:
 		parent, ok := f.ifaces[uint32(m.SwIfIndex)]
@@ -584,7 +585,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 				out = append(out, &af_packet.AfPacketDetails{SwIfIndex: interface_types.InterfaceIndex(i.idx), HostIfName: i.host})
 			}
 		}
-		return append(out, ping)
+		return out
 
 	case *tapv2.TapCreateV3:
 		i := f.newIface("tap", fmt.Sprintf("tap%d", f.nextIndex))
@@ -597,7 +598,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		f.delIface(uint32(m.SwIfIndex))
 		return []api.Message{&tapv2.TapDeleteV2Reply{}}
 	case *tapv2.SwInterfaceTapV2Dump:
-		return []api.Message{ping}
+		return nil
 
 	case *vxlan.VxlanAddDelTunnelV3:
 		if m.IsAdd {
@@ -620,7 +621,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 					DstAddress: i.vxlan.DstAddress, SrcPort: i.vxlan.SrcPort, DstPort: i.vxlan.DstPort, Vni: i.vxlan.Vni})
 			}
 		}
-		return append(out, ping)
+		return out
 
 	case *wireguard.WireguardInterfaceCreate:
 		i := f.newIface("wg", fmt.Sprintf("wg%d", f.nextIndex))
@@ -643,13 +644,13 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 				out = append(out, &wireguard.WireguardInterfaceDetails{Interface: w})
 			}
 		}
-		return append(out, ping)
+		return out
 	case *wireguard.WireguardPeersDump:
 		var out []api.Message
 		for p := range f.peers {
 			out = append(out, &wireguard.WireguardPeersDetails{Peer: f.peerInfo[p]})
 		}
-		return append(out, ping)
+		return out
 	case *wireguard.WireguardPeerAdd:
 		if f.noIface(m.Peer.SwIfIndex) {
 			return rv(&wireguard.WireguardPeerAddReply{}, errInvalidIndex)
@@ -683,7 +684,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		f.delIface(uint32(m.SwIfIndex))
 		return []api.Message{&ipip.IpipDelTunnelReply{}}
 	case *ipip.IpipTunnelDump:
-		return []api.Message{ping}
+		return nil
 	case *ipsec.IpsecSadEntryAddV2:
 		if f.sas[m.Entry.SadID] {
 			return rv(&ipsec.IpsecSadEntryAddV2Reply{}, int32(api.ENTRY_ALREADY_EXISTS))
@@ -715,7 +716,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 				out = append(out, &ipsec.IpsecTunnelProtectDetails{Tun: p})
 			}
 		}
-		return append(out, ping)
+		return out
 
 	case *l2.SwInterfaceSetL2Xconnect:
 		if f.noIface(m.RxSwIfIndex) {
@@ -735,7 +736,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		for rx, tx := range f.l2xc {
 			out = append(out, &l2.L2XconnectDetails{RxSwIfIndex: interface_types.InterfaceIndex(rx), TxSwIfIndex: interface_types.InterfaceIndex(tx)})
 		}
-		return append(out, ping)
+		return out
 	case *l3xc.L3xcUpdate:
 		if f.noIface(m.L3xc.SwIfIndex) {
 			return rv(&l3xc.L3xcUpdateReply{}, errInvalidIndex)
@@ -754,7 +755,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		for _, x := range f.l3xc {
 			out = append(out, &l3xc.L3xcDetails{L3xc: x})
 		}
-		return append(out, ping)
+		return out
 	}
 	panic(fmt.Sprintf("fake vpp: no handler for %s", req.GetMessageName()))
 }

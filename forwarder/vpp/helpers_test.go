@@ -30,10 +30,16 @@ type fakeHost struct {
 	fail      string            // call name to fail
 	trunk     bool              // the KERNEL trunk is made
 	vlans     map[string]uint16 // trunk VLAN of each veth
+	// The workload ends of the veths: alias by namespace and name
+	// (wlKey), and which of those each host end is the peer of.
+	wl   map[string]string
+	wlOf map[string]string
 }
 
+func wlKey(w workloadLink) string { return w.netns + "|" + w.name }
+
 func newFakeHost(tunnel string) *fakeHost {
-	return &fakeHost{linkAlias: map[string]string{}, vlans: map[string]uint16{}, up: uplinkInfo{
+	return &fakeHost{linkAlias: map[string]string{}, vlans: map[string]uint16{}, wl: map[string]string{}, wlOf: map[string]string{}, up: uplinkInfo{
 		mac: net.HardwareAddr{2, 0, 0, 0, 0, 1}, mtu: 1500,
 		prefixes: []netip.Prefix{netip.MustParsePrefix(tunnel + "/24")},
 		gateways: []Route{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), NextHop: netip.MustParseAddr("192.0.2.254")}},
@@ -64,9 +70,40 @@ func (h *fakeHost) createVeth(host, alias string, vlan uint16, w workloadLink) (
 			return "", fmt.Errorf("fake host: VLAN %d of %s is %s's already", vlan, host, l)
 		}
 	}
+	// As Linux: the workload's name is taken from another vWire's
+	// workload end (deleting its veth pair), never from another link.
+	replaced := h.wl[wlKey(w)]
+	if replaced != "" {
+		if t, ok := ParseTag(replaced); !ok || t.Role != roleWL {
+			return "", fmt.Errorf("fake host: %s is not a vWire's (alias %q)", w.name, replaced)
+		}
+		for hl, k := range h.wlOf {
+			if k == wlKey(w) {
+				delete(h.linkAlias, hl)
+				delete(h.wlOf, hl)
+			}
+		}
+	}
 	h.linkAlias[host] = alias
 	h.vlans[host] = vlan
-	return "", nil
+	h.wl[wlKey(w)] = w.alias
+	h.wlOf[host] = wlKey(w)
+	return replaced, nil
+}
+
+func (h *fakeHost) vethState(host, hostAlias string, w workloadLink) (bool, string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.linkAlias[host] == hostAlias, h.wl[wlKey(w)], nil
+}
+
+// dropVeth deletes a veth pair as someone else than the dataplane would.
+func (h *fakeHost) dropVeth(host string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.wl, h.wlOf[host])
+	delete(h.wlOf, host)
+	delete(h.linkAlias, host)
 }
 
 func (h *fakeHost) createTrunk(int) error {
@@ -106,6 +143,8 @@ func (h *fakeHost) deleteLink(name, alias string) error {
 	if a, ok := h.linkAlias[name]; ok && a == alias {
 		h.calls = append(h.calls, "deleteLink "+name)
 		delete(h.linkAlias, name)
+		delete(h.wl, h.wlOf[name]) // the pair goes together
+		delete(h.wlOf, name)
 	}
 	return nil
 }

@@ -70,28 +70,52 @@ func (c *Client) GetInterface(ctx context.Context, idx SwIfIndex) (i Interface, 
 	return Interface{}, false, nil
 }
 
+// GetInterfaces returns the interfaces of idxs, in one round trip (their
+// dumps pipelined); ok[i] is false when VPP has no interface idxs[i].
+func (c *Client) GetInterfaces(ctx context.Context, idxs ...SwIfIndex) (out []Interface, ok []bool, err error) {
+	reqs := make([]api.Message, len(idxs))
+	for i, idx := range idxs {
+		reqs[i] = &interfaces.SwInterfaceDump{SwIfIndex: idx.api()}
+	}
+	out, ok = make([]Interface, len(idxs)), make([]bool, len(idxs))
+	err = dumps(ctx, c, reqs, func(i int, d *interfaces.SwInterfaceDetails) {
+		if got := interfaceOf(d); got.Index == idxs[i] {
+			out[i], ok[i] = got, true
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("interfaces %v: %w", idxs, err)
+	}
+	return out, ok, nil
+}
+
 // listInterfaces dumps interface idx, or every one for NoInterface.
 func (c *Client) listInterfaces(ctx context.Context, idx SwIfIndex) ([]Interface, error) {
 	var out []Interface
 	err := dump(ctx, c, &interfaces.SwInterfaceDump{SwIfIndex: idx.api()}, func(d *interfaces.SwInterfaceDetails) {
-		i := Interface{
-			Index:   SwIfIndex(d.SwIfIndex),
-			Name:    d.InterfaceName,
-			DevType: d.InterfaceDevType,
-			Tag:     d.Tag,
-			MAC:     fromMAC(d.L2Address),
-			AdminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
-			LinkUp:  d.Flags&interface_types.IF_STATUS_API_FLAG_LINK_UP != 0,
-			Sub:     d.SupSwIfIndex != uint32(d.SwIfIndex),
-			Sup:     SwIfIndex(d.SupSwIfIndex),
-			SubID:   d.SubID,
-		}
-		if len(d.Mtu) > 0 {
-			i.MTU = d.Mtu[0]
-		}
-		out = append(out, i)
+		out = append(out, interfaceOf(d))
 	})
 	return out, err
+}
+
+// interfaceOf is the Interface of one sw_interface_details.
+func interfaceOf(d *interfaces.SwInterfaceDetails) Interface {
+	i := Interface{
+		Index:   SwIfIndex(d.SwIfIndex),
+		Name:    d.InterfaceName,
+		DevType: d.InterfaceDevType,
+		Tag:     d.Tag,
+		MAC:     fromMAC(d.L2Address),
+		AdminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
+		LinkUp:  d.Flags&interface_types.IF_STATUS_API_FLAG_LINK_UP != 0,
+		Sub:     d.SupSwIfIndex != uint32(d.SwIfIndex),
+		Sup:     SwIfIndex(d.SupSwIfIndex),
+		SubID:   d.SubID,
+	}
+	if len(d.Mtu) > 0 {
+		i.MTU = d.Mtu[0]
+	}
+	return i
 }
 
 // SetInterfaceUp sets an interface administratively up.

@@ -44,14 +44,18 @@ func (c *Client) CreateIpipTunnel(ctx context.Context, t IpipTunnel) (idx SwIfIn
 }
 
 // DeleteIpipTunnel deletes a tunnel.
-func (c *Client) DeleteIpipTunnel(ctx context.Context, idx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "ipip_del_tunnel", start, err, "sw_if_index", idx) }()
-	_, err = ipip.NewServiceClient(c.conn).IpipDelTunnel(ctx, &ipip.IpipDelTunnel{SwIfIndex: idx.api()})
-	if err != nil {
-		return fmt.Errorf("ipip %d: delete: %w", idx, err)
+func (c *Client) DeleteIpipTunnel(ctx context.Context, idx SwIfIndex) error {
+	return c.pipeline(ctx, deleteIpipTunnelCall(idx))
+}
+
+// deleteIpipTunnelCall is the request that deletes tunnel idx, for a
+// pipeline.
+func deleteIpipTunnelCall(idx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &ipip.IpipDelTunnel{SwIfIndex: idx.api()},
+		attrs: []any{"sw_if_index", idx},
+		wrap:  func(err error) error { return fmt.Errorf("ipip %d: delete: %w", idx, err) },
 	}
-	return nil
 }
 
 // ListIpipTunnels returns every IP-in-IP tunnel.
@@ -109,14 +113,17 @@ func (c *Client) CreateSA(ctx context.Context, sa SA) (err error) {
 }
 
 // DeleteSA deletes an SA no tunnel uses any more.
-func (c *Client) DeleteSA(ctx context.Context, id uint32) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "ipsec_sad_entry_del", start, err, "sa", id) }()
-	_, err = ipsec.NewServiceClient(c.conn).IpsecSadEntryDel(ctx, &ipsec.IpsecSadEntryDel{ID: id})
-	if err != nil {
-		return fmt.Errorf("ipsec sa %d: delete: %w", id, err)
+func (c *Client) DeleteSA(ctx context.Context, id uint32) error {
+	return c.pipeline(ctx, deleteSACall(id))
+}
+
+// deleteSACall is the request that deletes SA id, for a pipeline.
+func deleteSACall(id uint32) pipelined {
+	return pipelined{
+		req:   &ipsec.IpsecSadEntryDel{ID: id},
+		attrs: []any{"sa", id},
+		wrap:  func(err error) error { return fmt.Errorf("ipsec sa %d: delete: %w", id, err) },
 	}
-	return nil
 }
 
 // TunnelProtection is the SAs protecting one tunnel interface.
@@ -142,14 +149,18 @@ func (c *Client) CreateTunnelProtection(ctx context.Context, p TunnelProtection)
 }
 
 // DeleteTunnelProtection removes a tunnel's protection (not its SAs).
-func (c *Client) DeleteTunnelProtection(ctx context.Context, idx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "ipsec_tunnel_protect_del", start, err, "sw_if_index", idx) }()
-	_, err = ipsec.NewServiceClient(c.conn).IpsecTunnelProtectDel(ctx, &ipsec.IpsecTunnelProtectDel{SwIfIndex: idx.api()})
-	if err != nil {
-		return fmt.Errorf("unprotect tunnel %d: %w", idx, err)
+func (c *Client) DeleteTunnelProtection(ctx context.Context, idx SwIfIndex) error {
+	return c.pipeline(ctx, deleteTunnelProtectionCall(idx))
+}
+
+// deleteTunnelProtectionCall is the request that removes tunnel idx's
+// protection, for a pipeline.
+func deleteTunnelProtectionCall(idx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &ipsec.IpsecTunnelProtectDel{SwIfIndex: idx.api()},
+		attrs: []any{"sw_if_index", idx},
+		wrap:  func(err error) error { return fmt.Errorf("unprotect tunnel %d: %w", idx, err) },
 	}
-	return nil
 }
 
 // ListTunnelProtections returns the protections of one interface, or of

@@ -26,14 +26,18 @@ func (c *Client) CreateL2XC(ctx context.Context, x L2XC) (err error) {
 }
 
 // DeleteL2XC returns rx to L3 mode.
-func (c *Client) DeleteL2XC(ctx context.Context, rx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "sw_interface_set_l2_xconnect", start, err, "rx", rx, "enable", false) }()
-	_, err = l2.NewServiceClient(c.conn).SwInterfaceSetL2Xconnect(ctx, &l2.SwInterfaceSetL2Xconnect{RxSwIfIndex: rx.api(), Enable: false})
-	if err != nil {
-		return fmt.Errorf("l2xc from %d: delete: %w", rx, err)
+func (c *Client) DeleteL2XC(ctx context.Context, rx SwIfIndex) error {
+	return c.pipeline(ctx, deleteL2XCCall(rx))
+}
+
+// deleteL2XCCall is the request that returns rx to L3 mode, for a
+// pipeline.
+func deleteL2XCCall(rx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &l2.SwInterfaceSetL2Xconnect{RxSwIfIndex: rx.api(), Enable: false},
+		attrs: []any{"rx", rx, "enable", false},
+		wrap:  func(err error) error { return fmt.Errorf("l2xc from %d: delete: %w", rx, err) },
 	}
-	return nil
 }
 
 // ListL2XCs returns every L2 cross-connect.

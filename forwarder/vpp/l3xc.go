@@ -34,14 +34,18 @@ func (c *Client) CreateL3XC(ctx context.Context, x L3XC) (err error) {
 }
 
 // DeleteL3XC removes the cross-connect of rx for one family.
-func (c *Client) DeleteL3XC(ctx context.Context, rx SwIfIndex, ip6 bool) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "l3xc_del", start, err, "rx", rx, "ip6", ip6) }()
-	_, err = l3xc.NewServiceClient(c.conn).L3xcDel(ctx, &l3xc.L3xcDel{SwIfIndex: rx.api(), IsIP6: ip6})
-	if err != nil {
-		return fmt.Errorf("l3xc from %d (ip6 %v): delete: %w", rx, ip6, err)
+func (c *Client) DeleteL3XC(ctx context.Context, rx SwIfIndex, ip6 bool) error {
+	return c.pipeline(ctx, deleteL3XCCall(rx, ip6))
+}
+
+// deleteL3XCCall is the request that removes the cross-connect of rx for
+// one family, for a pipeline.
+func deleteL3XCCall(rx SwIfIndex, ip6 bool) pipelined {
+	return pipelined{
+		req:   &l3xc.L3xcDel{SwIfIndex: rx.api(), IsIP6: ip6},
+		attrs: []any{"rx", rx, "ip6", ip6},
+		wrap:  func(err error) error { return fmt.Errorf("l3xc from %d (ip6 %v): delete: %w", rx, ip6, err) },
 	}
-	return nil
 }
 
 // ListL3XCs returns every L3 cross-connect.

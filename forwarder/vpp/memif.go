@@ -36,14 +36,18 @@ func (c *Client) CreateMemifSocket(ctx context.Context, filename string) (id uin
 }
 
 // DeleteMemifSocket removes a socket that no memif uses any more.
-func (c *Client) DeleteMemifSocket(ctx context.Context, id uint32) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "memif_socket_filename_add_del_v2", start, err, "socket_id", id, "add", false) }()
-	_, err = memif.NewServiceClient(c.conn).MemifSocketFilenameAddDelV2(ctx, &memif.MemifSocketFilenameAddDelV2{SocketID: id})
-	if err != nil {
-		return fmt.Errorf("memif socket %d: delete: %w", id, err)
+func (c *Client) DeleteMemifSocket(ctx context.Context, id uint32) error {
+	return c.pipeline(ctx, deleteMemifSocketCall(id))
+}
+
+// deleteMemifSocketCall is the request that removes socket id, for a
+// pipeline.
+func deleteMemifSocketCall(id uint32) pipelined {
+	return pipelined{
+		req:   &memif.MemifSocketFilenameAddDelV2{SocketID: id},
+		attrs: []any{"socket_id", id, "add", false},
+		wrap:  func(err error) error { return fmt.Errorf("memif socket %d: delete: %w", id, err) },
 	}
-	return nil
 }
 
 // ListMemifSockets returns every memif socket.
@@ -102,14 +106,17 @@ func (c *Client) CreateMemif(ctx context.Context, s MemifSpec) (idx SwIfIndex, e
 }
 
 // DeleteMemif deletes a memif.
-func (c *Client) DeleteMemif(ctx context.Context, idx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "memif_delete", start, err, "sw_if_index", idx) }()
-	_, err = memif.NewServiceClient(c.conn).MemifDelete(ctx, &memif.MemifDelete{SwIfIndex: idx.api()})
-	if err != nil {
-		return fmt.Errorf("memif %d: delete: %w", idx, err)
+func (c *Client) DeleteMemif(ctx context.Context, idx SwIfIndex) error {
+	return c.pipeline(ctx, deleteMemifCall(idx))
+}
+
+// deleteMemifCall is the request that deletes memif idx, for a pipeline.
+func deleteMemifCall(idx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &memif.MemifDelete{SwIfIndex: idx.api()},
+		attrs: []any{"sw_if_index", idx},
+		wrap:  func(err error) error { return fmt.Errorf("memif %d: delete: %w", idx, err) },
 	}
-	return nil
 }
 
 // ListMemifs returns every memif.

@@ -55,6 +55,11 @@ type hostNet interface {
 	deleteTrunkVlan(vlan uint16) error
 	// deleteLink removes a link of ours from the forwarder's namespace.
 	deleteLink(name, alias string) error
+	// vethState reads a KERNEL side's veth: whether its host end (host,
+	// aliased hostAlias) is in the forwarder's namespace, and the alias of
+	// the link holding the workload end's name in the workload's namespace
+	// ("" when no link has it).
+	vethState(host, hostAlias string, w workloadLink) (hostOK bool, heldBy string, err error)
 	// configureWorkload sets up a workload end that exists already (a
 	// tap's host end).
 	configureWorkload(w workloadLink) error
@@ -246,6 +251,33 @@ func (h *netlinkHost) createVeth(host, hostAlias string, vlan uint16, w workload
 		return replaced, fmt.Errorf("veth %s<->%s (VLAN %d): %w", host, w.name, vlan, err)
 	}
 	return replaced, nil
+}
+
+func (h *netlinkHost) vethState(host, hostAlias string, w workloadLink) (bool, string, error) {
+	var nf netlink.LinkNotFoundError
+	l, err := h.nl.LinkByName(host)
+	if err != nil && !errors.As(err, &nf) {
+		return false, "", fmt.Errorf("veth %s: %w", host, err)
+	}
+	hostOK := err == nil && l.Attrs().Alias == hostAlias
+	ns, err := netns.GetFromPath(w.netns)
+	if err != nil {
+		return hostOK, "", fmt.Errorf("veth %s: open netns %s: %w", host, w.netns, err)
+	}
+	defer ns.Close()
+	wh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return hostOK, "", fmt.Errorf("netlink in workload namespace %s: %w", w.netns, err)
+	}
+	defer wh.Close()
+	wl, err := wh.LinkByName(w.name)
+	if errors.As(err, &nf) {
+		return hostOK, "", nil
+	}
+	if err != nil {
+		return hostOK, "", fmt.Errorf("find %s in workload namespace %s: %w", w.name, w.netns, err)
+	}
+	return hostOK, wl.Attrs().Alias, nil
 }
 
 // freeWorkloadName deletes the link named name in the workload's namespace

@@ -91,6 +91,15 @@ func TestCreateVethTakesStaleWorkloadName(t *testing.T) {
 		t.Errorf("trunk VLANs %v: want %s in 2", vlans, newHost)
 	}
 
+	// What a refresh of each reads (vethsStand): the old side is gone and
+	// its name is the new vWire's; the new side stands.
+	if ok, heldBy, err := h.vethState(oldHost, oldTag, workload("old", "172.16.9.1/32")); err != nil || ok || heldBy != tagOf(roleWL, "new").String() {
+		t.Errorf("old side: host end %v, nsm0 held by %q (%v); want gone, held by the new vWire", ok, heldBy, err)
+	}
+	if ok, heldBy, err := h.vethState(newHost, newTag, workload("new", "172.16.9.2/32")); err != nil || !ok || heldBy != tagOf(roleWL, "new").String() {
+		t.Errorf("new side: host end %v, nsm0 held by %q (%v); want both its own", ok, heldBy, err)
+	}
+
 	// The old vWire's Close: its veth is gone already, the new one stays.
 	if err := h.deleteLink(oldHost, oldTag); err != nil {
 		t.Errorf("old vWire's Close: %v", err)
@@ -133,6 +142,9 @@ func TestCreateVethTakesStaleWorkloadName(t *testing.T) {
 	}
 	if got := aliasOf("nsm0"); got != "mine" {
 		t.Errorf("the workload's nsm0 has alias %q now", got)
+	}
+	if ok, heldBy, err := h.vethState(linkName(roleIn, "third"), tagOf(roleIn, "third").String(), workload("third", "172.16.9.3/32")); err != nil || ok || heldBy != "mine" {
+		t.Errorf("third side: host end %v, nsm0 held by %q (%v); want none, held by the workload's own link", ok, heldBy, err)
 	}
 	if got := hostLinks(); len(got) != 0 {
 		t.Errorf("host links left: %v", got)

@@ -59,15 +59,52 @@ func (a *tableAllocator) release(id uint32) {
 func samePlan(a, b *plan) bool { return reflect.DeepEqual(a, b) }
 
 // intact reports whether the vWire st still stands in VPP: both interfaces
-// there, ours, up. It asks VPP for those two interfaces only.
+// there, ours, up. It asks VPP for those two interfaces only, in one round
+// trip.
 func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwireState) (bool, error) {
-	for _, s := range []struct {
-		idx  SwIfIndex
-		role string
-	}{{st.in, roleIn}, {st.out, roleOut}} {
-		i, ok, err := cl.GetInterface(ctx, s.idx)
-		if err != nil || !ok || i.Tag != tagOf(s.role, id).String() || !i.AdminUp {
-			return false, err
+	got, ok, err := cl.GetInterfaces(ctx, st.in, st.out)
+	if err != nil {
+		return false, err
+	}
+	for i, role := range []string{roleIn, roleOut} {
+		if !ok[i] || got[i].Tag != tagOf(role, id).String() || !got[i].AdminUp {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ErrWorkloadNameTaken is returned (wrapped) by a refresh whose KERNEL side
+// lost its workload interface name to another vWire.
+var ErrWorkloadNameTaken = errors.New("the workload's interface name is another vWire's now")
+
+// vethsStand reports whether the veths of st's KERNEL sides on the trunk
+// still stand: the host end there and ours, the workload end under its
+// name ours. VPP cannot tell: the side's sub-interface stays when its veth
+// goes. A side whose name another vWire's workload end holds now lost it to
+// a newer Request for that interface (createVeth replaces the stale one):
+// that is an error wrapping ErrWorkloadNameTaken, for a refresh must not
+// take the name back (the two would take it from each other at every
+// refresh). Any other loss is damage that a rebuild repairs.
+func (d *Dataplane) vethsStand(st *vwireState) (bool, error) {
+	key := tagKey(st.plan.id)
+	for _, s := range []*side{&st.plan.in, &st.plan.out} {
+		if s.typ != kernel.Type || s.tap {
+			continue
+		}
+		hostOK, heldBy, err := d.host.vethState(linkName(s.role, key), tagOfKey(s.role, key), s.workload)
+		if err != nil {
+			return false, fmt.Errorf("%s side: %w", s.role, err)
+		}
+		if heldBy != s.workload.alias {
+			if t, ok := ParseTag(heldBy); ok && t.Role == roleWL {
+				return false, fmt.Errorf("%s side: %w: %s in %s belongs to vWire %s (a newer Request for that interface took it); this vWire's side is gone",
+					s.role, ErrWorkloadNameTaken, s.workload.name, s.workload.netns, t.Key)
+			}
+			return false, nil
+		}
+		if !hostOK {
+			return false, nil
 		}
 	}
 	return true, nil
@@ -76,7 +113,8 @@ func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwire
 // teardown removes vWire id. One this process built, whose interfaces still
 // stand as built, is taken down by the removals build recorded: no listing
 // of VPP, so a Disconnect costs the same next to ten vWires as next to a
-// thousand. Any other (adopted, one side rebuilt, damaged, left by a VPP
+// thousand, and two round trips to VPP (the check of its two interfaces,
+// then every removal pipelined; see undoStack.run). Any other (adopted, one side rebuilt, damaged, left by a VPP
 // that restarted), and whatever those removals could not remove, is swept.
 //
 // An id with no objects in VPP (its Connect never ran, as when the next hop
@@ -95,7 +133,7 @@ func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 	}
 	if st != nil && st.undo != nil {
 		if ok, err := d.intact(ctx, cl, id, st); err == nil && ok {
-			if err := st.undo.run(ctx, cl.log); err == nil {
+			if err := st.undo.run(ctx, cl); err == nil {
 				return nil
 			}
 		}
@@ -424,10 +462,12 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			// The previous run's key for this side: with it, the
 			// refresh's mechanism (which names its public key) is ours
 			// and the vWire is taken back as it stands.
-			if d.keys[t.Key] == nil {
-				d.keys[t.Key] = map[string][32]byte{}
+			if pub, err := wireguard.PublicKey(wgs[w].PrivateKey); err == nil {
+				if d.keys[t.Key] == nil {
+					d.keys[t.Key] = map[string]keyPair{}
+				}
+				d.keys[t.Key][t.Role+"/"+wireguard.Type] = keyPair{priv: wgs[w].PrivateKey, pub: pub}
 			}
-			d.keys[t.Key][t.Role+"/"+wireguard.Type] = wgs[w].PrivateKey
 		}
 		if v := slices.IndexFunc(vxlans, func(v VxlanTunnelInfo) bool { return v.Index == i.Index }); v >= 0 {
 			// Hold the VNI for its connection, so that no new vWire takes

@@ -67,14 +67,18 @@ func (c *Client) CreateTap(ctx context.Context, s TapSpec) (idx SwIfIndex, err e
 }
 
 // DeleteTap deletes a tap (and its host end).
-func (c *Client) DeleteTap(ctx context.Context, idx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "tap_delete_v2", start, err, "sw_if_index", idx) }()
-	_, err = tapv2.NewServiceClient(c.conn).TapDeleteV2(ctx, &tapv2.TapDeleteV2{SwIfIndex: idx.api()})
-	if err != nil {
-		return fmt.Errorf("tap %d: delete: %w", idx, err)
+func (c *Client) DeleteTap(ctx context.Context, idx SwIfIndex) error {
+	return c.pipeline(ctx, deleteTapCall(idx))
+}
+
+// deleteTapCall is the request that deletes tap idx (and its host end),
+// for a pipeline.
+func deleteTapCall(idx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &tapv2.TapDeleteV2{SwIfIndex: idx.api()},
+		attrs: []any{"sw_if_index", idx},
+		wrap:  func(err error) error { return fmt.Errorf("tap %d: delete: %w", idx, err) },
 	}
-	return nil
 }
 
 // ListTaps returns every tap.

@@ -214,7 +214,7 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 	if err != nil {
 		return NoInterface, err
 	}
-	u.push("vlan", func(context.Context) error {
+	u.push("vlan", func(context.Context, *Client) error {
 		if err := d.host.deleteTrunkVlan(vlan); err != nil {
 			return err
 		}
@@ -229,12 +229,12 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 	if err != nil {
 		return NoInterface, err
 	}
-	u.push("veth", func(context.Context) error { return d.host.deleteLink(host, tag) })
+	u.push("veth", func(context.Context, *Client) error { return d.host.deleteLink(host, tag) })
 	idx, err := cl.CreateVlanSubif(ctx, trunkIdx, vlan)
 	if err != nil {
 		return NoInterface, err
 	}
-	u.push("sub-interface", func(ctx context.Context) error { return cl.DeleteSubif(ctx, idx) })
+	u.pushCall("sub-interface", deleteSubifCall(idx))
 	if !l3 {
 		if err := cl.SetVlanTagPop(ctx, idx); err != nil {
 			return NoInterface, err
@@ -259,13 +259,18 @@ func (c *Client) CreateVlanSubif(ctx context.Context, parent SwIfIndex, vlan uin
 }
 
 // DeleteSubif deletes a sub-interface.
-func (c *Client) DeleteSubif(ctx context.Context, idx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "delete_subif", start, err, "sw_if_index", idx) }()
-	if _, err = interfaces.NewServiceClient(c.conn).DeleteSubif(ctx, &interfaces.DeleteSubif{SwIfIndex: idx.api()}); err != nil {
-		return fmt.Errorf("sub-interface %d: delete: %w", idx, err)
+func (c *Client) DeleteSubif(ctx context.Context, idx SwIfIndex) error {
+	return c.pipeline(ctx, deleteSubifCall(idx))
+}
+
+// deleteSubifCall is the request that deletes sub-interface idx, for a
+// pipeline.
+func deleteSubifCall(idx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &interfaces.DeleteSubif{SwIfIndex: idx.api()},
+		attrs: []any{"sw_if_index", idx},
+		wrap:  func(err error) error { return fmt.Errorf("sub-interface %d: delete: %w", idx, err) },
 	}
-	return nil
 }
 
 // SetVlanTagPop makes an L2 sub-interface pop its tag on input (and push it

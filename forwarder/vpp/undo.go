@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 )
 
-// undoFunc removes one object that a Connect made.
-type undoFunc func(ctx context.Context) error
+// undoFunc removes one object that a Connect made; cl is the Client of
+// whoever runs the stack.
+type undoFunc func(ctx context.Context, cl *Client) error
 
 type undoStep struct {
 	what string
 	fn   undoFunc
+	// A step that is one VPP request has it here (fn is nil): run sends
+	// the requests of steps next to each other on one stream, one round
+	// trip for all (Client.pipelineEach).
+	call *pipelined
 }
 
 // undoStack records, after each successful create, how to remove what was
@@ -26,19 +30,44 @@ func (u *undoStack) push(what string, fn undoFunc) {
 	u.steps = append(u.steps, undoStep{what: what, fn: fn})
 }
 
+// pushCall records call, the one request to VPP that removes what.
+func (u *undoStack) pushCall(what string, call pipelined) {
+	u.steps = append(u.steps, undoStep{what: what, call: &call})
+}
+
 // len reports how many steps are recorded.
 func (u *undoStack) len() int { return len(u.steps) }
 
-// run calls every recorded func, last first, and empties the stack. It goes
-// on past failures and returns them all.
-func (u *undoStack) run(ctx context.Context, log *slog.Logger) error {
+// run removes everything recorded, last first, and empties the stack. It
+// goes on past failures and returns them all; what is gone already (VPP
+// answers not found) is no failure. Requests next to each other go
+// pipelined: VPP serves them in the stack's order, and each runs whatever
+// the one before it answered, as it would one at a time. cl sends them
+// and logs.
+func (u *undoStack) run(ctx context.Context, cl *Client) error {
 	var errs []error
-	for i := len(u.steps) - 1; i >= 0; i-- {
-		s := u.steps[i]
-		if err := s.fn(ctx); err != nil && !IsNotFound(err) {
-			log.Error("undo failed", "step", s.what, "err", err)
-			errs = append(errs, fmt.Errorf("undo %s: %w", s.what, err))
+	keep := func(what string, err error) {
+		if err != nil && !IsNotFound(err) {
+			cl.log.Error("undo failed", "step", what, "err", err)
+			errs = append(errs, fmt.Errorf("undo %s: %w", what, err))
 		}
+	}
+	for i := len(u.steps) - 1; i >= 0; {
+		s := u.steps[i]
+		if s.call == nil {
+			keep(s.what, s.fn(ctx, cl))
+			i--
+			continue
+		}
+		var calls []pipelined
+		j := i
+		for ; j >= 0 && u.steps[j].call != nil; j-- {
+			calls = append(calls, *u.steps[j].call)
+		}
+		for k, err := range cl.pipelineEach(ctx, calls...) {
+			keep(u.steps[i-k].what, err)
+		}
+		i = j
 	}
 	u.steps = nil
 	return errors.Join(errs...)
@@ -47,13 +76,13 @@ func (u *undoStack) run(ctx context.Context, log *slog.Logger) error {
 // rollbackOn runs the stack, on a context of its own (the caller's may be
 // what failed), when *err is set, and adds what the rollback could not
 // remove to *err. Use it deferred.
-func (u *undoStack) rollbackOn(ctx context.Context, log *slog.Logger, err *error) {
+func (u *undoStack) rollbackOn(ctx context.Context, cl *Client, err *error) {
 	if *err == nil {
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if uerr := u.run(cctx, log); uerr != nil {
+	if uerr := u.run(cctx, cl); uerr != nil {
 		*err = fmt.Errorf("%w (and rolling back: %w)", *err, uerr)
 	}
 }

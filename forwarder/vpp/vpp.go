@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		trunk:      newTrunk(),
 		uplink:     NoInterface,
 		held:       map[string]map[string]uint32{},
-		keys:       map[string]map[string][32]byte{},
+		keys:       map[string]map[string]keyPair{},
 		accepted:   map[string]string{},
 		conns:      map[string]*vwireState{},
 		orphans:    map[string]bool{},

@@ -55,16 +55,18 @@ func (c *Client) CreateVxlanTunnel(ctx context.Context, t VxlanTunnel) (idx SwIf
 }
 
 // DeleteVxlanTunnel deletes a tunnel, named by its parameters.
-func (c *Client) DeleteVxlanTunnel(ctx context.Context, t VxlanTunnel) (err error) {
-	start := time.Now()
-	defer func() {
-		c.done(ctx, "vxlan_add_del_tunnel_v3", start, err, "src", t.Src, "dst", t.Dst, "vni", t.VNI, "add", false)
-	}()
-	_, err = vxlan.NewServiceClient(c.conn).VxlanAddDelTunnelV3(ctx, t.request(false))
-	if err != nil {
-		return fmt.Errorf("vxlan %s->%s vni %d: delete: %w", t.Src, t.Dst, t.VNI, err)
+func (c *Client) DeleteVxlanTunnel(ctx context.Context, t VxlanTunnel) error {
+	return c.pipeline(ctx, deleteVxlanTunnelCall(t))
+}
+
+// deleteVxlanTunnelCall is the request that deletes tunnel t, for a
+// pipeline.
+func deleteVxlanTunnelCall(t VxlanTunnel) pipelined {
+	return pipelined{
+		req:   t.request(false),
+		attrs: []any{"src", t.Src, "dst", t.Dst, "vni", t.VNI, "add", false},
+		wrap:  func(err error) error { return fmt.Errorf("vxlan %s->%s vni %d: delete: %w", t.Src, t.Dst, t.VNI, err) },
 	}
-	return nil
 }
 
 // ListVxlanTunnels returns every VXLAN tunnel.

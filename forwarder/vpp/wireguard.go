@@ -52,14 +52,18 @@ func (c *Client) CreateWireguardInterface(ctx context.Context, s WireguardInterf
 }
 
 // DeleteWireguardInterface deletes an interface and its peers.
-func (c *Client) DeleteWireguardInterface(ctx context.Context, idx SwIfIndex) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "wireguard_interface_delete", start, err, "sw_if_index", idx) }()
-	_, err = wireguard.NewServiceClient(c.conn).WireguardInterfaceDelete(ctx, &wireguard.WireguardInterfaceDelete{SwIfIndex: idx.api()})
-	if err != nil {
-		return fmt.Errorf("wireguard interface %d: delete: %w", idx, err)
+func (c *Client) DeleteWireguardInterface(ctx context.Context, idx SwIfIndex) error {
+	return c.pipeline(ctx, deleteWireguardInterfaceCall(idx))
+}
+
+// deleteWireguardInterfaceCall is the request that deletes interface idx
+// (and its peers), for a pipeline.
+func deleteWireguardInterfaceCall(idx SwIfIndex) pipelined {
+	return pipelined{
+		req:   &wireguard.WireguardInterfaceDelete{SwIfIndex: idx.api()},
+		attrs: []any{"sw_if_index", idx},
+		wrap:  func(err error) error { return fmt.Errorf("wireguard interface %d: delete: %w", idx, err) },
 	}
-	return nil
 }
 
 // ListWireguardInterfaces returns every WireGuard interface, with its
@@ -150,12 +154,15 @@ func (c *Client) ListWireguardPeers(ctx context.Context) ([]WireguardPeer, error
 }
 
 // DeleteWireguardPeer removes a peer.
-func (c *Client) DeleteWireguardPeer(ctx context.Context, peer uint32) (err error) {
-	start := time.Now()
-	defer func() { c.done(ctx, "wireguard_peer_remove", start, err, "peer", peer) }()
-	_, err = wireguard.NewServiceClient(c.conn).WireguardPeerRemove(ctx, &wireguard.WireguardPeerRemove{PeerIndex: peer})
-	if err != nil {
-		return fmt.Errorf("wireguard peer %d: remove: %w", peer, err)
+func (c *Client) DeleteWireguardPeer(ctx context.Context, peer uint32) error {
+	return c.pipeline(ctx, deleteWireguardPeerCall(peer))
+}
+
+// deleteWireguardPeerCall is the request that removes peer, for a pipeline.
+func deleteWireguardPeerCall(peer uint32) pipelined {
+	return pipelined{
+		req:   &wireguard.WireguardPeerRemove{PeerIndex: peer},
+		attrs: []any{"peer", peer},
+		wrap:  func(err error) error { return fmt.Errorf("wireguard peer %d: remove: %w", peer, err) },
 	}
-	return nil
 }

@@ -6,6 +6,7 @@
 package x25519
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -39,14 +40,17 @@ func Generate() (private, public [KeyLen]byte, err error) {
 	return private, public, err
 }
 
-// Public derives the public key of private.
+// Public derives the public key of private. crypto/ecdh does it with one
+// scalar multiplication; curve25519.X25519 with the base point does two
+// (it makes the ecdh key, then multiplies the base point again), and a
+// VPP node builds a key pair per tunnel side.
 func Public(private [KeyLen]byte) ([KeyLen]byte, error) {
 	var public [KeyLen]byte
-	out, err := curve25519.X25519(private[:], curve25519.Basepoint)
+	k, err := ecdh.X25519().NewPrivateKey(private[:])
 	if err != nil {
 		return public, fmt.Errorf("x25519: derive public key: %w", err)
 	}
-	copy(public[:], out)
+	copy(public[:], k.PublicKey().Bytes())
 	return public, nil
 }
 
