@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,7 +40,11 @@ type reaper struct {
 
 type reapCall struct {
 	links  []netlink.Link
-	marked bool       // the links are in reapGroup already
+	marked bool // the links are in reapGroup already
+	// netns, when set, is a workload's namespace whose reapGroup is to be
+	// deleted (the ends of local vWires' pairs, see direct.go): marked
+	// only, no links, no done.
+	netns  string
 	done   chan error // nil for retired links: errors are logged
 }
 
@@ -127,7 +132,12 @@ func (r *reaper) flush() {
 func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
 	var grouped []int // calls with links in the group
+	others := map[string]bool{}
 	for i, c := range batch {
+		if c.netns != "" {
+			others[c.netns] = true
+			continue
+		}
 		if c.marked {
 			grouped = append(grouped, i)
 			continue
@@ -159,6 +169,11 @@ func (r *reaper) pass(batch []reapCall) {
 			}
 		}
 	}
+	for path := range others {
+		if err := deleteGroupIn(path); err != nil {
+			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down", "netns", path, "err", err)
+		}
+	}
 	for i, c := range batch {
 		err := errors.Join(errs[i]...)
 		if c.done != nil {
@@ -178,9 +193,30 @@ func (r *reaper) deleteOne(l netlink.Link) error {
 
 // deleteGroup deletes every link in reapGroup in one pass (`ip link delete
 // group`); ENODEV when the group is empty.
-func (r *reaper) deleteGroup() error {
+func (r *reaper) deleteGroup() error { return deleteGroupOn(r.sock) }
+
+// deleteGroupIn deletes every link in reapGroup in the namespace at path;
+// nil when there is none, or the namespace is gone (its links with it).
+func deleteGroupIn(path string) error {
+	ns, err := openNetNS(path)
+	if err != nil {
+		return nil
+	}
+	defer ns.Close()
+	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer sock.Close()
+	if err := deleteGroupOn(&nl.SocketHandle{Socket: sock}); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+func deleteGroupOn(sock *nl.SocketHandle) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: r.sock}
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
 	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
