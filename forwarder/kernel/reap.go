@@ -44,8 +44,8 @@ type reapCall struct {
 	// netns, when set, is a workload's namespace whose reapGroup is to be
 	// deleted (the ends of local vWires' pairs, see direct.go): marked
 	// only, no links, no done.
-	netns  string
-	done   chan error // nil for retired links: errors are logged
+	netns string
+	done  chan error // nil for retired links: errors are logged
 }
 
 func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
