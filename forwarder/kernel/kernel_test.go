@@ -580,3 +580,79 @@ func TestConnectTakesNameOfLiveVWire(t *testing.T) {
 		t.Fatalf("links left in the node namespace:\n%s", got)
 	}
 }
+
+// TestConnectMovedBetweenLocalAndRemote: a local vWire (one pair) moved to
+// a remote endpoint gets a client side of its own with the same interface
+// name and the new addresses, and back to a local endpoint a pair again;
+// nothing is left of the form it had before.
+func TestConnectMovedBetweenLocalAndRemote(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	n1, p1, _, p2 := twoNodes(t)
+	client, clientPath := netnsFor(t, "nsc")
+	local, localPath := netnsFor(t, "nse")
+	remote, remotePath := netnsFor(t, "nse")
+	d1 := newDP(t, p1, "10.222.0.1", 0)
+	d2 := newDP(t, p2, "10.222.0.2", 0)
+	before := linkNames(t, n1)
+
+	ccLocal := ipContext("169.254.22.1", "169.254.22.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: ccLocal}
+	if err := d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: kernelMech(localPath, "nsm-e"), Context: ccLocal}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.22.2"); err != nil {
+		t.Fatal(err)
+	}
+
+	ccRemote := ipContext("169.254.23.1", "169.254.23.2")
+	offers, err := d1.Offer(ctx, "a", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, err := d2.Accept(ctx, "b", nil, offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Connect(ctx, "b", &networkservice.Connection{Mechanism: accepted, Context: ccRemote}, &networkservice.Connection{Mechanism: kernelMech(remotePath, "nsm-e"), Context: ccRemote}); err != nil {
+		t.Fatal(err)
+	}
+	in = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: ccRemote}
+	if err := d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: accepted, Context: ccRemote}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.23.2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := links(t, local); strings.Contains(got, "nsm-e") {
+		t.Fatalf("the local endpoint keeps the pair's end:\n%s", got)
+	}
+	if got := run(t, "ip", "-n", client, "-o", "addr", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.22.1") || !strings.Contains(got, "169.254.23.1") {
+		t.Fatalf("the client's addresses are not the remote endpoint's IPAM's:\n%s", got)
+	}
+
+	// Back to the local endpoint.
+	in = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: ccLocal}
+	if err := d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: kernelMech(localPath, "nsm-e"), Context: ccLocal}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.22.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Disconnect(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := linkNames(t, n1); got != before {
+		t.Fatalf("the remote form's links are left in node1's namespace:\n%s", got)
+	}
+	if err := d1.Disconnect(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	d1.reap.flush()
+	d2.reap.flush()
+	for _, ns := range []string{client, local, remote} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") || strings.Contains(got, "vwr") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
+}
