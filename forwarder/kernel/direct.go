@@ -29,6 +29,30 @@ import (
 // directPair is the two ends of a local KERNEL↔KERNEL vWire.
 type directPair struct {
 	in, out vethSpec // the client's end and the endpoint's
+	// ns is the client's namespace, held open while the pair is ours:
+	// the path the mechanism names may be a descriptor the forwarder has
+	// closed by the time the vWire is (and the reaper's pass runs).
+	// netns.None() when not held.
+	ns netns.NsHandle
+}
+
+// release closes p's hold on the client's namespace.
+func (p directPair) release() {
+	if p.ns.IsOpen() {
+		p.ns.Close()
+	}
+}
+
+// clientNS opens p's client namespace: a duplicate of the held handle, or
+// from the mechanism's path.
+func (p directPair) clientNS() (netns.NsHandle, error) {
+	if p.ns.IsOpen() {
+		fd, err := unix.FcntlInt(uintptr(p.ns), unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil {
+			return netns.NsHandle(fd), nil
+		}
+	}
+	return openNetNS(p.in.netns)
 }
 
 // sameEnds reports whether p and o name the same interfaces in the same
@@ -40,17 +64,17 @@ func (p directPair) sameEnds(o directPair) bool {
 // directFor is the pair for in and out when both are KERNEL.
 func directFor(id string, in, out *networkservice.Connection, mtu int) (directPair, bool, error) {
 	if in.GetMechanism().GetType() != nsmkernel.MECHANISM || out.GetMechanism().GetType() != nsmkernel.MECHANISM {
-		return directPair{}, false, nil
+		return directPair{ns: netns.None()}, false, nil
 	}
 	i, err := vethSpecFor(roleIn, id, in.GetMechanism(), in.GetContext(), mtu)
 	if err != nil {
-		return directPair{}, false, err
+		return directPair{ns: netns.None()}, false, err
 	}
 	o, err := vethSpecFor(roleOut, id, out.GetMechanism(), out.GetContext(), mtu)
 	if err != nil {
-		return directPair{}, false, err
+		return directPair{ns: netns.None()}, false, err
 	}
-	return directPair{in: i, out: o}, true, nil
+	return directPair{in: i, out: o, ns: netns.None()}, true, nil
 }
 
 // pairHandles are netlink handles in the two workloads' namespaces.
@@ -187,12 +211,12 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 // namespace as to names it, and configures it there; the peer, the
 // client's interface, stays.
 func (d *Dataplane) moveEnd(h *pairHandles, id string, from, to vethSpec) error {
-	err := withLink(from, id, func(_ *netlink.Handle, l netlink.Link) error {
-		ns, err := openNetNS(from.netns)
-		if err != nil {
-			return err
-		}
-		defer ns.Close()
+	ns, err := openNetNS(from.netns)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	err = withLink(ns, from, id, func(_ *netlink.Handle, l netlink.Link) error {
 		sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -229,6 +253,11 @@ func (d *Dataplane) moveEnd(h *pairHandles, id string, from, to vethSpec) error 
 }
 
 func (d *Dataplane) rememberDirect(id string, from built, p directPair) {
+	if !p.ns.IsOpen() {
+		if ns, err := p.clientNS(); err == nil {
+			p.ns = ns
+		}
+	}
 	d.mu.Lock()
 	d.built[id] = from
 	d.direct[id] = p
@@ -295,13 +324,16 @@ func (d *Dataplane) addPair(h *pairHandles, p directPair) error {
 // returns once it is gone; a pair that is not there, or whose names a
 // newer vWire holds now, is left alone.
 func (d *Dataplane) removeDirect(id string, p directPair) error {
-	for _, s := range []vethSpec{p.in, p.out} {
-		err := withLink(s, id, func(h *netlink.Handle, l netlink.Link) error {
-			return h.LinkDel(l)
-		})
-		if err != nil && !errors.Is(err, unix.ENODEV) {
-			return fmt.Errorf("delete %s: %w", s.name, err)
-		}
+	ns, err := p.clientNS()
+	if err != nil {
+		return nil // the client's namespace is gone, and the pair with it
+	}
+	defer ns.Close()
+	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
+		return h.LinkDel(l)
+	})
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", p.in.name, err)
 	}
 	return nil
 }
@@ -310,7 +342,17 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 // its carrier) and into reapGroup, and hands it to the reaper, which
 // deletes the pair in the client's namespace.
 func (d *Dataplane) retireDirect(id string, p directPair) error {
-	err := withLink(p.in, id, func(h *netlink.Handle, l netlink.Link) error {
+	ns, err := p.clientNS()
+	if err != nil {
+		return nil // the client's namespace is gone, and the pair with it
+	}
+	handed := false
+	defer func() {
+		if !handed {
+			ns.Close()
+		}
+	}()
+	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
 		err := h.LinkSetDown(l)
 		if err == nil {
 			err = h.LinkSetGroup(l, reapGroup)
@@ -322,7 +364,8 @@ func (d *Dataplane) retireDirect(id string, p directPair) error {
 			}
 			return nil
 		}
-		d.reap.enqueue(reapCall{netns: p.in.netns, marked: true})
+		handed = true
+		d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true})
 		return nil
 	})
 	if err != nil && !errors.Is(err, unix.ENODEV) {
@@ -331,14 +374,9 @@ func (d *Dataplane) retireDirect(id string, p directPair) error {
 	return nil
 }
 
-// withLink calls f with a handle in s's namespace and s's interface when it
-// is there and id's; ENODEV when it is not (gone, or a newer vWire's).
-func withLink(s vethSpec, id string, f func(h *netlink.Handle, l netlink.Link) error) error {
-	ns, err := openNetNS(s.netns)
-	if err != nil {
-		return errors.Join(err, unix.ENODEV) // its namespace is gone, and the pair with it
-	}
-	defer ns.Close()
+// withLink calls f with a handle in ns and s's interface when it is there
+// and id's; ENODEV when it is not (gone, or a newer vWire's).
+func withLink(ns netns.NsHandle, s vethSpec, id string, f func(h *netlink.Handle, l netlink.Link) error) error {
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", s.netns, err)

@@ -235,6 +235,12 @@ func (d *Dataplane) Start(ctx context.Context) error {
 // devices, which go with this process.
 func (d *Dataplane) Close() error {
 	d.reap.flush()
+	d.mu.Lock()
+	for _, p := range d.direct {
+		p.release()
+	}
+	d.direct = map[string]directPair{}
+	d.mu.Unlock()
 	if d.wg != nil {
 		d.wg.Close()
 	}
@@ -372,7 +378,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	}
 	in.Context.MTU = uint32(mtu)
 	from := builtFrom(in, out, mtu)
-	pair, direct := directPair{}, false
+	pair, direct := directPair{ns: netns.None()}, false
 	if routed == nil {
 		if pair, direct, err = directFor(id, in, out, mtu); err != nil {
 			return err
@@ -384,6 +390,9 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	delete(d.built, id)
 	delete(d.direct, id)
 	d.mu.Unlock()
+	if wasDirect {
+		defer old.release()
+	}
 	if direct {
 		return d.connectDirect(id, pair, from, prev, known, old, wasDirect)
 	}
@@ -618,6 +627,7 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	if direct {
 		// Nothing of it is in this namespace (see connectDirect).
 		err = d.retireDirect(id, pair)
+		pair.release()
 	} else {
 		err = d.retireLinks(id)
 	}

@@ -656,3 +656,45 @@ func TestConnectMovedBetweenLocalAndRemote(t *testing.T) {
 		}
 	}
 }
+
+// TestDisconnectAfterDescriptorsClosed: the workloads' namespaces reach the
+// dataplane as descriptors (/proc/<pid>/fd/<n>) that the forwarder closes
+// before Disconnect: the pair still goes, as the dataplane holds the
+// client's namespace while the pair is its own.
+func TestDisconnectAfterDescriptorsClosed(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	_, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	viaFD := func(path string) (string, *os.File) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), f
+	}
+	cPath, cf := viaFD(clientPath)
+	ePath, ef := viaFD(epPath)
+	cc := ipContext("169.254.24.1", "169.254.24.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(cPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech(ePath, "nsm-e"), Context: cc}
+	if err := d.Connect(ctx, "conn-fd", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.24.2"); err != nil {
+		t.Fatal(err)
+	}
+	cf.Close()
+	ef.Close()
+	if err := d.Disconnect(ctx, "conn-fd"); err != nil {
+		t.Fatal(err)
+	}
+	d.reap.flush()
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
+}

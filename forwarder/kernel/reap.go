@@ -41,11 +41,13 @@ type reaper struct {
 type reapCall struct {
 	links  []netlink.Link
 	marked bool // the links are in reapGroup already
-	// netns, when set, is a workload's namespace whose reapGroup is to be
-	// deleted (the ends of local vWires' pairs, see direct.go): marked
-	// only, no links, no done.
-	netns string
-	done  chan error // nil for retired links: errors are logged
+	// ns, when inNS is set, is a workload's namespace whose reapGroup is
+	// to be deleted (the ends of local vWires' pairs, see direct.go),
+	// owned by the call and closed after the pass: marked only, no links,
+	// no done.
+	ns   netns.NsHandle
+	inNS bool
+	done chan error // nil for retired links: errors are logged
 }
 
 func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
@@ -131,11 +133,17 @@ func (r *reaper) flush() {
 // one by one.
 func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
-	var grouped []int // calls with links in the group
-	others := map[string]bool{}
+	var grouped []int                     // calls with links in the group
+	others := map[uint64]netns.NsHandle{} // by the namespace's inode
 	for i, c := range batch {
-		if c.netns != "" {
-			others[c.netns] = true
+		if c.inNS {
+			var st unix.Stat_t
+			err := unix.Fstat(int(c.ns), &st)
+			if _, dup := others[st.Ino]; err != nil || dup {
+				defer c.ns.Close()
+			} else {
+				others[st.Ino] = c.ns
+			}
 			continue
 		}
 		if c.marked {
@@ -169,10 +177,11 @@ func (r *reaper) pass(batch []reapCall) {
 			}
 		}
 	}
-	for path := range others {
-		if err := deleteGroupIn(path); err != nil {
-			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down", "netns", path, "err", err)
+	for _, ns := range others {
+		if err := deleteGroupIn(ns); err != nil {
+			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down", "err", err)
 		}
+		ns.Close()
 	}
 	for i, c := range batch {
 		err := errors.Join(errs[i]...)
@@ -195,17 +204,12 @@ func (r *reaper) deleteOne(l netlink.Link) error {
 // group`); ENODEV when the group is empty.
 func (r *reaper) deleteGroup() error { return deleteGroupOn(r.sock) }
 
-// deleteGroupIn deletes every link in reapGroup in the namespace at path;
-// nil when there is none, or the namespace is gone (its links with it).
-func deleteGroupIn(path string) error {
-	ns, err := openNetNS(path)
-	if err != nil {
-		return nil
-	}
-	defer ns.Close()
+// deleteGroupIn deletes every link in reapGroup in ns; nil when there is
+// none.
+func deleteGroupIn(ns netns.NsHandle) error {
 	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", path, err)
+		return fmt.Errorf("netlink in a workload's namespace: %w", err)
 	}
 	defer sock.Close()
 	if err := deleteGroupOn(&nl.SocketHandle{Socket: sock}); err != nil && !errors.Is(err, unix.ENODEV) {

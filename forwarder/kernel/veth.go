@@ -117,7 +117,9 @@ func (d *Dataplane) makeRoom(h *netlink.Handle, s vethSpec) error {
 		err = h.LinkSetName(l, "vwr"+hex.EncodeToString(sum[:5]))
 	}
 	if err == nil {
-		d.reap.enqueue(reapCall{netns: s.netns, marked: true})
+		if ns, err := openNetNS(s.netns); err == nil {
+			d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true})
+		}
 		return nil
 	}
 	d.log.Debug("rename a vWire's interface out of the way; deleting it", "conn", s.id, "name", s.name, "err", err)
