@@ -12,9 +12,9 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 )
 
-// BenchmarkConnectDisconnect builds local KERNEL↔KERNEL vWires (a veth pair
-// into a client namespace and one into an endpoint namespace, joined by
-// redirects) and removes them, one at a time and 20 at a time: each round
+// BenchmarkConnectDisconnect builds local KERNEL↔KERNEL vWires (one veth
+// pair from a client namespace to an endpoint namespace, see direct.go)
+// and removes them, one at a time and 20 at a time: each round
 // connects 20 vWires, then disconnects them. It reports the p50 and p99 of
 // Connect and of Disconnect, each phase's rate, and the CPU time (user and
 // system, which holds the kernel's work for our netlink calls) per vWire

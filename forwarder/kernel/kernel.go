@@ -90,6 +90,7 @@ type Dataplane struct {
 	wgHeld  map[string]map[string]wgHold // WireGuard keys and ports by connection id and role
 	orphans map[string]bool              // ids found at start, not yet claimed
 	built   map[string]built             // what each id's links were last built from
+	direct  map[string]directPair        // the pairs of local KERNEL↔KERNEL vWires, by id
 }
 
 var _ forwarder.Dataplane = (*Dataplane)(nil)
@@ -121,7 +122,7 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
-		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, underlayMTU: DefaultMTU}
+		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -234,6 +235,12 @@ func (d *Dataplane) Start(ctx context.Context) error {
 // devices, which go with this process.
 func (d *Dataplane) Close() error {
 	d.reap.flush()
+	d.mu.Lock()
+	for _, p := range d.direct {
+		p.release()
+	}
+	d.direct = map[string]directPair{}
+	d.mu.Unlock()
 	if d.wg != nil {
 		d.wg.Close()
 	}
@@ -371,10 +378,32 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	}
 	in.Context.MTU = uint32(mtu)
 	from := builtFrom(in, out, mtu)
+	pair, direct := directPair{ns: netns.None()}, false
+	if routed == nil {
+		if pair, direct, err = directFor(id, in, out, mtu); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	prev, known := d.built[id]
+	old, wasDirect := d.direct[id]
 	delete(d.built, id)
+	delete(d.direct, id)
 	d.mu.Unlock()
+	if wasDirect {
+		defer old.release()
+	}
+	if direct {
+		return d.connectDirect(id, pair, from, prev, known, old, wasDirect)
+	}
+	if wasDirect {
+		// The vWire's endpoint moved off this node: its pair goes, and
+		// the client's side is built anew.
+		if err := d.removeDirect(id, old); err != nil {
+			return err
+		}
+		known = false
+	}
 	// Links built from other mechanisms or addresses (the manager moved the
 	// vWire to another endpoint) are not intact however they look. After a
 	// restart nothing is known: the links decide.
@@ -590,7 +619,18 @@ func (d *Dataplane) check(id string, routed *routedXC) (ok, found bool) {
 // with others (see reaper); VXLAN and WireGuard links are gone when it
 // returns, as their VNIs and ports are free again.
 func (d *Dataplane) Disconnect(_ context.Context, id string) error {
-	err := d.retireLinks(id)
+	d.mu.Lock()
+	pair, direct := d.direct[id]
+	delete(d.direct, id)
+	d.mu.Unlock()
+	var err error
+	if direct {
+		// Nothing of it is in this namespace (see connectDirect).
+		err = d.retireDirect(id, pair)
+		pair.release()
+	} else {
+		err = d.retireLinks(id)
+	}
 	d.mu.Lock()
 	for _, vni := range d.held[id] {
 		d.vnis.Release(vni)

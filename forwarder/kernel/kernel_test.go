@@ -142,20 +142,30 @@ func TestLocalKernelToKernel(t *testing.T) {
 	if in.GetContext().GetMTU() != DefaultMTU {
 		t.Fatalf("mtu %d", in.GetContext().GetMTU())
 	}
-	// The ends in the node's namespace are redirected: no IPv6 of their
-	// own (nothing of the forwarder's leaks into the workloads' wire).
-	for _, role := range []string{roleIn, roleOut} {
-		if got := run(t, "ip", "-n", node, "-6", "-o", "addr", "show", "dev", linkName(role, "conn-1")); got != "" {
-			t.Fatalf("%s end has IPv6 addresses:\n%s", role, got)
-		}
+	// One veth pair between the two workloads: nothing in the node's
+	// namespace, the client's interface the endpoint's peer.
+	if got := linkNames(t, node); got != before {
+		t.Fatalf("a local vWire left links in the node namespace:\n%s", got)
+	}
+	if dev := run(t, "ip", "-n", client, "-d", "-o", "link", "show", "nsm-c"); !strings.Contains(dev, "veth") {
+		t.Fatalf("client interface is not a veth:\n%s", dev)
 	}
 	// A refresh finds everything in place and changes nothing.
-	idx := run(t, "ip", "-n", node, "-o", "link", "show", linkName(roleIn, "conn-1"))
+	idx := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c")
 	if err := d.Connect(ctx, "conn-1", in, out); err != nil {
 		t.Fatal(err)
 	}
-	if again := run(t, "ip", "-n", node, "-o", "link", "show", linkName(roleIn, "conn-1")); again != idx {
+	if again := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c"); again != idx {
 		t.Fatalf("refresh rebuilt the link:\n%s\n%s", idx, again)
+	}
+	// So does a restarted forwarder's first refresh: it finds the pair by
+	// the mechanisms' namespaces and names.
+	d2 := newDP(t, nodePath, "", 0)
+	if err := d2.Connect(ctx, "conn-1", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if again := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c"); again != idx {
+		t.Fatalf("a restarted forwarder rebuilt the link:\n%s\n%s", idx, again)
 	}
 	if !strings.Contains(links(t, client), "vwire/wl/conn-1") {
 		t.Fatalf("workload end has no alias:\n%s", links(t, client))
@@ -206,7 +216,12 @@ func TestConnectMovedToAnotherEndpoint(t *testing.T) {
 	if err := ping(client, "169.254.11.2"); err != nil {
 		t.Fatal(err)
 	}
-	clientIf := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c")
+	// The interface, less its peer's namespace: index, name, address.
+	clientIf := func() string {
+		f := strings.Fields(run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c"))
+		return f[0] + f[1] + strings.Join(f[slices.Index(f, "link/ether"):][:2], " ")
+	}
+	was := clientIf()
 	moved := ipContext("169.254.12.1", "169.254.12.2")
 	in = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: moved}
 	if err := d.Connect(ctx, "conn-m", in, &networkservice.Connection{Mechanism: kernelMech(ep2Path, "nsm-e"), Context: moved}); err != nil {
@@ -224,11 +239,11 @@ func TestConnectMovedToAnotherEndpoint(t *testing.T) {
 	if got := run(t, "ip", "-n", client, "-o", "addr", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.11.1") {
 		t.Fatalf("the client keeps the old address:\n%s", got)
 	}
-	// The client's interface stayed (only its addresses changed): the
-	// kernel deletes links one at a time, so a mass heal deletes no more
-	// than it must.
-	if again := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c"); again != clientIf {
-		t.Fatalf("the client's interface was rebuilt:\n%s\n%s", clientIf, again)
+	// The client's interface stayed (only its addresses changed; its
+	// peer moved to the new endpoint): the kernel deletes links one at a
+	// time, so a mass heal deletes no more than it must.
+	if again := clientIf(); again != was {
+		t.Fatalf("the client's interface was rebuilt:\n%s\n%s", was, again)
 	}
 	if got := run(t, "ip", "-n", client, "route", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.11.2") || !strings.Contains(got, "169.254.12.2") {
 		t.Fatalf("the client's routes are not the new endpoint's:\n%s", got)
@@ -427,10 +442,10 @@ func TestConnectAgainRightAfterDisconnect(t *testing.T) {
 }
 
 // TestConnectTakesNameOfClosedVWire: the workload's interface names are
-// still held by a closed vWire's ends, down and waiting for the reaper
+// still held by a closed vWire's pair, down and waiting for the reaper
 // (which is held back here): a new vWire asking for the same names renames
 // them out of the way instead of waiting, and carries traffic; the renamed
-// ends go with the reaper's pass. A live vWire's name is not taken.
+// ends go with the reaper's pass.
 func TestConnectTakesNameOfClosedVWire(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
@@ -445,29 +460,16 @@ func TestConnectTakesNameOfClosedVWire(t *testing.T) {
 	if err := d.Connect(ctx, "conn-old", in, out); err != nil {
 		t.Fatal(err)
 	}
-	// A live vWire keeps its names: the new one fails, the old one stays.
-	if err := d.Connect(ctx, "conn-new", in, out); err == nil {
-		t.Fatal("a second vWire took the names of a live one")
+	// Hold the reaper back: Disconnect leaves the pair down and marked.
+	d.reap.mu.Lock()
+	d.reap.running = true
+	d.reap.mu.Unlock()
+	if err := d.Disconnect(ctx, "conn-old"); err != nil {
+		t.Fatal(err)
 	}
-	if err := ping(client, "169.254.14.2"); err != nil {
-		t.Fatalf("the live vWire broke: %v", err)
+	if got := links(t, client); !strings.Contains(got, "vwire/wl/conn-old") {
+		t.Fatalf("the closed pair is gone before the reaper ran:\n%s", got)
 	}
-	// What Disconnect does, but for handing the links to the reaper.
-	old, err := d.linksOf("conn-old")
-	if err != nil || len(old) != 2 {
-		t.Fatalf("links of conn-old: %v %v", old, err)
-	}
-	for _, l := range old {
-		if err := d.nl.LinkSetDown(l); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.nl.LinkSetGroup(l, reapGroup); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d.mu.Lock()
-	delete(d.built, "conn-old")
-	d.mu.Unlock()
 
 	if err := d.Connect(ctx, "conn-new", in, out); err != nil {
 		t.Fatal(err)
@@ -475,14 +477,10 @@ func TestConnectTakesNameOfClosedVWire(t *testing.T) {
 	if err := ping(client, "169.254.14.2"); err != nil {
 		t.Fatal(err)
 	}
-	for _, ns := range []string{client, ep} {
-		if got := links(t, ns); !strings.Contains(got, "vwr") || !strings.Contains(got, "vwire/wl/conn-new") {
-			t.Fatalf("%s: want the closed end renamed and the new one in place:\n%s", ns, got)
-		}
+	if got := links(t, client); !strings.Contains(got, "vwr") || !strings.Contains(got, "vwire/wl/conn-new") {
+		t.Fatalf("want the closed end renamed and the new one in place:\n%s", got)
 	}
-	if err := d.reap.deleteGroup(); err != nil {
-		t.Fatal(err)
-	}
+	d.reap.run() // what enqueue would have started
 	for _, ns := range []string{client, ep} {
 		if got := links(t, ns); strings.Contains(got, "vwr") || strings.Contains(got, "conn-old") {
 			t.Fatalf("closed ends left in %s:\n%s", ns, got)
@@ -494,5 +492,209 @@ func TestConnectTakesNameOfClosedVWire(t *testing.T) {
 	d.reap.flush()
 	if got := linkNames(t, node); got != before {
 		t.Fatalf("links left in the node namespace:\n%s", got)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
+}
+
+// TestConnectTakesNameOfLiveVWire: a new connection id asks for the
+// interface names a live older vWire holds (a client that requests anew
+// before closing): the newer Request wins, as on the VPP dataplane; the
+// older vWire's link, known by its alias, goes, and its Close leaves the
+// new one alone. A link of that name that is not a vWire's is refused with
+// an error that says so, and left as it is. Both for a local pair and for
+// a client side that is its own veth (its endpoint remote).
+func TestConnectTakesNameOfLiveVWire(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	node, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	before := linkNames(t, node)
+	ccOld, ccNew := ipContext("169.254.15.1", "169.254.15.2"), ipContext("169.254.15.5", "169.254.15.6")
+	conn := func(ns, name string, cc *networkservice.ConnectionContext) *networkservice.Connection {
+		return &networkservice.Connection{Mechanism: kernelMech(ns, name), Context: cc}
+	}
+	if err := d.Connect(ctx, "conn-old", conn(clientPath, "nsm-c", ccOld), conn(epPath, "nsm-e", ccOld)); err != nil {
+		t.Fatal(err)
+	}
+	// The same names under a new id, the old vWire still live.
+	if err := d.Connect(ctx, "conn-new", conn(clientPath, "nsm-c", ccNew), conn(epPath, "nsm-e", ccNew)); err != nil {
+		t.Fatalf("newer Request on a live vWire's names: %v", err)
+	}
+	if err := ping(client, "169.254.15.6"); err != nil {
+		t.Fatal(err)
+	}
+	// The old vWire's Close leaves the new one alone.
+	if err := d.Disconnect(ctx, "conn-old"); err != nil {
+		t.Fatal(err)
+	}
+	d.reap.flush()
+	if err := ping(client, "169.254.15.6"); err != nil {
+		t.Fatalf("the older vWire's Close broke the newer one: %v", err)
+	}
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "conn-old") || !strings.Contains(got, "vwire/wl/conn-new") {
+			t.Fatalf("%s: want only the newer vWire's interface:\n%s", ns, got)
+		}
+	}
+
+	// A client side of its own (a veth into the node's namespace, as when
+	// the endpoint is remote) taking the name from the live pair.
+	spec, err := vethSpecFor(roleIn, "conn-side", kernelMech(clientPath, "nsm-c"), ipContext("169.254.15.9", "169.254.15.10"), DefaultMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.createVeth(spec); err != nil {
+		t.Fatalf("client side on a live pair's name: %v", err)
+	}
+	if got := links(t, client); !strings.Contains(got, "vwire/wl/conn-side") || strings.Contains(got, "vwire/wl/conn-new") {
+		t.Fatalf("want the side's interface in place of the pair's:\n%s", got)
+	}
+	if err := d.removeLinks("conn-side"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Disconnect(ctx, "conn-new"); err != nil {
+		t.Fatal(err)
+	}
+	d.reap.flush()
+
+	// A link that is not a vWire's keeps its name.
+	run(t, "ip", "-n", client, "link", "add", "nsm-c", "type", "veth", "peer", "name", "foreign")
+	err = d.Connect(ctx, "conn-x", conn(clientPath, "nsm-c", ccNew), conn(epPath, "nsm-e", ccNew))
+	if err == nil || !strings.Contains(err.Error(), "not a vWire's") {
+		t.Fatalf("a foreign link's name: want a clear refusal, got %v", err)
+	}
+	if dev := run(t, "ip", "-n", client, "-o", "link", "show", "nsm-c"); !strings.Contains(dev, "nsm-c@foreign") || strings.Contains(dev, "alias") {
+		t.Fatalf("the foreign link was touched:\n%s", dev)
+	}
+	if got := links(t, ep); strings.Contains(got, "nsm-e") || strings.Contains(got, "vwr") {
+		t.Fatalf("a refused Connect left links in the endpoint namespace:\n%s", got)
+	}
+	d.reap.flush()
+	if got := linkNames(t, node); got != before {
+		t.Fatalf("links left in the node namespace:\n%s", got)
+	}
+}
+
+// TestConnectMovedBetweenLocalAndRemote: a local vWire (one pair) moved to
+// a remote endpoint gets a client side of its own with the same interface
+// name and the new addresses, and back to a local endpoint a pair again;
+// nothing is left of the form it had before.
+func TestConnectMovedBetweenLocalAndRemote(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	n1, p1, _, p2 := twoNodes(t)
+	client, clientPath := netnsFor(t, "nsc")
+	local, localPath := netnsFor(t, "nse")
+	remote, remotePath := netnsFor(t, "nse")
+	d1 := newDP(t, p1, "10.222.0.1", 0)
+	d2 := newDP(t, p2, "10.222.0.2", 0)
+	before := linkNames(t, n1)
+
+	ccLocal := ipContext("169.254.22.1", "169.254.22.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: ccLocal}
+	if err := d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: kernelMech(localPath, "nsm-e"), Context: ccLocal}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.22.2"); err != nil {
+		t.Fatal(err)
+	}
+
+	ccRemote := ipContext("169.254.23.1", "169.254.23.2")
+	offers, err := d1.Offer(ctx, "a", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, err := d2.Accept(ctx, "b", nil, offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Connect(ctx, "b", &networkservice.Connection{Mechanism: accepted, Context: ccRemote}, &networkservice.Connection{Mechanism: kernelMech(remotePath, "nsm-e"), Context: ccRemote}); err != nil {
+		t.Fatal(err)
+	}
+	in = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: ccRemote}
+	if err := d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: accepted, Context: ccRemote}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.23.2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := links(t, local); strings.Contains(got, "nsm-e") {
+		t.Fatalf("the local endpoint keeps the pair's end:\n%s", got)
+	}
+	if got := run(t, "ip", "-n", client, "-o", "addr", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.22.1") || !strings.Contains(got, "169.254.23.1") {
+		t.Fatalf("the client's addresses are not the remote endpoint's IPAM's:\n%s", got)
+	}
+
+	// Back to the local endpoint.
+	in = &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-c"), Context: ccLocal}
+	if err := d1.Connect(ctx, "a", in, &networkservice.Connection{Mechanism: kernelMech(localPath, "nsm-e"), Context: ccLocal}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.22.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Disconnect(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := linkNames(t, n1); got != before {
+		t.Fatalf("the remote form's links are left in node1's namespace:\n%s", got)
+	}
+	if err := d1.Disconnect(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	d1.reap.flush()
+	d2.reap.flush()
+	for _, ns := range []string{client, local, remote} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") || strings.Contains(got, "vwr") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
+	}
+}
+
+// TestDisconnectAfterDescriptorsClosed: the workloads' namespaces reach the
+// dataplane as descriptors (/proc/<pid>/fd/<n>) that the forwarder closes
+// before Disconnect: the pair still goes, as the dataplane holds the
+// client's namespace while the pair is its own.
+func TestDisconnectAfterDescriptorsClosed(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	_, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	viaFD := func(path string) (string, *os.File) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), f
+	}
+	cPath, cf := viaFD(clientPath)
+	ePath, ef := viaFD(epPath)
+	cc := ipContext("169.254.24.1", "169.254.24.2")
+	in := &networkservice.Connection{Mechanism: kernelMech(cPath, "nsm-c"), Context: cc}
+	out := &networkservice.Connection{Mechanism: kernelMech(ePath, "nsm-e"), Context: cc}
+	if err := d.Connect(ctx, "conn-fd", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(client, "169.254.24.2"); err != nil {
+		t.Fatal(err)
+	}
+	cf.Close()
+	ef.Close()
+	if err := d.Disconnect(ctx, "conn-fd"); err != nil {
+		t.Fatal(err)
+	}
+	d.reap.flush()
+	for _, ns := range []string{client, ep} {
+		if got := links(t, ns); strings.Contains(got, "nsm-") {
+			t.Fatalf("links left in %s:\n%s", ns, got)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,8 +40,14 @@ type reaper struct {
 
 type reapCall struct {
 	links  []netlink.Link
-	marked bool       // the links are in reapGroup already
-	done   chan error // nil for retired links: errors are logged
+	marked bool // the links are in reapGroup already
+	// ns, when inNS is set, is a workload's namespace whose reapGroup is
+	// to be deleted (the ends of local vWires' pairs, see direct.go),
+	// owned by the call and closed after the pass: marked only, no links,
+	// no done.
+	ns   netns.NsHandle
+	inNS bool
+	done chan error // nil for retired links: errors are logged
 }
 
 func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
@@ -126,8 +133,19 @@ func (r *reaper) flush() {
 // one by one.
 func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
-	var grouped []int // calls with links in the group
+	var grouped []int                     // calls with links in the group
+	others := map[uint64]netns.NsHandle{} // by the namespace's inode
 	for i, c := range batch {
+		if c.inNS {
+			var st unix.Stat_t
+			err := unix.Fstat(int(c.ns), &st)
+			if _, dup := others[st.Ino]; err != nil || dup {
+				defer c.ns.Close()
+			} else {
+				others[st.Ino] = c.ns
+			}
+			continue
+		}
 		if c.marked {
 			grouped = append(grouped, i)
 			continue
@@ -159,6 +177,12 @@ func (r *reaper) pass(batch []reapCall) {
 			}
 		}
 	}
+	for _, ns := range others {
+		if err := deleteGroupIn(ns); err != nil {
+			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down", "err", err)
+		}
+		ns.Close()
+	}
 	for i, c := range batch {
 		err := errors.Join(errs[i]...)
 		if c.done != nil {
@@ -178,9 +202,25 @@ func (r *reaper) deleteOne(l netlink.Link) error {
 
 // deleteGroup deletes every link in reapGroup in one pass (`ip link delete
 // group`); ENODEV when the group is empty.
-func (r *reaper) deleteGroup() error {
+func (r *reaper) deleteGroup() error { return deleteGroupOn(r.sock) }
+
+// deleteGroupIn deletes every link in reapGroup in ns; nil when there is
+// none.
+func deleteGroupIn(ns netns.NsHandle) error {
+	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in a workload's namespace: %w", err)
+	}
+	defer sock.Close()
+	if err := deleteGroupOn(&nl.SocketHandle{Socket: sock}); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+func deleteGroupOn(sock *nl.SocketHandle) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: r.sock}
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
 	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {

@@ -53,7 +53,10 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 	}
 	defer h.Delete()
 	err = d.addVeth(s, ns)
-	if errors.Is(err, errExist) && d.freeName(h, s) {
+	if errors.Is(err, errExist) {
+		if rerr := d.makeRoom(h, s); rerr != nil {
+			return nil, fmt.Errorf("veth %s<->%s: %w", s.host, s.name, rerr)
+		}
 		err = d.addVeth(s, ns)
 	}
 	if errors.Is(err, errExist) {
@@ -82,48 +85,56 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 	return link, nil
 }
 
-// freeName renames the workload's interface s.name out of the way when it
-// is the end of a closed vWire's veth (down, in the reaper's queue, deleted
-// with its pair a moment later): a client that asks again for the name it
-// just closed gets it at once instead of after the reaper's next pass
-// (tens of milliseconds). It reports whether the name is free now.
-func (d *Dataplane) freeName(h *netlink.Handle, s vethSpec) bool {
+// makeRoom frees the workload interface name s.name in h's namespace when
+// a vWire's end holds it: renamed out of the way (`vwr<hash>`), down, and
+// left to the reaper, so that the name is free at once instead of after
+// the reaper's next pass (tens of milliseconds). That end is a closed
+// vWire's waiting for the reaper (a client that asks again for the name it
+// just closed), a leftover of this vWire's, or a live older vWire's (a
+// client that requests anew under a new connection id before closing the
+// old one): the newer Request wins, as on the VPP dataplane, and the older
+// vWire's Close finds its end gone (or renamed) and leaves the new one
+// alone. A link that is not a vWire's is never touched: the error says so.
+// Nil when the name is free.
+func (d *Dataplane) makeRoom(h *netlink.Handle, s vethSpec) error {
 	l, err := h.LinkByName(s.name)
 	if err != nil {
-		return false
+		return nil // free (again)
 	}
 	role, id, ok := parseAlias(l.Attrs().Alias)
-	if !ok || role != roleWL || id == s.id || !d.retired(id) {
-		return false
+	if !ok || role != roleWL {
+		return fmt.Errorf("interface name %q in the workload's namespace is taken by a link that is not a vWire's (alias %q): left alone", s.name, l.Attrs().Alias)
+	}
+	if id != s.id && d.live(id) {
+		d.log.Info("interface name taken over from an older vWire", "conn", s.id, "name", s.name, "older", id)
 	}
 	sum := sha256.Sum256([]byte(id + "/" + s.name))
-	if err := h.LinkSetDown(l); err != nil {
-		return false
+	err = h.LinkSetDown(l)
+	if err == nil {
+		err = h.LinkSetGroup(l, reapGroup)
 	}
-	if err := h.LinkSetName(l, "vwr"+hex.EncodeToString(sum[:5])); err != nil {
-		d.log.Debug("rename a closed vWire's interface out of the way", "conn", s.id, "name", s.name, "err", err)
-		return false
+	if err == nil {
+		err = h.LinkSetName(l, "vwr"+hex.EncodeToString(sum[:5]))
 	}
-	return true
+	if err == nil {
+		if ns, err := openNetNS(s.netns); err == nil {
+			d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true})
+		}
+		return nil
+	}
+	d.log.Debug("rename a vWire's interface out of the way; deleting it", "conn", s.id, "name", s.name, "err", err)
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s of vWire %s: %w", s.name, id, err)
+	}
+	return nil
 }
 
-// retired reports whether id's vWire is closed and its veths handed to the
-// reaper: not built or claimed, and a link of it in reapGroup.
-func (d *Dataplane) retired(id string) bool {
+// live reports whether id's vWire is built or claimed here.
+func (d *Dataplane) live(id string) bool {
 	d.mu.Lock()
-	_, live := d.built[id]
-	live = live || d.orphans[id]
-	d.mu.Unlock()
-	if live {
-		return false
-	}
-	for _, role := range []string{roleIn, roleOut} {
-		l, err := d.nl.LinkByName(linkName(role, id))
-		if err == nil && l.Attrs().Alias == alias(role, id) && l.Attrs().Group == reapGroup {
-			return true
-		}
-	}
-	return false
+	defer d.mu.Unlock()
+	_, ok := d.built[id]
+	return ok || d.orphans[id]
 }
 
 // addVeth asks for the pair: this end named s.host and up, the peer named

@@ -59,7 +59,7 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	var rows []Row
 	// Sequential.
 	p.Stage(fmt.Sprintf("latency: %d sequential Requests", cfg.Sequential), cfg.Sequential)
-	seq, err := sequentialRequests(ctx, m, n1, nscNS, latencyService, cfg.Sequential, p)
+	seq, seqClose, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyService, cfg.Sequential, p)
 	if err != nil {
 		return nil, err
 	}
@@ -69,18 +69,20 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 		return nil, err
 	}
 	rows = append(rows, percentileRows(group, "request→vWire-up, local, sequential", seq, "plain veth", baseSeq)...)
+	rows = append(rows, percentileRows(group, "close, local, sequential", seqClose, "request", seq)...)
 
 	// Parallel.
 	total := cfg.Parallel * cfg.Rounds
 	p.Stage(fmt.Sprintf("latency: %d×%d parallel Requests", cfg.Rounds, cfg.Parallel), total)
-	var par []time.Duration
-	var wall time.Duration
+	var par, parClose []time.Duration
+	var wall, closeWall time.Duration
 	for range cfg.Rounds {
-		d, took, err := parallelRequests(ctx, m, n1, nscNS, latencyService, cfg.Parallel, p)
+		r, err := parallelRequests(ctx, m, n1, nscNS, latencyService, cfg.Parallel, p)
 		if err != nil {
 			return nil, err
 		}
-		par, wall = append(par, d...), wall+took
+		par, wall = append(par, r.requests...), wall+r.requestWall
+		parClose, closeWall = append(parClose, r.closes...), closeWall+r.closeWall
 	}
 	p.Stage(fmt.Sprintf("latency: %d×%d parallel plain veths", cfg.Rounds, cfg.Parallel), total)
 	var basePar []time.Duration
@@ -96,6 +98,10 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires up per second, %d parallel", cfg.Parallel),
 		Value: float64(len(par)) / wall.Seconds(), Unit: "/s", Samples: len(par)}.
 		WithBaseline("plain veth", float64(len(basePar))/baseWall.Seconds()))
+	rows = append(rows, percentileRows(group, fmt.Sprintf("close, local, %d parallel", cfg.Parallel), parClose, "request", par)...)
+	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires closed per second, %d parallel", cfg.Parallel),
+		Value: float64(len(parClose)) / closeWall.Seconds(), Unit: "/s", Samples: len(parClose)}.
+		WithBaseline("requests", float64(len(par))/wall.Seconds()))
 
 	// Remote, through node2.
 	if len(m.nodes) > 1 {
@@ -120,26 +126,40 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 // sequentialRequests times n Requests one after the other, closing each
 // before the next.
 func sequentialRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) ([]time.Duration, error) {
-	var out []time.Duration
+	requests, _, err := sequentialRequestCloses(ctx, m, nd, ns, service, n, p)
+	return requests, err
+}
+
+// sequentialRequestCloses is sequentialRequests, and times each Close too.
+func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (requests, closes []time.Duration, err error) {
 	for i := range n {
 		start := time.Now()
 		conn, err := m.request(ctx, nd, ns, service, fmt.Sprintf("nsm-s%d", i))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, time.Since(start))
+		requests = append(requests, time.Since(start))
+		start = time.Now()
 		if err := m.closeConn(ctx, nd, conn); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		closes = append(closes, time.Since(start))
 		p.Step()
 	}
-	return out, nil
+	return requests, closes, nil
+}
+
+// parallelRound is one round of parallel Requests then Closes: each call's
+// time and each batch's.
+type parallelRound struct {
+	requests, closes       []time.Duration
+	requestWall, closeWall time.Duration
 }
 
 // parallelRequests starts n Requests at once, times each and the batch,
-// then closes them all.
-func parallelRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) ([]time.Duration, time.Duration, error) {
-	durs := make([]time.Duration, n)
+// then closes them all at once, timed the same way.
+func parallelRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (parallelRound, error) {
+	r := parallelRound{requests: make([]time.Duration, n), closes: make([]time.Duration, n)}
 	conns := make([]*networkservice.Connection, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -150,12 +170,13 @@ func parallelRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service
 			defer wg.Done()
 			t0 := time.Now()
 			conns[i], errs[i] = m.request(ctx, nd, ns, service, fmt.Sprintf("nsm-p%d", i))
-			durs[i] = time.Since(t0)
+			r.requests[i] = time.Since(t0)
 			p.Step()
 		}()
 	}
 	wg.Wait()
-	took := time.Since(start)
+	r.requestWall = time.Since(start)
+	start = time.Now()
 	for i, c := range conns {
 		if c == nil {
 			continue
@@ -163,16 +184,19 @@ func parallelRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			t0 := time.Now()
 			if err := m.closeConn(ctx, nd, c); err != nil && errs[i] == nil {
 				errs[i] = err
 			}
+			r.closes[i] = time.Since(t0)
 		}()
 	}
 	wg.Wait()
+	r.closeWall = time.Since(start)
 	if err := errors.Join(errs...); err != nil {
-		return nil, 0, err
+		return parallelRound{}, err
 	}
-	return durs, took, nil
+	return r, nil
 }
 
 // vethBaseline times n plain veth pairs from a to b, parallel at a time:

@@ -1,0 +1,390 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	nsmkernel "github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/kernel"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// A local KERNEL↔KERNEL vWire is one veth pair: the client's interface in
+// the client's namespace, its peer the endpoint's interface in the
+// endpoint's. Nothing of it is in the forwarder's namespace and no tc
+// redirect joins it, so a Connect costs the kernel one veth instead of two
+// plus two ingress qdiscs and filters (each of which, the first on the
+// host, also flips a static key: a text patch on every CPU), and a Close
+// sets one link down instead of two. Both ends carry the alias
+// vwire/wl/<connection id>. A forwarder that restarts finds these pairs
+// when their connections are refreshed (the mechanisms name the
+// namespaces); it cannot list them at start, so a pair whose connection is
+// closed while no forwarder runs stays until either workload's namespace
+// goes (the pair goes with it).
+
+// directPair is the two ends of a local KERNEL↔KERNEL vWire.
+type directPair struct {
+	in, out vethSpec // the client's end and the endpoint's
+	// ns is the client's namespace, held open while the pair is ours:
+	// the path the mechanism names may be a descriptor the forwarder has
+	// closed by the time the vWire is (and the reaper's pass runs).
+	// netns.None() when not held.
+	ns netns.NsHandle
+}
+
+// release closes p's hold on the client's namespace.
+func (p directPair) release() {
+	if p.ns.IsOpen() {
+		p.ns.Close()
+	}
+}
+
+// clientNS opens p's client namespace: a duplicate of the held handle, or
+// from the mechanism's path.
+func (p directPair) clientNS() (netns.NsHandle, error) {
+	if p.ns.IsOpen() {
+		fd, err := unix.FcntlInt(uintptr(p.ns), unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil {
+			return netns.NsHandle(fd), nil
+		}
+	}
+	return openNetNS(p.in.netns)
+}
+
+// sameEnds reports whether p and o name the same interfaces in the same
+// namespaces.
+func (p directPair) sameEnds(o directPair) bool {
+	return p.in.netns == o.in.netns && p.in.name == o.in.name && p.out.netns == o.out.netns && p.out.name == o.out.name
+}
+
+// directFor is the pair for in and out when both are KERNEL.
+func directFor(id string, in, out *networkservice.Connection, mtu int) (directPair, bool, error) {
+	if in.GetMechanism().GetType() != nsmkernel.MECHANISM || out.GetMechanism().GetType() != nsmkernel.MECHANISM {
+		return directPair{ns: netns.None()}, false, nil
+	}
+	i, err := vethSpecFor(roleIn, id, in.GetMechanism(), in.GetContext(), mtu)
+	if err != nil {
+		return directPair{ns: netns.None()}, false, err
+	}
+	o, err := vethSpecFor(roleOut, id, out.GetMechanism(), out.GetContext(), mtu)
+	if err != nil {
+		return directPair{ns: netns.None()}, false, err
+	}
+	return directPair{in: i, out: o, ns: netns.None()}, true, nil
+}
+
+// pairHandles are netlink handles in the two workloads' namespaces.
+type pairHandles struct {
+	inNS, outNS netns.NsHandle
+	in, out     *netlink.Handle
+}
+
+func openPair(p directPair) (*pairHandles, error) {
+	h := &pairHandles{inNS: netns.None(), outNS: netns.None()}
+	var err error
+	if h.inNS, err = openNetNS(p.in.netns); err != nil {
+		return nil, err
+	}
+	if h.outNS, err = openNetNS(p.out.netns); err != nil {
+		h.close()
+		return nil, err
+	}
+	if h.in, err = netlink.NewHandleAt(h.inNS, unix.NETLINK_ROUTE); err != nil {
+		h.close()
+		return nil, fmt.Errorf("netlink in the client's namespace: %w", err)
+	}
+	if h.out, err = netlink.NewHandleAt(h.outNS, unix.NETLINK_ROUTE); err != nil {
+		h.close()
+		return nil, fmt.Errorf("netlink in the endpoint's namespace: %w", err)
+	}
+	return h, nil
+}
+
+func (h *pairHandles) close() {
+	if h.in != nil {
+		h.in.Close()
+	}
+	if h.out != nil {
+		h.out.Close()
+	}
+	h.inNS.Close()
+	h.outNS.Close()
+}
+
+// directIntact reports whether p's ends are there, ours, up, peers of each
+// other and not on their way out; found says whether the client's end of
+// id is there at all.
+func directIntact(h *pairHandles, id string, p directPair) (ok, found bool) {
+	c, err := h.in.LinkByName(p.in.name)
+	if err != nil || c.Attrs().Alias != alias(roleWL, id) {
+		return false, false
+	}
+	if _, veth := c.(*netlink.Veth); !veth || c.Attrs().Group == reapGroup || c.Attrs().Flags&unix.IFF_UP == 0 {
+		return false, true
+	}
+	e, err := h.out.LinkByName(p.out.name)
+	if err != nil || e.Attrs().Alias != alias(roleWL, id) || e.Attrs().Index != c.Attrs().ParentIndex || e.Attrs().Flags&unix.IFF_UP == 0 {
+		return false, true
+	}
+	return true, true
+}
+
+// connectDirect builds or re-checks the pair p of id. prev and old are what
+// id was built from and its pair, if any (known, wasDirect).
+func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool) error {
+	h, err := openPair(p)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	if !known || prev == from {
+		if ok, _ := directIntact(h, id, p); ok {
+			d.rememberDirect(id, from, p)
+			return nil
+		}
+	}
+	start := time.Now()
+	if wasDirect && old.sameEnds(p) && prev.inMech == from.inMech && prev.outMech == from.outMech {
+		// New addresses only (the endpoint's IPAM answered otherwise):
+		// in place, the workloads keep their interfaces.
+		if ok, _ := directIntact(h, id, p); ok {
+			err := readdress(p.in)
+			if err == nil {
+				err = readdress(p.out)
+			}
+			if err == nil {
+				d.rememberDirect(id, from, p)
+				return nil
+			}
+			d.log.Info("re-addressing in place failed; rebuilding the pair", "conn", id, "err", err)
+		}
+	}
+	if wasDirect && old.in.netns == p.in.netns && old.in.name == p.in.name && old.in.mtu == p.in.mtu && !old.sameEnds(p) {
+		// Another endpoint: its end of the pair moves to the new
+		// endpoint's namespace, and the client keeps its interface (only
+		// its addresses change).
+		err := d.moveEnd(h, id, old.out, p.out)
+		if err == nil {
+			err = readdress(p.in)
+		}
+		if err == nil {
+			d.rememberDirect(id, from, p)
+			d.log.Debug("kernel vWire moved to another endpoint", "conn", id, "pair", p.in.name+"<->"+p.out.name, "took", time.Since(start))
+			return nil
+		}
+		d.log.Info("moving the endpoint's end failed; rebuilding the pair", "conn", id, "err", err)
+	}
+	switch {
+	case wasDirect:
+		// The client's interface is made anew, with its name and
+		// addresses.
+		if err := d.removeDirect(id, old); err != nil {
+			return err
+		}
+	case known:
+		// The vWire was made of links in this namespace (its endpoint was
+		// remote).
+		if err := d.removeLinks(id); err != nil {
+			return err
+		}
+	default:
+		// After a restart: links of id's here are an earlier build's.
+		if _, found := d.check(id, nil); found {
+			if err := d.removeLinks(id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := d.buildDirect(h, p); err != nil {
+		return err
+	}
+	d.rememberDirect(id, from, p)
+	d.log.Debug("kernel vWire built", "conn", id, "in", nsmkernel.MECHANISM, "out", nsmkernel.MECHANISM, "pair", p.in.name+"<->"+p.out.name, "mtu", p.in.mtu, "took", time.Since(start))
+	return nil
+}
+
+// moveEnd moves id's end from (in its namespace) into h's endpoint
+// namespace as to names it, and configures it there; the peer, the
+// client's interface, stays.
+func (d *Dataplane) moveEnd(h *pairHandles, id string, from, to vethSpec) error {
+	ns, err := openNetNS(from.netns)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	err = withLink(ns, from, id, func(_ *netlink.Handle, l netlink.Link) error {
+		sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer sock.Close()
+		move := func() error {
+			req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+			req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
+			msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+			msg.Index = int32(l.Attrs().Index)
+			req.AddData(msg)
+			req.AddData(nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.outNS))))
+			req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(to.name)))
+			_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+			return err
+		}
+		err = move()
+		if errors.Is(err, errExist) {
+			if rerr := d.makeRoom(h.out, to); rerr != nil {
+				return rerr
+			}
+			err = move()
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("move %s to %s: %w", from.name, to.netns, err)
+	}
+	l, err := h.out.LinkByName(to.name)
+	if err != nil {
+		return fmt.Errorf("find %s after the move: %w", to.name, err)
+	}
+	return configurePeerWith(h.out, l, to)
+}
+
+func (d *Dataplane) rememberDirect(id string, from built, p directPair) {
+	if !p.ns.IsOpen() {
+		if ns, err := p.clientNS(); err == nil {
+			p.ns = ns
+		}
+	}
+	d.mu.Lock()
+	d.built[id] = from
+	d.direct[id] = p
+	d.mu.Unlock()
+}
+
+// buildDirect makes the pair, names, addresses, routes and sets up both
+// ends; on error nothing is left.
+func (d *Dataplane) buildDirect(h *pairHandles, p directPair) error {
+	err := d.addPair(h, p)
+	if errors.Is(err, errExist) {
+		errIn := d.makeRoom(h.in, p.in)
+		errOut := d.makeRoom(h.out, p.out)
+		if err := errors.Join(errIn, errOut); err != nil {
+			return fmt.Errorf("veth %s<->%s: %w", p.in.name, p.out.name, err)
+		}
+		err = d.addPair(h, p)
+	}
+	if err != nil {
+		return fmt.Errorf("veth %s<->%s: create: %w", p.in.name, p.out.name, err)
+	}
+	c, err := h.in.LinkByName(p.in.name)
+	if err == nil {
+		err = configurePeerWith(h.in, c, p.in)
+	}
+	if err == nil {
+		err = configurePeer(h.out, c.Attrs().ParentIndex, p.out)
+	}
+	if err != nil {
+		if c != nil {
+			_ = h.in.LinkDel(c)
+		} else {
+			_ = h.in.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.in.name}})
+		}
+		return fmt.Errorf("veth %s<->%s: %w", p.in.name, p.out.name, err)
+	}
+	return nil
+}
+
+// addPair asks for the pair in one request: the client's end in its
+// namespace, the peer in the endpoint's, both down (a veth end cannot be
+// set up before its peer is registered).
+func (d *Dataplane) addPair(h *pairHandles, p directPair) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.rtnl}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.in.name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.in.mtu))))
+	req.AddData(nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.inNS))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	peer := data.AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.out.name))
+	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.out.mtu)))
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.outNS)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// removeDirect deletes p's pair (deleting one end deletes both) and
+// returns once it is gone; a pair that is not there, or whose names a
+// newer vWire holds now, is left alone.
+func (d *Dataplane) removeDirect(id string, p directPair) error {
+	ns, err := p.clientNS()
+	if err != nil {
+		return nil // the client's namespace is gone, and the pair with it
+	}
+	defer ns.Close()
+	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
+		return h.LinkDel(l)
+	})
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", p.in.name, err)
+	}
+	return nil
+}
+
+// retireDirect sets the client's end of p down (the endpoint's end loses
+// its carrier) and into reapGroup, and hands it to the reaper, which
+// deletes the pair in the client's namespace.
+func (d *Dataplane) retireDirect(id string, p directPair) error {
+	ns, err := p.clientNS()
+	if err != nil {
+		return nil // the client's namespace is gone, and the pair with it
+	}
+	handed := false
+	defer func() {
+		if !handed {
+			ns.Close()
+		}
+	}()
+	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
+		err := h.LinkSetDown(l)
+		if err == nil {
+			err = h.LinkSetGroup(l, reapGroup)
+		}
+		if err != nil {
+			// Not down or not marked: deleted before returning.
+			if derr := h.LinkDel(l); derr != nil && !errors.Is(derr, unix.ENODEV) {
+				return fmt.Errorf("set down: %w; delete: %w", err, derr)
+			}
+			return nil
+		}
+		handed = true
+		d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true})
+		return nil
+	})
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("retire %s: %w", p.in.name, err)
+	}
+	return nil
+}
+
+// withLink calls f with a handle in ns and s's interface when it is there
+// and id's; ENODEV when it is not (gone, or a newer vWire's).
+func withLink(ns netns.NsHandle, s vethSpec, id string, f func(h *netlink.Handle, l netlink.Link) error) error {
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", s.netns, err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(s.name)
+	if err != nil || l.Attrs().Alias != alias(roleWL, id) {
+		return unix.ENODEV
+	}
+	return f(h, l)
+}
