@@ -137,6 +137,9 @@ func runSoak(t *testing.T, size soakSize, dp VPPEnv) {
 		ForwarderArgs: fwdArgs,
 	})
 	t.Cleanup(m.ReportVPPHang)
+	if dp.Bin != "" {
+		t.Cleanup(func() { keepSoakDiagnostics(m) })
+	}
 	n1, n2 := m.Nodes[0], m.Nodes[1]
 	epLocal, epRemote := l.Netns("nse-local"), l.Netns("nse-remote")
 	var clientNS []*Netns
