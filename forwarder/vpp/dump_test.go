@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.fd.io/govpp/adapter"
+	"go.fd.io/govpp/adapter/mock"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/core"
 )
@@ -73,5 +76,60 @@ func TestDumpWaitsForLateReader(t *testing.T) {
 	}
 	if got != n+1 { // and local0
 		t.Fatalf("dump read %d interfaces, VPP has %d", got, n+1)
+	}
+}
+
+// unmappedStats is the mock stats segment, counting reads after Disconnect
+// (which, on a real segment, unmaps it: such a read faults).
+type unmappedStats struct {
+	*mock.StatsAdapter
+	gone      atomic.Bool
+	readAfter atomic.Int32
+}
+
+func (s *unmappedStats) Disconnect() error { s.gone.Store(true); return s.StatsAdapter.Disconnect() }
+
+func (s *unmappedStats) read() {
+	if s.gone.Load() {
+		s.readAfter.Add(1)
+	}
+}
+
+func (s *unmappedStats) DumpStats(p ...string) ([]adapter.StatEntry, error) {
+	s.read()
+	return s.StatsAdapter.DumpStats(p...)
+}
+
+func (s *unmappedStats) PrepareDir(p ...string) (*adapter.StatDir, error) {
+	s.read()
+	return s.StatsAdapter.PrepareDir(p...)
+}
+
+func (s *unmappedStats) PrepareDirOnIndex(i ...uint32) (*adapter.StatDir, error) {
+	s.read()
+	return s.StatsAdapter.PrepareDirOnIndex(i...)
+}
+
+func (s *unmappedStats) UpdateDir(d *adapter.StatDir) error {
+	s.read()
+	return s.StatsAdapter.UpdateDir(d)
+}
+
+// TestMetricsAfterCloseReadNoStats: once the dataplane is closed (its
+// stats segment unmapped), a vWire's metrics (a scrape during shutdown)
+// read nothing from the segment. Before, a scrape then faulted the
+// forwarder in the soak on VPP.
+func TestMetricsAfterCloseReadNoStats(t *testing.T) {
+	st := &unmappedStats{StatsAdapter: mock.NewStatsAdapter()}
+	st.MockDir(&adapter.StatDir{})
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.StatsAdapter = st })
+	if err := n.dp.Connect(context.Background(), "c", conn(kernelMech(nsClient, "nsm-c"), ""), conn(kernelMech(nsServer, "nsm-e"), "")); err != nil {
+		t.Fatal(err)
+	}
+	n.dp.Metrics("c")
+	n.dp.Close()
+	n.dp.Metrics("c")
+	if r := st.readAfter.Load(); r > 0 {
+		t.Fatalf("%d reads of the stats segment after it was unmapped", r)
 	}
 }
