@@ -353,10 +353,17 @@ func (d *Dataplane) remember(id string, p *plan, in, out SwIfIndex, undo *undoSt
 
 // Disconnect removes every object tagged with id (whether this process made
 // it or a previous one did) and frees its VNIs and keys.
+//
+// Like Connect, once begun it runs to its end on its own bounded context:
+// removals cut off at the caller's deadline leave the vWire half in VPP,
+// and the next Close of it must then list all of VPP to sweep it (the full
+// soak on VPP, its callers timing out under load, swept hundreds of such
+// vWires at once, each listing thousands of interfaces, and fell further
+// behind with each).
 func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
-	ctx, cancel := bounded(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
 	err := d.teardown(ctx, d.vpp.WithLogger(d.log.With("conn", id)), id)
 	d.mu.Lock()

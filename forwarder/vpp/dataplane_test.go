@@ -74,6 +74,25 @@ func TestLocalKernelToKernel(t *testing.T) {
 	}
 }
 
+// TestDisconnectOutlivesItsCaller: a Disconnect whose caller has given up
+// still removes the whole vWire: cut off half-way it left the rest for a
+// sweep, a listing of every interface.
+func TestDisconnectOutlivesItsCaller(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1")
+	before := n.vpp.snapshot()
+	if err := n.dp.Connect(context.Background(), "gone", conn(kernelMech(nsClient, "nsm-c"), ""), conn(kernelMech(nsServer, "nsm-e"), "")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.dp.Disconnect(ctx, "gone"); err != nil {
+		t.Fatalf("disconnect after the caller gave up: %v", err)
+	}
+	if got := n.vpp.snapshot(); got != before {
+		t.Fatalf("disconnect left VPP changed:\n%s\nwas\n%s", got, before)
+	}
+}
+
 // TestConnectOutlivesItsCaller: a Connect whose caller has given up still
 // builds (or rolls back) everything it starts, tagged, so that nothing VPP
 // creates comes back to nobody.

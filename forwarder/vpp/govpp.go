@@ -43,6 +43,20 @@ const (
 	DefaultHealthThreshold = 30
 )
 
+// replyWait is how long govpp's reader of VPP's socket waits for a
+// stream's reader to take a reply when the stream's buffer (100 replies)
+// is full, before it drops the reply (core.ReplyChannelTimeout; govpp's
+// default is 100 ms). A dump longer than the buffer (every interface of a
+// node at scale: thousands) fills it whenever its reader goroutine is not
+// scheduled for a moment, which on a loaded host is routine: the dropped
+// detail makes the listing short, with no error (a sweep then leaves an
+// object in VPP), and a dropped control_ping_reply leaves the dump waiting
+// for its deadline. A reader is only ever late, never gone (a stream is
+// unregistered when its caller returns), so waiting costs only the wait:
+// replies to other calls queue behind it meanwhile. The bound is the
+// longest any call of ours waits (callTimeout), as for the health check.
+const replyWait = callTimeout
+
 // HealthCheck is how govpp decides that VPP stopped answering.
 type HealthCheck struct {
 	// Interval is the time between probes (control_ping).
@@ -75,7 +89,7 @@ func (h HealthCheck) Validate() error {
 }
 
 // SetupGovpp sets what govpp keeps in package variables: its health check
-// (h) and its loggers (core's and the socket adapter's), which from then on writes to log as structured lines
+// (h), how long it waits for a late reader of replies (replyWait), and its loggers (core's and the socket adapter's), which from then on writes to log as structured lines
 // and counts health-check misses in m. Being govpp's globals, they hold for
 // every connection of the process and are read by govpp's goroutines
 // without a lock: call SetupGovpp once at start, before the first
@@ -90,6 +104,7 @@ func SetupGovpp(h HealthCheck, log *slog.Logger, m *Metrics) error {
 	// govpp reports NotResponding when its count of misses goes above
 	// its threshold.
 	core.HealthCheckThreshold = h.Threshold - 1
+	core.ReplyChannelTimeout = replyWait
 	l := GovppLogger(log, m)
 	core.SetLogger(l)
 	// The socket adapter logs on its own, among other things each

@@ -304,7 +304,14 @@ func (d *Dataplane) Close() error {
 			d.conn.Disconnect()
 		}
 		if d.statsConn != nil {
+			// Disconnecting unmaps the stats segment: a Metrics call
+			// reading it meanwhile (a scrape during shutdown) faulted
+			// (SIGSEGV in govpp's GetInterfaceStats). Under statsMu, and
+			// no reads after.
+			d.statsMu.Lock()
+			d.stats = nil
 			d.statsConn.Disconnect()
+			d.statsMu.Unlock()
 		}
 		d.wg.Wait()
 		d.mu.Lock()

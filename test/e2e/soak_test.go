@@ -137,6 +137,9 @@ func runSoak(t *testing.T, size soakSize, dp VPPEnv) {
 		ForwarderArgs: fwdArgs,
 	})
 	t.Cleanup(m.ReportVPPHang)
+	if dp.Bin != "" {
+		t.Cleanup(func() { keepSoakDiagnostics(m) })
+	}
 	n1, n2 := m.Nodes[0], m.Nodes[1]
 	epLocal, epRemote := l.Netns("nse-local"), l.Netns("nse-remote")
 	var clientNS []*Netns
@@ -566,17 +569,22 @@ func soakTargets(t *testing.T, scheme, service, prefix string, n int) []nsc.Targ
 }
 
 // runCycles has every worker request soakBatch connections and close them,
-// rounds times, all workers at once.
+// rounds times, all workers at once. The first failure stops every worker
+// (the others' rounds would only bury it, minutes later, in their logs)
+// and says when it happened, to find it in the daemons' logs.
 func runCycles(t *testing.T, c *soakClients, rounds int) {
 	t.Helper()
-	var eg errgroup.Group
+	eg, ctx := errgroup.WithContext(context.Background())
 	for i := range c.ns {
 		cl := c.client(i, nil)
 		targets := soakTargets(t, c.scheme, c.service, "s", soakBatch)
 		eg.Go(func() error {
 			for r := range rounds {
-				if err := cl.Once(context.Background(), targets); err != nil {
-					return fmt.Errorf("%s round %d: %w", c.ns[i].Label, r, err)
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err := cl.Once(ctx, targets); err != nil {
+					return fmt.Errorf("%s round %d, at %s: %w", c.ns[i].Label, r, time.Now().UTC().Format("15:04:05.000"), err)
 				}
 			}
 			return nil
