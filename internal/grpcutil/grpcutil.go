@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,17 @@ func Listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// Flow-control windows of every vwire connection, fixed. gRPC's default
+// (64 KiB, grown by bandwidth-delay estimation) sends a PING with the
+// first DATA of every call on an idle connection and reads its ack: two
+// more frames, writes and wake-ups per call on each side, for control
+// messages of a few KiB that never fill a window. Fixed windows send none;
+// a window only bounds what a peer may send before it is read.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
 // NewServer returns a gRPC server that only speaks mTLS with src's SVID and
 // admits peers that pass authorize.
 func NewServer(src identity.Source, authorize tlsconfig.Authorizer, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
@@ -108,6 +120,13 @@ func NewServer(src identity.Source, authorize tlsconfig.Authorizer, log *slog.Lo
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryLogger(log)),
 		grpc.ChainStreamInterceptor(streamLogger(log)),
+		grpc.StaticStreamWindowSize(streamWindow),
+		grpc.StaticConnWindowSize(connWindow),
+		// Calls run on a few long-lived goroutines whose stacks have
+		// grown already, not on a new 8 KiB one each that the TLS, proto
+		// and token code grows by copying; when all are busy, gRPC starts
+		// a goroutine as it would without them.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	return grpc.NewServer(append(base, opts...)...)
 }
@@ -133,6 +152,8 @@ func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, op
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
 			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second,
 		}, MinConnectTimeout: 5 * time.Second}),
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
 	}
 	cc, err := grpc.NewClient(t, append(base, opts...)...)
 	if err != nil {

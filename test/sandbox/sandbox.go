@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,13 @@ func New(t testing.TB, opt Options) *Sandbox {
 	return sb
 }
 
+// as runs f with the pprof label component=name, which every goroutine f
+// starts inherits (gRPC servers' and clients' transports among them), so a
+// CPU profile of the sandbox splits by component: go tool pprof -tags.
+func as(name string, f func()) {
+	pprof.Do(context.Background(), pprof.Labels("component", name), func(context.Context) { f() })
+}
+
 // Source returns an identity for name (spiffe://sandbox.local/name).
 func (sb *Sandbox) Source(name string) identity.Source {
 	sb.t.Helper()
@@ -145,7 +153,9 @@ func (sb *Sandbox) serve(gs *grpc.Server, addr string) (net.Listener, func()) {
 	return l, stop
 }
 
-func (sb *Sandbox) startRegistry() {
+func (sb *Sandbox) startRegistry() { as("registry", sb.startRegistryLabelled) }
+
+func (sb *Sandbox) startRegistryLabelled() {
 	src := sb.Source("registry")
 	st := memstore.New()
 	sb.t.Cleanup(func() { st.Close() })
@@ -177,7 +187,9 @@ func (sb *Sandbox) AddNode(name string) *Node {
 }
 
 // StartManager (re)starts the node's manager on its sockets.
-func (n *Node) StartManager() {
+func (n *Node) StartManager() { as("manager-"+n.Name, n.startManager) }
+
+func (n *Node) startManager() {
 	sb := n.sb
 	src := sb.Source("manager-" + n.Name)
 	authz := identity.AuthorizeTrustDomain(src)
@@ -225,7 +237,9 @@ func (n *Node) StopManager() { n.stopMgr() }
 
 // StartForwarder (re)starts the node's forwarder and registers it with the
 // manager. The recording dataplane survives restarts, as VPP would.
-func (n *Node) StartForwarder() {
+func (n *Node) StartForwarder() { as("forwarder-"+n.Name, n.startForwarder) }
+
+func (n *Node) startForwarder() {
 	sb := n.sb
 	src := sb.Source("forwarder-" + n.Name)
 	authz := identity.AuthorizeTrustDomain(src)
@@ -293,7 +307,11 @@ type Client struct {
 // identity name.
 func (n *Node) Client(name string) *Client {
 	src := n.sb.Source(name)
-	cc, err := grpcutil.DialPeer("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+	var cc *grpcutil.Conn
+	var err error
+	as("client", func() {
+		cc, err = grpcutil.DialPeer("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+	})
 	if err != nil {
 		n.sb.t.Fatal(err)
 	}
@@ -346,7 +364,12 @@ func (e *Endpoint) Stop() { e.stop() }
 
 // ServeEndpoint serves srv as an endpoint named name on the node and keeps
 // it registered through the node's manager for services with labels.
-func (n *Node) ServeEndpoint(name string, srv networkservice.NetworkServiceServer, labels map[string]string, services ...string) *Endpoint {
+func (n *Node) ServeEndpoint(name string, srv networkservice.NetworkServiceServer, labels map[string]string, services ...string) (e *Endpoint) {
+	as("endpoint", func() { e = n.serveEndpoint(name, srv, labels, services...) })
+	return e
+}
+
+func (n *Node) serveEndpoint(name string, srv networkservice.NetworkServiceServer, labels map[string]string, services ...string) *Endpoint {
 	sb := n.sb
 	src := sb.Source("nse-" + name)
 	authz := identity.AuthorizeTrustDomain(src)
