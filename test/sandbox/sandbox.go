@@ -24,6 +24,7 @@ import (
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/forwarder/forwardertest"
+	"github.com/vwire/vwire/internal/clock"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/policy"
@@ -47,6 +48,7 @@ type Options struct {
 	SVIDTTL          time.Duration         // every component's SVID lifetime (1h when zero)
 	ReselectTimeout  time.Duration         // the managers' (their default when zero)
 	ProbeInterval    time.Duration         // the managers' (200ms when zero)
+	Clock            clock.Clock           // managers' and forwarders' connection expiry (real when nil)
 	Logger           *slog.Logger
 }
 
@@ -66,6 +68,7 @@ type Sandbox struct {
 	svidTTL  time.Duration
 	reselect time.Duration
 	probe    time.Duration
+	clock    clock.Clock
 }
 
 // Node is one node: a manager and a forwarder.
@@ -101,7 +104,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval, clock: opt.Clock}
 	if sb.svidTTL == 0 {
 		sb.svidTTL = time.Hour
 	}
@@ -210,7 +213,7 @@ func (n *Node) startManager() {
 	m, err := manager.New(manager.Config{
 		Policy: sb.policy, Metrics: sb.metrics,
 		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
-		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
+		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime, Clock: sb.clock,
 		ProbeInterval: cmp.Or(sb.probe, 200*time.Millisecond), ReselectTimeout: sb.reselect, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})
 	if err != nil {
@@ -245,7 +248,7 @@ func (n *Node) startForwarder() {
 	authz := identity.AuthorizeTrustDomain(src)
 	pool := grpcutil.NewPool(src, authz)
 	f, err := forwarder.New(forwarder.Config{
-		Name: "forwarder-" + n.Name, Dataplane: n.Dataplane, Source: src, Pool: pool, MaxTokenLifetime: sb.lifetime,
+		Name: "forwarder-" + n.Name, Dataplane: n.Dataplane, Source: src, Pool: pool, MaxTokenLifetime: sb.lifetime, Clock: sb.clock,
 		Logger: sb.log.With("node", n.Name, "component", "forwarder"),
 	})
 	if err != nil {
