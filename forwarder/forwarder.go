@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vwire/vwire/internal/clock"
 	"github.com/vwire/vwire/internal/connpath"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
@@ -50,6 +51,8 @@ type Config struct {
 	// forwarder's identity.
 	Pool             *grpcutil.Pool
 	MaxTokenLifetime time.Duration
+	// Clock is the time connections expire on (the real one when nil).
+	Clock clock.Clock
 	// PublicIP is the tunnel address other registry domains reach this
 	// node at (--public-ip); unset, they use the tunnel address.
 	PublicIP netip.Addr
@@ -64,6 +67,7 @@ type Forwarder struct {
 	tokens   *token.Cache // tokens signed, verified and read (see token.Cache)
 	pool     *grpcutil.Pool
 	lifetime time.Duration
+	clock    clock.Clock // connection expiry
 	log      *slog.Logger
 
 	publicIP      netip.Addr
@@ -88,7 +92,7 @@ type vwire struct {
 	out     *networkservice.Connection // as the next hop returned it
 	files   fileSet                    // descriptors the next hop passed, by the URLs in out
 	expires time.Time
-	timer   *time.Timer
+	timer   clock.Timer
 }
 
 // New returns a Forwarder for cfg.
@@ -96,7 +100,7 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.Name == "" || cfg.Dataplane == nil || cfg.Pool == nil || cfg.Source == nil {
 		return nil, errors.New("forwarder: name, dataplane, source and pool are required")
 	}
-	f := &Forwarder{tokens: token.NewCache(), name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, log: cfg.Logger, conns: map[string]*vwire{}}
+	f := &Forwarder{tokens: token.NewCache(), name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, clock: clock.Or(cfg.Clock), log: cfg.Logger, conns: map[string]*vwire{}}
 	if f.lifetime <= 0 {
 		f.lifetime = DefaultMaxTokenLifetime
 	}
@@ -133,7 +137,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	unlock := f.locks.Lock(hop.ID())
 	defer unlock()
 	log := f.log.With("conn", hop.ID(), "service", conn.GetNetworkService())
-	expires := connpath.Expiry(hop.Prev(conn), time.Now(), f.lifetime)
+	expires := connpath.Expiry(hop.Prev(conn), f.clock.Now(), f.lifetime)
 	connpath.SetExpires(hop.Segment, expires)
 	old := f.get(hop.ID())
 	if old != nil && old.caller != caller.String() {
@@ -483,7 +487,7 @@ func (f *Forwarder) remember(v *vwire) {
 	if old := f.conns[v.id]; old != nil && old.timer != nil {
 		old.timer.Stop()
 	}
-	v.timer = time.AfterFunc(time.Until(v.expires), func() { f.expire(v.id) })
+	v.timer = f.clock.AfterFunc(v.expires.Sub(f.clock.Now()), func() { f.expire(v.id) })
 	f.conns[v.id] = v
 }
 
@@ -503,7 +507,7 @@ func (f *Forwarder) expire(id string) {
 	unlock := f.locks.Lock(id)
 	defer unlock()
 	v := f.get(id)
-	if v == nil || time.Now().Before(v.expires) {
+	if v == nil || f.clock.Now().Before(v.expires) {
 		return // closed, or refreshed while we waited for the lock
 	}
 	f.forget(id)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,15 +35,26 @@ func benchRequest(b *testing.B, remote bool) {
 	cli := sb.Nodes[0].Client("nsc")
 	ctx := ctxT(b)
 	b.Run("sequential", func(b *testing.B) {
+		var reqs, closes []time.Duration
+		cpu0 := processCPU(b)
 		for b.Loop() {
+			t0 := time.Now()
 			conn, err := cli.Request(ctx, request("icmp", nil))
 			if err != nil {
 				b.Fatal(err)
 			}
+			t1 := time.Now()
 			if _, err := cli.Close(ctx, conn); err != nil {
 				b.Fatal(err)
 			}
+			reqs, closes = append(reqs, t1.Sub(t0)), append(closes, time.Since(t1))
 		}
+		// The whole chain's CPU (client, managers, forwarders, endpoint,
+		// registry: one process) per Request+Close; per component with
+		// -cpuprofile and go tool pprof -tags (see sandbox).
+		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(time.Millisecond)/float64(len(reqs)), "cpu-ms/op")
+		b.ReportMetric(percentile(reqs, 50), "req-p50-ms")
+		b.ReportMetric(percentile(closes, 50), "close-p50-ms")
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
@@ -174,6 +186,22 @@ func BenchmarkThousandClients(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// percentile returns the p-th percentile of ds in milliseconds.
+func percentile(ds []time.Duration, p int) float64 {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return float64(ds[len(ds)*p/100]) / float64(time.Millisecond)
+}
+
+// processCPU is the CPU time (user and system) the process used so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func openFDs(tb testing.TB) int {

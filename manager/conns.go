@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vwire/vwire/forwarder"
+	"github.com/vwire/vwire/internal/clock"
 )
 
 // connection is the manager's state for one connection, keyed by the id of
@@ -27,7 +28,7 @@ type connection struct {
 	caller     string      // SPIFFE ID of the previous hop: only it may Close
 	files      clientFiles // descriptors the client passed (its netns), open while the connection lives
 	expires    time.Time
-	timer      *time.Timer
+	timer      clock.Timer
 }
 
 func (m *Manager) get(id string) *connection {
@@ -50,7 +51,7 @@ func (m *Manager) remember(c *connection) {
 	}
 	m.trackLocked(m.conns[c.id], c)
 	id := c.id
-	c.timer = time.AfterFunc(time.Until(c.expires), func() { m.expire(id) })
+	c.timer = m.clock.AfterFunc(c.expires.Sub(m.clock.Now()), func() { m.expire(id) })
 	m.conns[id] = c
 	m.publishLocked(networkservice.ConnectionEventType_UPDATE, c)
 }
@@ -77,7 +78,7 @@ func (m *Manager) expire(id string) {
 	unlock := m.locks.Lock(id)
 	defer unlock()
 	c := m.get(id)
-	if c == nil || time.Now().Before(c.expires) {
+	if c == nil || m.clock.Now().Before(c.expires) {
 		return // closed, or refreshed while we waited
 	}
 	m.log.Info("connection expired", "conn", id, "service", c.conn.GetNetworkService(), "expired", c.expires)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/vwire/vwire/internal/clock"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/keyedlock"
@@ -63,6 +64,8 @@ type Config struct {
 	// Pool dials forwarders with this manager's identity.
 	Pool             *grpcutil.Pool
 	MaxTokenLifetime time.Duration
+	// Clock is the time connections expire on (the real one when nil).
+	Clock clock.Clock
 	// ProbeInterval is how often local endpoints and forwarders are probed;
 	// one that fails twice in a row is dropped.
 	ProbeInterval time.Duration
@@ -88,6 +91,7 @@ type Manager struct {
 	tokens          *token.Cache // tokens signed, verified and read (see token.Cache)
 	pool            *grpcutil.Pool
 	lifetime        time.Duration
+	clock           clock.Clock // connection expiry
 	probeEvery      time.Duration
 	reselectTimeout time.Duration
 	log             *slog.Logger
@@ -126,6 +130,7 @@ func New(cfg Config) (*Manager, error) {
 		tokens:     token.NewCache(),
 		pool:       cfg.Pool,
 		lifetime:   cfg.MaxTokenLifetime,
+		clock:      clock.Or(cfg.Clock),
 		probeEvery: cfg.ProbeInterval,
 		log:        cfg.Logger,
 		conns:      map[string]*connection{},

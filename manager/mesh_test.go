@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vwire/vwire/internal/clock"
 	"github.com/vwire/vwire/registry/manifest"
 	"github.com/vwire/vwire/test/sandbox"
 	"github.com/vwire/vwire/workload/nse"
@@ -350,42 +351,68 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 // TestRefreshAndExpiry: a refreshed connection lives past its first
 // expiry; one that is not refreshed is closed on every hop.
+//
+// Expiry runs on a clock the test moves: nothing depends on a lifetime
+// passing in real time, which a starved refresh on a loaded machine
+// missed. Lifetimes are 10 minutes and the clock moves by minutes, so
+// the real seconds the calls take do not matter.
 func TestRefreshAndExpiry(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 2, MaxTokenLifetime: 2 * time.Second})
+	const lifetime = 10 * time.Minute
+	clk := clock.NewOffset()
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2, MaxTokenLifetime: lifetime, Clock: clk})
 	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
 	sb.Nodes[1].ServeICMPResponder("icmp-remote", nil, "icmp")
 	cli := sb.Nodes[0].Client("nsc")
 	ctx := ctxT(t)
-
-	kept, err := cli.Request(ctx, request("icmp", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Request(ctx, request("icmp", nil)); err != nil {
-		t.Fatal(err)
-	}
-	firstExpiry := kept.GetPath().GetPathSegments()[1].GetExpires().AsTime()
-	addr := kept.GetContext().GetIpContext().GetSrcIpAddrs()[0]
-	for time.Now().Before(firstExpiry.Add(2 * time.Second)) {
-		time.Sleep(500 * time.Millisecond)
-		kept.GetPath().GetPathSegments()[0].Expires = timestamppb.New(time.Now().Add(10 * time.Minute))
-		kept, err = cli.Request(ctx, &networkservice.NetworkServiceRequest{Connection: kept, MechanismPreferences: request("", nil).MechanismPreferences})
-		if err != nil {
-			t.Fatalf("refresh: %v", err)
+	// A request whose client segment expires a lifetime from the clock's now.
+	requestNow := func(conn *networkservice.Connection) *networkservice.NetworkServiceRequest {
+		req := request("icmp", nil)
+		if conn != nil {
+			req.Connection = conn
 		}
+		req.Connection.GetPath().GetPathSegments()[0].Expires = timestamppb.New(clk.Now().Add(lifetime))
+		return req
 	}
-	if got := kept.GetContext().GetIpContext().GetSrcIpAddrs()[0]; got != addr {
-		t.Fatalf("refresh changed the address %s -> %s", addr, got)
-	}
-	// Only the refreshed one is left, on every hop.
-	waitFor(t, "the unrefreshed connection to be closed everywhere", func() bool {
-		for _, n := range sb.Nodes {
-			if len(n.Manager.Connections()) != 1 || len(n.Dataplane.Live()) != 1 || len(n.Forwarder.Connections()) != 1 {
+	hopsHold := func(n int) bool {
+		for _, nd := range sb.Nodes {
+			if len(nd.Manager.Connections()) != n || len(nd.Dataplane.Live()) != n || len(nd.Forwarder.Connections()) != n {
 				return false
 			}
 		}
 		return true
-	})
+	}
+
+	kept, err := cli.Request(ctx, requestNow(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Request(ctx, requestNow(nil)); err != nil {
+		t.Fatal(err)
+	}
+	firstExpiry := kept.GetPath().GetPathSegments()[1].GetExpires().AsTime()
+	addr := kept.GetContext().GetIpContext().GetSrcIpAddrs()[0]
+	// Six of ten minutes on: nothing is due yet.
+	clk.Advance(6 * time.Minute)
+	if !hopsHold(2) {
+		t.Fatal("a connection was closed before its expiry")
+	}
+	kept, err = cli.Request(ctx, &networkservice.NetworkServiceRequest{Connection: requestNow(kept).Connection, MechanismPreferences: request("", nil).MechanismPreferences})
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if got := kept.GetPath().GetPathSegments()[1].GetExpires().AsTime(); !got.After(firstExpiry.Add(5 * time.Minute)) {
+		t.Fatalf("refresh moved the expiry from %s to %s only", firstExpiry, got)
+	}
+	if got := kept.GetContext().GetIpContext().GetSrcIpAddrs()[0]; got != addr {
+		t.Fatalf("refresh changed the address %s -> %s", addr, got)
+	}
+	// Past the first expiry (minute 11), before the refreshed one (16).
+	clk.Advance(5 * time.Minute)
+	if !clk.Now().After(firstExpiry) {
+		t.Fatalf("the clock is at %s, not past the first expiry %s", clk.Now(), firstExpiry)
+	}
+	// Only the refreshed one is left, on every hop.
+	waitFor(t, "the unrefreshed connection to be closed everywhere", func() bool { return hopsHold(1) })
 	for _, n := range sb.Nodes {
 		for _, c := range n.Manager.Connections() {
 			if c.GetPath().GetPathSegments()[0].GetId() != kept.GetId() {

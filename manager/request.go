@@ -50,7 +50,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	}
 	unlock := m.locks.Lock(hop.ID())
 	defer unlock()
-	expires := connpath.Expiry(hop.Prev(conn), time.Now(), m.lifetime)
+	expires := connpath.Expiry(hop.Prev(conn), m.clock.Now(), m.lifetime)
 	connpath.SetExpires(hop.Segment, expires)
 	if old := m.get(hop.ID()); old != nil && old.caller != caller.String() {
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s, not %s", hop.ID(), old.caller, caller)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vwire/vwire/internal/identity"
+	"github.com/vwire/vwire/internal/token"
 )
 
 // ErrSocketInUse is returned by Listen for a unix socket another process serves.
@@ -97,6 +99,17 @@ func Listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// Flow-control windows of every vwire connection, fixed. gRPC's default
+// (64 KiB, grown by bandwidth-delay estimation) sends a PING with the
+// first DATA of every call on an idle connection and reads its ack: two
+// more frames, writes and wake-ups per call on each side, for control
+// messages of a few KiB that never fill a window. Fixed windows send none;
+// a window only bounds what a peer may send before it is read.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
 // NewServer returns a gRPC server that only speaks mTLS with src's SVID and
 // admits peers that pass authorize.
 func NewServer(src identity.Source, authorize tlsconfig.Authorizer, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
@@ -108,6 +121,13 @@ func NewServer(src identity.Source, authorize tlsconfig.Authorizer, log *slog.Lo
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryLogger(log)),
 		grpc.ChainStreamInterceptor(streamLogger(log)),
+		grpc.StaticStreamWindowSize(streamWindow),
+		grpc.StaticConnWindowSize(connWindow),
+		// Calls run on a few long-lived goroutines whose stacks have
+		// grown already, not on a new 8 KiB one each that the TLS, proto
+		// and token code grows by copying; when all are busy, gRPC starts
+		// a goroutine as it would without them.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	return grpc.NewServer(append(base, opts...)...)
 }
@@ -133,6 +153,8 @@ func Dial(target string, src identity.Source, authorize tlsconfig.Authorizer, op
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
 			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second,
 		}, MinConnectTimeout: 5 * time.Second}),
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
 	}
 	cc, err := grpc.NewClient(t, append(base, opts...)...)
 	if err != nil {
@@ -154,11 +176,17 @@ type Conn struct {
 	opts      []grpc.DialOption
 
 	peer      atomic.Pointer[spiffeid.ID]
-	presented atomic.Pointer[x509.Certificate] // leaf sent in the last handshake
+	presented atomic.Pointer[x509.Certificate] // leaf sent in ch's last handshake
 
-	mu     sync.Mutex // guards ch and closed
+	mu     sync.Mutex // guards ch, prev, prevPresented and closed
 	ch     *channel
 	closed bool
+	// prev is the channel an SVID rotation replaced, open for
+	// oldConnGrace, and the certificate it presented: a call whose token
+	// was signed with that certificate's key before the rotation goes
+	// there, where the next hop can verify it.
+	prev          *channel
+	prevPresented *x509.Certificate
 }
 
 // channel is one gRPC channel of a Conn and the calls being started on it:
@@ -255,22 +283,66 @@ func (c *Conn) enter() *channel {
 // connection that presents the current SVID: interceptors that sign path
 // tokens run after the connection is chosen.
 func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	if err := c.refresh(); err != nil {
-		return status.Error(codes.Unavailable, err.Error())
+	ch, err := c.choose(ctx)
+	if err != nil {
+		return err
 	}
-	ch := c.enter()
 	defer ch.leave()
 	return ch.cc.Invoke(ctx, method, args, reply, opts...)
 }
 
-// NewStream implements grpc.ClientConnInterface.
-func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+// choose returns the channel for a call, with the call entered on it. A
+// call carrying a path token (token.Stamp) goes on the channel that
+// presents the certificate whose key signed it, when one does: the SVID
+// may have rotated between the signature and the call, and a channel
+// redialled with the new certificate would make the token unverifiable.
+// Other calls redial first if the SVID rotated.
+func (c *Conn) choose(ctx context.Context) (*channel, error) {
+	if signer := token.SignedWith(ctx); signer != nil {
+		if ch := c.enterPresenting(signer); ch != nil {
+			return ch, nil
+		}
+	}
 	if err := c.refresh(); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
+	return c.enter(), nil
+}
+
+// enterPresenting enters the current or the previous channel if it
+// presented cert, and returns it; nil when neither did (or the previous
+// one is being closed).
+func (c *Conn) enterPresenting(cert *x509.Certificate) *channel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.presented.Load(); p != nil && p.Equal(cert) {
+		ch := c.ch
+		ch.mu.Lock()
+		ch.calls++
+		ch.mu.Unlock()
+		return ch
+	}
+	if c.prev == nil || !c.prevPresented.Equal(cert) {
+		return nil
+	}
+	ch := c.prev
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.retired {
+		return nil
+	}
+	ch.calls++
+	return ch
+}
+
+// NewStream implements grpc.ClientConnInterface.
+func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	// A stream outlives NewStream, but only on a channel that was ready,
 	// which Retry does not replace.
-	ch := c.enter()
+	ch, err := c.choose(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer ch.leave()
 	return ch.cc.NewStream(ctx, desc, method, opts...)
 }
@@ -345,8 +417,10 @@ func (c *Conn) refresh() error {
 	}
 	old := c.ch
 	c.ch = &channel{cc: cc}
+	c.prev, c.prevPresented = old, presented
 	c.presented.Store(nil)
-	// This one was connected: its streams (watches) go on for a while.
+	// This one was connected: its streams (watches) and the calls whose
+	// tokens were signed before the rotation go on for a while.
 	time.AfterFunc(oldConnGrace, old.retire)
 	return nil
 }

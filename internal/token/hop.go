@@ -88,7 +88,22 @@ func (c *Cache) Stamp(ctx context.Context, seg *networkservice.PathSegment, svid
 	}
 	seg.Token = tok
 	seg.Expires = timestamppb.New(expires)
+	if len(svid.Certificates) > 0 {
+		ctx = context.WithValue(ctx, signerKey{}, svid.Certificates[0])
+	}
 	return Outgoing(ctx, seg), nil
+}
+
+type signerKey struct{}
+
+// SignedWith is the certificate whose key signed the token Stamp put in
+// ctx, nil when there is none. The next hop checks that token against the
+// certificate this process presented on the connection the call arrives
+// on: a connection that redials when the SVID rotates uses it to send the
+// call where that certificate was presented (grpcutil.Conn).
+func SignedWith(ctx context.Context) *x509.Certificate {
+	c, _ := ctx.Value(signerKey{}).(*x509.Certificate)
+	return c
 }
 
 // Outgoing returns ctx carrying seg's token as NSM's metadata, as a hop

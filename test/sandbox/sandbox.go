@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/forwarder/forwardertest"
+	"github.com/vwire/vwire/internal/clock"
 	"github.com/vwire/vwire/internal/grpcutil"
 	"github.com/vwire/vwire/internal/identity"
 	"github.com/vwire/vwire/internal/policy"
@@ -46,6 +48,7 @@ type Options struct {
 	SVIDTTL          time.Duration         // every component's SVID lifetime (1h when zero)
 	ReselectTimeout  time.Duration         // the managers' (their default when zero)
 	ProbeInterval    time.Duration         // the managers' (200ms when zero)
+	Clock            clock.Clock           // managers' and forwarders' connection expiry (real when nil)
 	Logger           *slog.Logger
 }
 
@@ -65,6 +68,7 @@ type Sandbox struct {
 	svidTTL  time.Duration
 	reselect time.Duration
 	probe    time.Duration
+	clock    clock.Clock
 }
 
 // Node is one node: a manager and a forwarder.
@@ -100,7 +104,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval, clock: opt.Clock}
 	if sb.svidTTL == 0 {
 		sb.svidTTL = time.Hour
 	}
@@ -109,6 +113,13 @@ func New(t testing.TB, opt Options) *Sandbox {
 		sb.AddNode(fmt.Sprintf("node%d", i+1))
 	}
 	return sb
+}
+
+// as runs f with the pprof label component=name, which every goroutine f
+// starts inherits (gRPC servers' and clients' transports among them), so a
+// CPU profile of the sandbox splits by component: go tool pprof -tags.
+func as(name string, f func()) {
+	pprof.Do(context.Background(), pprof.Labels("component", name), func(context.Context) { f() })
 }
 
 // Source returns an identity for name (spiffe://sandbox.local/name).
@@ -145,7 +156,9 @@ func (sb *Sandbox) serve(gs *grpc.Server, addr string) (net.Listener, func()) {
 	return l, stop
 }
 
-func (sb *Sandbox) startRegistry() {
+func (sb *Sandbox) startRegistry() { as("registry", sb.startRegistryLabelled) }
+
+func (sb *Sandbox) startRegistryLabelled() {
 	src := sb.Source("registry")
 	st := memstore.New()
 	sb.t.Cleanup(func() { st.Close() })
@@ -177,7 +190,9 @@ func (sb *Sandbox) AddNode(name string) *Node {
 }
 
 // StartManager (re)starts the node's manager on its sockets.
-func (n *Node) StartManager() {
+func (n *Node) StartManager() { as("manager-"+n.Name, n.startManager) }
+
+func (n *Node) startManager() {
 	sb := n.sb
 	src := sb.Source("manager-" + n.Name)
 	authz := identity.AuthorizeTrustDomain(src)
@@ -198,7 +213,7 @@ func (n *Node) StartManager() {
 	m, err := manager.New(manager.Config{
 		Policy: sb.policy, Metrics: sb.metrics,
 		Name: "manager-" + n.Name, NodeName: n.Name, URL: n.ManagerURL,
-		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime,
+		Registry: reg, Pool: pool, Source: src, MaxTokenLifetime: sb.lifetime, Clock: sb.clock,
 		ProbeInterval: cmp.Or(sb.probe, 200*time.Millisecond), ReselectTimeout: sb.reselect, Logger: sb.log.With("node", n.Name, "component", "manager"),
 	})
 	if err != nil {
@@ -225,13 +240,15 @@ func (n *Node) StopManager() { n.stopMgr() }
 
 // StartForwarder (re)starts the node's forwarder and registers it with the
 // manager. The recording dataplane survives restarts, as VPP would.
-func (n *Node) StartForwarder() {
+func (n *Node) StartForwarder() { as("forwarder-"+n.Name, n.startForwarder) }
+
+func (n *Node) startForwarder() {
 	sb := n.sb
 	src := sb.Source("forwarder-" + n.Name)
 	authz := identity.AuthorizeTrustDomain(src)
 	pool := grpcutil.NewPool(src, authz)
 	f, err := forwarder.New(forwarder.Config{
-		Name: "forwarder-" + n.Name, Dataplane: n.Dataplane, Source: src, Pool: pool, MaxTokenLifetime: sb.lifetime,
+		Name: "forwarder-" + n.Name, Dataplane: n.Dataplane, Source: src, Pool: pool, MaxTokenLifetime: sb.lifetime, Clock: sb.clock,
 		Logger: sb.log.With("node", n.Name, "component", "forwarder"),
 	})
 	if err != nil {
@@ -293,7 +310,11 @@ type Client struct {
 // identity name.
 func (n *Node) Client(name string) *Client {
 	src := n.sb.Source(name)
-	cc, err := grpcutil.DialPeer("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+	var cc *grpcutil.Conn
+	var err error
+	as("client", func() {
+		cc, err = grpcutil.DialPeer("unix://"+n.ManagerSocket, src, identity.AuthorizeTrustDomain(src))
+	})
 	if err != nil {
 		n.sb.t.Fatal(err)
 	}
@@ -346,7 +367,12 @@ func (e *Endpoint) Stop() { e.stop() }
 
 // ServeEndpoint serves srv as an endpoint named name on the node and keeps
 // it registered through the node's manager for services with labels.
-func (n *Node) ServeEndpoint(name string, srv networkservice.NetworkServiceServer, labels map[string]string, services ...string) *Endpoint {
+func (n *Node) ServeEndpoint(name string, srv networkservice.NetworkServiceServer, labels map[string]string, services ...string) (e *Endpoint) {
+	as("endpoint", func() { e = n.serveEndpoint(name, srv, labels, services...) })
+	return e
+}
+
+func (n *Node) serveEndpoint(name string, srv networkservice.NetworkServiceServer, labels map[string]string, services ...string) *Endpoint {
 	sb := n.sb
 	src := sb.Source("nse-" + name)
 	authz := identity.AuthorizeTrustDomain(src)
