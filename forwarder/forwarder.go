@@ -433,7 +433,7 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	if v := f.get(id); v != nil && v.caller != peer.String() {
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s; %s may not close it", id, v.caller, peer)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	ctx, cancel := closeContext(ctx)
 	defer cancel()
 	old := f.forget(id)
 	if old != nil {
@@ -451,6 +451,19 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	}
 	f.log.Debug("vWire closed", "conn", id, "known", old != nil)
 	return &empty.Empty{}, nil
+}
+
+// closeContext is the context of a Close's work here and beyond: it
+// outlives the caller's cancellation, and lasts as long as the caller
+// waits, cleanupTimeout at least, so that a Close the caller still waits
+// for does not give up on the next hop (a burst of Closes on a loaded node
+// takes longer than cleanupTimeout) and answer before the path is closed.
+func closeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(cleanupTimeout)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
 
 // closeNext closes the connection out at the next hop, with the

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vwire/vwire/internal/clock"
@@ -583,8 +586,12 @@ func TestParallel(t *testing.T) {
 	wg.Wait()
 	closes.finish()
 	for _, node := range sb.Nodes {
-		if len(node.Manager.Connections()) != 0 || len(node.Dataplane.Live()) != 0 {
-			t.Fatalf("%s: state left after closing all", node.Name)
+		if conns, live := node.Manager.Connections(), node.Dataplane.Live(); len(conns) != 0 || len(live) != 0 {
+			var ids []string
+			for _, c := range conns {
+				ids = append(ids, c.GetId())
+			}
+			t.Fatalf("%s: state left after closing all: manager %v, dataplane %v", node.Name, ids, slices.Collect(maps.Keys(live)))
 		}
 	}
 	waitFor(t, fmt.Sprintf("goroutines back to %d", baseline), func() bool { return runtime.NumGoroutine() <= baseline+2 })
@@ -648,6 +655,62 @@ type slowFirst struct {
 func (s *slowFirst) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
 	s.once.Do(func() { time.Sleep(s.delay) })
 	return s.NetworkServiceServer.Request(ctx, req)
+}
+
+// slowClose is an endpoint whose Close takes delay, as a hop does when a
+// burst of Closes is served side by side on a loaded node.
+type slowClose struct {
+	networkservice.NetworkServiceServer
+	delay  time.Duration
+	closed atomic.Bool // its Close has ended
+}
+
+func (s *slowClose) Close(ctx context.Context, conn *networkservice.Connection) (*emptypb.Empty, error) {
+	time.Sleep(s.delay)
+	defer s.closed.Store(true)
+	return s.NetworkServiceServer.Close(ctx, conn)
+}
+
+// TestCloseWaitsForSlowPath: a Close whose caller waits long enough
+// returns only once the path behind it is closed, even when that takes
+// longer than the managers' and forwarders' own cleanup bound (15 s).
+// The manager's Close used to give up on its forwarder after that bound
+// and answer while the forwarder was still closing the vWire: TestParallel
+// then found it in the dataplane after every Close had returned.
+func TestCloseWaitsForSlowPath(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "slow"})
+	svc, err := icmpresponder.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := nse.New(nse.Config{Name: "slow-1", Service: svc, Source: sb.Source("nse-slow-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ep.Stop)
+	slow := &slowClose{NetworkServiceServer: ep, delay: 16 * time.Second} // beyond the 15 s cleanup bound
+	n.ServeEndpoint("slow-1", slow, nil, "slow")
+	cli := n.Client("nsc")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := cli.Request(ctx, request("slow", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Close(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if !slow.closed.Load() {
+		t.Error("Close returned before the endpoint's Close ended")
+	}
+	if got := n.Manager.Connections(); len(got) != 0 {
+		t.Errorf("manager holds %d connections after Close returned", len(got))
+	}
+	if got := n.Dataplane.Live(); len(got) != 0 {
+		t.Errorf("dataplane holds %d vWires after Close returned", len(got))
+	}
 }
 
 // TestRetriedRequestIsOneConnection: a client that sends its request again

@@ -395,9 +395,24 @@ func (m *Manager) Close(ctx context.Context, conn *networkservice.Connection) (*
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s; %s may not close it", id, c.caller, peer)
 	}
 	m.forget(id)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	ctx, cancel := closeContext(ctx)
 	defer cancel()
 	m.closeForwarder(ctx, c)
 	m.log.Debug("connection closed", "conn", id, "service", c.conn.GetNetworkService())
 	return &empty.Empty{}, nil
+}
+
+// closeContext is the context of a Close's work along the rest of the
+// path. It outlives the caller's cancellation (the connection is forgotten
+// here already: the hops after must hear of it), and it lasts as long as
+// the caller waits, cleanupTimeout at least. A fixed cleanupTimeout alone
+// was shorter than what a burst of Closes served side by side takes on a
+// loaded node: the forwarder call gave up, and Close returned while the
+// forwarder was still closing the vWire.
+func closeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(cleanupTimeout)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
