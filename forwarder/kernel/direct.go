@@ -147,6 +147,11 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 			return nil
 		}
 	}
+	if known {
+		if err := takenEnds(id, prev, from, []vethSpec{p.in, p.out}); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	if wasDirect && old.sameEnds(p) && prev.inMech == from.inMech && prev.outMech == from.outMech {
 		// New addresses only (the endpoint's IPAM answered otherwise):

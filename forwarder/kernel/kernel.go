@@ -390,11 +390,31 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	delete(d.built, id)
 	delete(d.direct, id)
 	d.mu.Unlock()
+	kept := false // id's state is put back as it was (see keep)
 	if wasDirect {
-		defer old.release()
+		defer func() {
+			if !kept {
+				old.release()
+			}
+		}()
+	}
+	// keep puts back id's state when a refresh found its workload names
+	// taken: it stays known, so that its next refresh fails alike and its
+	// Close finds nothing of its own to remove.
+	keep := func(err error) error {
+		if errors.Is(err, forwarder.ErrWorkloadNameTaken) {
+			kept = true
+			d.mu.Lock()
+			d.built[id] = prev
+			if wasDirect {
+				d.direct[id] = old
+			}
+			d.mu.Unlock()
+		}
+		return err
 	}
 	if direct {
-		return d.connectDirect(id, pair, from, prev, known, old, wasDirect)
+		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect))
 	}
 	if wasDirect {
 		// The vWire's endpoint moved off this node: its pair goes, and
@@ -417,6 +437,11 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		// Rules of id's go with its links (linksOf) and, after a
 		// restart, at Start: with no link of id's, none is left either.
 		fresh = !known && !found
+	}
+	if known {
+		if err := takenFrom(id, prev, from, map[string]*networkservice.Connection{roleIn: in, roleOut: out}, mtu); err != nil {
+			return keep(err)
+		}
 	}
 	start := time.Now()
 	switch {
