@@ -63,7 +63,15 @@ type Config struct {
 	// WireGuard picks the WireGuard implementation, one of WireGuardModes
 	// (WireGuardAuto when empty).
 	WireGuard string
-	Logger    *slog.Logger
+	// StateDir keeps a record of each local KERNEL↔KERNEL pair, so that a
+	// restarted forwarder removes those whose connections are gone (see
+	// records.go), in a subdirectory named after the forwarder's
+	// namespace: forwarders of several nodes on one host may share it.
+	// None is kept when empty (tests that make dataplanes in one namespace
+	// give each a directory of its own). `vwire forwarder` uses
+	// <--state-dir>/kernel.
+	StateDir string
+	Logger   *slog.Logger
 }
 
 // Dataplane implements forwarder.Dataplane with netlink in the forwarder's
@@ -81,6 +89,7 @@ type Dataplane struct {
 	wg      wgDevices
 	wgPorts *portAllocator
 	reap    *reaper // deletes links in batches
+	recs    records // of direct pairs
 	// rtnl is a route socket in the forwarder's namespace for the
 	// requests netlink's Handle has no call for.
 	rtnl *nlsock.SocketHandle
@@ -91,6 +100,9 @@ type Dataplane struct {
 	orphans map[string]bool              // ids found at start, not yet claimed
 	built   map[string]built             // what each id's links were last built from
 	direct  map[string]directPair        // the pairs of local KERNEL↔KERNEL vWires, by id
+	// orphanRecs are the records of direct pairs found at start, by id
+	// (two when a run stopped as an end moved), not yet claimed.
+	orphanRecs map[string][]pairRecord
 }
 
 var _ forwarder.Dataplane = (*Dataplane)(nil)
@@ -120,7 +132,14 @@ func New(cfg Config) (*Dataplane, error) {
 		sock.Close()
 		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	recs, err := openRecords(cfg.StateDir, cfg.NetNSPath)
+	if err != nil {
+		nl.Close()
+		sock.Close()
+		rtnl.Close()
+		return nil, fmt.Errorf("kernel dataplane: %w", err)
+	}
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), recs: recs, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -197,6 +216,16 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			}
 			wgDevs[id][role] = l.Attrs().Name
 		}
+	}
+	d.mu.Unlock()
+	recs, err := d.recs.list()
+	if err != nil {
+		d.log.Warn("unreadable pair records removed; their pairs, if any, stay until a workload's namespace goes", "err", err)
+	}
+	d.mu.Lock()
+	for _, r := range recs {
+		d.orphans[r.ID] = true
+		d.orphanRecs[r.ID] = append(d.orphanRecs[r.ID], r)
 	}
 	n := len(d.orphans)
 	d.mu.Unlock()
@@ -363,6 +392,8 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
 	d.mu.Lock()
 	delete(d.orphans, id)
+	recs := d.orphanRecs[id]
+	delete(d.orphanRecs, id)
 	d.mu.Unlock()
 	routed, err := d.planRouted(id, in, out)
 	if err != nil {
@@ -414,7 +445,15 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		return err
 	}
 	if direct {
-		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect))
+		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect, recs))
+	}
+	if len(recs) > 0 {
+		// A pair a previous run made for id, which is not local any
+		// more: it goes before id's links are made (they carry the same
+		// alias).
+		if err := removeRecords(recs); err != nil {
+			return fmt.Errorf("remove the pair a previous run made: %w", err)
+		}
 	}
 	if wasDirect {
 		// The vWire's endpoint moved off this node: its pair goes, and
@@ -647,6 +686,8 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	d.mu.Lock()
 	pair, direct := d.direct[id]
 	delete(d.direct, id)
+	recs := d.orphanRecs[id]
+	delete(d.orphanRecs, id)
 	d.mu.Unlock()
 	var err error
 	if direct {
@@ -655,6 +696,9 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 		pair.release()
 	} else {
 		err = d.retireLinks(id)
+	}
+	if rerr := removeRecords(recs); rerr != nil {
+		err = errors.Join(err, rerr)
 	}
 	d.mu.Lock()
 	for _, vni := range d.held[id] {
