@@ -76,9 +76,11 @@ func (r records) newPath(id string) string {
 	return filepath.Join(r.dir, hex.EncodeToString(sum[:12])+"-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".pair")
 }
 
-// write records id's pair with both ends' namespaces (h), whole or not at
-// all (a temporary file renamed), and returns its file ("" when records are
-// not kept).
+// write records id's pair with both ends' namespaces (h) and returns its
+// file ("" when records are not kept). One write(2) of a few hundred bytes
+// to a new file: a process killed meanwhile leaves it whole or empty (and
+// the pair not made yet), so no temporary file and rename (which cost as
+// much again).
 func (r records) write(id string, h *pairHandles, p directPair) (string, error) {
 	if r.dir == "" {
 		return "", nil
@@ -99,11 +101,16 @@ func (r records) write(id string, h *pairHandles, p directPair) (string, error) 
 		return "", fmt.Errorf("record pair: %w", err)
 	}
 	path := r.newPath(id)
-	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
 		return "", fmt.Errorf("record pair: %w", err)
 	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		os.Remove(path + ".tmp")
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
 		return "", fmt.Errorf("record pair: %w", err)
 	}
 	return path, nil
@@ -134,10 +141,6 @@ func (r records) list() ([]pairRecord, error) {
 	var errs []error
 	for _, e := range ents {
 		path := filepath.Join(r.dir, e.Name())
-		if strings.HasSuffix(e.Name(), ".tmp") {
-			os.Remove(path) // a write that did not finish: its pair was not made
-			continue
-		}
 		if !strings.HasSuffix(e.Name(), ".pair") {
 			continue
 		}
@@ -150,7 +153,11 @@ func (r records) list() ([]pairRecord, error) {
 			err = errors.New("not a pair record")
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pair record %s: %w", path, err))
+			// Empty when the run stopped as it wrote it, before it
+			// made the pair.
+			if len(b) > 0 {
+				errs = append(errs, fmt.Errorf("pair record %s: %w", path, err))
+			}
 			os.Remove(path)
 			continue
 		}

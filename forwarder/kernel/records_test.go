@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -133,4 +135,37 @@ func recordCount(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(m)
+}
+
+// BenchmarkPairRecord is what a local vWire's record costs its Connect
+// (write) and, off the caller's path, its Close (the reaper's removal).
+func BenchmarkPairRecord(b *testing.B) {
+	recs, err := openRecords(b.TempDir(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	h := &pairHandles{inNS: ns, outNS: ns}
+	p := directPair{in: vethSpec{name: "nsm-c", netns: "file:///proc/1234/fd/56"}, out: vethSpec{name: "nsm-e", netns: "file:///proc/1234/fd/57"}}
+	var writes, removes []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		path, err := recs.write("0f8b1c9e-6a43-4d8e-9a51-3b2f7c0d4e21", h, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := removeRecord(path); err != nil {
+			b.Fatal(err)
+		}
+		writes, removes = append(writes, t1.Sub(t0)), append(removes, time.Since(t1))
+	}
+	for name, ds := range map[string][]time.Duration{"write": writes, "remove": removes} {
+		slices.Sort(ds)
+		b.ReportMetric(float64(ds[len(ds)/2])/float64(time.Microsecond), name+"-p50-µs")
+	}
 }
