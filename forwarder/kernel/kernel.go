@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -389,12 +390,19 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 
 // Connect builds (or re-checks) the vWire: the incoming side, the outgoing
 // side and the redirects between them.
-func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
+func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	d.mu.Lock()
 	delete(d.orphans, id)
 	recs := d.orphanRecs[id]
 	delete(d.orphanRecs, id)
 	d.mu.Unlock()
+	if len(recs) > 0 {
+		defer func() {
+			if err != nil {
+				d.reorphan(id, recs)
+			}
+		}()
+	}
 	routed, err := d.planRouted(id, in, out)
 	if err != nil {
 		return err
@@ -713,6 +721,25 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	delete(d.built, id)
 	d.mu.Unlock()
 	return err
+}
+
+// reorphan puts back those of recs, a previous run's records of id's pair,
+// that a failed Connect left: the grace, a Close or the next Connect deals
+// with them.
+func (d *Dataplane) reorphan(id string, recs []pairRecord) {
+	var left []pairRecord
+	for _, r := range recs {
+		if _, err := os.Stat(r.path); err == nil {
+			left = append(left, r)
+		}
+	}
+	if len(left) == 0 {
+		return
+	}
+	d.mu.Lock()
+	d.orphans[id] = true
+	d.orphanRecs[id] = append(d.orphanRecs[id], left...)
+	d.mu.Unlock()
 }
 
 func (d *Dataplane) remember(id string, from built) {

@@ -53,9 +53,9 @@ func takenEnds(id string, prev, now built, specs []vethSpec) error {
 	return nil
 }
 
-// holderOf is the connection id of the vWire whose workload end holds s's
-// name in s's namespace; "" when none does (or it cannot be told: the
-// rebuild then finds out).
+// holderOf is the connection id of the live vWire whose workload end
+// holds s's name in s's namespace; "" when none does (or it cannot be
+// told: the rebuild then finds out).
 func holderOf(s vethSpec) string {
 	ns, err := openNetNS(s.netns)
 	if err != nil {
@@ -71,8 +71,8 @@ func holderOf(s vethSpec) string {
 	if err != nil {
 		return ""
 	}
-	if role, other, ok := parseAlias(l.Attrs().Alias); ok && role == roleWL {
+	if role, other, ok := parseAlias(l.Attrs().Alias); ok && role == roleWL && l.Attrs().Group != reapGroup {
 		return other
 	}
-	return ""
+	return "" // none, or a closed vWire's on its way out: the rebuild takes it
 }
