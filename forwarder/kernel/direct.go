@@ -20,11 +20,10 @@ import (
 // plus two ingress qdiscs and filters (each of which, the first on the
 // host, also flips a static key: a text patch on every CPU), and a Close
 // sets one link down instead of two. Both ends carry the alias
-// vwire/wl/<connection id>. A forwarder that restarts finds these pairs
-// when their connections are refreshed (the mechanisms name the
-// namespaces); it cannot list them at start, so a pair whose connection is
-// closed while no forwarder runs stays until either workload's namespace
-// goes (the pair goes with it).
+// vwire/wl/<connection id>. A forwarder that restarts cannot list them in
+// its namespace: each has a record in the state directory instead
+// (records.go), so that those no refresh claims are deleted after the
+// grace.
 
 // directPair is the two ends of a local KERNEL↔KERNEL vWire.
 type directPair struct {
