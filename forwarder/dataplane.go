@@ -11,6 +11,13 @@ import (
 // previous hop's preferences can be terminated here.
 var ErrNoMechanism = errors.New("no acceptable mechanism")
 
+// ErrWorkloadNameTaken is returned (wrapped) by a refresh (Connect for an id
+// the dataplane has built) whose KERNEL side lost its workload interface
+// name to another vWire: a newer Request for that interface took it. The
+// refresh leaves the name alone, or the two would take it from each other at
+// every refresh.
+var ErrWorkloadNameTaken = errors.New("the workload's interface name is another vWire's now")
+
 // Dataplane programs one node's share of vWires. The forwarder's pipeline
 // calls it; the kernel and VPP dataplanes implement it.
 //

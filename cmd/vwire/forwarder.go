@@ -146,7 +146,7 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 			g.log.Warn("--public-ip is not on this host (a NAT): remote vWires use VXLAN; --wireguard userspace or kernel overrides", "public_ip", f.publicIP)
 			wg = kernel.WireGuardOff
 		}
-		d, err := kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: wg, Logger: g.log.With("dataplane", "kernel")})
+		d, err := kernel.New(kernel.Config{TunnelIP: tunnel, Grace: f.grace, WireGuard: wg, StateDir: filepath.Join(g.stateDir, "kernel"), Logger: g.log.With("dataplane", "kernel")})
 		if err != nil {
 			return nil, err
 		}

@@ -20,11 +20,10 @@ import (
 // plus two ingress qdiscs and filters (each of which, the first on the
 // host, also flips a static key: a text patch on every CPU), and a Close
 // sets one link down instead of two. Both ends carry the alias
-// vwire/wl/<connection id>. A forwarder that restarts finds these pairs
-// when their connections are refreshed (the mechanisms name the
-// namespaces); it cannot list them at start, so a pair whose connection is
-// closed while no forwarder runs stays until either workload's namespace
-// goes (the pair goes with it).
+// vwire/wl/<connection id>. A forwarder that restarts cannot list them in
+// its namespace: each has a record in the state directory instead
+// (records.go), so that those no refresh claims are deleted after the
+// grace.
 
 // directPair is the two ends of a local KERNEL↔KERNEL vWire.
 type directPair struct {
@@ -34,6 +33,9 @@ type directPair struct {
 	// closed by the time the vWire is (and the reaper's pass runs).
 	// netns.None() when not held.
 	ns netns.NsHandle
+	// record is the file of the pair's record (records.go); "" when
+	// none is kept.
+	record string
 }
 
 // release closes p's hold on the client's namespace.
@@ -134,17 +136,41 @@ func directIntact(h *pairHandles, id string, p directPair) (ok, found bool) {
 }
 
 // connectDirect builds or re-checks the pair p of id. prev and old are what
-// id was built from and its pair, if any (known, wasDirect).
-func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool) error {
+// id was built from and its pair, if any (known, wasDirect); orphan is the
+// records of the pair a previous run made for id, if any.
+func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool, orphans []pairRecord) error {
 	h, err := openPair(p)
 	if err != nil {
 		return err
 	}
 	defer h.close()
+	if wasDirect {
+		p.record = old.record
+	}
 	if !known || prev == from {
 		if ok, _ := directIntact(h, id, p); ok {
+			if len(orphans) > 0 {
+				// Found again after a restart: one record of it, of
+				// what it is now.
+				rec, err := d.recs.write(id, h, p)
+				if err != nil {
+					d.log.Warn("a previous run's record of the pair stands for it", "conn", id, "err", err)
+					rec, orphans = orphans[0].path, orphans[1:]
+				}
+				for _, o := range orphans {
+					if err := removeRecord(o.path); err != nil {
+						d.log.Warn("a previous run's record of the pair stays", "conn", id, "err", err)
+					}
+				}
+				p.record = rec
+			}
 			d.rememberDirect(id, from, p)
 			return nil
+		}
+	}
+	if known {
+		if err := takenEnds(id, prev, from, []vethSpec{p.in, p.out}); err != nil {
+			return err
 		}
 	}
 	start := time.Now()
@@ -167,7 +193,17 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 		// Another endpoint: its end of the pair moves to the new
 		// endpoint's namespace, and the client keeps its interface (only
 		// its addresses change).
-		err := d.moveEnd(h, id, old.out, p.out)
+		// The record names the new endpoint's namespace before the
+		// end is there: a crash in between leaves the pair found.
+		rec, err := d.recs.write(id, h, p)
+		if err == nil {
+			if err = removeRecord(p.record); err == nil {
+				p.record = rec
+			}
+		}
+		if err == nil {
+			err = d.moveEnd(h, id, old.out, p.out)
+		}
 		if err == nil {
 			err = readdress(p.in)
 		}
@@ -192,14 +228,33 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 			return err
 		}
 	default:
-		// After a restart: links of id's here are an earlier build's.
+		// After a restart: links of id's here, or the pair the record
+		// names, are an earlier build's.
 		if _, found := d.check(id, nil); found {
 			if err := d.removeLinks(id); err != nil {
 				return err
 			}
 		}
+		if err := removeRecords(orphans); err != nil {
+			return fmt.Errorf("remove the pair a previous run made: %w", err)
+		}
 	}
+	// Recorded before it is made: a crash in between leaves a record
+	// of nothing, never a pair without one. The old pair's record goes
+	// once the new one is there (removeDirect may have removed it).
+	rec, err := d.recs.write(id, h, p)
+	if err != nil {
+		return err
+	}
+	if err := removeRecord(p.record); err != nil {
+		removeRecord(rec)
+		return err
+	}
+	p.record = rec
 	if err := d.buildDirect(h, p); err != nil {
+		if rerr := removeRecord(rec); rerr != nil {
+			d.log.Warn("pair record of a failed build stays", "conn", id, "err", rerr)
+		}
 		return err
 	}
 	d.rememberDirect(id, from, p)
@@ -326,7 +381,8 @@ func (d *Dataplane) addPair(h *pairHandles, p directPair) error {
 func (d *Dataplane) removeDirect(id string, p directPair) error {
 	ns, err := p.clientNS()
 	if err != nil {
-		return nil // the client's namespace is gone, and the pair with it
+		// The client's namespace is gone, and the pair with it.
+		return removeRecord(p.record)
 	}
 	defer ns.Close()
 	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
@@ -335,7 +391,7 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete %s: %w", p.in.name, err)
 	}
-	return nil
+	return removeRecord(p.record)
 }
 
 // retireDirect sets the client's end of p down (the endpoint's end loses
@@ -344,7 +400,8 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 func (d *Dataplane) retireDirect(id string, p directPair) error {
 	ns, err := p.clientNS()
 	if err != nil {
-		return nil // the client's namespace is gone, and the pair with it
+		// The client's namespace is gone, and the pair with it.
+		return removeRecord(p.record)
 	}
 	handed := false
 	defer func() {
@@ -365,11 +422,15 @@ func (d *Dataplane) retireDirect(id string, p directPair) error {
 			return nil
 		}
 		handed = true
-		d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true})
+		// The reaper removes the record once the pair is deleted.
+		d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true, record: p.record})
 		return nil
 	})
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("retire %s: %w", p.in.name, err)
+	}
+	if !handed {
+		return removeRecord(p.record)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -63,7 +64,15 @@ type Config struct {
 	// WireGuard picks the WireGuard implementation, one of WireGuardModes
 	// (WireGuardAuto when empty).
 	WireGuard string
-	Logger    *slog.Logger
+	// StateDir keeps a record of each local KERNEL↔KERNEL pair, so that a
+	// restarted forwarder removes those whose connections are gone (see
+	// records.go), in a subdirectory named after the forwarder's
+	// namespace: forwarders of several nodes on one host may share it.
+	// None is kept when empty (tests that make dataplanes in one namespace
+	// give each a directory of its own). `vwire forwarder` uses
+	// <--state-dir>/kernel.
+	StateDir string
+	Logger   *slog.Logger
 }
 
 // Dataplane implements forwarder.Dataplane with netlink in the forwarder's
@@ -81,6 +90,7 @@ type Dataplane struct {
 	wg      wgDevices
 	wgPorts *portAllocator
 	reap    *reaper // deletes links in batches
+	recs    records // of direct pairs
 	// rtnl is a route socket in the forwarder's namespace for the
 	// requests netlink's Handle has no call for.
 	rtnl *nlsock.SocketHandle
@@ -91,6 +101,9 @@ type Dataplane struct {
 	orphans map[string]bool              // ids found at start, not yet claimed
 	built   map[string]built             // what each id's links were last built from
 	direct  map[string]directPair        // the pairs of local KERNEL↔KERNEL vWires, by id
+	// orphanRecs are the records of direct pairs found at start, by id
+	// (two when a run stopped as an end moved), not yet claimed.
+	orphanRecs map[string][]pairRecord
 }
 
 var _ forwarder.Dataplane = (*Dataplane)(nil)
@@ -120,7 +133,14 @@ func New(cfg Config) (*Dataplane, error) {
 		sock.Close()
 		return nil, fmt.Errorf("kernel dataplane: netlink: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	recs, err := openRecords(cfg.StateDir, cfg.NetNSPath)
+	if err != nil {
+		nl.Close()
+		sock.Close()
+		rtnl.Close()
+		return nil, fmt.Errorf("kernel dataplane: %w", err)
+	}
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), recs: recs, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -197,6 +217,16 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			}
 			wgDevs[id][role] = l.Attrs().Name
 		}
+	}
+	d.mu.Unlock()
+	recs, err := d.recs.list()
+	if err != nil {
+		d.log.Warn("unreadable pair records removed; their pairs, if any, stay until a workload's namespace goes", "err", err)
+	}
+	d.mu.Lock()
+	for _, r := range recs {
+		d.orphans[r.ID] = true
+		d.orphanRecs[r.ID] = append(d.orphanRecs[r.ID], r)
 	}
 	n := len(d.orphans)
 	d.mu.Unlock()
@@ -360,10 +390,19 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 
 // Connect builds (or re-checks) the vWire: the incoming side, the outgoing
 // side and the redirects between them.
-func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) error {
+func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	d.mu.Lock()
 	delete(d.orphans, id)
+	recs := d.orphanRecs[id]
+	delete(d.orphanRecs, id)
 	d.mu.Unlock()
+	if len(recs) > 0 {
+		defer func() {
+			if err != nil {
+				d.reorphan(id, recs)
+			}
+		}()
+	}
 	routed, err := d.planRouted(id, in, out)
 	if err != nil {
 		return err
@@ -390,11 +429,39 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	delete(d.built, id)
 	delete(d.direct, id)
 	d.mu.Unlock()
+	kept := false // id's state is put back as it was (see keep)
 	if wasDirect {
-		defer old.release()
+		defer func() {
+			if !kept {
+				old.release()
+			}
+		}()
+	}
+	// keep puts back id's state when a refresh found its workload names
+	// taken: it stays known, so that its next refresh fails alike and its
+	// Close finds nothing of its own to remove.
+	keep := func(err error) error {
+		if errors.Is(err, forwarder.ErrWorkloadNameTaken) {
+			kept = true
+			d.mu.Lock()
+			d.built[id] = prev
+			if wasDirect {
+				d.direct[id] = old
+			}
+			d.mu.Unlock()
+		}
+		return err
 	}
 	if direct {
-		return d.connectDirect(id, pair, from, prev, known, old, wasDirect)
+		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect, recs))
+	}
+	if len(recs) > 0 {
+		// A pair a previous run made for id, which is not local any
+		// more: it goes before id's links are made (they carry the same
+		// alias).
+		if err := removeRecords(recs); err != nil {
+			return fmt.Errorf("remove the pair a previous run made: %w", err)
+		}
 	}
 	if wasDirect {
 		// The vWire's endpoint moved off this node: its pair goes, and
@@ -417,6 +484,11 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		// Rules of id's go with its links (linksOf) and, after a
 		// restart, at Start: with no link of id's, none is left either.
 		fresh = !known && !found
+	}
+	if known {
+		if err := takenFrom(id, prev, from, map[string]*networkservice.Connection{roleIn: in, roleOut: out}, mtu); err != nil {
+			return keep(err)
+		}
 	}
 	start := time.Now()
 	switch {
@@ -622,6 +694,8 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	d.mu.Lock()
 	pair, direct := d.direct[id]
 	delete(d.direct, id)
+	recs := d.orphanRecs[id]
+	delete(d.orphanRecs, id)
 	d.mu.Unlock()
 	var err error
 	if direct {
@@ -630,6 +704,9 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 		pair.release()
 	} else {
 		err = d.retireLinks(id)
+	}
+	if rerr := removeRecords(recs); rerr != nil {
+		err = errors.Join(err, rerr)
 	}
 	d.mu.Lock()
 	for _, vni := range d.held[id] {
@@ -644,6 +721,25 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	delete(d.built, id)
 	d.mu.Unlock()
 	return err
+}
+
+// reorphan puts back those of recs, a previous run's records of id's pair,
+// that a failed Connect left: the grace, a Close or the next Connect deals
+// with them.
+func (d *Dataplane) reorphan(id string, recs []pairRecord) {
+	var left []pairRecord
+	for _, r := range recs {
+		if _, err := os.Stat(r.path); err == nil {
+			left = append(left, r)
+		}
+	}
+	if len(left) == 0 {
+		return
+	}
+	d.mu.Lock()
+	d.orphans[id] = true
+	d.orphanRecs[id] = append(d.orphanRecs[id], left...)
+	d.mu.Unlock()
 }
 
 func (d *Dataplane) remember(id string, from built) {

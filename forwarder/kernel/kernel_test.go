@@ -105,7 +105,7 @@ func kernelMech(path, name string) *networkservice.Mechanism {
 func newDP(t testing.TB, nodePath string, tunnel string, grace time.Duration) *Dataplane {
 	t.Helper()
 	// WireGuard (of any kind) has its own tests: these are of the rest.
-	cfg := Config{NetNSPath: nodePath, Grace: grace, WireGuard: WireGuardOff}
+	cfg := Config{NetNSPath: nodePath, Grace: grace, WireGuard: WireGuardOff, StateDir: t.TempDir()}
 	if tunnel != "" {
 		cfg.TunnelIP = netip.MustParseAddr(tunnel)
 	}

@@ -47,7 +47,10 @@ type reapCall struct {
 	// no done.
 	ns   netns.NsHandle
 	inNS bool
-	done chan error // nil for retired links: errors are logged
+	// record, with inNS, is the file of the pair's record, removed
+	// once the pair is deleted.
+	record string
+	done   chan error // nil for retired links: errors are logged
 }
 
 func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
@@ -135,6 +138,7 @@ func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
 	var grouped []int                     // calls with links in the group
 	others := map[uint64]netns.NsHandle{} // by the namespace's inode
+	recorded := map[uint64][]string{}     // records that go, by the namespace's inode
 	for i, c := range batch {
 		if c.inNS {
 			var st unix.Stat_t
@@ -143,6 +147,9 @@ func (r *reaper) pass(batch []reapCall) {
 				defer c.ns.Close()
 			} else {
 				others[st.Ino] = c.ns
+			}
+			if err == nil && c.record != "" {
+				recorded[st.Ino] = append(recorded[st.Ino], c.record)
 			}
 			continue
 		}
@@ -177,11 +184,18 @@ func (r *reaper) pass(batch []reapCall) {
 			}
 		}
 	}
-	for _, ns := range others {
-		if err := deleteGroupIn(ns); err != nil {
-			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down", "err", err)
-		}
+	for ino, ns := range others {
+		err := deleteGroupIn(ns)
 		ns.Close()
+		if err != nil {
+			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down until the next start's grace", "err", err)
+			continue
+		}
+		for _, rec := range recorded[ino] {
+			if err := removeRecord(rec); err != nil {
+				r.log.Error("a deleted pair's record stays", "err", err)
+			}
+		}
 	}
 	for i, c := range batch {
 		err := errors.Join(errs[i]...)

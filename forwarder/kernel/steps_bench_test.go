@@ -12,9 +12,10 @@ import (
 // BenchmarkConnectSteps times each step of a local vWire's Connect (one
 // pair, see direct.go) on its own, p50 per step: the netlink handles in
 // the two workloads' namespaces, the look-up that finds no pair, the
-// pair's creation, the client's end (alias, addresses, up, routes), the
-// endpoint's end, and the Close (set down, group). The pairs are deleted
-// after each round, outside the timing.
+// pair's record (records.go), its creation, the client's end (alias,
+// addresses, up, routes), the endpoint's end, the Close (set down, group)
+// and the record's removal (the reaper's, once the pair is deleted). The
+// pairs are deleted after each round, outside the timing.
 //
 // Run it as root: go test -run '^$' -bench ConnectSteps ./forwarder/kernel/
 func BenchmarkConnectSteps(b *testing.B) {
@@ -23,7 +24,7 @@ func BenchmarkConnectSteps(b *testing.B) {
 	_, clientPath := netnsFor(b, "nsc")
 	_, epPath := netnsFor(b, "nse")
 	d := newDP(b, nodePath, "", 0)
-	steps := []string{"open-handles", "lookup", "create-pair", "client-end", "endpoint-end", "close"}
+	steps := []string{"open-handles", "lookup", "record", "create-pair", "client-end", "endpoint-end", "close", "unrecord"}
 	took := map[string][]time.Duration{}
 	seq := 0
 	for b.Loop() {
@@ -48,6 +49,11 @@ func BenchmarkConnectSteps(b *testing.B) {
 		lap("open-handles")
 		directIntact(h, id, p)
 		lap("lookup")
+		rec, err := d.recs.write(id, h, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lap("record")
 		if err := d.addPair(h, p); err != nil {
 			b.Fatal(err)
 		}
@@ -71,6 +77,10 @@ func BenchmarkConnectSteps(b *testing.B) {
 			b.Fatal(err)
 		}
 		lap("close")
+		if err := removeRecord(rec); err != nil { // the reaper's, after the pass
+			b.Fatal(err)
+		}
+		lap("unrecord")
 		b.StopTimer()
 		if err := h.in.LinkDel(c); err != nil {
 			b.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/memif"
 	"github.com/vwire/vwire/mechanisms/vxlan"
@@ -75,8 +76,9 @@ func (d *Dataplane) intact(ctx context.Context, cl *Client, id string, st *vwire
 }
 
 // ErrWorkloadNameTaken is returned (wrapped) by a refresh whose KERNEL side
-// lost its workload interface name to another vWire.
-var ErrWorkloadNameTaken = errors.New("the workload's interface name is another vWire's now")
+// lost its workload interface name to another vWire; the kernel dataplane
+// returns the same.
+var ErrWorkloadNameTaken = forwarder.ErrWorkloadNameTaken
 
 // vethsStand reports whether the veths of st's KERNEL sides on the trunk
 // still stand: the host end there and ours, the workload end under its
