@@ -645,6 +645,25 @@ func (p *progress) why(err error) error {
 	return err
 }
 
+// slowService starts a one-node sandbox with service "slow" served by an
+// icmp-responder endpoint as wrap wraps it, and returns the node.
+func slowService(t *testing.T, wrap func(networkservice.NetworkServiceServer) networkservice.NetworkServiceServer) *sandbox.Node {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "slow"})
+	svc, err := icmpresponder.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := nse.New(nse.Config{Name: "slow-1", Service: svc, Source: sb.Source("nse-slow-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ep.Stop)
+	n.ServeEndpoint("slow-1", wrap(ep), nil, "slow")
+	return n
+}
+
 // slowFirst is an endpoint whose first Request takes delay.
 type slowFirst struct {
 	networkservice.NetworkServiceServer
@@ -678,20 +697,11 @@ func (s *slowClose) Close(ctx context.Context, conn *networkservice.Connection) 
 // and answer while the forwarder was still closing the vWire: TestParallel
 // then found it in the dataplane after every Close had returned.
 func TestCloseWaitsForSlowPath(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
-	n := sb.Nodes[0]
-	sb.RegisterService(&regapi.NetworkService{Name: "slow"})
-	svc, err := icmpresponder.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep, err := nse.New(nse.Config{Name: "slow-1", Service: svc, Source: sb.Source("nse-slow-1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ep.Stop)
-	slow := &slowClose{NetworkServiceServer: ep, delay: 16 * time.Second} // beyond the 15 s cleanup bound
-	n.ServeEndpoint("slow-1", slow, nil, "slow")
+	slow := &slowClose{delay: 16 * time.Second} // beyond the 15 s cleanup bound
+	n := slowService(t, func(ep networkservice.NetworkServiceServer) networkservice.NetworkServiceServer {
+		slow.NetworkServiceServer = ep
+		return slow
+	})
 	cli := n.Client("nsc")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -718,19 +728,9 @@ func TestCloseWaitsForSlowPath(t *testing.T) {
 // side) gets the same connection back, not a second vWire for its one
 // interface.
 func TestRetriedRequestIsOneConnection(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
-	n := sb.Nodes[0]
-	sb.RegisterService(&regapi.NetworkService{Name: "slow"})
-	svc, err := icmpresponder.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep, err := nse.New(nse.Config{Name: "slow-1", Service: svc, Source: sb.Source("nse-slow-1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ep.Stop)
-	n.ServeEndpoint("slow-1", &slowFirst{NetworkServiceServer: ep, delay: 500 * time.Millisecond}, nil, "slow")
+	n := slowService(t, func(ep networkservice.NetworkServiceServer) networkservice.NetworkServiceServer {
+		return &slowFirst{NetworkServiceServer: ep, delay: 500 * time.Millisecond}
+	})
 	cli := n.Client("nsc")
 	ctx := ctxT(t)
 

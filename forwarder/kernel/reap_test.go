@@ -42,14 +42,7 @@ func TestConcurrentDisconnects(t *testing.T) {
 	}
 	wg.Wait()
 	d.reap.flush()
-	if got := linkNames(t, node); got != before {
-		t.Fatalf("links left in the node namespace:\n%s", got)
-	}
-	for _, ns := range []string{client, ep} {
-		if got := links(t, ns); strings.Contains(got, "nsm-") {
-			t.Fatalf("links left in %s:\n%s", ns, got)
-		}
-	}
+	requireNoLinksLeft(t, node, before, client, ep)
 }
 
 // TestStartDeletesLinksOnTheirWayOut: links a stopped forwarder had put in
