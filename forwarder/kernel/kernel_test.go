@@ -495,14 +495,11 @@ func TestConnectTakesNameOfLiveVWire(t *testing.T) {
 	d := newDP(t, nodePath, "", 0)
 	before := linkNames(t, node)
 	ccOld, ccNew := ipContext("169.254.15.1", "169.254.15.2"), ipContext("169.254.15.5", "169.254.15.6")
-	conn := func(ns, name string, cc *networkservice.ConnectionContext) *networkservice.Connection {
-		return &networkservice.Connection{Mechanism: kernelMech(ns, name), Context: cc}
-	}
-	if err := d.Connect(ctx, "conn-old", conn(clientPath, "nsm-c", ccOld), conn(epPath, "nsm-e", ccOld)); err != nil {
+	if err := d.Connect(ctx, "conn-old", kernelConn(clientPath, "nsm-c", ccOld), kernelConn(epPath, "nsm-e", ccOld)); err != nil {
 		t.Fatal(err)
 	}
 	// The same names under a new id, the old vWire still live.
-	if err := d.Connect(ctx, "conn-new", conn(clientPath, "nsm-c", ccNew), conn(epPath, "nsm-e", ccNew)); err != nil {
+	if err := d.Connect(ctx, "conn-new", kernelConn(clientPath, "nsm-c", ccNew), kernelConn(epPath, "nsm-e", ccNew)); err != nil {
 		t.Fatalf("newer Request on a live vWire's names: %v", err)
 	}
 	if err := ping(client, "169.254.15.6"); err != nil {
@@ -544,7 +541,7 @@ func TestConnectTakesNameOfLiveVWire(t *testing.T) {
 
 	// A link that is not a vWire's keeps its name.
 	run(t, "ip", "-n", client, "link", "add", "nsm-c", "type", "veth", "peer", "name", "foreign")
-	err = d.Connect(ctx, "conn-x", conn(clientPath, "nsm-c", ccNew), conn(epPath, "nsm-e", ccNew))
+	err = d.Connect(ctx, "conn-x", kernelConn(clientPath, "nsm-c", ccNew), kernelConn(epPath, "nsm-e", ccNew))
 	if err == nil || !strings.Contains(err.Error(), "not a vWire's") {
 		t.Fatalf("a foreign link's name: want a clear refusal, got %v", err)
 	}
@@ -685,4 +682,10 @@ func requireNoLinksLeft(t *testing.T, node, before string, workloads ...string) 
 			t.Fatalf("links left in %s:\n%s", ns, got)
 		}
 	}
+}
+
+// kernelConn is a connection of the kernel mechanism: interface name in
+// the namespace at ns, with cc.
+func kernelConn(ns, name string, cc *networkservice.ConnectionContext) *networkservice.Connection {
+	return &networkservice.Connection{Mechanism: kernelMech(ns, name), Context: cc}
 }

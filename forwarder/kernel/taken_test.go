@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/networkservicemesh/api/pkg/api/networkservice"
-
 	"github.com/vwire/vwire/forwarder"
 )
 
@@ -26,11 +24,8 @@ func TestRefreshAfterNameTaken(t *testing.T) {
 	ep, epPath := netnsFor(t, "nse")
 	d := newDP(t, nodePath, "", 0)
 	ccOld, ccNew := ipContext("169.254.16.1", "169.254.16.2"), ipContext("169.254.16.5", "169.254.16.6")
-	conn := func(ns, name string, cc *networkservice.ConnectionContext) *networkservice.Connection {
-		return &networkservice.Connection{Mechanism: kernelMech(ns, name), Context: cc}
-	}
-	oldIn, oldOut := conn(clientPath, "nsm-c", ccOld), conn(epPath, "nsm-e", ccOld)
-	newIn, newOut := conn(clientPath, "nsm-c", ccNew), conn(epPath, "nsm-e", ccNew)
+	oldIn, oldOut := kernelConn(clientPath, "nsm-c", ccOld), kernelConn(epPath, "nsm-e", ccOld)
+	newIn, newOut := kernelConn(clientPath, "nsm-c", ccNew), kernelConn(epPath, "nsm-e", ccNew)
 	if err := d.Connect(ctx, "conn-old", oldIn, oldOut); err != nil {
 		t.Fatal(err)
 	}
