@@ -321,17 +321,22 @@ spec:
 	if !strings.Contains(wide, "icmp-responder-1") || !strings.Contains(wide, "icmp:{nodeName=node1,supplier=true}") {
 		t.Fatalf("get nse -o wide:\n%s", wide)
 	}
-	c.ok("delete", "nse", "icmp-responder-1")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(wout.String(), "DELETED") {
-		if time.Now().After(deadline) {
-			t.Fatalf("watch output:\n%s", wout.String())
+	// The watch prints its header before its stream is open: it has
+	// subscribed once it shows the endpoint (from the registry's initial
+	// matches or as an event), and only then may the deletion come.
+	waitOutput := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(wout.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("watch output has no %q:\n%s", what, wout.String())
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(wout.String(), "ADDED") {
-		t.Fatalf("watch missed the add:\n%s", wout.String())
-	}
+	waitOutput("ADDED")
+	c.ok("delete", "nse", "icmp-responder-1")
+	waitOutput("DELETED")
 }
 
 func TestCLIErrors(t *testing.T) {
