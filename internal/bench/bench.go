@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Version: cfg.Version, Machine: ThisMachine(), Started: time.Now()}
-	defer func() { rep.Duration = time.Since(rep.Started) }()
+	defer func() { rep.Duration, rep.LoadAvg = time.Since(rep.Started), loadAverage() }()
 	p := cfg.Progress
 	var errs []error
 	add := func(group string, rows []Row, err error) {

@@ -283,3 +283,18 @@ func TestAbstractSocket(t *testing.T) {
 		t.Errorf("%s", got)
 	}
 }
+
+func TestWriteTableLoad(t *testing.T) {
+	rep := &Report{Version: "v", Machine: Machine{CPUs: 2, CPUModel: "CPU", Kernel: "6.1", GoArch: "amd64"},
+		Started: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Duration: 36 * time.Second, LoadAvg: "9.39 6.27 3.59"}
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "took 36s, load average 9.39 6.27 3.59\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("table ends %q, want %q", b.String(), want)
+	}
+	if l := loadAverage(); len(strings.Fields(l)) != 3 {
+		t.Errorf("loadAverage() = %q, want three figures", l)
+	}
+}
