@@ -68,12 +68,14 @@ test-vpp:
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -run '^$$' -bench . -benchtime 2x ./forwarder/vpp/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 40m -run 'TestRestartVPP|TestSoakVPP|TestMetricsNode|TestMixedKernelVPP' ./test/e2e/
 	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 10m -run 'TestNSMEndpointAndClientVPP|TestNSMMemifVPP' ./test/nsmcompat/
-	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 15m -run 'TestRunDataplane' ./internal/bench/
+	VPP_BIN=$(VPP_BIN) VPP_PLUGIN_PATH=$(VPP_PLUGIN_PATH) $(GO) test -v -count=1 -timeout 15m -run 'TestRunDataplane|TestRunVPPScale' ./internal/bench/
 
 # `vwire bench` with its default set (root; a few minutes): Request→vWire-up
 # latency, heal time, registry Find at 10k and 100k endpoints, iperf3 across
 # vWires, each next to its baseline. With VPP_BIN (and VPP_PLUGIN_PATH) it
-# also measures memif packets/s; with ETCD_ENDPOINTS (an etcd cluster's
+# also measures memif packets/s, VPP's remote vWires and VPP vWires at scale
+# (vpp-scale: 200 local memif, VXLAN and WireGuard vWires, next to a plain
+# loop of VPP API calls); with ETCD_ENDPOINTS (an etcd cluster's
 # client URLs) Find on the etcd store too. The table goes to stdout, JSON
 # to $(STATE)/bench.json.
 bench: build

@@ -43,6 +43,15 @@ func newBenchCmd(_ *globals) *cobra.Command {
               kernel has it; userspace) and, with VPP_BIN, VPP's VXLAN
               and WireGuard: iperf3 across, and --remote-requests
               Request→vWire-up (p50, p99), next to kernel VXLAN
+  vpp-scale   VPP vWires through two 'vwire node's on the VPP dataplane
+              (skipped without VPP_BIN): --vpp-scale-n local memif vWires
+              one at a time (Request→vWire-up p50, p90, p99) and from
+              --vpp-scale-parallel clients (vWires up and closed per
+              second), and as many remote VXLAN and WireGuard vWires from
+              as many clients; each next to the same VPP objects made by a
+              plain loop of VPP API calls on the same VPPs, the local ones
+              next to the kernel dataplane's local Requests too, with the
+              VPP API calls and time per vWire from the nodes' metrics
 
 It builds its own world (network namespaces vw-<pid>-b-*, two 'vwire node's
 on the kernel dataplane, endpoints, VPPs) and removes it at the end or on
@@ -51,7 +60,8 @@ Ctrl-C. A table goes to stdout, progress to stderr.
 'vwire bench dataplane' measures the throughput of VPP vWires CSIT style
 (NDR, PDR, MRR per topology and frame size) next to hand-made VPP.`,
 		Example: `  sudo vwire bench
-  sudo vwire bench --only latency,find --sequential 20 --json bench.json`,
+  sudo vwire bench --only latency,find --sequential 20 --json bench.json
+  sudo VPP_BIN=/usr/bin/vpp vwire bench --only vpp-scale --vpp-scale-n 200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Only = only
@@ -112,6 +122,8 @@ Ctrl-C. A table goes to stdout, progress to stderr.
 	fl.StringSliceVar(&findSizes, "find-sizes", defSizes, "registry sizes, in endpoints, to time Find at")
 	fl.IntVar(&cfg.FindQueries, "find-queries", cfg.FindQueries, "Finds timed at each size")
 	fl.IntVar(&cfg.RemoteRequests, "remote-requests", cfg.RemoteRequests, "Requests timed per kind of remote vWire (remote)")
+	fl.IntVar(&cfg.VPPScaleN, "vpp-scale-n", cfg.VPPScaleN, "vWires built in each run of vpp-scale (at most 1000)")
+	fl.IntVar(&cfg.VPPScaleParallel, "vpp-scale-parallel", cfg.VPPScaleParallel, "clients requesting at once in vpp-scale's parallel runs")
 	fl.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each iperf3 and packet-generator run")
 	fl.StringVar(&jsonFile, "json", "", "also write the report as JSON to FILE")
 	cmd.AddCommand(newBenchDataplaneCmd())

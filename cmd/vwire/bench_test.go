@@ -25,6 +25,10 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{name: "remote requests not a number", args: []string{"--remote-requests", "few"}, want: `invalid argument "few" for "--remote-requests"`},
 		{name: "find size not a number", args: []string{"--find-sizes", "10k"}, want: `--find-sizes "10k"`},
 		{name: "find size too small", args: []string{"--find-sizes", "5"}, want: "find size 5"},
+		{name: "zero vpp-scale vWires", args: []string{"--only", "vpp-scale", "--vpp-scale-n", "0"}, want: "at least 1"},
+		{name: "too many vpp-scale vWires", args: []string{"--only", "vpp-scale", "--vpp-scale-n", "5000"}, want: "vpp-scale n 5000: at most 1000"},
+		{name: "zero vpp-scale clients", args: []string{"--only", "vpp-scale", "--vpp-scale-parallel", "0"}, want: "at least 1"},
+		{name: "vpp-scale clients not a number", args: []string{"--vpp-scale-parallel", "many"}, want: `invalid argument "many" for "--vpp-scale-parallel"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := exec.Command(vwireBin, append([]string{"bench"}, tc.args...)...).CombinedOutput()
@@ -99,7 +103,8 @@ func TestBenchEndToEnd(t *testing.T) {
 	}
 	table := stdout.String()
 	for _, want := range []string{"latency: request→vWire-up, local, sequential, p50", "heal: endpoint killed", "find: Find 1 service among 50 endpoints, p50", "memif: ", "VPP_BIN is not set",
-		"remote: request→vWire-up, remote, vxlan, kernel, p50", "remote: TCP across a remote vWire, wireguard, VPP (iperf3)", "not available: VPP_BIN not set", "vwire "} {
+		"remote: request→vWire-up, remote, vxlan, kernel, p50", "remote: TCP across a remote vWire, wireguard, VPP (iperf3)", "not available: VPP_BIN not set",
+		"vpp-scale: (measurement)", "vwire "} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

@@ -6,7 +6,9 @@
 // plain veth; packets per second on memif next to VPP's own memif
 // cross-connect when VPP is there), and remote vWires over VXLAN and
 // WireGuard (kernel module, userspace, VPP) on the same pair of nodes:
-// iperf3 and Request→vWire-up. It builds its own world (network
+// iperf3 and Request→vWire-up; and VPP vWires at scale (local memif and
+// remote VXLAN and WireGuard, one at a time and many at once) next to the
+// kernel dataplane and a plain loop of the same VPP API calls. It builds its own world (network
 // namespaces, `vwire node` and endpoint processes, VPPs) and removes all of
 // it when done or when ctx ends. It needs root for everything but Find.
 package bench
@@ -28,10 +30,11 @@ const (
 	GroupThroughput = "throughput"
 	GroupMemif      = "memif"
 	GroupRemote     = "remote"
+	GroupVPPScale   = "vpp-scale"
 )
 
 // AllGroups lists every group in the order a run makes them.
-var AllGroups = []string{GroupFind, GroupLatency, GroupHeal, GroupThroughput, GroupMemif, GroupRemote}
+var AllGroups = []string{GroupFind, GroupLatency, GroupHeal, GroupThroughput, GroupMemif, GroupRemote, GroupVPPScale}
 
 // Config says what to measure and how much.
 type Config struct {
@@ -56,6 +59,10 @@ type Config struct {
 	// RemoteRequests is how many Requests the remote group times per
 	// kind of remote vWire.
 	RemoteRequests int
+	// VPPScaleN is how many vWires the vpp-scale group builds in each of
+	// its runs; VPPScaleParallel how many clients request at once in its
+	// parallel runs.
+	VPPScaleN, VPPScaleParallel int
 	// Duration of each iperf3 run and each memif packet-generator run.
 	Duration time.Duration
 	// VPPBin and VPPPluginPath start the VPPs of the memif measurement
@@ -71,6 +78,7 @@ func DefaultConfig() Config {
 		Sequential: 50, Parallel: 10, Rounds: 3, Heals: 3,
 		FindSizes: []int{10_000, 100_000}, FindQueries: 200,
 		Duration: 5 * time.Second, RemoteRequests: 10,
+		VPPScaleN: 200, VPPScaleParallel: 20,
 	}
 }
 
@@ -81,13 +89,17 @@ func (c Config) Validate() error {
 			return fmt.Errorf("bench: unknown measurement %q (want some of %v)", g, AllGroups)
 		}
 	}
-	if c.Sequential < 1 || c.Parallel < 1 || c.Rounds < 1 || c.Heals < 1 || c.FindQueries < 1 || c.RemoteRequests < 1 {
+	if c.Sequential < 1 || c.Parallel < 1 || c.Rounds < 1 || c.Heals < 1 || c.FindQueries < 1 || c.RemoteRequests < 1 ||
+		c.VPPScaleN < 1 || c.VPPScaleParallel < 1 {
 		return errors.New("bench: counts must be at least 1")
 	}
 	for _, n := range c.FindSizes {
 		if n < findMatches {
 			return fmt.Errorf("bench: find size %d: want at least %d", n, findMatches)
 		}
+	}
+	if c.VPPScaleN > maxVPPScaleN {
+		return fmt.Errorf("bench: vpp-scale n %d: at most %d", c.VPPScaleN, maxVPPScaleN)
 	}
 	if c.Duration < time.Second {
 		return errors.New("bench: duration must be at least 1s")
@@ -106,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Version: cfg.Version, Machine: ThisMachine(), Started: time.Now()}
-	defer func() { rep.Duration = time.Since(rep.Started) }()
+	defer func() { rep.Duration, rep.LoadAvg = time.Since(rep.Started), loadAverage() }()
 	p := cfg.Progress
 	var errs []error
 	add := func(group string, rows []Row, err error) {
@@ -146,6 +158,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rows, err := measureRemote(ctx, cfg, p)
 			add(GroupRemote, rows, err)
 		}
+	}
+	if cfg.wants(GroupVPPScale) && ctx.Err() == nil {
+		rows, err := measureVPPScale(ctx, cfg, p)
+		add(GroupVPPScale, rows, err)
 	}
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())

@@ -88,9 +88,7 @@ func RunDataplane(ctx context.Context, cfg DataplaneConfig, version string) (*Da
 		Trial: cfg.TrialDuration, Precision: cfg.Precision, MRRTrials: cfg.MRRTrials, Repetitions: cfg.Repetitions, Started: time.Now()}
 	defer func() {
 		rep.Duration = time.Since(rep.Started)
-		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-			rep.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
-		}
+		rep.LoadAvg = loadAverage()
 	}()
 	_, vhost := os.Stat(vhostNet)
 	kernelSide, why := KernelSide(cfg.Kernel, vhost == nil)

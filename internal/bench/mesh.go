@@ -30,6 +30,7 @@ const (
 	tokenLifetime = time.Hour
 	managerPort   = 5001
 	registryPort  = 5002
+	metricsPort   = 5003
 	bridge        = "br0"
 )
 
@@ -54,6 +55,9 @@ type node struct {
 	socket string // the manager's unix socket
 	proc   *Proc
 	cc     *grpcutil.Conn // the bench's connection to the manager
+	// metrics is the node's --metrics-listen address, inside ns (empty
+	// unless meshOptions.Metrics).
+	metrics string
 }
 
 // meshOptions choose the nodes' dataplane.
@@ -63,6 +67,11 @@ type meshOptions struct {
 	// VPPBin, when set, puts the nodes on the VPP dataplane: each
 	// forwarder starts a VPP (VPPPluginPath) with eth0 as its uplink.
 	VPPBin, VPPPluginPath string
+	// MemifReserve, when above 0, is each VPP node's --vpp-memif-reserve.
+	MemifReserve int
+	// Metrics makes each node serve /metrics on its fabric address
+	// (metricsPort), inside its namespace.
+	Metrics bool
 }
 
 // newMesh makes the fabric and starts n nodes on the kernel dataplane,
@@ -127,6 +136,10 @@ func newMeshWith(ctx context.Context, w *World, n int, o meshOptions) (_ *mesh, 
 			"--log-level", "info",
 		}
 		args = append(args, o.dataplaneArgs(filepath.Join(w.Dir, name, "vpp"))...)
+		if o.Metrics {
+			nd.metrics = net.JoinHostPort(nd.ip.String(), fmt.Sprint(metricsPort))
+			args = append(args, "--metrics-listen", nd.metrics)
+		}
 		if i == 0 {
 			registry = net.JoinHostPort(nd.ip.String(), fmt.Sprint(registryPort))
 			args = append(args, "--registry-listen", registry)
@@ -170,6 +183,9 @@ func (o meshOptions) dataplaneArgs(vppDir string) []string {
 		"--uplink", "eth0", "--vpp-poll-sleep-usec", "100"}
 	if o.VPPPluginPath != "" {
 		args = append(args, "--vpp-plugin-path", o.VPPPluginPath)
+	}
+	if o.MemifReserve > 0 {
+		args = append(args, "--vpp-memif-reserve", fmt.Sprint(o.MemifReserve))
 	}
 	return args
 }
@@ -230,6 +246,12 @@ func (m *mesh) restartEndpoint(ctx context.Context, e *endpoint) error {
 // ns, as an NSM client would, and returns the connection once the manager
 // replies: both forwarders have built the vWire by then.
 func (m *mesh) request(ctx context.Context, nd *node, ns *Netns, service, ifname string) (*networkservice.Connection, error) {
+	return m.requestMech(ctx, nd, service, kernel.New(kernel.Params{Name: ifname, NetNSURL: "file://" + ns.Path()}))
+}
+
+// requestMech asks nd's manager for service with the client's mechanism
+// mech (a KERNEL interface, a MEMIF socket...), as request does.
+func (m *mesh) requestMech(ctx context.Context, nd *node, service string, mech *networkservice.Mechanism) (*networkservice.Connection, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	id := uuid.NewString()
@@ -239,7 +261,7 @@ func (m *mesh) request(ctx context.Context, nd *node, ns *Netns, service, ifname
 			Id: id, NetworkService: service,
 			Path: &networkservice.Path{PathSegments: []*networkservice.PathSegment{seg}},
 		},
-		MechanismPreferences: []*networkservice.Mechanism{kernel.New(kernel.Params{Name: ifname, NetNSURL: "file://" + ns.Path()})},
+		MechanismPreferences: []*networkservice.Mechanism{mech},
 	}
 	aud, err := nd.cc.PeerID(ctx)
 	if err != nil {

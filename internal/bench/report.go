@@ -87,7 +87,21 @@ type Report struct {
 	Machine  Machine       `json:"machine"`
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration_ns"`
-	Rows     []Row         `json:"rows"`
+	// LoadAvg is the host's load average (1, 5, 15 min) when the run
+	// ended: on a shared host it says how far to trust the figures.
+	LoadAvg string `json:"load_average,omitempty"`
+	Rows    []Row  `json:"rows"`
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 min figures ("" when
+// unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 // WriteJSON writes the report as one indented JSON document.
@@ -124,9 +138,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\nvwire %s on %d × %s, Linux %s (%s), %s, took %s\n",
+	load := ""
+	if r.LoadAvg != "" {
+		load = ", load average " + r.LoadAvg
+	}
+	_, err := fmt.Fprintf(w, "\nvwire %s on %d × %s, Linux %s (%s), %s, took %s%s\n",
 		r.Version, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.GoArch,
-		r.Started.UTC().Format("2006-01-02"), r.Duration.Round(time.Second))
+		r.Started.UTC().Format("2006-01-02"), r.Duration.Round(time.Second), load)
 	return err
 }
 
