@@ -33,7 +33,7 @@ type directPair struct {
 	// closed by the time the vWire is (and the reaper's pass runs).
 	// netns.None() when not held.
 	ns netns.NsHandle
-	// record is the file of the pair's record (records.go); "" when
+	// record is the key of the pair's record (records.go); "" when
 	// none is kept.
 	record string
 }
@@ -155,10 +155,10 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 				rec, err := d.recs.write(id, h, p)
 				if err != nil {
 					d.log.Warn("a previous run's record of the pair stands for it", "conn", id, "err", err)
-					rec, orphans = orphans[0].path, orphans[1:]
+					rec, orphans = orphans[0].key, orphans[1:]
 				}
 				for _, o := range orphans {
-					if err := removeRecord(o.path); err != nil {
+					if err := d.recs.remove(o.key); err != nil {
 						d.log.Warn("a previous run's record of the pair stays", "conn", id, "err", err)
 					}
 				}
@@ -197,7 +197,7 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 		// end is there: a crash in between leaves the pair found.
 		rec, err := d.recs.write(id, h, p)
 		if err == nil {
-			if err = removeRecord(p.record); err == nil {
+			if err = d.recs.remove(p.record); err == nil {
 				p.record = rec
 			}
 		}
@@ -235,7 +235,7 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 				return err
 			}
 		}
-		if err := removeRecords(orphans); err != nil {
+		if err := d.recs.removePairs(orphans); err != nil {
 			return fmt.Errorf("remove the pair a previous run made: %w", err)
 		}
 	}
@@ -246,13 +246,13 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 	if err != nil {
 		return err
 	}
-	if err := removeRecord(p.record); err != nil {
-		removeRecord(rec)
+	if err := d.recs.remove(p.record); err != nil {
+		d.recs.remove(rec)
 		return err
 	}
 	p.record = rec
 	if err := d.buildDirect(h, p); err != nil {
-		if rerr := removeRecord(rec); rerr != nil {
+		if rerr := d.recs.remove(rec); rerr != nil {
 			d.log.Warn("pair record of a failed build stays", "conn", id, "err", rerr)
 		}
 		return err
@@ -382,7 +382,7 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 	ns, err := p.clientNS()
 	if err != nil {
 		// The client's namespace is gone, and the pair with it.
-		return removeRecord(p.record)
+		return d.recs.remove(p.record)
 	}
 	defer ns.Close()
 	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
@@ -391,7 +391,7 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete %s: %w", p.in.name, err)
 	}
-	return removeRecord(p.record)
+	return d.recs.remove(p.record)
 }
 
 // retireDirect sets the client's end of p down (the endpoint's end loses
@@ -401,7 +401,7 @@ func (d *Dataplane) retireDirect(id string, p directPair) error {
 	ns, err := p.clientNS()
 	if err != nil {
 		// The client's namespace is gone, and the pair with it.
-		return removeRecord(p.record)
+		return d.recs.remove(p.record)
 	}
 	handed := false
 	defer func() {
@@ -430,7 +430,7 @@ func (d *Dataplane) retireDirect(id string, p directPair) error {
 		return fmt.Errorf("retire %s: %w", p.in.name, err)
 	}
 	if !handed {
-		return removeRecord(p.record)
+		return d.recs.remove(p.record)
 	}
 	return nil
 }

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -89,8 +88,8 @@ type Dataplane struct {
 	// there is no WireGuard (WIREGUARD is then not used).
 	wg      wgDevices
 	wgPorts *portAllocator
-	reap    *reaper // deletes links in batches
-	recs    records // of direct pairs
+	reap    *reaper  // deletes links in batches
+	recs    *records // of direct pairs
 	// rtnl is a route socket in the forwarder's namespace for the
 	// requests netlink's Handle has no call for.
 	rtnl *nlsock.SocketHandle
@@ -140,7 +139,7 @@ func New(cfg Config) (*Dataplane, error) {
 		rtnl.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), recs: recs, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, recs, cfg.Logger), recs: recs, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -161,6 +160,7 @@ func New(cfg Config) (*Dataplane, error) {
 		nl.Close()
 		sock.Close()
 		rtnl.Close()
+		recs.close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
 	return d, nil
@@ -277,6 +277,7 @@ func (d *Dataplane) Close() error {
 	d.nl.Close()
 	d.reap.sock.Socket.Close()
 	d.rtnl.Socket.Close()
+	d.recs.close()
 	return nil
 }
 
@@ -459,7 +460,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		// A pair a previous run made for id, which is not local any
 		// more: it goes before id's links are made (they carry the same
 		// alias).
-		if err := removeRecords(recs); err != nil {
+		if err := d.recs.removePairs(recs); err != nil {
 			return fmt.Errorf("remove the pair a previous run made: %w", err)
 		}
 	}
@@ -705,7 +706,7 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	} else {
 		err = d.retireLinks(id)
 	}
-	if rerr := removeRecords(recs); rerr != nil {
+	if rerr := d.recs.removePairs(recs); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	d.mu.Lock()
@@ -729,7 +730,7 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 func (d *Dataplane) reorphan(id string, recs []pairRecord) {
 	var left []pairRecord
 	for _, r := range recs {
-		if _, err := os.Stat(r.path); err == nil {
+		if d.recs.has(r.key) {
 			left = append(left, r)
 		}
 	}

@@ -30,6 +30,7 @@ const reapGroup = 0x76770001
 type reaper struct {
 	h    *netlink.Handle
 	sock *nl.SocketHandle // a route socket in the same namespace as h
+	recs *records         // of direct pairs, dropped once deleted
 	log  *slog.Logger
 
 	mu      sync.Mutex // guards the fields below
@@ -47,14 +48,14 @@ type reapCall struct {
 	// no done.
 	ns   netns.NsHandle
 	inNS bool
-	// record, with inNS, is the file of the pair's record, removed
-	// once the pair is deleted.
+	// record, with inNS, is the key of the pair's record, dropped once
+	// the pair is deleted.
 	record string
 	done   chan error // nil for retired links: errors are logged
 }
 
-func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
-	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, log: log}
+func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, recs *records, log *slog.Logger) *reaper {
+	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, recs: recs, log: log}
 	r.idle.L = &r.mu
 	return r
 }
@@ -192,7 +193,7 @@ func (r *reaper) pass(batch []reapCall) {
 			continue
 		}
 		for _, rec := range recorded[ino] {
-			if err := removeRecord(rec); err != nil {
+			if err := r.recs.remove(rec); err != nil {
 				r.log.Error("a deleted pair's record stays", "err", err)
 			}
 		}

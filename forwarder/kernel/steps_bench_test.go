@@ -77,7 +77,7 @@ func BenchmarkConnectSteps(b *testing.B) {
 			b.Fatal(err)
 		}
 		lap("close")
-		if err := removeRecord(rec); err != nil { // the reaper's, after the pass
+		if err := d.recs.remove(rec); err != nil { // the reaper's, after the pass
 			b.Fatal(err)
 		}
 		lap("unrecord")
