@@ -90,6 +90,7 @@ type Dataplane struct {
 	wgPorts *portAllocator
 	reap    *reaper  // deletes links in batches
 	recs    *records // of direct pairs
+	conns   *nsConns // route sockets in workloads' namespaces, for direct pairs
 	// rtnl is a route socket in the forwarder's namespace for the
 	// requests netlink's Handle has no call for.
 	rtnl *nlsock.SocketHandle
@@ -139,7 +140,8 @@ func New(cfg Config) (*Dataplane, error) {
 		rtnl.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, recs, cfg.Logger), recs: recs, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	conns := newNSConns()
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, recs, conns, cfg.Logger), recs: recs, conns: conns, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -271,6 +273,7 @@ func (d *Dataplane) Close() error {
 	}
 	d.direct = map[string]directPair{}
 	d.mu.Unlock()
+	d.conns.closeAll()
 	if d.wg != nil {
 		d.wg.Close()
 	}
@@ -703,6 +706,7 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 		// Nothing of it is in this namespace (see connectDirect).
 		err = d.retireDirect(id, pair)
 		pair.release()
+		d.conns.drop(id)
 	} else {
 		err = d.retireLinks(id)
 	}

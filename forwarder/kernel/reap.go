@@ -28,10 +28,11 @@ const reapGroup = 0x76770001
 // (remove) or only until they are down and marked (retire). A link that
 // cannot be deleted is logged and stays marked: the next start deletes it.
 type reaper struct {
-	h    *netlink.Handle
-	sock *nl.SocketHandle // a route socket in the same namespace as h
-	recs *records         // of direct pairs, dropped once deleted
-	log  *slog.Logger
+	h     *netlink.Handle
+	sock  *nl.SocketHandle // a route socket in the same namespace as h
+	recs  *records         // of direct pairs, dropped once deleted
+	conns *nsConns         // where calls' conns go back
+	log   *slog.Logger
 
 	mu      sync.Mutex // guards the fields below
 	idle    sync.Cond  // signalled (with mu) when running turns false
@@ -48,14 +49,18 @@ type reapCall struct {
 	// no done.
 	ns   netns.NsHandle
 	inNS bool
+	// conn, with inNS and in place of ns, is a route socket in that
+	// namespace (nsConns), given back after the pass: it keeps the socket
+	// for the next vWire there until the pair is gone.
+	conn *nsConn
 	// record, with inNS, is the key of the pair's record, dropped once
 	// the pair is deleted.
 	record string
 	done   chan error // nil for retired links: errors are logged
 }
 
-func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, recs *records, log *slog.Logger) *reaper {
-	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, recs: recs, log: log}
+func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, recs *records, conns *nsConns, log *slog.Logger) *reaper {
+	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, recs: recs, conns: conns, log: log}
 	r.idle.L = &r.mu
 	return r
 }
@@ -137,20 +142,30 @@ func (r *reaper) flush() {
 // one by one.
 func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
-	var grouped []int                     // calls with links in the group
-	others := map[uint64]netns.NsHandle{} // by the namespace's inode
-	recorded := map[uint64][]string{}     // records that go, by the namespace's inode
+	var grouped []int                    // calls with links in the group
+	others := map[nsKey]netns.NsHandle{} // by the namespace's identity
+	viaConn := map[nsKey]*nsConn{}       // namespaces with a socket given
+	recorded := map[nsKey][]string{}     // records that go, by the namespace's identity
 	for i, c := range batch {
+		if c.inNS && c.conn != nil {
+			defer r.conns.put(c.conn)
+			viaConn[c.conn.key] = c.conn
+			if c.record != "" {
+				recorded[c.conn.key] = append(recorded[c.conn.key], c.record)
+			}
+			continue
+		}
 		if c.inNS {
 			var st unix.Stat_t
 			err := unix.Fstat(int(c.ns), &st)
-			if _, dup := others[st.Ino]; err != nil || dup {
+			key := nsKey{st.Dev, st.Ino}
+			if _, dup := others[key]; err != nil || dup {
 				defer c.ns.Close()
 			} else {
-				others[st.Ino] = c.ns
+				others[key] = c.ns
 			}
 			if err == nil && c.record != "" {
-				recorded[st.Ino] = append(recorded[st.Ino], c.record)
+				recorded[key] = append(recorded[key], c.record)
 			}
 			continue
 		}
@@ -185,18 +200,18 @@ func (r *reaper) pass(batch []reapCall) {
 			}
 		}
 	}
-	for ino, ns := range others {
+	for key, conn := range viaConn {
+		if ns, ok := others[key]; ok {
+			ns.Close() // the same namespace
+			delete(others, key)
+		}
+		err := deleteGroupVia(conn.rtnl)
+		r.removed(err, recorded[key])
+	}
+	for key, ns := range others {
 		err := deleteGroupIn(ns)
 		ns.Close()
-		if err != nil {
-			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down until the next start's grace", "err", err)
-			continue
-		}
-		for _, rec := range recorded[ino] {
-			if err := r.recs.remove(rec); err != nil {
-				r.log.Error("a deleted pair's record stays", "err", err)
-			}
-		}
+		r.removed(err, recorded[key])
 	}
 	for i, c := range batch {
 		err := errors.Join(errs[i]...)
@@ -204,6 +219,20 @@ func (r *reaper) pass(batch []reapCall) {
 			c.done <- err
 		} else if err != nil {
 			r.log.Error("delete links of a closed vWire; they stay marked for the next start", "err", err)
+		}
+	}
+}
+
+// removed drops the records of the pairs a group's deletion in a workload's
+// namespace deleted, unless it failed (err).
+func (r *reaper) removed(err error, recorded []string) {
+	if err != nil {
+		r.log.Error("delete links of closed vWires in a workload's namespace; they stay down until the next start's grace", "err", err)
+		return
+	}
+	for _, rec := range recorded {
+		if err := r.recs.remove(rec); err != nil {
+			r.log.Error("a deleted pair's record stays", "err", err)
 		}
 	}
 }
@@ -229,6 +258,22 @@ func deleteGroupIn(ns netns.NsHandle) error {
 	defer sock.Close()
 	if err := deleteGroupOn(&nl.SocketHandle{Socket: sock}); err != nil && !errors.Is(err, unix.ENODEV) {
 		return err
+	}
+	return nil
+}
+
+// deleteGroupVia deletes every link in reapGroup in conn's namespace; nil
+// when there is none.
+func deleteGroupVia(conn *rtnlConn) error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
+	errs, _, err := conn.exchange(req)
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete link group %#x: %w", reapGroup, err)
 	}
 	return nil
 }
