@@ -157,8 +157,9 @@ func directIntact(h *pairHandles, id string, p directPair) (ok, found bool) {
 
 // connectDirect builds or re-checks the pair p of id. prev and old are what
 // id was built from and its pair, if any (known, wasDirect); orphan is the
-// records of the pair a previous run made for id, if any.
-func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool, orphans []pairRecord) error {
+// records of the pair a previous run made for id, if any; leftovers says
+// whether a previous run may have left links of id's in this namespace.
+func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool, orphans []pairRecord, leftovers bool) error {
 	h, err := d.openPair(p)
 	if err != nil {
 		return err
@@ -249,10 +250,13 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 		}
 	default:
 		// After a restart: links of id's here, or the pair the record
-		// names, are an earlier build's.
-		if _, found := d.check(id, nil); found {
-			if err := d.removeLinks(id); err != nil {
-				return err
+		// names, are an earlier build's. (Two look-ups, skipped when
+		// Start found none of id's.)
+		if leftovers {
+			if _, found := d.check(id, nil); found {
+				if err := d.removeLinks(id); err != nil {
+					return err
+				}
 			}
 		}
 		if err := d.recs.removePairs(orphans); err != nil {

@@ -99,8 +99,11 @@ type Dataplane struct {
 	held    map[string]map[string]uint32 // VNIs by connection id and role
 	wgHeld  map[string]map[string]wgHold // WireGuard keys and ports by connection id and role
 	orphans map[string]bool              // ids found at start, not yet claimed
-	built   map[string]built             // what each id's links were last built from
-	direct  map[string]directPair        // the pairs of local KERNEL↔KERNEL vWires, by id
+	// listed is set once Start has found what a previous run left: an id
+	// not among the orphans then has no links of a previous run here.
+	listed bool
+	built  map[string]built      // what each id's links were last built from
+	direct map[string]directPair // the pairs of local KERNEL↔KERNEL vWires, by id
 	// orphanRecs are the records of direct pairs found at start, by id
 	// (two when a run stopped as an end moved), not yet claimed.
 	orphanRecs map[string][]pairRecord
@@ -231,6 +234,7 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		d.orphanRecs[r.ID] = append(d.orphanRecs[r.ID], r)
 	}
 	n := len(d.orphans)
+	d.listed = true
 	d.mu.Unlock()
 	if err := d.reconcileWireguard(wgDevs, ours); err != nil {
 		return fmt.Errorf("kernel dataplane: reconcile: %w", err)
@@ -396,6 +400,7 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 // side and the redirects between them.
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	d.mu.Lock()
+	leftovers := d.orphans[id] || !d.listed
 	delete(d.orphans, id)
 	recs := d.orphanRecs[id]
 	delete(d.orphanRecs, id)
@@ -457,7 +462,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		return err
 	}
 	if direct {
-		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect, recs))
+		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect, recs, leftovers))
 	}
 	if len(recs) > 0 {
 		// A pair a previous run made for id, which is not local any

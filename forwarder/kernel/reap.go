@@ -49,9 +49,9 @@ type reapCall struct {
 	// no done.
 	ns   netns.NsHandle
 	inNS bool
-	// conn, with inNS and in place of ns, is a route socket in that
-	// namespace (nsConns), given back after the pass: it keeps the socket
-	// for the next vWire there until the pair is gone.
+	// conn, with inNS and in place of ns, is that namespace's entry in
+	// nsConns, given back after the pass: it keeps the socket there for
+	// the next vWire until the pair is gone.
 	conn *nsConn
 	// record, with inNS, is the key of the pair's record, dropped once
 	// the pair is deleted.
@@ -205,7 +205,10 @@ func (r *reaper) pass(batch []reapCall) {
 			ns.Close() // the same namespace
 			delete(others, key)
 		}
-		err := deleteGroupVia(conn.rtnl)
+		// A socket of the pass's own: the deletion holds it for the
+		// kernel's whole unregister pass (tens of ms), and Connects and
+		// Closes in that namespace use conn's meanwhile.
+		err := deleteGroupIn(conn.ns)
 		r.removed(err, recorded[key])
 	}
 	for key, ns := range others {
@@ -258,22 +261,6 @@ func deleteGroupIn(ns netns.NsHandle) error {
 	defer sock.Close()
 	if err := deleteGroupOn(&nl.SocketHandle{Socket: sock}); err != nil && !errors.Is(err, unix.ENODEV) {
 		return err
-	}
-	return nil
-}
-
-// deleteGroupVia deletes every link in reapGroup in conn's namespace; nil
-// when there is none.
-func deleteGroupVia(conn *rtnlConn) error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
-	errs, _, err := conn.exchange(req)
-	if err == nil {
-		err = errs[0]
-	}
-	if err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete link group %#x: %w", reapGroup, err)
 	}
 	return nil
 }
