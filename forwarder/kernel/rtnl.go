@@ -44,7 +44,7 @@ func openRtnl(ns netns.NsHandle) (*rtnlConn, error) {
 	}
 	// The kernel's reason for an error, in the ack.
 	_ = s.SetExtAck(true)
-	return &rtnlConn{s: s, buf: make([]byte, 32<<10)}, nil
+	return &rtnlConn{s: s, buf: make([]byte, 64<<10)}, nil
 }
 
 func (c *rtnlConn) close() { c.s.Close() }
