@@ -143,7 +143,15 @@ func New(cfg Config) (*Dataplane, error) {
 		rtnl.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
-	conns := newNSConns()
+	self, err := netns.Get()
+	if err != nil {
+		nl.Close()
+		sock.Close()
+		rtnl.Close()
+		recs.close()
+		return nil, fmt.Errorf("kernel dataplane: this process's netns: %w", err)
+	}
+	conns := newNSConns(self)
 	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, recs, conns, cfg.Logger), recs: recs, conns: conns, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
@@ -166,6 +174,7 @@ func New(cfg Config) (*Dataplane, error) {
 		sock.Close()
 		rtnl.Close()
 		recs.close()
+		conns.closeAll()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
 	return d, nil

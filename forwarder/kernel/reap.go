@@ -208,11 +208,11 @@ func (r *reaper) pass(batch []reapCall) {
 		// A socket of the pass's own: the deletion holds it for the
 		// kernel's whole unregister pass (tens of ms), and Connects and
 		// Closes in that namespace use conn's meanwhile.
-		err := deleteGroupIn(conn.ns)
+		err := deleteGroupIn(conn.ns, r.conns.self)
 		r.removed(err, recorded[key])
 	}
 	for key, ns := range others {
-		err := deleteGroupIn(ns)
+		err := deleteGroupIn(ns, r.conns.self)
 		ns.Close()
 		r.removed(err, recorded[key])
 	}
@@ -251,10 +251,10 @@ func (r *reaper) deleteOne(l netlink.Link) error {
 // group`); ENODEV when the group is empty.
 func (r *reaper) deleteGroup() error { return deleteGroupOn(r.sock) }
 
-// deleteGroupIn deletes every link in reapGroup in ns; nil when there is
-// none.
-func deleteGroupIn(ns netns.NsHandle) error {
-	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+// deleteGroupIn deletes every link in reapGroup in ns, from a thread in
+// self (the process's namespace, see nsConns); nil when there is none.
+func deleteGroupIn(ns, self netns.NsHandle) error {
+	sock, err := nl.GetNetlinkSocketAt(ns, self, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in a workload's namespace: %w", err)
 	}

@@ -37,8 +37,10 @@ type rtnlConn struct {
 // (it answers a route request before sendmsg returns).
 const rtnlTimeout = 10 * 1000 // ms
 
-func openRtnl(ns netns.NsHandle) (*rtnlConn, error) {
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+// openRtnl opens a route socket in ns from a thread in self, the
+// process's namespace, which it goes back to.
+func openRtnl(ns, self netns.NsHandle) (*rtnlConn, error) {
+	s, err := nl.GetNetlinkSocketAt(ns, self, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}
@@ -271,13 +273,21 @@ type nsConn struct {
 // namespace's identity: a workload's namespace comes as a different path
 // (/proc/<pid>/fd/<n>) on each Request.
 type nsConns struct {
+	// self is the process's namespace, where a thread that has made a
+	// socket in another goes back to: named once, as finding the
+	// thread's own (netns.Get, an open in /proc) cost about 0.1 ms a
+	// socket here.
+	self netns.NsHandle
+
 	mu   sync.Mutex // guards the fields below
 	m    map[nsKey]*nsConn
 	held map[string][]*nsConn // by vWire id
 }
 
-func newNSConns() *nsConns {
-	return &nsConns{m: map[nsKey]*nsConn{}, held: map[string][]*nsConn{}}
+// newNSConns opens the sockets' registry; self is the process's
+// namespace, owned by the registry from then on (close).
+func newNSConns(self netns.NsHandle) *nsConns {
+	return &nsConns{self: self, m: map[nsKey]*nsConn{}, held: map[string][]*nsConn{}}
 }
 
 // get returns the socket in the namespace raw (a KERNEL mechanism's URL)
@@ -321,7 +331,7 @@ func (c *nsConns) getNS(ns netns.NsHandle, name string) (*nsConn, error) {
 		return x, nil
 	}
 	c.mu.Unlock()
-	r, err := openRtnl(ns)
+	r, err := openRtnl(ns, c.self)
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("netlink in %s: %w", name, err)
@@ -391,7 +401,8 @@ func (c *nsConns) drop(id string) {
 	delete(c.held, id)
 }
 
-// closeAll lets go of every vWire's hold (the forwarder stops).
+// closeAll lets go of every vWire's hold and of self (the forwarder
+// stops).
 func (c *nsConns) closeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -400,6 +411,10 @@ func (c *nsConns) closeAll() {
 			c.putLocked(x)
 		}
 		delete(c.held, id)
+	}
+	if c.self.IsOpen() {
+		c.self.Close()
+		c.self = netns.None()
 	}
 }
 
