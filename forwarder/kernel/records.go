@@ -63,6 +63,7 @@ type records struct {
 	dir string
 
 	mu    sync.Mutex        // guards the fields below
+	lock  *os.File          // pairs.lock, flocked while the log is ours
 	f     *os.File          // the log, open for appending
 	live  map[string][]byte // the line of each live record, by key
 	dead  int               // dropped records in the log
@@ -90,15 +91,28 @@ func openRecords(dir, nsPath string) (*records, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	r := &records{dir: dir, live: map[string][]byte{}}
-	old, err := r.load()
+	// One forwarder at a time: another's rewrite of the log would take
+	// this one's later lines with the old file.
+	lock, err := os.OpenFile(filepath.Join(dir, "pairs.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	r.mu.Lock()
-	err = r.compactLocked()
-	r.mu.Unlock()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("state directory %s: another forwarder in this network namespace keeps its pair records there; give each its own --state-dir", dir)
+		}
+		return nil, fmt.Errorf("state directory: lock %s: %w", dir, err)
+	}
+	r := &records{dir: dir, live: map[string][]byte{}, lock: lock}
+	old, err := r.load()
+	if err == nil {
+		r.mu.Lock()
+		err = r.compactLocked()
+		r.mu.Unlock()
+	}
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	for _, path := range old {
@@ -235,6 +249,10 @@ func (r *records) close() {
 	if r.f != nil {
 		r.f.Close()
 		r.f = nil
+	}
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
 	}
 }
 

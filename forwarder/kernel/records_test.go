@@ -181,7 +181,8 @@ func BenchmarkPairRecord(b *testing.B) {
 // (a host that stopped mid-write) is skipped quietly while a bad line
 // elsewhere is reported, records in files of their own (written by runs
 // before the log) join the log and their files go, and the log is
-// rewritten once dropped lines outnumber live ones.
+// rewritten once dropped lines outnumber live ones. One forwarder at a
+// time keeps them.
 func TestPairRecordLog(t *testing.T) {
 	state := t.TempDir()
 	ns, err := netns.Get()
@@ -216,6 +217,9 @@ func TestPairRecordLog(t *testing.T) {
 	}
 
 	r := open()
+	if _, err := openRecords(state, ""); err == nil || !strings.Contains(err.Error(), "another forwarder") {
+		t.Fatalf("a second forwarder on the same records: err %v", err)
+	}
 	keys := map[string]bool{}
 	var first string
 	for i := range 3 {
