@@ -487,6 +487,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		if err := d.removeDirect(id, old); err != nil {
 			return err
 		}
+		d.conns.drop(id) // its namespaces are not held for it any more
 		known = false
 	}
 	// Links built from other mechanisms or addresses (the manager moved the
