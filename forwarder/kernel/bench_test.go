@@ -31,6 +31,9 @@ func BenchmarkConnectDisconnect(b *testing.B) {
 			_, epPath := netnsFor(b, "nse")
 			d := newDP(b, nodePath, "", 0)
 			ctx := context.Background()
+			if err := d.Start(ctx); err != nil { // as the forwarder does
+				b.Fatal(err)
+			}
 			const round = 20
 			var conns, discs []time.Duration
 			var connWall, discWall, connCPU, discCPU time.Duration

@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
@@ -33,7 +34,7 @@ type directPair struct {
 	// closed by the time the vWire is (and the reaper's pass runs).
 	// netns.None() when not held.
 	ns netns.NsHandle
-	// record is the file of the pair's record (records.go); "" when
+	// record is the key of the pair's record (records.go); "" when
 	// none is kept.
 	record string
 }
@@ -79,56 +80,75 @@ func directFor(id string, in, out *networkservice.Connection, mtu int) (directPa
 	return directPair{in: i, out: o, ns: netns.None()}, true, nil
 }
 
-// pairHandles are netlink handles in the two workloads' namespaces.
+// pairHandles are route sockets in the two workloads' namespaces (shared,
+// see nsConns), and netlink handles there for the rarer steps, opened when
+// first asked for.
 type pairHandles struct {
-	inNS, outNS netns.NsHandle
-	in, out     *netlink.Handle
+	conns       *nsConns
+	in, out     *nsConn
+	inNS, outNS netns.NsHandle // in's and out's, not owned
+	hin, hout   *netlink.Handle
 }
 
-func openPair(p directPair) (*pairHandles, error) {
-	h := &pairHandles{inNS: netns.None(), outNS: netns.None()}
+func (d *Dataplane) openPair(p directPair) (*pairHandles, error) {
+	h := &pairHandles{conns: d.conns}
 	var err error
-	if h.inNS, err = openNetNS(p.in.netns); err != nil {
-		return nil, err
+	if h.in, err = d.conns.get(p.in.netns); err != nil {
+		return nil, fmt.Errorf("the client's namespace: %w", err)
 	}
-	if h.outNS, err = openNetNS(p.out.netns); err != nil {
-		h.close()
-		return nil, err
+	if h.out, err = d.conns.get(p.out.netns); err != nil {
+		d.conns.put(h.in)
+		return nil, fmt.Errorf("the endpoint's namespace: %w", err)
 	}
-	if h.in, err = netlink.NewHandleAt(h.inNS, unix.NETLINK_ROUTE); err != nil {
-		h.close()
-		return nil, fmt.Errorf("netlink in the client's namespace: %w", err)
-	}
-	if h.out, err = netlink.NewHandleAt(h.outNS, unix.NETLINK_ROUTE); err != nil {
-		h.close()
-		return nil, fmt.Errorf("netlink in the endpoint's namespace: %w", err)
-	}
+	h.inNS, h.outNS = h.in.ns, h.out.ns
 	return h, nil
 }
 
+// inHandle and outHandle are netlink handles in the client's and the
+// endpoint's namespace.
+func (h *pairHandles) inHandle() (*netlink.Handle, error) {
+	if h.hin == nil {
+		var err error
+		if h.hin, err = netlink.NewHandleAt(h.inNS, unix.NETLINK_ROUTE); err != nil {
+			return nil, fmt.Errorf("netlink in the client's namespace: %w", err)
+		}
+	}
+	return h.hin, nil
+}
+
+func (h *pairHandles) outHandle() (*netlink.Handle, error) {
+	if h.hout == nil {
+		var err error
+		if h.hout, err = netlink.NewHandleAt(h.outNS, unix.NETLINK_ROUTE); err != nil {
+			return nil, fmt.Errorf("netlink in the endpoint's namespace: %w", err)
+		}
+	}
+	return h.hout, nil
+}
+
 func (h *pairHandles) close() {
-	if h.in != nil {
-		h.in.Close()
+	if h.hin != nil {
+		h.hin.Close()
 	}
-	if h.out != nil {
-		h.out.Close()
+	if h.hout != nil {
+		h.hout.Close()
 	}
-	h.inNS.Close()
-	h.outNS.Close()
+	h.conns.put(h.in)
+	h.conns.put(h.out)
 }
 
 // directIntact reports whether p's ends are there, ours, up, peers of each
 // other and not on their way out; found says whether the client's end of
 // id is there at all.
 func directIntact(h *pairHandles, id string, p directPair) (ok, found bool) {
-	c, err := h.in.LinkByName(p.in.name)
+	c, err := h.in.rtnl.linkByName(p.in.name)
 	if err != nil || c.Attrs().Alias != alias(roleWL, id) {
 		return false, false
 	}
 	if _, veth := c.(*netlink.Veth); !veth || c.Attrs().Group == reapGroup || c.Attrs().Flags&unix.IFF_UP == 0 {
 		return false, true
 	}
-	e, err := h.out.LinkByName(p.out.name)
+	e, err := h.out.rtnl.linkByName(p.out.name)
 	if err != nil || e.Attrs().Alias != alias(roleWL, id) || e.Attrs().Index != c.Attrs().ParentIndex || e.Attrs().Flags&unix.IFF_UP == 0 {
 		return false, true
 	}
@@ -137,9 +157,10 @@ func directIntact(h *pairHandles, id string, p directPair) (ok, found bool) {
 
 // connectDirect builds or re-checks the pair p of id. prev and old are what
 // id was built from and its pair, if any (known, wasDirect); orphan is the
-// records of the pair a previous run made for id, if any.
-func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool, orphans []pairRecord) error {
-	h, err := openPair(p)
+// records of the pair a previous run made for id, if any; leftovers says
+// whether a previous run may have left links of id's in this namespace.
+func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, known bool, old directPair, wasDirect bool, orphans []pairRecord, leftovers bool) error {
+	h, err := d.openPair(p)
 	if err != nil {
 		return err
 	}
@@ -155,16 +176,16 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 				rec, err := d.recs.write(id, h, p)
 				if err != nil {
 					d.log.Warn("a previous run's record of the pair stands for it", "conn", id, "err", err)
-					rec, orphans = orphans[0].path, orphans[1:]
+					rec, orphans = orphans[0].key, orphans[1:]
 				}
 				for _, o := range orphans {
-					if err := removeRecord(o.path); err != nil {
+					if err := d.recs.remove(o.key); err != nil {
 						d.log.Warn("a previous run's record of the pair stays", "conn", id, "err", err)
 					}
 				}
 				p.record = rec
 			}
-			d.rememberDirect(id, from, p)
+			d.rememberDirect(id, from, p, h)
 			return nil
 		}
 	}
@@ -183,7 +204,7 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 				err = readdress(p.out)
 			}
 			if err == nil {
-				d.rememberDirect(id, from, p)
+				d.rememberDirect(id, from, p, h)
 				return nil
 			}
 			d.log.Info("re-addressing in place failed; rebuilding the pair", "conn", id, "err", err)
@@ -197,7 +218,7 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 		// end is there: a crash in between leaves the pair found.
 		rec, err := d.recs.write(id, h, p)
 		if err == nil {
-			if err = removeRecord(p.record); err == nil {
+			if err = d.recs.remove(p.record); err == nil {
 				p.record = rec
 			}
 		}
@@ -208,7 +229,7 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 			err = readdress(p.in)
 		}
 		if err == nil {
-			d.rememberDirect(id, from, p)
+			d.rememberDirect(id, from, p, h)
 			d.log.Debug("kernel vWire moved to another endpoint", "conn", id, "pair", p.in.name+"<->"+p.out.name, "took", time.Since(start))
 			return nil
 		}
@@ -229,13 +250,16 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 		}
 	default:
 		// After a restart: links of id's here, or the pair the record
-		// names, are an earlier build's.
-		if _, found := d.check(id, nil); found {
-			if err := d.removeLinks(id); err != nil {
-				return err
+		// names, are an earlier build's. (Two look-ups, skipped when
+		// Start found none of id's.)
+		if leftovers {
+			if _, found := d.check(id, nil); found {
+				if err := d.removeLinks(id); err != nil {
+					return err
+				}
 			}
 		}
-		if err := removeRecords(orphans); err != nil {
+		if err := d.recs.removePairs(orphans); err != nil {
 			return fmt.Errorf("remove the pair a previous run made: %w", err)
 		}
 	}
@@ -246,18 +270,18 @@ func (d *Dataplane) connectDirect(id string, p directPair, from, prev built, kno
 	if err != nil {
 		return err
 	}
-	if err := removeRecord(p.record); err != nil {
-		removeRecord(rec)
+	if err := d.recs.remove(p.record); err != nil {
+		d.recs.remove(rec)
 		return err
 	}
 	p.record = rec
 	if err := d.buildDirect(h, p); err != nil {
-		if rerr := removeRecord(rec); rerr != nil {
+		if rerr := d.recs.remove(rec); rerr != nil {
 			d.log.Warn("pair record of a failed build stays", "conn", id, "err", rerr)
 		}
 		return err
 	}
-	d.rememberDirect(id, from, p)
+	d.rememberDirect(id, from, p, h)
 	d.log.Debug("kernel vWire built", "conn", id, "in", nsmkernel.MECHANISM, "out", nsmkernel.MECHANISM, "pair", p.in.name+"<->"+p.out.name, "mtu", p.in.mtu, "took", time.Since(start))
 	return nil
 }
@@ -290,7 +314,11 @@ func (d *Dataplane) moveEnd(h *pairHandles, id string, from, to vethSpec) error 
 		}
 		err = move()
 		if errors.Is(err, errExist) {
-			if rerr := d.makeRoom(h.out, to); rerr != nil {
+			hout, rerr := h.outHandle()
+			if rerr == nil {
+				rerr = d.makeRoom(hout, to)
+			}
+			if rerr != nil {
 				return rerr
 			}
 			err = move()
@@ -300,19 +328,22 @@ func (d *Dataplane) moveEnd(h *pairHandles, id string, from, to vethSpec) error 
 	if err != nil {
 		return fmt.Errorf("move %s to %s: %w", from.name, to.netns, err)
 	}
-	l, err := h.out.LinkByName(to.name)
+	l, err := h.out.rtnl.linkByName(to.name)
 	if err != nil {
 		return fmt.Errorf("find %s after the move: %w", to.name, err)
 	}
-	return configurePeerWith(h.out, l, to)
+	return configureEnd(h.out.rtnl, l.Attrs().Index, to, true)
 }
 
-func (d *Dataplane) rememberDirect(id string, from built, p directPair) {
+func (d *Dataplane) rememberDirect(id string, from built, p directPair, h *pairHandles) {
 	if !p.ns.IsOpen() {
-		if ns, err := p.clientNS(); err == nil {
+		if fd, err := unix.FcntlInt(uintptr(h.inNS), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			p.ns = netns.NsHandle(fd)
+		} else if ns, err := p.clientNS(); err == nil {
 			p.ns = ns
 		}
 	}
+	d.conns.hold(id, h.in, h.out)
 	d.mu.Lock()
 	d.built[id] = from
 	d.direct[id] = p
@@ -320,48 +351,56 @@ func (d *Dataplane) rememberDirect(id string, from built, p directPair) {
 }
 
 // buildDirect makes the pair, names, addresses, routes and sets up both
-// ends; on error nothing is left.
+// ends; on error nothing is left. Three exchanges with the kernel: the
+// pair (made with the client's end up) and a look-up of that end (its
+// index, and its peer's); the client's end's alias, addresses and routes;
+// the endpoint's end's alias and up, addresses and routes.
 func (d *Dataplane) buildDirect(h *pairHandles, p directPair) error {
-	err := d.addPair(h, p)
+	c, err := d.addPair(h, p)
 	if errors.Is(err, errExist) {
-		errIn := d.makeRoom(h.in, p.in)
-		errOut := d.makeRoom(h.out, p.out)
+		hin, errIn := h.inHandle()
+		if errIn == nil {
+			errIn = d.makeRoom(hin, p.in)
+		}
+		hout, errOut := h.outHandle()
+		if errOut == nil {
+			errOut = d.makeRoom(hout, p.out)
+		}
 		if err := errors.Join(errIn, errOut); err != nil {
 			return fmt.Errorf("veth %s<->%s: %w", p.in.name, p.out.name, err)
 		}
-		err = d.addPair(h, p)
+		c, err = d.addPair(h, p)
 	}
 	if err != nil {
 		return fmt.Errorf("veth %s<->%s: create: %w", p.in.name, p.out.name, err)
 	}
-	c, err := h.in.LinkByName(p.in.name)
+	err = configureEnd(h.in.rtnl, c.Attrs().Index, p.in, false)
 	if err == nil {
-		err = configurePeerWith(h.in, c, p.in)
-	}
-	if err == nil {
-		err = configurePeer(h.out, c.Attrs().ParentIndex, p.out)
+		err = configureEnd(h.out.rtnl, c.Attrs().ParentIndex, p.out, true)
 	}
 	if err != nil {
-		if c != nil {
-			_ = h.in.LinkDel(c)
-		} else {
-			_ = h.in.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.in.name}})
+		if errs, _, derr := h.in.rtnl.exchange(delLinkReq(c.Attrs().Index)); derr == nil && errs[0] != nil {
+			d.log.Warn("delete the pair of a failed build", "pair", p.in.name+"<->"+p.out.name, "err", errs[0])
 		}
 		return fmt.Errorf("veth %s<->%s: %w", p.in.name, p.out.name, err)
 	}
 	return nil
 }
 
-// addPair asks for the pair in one request: the client's end in its
-// namespace, the peer in the endpoint's, both down (a veth end cannot be
-// set up before its peer is registered).
-func (d *Dataplane) addPair(h *pairHandles, p directPair) error {
+// addPair asks for the pair in one request, on the socket in the client's
+// namespace: the client's end there and up, the peer in the endpoint's
+// namespace and down (a veth end cannot be set up before its peer is
+// registered, and the peer is made first; the kernel takes no alias at
+// creation). A look-up of the client's end by name goes with it, for its
+// index and its peer's (a veth's IFLA_LINK); it is only read when the
+// creation succeeded.
+func (d *Dataplane) addPair(h *pairHandles, p directPair) (netlink.Link, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.rtnl}
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.in.name)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.in.mtu))))
-	req.AddData(nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.inNS))))
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
@@ -371,8 +410,76 @@ func (d *Dataplane) addPair(h *pairHandles, p directPair) error {
 	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.out.mtu)))
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.outNS)))
 	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	errs, replies, err := h.in.rtnl.exchange(req, getLinkReq(p.in.name))
+	if err != nil {
+		return nil, err
+	}
+	if errs[0] != nil {
+		return nil, errs[0]
+	}
+	if errs[1] != nil {
+		return nil, fmt.Errorf("find it: %w", errs[1])
+	}
+	c, err := parseLink(replies[1])
+	if err != nil {
+		return nil, err
+	}
+	if c.Attrs().ParentIndex <= 0 {
+		return nil, fmt.Errorf("%s: the kernel gave no peer index", p.in.name)
+	}
+	return c, nil
+}
+
+// configureEnd gives the workload end index, through conn (a socket in
+// the workload's namespace), its alias, and sets it up when up, then its
+// addresses and routes: one exchange.
+func configureEnd(conn *rtnlConn, index int, s vethSpec, up bool) error {
+	var flags uint32
+	if up {
+		flags = unix.IFF_UP
+	}
+	reqs := []*nl.NetlinkRequest{setLinkReq(index, alias(roleWL, s.id), flags, flags, 0)}
+	for _, a := range s.addrs {
+		addr, err := netlink.ParseAddr(a)
+		if err != nil {
+			return fmt.Errorf("address %q: %w", a, err)
+		}
+		reqs = append(reqs, addAddrReq(index, addr))
+	}
+	for _, r := range s.routes {
+		dst, err := parsePrefix(r.GetPrefix())
+		if err != nil {
+			return fmt.Errorf("route %q: %w", r.GetPrefix(), err)
+		}
+		route := &netlink.Route{Dst: dst, Scope: netlink.SCOPE_LINK}
+		if nh := r.GetNextHop(); nh != "" {
+			if route.Gw = net.ParseIP(nh); route.Gw == nil {
+				return fmt.Errorf("route %s: next hop %q is not an address", r.GetPrefix(), nh)
+			}
+			route.Scope = netlink.SCOPE_UNIVERSE
+		}
+		reqs = append(reqs, replaceRouteReq(index, route))
+	}
+	errs, _, err := conn.exchange(reqs...)
+	if err != nil {
+		return fmt.Errorf("configure %s: %w", s.name, err)
+	}
+	if errs[0] != nil {
+		return fmt.Errorf("alias and state of %s: %w", s.name, errs[0])
+	}
+	errs = errs[1:]
+	for i, a := range s.addrs {
+		if errs[i] != nil && !errors.Is(errs[i], errExist) {
+			return fmt.Errorf("add address %s to %s: %w", a, s.name, errs[i])
+		}
+	}
+	errs = errs[len(s.addrs):]
+	for i, r := range s.routes {
+		if errs[i] != nil {
+			return fmt.Errorf("route %s via %s: %w", r.GetPrefix(), s.name, errs[i])
+		}
+	}
+	return nil
 }
 
 // removeDirect deletes p's pair (deleting one end deletes both) and
@@ -382,7 +489,7 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 	ns, err := p.clientNS()
 	if err != nil {
 		// The client's namespace is gone, and the pair with it.
-		return removeRecord(p.record)
+		return d.recs.remove(p.record)
 	}
 	defer ns.Close()
 	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
@@ -391,47 +498,56 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete %s: %w", p.in.name, err)
 	}
-	return removeRecord(p.record)
+	return d.recs.remove(p.record)
 }
 
 // retireDirect sets the client's end of p down (the endpoint's end loses
-// its carrier) and into reapGroup, and hands it to the reaper, which
-// deletes the pair in the client's namespace.
+// its carrier) and into reapGroup, in one request, and hands it to the
+// reaper, which deletes the pair in the client's namespace.
 func (d *Dataplane) retireDirect(id string, p directPair) error {
-	ns, err := p.clientNS()
-	if err != nil {
-		// The client's namespace is gone, and the pair with it.
-		return removeRecord(p.record)
+	x := d.conns.heldFirst(id)
+	if x == nil {
+		ns, err := p.clientNS()
+		if err != nil {
+			// The client's namespace is gone, and the pair with it.
+			return d.recs.remove(p.record)
+		}
+		if x, err = d.conns.getNS(ns, p.in.netns); err != nil {
+			return fmt.Errorf("retire %s: %w", p.in.name, err)
+		}
 	}
 	handed := false
 	defer func() {
 		if !handed {
-			ns.Close()
+			d.conns.put(x)
 		}
 	}()
-	err = withLink(ns, p.in, id, func(h *netlink.Handle, l netlink.Link) error {
-		err := h.LinkSetDown(l)
-		if err == nil {
-			err = h.LinkSetGroup(l, reapGroup)
-		}
-		if err != nil {
+	l, err := x.rtnl.linkByName(p.in.name)
+	if err != nil || l.Attrs().Alias != alias(roleWL, id) {
+		// Gone, or a newer vWire's.
+		return d.recs.remove(p.record)
+	}
+	index := l.Attrs().Index
+	errs, _, err := x.rtnl.exchange(setLinkReq(index, "", 0, unix.IFF_UP, reapGroup))
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		if !errors.Is(err, unix.ENODEV) {
 			// Not down or not marked: deleted before returning.
-			if derr := h.LinkDel(l); derr != nil && !errors.Is(derr, unix.ENODEV) {
-				return fmt.Errorf("set down: %w; delete: %w", err, derr)
+			errs, _, derr := x.rtnl.exchange(delLinkReq(index))
+			if derr == nil {
+				derr = errs[0]
 			}
-			return nil
+			if derr != nil && !errors.Is(derr, unix.ENODEV) {
+				return fmt.Errorf("retire %s: set down: %w; delete: %w", p.in.name, err, derr)
+			}
 		}
-		handed = true
-		// The reaper removes the record once the pair is deleted.
-		d.reap.enqueue(reapCall{ns: ns, inNS: true, marked: true, record: p.record})
-		return nil
-	})
-	if err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("retire %s: %w", p.in.name, err)
+		return d.recs.remove(p.record)
 	}
-	if !handed {
-		return removeRecord(p.record)
-	}
+	handed = true
+	// The reaper drops the record once the pair is deleted.
+	d.reap.enqueue(reapCall{conn: x, inNS: true, marked: true, record: p.record})
 	return nil
 }
 

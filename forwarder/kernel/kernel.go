@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -89,8 +88,9 @@ type Dataplane struct {
 	// there is no WireGuard (WIREGUARD is then not used).
 	wg      wgDevices
 	wgPorts *portAllocator
-	reap    *reaper // deletes links in batches
-	recs    records // of direct pairs
+	reap    *reaper  // deletes links in batches
+	recs    *records // of direct pairs
+	conns   *nsConns // route sockets in workloads' namespaces, for direct pairs
 	// rtnl is a route socket in the forwarder's namespace for the
 	// requests netlink's Handle has no call for.
 	rtnl *nlsock.SocketHandle
@@ -99,8 +99,11 @@ type Dataplane struct {
 	held    map[string]map[string]uint32 // VNIs by connection id and role
 	wgHeld  map[string]map[string]wgHold // WireGuard keys and ports by connection id and role
 	orphans map[string]bool              // ids found at start, not yet claimed
-	built   map[string]built             // what each id's links were last built from
-	direct  map[string]directPair        // the pairs of local KERNEL↔KERNEL vWires, by id
+	// listed is set once Start has found what a previous run left: an id
+	// not among the orphans then has no links of a previous run here.
+	listed bool
+	built  map[string]built      // what each id's links were last built from
+	direct map[string]directPair // the pairs of local KERNEL↔KERNEL vWires, by id
 	// orphanRecs are the records of direct pairs found at start, by id
 	// (two when a run stopped as an end moved), not yet claimed.
 	orphanRecs map[string][]pairRecord
@@ -140,7 +143,16 @@ func New(cfg Config) (*Dataplane, error) {
 		rtnl.Close()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
-	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, cfg.Logger), recs: recs, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
+	self, err := netns.Get()
+	if err != nil {
+		nl.Close()
+		sock.Close()
+		rtnl.Close()
+		recs.close()
+		return nil, fmt.Errorf("kernel dataplane: this process's netns: %w", err)
+	}
+	conns := newNSConns(self)
+	d := &Dataplane{nl: nl, reap: newReaper(nl, sock, recs, conns, cfg.Logger), recs: recs, conns: conns, orphanRecs: map[string][]pairRecord{}, rtnl: &nlsock.SocketHandle{Socket: rtnl}, tunnel: cfg.TunnelIP, grace: cfg.Grace, vnis: vxlan.NewVNIAllocator(), log: cfg.Logger,
 		netnsPath: cfg.NetNSPath, wgPorts: newPortAllocator(wgFirstPort, wgPorts),
 		held: map[string]map[string]uint32{}, wgHeld: map[string]map[string]wgHold{}, orphans: map[string]bool{}, built: map[string]built{}, direct: map[string]directPair{}, underlayMTU: DefaultMTU}
 	if d.grace <= 0 {
@@ -161,6 +173,8 @@ func New(cfg Config) (*Dataplane, error) {
 		nl.Close()
 		sock.Close()
 		rtnl.Close()
+		recs.close()
+		conns.closeAll()
 		return nil, fmt.Errorf("kernel dataplane: %w", err)
 	}
 	return d, nil
@@ -229,6 +243,7 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		d.orphanRecs[r.ID] = append(d.orphanRecs[r.ID], r)
 	}
 	n := len(d.orphans)
+	d.listed = true
 	d.mu.Unlock()
 	if err := d.reconcileWireguard(wgDevs, ours); err != nil {
 		return fmt.Errorf("kernel dataplane: reconcile: %w", err)
@@ -271,12 +286,14 @@ func (d *Dataplane) Close() error {
 	}
 	d.direct = map[string]directPair{}
 	d.mu.Unlock()
+	d.conns.closeAll()
 	if d.wg != nil {
 		d.wg.Close()
 	}
 	d.nl.Close()
 	d.reap.sock.Socket.Close()
 	d.rtnl.Socket.Close()
+	d.recs.close()
 	return nil
 }
 
@@ -392,6 +409,7 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 // side and the redirects between them.
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	d.mu.Lock()
+	leftovers := d.orphans[id] || !d.listed
 	delete(d.orphans, id)
 	recs := d.orphanRecs[id]
 	delete(d.orphanRecs, id)
@@ -453,13 +471,13 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		return err
 	}
 	if direct {
-		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect, recs))
+		return keep(d.connectDirect(id, pair, from, prev, known, old, wasDirect, recs, leftovers))
 	}
 	if len(recs) > 0 {
 		// A pair a previous run made for id, which is not local any
 		// more: it goes before id's links are made (they carry the same
 		// alias).
-		if err := removeRecords(recs); err != nil {
+		if err := d.recs.removePairs(recs); err != nil {
 			return fmt.Errorf("remove the pair a previous run made: %w", err)
 		}
 	}
@@ -469,6 +487,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		if err := d.removeDirect(id, old); err != nil {
 			return err
 		}
+		d.conns.drop(id) // its namespaces are not held for it any more
 		known = false
 	}
 	// Links built from other mechanisms or addresses (the manager moved the
@@ -702,10 +721,11 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 		// Nothing of it is in this namespace (see connectDirect).
 		err = d.retireDirect(id, pair)
 		pair.release()
+		d.conns.drop(id)
 	} else {
 		err = d.retireLinks(id)
 	}
-	if rerr := removeRecords(recs); rerr != nil {
+	if rerr := d.recs.removePairs(recs); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	d.mu.Lock()
@@ -729,7 +749,7 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 func (d *Dataplane) reorphan(id string, recs []pairRecord) {
 	var left []pairRecord
 	for _, r := range recs {
-		if _, err := os.Stat(r.path); err == nil {
+		if d.recs.has(r.key) {
 			left = append(left, r)
 		}
 	}

@@ -241,6 +241,13 @@ func TestConnectMovedToAnotherEndpoint(t *testing.T) {
 	if got := run(t, "ip", "-n", client, "route", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.11.2") || !strings.Contains(got, "169.254.12.2") {
 		t.Fatalf("the client's routes are not the new endpoint's:\n%s", got)
 	}
+	// The old endpoint's namespace is not held for the vWire any more.
+	d.conns.mu.Lock()
+	held := len(d.conns.held["conn-m"])
+	d.conns.mu.Unlock()
+	if n := d.conns.count(); n != 2 || held != 2 {
+		t.Fatalf("%d workload namespaces with a socket, %d held for the vWire, after the move: want the client's and the new endpoint's", n, held)
+	}
 	if err := d.Disconnect(ctx, "conn-m"); err != nil {
 		t.Fatal(err)
 	}
@@ -602,6 +609,9 @@ func TestConnectMovedBetweenLocalAndRemote(t *testing.T) {
 	}
 	if got := links(t, local); strings.Contains(got, "nsm-e") {
 		t.Fatalf("the local endpoint keeps the pair's end:\n%s", got)
+	}
+	if n := d1.conns.count(); n != 0 {
+		t.Fatalf("%d workload namespaces still with a socket once the vWire is no pair any more", n)
 	}
 	if got := run(t, "ip", "-n", client, "-o", "addr", "show", "dev", "nsm-c"); strings.Contains(got, "169.254.22.1") || !strings.Contains(got, "169.254.23.1") {
 		t.Fatalf("the client's addresses are not the remote endpoint's IPAM's:\n%s", got)

@@ -28,9 +28,11 @@ const reapGroup = 0x76770001
 // (remove) or only until they are down and marked (retire). A link that
 // cannot be deleted is logged and stays marked: the next start deletes it.
 type reaper struct {
-	h    *netlink.Handle
-	sock *nl.SocketHandle // a route socket in the same namespace as h
-	log  *slog.Logger
+	h     *netlink.Handle
+	sock  *nl.SocketHandle // a route socket in the same namespace as h
+	recs  *records         // of direct pairs, dropped once deleted
+	conns *nsConns         // where calls' conns go back
+	log   *slog.Logger
 
 	mu      sync.Mutex // guards the fields below
 	idle    sync.Cond  // signalled (with mu) when running turns false
@@ -47,14 +49,18 @@ type reapCall struct {
 	// no done.
 	ns   netns.NsHandle
 	inNS bool
-	// record, with inNS, is the file of the pair's record, removed
-	// once the pair is deleted.
+	// conn, with inNS and in place of ns, is that namespace's entry in
+	// nsConns, given back after the pass: it keeps the socket there for
+	// the next vWire until the pair is gone.
+	conn *nsConn
+	// record, with inNS, is the key of the pair's record, dropped once
+	// the pair is deleted.
 	record string
 	done   chan error // nil for retired links: errors are logged
 }
 
-func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, log *slog.Logger) *reaper {
-	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, log: log}
+func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, recs *records, conns *nsConns, log *slog.Logger) *reaper {
+	r := &reaper{h: h, sock: &nl.SocketHandle{Socket: sock}, recs: recs, conns: conns, log: log}
 	r.idle.L = &r.mu
 	return r
 }
@@ -136,20 +142,30 @@ func (r *reaper) flush() {
 // one by one.
 func (r *reaper) pass(batch []reapCall) {
 	errs := make([][]error, len(batch))
-	var grouped []int                     // calls with links in the group
-	others := map[uint64]netns.NsHandle{} // by the namespace's inode
-	recorded := map[uint64][]string{}     // records that go, by the namespace's inode
+	var grouped []int                    // calls with links in the group
+	others := map[nsKey]netns.NsHandle{} // by the namespace's identity
+	viaConn := map[nsKey]*nsConn{}       // namespaces with a socket given
+	recorded := map[nsKey][]string{}     // records that go, by the namespace's identity
 	for i, c := range batch {
+		if c.inNS && c.conn != nil {
+			defer r.conns.put(c.conn)
+			viaConn[c.conn.key] = c.conn
+			if c.record != "" {
+				recorded[c.conn.key] = append(recorded[c.conn.key], c.record)
+			}
+			continue
+		}
 		if c.inNS {
 			var st unix.Stat_t
 			err := unix.Fstat(int(c.ns), &st)
-			if _, dup := others[st.Ino]; err != nil || dup {
+			key := nsKey{st.Dev, st.Ino}
+			if _, dup := others[key]; err != nil || dup {
 				defer c.ns.Close()
 			} else {
-				others[st.Ino] = c.ns
+				others[key] = c.ns
 			}
 			if err == nil && c.record != "" {
-				recorded[st.Ino] = append(recorded[st.Ino], c.record)
+				recorded[key] = append(recorded[key], c.record)
 			}
 			continue
 		}
@@ -184,18 +200,21 @@ func (r *reaper) pass(batch []reapCall) {
 			}
 		}
 	}
-	for ino, ns := range others {
-		err := deleteGroupIn(ns)
+	for key, conn := range viaConn {
+		if ns, ok := others[key]; ok {
+			ns.Close() // the same namespace
+			delete(others, key)
+		}
+		// A socket of the pass's own: the deletion holds it for the
+		// kernel's whole unregister pass (tens of ms), and Connects and
+		// Closes in that namespace use conn's meanwhile.
+		err := deleteGroupIn(conn.ns, r.conns.self)
+		r.removed(err, recorded[key])
+	}
+	for key, ns := range others {
+		err := deleteGroupIn(ns, r.conns.self)
 		ns.Close()
-		if err != nil {
-			r.log.Error("delete links of closed vWires in a workload's namespace; they stay down until the next start's grace", "err", err)
-			continue
-		}
-		for _, rec := range recorded[ino] {
-			if err := removeRecord(rec); err != nil {
-				r.log.Error("a deleted pair's record stays", "err", err)
-			}
-		}
+		r.removed(err, recorded[key])
 	}
 	for i, c := range batch {
 		err := errors.Join(errs[i]...)
@@ -203,6 +222,20 @@ func (r *reaper) pass(batch []reapCall) {
 			c.done <- err
 		} else if err != nil {
 			r.log.Error("delete links of a closed vWire; they stay marked for the next start", "err", err)
+		}
+	}
+}
+
+// removed drops the records of the pairs a group's deletion in a workload's
+// namespace deleted, unless it failed (err).
+func (r *reaper) removed(err error, recorded []string) {
+	if err != nil {
+		r.log.Error("delete links of closed vWires in a workload's namespace; they stay down until the next start's grace", "err", err)
+		return
+	}
+	for _, rec := range recorded {
+		if err := r.recs.remove(rec); err != nil {
+			r.log.Error("a deleted pair's record stays", "err", err)
 		}
 	}
 }
@@ -218,10 +251,10 @@ func (r *reaper) deleteOne(l netlink.Link) error {
 // group`); ENODEV when the group is empty.
 func (r *reaper) deleteGroup() error { return deleteGroupOn(r.sock) }
 
-// deleteGroupIn deletes every link in reapGroup in ns; nil when there is
-// none.
-func deleteGroupIn(ns netns.NsHandle) error {
-	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+// deleteGroupIn deletes every link in reapGroup in ns, from a thread in
+// self (the process's namespace, see nsConns); nil when there is none.
+func deleteGroupIn(ns, self netns.NsHandle) error {
+	sock, err := nl.GetNetlinkSocketAt(ns, self, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in a workload's namespace: %w", err)
 	}

@@ -1,17 +1,16 @@
 package kernel
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -20,18 +19,29 @@ import (
 
 // A direct pair (direct.go) has nothing in the forwarder's namespace, so a
 // restarted forwarder could not list it at start. Each one has a record
-// instead, a small file in the state directory written before the pair is
-// made and removed once it is deleted (by the reaper after a Close). At
-// start records are orphans, like links found by alias; one whose
-// connection is not refreshed within the grace has its ends found (by the
-// identity of their namespaces) and deleted. Records are not synced: a
-// host that crashes takes every namespace, and so every pair, with it.
+// instead, written before the pair is made and dropped once it is deleted
+// (by the reaper after a Close). At start records are orphans, like links
+// found by alias; one whose connection is not refreshed within the grace
+// has its ends found (by the identity of their namespaces) and deleted.
+//
+// The records are lines of one append-only file, pairs.log, in the state
+// directory: "+<key> <record>" when a pair is recorded, "-<key>" when its
+// record is dropped. A record costs its Connect one write(2) to a file
+// that is open already: a file of its own (create, write, close; unlink
+// later) cost a new inode and directory entry each time, 0.1-0.5 ms on
+// ext4, most of the price of a pair's Connect after the kernel's own
+// work. A write(2) this small to a regular file is whole or not there
+// when the process is killed; a torn last line (a host crash) is skipped.
+// Nothing is synced: a host that crashes takes every namespace, and so
+// every pair, with it. The file is rewritten with the live records only
+// when a run opens it and when dropped lines outnumber live ones (see
+// compactAfter), so it stays as small as what it describes.
 
 // pairRecord is what finding a pair's ends again needs.
 type pairRecord struct {
 	ID   string      `json:"id"`
 	Ends []recordEnd `json:"ends"` // the client's end, then the endpoint's
-	path string      // its file
+	key  string      // its key in the log
 }
 
 // recordEnd is one end: its interface name, the path the mechanism named
@@ -44,44 +54,211 @@ type recordEnd struct {
 	Ino  uint64 `json:"ino"`
 }
 
-// records keeps the records in dir; a zero records keeps none.
-type records struct{ dir string }
+// compactAfter is how many dropped records the log may hold, beyond as
+// many as it has live ones, before it is rewritten.
+const compactAfter = 1024
+
+// records keeps the records in a log in dir; one with no dir keeps none.
+type records struct {
+	dir string
+
+	mu    sync.Mutex        // guards the fields below
+	lock  *os.File          // pairs.lock, flocked while the log is ours
+	f     *os.File          // the log, open for appending
+	live  map[string][]byte // the line of each live record, by key
+	dead  int               // dropped records in the log
+	next  uint64            // the next key
+	found []pairRecord      // the records a previous run left, for list
+	errs  error             // unreadable records found at open
+}
+
+const recordLog = "pairs.log"
 
 // openRecords keeps records under dir for the forwarder whose namespace
-// is nsPath ("": this process's).
-func openRecords(dir, nsPath string) (records, error) {
+// is nsPath ("": this process's), and reads what a previous run left.
+func openRecords(dir, nsPath string) (*records, error) {
 	if dir == "" {
-		return records{}, nil
+		return &records{}, nil
 	}
 	if nsPath == "" {
 		nsPath = "/proc/self/ns/net"
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(nsPath, &st); err != nil {
-		return records{}, fmt.Errorf("state directory: the forwarder's netns: %w", err)
+		return nil, fmt.Errorf("state directory: the forwarder's netns: %w", err)
 	}
 	dir = filepath.Join(dir, fmt.Sprintf("netns-%x-%x", st.Dev, st.Ino))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return records{}, fmt.Errorf("state directory: %w", err)
+		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return records{dir: dir}, nil
+	// One forwarder at a time: another's rewrite of the log would take
+	// this one's later lines with the old file.
+	lock, err := os.OpenFile(filepath.Join(dir, "pairs.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("state directory %s: another forwarder in this network namespace keeps its pair records there; give each its own --state-dir", dir)
+		}
+		return nil, fmt.Errorf("state directory: lock %s: %w", dir, err)
+	}
+	r := &records{dir: dir, live: map[string][]byte{}, lock: lock}
+	old, err := r.load()
+	if err == nil {
+		r.mu.Lock()
+		err = r.compactLocked()
+		r.mu.Unlock()
+	}
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	for _, path := range old {
+		os.Remove(path) // in the log now
+	}
+	return r, nil
 }
 
-// newPath is a record file for id, a new one each time: the reaper
-// removes a closed pair's record after the Close has returned, when id may
-// have been connected again. Ids are the peers' strings, so the name is a
-// hash of one.
-func (r records) newPath(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return filepath.Join(r.dir, hex.EncodeToString(sum[:12])+"-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".pair")
+// load reads the log, and the files of one record each that runs before
+// the log left (returned: they go once the log holds them).
+func (r *records) load() ([]string, error) {
+	var errs []error
+	b, err := os.ReadFile(filepath.Join(r.dir, recordLog))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("pair records: %w", err)
+	}
+	recs := map[string]pairRecord{}
+	var order []string
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		if line == "" {
+			continue
+		}
+		key, rest, _ := strings.Cut(line[1:], " ")
+		switch {
+		case line[0] == '-' && rest == "":
+			delete(recs, key)
+		case line[0] == '+':
+			rec, err := parseRecord([]byte(rest))
+			if err != nil {
+				if i < len(lines)-1 { // not a torn last line
+					errs = append(errs, fmt.Errorf("pair record %s: %w", key, err))
+				}
+				continue
+			}
+			if _, dup := recs[key]; !dup {
+				order = append(order, key)
+			}
+			recs[key] = rec
+		default:
+			errs = append(errs, fmt.Errorf("pair records: line %d: not a record", i+1))
+			continue
+		}
+		if n, err := strconv.ParseUint(key, 10, 64); err == nil && n >= r.next {
+			r.next = n + 1
+		}
+	}
+	old, _ := filepath.Glob(filepath.Join(r.dir, "*.pair"))
+	for _, path := range old {
+		b, err := os.ReadFile(path)
+		if err == nil && len(b) > 0 {
+			var rec pairRecord
+			if rec, err = parseRecord(b); err == nil {
+				key := strconv.FormatUint(r.next, 10)
+				r.next++
+				order = append(order, key)
+				recs[key] = rec
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pair record %s: %w", path, err))
+		}
+	}
+	for _, key := range order {
+		rec, ok := recs[key]
+		if !ok {
+			continue
+		}
+		line, err := recordLine(key, rec)
+		if err != nil {
+			return nil, err
+		}
+		rec.key = key
+		r.live[key] = line
+		r.found = append(r.found, rec)
+		delete(recs, key)
+	}
+	r.errs = errors.Join(errs...)
+	return old, nil
+}
+
+func parseRecord(b []byte) (pairRecord, error) {
+	var rec pairRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, err
+	}
+	if rec.ID == "" || len(rec.Ends) != 2 {
+		return rec, errors.New("not a pair record")
+	}
+	return rec, nil
+}
+
+func recordLine(key string, rec pairRecord) ([]byte, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("record pair: %w", err)
+	}
+	line := make([]byte, 0, len(key)+len(b)+3)
+	line = append(append(append(append(line, '+'), key...), ' '), b...)
+	return append(line, '\n'), nil
+}
+
+// compactLocked writes the live records to a new log and puts it in the
+// old one's place (a rename: the log is whole at every moment).
+func (r *records) compactLocked() error {
+	path := filepath.Join(r.dir, recordLog)
+	tmp := path + ".new"
+	var buf []byte
+	for _, line := range r.live {
+		buf = append(buf, line...)
+	}
+	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
+		return fmt.Errorf("pair records: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("pair records: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("pair records: %w", err)
+	}
+	if r.f != nil {
+		r.f.Close()
+	}
+	r.f, r.dead = f, 0
+	return nil
+}
+
+// close closes the log; the records stay for the next run.
+func (r *records) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
+	}
 }
 
 // write records id's pair with both ends' namespaces (h) and returns its
-// file ("" when records are not kept). One write(2) of a few hundred bytes
-// to a new file: a process killed meanwhile leaves it whole or empty (and
-// the pair not made yet), so no temporary file and rename (which cost as
-// much again).
-func (r records) write(id string, h *pairHandles, p directPair) (string, error) {
+// key ("" when records are not kept).
+func (r *records) write(id string, h *pairHandles, p directPair) (string, error) {
 	if r.dir == "" {
 		return "", nil
 	}
@@ -96,85 +273,75 @@ func (r records) write(id string, h *pairHandles, p directPair) (string, error) 
 		}
 		rec.Ends = append(rec.Ends, recordEnd{Name: e.s.name, Path: e.s.netns, Dev: st.Dev, Ino: st.Ino})
 	}
-	b, err := json.Marshal(rec)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return "", errors.New("record pair: the records are closed")
+	}
+	key := strconv.FormatUint(r.next, 10)
+	line, err := recordLine(key, rec)
 	if err != nil {
+		return "", err
+	}
+	if _, err := r.f.Write(line); err != nil {
 		return "", fmt.Errorf("record pair: %w", err)
 	}
-	path := r.newPath(id)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("record pair: %w", err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return "", fmt.Errorf("record pair: %w", err)
-	}
-	return path, nil
+	r.next++
+	r.live[key] = line
+	return key, nil
 }
 
-// removeRecord drops the record in path; none ("") is fine.
-func removeRecord(path string) error {
-	if path == "" {
+// remove drops the record key; none ("") or one dropped already is fine.
+func (r *records) remove(key string) error {
+	if key == "" || r.dir == "" {
 		return nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.live[key]; !ok {
+		return nil
+	}
+	if r.f == nil {
+		return errors.New("remove pair record: the records are closed")
+	}
+	if _, err := r.f.WriteString("-" + key + "\n"); err != nil {
 		return fmt.Errorf("remove pair record: %w", err)
+	}
+	delete(r.live, key)
+	r.dead++
+	if r.dead > compactAfter && r.dead > len(r.live) {
+		if err := r.compactLocked(); err != nil {
+			// The log is longer than it need be, no more.
+			return nil
+		}
 	}
 	return nil
 }
 
-// list reads every record; unreadable ones are returned as errors (and
-// removed: nothing can be done with them).
-func (r records) list() ([]pairRecord, error) {
-	if r.dir == "" {
-		return nil, nil
-	}
-	ents, err := os.ReadDir(r.dir)
-	if err != nil {
-		return nil, fmt.Errorf("pair records: %w", err)
-	}
-	var recs []pairRecord
-	var errs []error
-	for _, e := range ents {
-		path := filepath.Join(r.dir, e.Name())
-		if !strings.HasSuffix(e.Name(), ".pair") {
-			continue
-		}
-		b, err := os.ReadFile(path)
-		var rec pairRecord
-		if err == nil {
-			err = json.Unmarshal(b, &rec)
-		}
-		if err == nil && (rec.ID == "" || len(rec.Ends) != 2) {
-			err = errors.New("not a pair record")
-		}
-		if err != nil {
-			// Empty when the run stopped as it wrote it, before it
-			// made the pair.
-			if len(b) > 0 {
-				errs = append(errs, fmt.Errorf("pair record %s: %w", path, err))
-			}
-			os.Remove(path)
-			continue
-		}
-		rec.path = path
-		recs = append(recs, rec)
-	}
-	return recs, errors.Join(errs...)
+// has reports whether key is a live record.
+func (r *records) has(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.live[key]
+	return ok
 }
 
-// removeRecords deletes what is left of recs' pairs (removeRecorded) and
+// list returns the records a previous run left, and those it could not
+// read as errors (they are dropped: nothing can be done with them).
+func (r *records) list() ([]pairRecord, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.found), r.errs
+}
+
+// removePairs deletes what is left of recs' pairs (removeRecorded) and
 // then their records; a record whose pair could not be deleted stays.
-func removeRecords(recs []pairRecord) error {
+func (r *records) removePairs(recs []pairRecord) error {
 	var errs []error
-	for _, r := range recs {
-		err := removeRecorded(r)
+	for _, rec := range recs {
+		err := removeRecorded(rec)
 		if err == nil {
-			err = removeRecord(r.path)
+			err = r.remove(rec.key)
 		}
 		if err != nil {
 			errs = append(errs, err)

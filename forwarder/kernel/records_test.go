@@ -128,13 +128,18 @@ func TestRestartRemovesUnclaimedPairs(t *testing.T) {
 	}
 }
 
+// recordCount is the number of live records in dir's log, as the next run
+// would read them.
 func recordCount(t *testing.T, dir string) int {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "*.pair"))
-	if err != nil {
+	r := &records{dir: dir, live: map[string][]byte{}}
+	if _, err := r.load(); err != nil {
 		t.Fatal(err)
 	}
-	return len(m)
+	if r.errs != nil {
+		t.Fatal(r.errs)
+	}
+	return len(r.live)
 }
 
 // BenchmarkPairRecord is what a local vWire's record costs its Connect
@@ -144,6 +149,7 @@ func BenchmarkPairRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer recs.close()
 	ns, err := netns.Get()
 	if err != nil {
 		b.Fatal(err)
@@ -159,7 +165,7 @@ func BenchmarkPairRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if err := removeRecord(path); err != nil {
+		if err := recs.remove(path); err != nil {
 			b.Fatal(err)
 		}
 		writes, removes = append(writes, t1.Sub(t0)), append(removes, time.Since(t1))
@@ -167,5 +173,152 @@ func BenchmarkPairRecord(b *testing.B) {
 	for name, ds := range map[string][]time.Duration{"write": writes, "remove": removes} {
 		slices.Sort(ds)
 		b.ReportMetric(float64(ds[len(ds)/2])/float64(time.Microsecond), name+"-p50-µs")
+	}
+}
+
+// TestPairRecordLog: the records' log as the next run reads it. Dropped
+// records stay dropped, keys are not reused across runs, a torn last line
+// (a host that stopped mid-write) is skipped quietly while a bad line
+// elsewhere is reported, records in files of their own (written by runs
+// before the log) join the log and their files go, and the log is
+// rewritten once dropped lines outnumber live ones. One forwarder at a
+// time keeps them.
+func TestPairRecordLog(t *testing.T) {
+	state := t.TempDir()
+	ns, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h := &pairHandles{inNS: ns, outNS: ns}
+	pair := func(i int) directPair {
+		return directPair{in: vethSpec{name: fmt.Sprintf("nsm-c%d", i), netns: "file:///proc/1/fd/5"}, out: vethSpec{name: fmt.Sprintf("nsm-e%d", i), netns: "file:///proc/1/fd/6"}}
+	}
+	open := func() *records {
+		t.Helper()
+		r, err := openRecords(state, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	ids := func(r *records) []string {
+		t.Helper()
+		recs, err := r.list()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, rec := range recs {
+			got = append(got, rec.ID+"/"+rec.Ends[0].Name+"/"+rec.Ends[1].Name)
+		}
+		slices.Sort(got)
+		return got
+	}
+
+	r := open()
+	if _, err := openRecords(state, ""); err == nil || !strings.Contains(err.Error(), "another forwarder") {
+		t.Fatalf("a second forwarder on the same records: err %v", err)
+	}
+	keys := map[string]bool{}
+	var first string
+	for i := range 3 {
+		key, err := r.write(fmt.Sprintf("conn-%d", i), h, pair(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[key] = true
+		if i == 0 {
+			first = key
+		}
+	}
+	if len(keys) != 3 {
+		t.Fatalf("keys %v: want 3 distinct", keys)
+	}
+	recs, _ := r.list()
+	if len(recs) != 0 {
+		t.Fatalf("a new log lists %d records of a previous run", len(recs))
+	}
+	if err := r.remove(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.remove(first); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+	dropped := "conn-0/nsm-c0/nsm-e0"
+	r.close()
+
+	r = open()
+	if got := ids(r); len(got) != 2 || slices.Contains(got, dropped) {
+		t.Fatalf("after a restart: %v, want the two of the three but %s", got, dropped)
+	}
+	key, err := r.write("conn-3", h, pair(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys[key] {
+		t.Fatalf("key %s of the previous run given again", key)
+	}
+	r.close()
+
+	// A legacy record file, a torn last line.
+	log := filepath.Join(r.dir, recordLog)
+	legacy := filepath.Join(r.dir, "abc-1.pair")
+	if err := os.WriteFile(legacy, []byte(`{"id":"conn-old","ends":[{"name":"a","netns":"/x","dev":1,"ino":2},{"name":"b","netns":"/y","dev":1,"ino":3}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`+99 {"id":"conn-torn","en`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r = open()
+	got := ids(r)
+	if len(got) != 4 || !slices.Contains(got, "conn-old/a/b") || !slices.Contains(got, "conn-3/nsm-c3/nsm-e3") {
+		t.Fatalf("with a legacy file and a torn line: %v", got)
+	}
+	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+		t.Fatalf("the legacy record file stays: %v", err)
+	}
+	r.close()
+
+	// A bad line that is not the last one is reported (and dropped).
+	f, err = os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("+100 {not json\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r = open()
+	if recs, err := r.list(); err == nil || !strings.Contains(err.Error(), "pair record 100") || len(recs) != 4 {
+		t.Fatalf("a bad line: %d records (want 4), err %v", len(recs), err)
+	}
+
+	// Many vWires come and go: the log stays the size of the live ones.
+	for i := range 3 * compactAfter {
+		key, err := r.write(fmt.Sprintf("churn-%d", i), h, pair(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.remove(key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.close()
+	st, err := os.Stat(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := recordLine("1000", pairRecord{ID: "churn-1000", Ends: []recordEnd{{Name: "nsm-c1000", Path: "file:///proc/1/fd/5"}, {Name: "nsm-e1000", Path: "file:///proc/1/fd/6"}}})
+	if max := int64(2*compactAfter+8) * int64(len(line)); st.Size() > max {
+		t.Fatalf("log of %d bytes after %d vWires came and went, want at most %d", st.Size(), 3*compactAfter, max)
+	}
+	if n := recordCount(t, r.dir); n != 4 {
+		t.Fatalf("%d live records after the churn, want 4", n)
 	}
 }
