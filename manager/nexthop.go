@@ -35,6 +35,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -180,7 +181,11 @@ func (m *Manager) followPeer(ctx context.Context, url string) (opened bool, err 
 	// through it before the stream opened (later ones it has just answered).
 	before := m.connsVia(url)
 	sel := &networkservice.MonitorScopeSelector{PathSegments: []*networkservice.PathSegment{{Name: m.name}}}
-	stream, err := networkservice.NewMonitorConnectionClient(cc).MonitorConnections(ctx, sel)
+	// Only losses, trimmed (mdLostOnly): a vwire peer sends nothing else;
+	// NSM's managers ignore the key and send everything, which peerEvent
+	// sorts out the same way.
+	mctx := metadata.AppendToOutgoingContext(ctx, mdLostOnly, "true")
+	stream, err := networkservice.NewMonitorConnectionClient(cc).MonitorConnections(mctx, sel)
 	if err != nil {
 		return false, err
 	}
