@@ -2,10 +2,14 @@ package manager_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,9 +37,50 @@ func benchRequest(b *testing.B, remote bool) {
 	}
 	node.ServeICMPResponder("icmp", nil, "icmp")
 	cli := sb.Nodes[0].Client("nsc")
-	ctx := ctxT(b)
+	// One deadline for every sub-benchmark's calls: thousands of them on
+	// a loaded machine take minutes, not ctxT's one.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	b.Cleanup(cancel)
 	b.Run("sequential", func(b *testing.B) {
 		var reqs, closes []time.Duration
+		var reqCPU, closeCPU time.Duration
+		cpu0 := processCPU(b)
+		for b.Loop() {
+			c0, t0 := processCPU(b), time.Now()
+			conn, err := cli.Request(ctx, request("icmp", nil))
+			if err != nil {
+				b.Fatal(err)
+			}
+			c1, t1 := processCPU(b), time.Now()
+			if _, err := cli.Close(ctx, conn); err != nil {
+				b.Fatal(err)
+			}
+			reqs, closes = append(reqs, t1.Sub(t0)), append(closes, time.Since(t1))
+			reqCPU, closeCPU = reqCPU+c1-c0, closeCPU+processCPU(b)-c1
+		}
+		// The whole chain's CPU (client, managers, forwarders, endpoint,
+		// registry: one process) per Request+Close and per call (what
+		// the process did while the call was in flight); per component
+		// with -cpuprofile and go tool pprof -tags (see sandbox), or
+		// per component and call with the phases run.
+		n := float64(len(reqs))
+		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(time.Millisecond)/n, "cpu-ms/op")
+		b.ReportMetric(float64(reqCPU)/float64(time.Millisecond)/n, "req-cpu-ms")
+		b.ReportMetric(float64(closeCPU)/float64(time.Millisecond)/n, "close-cpu-ms")
+		b.ReportMetric(percentile(reqs, 50), "req-p50-ms")
+		b.ReportMetric(percentile(closes, 50), "close-p50-ms")
+	})
+	// phases: the Requests first (b.Loop times them), then the Closes of
+	// the same connections, so that each kind of call has its own CPU
+	// figure and, with -args -phaseprofile DIR, its own CPU profile
+	// (DIR/<benchmark>-request.pprof, -close.pprof; split per hop with go
+	// tool pprof -tags). The connections stay open until their Closes:
+	// the remote chain's watch of the peer manager opens once here, where
+	// sequential opens it per connection unless it stays open.
+	b.Run("phases", func(b *testing.B) {
+		var conns []*networkservice.Connection
+		var reqs, closes []time.Duration
+		stop := startPhaseProfile(b, "request")
 		cpu0 := processCPU(b)
 		for b.Loop() {
 			t0 := time.Now()
@@ -43,16 +88,24 @@ func benchRequest(b *testing.B, remote bool) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			t1 := time.Now()
+			reqs, conns = append(reqs, time.Since(t0)), append(conns, conn)
+		}
+		reqCPU := processCPU(b) - cpu0
+		stop()
+		stop = startPhaseProfile(b, "close")
+		cpu0 = processCPU(b)
+		for _, conn := range conns {
+			t0 := time.Now()
 			if _, err := cli.Close(ctx, conn); err != nil {
 				b.Fatal(err)
 			}
-			reqs, closes = append(reqs, t1.Sub(t0)), append(closes, time.Since(t1))
+			closes = append(closes, time.Since(t0))
 		}
-		// The whole chain's CPU (client, managers, forwarders, endpoint,
-		// registry: one process) per Request+Close; per component with
-		// -cpuprofile and go tool pprof -tags (see sandbox).
-		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(time.Millisecond)/float64(len(reqs)), "cpu-ms/op")
+		closeCPU := processCPU(b) - cpu0
+		stop()
+		n := float64(len(reqs))
+		b.ReportMetric(float64(reqCPU)/float64(time.Millisecond)/n, "req-cpu-ms")
+		b.ReportMetric(float64(closeCPU)/float64(time.Millisecond)/n, "close-cpu-ms")
 		b.ReportMetric(percentile(reqs, 50), "req-p50-ms")
 		b.ReportMetric(percentile(closes, 50), "close-p50-ms")
 	})
@@ -185,6 +238,31 @@ func BenchmarkThousandClients(b *testing.B) {
 			b.Fatalf("after Close: %d goroutines (%d before), %d descriptors (%d before)", g, goroutines, f, fds)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var phaseProfile = flag.String("phaseprofile", "", "directory where the phases benchmarks write a CPU profile of their Requests and one of their Closes")
+
+// startPhaseProfile starts the CPU profile of one phase of b when
+// -phaseprofile is set; the returned func stops it.
+func startPhaseProfile(b *testing.B, phase string) (stop func()) {
+	if *phaseProfile == "" {
+		return func() {}
+	}
+	name := strings.NewReplacer("/", "-", " ", "_").Replace(b.Name()) + "-" + phase + ".pprof"
+	f, err := os.Create(filepath.Join(*phaseProfile, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatalf("%s (not together with -cpuprofile): %v", name, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 

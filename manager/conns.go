@@ -99,7 +99,9 @@ func (m *Manager) closeForwarder(ctx context.Context, c *connection) {
 	cc, err := m.pool.Get(fwd.url)
 	if err == nil {
 		ctx = metadata.AppendToOutgoingContext(ctx, forwarder.MDNextHop, c.nextHop, forwarder.MDNextHopRemote, boolString(c.remote))
-		_, err = networkservice.NewNetworkServiceClient(cc).Close(ctx, proto.Clone(c.conn).(*networkservice.Connection))
+		// c.conn is never changed once stored (a new Request stores a
+		// new one): it is sent as it is.
+		_, err = networkservice.NewNetworkServiceClient(cc).Close(ctx, c.conn)
 	}
 	if err != nil {
 		m.log.Info("close at forwarder failed", "conn", c.id, "forwarder", c.forwarder, "err", err)

@@ -10,12 +10,12 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vwire/vwire/registry"
 )
@@ -29,42 +29,55 @@ type target struct {
 }
 
 // discover finds the candidate endpoints of a Request: the one it names, or
-// those the network service's matches select for its labels.
+// those the network service's matches select for its labels. It answers
+// from the registry watches (lookups.go) when they agree with the
+// registry, and asks the registry before it says that nothing was found.
 func (m *Manager) discover(ctx context.Context, conn *networkservice.Connection) (*target, error) {
+	t, cached, err := m.discoverFrom(ctx, conn, true)
+	if cached && status.Code(err) == codes.NotFound {
+		t, _, err = m.discoverFrom(ctx, conn, false)
+	}
+	return t, err
+}
+
+// discoverFrom is discover, from the cache when useCache allows; cached
+// says whether the cache answered.
+func (m *Manager) discoverFrom(ctx context.Context, conn *networkservice.Connection, useCache bool) (t *target, cached bool, err error) {
 	if name := conn.GetNetworkServiceEndpointName(); name != "" {
 		nse, err := m.findEndpoint(ctx, name)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		payload := conn.GetPayload()
 		if payload == "" {
-			if ns, err := m.findService(ctx, conn.GetNetworkService()); err == nil {
+			if ns, _, err := m.findService(ctx, conn.GetNetworkService(), useCache); err == nil {
 				payload = ns.GetPayload()
 			}
 		}
-		return &target{endpoints: []*regapi.NetworkServiceEndpoint{nse}, payload: payload, forwarderLabels: defaultForwarderLabels, pinned: true}, nil
+		return &target{endpoints: []*regapi.NetworkServiceEndpoint{nse}, payload: payload, forwarderLabels: defaultForwarderLabels, pinned: true}, false, nil
 	}
-	ns, err := m.findService(ctx, conn.GetNetworkService())
+	ns, nsCached, err := m.findService(ctx, conn.GetNetworkService(), useCache)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	nses, err := m.findEndpoints(ctx, &regapi.NetworkServiceEndpoint{NetworkServiceNames: []string{ns.GetName()}})
+	nses, nseCached, err := m.serviceEndpoints(ctx, ns.GetName(), useCache)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	cached = nsCached || nseCached
 	sel, err := selectEndpoints(ns, conn.GetLabels(), nses)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "network service %q: %v", conn.GetNetworkService(), err)
+		return nil, cached, status.Errorf(codes.InvalidArgument, "network service %q: %v", conn.GetNetworkService(), err)
 	}
 	if len(sel.cands) == 0 {
-		return nil, status.Errorf(codes.NotFound, "network service %q: no endpoint matches labels %s (%d registered)%s",
+		return nil, cached, status.Errorf(codes.NotFound, "network service %q: no endpoint matches labels %s (%d registered)%s",
 			conn.GetNetworkService(), formatLabels(conn.GetLabels()), len(nses), sel.whyNone(ns, conn.GetLabels()))
 	}
 	fl := sel.match.GetMetadata().GetLabels()
 	if len(fl) == 0 {
 		fl = defaultForwarderLabels
 	}
-	return &target{endpoints: sel.cands, payload: ns.GetPayload(), forwarderLabels: fl}, nil
+	return &target{endpoints: sel.cands, payload: ns.GetPayload(), forwarderLabels: fl}, cached, nil
 }
 
 // Select applies a network service's matches to a client's labels, NSM's
@@ -185,7 +198,23 @@ func expand(sel map[string]string, labels map[string]string) (map[string]string,
 	return out, nil
 }
 
-func (m *Manager) findService(ctx context.Context, name string) (*regapi.NetworkService, error) {
+// findService looks a network service up: in the cache when useCache
+// allows and it agrees with the registry (cached), else in the registry,
+// whose answer the cache is checked against. The result is shared: read
+// it, never change it.
+func (m *Manager) findService(ctx context.Context, name string, useCache bool) (ns *regapi.NetworkService, cached bool, err error) {
+	ns, gen, ok := m.lookups.service(name)
+	if ok && useCache {
+		return ns, true, nil
+	}
+	ns, err = m.findServiceIn(ctx, name)
+	if err == nil || status.Code(err) == codes.NotFound {
+		m.lookups.checkService(name, gen, ns)
+	}
+	return ns, false, err
+}
+
+func (m *Manager) findServiceIn(ctx context.Context, name string) (*regapi.NetworkService, error) {
 	stream, err := m.regNS.Find(ctx, &regapi.NetworkServiceQuery{NetworkService: &regapi.NetworkService{Name: name}})
 	if err != nil {
 		return nil, registryError("network service", name, err)
@@ -207,12 +236,26 @@ func (m *Manager) findService(ctx context.Context, name string) (*regapi.Network
 	return found, nil
 }
 
+// serviceEndpoints returns the endpoints of a network service that have
+// not expired, as findService does (cached or not).
+func (m *Manager) serviceEndpoints(ctx context.Context, service string, useCache bool) (nses []*regapi.NetworkServiceEndpoint, cached bool, err error) {
+	nses, gen, ok := m.lookups.endpoints(service, time.Now())
+	if ok && useCache {
+		return nses, true, nil
+	}
+	nses, err = m.findEndpoints(ctx, &regapi.NetworkServiceEndpoint{NetworkServiceNames: []string{service}})
+	if err == nil {
+		m.lookups.checkEndpoints(service, gen, nses, time.Now())
+	}
+	return nses, false, err
+}
+
 func (m *Manager) findEndpoints(ctx context.Context, q *regapi.NetworkServiceEndpoint) ([]*regapi.NetworkServiceEndpoint, error) {
 	stream, err := m.regNSE.Find(ctx, &regapi.NetworkServiceEndpointQuery{NetworkServiceEndpoint: q})
 	if err != nil {
 		return nil, registryError("endpoints of", strings.Join(q.GetNetworkServiceNames(), ","), err)
 	}
-	now := timestamppb.Now().AsTime()
+	now := time.Now()
 	var out []*regapi.NetworkServiceEndpoint
 	for {
 		resp, err := stream.Recv()
@@ -223,7 +266,7 @@ func (m *Manager) findEndpoints(ctx context.Context, q *regapi.NetworkServiceEnd
 			return nil, registryError("endpoints of", strings.Join(q.GetNetworkServiceNames(), ","), err)
 		}
 		nse := resp.GetNetworkServiceEndpoint()
-		if exp := nse.GetExpirationTime(); exp != nil && !exp.AsTime().After(now) {
+		if expiredAt(nse, now) {
 			continue
 		}
 		out = append(out, nse)

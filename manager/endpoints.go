@@ -50,6 +50,28 @@ type localForwarder struct {
 	failures int
 }
 
+// localNSE is the registration of the local endpoint name (nil if none).
+func (m *Manager) localNSE(name string) *regapi.NetworkServiceEndpoint {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ep := m.endpoints[name]; ep != nil {
+		return ep.nse
+	}
+	return nil
+}
+
+// sameRegistration tells whether b registers what a did, but for its
+// expiry: a refresh, which discovery's watches need not be waited for.
+func sameRegistration(a, b *regapi.NetworkServiceEndpoint) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	a, b = proto.CloneOf(a), proto.CloneOf(b)
+	a.ExpirationTime, b.ExpirationTime = nil, nil
+	a.PathIds, b.PathIds = nil, nil // the path of the call, not the registration
+	return proto.Equal(a, b)
+}
+
 // localEndpoint finds a local endpoint by the name a Request or the
 // registry gives it: its own, or name@domain (localByDomain).
 func (m *Manager) localEndpoint(name string) *localEndpoint {
@@ -96,6 +118,7 @@ func (p *nsProxy) Register(ctx context.Context, ns *regapi.NetworkService) (*reg
 		reply, err = m.regNS.Register(octx, ns, opts...)
 		return err
 	})
+	m.lookups.invalidate(ns.GetName()) // also on failure: it may have been stored
 	if err != nil {
 		return nil, err
 	}
@@ -106,10 +129,12 @@ func (p *nsProxy) Register(ctx context.Context, ns *regapi.NetworkService) (*reg
 
 func (p *nsProxy) Unregister(ctx context.Context, ns *regapi.NetworkService) (*empty.Empty, error) {
 	m := (*Manager)(p)
-	if _, err := m.forwardRegistry(ctx, func(octx context.Context, opts ...grpc.CallOption) error {
+	_, err := m.forwardRegistry(ctx, func(octx context.Context, opts ...grpc.CallOption) error {
 		_, err := m.regNS.Unregister(octx, ns, opts...)
 		return err
-	}); err != nil {
+	})
+	m.lookups.invalidate(ns.GetName())
+	if err != nil {
 		return nil, err
 	}
 	return &empty.Empty{}, nil
@@ -263,6 +288,11 @@ func (p *nseProxy) Register(ctx context.Context, in *regapi.NetworkServiceEndpoi
 			return nil, err
 		}
 		reply, err = m.regNSE.Register(octx, nse, grpc.Header(&hdr))
+		if err != nil || !sameRegistration(m.localNSE(nse.GetName()), reply) {
+			// Discovery must see it (or what failed to change) before
+			// the endpoint hears back.
+			m.lookups.invalidate(nse.GetNetworkServiceNames()...)
+		}
 	} else {
 		err = status.Errorf(codes.Unavailable, "registry: %v", err)
 	}
@@ -325,10 +355,16 @@ func (p *nseProxy) Unregister(ctx context.Context, nse *regapi.NetworkServiceEnd
 		nse = proto.Clone(nse).(*regapi.NetworkServiceEndpoint)
 		nse.Url = ep.nse.GetUrl()
 	}
-	if err := m.callRegistry(ctx, h, func(octx context.Context, opts ...grpc.CallOption) error {
+	err = m.callRegistry(ctx, h, func(octx context.Context, opts ...grpc.CallOption) error {
 		_, err := m.regNSE.Unregister(octx, nse, opts...)
 		return err
-	}); err != nil {
+	})
+	services := nse.GetNetworkServiceNames()
+	if isEP {
+		services = append(slices.Clone(services), ep.nse.GetNetworkServiceNames()...)
+	}
+	m.lookups.invalidate(services...)
+	if err != nil {
 		return nil, err
 	}
 	return &empty.Empty{}, h.Reply(ctx, m.src, false)
@@ -419,6 +455,7 @@ func (m *Manager) probe(ctx context.Context) (suspect bool) {
 			if _, err := m.regNSE.Unregister(uctx, gone.nse); err != nil {
 				m.log.Warn("unregister dead endpoint", "name", e.name, "err", err)
 			}
+			m.lookups.invalidate(gone.nse.GetNetworkServiceNames()...)
 			cancel()
 		}
 	}

@@ -86,6 +86,7 @@ type Manager struct {
 	regNS           regapi.NetworkServiceRegistryClient
 	regNSE          regapi.NetworkServiceEndpointRegistryClient
 	regConn         *grpcutil.Conn
+	lookups         *lookups // discovery from registry watches (lookups.go)
 	policy          *policy.Policy
 	src             identity.Source
 	tokens          *token.Cache // tokens signed, verified and read (see token.Cache)
@@ -153,6 +154,7 @@ func New(cfg Config) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
+	m.lookups = newLookups(m.regNS, m.regNSE, m.log)
 	m.metrics = newMetrics(cfg.Metrics, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.ctx, m.stop = ctx, cancel
@@ -181,6 +183,7 @@ func (m *Manager) Stop() error {
 		m.mu.Unlock()
 		<-m.done
 		m.wg.Wait()
+		m.lookups.stop()
 		m.mu.Lock()
 		for _, c := range m.conns {
 			c.timer.Stop()

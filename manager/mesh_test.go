@@ -21,12 +21,14 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/vxlan"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vwire/vwire/internal/clock"
+	"github.com/vwire/vwire/manager"
 	"github.com/vwire/vwire/registry/manifest"
 	"github.com/vwire/vwire/test/sandbox"
 	"github.com/vwire/vwire/workload/nse"
@@ -489,6 +491,95 @@ func TestMonitorConnections(t *testing.T) {
 	}
 	if strings.Join(types, ",") != "UPDATE,DELETE,DELETE" {
 		t.Fatalf("all events %v", types)
+	}
+}
+
+// TestMonitorLostOnly: a MonitorConnections stream that asks for losses
+// only (as one vwire manager watching another does) gets the initial
+// state and every DELETE, trimmed to ids, state and path names, and no
+// UPDATE of a connection that is UP; a stream beside it that does not ask
+// gets everything in full.
+func TestMonitorLostOnly(t *testing.T) {
+	sb := sandbox.New(t, sandbox.Options{Nodes: 1})
+	n := sb.Nodes[0]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	n.ServeICMPResponder("icmp-1", nil, "icmp")
+	cli := n.Client("nsc")
+	ctx := ctxT(t)
+
+	before, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := cli.MonitorConnections(metadata.AppendToOutgoingContext(ctx, manager.MDLostOnly, "true"), &networkservice.MonitorScopeSelector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := cli.MonitorConnections(ctx, &networkservice.MonitorScopeSelector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trimmed := func(c *networkservice.Connection, state networkservice.State) {
+		t.Helper()
+		want := &networkservice.Connection{Id: c.GetId(), State: state, Path: &networkservice.Path{Index: c.GetPath().GetIndex()}}
+		for _, s := range c.GetPath().GetPathSegments() {
+			if s.GetName() == "" || s.GetId() == "" {
+				t.Fatalf("segment without name or id: %v", s)
+			}
+			want.Path.PathSegments = append(want.Path.PathSegments, &networkservice.PathSegment{Name: s.GetName(), Id: s.GetId()})
+		}
+		if len(want.Path.PathSegments) < 2 || !proto.Equal(c, want) {
+			t.Fatalf("lost-only view %v, want %v", c, want)
+		}
+	}
+	ev, err := lost.Recv()
+	if err != nil || ev.GetType() != networkservice.ConnectionEventType_INITIAL_STATE_TRANSFER || len(ev.GetConnections()) != 1 {
+		t.Fatalf("lost-only initial state %v %v", ev, err)
+	}
+	for _, c := range ev.GetConnections() {
+		trimmed(c, networkservice.State_UP)
+	}
+	if ev, err := full.Recv(); err != nil || len(ev.GetConnections()) != 1 {
+		t.Fatalf("full initial state %v %v", ev, err)
+	}
+	conn, err := cli.Request(ctx, request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*networkservice.Connection{conn, before} {
+		if _, err := cli.Close(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var types []string
+	for range 3 {
+		ev, err := full.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range ev.GetConnections() {
+			if c.GetMechanism() == nil || c.GetPath().GetPathSegments()[0].GetToken() == "" {
+				t.Fatalf("full event without mechanism or token: %v", c)
+			}
+		}
+		types = append(types, ev.GetType().String())
+	}
+	if strings.Join(types, ",") != "UPDATE,DELETE,DELETE" {
+		t.Fatalf("full stream events %v", types)
+	}
+	types = nil
+	for range 2 {
+		ev, err := lost.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range ev.GetConnections() {
+			trimmed(c, networkservice.State_DOWN)
+		}
+		types = append(types, ev.GetType().String())
+	}
+	if strings.Join(types, ",") != "DELETE,DELETE" {
+		t.Fatalf("lost-only stream events %v, want the two DELETEs only", types)
 	}
 }
 

@@ -16,7 +16,9 @@ package manager
 // (forwarders, local endpoints) are probed instead: see probeLoop.
 //
 // One MonitorConnections stream per remote manager carries every
-// connection this manager sent through it: the scope selector is this
+// connection this manager sent through it, and stays open for peerLinger
+// after the last of them closed (a stream per connection, opened and
+// closed with it, cost both managers more than the Request itself): the scope selector is this
 // manager's own path segment name, which every such connection's path
 // holds, so thousands of vWires to one peer cost one stream. The stream
 // starts with the peer's state: a connection of ours it does not have, or
@@ -33,6 +35,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -40,6 +43,9 @@ import (
 const (
 	peerRetryMin = 100 * time.Millisecond
 	peerRetryMax = 3 * time.Second
+	// peerLinger is how long the stream to a remote manager stays open
+	// without connections through it, for the next ones.
+	peerLinger = time.Minute
 )
 
 // nextHops is the manager's watch state, guarded by Manager.mu. Its zero
@@ -50,10 +56,11 @@ type nextHops struct {
 }
 
 // peerWatch is the stream to one remote manager, kept while at least one
-// connection goes through it.
+// connection goes through it and for peerLinger after.
 type peerWatch struct {
 	conns  int
 	cancel context.CancelFunc
+	linger *time.Timer // running while conns is 0
 }
 
 // trackLocked moves the watch of a connection from old's next hop to c's
@@ -85,6 +92,10 @@ func (m *Manager) acquirePeerLocked(url string) {
 			m.watchPeer(ctx, url)
 		}()
 	}
+	if p.linger != nil {
+		p.linger.Stop()
+		p.linger = nil
+	}
 	p.conns++
 }
 
@@ -93,10 +104,17 @@ func (m *Manager) releasePeerLocked(url string) {
 	if p == nil {
 		return
 	}
-	if p.conns--; p.conns <= 0 {
-		p.cancel()
-		delete(m.hops.peers, url)
+	if p.conns--; p.conns > 0 {
+		return
 	}
+	p.linger = time.AfterFunc(peerLinger, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.hops.peers[url] == p && p.conns <= 0 {
+			p.cancel()
+			delete(m.hops.peers, url)
+		}
+	})
 }
 
 // watchPeer keeps a MonitorConnections stream open to the remote manager
@@ -163,7 +181,11 @@ func (m *Manager) followPeer(ctx context.Context, url string) (opened bool, err 
 	// through it before the stream opened (later ones it has just answered).
 	before := m.connsVia(url)
 	sel := &networkservice.MonitorScopeSelector{PathSegments: []*networkservice.PathSegment{{Name: m.name}}}
-	stream, err := networkservice.NewMonitorConnectionClient(cc).MonitorConnections(ctx, sel)
+	// Only losses, trimmed (mdLostOnly): a vwire peer sends nothing else;
+	// NSM's managers ignore the key and send everything, which peerEvent
+	// sorts out the same way.
+	mctx := metadata.AppendToOutgoingContext(ctx, mdLostOnly, "true")
+	stream, err := networkservice.NewMonitorConnectionClient(cc).MonitorConnections(mctx, sel)
 	if err != nil {
 		return false, err
 	}

@@ -1,6 +1,9 @@
 package manager_test
 
 import (
+	"context"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +32,39 @@ func reregister(t *testing.T, sb *sandbox.Sandbox, n *sandbox.Node, id string, n
 	if _, err := regapi.NewNetworkServiceEndpointRegistryClient(cc).Register(ctxT(t), nse); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// countingHandler is a debug-level slog handler that counts the records
+// with one message (and passes every record to testLog's, if any).
+type countingHandler struct {
+	msg  string
+	mu   sync.Mutex
+	n    int
+	next slog.Handler
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	if r.Message == h.msg {
+		h.n++
+	}
+	next := h.next
+	h.mu.Unlock()
+	if next != nil {
+		return next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
 }
 
 // only returns the one connection of a manager, or nil.
@@ -61,19 +97,38 @@ func (e *events) after(first, want string) bool {
 // client's manager, watching it, re-requests the connection through the
 // same endpoint before any client refresh, and the client sees it DOWN,
 // then UP again.
+//
+// The connection is made after another one through the same manager was
+// closed: the stream that watched the first stays open and watches it
+// (one stream opened in all).
 func TestNextHopManagerRestart(t *testing.T) {
-	sb := sandbox.New(t, sandbox.Options{Nodes: 2, ReselectTimeout: time.Minute, Logger: testLog(t)})
+	streams := &countingHandler{msg: "watching next hop"}
+	if l := testLog(t); l != nil {
+		streams.next = l.Handler()
+	}
+	sb := sandbox.New(t, sandbox.Options{Nodes: 2, ReselectTimeout: time.Minute, Logger: slog.New(streams)})
 	n1, n2 := sb.Nodes[0], sb.Nodes[1]
 	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
 	ep := n2.ServeICMPResponder("icmp-b", nil, "icmp")
 	cli := n1.Client("nsc")
 	ev := watch(t, cli)
+	earlier, err := cli.Request(ctxT(t), request("icmp", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream to node2's manager", func() bool { return streams.count() == 1 })
+	if _, err := cli.Close(ctxT(t), earlier); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cli.Request(ctxT(t), request("icmp", nil)); err != nil {
 		t.Fatal(err)
 	}
 
 	n2.StopManager()
 	waitFor(t, "the connection to be reported DOWN", func() bool { return ev.has("UPDATE/DOWN/icmp-b") })
+	if got := streams.count(); got != 1 {
+		t.Fatalf("%d streams opened to node2's manager for two connections one after the other, want 1", got)
+	}
 	n2.StartManager()
 	reregister(t, sb, n2, "forwarder-"+n2.Name, &regapi.NetworkServiceEndpoint{
 		Name: "forwarder-" + n2.Name, Url: n2.ForwarderURL, NetworkServiceNames: []string{forwarder.ServiceName},

@@ -34,7 +34,7 @@ func (m *Manager) Request(ctx context.Context, req *networkservice.NetworkServic
 	if err := validateRequest(req); err != nil {
 		return nil, err
 	}
-	conn := proto.Clone(req.GetConnection()).(*networkservice.Connection)
+	conn := req.GetConnection() // decoded for this call alone: ours to change
 	restoreNames := m.localNames(conn)
 	m.fillLabels(conn)
 	hop, err := connpath.Enter(conn, m.name)
@@ -296,7 +296,10 @@ func (m *Manager) via(ctx context.Context, conn *networkservice.Connection, pref
 		return nil, status.Errorf(codes.Unavailable, "endpoint %s is registered through this manager but has not re-registered since it restarted", nse.GetName())
 	}
 	foreign := remote && m.foreign(nse.GetName())
-	conn = proto.Clone(conn).(*networkservice.Connection) // the next candidate starts from the caller's
+	// The next candidate (or the caller) starts from the connection as it
+	// was: this is the only field changed here (stamp only re-signs our
+	// own segment).
+	defer func(name string) { conn.NetworkServiceEndpointName = name }(conn.GetNetworkServiceEndpointName())
 	conn.NetworkServiceEndpointName = nse.GetName()
 	var err error
 	for _, fwd := range fwds {

@@ -1,0 +1,4 @@
+package manager
+
+// MDLostOnly is mdLostOnly, for the external tests.
+const MDLostOnly = mdLostOnly
