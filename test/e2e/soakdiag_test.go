@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,4 +109,108 @@ func rawMetrics(ns *Netns, addr, prefix string) (string, error) {
 		}
 	}
 	return b.String(), sc.Err()
+}
+
+// describeSilent says where a KERNEL vWire of the soak that carries no
+// ping stands, hop by hop on its client's node n (every KERNEL side's
+// VPP end is a VLAN sub-interface of the node's af_packet trunk, whose
+// Linux end passes each VLAN to its veth by a tc filter): the client's
+// interface towards the target (counters, neighbour, address), its host
+// veth end in the node's namespace (counters), the trunk's filter of that
+// veth (its VLAN, hit counters), VPP's sub-interface of that VLAN and what
+// VPP knows of the client's address. Run while the vWire still stands.
+func describeSilent(n *MeshNode, tg pingTarget) string {
+	var b strings.Builder
+	sh := func(ns *Netns, args ...string) string {
+		out, err := ns.IP(args...)
+		fmt.Fprintf(&b, "$ ip -n %s %s\n%s\n", ns.Name, strings.Join(args, " "), out)
+		if err != nil {
+			fmt.Fprintf(&b, "(error: %v)\n", err)
+		}
+		return out
+	}
+	route := sh(tg.NS, "-o", "route", "get", tg.Addr)
+	dev := fieldAfter(route, "dev")
+	if dev == "" {
+		return b.String()
+	}
+	link := sh(tg.NS, "-o", "-s", "-d", "link", "show", "dev", dev)
+	sh(tg.NS, "neigh", "show", "dev", dev)
+	addr := fieldAfter(sh(tg.NS, "-o", "-4", "addr", "show", "dev", dev), "inet")
+	addr, _, _ = strings.Cut(addr, "/")
+	// "v3@if1234:": the host end's index in the node's namespace.
+	_, peer, _ := strings.Cut(strings.Fields(link + " x x")[1], "@if")
+	peer = strings.TrimSuffix(peer, ":")
+	host := ""
+	if all, err := n.Netns.IP("-o", "link", "show"); err == nil {
+		for _, l := range strings.Split(all, "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == peer+":" {
+				host, _, _ = strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			}
+		}
+	}
+	if host == "" {
+		fmt.Fprintf(&b, "host end (index %s) not found in %s\n", peer, n.Name)
+		return b.String()
+	}
+	sh(n.Netns, "-s", "-d", "link", "show", "dev", host)
+	sh(n.Netns, "-s", "link", "show", "dev", "vwire-trunk-l")
+	filters, _ := run("tc", "-n", n.Netns.Name, "-s", "filter", "show", "dev", "vwire-trunk-l", "ingress")
+	vlan := ""
+	for _, l := range strings.Split(filters, "\n") {
+		if strings.Contains(l, " "+host+" ") || strings.HasSuffix(l, " "+host) {
+			fmt.Fprintf(&b, "trunk filter: %s\n", l)
+			if h := fieldAfter(l, "handle"); h != "" {
+				if v, err := strconv.ParseUint(strings.TrimPrefix(h, "0x"), 16, 16); err == nil {
+					vlan = strconv.FormatUint(v, 10)
+				}
+			}
+		}
+	}
+	hostPush, _ := run("tc", "-n", n.Netns.Name, "-s", "filter", "show", "dev", host, "ingress")
+	fmt.Fprintf(&b, "host end's filter:\n%s\n", hostPush)
+	if vlan == "" {
+		fmt.Fprintf(&b, "no trunk filter names %s\n", host)
+	}
+	cmds := []string{"show ip neighbors", "show l3xc"}
+	if vlan != "" {
+		cmds = append([]string{"show interface host-vwire-trunk." + vlan, "show interface host-vwire-trunk." + vlan + " addr"}, cmds...)
+	}
+	for _, cmd := range cmds {
+		out, err := vppCLI(n, cmd)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", cmd, err)
+			continue
+		}
+		if cmd == "show ip neighbors" || cmd == "show l3xc" {
+			out = linesWith(out, addr, "host-vwire-trunk."+vlan+" ", "host-vwire-trunk."+vlan+"\n")
+		}
+		fmt.Fprintf(&b, "### %s\n%s\n", cmd, out)
+	}
+	return b.String()
+}
+
+// fieldAfter is the word after key in s ("" when none).
+func fieldAfter(s, key string) string {
+	f := strings.Fields(s)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == key {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// linesWith keeps the lines of s that contain any of subs.
+func linesWith(s string, subs ...string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, sub := range subs {
+			if sub != "" && strings.Contains(l+"\n", sub) {
+				keep = append(keep, l)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
 }
