@@ -172,22 +172,81 @@ func describeSilent(n *MeshNode, tg pingTarget) string {
 	if vlan == "" {
 		fmt.Fprintf(&b, "no trunk filter names %s\n", host)
 	}
-	cmds := []string{"show ip neighbors", "show l3xc"}
-	if vlan != "" {
-		cmds = append([]string{"show interface host-vwire-trunk." + vlan, "show interface host-vwire-trunk." + vlan + " addr"}, cmds...)
-	}
-	for _, cmd := range cmds {
+	sub := "host-vwire-trunk." + vlan
+	cli := func(cmd string) string {
 		out, err := vppCLI(n, cmd)
 		if err != nil {
 			fmt.Fprintf(&b, "%s: %v\n", cmd, err)
-			continue
+			return ""
 		}
-		if cmd == "show ip neighbors" || cmd == "show l3xc" {
-			out = linesWith(out, addr, "host-vwire-trunk."+vlan+" ", "host-vwire-trunk."+vlan+"\n")
+		return out
+	}
+	if vlan != "" {
+		for _, cmd := range []string{"show interface " + sub, "show interface " + sub + " addr"} {
+			fmt.Fprintf(&b, "### %s\n%s\n", cmd, cli(cmd))
 		}
-		fmt.Fprintf(&b, "### %s\n%s\n", cmd, out)
+	}
+	fmt.Fprintf(&b, "### show ip neighbors (%s)\n%s\n", addr, linesWith(cli("show ip neighbors"), addr))
+	// The cross-connects that name the sub-interface, whole: the one it
+	// feeds and the one that feeds it (naming the vWire's other side).
+	var others []string
+	for _, x := range strings.Split(cli("show l3xc"), "l3xc:[") {
+		if vlan != "" && strings.Contains(x+"\n", sub+"\n") || strings.Contains(x, sub+":") || strings.Contains(x, sub+" ") {
+			fmt.Fprintf(&b, "### l3xc:[%s\n", x)
+			if f := strings.Fields(x); len(f) > 1 && f[1] != sub {
+				others = append(others, f[1])
+			}
+		}
+	}
+	for _, o := range others {
+		fmt.Fprintf(&b, "### show interface %s\n%s\n", o, cli("show interface "+o))
+	}
+	fmt.Fprintf(&b, "### show wireguard peer (%s)\n%s\n", strings.Join(others, ", "), blocksWith(cli("show wireguard peer"), others...))
+	// Where VPP takes the vWire's packets now: a packet trace of two
+	// echo requests (nothing else pings once the round has failed).
+	cli("clear trace")
+	cli("trace add af-packet-input 20")
+	out, _ := run("ip", "netns", "exec", tg.NS.Name, "ping", "-c", "2", "-i", "0.3", "-W", "1", tg.Addr)
+	fmt.Fprintf(&b, "$ ping %s\n%s\n", tg.Addr, out)
+	trace := cli("show trace")
+	var mine []string
+	for _, p := range strings.Split(trace, "\nPacket ") {
+		if strings.Contains(p, tg.Addr) {
+			mine = append(mine, "Packet "+p)
+		}
+	}
+	fmt.Fprintf(&b, "### show trace (packets to or from %s)\n%s\n", tg.Addr, strings.Join(mine, "\n"))
+	cli("clear trace")
+	fmt.Fprintf(&b, "### show errors (non-zero)\n%s\n", cli("show errors"))
+	// What the forwarder did for this vWire (the workload end's alias
+	// is vwire/wl/<connection id>).
+	if key := strings.TrimSuffix(strings.TrimPrefix(fieldAfter(link, "alias"), "vwire/wl/"), "\\"); key != "" && n.Forwarder != nil {
+		for _, f := range []string{n.Forwarder.Stdout, n.Forwarder.Stderr} {
+			if data, err := os.ReadFile(f); err == nil {
+				lines := strings.Split(linesWith(string(data), key), "\n")
+				if len(lines) > 60 {
+					lines = append(lines[:20], append([]string{"..."}, lines[len(lines)-40:]...)...)
+				}
+				fmt.Fprintf(&b, "### %s, lines of %s\n%s\n", f, key, strings.Join(lines, "\n"))
+			}
+		}
 	}
 	return b.String()
+}
+
+// blocksWith keeps the blank-line-separated blocks of s that contain any
+// of subs.
+func blocksWith(s string, subs ...string) string {
+	var keep []string
+	for _, blk := range strings.Split(s, "\n\n") {
+		for _, sub := range subs {
+			if sub != "" && strings.Contains(blk, sub) {
+				keep = append(keep, blk)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }
 
 // fieldAfter is the word after key in s ("" when none).
