@@ -40,8 +40,9 @@ func TestLocalKernelToKernel(t *testing.T) {
 		// the client side's address
 		"ip_table_add_del", "ip_table_add_del", "create_vlan_subif", "sw_interface_tag_add_del",
 		"sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
-		// IP payload: l3xc both ways
-		"l3xc_update", "l3xc_update",
+		// IP payload: l3xc both ways, each Rx cleared of one a deleted
+		// interface of the same index left (see CreateL3XCs)
+		"l3xc_del", "l3xc_del", "l3xc_update", "l3xc_update",
 	}
 	if got := n.vpp.requests(false); !slices.Equal(got, want) {
 		t.Fatalf("requests:\n got %v\nwant %v", got, want)

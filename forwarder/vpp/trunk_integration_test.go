@@ -2,7 +2,12 @@ package vpp
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +106,109 @@ func mapValues[K comparable, V any](m map[K]V) []V {
 		out = append(out, v)
 	}
 	return out
+}
+
+// TestStaleL3XCOnReusedIndex builds a remote KERNEL vWire whose client
+// side's sub-interface gets the index of a deleted interface that still
+// has a cross-connect (VPP 25.10 keeps an l3xc when its Rx goes, and a
+// Connect whose l3xc_update was answered after its caller gave up leaves
+// one when it rolls back): the vWire must carry ping. Before CreateL3XCs
+// cleared the Rx first, l3xc_update took the new path without restacking
+// the forwarding, every packet the client sent was dropped on its
+// sub-interface, and so were 12 of the soak's 1,000 KERNEL vWires, all
+// remote (a local one's ARP resolution restacks it).
+func TestStaleL3XCOnReusedIndex(t *testing.T) {
+	needVPP(t)
+	ctx := context.Background()
+	n1, n2 := twoNodes(t)
+	cl := n1.vpp
+	trunk := n1.trunk.ifIndex()
+	x, err := cl.CreateVlanSubif(ctx, trunk, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := cl.CreateVlanSubif(ctx, trunk, 4001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.CreateL3XC(ctx, L3XC{Rx: x, Tx: y, NextHop: netip.MustParseAddr("10.99.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	// y first: VPP gives the last index freed to the next interface made.
+	for _, i := range []SwIfIndex{y, x} {
+		if err := cl.DeleteSubif(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xcs, err := cl.ListL3XCs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(xcs, func(c L3XC) bool { return c.Rx == x }) {
+		t.Fatalf("VPP removed the l3xc of deleted interface %d (%v): this test's premise no longer holds", x, xcs)
+	}
+
+	v := &trunkVWire{remote: true, client: newNS(t, "nsc"), ep: newNS(t, "nse"), id: "stale-xc",
+		name: "nsm-c", ename: "nsm-e", caddr: "172.16.160.1", eaddr: "172.16.160.2"}
+	if err := v.connect(ctx, n1, n2); err != nil {
+		t.Fatal(err)
+	}
+	n1.mu.Lock()
+	got := n1.conns[v.id].in
+	n1.mu.Unlock()
+	if got != x {
+		t.Fatalf("the client side got index %d, not the freed %d: this test's premise (VPP reuses the index) no longer holds", got, x)
+	}
+	// The endpoint must answer, not VPP: the client side has the
+	// endpoint's address too (for ARP), and without its l3xc VPP would
+	// answer the echo requests itself.
+	eventually(t, 20*time.Second, func() error {
+		before := inEchos(t, v.ep)
+		out, err := exec.Command("ip", "netns", "exec", v.client.name, "ping", "-c", "1", "-W", "1", v.eaddr).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ping %s over a client side at a reused index: %v\n%s\n%s", v.eaddr, err, out, vppCLI(t, n1, "show l3xc"))
+		}
+		if inEchos(t, v.ep) == before {
+			return fmt.Errorf("ping %s answered, but not by the endpoint\n%s", v.eaddr, vppCLI(t, n1, "show l3xc"))
+		}
+		return nil
+	})
+	if err := v.close(ctx, n1, n2); err != nil {
+		t.Fatal(err)
+	}
+	if xcs, err = cl.ListL3XCs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(xcs, func(c L3XC) bool { return c.Rx == x }); i >= 0 {
+		t.Errorf("after close, an l3xc on %d is left: %v", x, xcs[i])
+	}
+}
+
+// inEchos is the echo requests ns's kernel has taken (Icmp InEchos).
+func inEchos(t testing.TB, ns itNS) int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "Icmp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, "InEchos"); i > 0 && i < len(f) {
+			n, err := strconv.Atoi(f[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no Icmp InEchos in %s's /proc/net/snmp", ns.name)
+	return 0
 }

@@ -91,6 +91,11 @@ func soakSizeFromEnv() soakSize {
 	if n, err := strconv.Atoi(os.Getenv("VWIRE_SOAK_CYCLES")); err == nil && n > 0 {
 		size.Cycles = n
 	}
+	// VWIRE_SOAK_CONCURRENT overrides the number of concurrent vWires of
+	// each concurrent round.
+	if n, err := strconv.Atoi(os.Getenv("VWIRE_SOAK_CONCURRENT")); err == nil && n > 0 {
+		size.Concurrent = n
+	}
 	return size
 }
 
@@ -177,6 +182,9 @@ func runSoak(t *testing.T, size soakSize, dp VPPEnv) {
 	testGoroutines := runtime.NumGoroutine()
 	clients := newSoakClients(t, l, n1, clientNS)
 	clients.scheme, clients.service = scheme, "soak"
+	if dp.Bin != "" {
+		clients.describe = func(tg pingTarget) string { return describeSilent(n1, tg) }
+	}
 
 	// A first round sets up what every later one reuses (the managers'
 	// connections to each other and to the endpoints); the baseline is
@@ -497,7 +505,13 @@ type soakClients struct {
 	t       *testing.T
 	scheme  string // of every target: kernel, or memif (not pinged)
 	service string // targets go to <service>-local and <service>-remote
+	// describe, when set, says where a KERNEL vWire that carries no
+	// ping stands (describeSilent on the clients' node).
+	describe func(pingTarget) string
 }
+
+// maxDescribed bounds how many silent vWires a failed round describes.
+const maxDescribed = 8
 
 func newSoakClients(t *testing.T, l *Lab, n *MeshNode, nss []*Netns) *soakClients {
 	t.Helper()
@@ -629,7 +643,20 @@ func runConcurrent(t *testing.T, c *soakClients, n int) time.Duration {
 		}
 	}
 	if c.scheme == "kernel" {
-		requirePingAll(t, targets, pingTimeout)
+		failed, err := pingAll(targets, pingTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(failed) > 0 {
+			var names []string
+			for i, f := range failed {
+				names = append(names, fmt.Sprintf("%s (%s: %s)", f.What, f.NS.Label, f.Addr))
+				if c.describe != nil && i < maxDescribed {
+					t.Logf("silent vWire %s (%s → %s):\n%s", f.What, f.NS.Label, f.Addr, c.describe(f))
+				}
+			}
+			t.Fatalf("%d of %d vWires carry no ping within %v: %s", len(failed), len(targets), pingTimeout, strings.Join(names, ", "))
+		}
 	}
 	took := time.Since(start)
 	cancel()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,4 +109,167 @@ func rawMetrics(ns *Netns, addr, prefix string) (string, error) {
 		}
 	}
 	return b.String(), sc.Err()
+}
+
+// describeSilent says where a KERNEL vWire of the soak that carries no
+// ping stands, hop by hop on its client's node n (every KERNEL side's
+// VPP end is a VLAN sub-interface of the node's af_packet trunk, whose
+// Linux end passes each VLAN to its veth by a tc filter): the client's
+// interface towards the target (counters, neighbour, address), its host
+// veth end in the node's namespace (counters), the trunk's filter of that
+// veth (its VLAN, hit counters), VPP's sub-interface of that VLAN and what
+// VPP knows of the client's address. Run while the vWire still stands.
+func describeSilent(n *MeshNode, tg pingTarget) string {
+	var b strings.Builder
+	sh := func(ns *Netns, args ...string) string {
+		out, err := ns.IP(args...)
+		fmt.Fprintf(&b, "$ ip -n %s %s\n%s\n", ns.Name, strings.Join(args, " "), out)
+		if err != nil {
+			fmt.Fprintf(&b, "(error: %v)\n", err)
+		}
+		return out
+	}
+	route := sh(tg.NS, "-o", "route", "get", tg.Addr)
+	dev := fieldAfter(route, "dev")
+	if dev == "" {
+		return b.String()
+	}
+	link := sh(tg.NS, "-o", "-s", "-d", "link", "show", "dev", dev)
+	sh(tg.NS, "neigh", "show", "dev", dev)
+	addr := fieldAfter(sh(tg.NS, "-o", "-4", "addr", "show", "dev", dev), "inet")
+	addr, _, _ = strings.Cut(addr, "/")
+	// "v3@if1234:": the host end's index in the node's namespace.
+	_, peer, _ := strings.Cut(strings.Fields(link + " x x")[1], "@if")
+	peer = strings.TrimSuffix(peer, ":")
+	host := ""
+	if all, err := n.Netns.IP("-o", "link", "show"); err == nil {
+		for _, l := range strings.Split(all, "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == peer+":" {
+				host, _, _ = strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			}
+		}
+	}
+	if host == "" {
+		fmt.Fprintf(&b, "host end (index %s) not found in %s\n", peer, n.Name)
+		return b.String()
+	}
+	sh(n.Netns, "-s", "-d", "link", "show", "dev", host)
+	sh(n.Netns, "-s", "link", "show", "dev", "vwire-trunk-l")
+	filters, _ := run("tc", "-n", n.Netns.Name, "-s", "filter", "show", "dev", "vwire-trunk-l", "ingress")
+	vlan := ""
+	for _, l := range strings.Split(filters, "\n") {
+		if strings.Contains(l, " "+host+" ") || strings.HasSuffix(l, " "+host) {
+			fmt.Fprintf(&b, "trunk filter: %s\n", l)
+			if h := fieldAfter(l, "handle"); h != "" {
+				if v, err := strconv.ParseUint(strings.TrimPrefix(h, "0x"), 16, 16); err == nil {
+					vlan = strconv.FormatUint(v, 10)
+				}
+			}
+		}
+	}
+	hostPush, _ := run("tc", "-n", n.Netns.Name, "-s", "filter", "show", "dev", host, "ingress")
+	fmt.Fprintf(&b, "host end's filter:\n%s\n", hostPush)
+	if vlan == "" {
+		fmt.Fprintf(&b, "no trunk filter names %s\n", host)
+	}
+	sub := "host-vwire-trunk." + vlan
+	cli := func(cmd string) string {
+		out, err := vppCLI(n, cmd)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", cmd, err)
+			return ""
+		}
+		return out
+	}
+	if vlan != "" {
+		for _, cmd := range []string{"show interface " + sub, "show interface " + sub + " addr"} {
+			fmt.Fprintf(&b, "### %s\n%s\n", cmd, cli(cmd))
+		}
+	}
+	fmt.Fprintf(&b, "### show ip neighbors (%s)\n%s\n", addr, linesWith(cli("show ip neighbors"), addr))
+	// The cross-connects that name the sub-interface, whole: the one it
+	// feeds and the one that feeds it (naming the vWire's other side).
+	var others []string
+	for _, x := range strings.Split(cli("show l3xc"), "l3xc:[") {
+		if vlan != "" && strings.Contains(x+"\n", sub+"\n") || strings.Contains(x, sub+":") || strings.Contains(x, sub+" ") {
+			fmt.Fprintf(&b, "### l3xc:[%s\n", x)
+			if f := strings.Fields(x); len(f) > 1 && f[1] != sub {
+				others = append(others, f[1])
+			}
+		}
+	}
+	for _, o := range others {
+		fmt.Fprintf(&b, "### show interface %s\n%s\n", o, cli("show interface "+o))
+	}
+	fmt.Fprintf(&b, "### show wireguard peer (%s)\n%s\n", strings.Join(others, ", "), blocksWith(cli("show wireguard peer"), others...))
+	// Where VPP takes the vWire's packets now: a packet trace of two
+	// echo requests (nothing else pings once the round has failed).
+	cli("clear trace")
+	cli("trace add af-packet-input 20")
+	out, _ := run("ip", "netns", "exec", tg.NS.Name, "ping", "-c", "2", "-i", "0.3", "-W", "1", tg.Addr)
+	fmt.Fprintf(&b, "$ ping %s\n%s\n", tg.Addr, out)
+	trace := cli("show trace")
+	var mine []string
+	for _, p := range strings.Split(trace, "\nPacket ") {
+		if strings.Contains(p, tg.Addr) {
+			mine = append(mine, "Packet "+p)
+		}
+	}
+	fmt.Fprintf(&b, "### show trace (packets to or from %s)\n%s\n", tg.Addr, strings.Join(mine, "\n"))
+	cli("clear trace")
+	fmt.Fprintf(&b, "### show errors (non-zero)\n%s\n", cli("show errors"))
+	// What the forwarder did for this vWire (the workload end's alias
+	// is vwire/wl/<connection id>).
+	if key := strings.TrimSuffix(strings.TrimPrefix(fieldAfter(link, "alias"), "vwire/wl/"), "\\"); key != "" && n.Forwarder != nil {
+		for _, f := range []string{n.Forwarder.Stdout, n.Forwarder.Stderr} {
+			if data, err := os.ReadFile(f); err == nil {
+				lines := strings.Split(linesWith(string(data), key), "\n")
+				if len(lines) > 60 {
+					lines = append(lines[:20], append([]string{"..."}, lines[len(lines)-40:]...)...)
+				}
+				fmt.Fprintf(&b, "### %s, lines of %s\n%s\n", f, key, strings.Join(lines, "\n"))
+			}
+		}
+	}
+	return b.String()
+}
+
+// blocksWith keeps the blank-line-separated blocks of s that contain any
+// of subs.
+func blocksWith(s string, subs ...string) string {
+	var keep []string
+	for _, blk := range strings.Split(s, "\n\n") {
+		for _, sub := range subs {
+			if sub != "" && strings.Contains(blk, sub) {
+				keep = append(keep, blk)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n\n")
+}
+
+// fieldAfter is the word after key in s ("" when none).
+func fieldAfter(s, key string) string {
+	f := strings.Fields(s)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == key {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// linesWith keeps the lines of s that contain any of subs.
+func linesWith(s string, subs ...string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, sub := range subs {
+			if sub != "" && strings.Contains(l+"\n", sub) {
+				keep = append(keep, l)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
 }
