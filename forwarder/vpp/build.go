@@ -19,14 +19,15 @@ import (
 // build makes every object of plan p, pushing after each create how to
 // remove it; on failure it removes them all (on a context of its own) and
 // returns the first error. On success it returns those removals: run, they
-// take the vWire down without listing VPP (see teardown).
-func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, undo *undoStack, err error) {
+// take the vWire down without listing VPP (see teardown). first says
+// the vWire is new to both nodes (see passivePeer).
+func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan, first bool) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
 	defer u.rollbackOn(ctx, cl, &err)
-	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
+	if in, err = d.makeSide(ctx, cl, &u, p, &p.in, passivePeer(&p.in, first)); err != nil {
 		return NoInterface, NoInterface, nil, err
 	}
-	if out, err = d.makeSide(ctx, cl, &u, p, &p.out); err != nil {
+	if out, err = d.makeSide(ctx, cl, &u, p, &p.out, false); err != nil {
 		return NoInterface, NoInterface, nil, err
 	}
 	if err = d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
@@ -89,7 +90,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	}
 	var u undoStack
 	defer u.rollbackOn(ctx, cl, &err)
-	idx, err := d.makeSide(ctx, cl, &u, p, s)
+	idx, err := d.makeSide(ctx, cl, &u, p, s, false)
 	if err != nil {
 		return NoInterface, NoInterface, err
 	}
@@ -103,8 +104,22 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	return in, out, nil
 }
 
-// makeSide makes one side's interface, configured and up.
-func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side) (SwIfIndex, error) {
+// passivePeer reports whether side s's WireGuard peer is added passive
+// (WireguardPeerSpec.Passive): when s is the tunnel this node accepted
+// (roleIn) on the vWire's first build. The previous hop builds its side
+// only after this Connect returns (it needs our reply), and then starts
+// the handshake itself as its peer comes up; one this side started first
+// would find no interface there. Any other build (a refresh that changed
+// the vWire, a rollback, a restore after VPP restarted) starts its own:
+// the far end may hold a session this side no longer has, and would not
+// start a new one before its own timeout.
+func passivePeer(s *side, first bool) bool {
+	return first && s.role == roleIn && s.typ == wireguard.Type
+}
+
+// makeSide makes one side's interface, configured and up; a WireGuard
+// side's peer passive if passive.
+func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, passive bool) (SwIfIndex, error) {
 	tag := tagOf(s.role, p.id).String()
 	// An IP-payload local side goes into an IP table shared with sides
 	// whose addresses differ from its own (see ipTables). Its place there
@@ -140,6 +155,7 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 	}
 	if s.typ == wireguard.Type {
 		peer := s.wgPeer
+		peer.Passive = passive
 		setup.Peer = &peer
 	}
 	if p.l3 {

@@ -323,11 +323,14 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		}
 	}
 	start := time.Now()
-	inIdx, outIdx, undo, err := d.build(ctx, cl, p)
+	// Nothing of the vWire stood here: new to this node, and so (the
+	// previous hop builds after us) to the other.
+	first := old == nil && !orphan && !unclean
+	inIdx, outIdx, undo, err := d.build(ctx, cl, p, first)
 	if err != nil {
 		if old != nil {
 			// A refresh that fails leaves the vWire as it was.
-			if in, out, undo, rerr := d.build(ctx, cl, old.plan); rerr == nil {
+			if in, out, undo, rerr := d.build(ctx, cl, old.plan, false); rerr == nil {
 				d.remember(id, old.plan, in, out, undo, old.inConn, old.outConn)
 			} else {
 				log.Error("could not put the previous vWire back", "err", rerr)

@@ -602,7 +602,7 @@ func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]b
 			return err
 		}
 	}
-	in, out, undo, err := d.build(ctx, cl, st.plan)
+	in, out, undo, err := d.build(ctx, cl, st.plan, false)
 	if err != nil {
 		return err
 	}

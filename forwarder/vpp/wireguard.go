@@ -94,6 +94,15 @@ type WireguardPeerSpec struct {
 	AllowedIPs []netip.Prefix
 	// Keepalive is the persistent keepalive interval in seconds (0: none).
 	Keepalive uint16
+	// Passive adds the peer with port 0: VPP then has no way to send to
+	// it, so it starts no handshake (not the first one a peer gets when
+	// its interface goes up, nor retries), and takes the peer's endpoint
+	// from the first valid handshake the peer starts. For a side whose
+	// far end comes up after it (see passivePeer): a handshake it started
+	// would reach no interface there, cost both ends (X25519 here, a MAC
+	// check against every WireGuard interface on the port there) and be
+	// retried.
+	Passive bool
 }
 
 // CreateWireguardPeer adds a peer and returns its index.
@@ -113,17 +122,21 @@ func (c *Client) wireguardPeerCall(p WireguardPeerSpec) pipelined {
 	for _, a := range p.AllowedIPs {
 		allowed = append(allowed, toPrefix(a))
 	}
+	port := p.Port
+	if p.Passive {
+		port = 0
+	}
 	return pipelined{
 		req: &wireguard.WireguardPeerAdd{Peer: wireguard.WireguardPeer{
 			PublicKey:           p.PublicKey[:],
-			Port:                p.Port,
+			Port:                port,
 			PersistentKeepalive: p.Keepalive,
 			Endpoint:            toAddress(p.Endpoint),
 			SwIfIndex:           p.Interface.api(),
 			NAllowedIps:         uint8(len(allowed)),
 			AllowedIps:          allowed,
 		}},
-		attrs: []any{"sw_if_index", p.Interface, "endpoint", p.Endpoint, "port", p.Port},
+		attrs: []any{"sw_if_index", p.Interface, "endpoint", p.Endpoint, "port", port},
 		wrap: func(err error) error {
 			return fmt.Errorf("wireguard peer %s:%d on %d: add: %w", p.Endpoint, p.Port, p.Interface, err)
 		},
