@@ -79,6 +79,12 @@ func (c *Client) ListL3XCs(ctx context.Context) ([]L3XC, error) {
 // (one round trip to VPP); made gets each one made, also when another
 // failed.
 func (c *Client) CreateL3XCs(ctx context.Context, made func(L3XC), xs ...L3XC) error {
+	return c.pipeline(ctx, createL3XCCalls(made, xs...)...)
+}
+
+// createL3XCCalls are the requests that create the cross-connects of xs,
+// for a pipeline; made gets each one made.
+func createL3XCCalls(made func(L3XC), xs ...L3XC) []pipelined {
 	calls := make([]pipelined, 0, len(xs))
 	for _, x := range xs {
 		calls = append(calls, pipelined{
@@ -90,5 +96,5 @@ func (c *Client) CreateL3XCs(ctx context.Context, made func(L3XC), xs ...L3XC) e
 			got:   func(api.Message) { made(x) },
 		})
 	}
-	return c.pipeline(ctx, calls...)
+	return calls
 }

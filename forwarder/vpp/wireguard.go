@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/ip_types"
@@ -32,23 +31,31 @@ type WireguardInterface struct {
 
 // CreateWireguardInterface creates an interface with the given key.
 func (c *Client) CreateWireguardInterface(ctx context.Context, s WireguardInterfaceSpec) (idx SwIfIndex, err error) {
-	start := time.Now()
-	defer func() {
-		c.done(ctx, "wireguard_interface_create", start, err, "src", s.Src, "port", s.Port, "sw_if_index", idx)
-	}()
-	reply, err := wireguard.NewServiceClient(c.conn).WireguardInterfaceCreate(ctx, &wireguard.WireguardInterfaceCreate{
-		Interface: wireguard.WireguardInterface{
-			UserInstance: ^uint32(0),
-			SwIfIndex:    NoInterface.api(),
-			PrivateKey:   s.PrivateKey[:],
-			Port:         s.Port,
-			SrcIP:        toAddress(s.Src),
+	idx = NoInterface
+	return idx, c.pipeline(ctx, createWireguardInterfaceCall(s, func(i SwIfIndex) { idx = i }))
+}
+
+// createWireguardInterfaceCall is the request that creates interface s,
+// for a pipeline; made gets its index.
+func createWireguardInterfaceCall(s WireguardInterfaceSpec, made func(SwIfIndex)) pipelined {
+	return pipelined{
+		req: &wireguard.WireguardInterfaceCreate{
+			Interface: wireguard.WireguardInterface{
+				UserInstance: ^uint32(0),
+				SwIfIndex:    NoInterface.api(),
+				PrivateKey:   s.PrivateKey[:],
+				Port:         s.Port,
+				SrcIP:        toAddress(s.Src),
+			},
 		},
-	})
-	if err != nil {
-		return NoInterface, fmt.Errorf("wireguard interface %s:%d: create: %w", s.Src, s.Port, err)
+		attrs: []any{"src", s.Src, "port", s.Port},
+		wrap:  func(err error) error { return fmt.Errorf("wireguard interface %s:%d: create: %w", s.Src, s.Port, err) },
+		got: func(m api.Message) {
+			if r, ok := m.(*wireguard.WireguardInterfaceCreateReply); ok {
+				made(SwIfIndex(r.SwIfIndex))
+			}
+		},
 	}
-	return SwIfIndex(reply.SwIfIndex), nil
 }
 
 // DeleteWireguardInterface deletes an interface and its peers.
