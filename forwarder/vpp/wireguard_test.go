@@ -2,6 +2,7 @@ package vpp
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,77 @@ func TestPassivePeer(t *testing.T) {
 			t.Errorf("passivePeer(%s %s, first %v) = %v, want %v", tc.role, tc.typ, tc.first, got, tc.want)
 		}
 	}
+}
+
+// TestRemoteConnectRoundTrips: a node's side of a remote vWire with a
+// memif end (IPv4 here) is three round trips to VPP (besides a node's first IP
+// table): the memif socket with the tunnel, the memif, then both sides'
+// setups with the cross-connect. The accepting node, built first, the
+// same, its WireGuard peer passive.
+func TestRemoteConnectRoundTrips(t *testing.T) {
+	wgSetup := []string{"sw_interface_tag_add_del", "wireguard_peer_add", "sw_interface_set_unnumbered", "sw_interface_set_mtu", "sw_interface_set_flags"}
+	memifIPSetup := []string{"sw_interface_tag_add_del", "sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags"}
+	for _, tc := range []struct {
+		name    string
+		typ     string
+		payload string
+		a, b    [][]string // the offering node's round trips, the accepting node's
+	}{
+		{name: "wireguard", typ: mwireguard.Type, payload: payload.IP,
+			a: [][]string{
+				{"ip_table_add_del"}, {"ip_table_add_del"}, // the node's first IP vWire: its shared table
+				{"memif_socket_filename_add_del_v2", "wireguard_interface_create"},
+				{"memif_create_v2"},
+				concat(memifIPSetup, wgSetup, []string{"l3xc_update", "l3xc_update"}),
+			},
+			b: [][]string{
+				{"ip_table_add_del"}, {"ip_table_add_del"},
+				{"wireguard_interface_create", "memif_socket_filename_add_del_v2"},
+				{"memif_create_v2"},
+				concat(wgSetup, memifIPSetup, []string{"l3xc_update", "l3xc_update"}),
+			}},
+		{name: "vxlan", typ: "VXLAN", payload: payload.Ethernet,
+			a: [][]string{
+				{"memif_socket_filename_add_del_v2", "vxlan_add_del_tunnel_v3"},
+				{"memif_create_v2"},
+				{"sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
+					"sw_interface_tag_add_del", "sw_interface_set_mtu", "feature_gso_enable_disable", "sw_interface_set_flags",
+					"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect"},
+			},
+			b: [][]string{
+				{"vxlan_add_del_tunnel_v3", "memif_socket_filename_add_del_v2"},
+				{"memif_create_v2"},
+				{"sw_interface_tag_add_del", "sw_interface_set_mtu", "feature_gso_enable_disable", "sw_interface_set_flags",
+					"sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
+					"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect"},
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newTestNode(t, "192.0.2.1"), newTestNode(t, "192.0.2.2")
+			ta, tb := recordTrips(a), recordTrips(b)
+			remotePair(t, a, b, tc.typ, tc.payload, memifMech("c.sock"), memifMech("e.sock"))
+			for _, n := range []struct {
+				name string
+				got  [][]string
+				want [][]string
+			}{{"offering node", ta.take(), tc.a}, {"accepting node", tb.take(), tc.b}} {
+				if !slices.EqualFunc(n.got, n.want, slices.Equal) {
+					t.Errorf("%s's round trips:\n got %q\nwant %q", n.name, n.got, n.want)
+				}
+			}
+			if tc.typ == mwireguard.Type {
+				if p := lastPeerAdd(t, b); p.Port != 0 {
+					t.Errorf("accepting node's peer port %d, want 0 (passive)", p.Port)
+				}
+			}
+		})
+	}
+}
+
+func concat(ls ...[]string) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, l...)
+	}
+	return out
 }
