@@ -538,6 +538,12 @@ type remoteKind struct{ typ, payload string }
 // offers to the endpoint and builds, node 1 builds. idA and idB are its
 // connection ids on node 1 and node 2.
 func remoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, idA, idB string) error {
+	return remoteVWireThen(ctx, n1, n2, k, i, idA, idB, nil)
+}
+
+// remoteVWireThen is remoteVWire, calling between (when not nil) after
+// node 2's Connect and before node 1's.
+func remoteVWireThen(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, idA, idB string, between func() error) error {
 	cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
 	c := &networkservice.Connection{Payload: k.payload, Context: cc}
 	in, err := n1.Accept(ctx, idA, c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
@@ -569,6 +575,11 @@ func remoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, id
 	}
 	if err := n2.Connect(ctx, idB, with(out), with(local[j])); err != nil {
 		return err
+	}
+	if between != nil {
+		if err := between(); err != nil {
+			return err
+		}
 	}
 	return n1.Connect(ctx, idA, with(in), with(out))
 }

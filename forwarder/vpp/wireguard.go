@@ -156,14 +156,17 @@ type WireguardPeer struct {
 	Interface SwIfIndex
 	PublicKey [WireguardKeyLen]byte
 	Endpoint  netip.Addr
-	Port      uint16
+	Port      uint16 // 0 for a passive peer before its first handshake
+	// Established: a handshake with the peer has completed.
+	Established bool
 }
 
 // ListWireguardPeers returns every WireGuard peer.
 func (c *Client) ListWireguardPeers(ctx context.Context) ([]WireguardPeer, error) {
 	var out []WireguardPeer
 	err := dump(ctx, c, &wireguard.WireguardPeersDump{PeerIndex: ^uint32(0)}, func(d *wireguard.WireguardPeersDetails) {
-		p := WireguardPeer{Index: d.Peer.PeerIndex, Interface: SwIfIndex(d.Peer.SwIfIndex), Endpoint: fromAddress(d.Peer.Endpoint), Port: d.Peer.Port}
+		p := WireguardPeer{Index: d.Peer.PeerIndex, Interface: SwIfIndex(d.Peer.SwIfIndex), Endpoint: fromAddress(d.Peer.Endpoint), Port: d.Peer.Port,
+			Established: d.Peer.Flags&wireguard.WIREGUARD_PEER_ESTABLISHED != 0}
 		copy(p.PublicKey[:], d.Peer.PublicKey)
 		out = append(out, p)
 	})

@@ -2,6 +2,8 @@ package vpp
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -148,4 +150,104 @@ func concat(ls ...[]string) []string {
 		out = append(out, l...)
 	}
 	return out
+}
+
+// TestWireguardOneHandshakeVPP: on real VPPs, the accepting node (built
+// first) starts no handshake: while the offering node has not built its
+// side its peer stays passive (port 0, no session), and the offering
+// node, already holding another WireGuard interface on the port, drops
+// no handshake for want of an interface ("Invalid MAC handshake"). Once
+// the offering node builds, its handshake completes on both ends and the
+// accepting node has learnt its endpoint; Disconnect leaves both VPPs as
+// they were.
+func TestWireguardOneHandshakeVPP(t *testing.T) {
+	needVPP(t)
+	ctx := context.Background()
+	n1, n2 := twoNodes(t)
+	base1, base2 := vppObjects(t, n1), vppObjects(t, n2)
+	wg := remoteKind{mwireguard.Type, payload.IP}
+	// A vWire standing first: node 1 listens on the WireGuard port, so a
+	// handshake it has no interface for is counted, not refused by UDP.
+	if err := remoteVWire(ctx, n1, n2, wg, 0, "hs-0-a", "hs-0-b"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, id := range []string{"hs-0-a", "hs-1-a"} {
+			_ = n1.Disconnect(ctx, id)
+		}
+		for _, id := range []string{"hs-0-b", "hs-1-b"} {
+			_ = n2.Disconnect(ctx, id)
+		}
+	})
+	peerOf := func(dp *Dataplane, id string) (WireguardPeer, error) {
+		dp.mu.Lock()
+		st := dp.conns[id]
+		dp.mu.Unlock()
+		if st == nil {
+			return WireguardPeer{}, fmt.Errorf("%s: no vWire", id)
+		}
+		peers, err := dp.vpp.ListWireguardPeers(ctx)
+		if err != nil {
+			return WireguardPeer{}, err
+		}
+		for _, p := range peers {
+			if p.Interface == st.in || p.Interface == st.out {
+				return p, nil
+			}
+		}
+		return WireguardPeer{}, fmt.Errorf("%s: no wireguard peer", id)
+	}
+	vppCLI(t, n1, "clear errors")
+	err := remoteVWireThen(ctx, n1, n2, wg, 1, "hs-1-a", "hs-1-b", func() error {
+		// VPP starts a peer's first handshake within 340 ms of its
+		// interface going up.
+		time.Sleep(time.Second)
+		p, err := peerOf(n2, "hs-1-b")
+		if err != nil {
+			return err
+		}
+		if p.Port != 0 || p.Established {
+			return fmt.Errorf("accepting node's peer before the offering node built: port %d established %v, want passive", p.Port, p.Established)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := time.Now()
+	eventually(t, 20*time.Second, func() error {
+		for _, c := range []struct {
+			dp *Dataplane
+			id string
+		}{{n1, "hs-1-a"}, {n2, "hs-1-b"}} {
+			p, err := peerOf(c.dp, c.id)
+			if err != nil {
+				return err
+			}
+			if !p.Established || p.Port != mwireguard.DefaultPort {
+				return fmt.Errorf("%s: peer %s:%d established %v", c.id, p.Endpoint, p.Port, p.Established)
+			}
+		}
+		return nil
+	})
+	t.Logf("session established on both nodes %v after the offering node's Connect", time.Since(built).Round(time.Millisecond))
+	if out := vppCLI(t, n1, "show errors"); strings.Contains(out, "Invalid MAC handshake") {
+		t.Errorf("offering node dropped a handshake:\n%s", out)
+	}
+	for _, id := range []string{"hs-1-a", "hs-0-a"} {
+		if err := n1.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"hs-1-b", "hs-0-b"} {
+		if err := n2.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := vppObjects(t, n1); !maps.Equal(after, base1) {
+		t.Errorf("node 1 after Disconnect: %v, want %v", after, base1)
+	}
+	if after := vppObjects(t, n2); !maps.Equal(after, base2) {
+		t.Errorf("node 2 after Disconnect: %v, want %v", after, base2)
+	}
 }
