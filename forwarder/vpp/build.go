@@ -222,24 +222,24 @@ func vppSide(s *side) bool {
 }
 
 // buildPipelined is build for a vWire whose two sides are VPP's alone
-// (vppSide), in three round trips to VPP instead of one or two a step:
-// every create that needs nothing from VPP (memif sockets, VXLAN tunnels,
-// WireGuard interfaces), then the memifs on their sockets, then both
-// sides' setups and the cross-connect, each round's requests pipelined.
+// (vppSide), in two round trips to VPP instead of one or two a step:
+// every create (memif sockets with ids chosen here and their memifs,
+// VXLAN tunnels, WireGuard interfaces), then both sides' setups and the
+// cross-connect, each round's requests pipelined.
 // On a loaded host each round trip waits for VPP and the caller to be
 // scheduled, besides VPP's queue. The undo stack gets what each request
 // made as its reply comes, in the order of the step-by-step build, so
 // that a failure anywhere is rolled back as there.
 func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack, p *plan, first bool) (in, out SwIfIndex, err error) {
 	sides := [2]*side{&p.in, &p.out}
-	var tables, socks [2]uint32
+	var tables [2]uint32
 	idx := [2]SwIfIndex{NoInterface, NoInterface}
 	for i, s := range sides {
 		if tables[i], err = d.placeTable(ctx, cl, u, p, s); err != nil {
 			return NoInterface, NoInterface, err
 		}
 	}
-	var creates, memifs []pipelined
+	var creates []pipelined
 	for i, s := range sides {
 		switch s.typ {
 		case memif.Type:
@@ -248,10 +248,21 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 					return NoInterface, NoInterface, fmt.Errorf("memif socket directory: %w", err)
 				}
 			}
-			creates = append(creates, createMemifSocketCall(s.memifSocket, func(id uint32) {
-				socks[i] = id
-				u.pushCall("memif socket", deleteMemifSocketCall(id))
-			}))
+			// The socket's id chosen here, its memif goes on the same
+			// stream. Should the socket fail (an id VPP had after all),
+			// the memif fails or is removed with the rest.
+			id, err := d.memifSockIDs.take(ctx, cl)
+			if err != nil {
+				return NoInterface, NoInterface, err
+			}
+			creates = append(creates,
+				createMemifSocketCall(s.memifSocket, id, func(id uint32) {
+					u.pushCall("memif socket", deleteMemifSocketCall(id))
+				}),
+				createMemifCall(MemifSpec{SocketID: id, IP: p.l3, Slave: s.memifSlave}, func(x SwIfIndex) {
+					idx[i] = x
+					u.pushCall("memif", deleteMemifCall(x))
+				}))
 		case vxlan.Type:
 			t := s.vxlan
 			creates = append(creates, createVxlanTunnelCall(t, func(x SwIfIndex) {
@@ -267,19 +278,6 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 	}
 	if err := cl.pipeline(ctx, creates...); err != nil {
 		return NoInterface, NoInterface, err
-	}
-	for i, s := range sides {
-		if s.typ == memif.Type {
-			memifs = append(memifs, createMemifCall(MemifSpec{SocketID: socks[i], IP: p.l3, Slave: s.memifSlave}, func(x SwIfIndex) {
-				idx[i] = x
-				u.pushCall("memif", deleteMemifCall(x))
-			}))
-		}
-	}
-	if len(memifs) > 0 {
-		if err := cl.pipeline(ctx, memifs...); err != nil {
-			return NoInterface, NoInterface, err
-		}
 	}
 
 	var made [2]SetupMade

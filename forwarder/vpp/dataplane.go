@@ -59,6 +59,7 @@ type Dataplane struct {
 	vnis         *vxlan.VNIAllocator
 	tables       *tableAllocator
 	vrfs         *ipTables        // the IP tables IP-payload local sides share
+	memifSockIDs socketIDs        // memif socket ids for pipelined builds
 	trunk        *trunk           // KERNEL sides on veths (see trunk.go)
 	locks        keyedlock.Locker // serialises work on one connection id
 

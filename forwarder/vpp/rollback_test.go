@@ -45,7 +45,7 @@ func TestConnectFailsHalfway(t *testing.T) {
 			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags",
 				"sw_interface_tag_add_del", "sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 				"l3xc_update", "l3xc_update",
-				"l3xc_del", "l3xc_del", "ip_route_add_del", "memif_delete", "memif_delete", "memif_socket_filename_add_del_v2", "memif_socket_filename_add_del_v2",
+				"l3xc_del", "l3xc_del", "ip_route_add_del", "memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2",
 				"ip_table_add_del", "ip_table_add_del", "ip_table_add_del", "ip_table_add_del"},
 		},
 		{
@@ -53,7 +53,7 @@ func TestConnectFailsHalfway(t *testing.T) {
 			in: memifMech("a.sock"), out: memifMech("b.sock"),
 			failMsg: "sw_interface_set_l2_xconnect", failNth: 2,
 			// (The l2xc before the undo is the first of its two removals.)
-			wantUndo: []string{"sw_interface_set_l2_xconnect", "memif_delete", "memif_delete", "memif_socket_filename_add_del_v2", "memif_socket_filename_add_del_v2"},
+			wantUndo: []string{"sw_interface_set_l2_xconnect", "memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2"},
 		},
 		{
 			name: "memif, tag after create", payload: payload.Ethernet,
@@ -64,7 +64,7 @@ func TestConnectFailsHalfway(t *testing.T) {
 			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags",
 				"sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 				"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect",
-				"memif_delete", "memif_delete", "memif_socket_filename_add_del_v2", "memif_socket_filename_add_del_v2"},
+				"memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2"},
 		},
 		{
 			name: "tap to tap, mtu of the second", kernel: KernelTap, payload: payload.Ethernet,

@@ -93,13 +93,13 @@ func TestDisconnectPipelined(t *testing.T) {
 		{name: "wireguard", typ: wireguard.Type, payload: payload.IP, want: [][]string{
 			{"sw_interface_dump", "sw_interface_dump"},
 			{"l3xc_del", "l3xc_del", "wireguard_peer_remove", "ip_route_add_del",
-				"memif_delete", "wireguard_interface_delete", "memif_socket_filename_add_del_v2"},
+				"wireguard_interface_delete", "memif_delete", "memif_socket_filename_add_del_v2"},
 			{"ip_table_add_del"}, {"ip_table_add_del"},
 		}},
 		{name: "vxlan", typ: vxlan.Type, payload: payload.Ethernet, want: [][]string{
 			{"sw_interface_dump", "sw_interface_dump"},
-			{"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect", "memif_delete",
-				"vxlan_add_del_tunnel_v3", "memif_socket_filename_add_del_v2"},
+			{"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect", "vxlan_add_del_tunnel_v3",
+				"memif_delete", "memif_socket_filename_add_del_v2"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestDisconnectFailsMidPipeline(t *testing.T) {
 		t.Fatalf("round trips %q: want the check, the removals and a sweep", got)
 	}
 	removals := []string{"l3xc_del", "l3xc_del", "wireguard_peer_remove", "ip_route_add_del",
-		"memif_delete", "wireguard_interface_delete", "memif_socket_filename_add_del_v2"}
+		"wireguard_interface_delete", "memif_delete", "memif_socket_filename_add_del_v2"}
 	if !slices.Equal(got[1], removals) {
 		t.Errorf("removals %q, want %q in one round trip (those after the refused one too)", got[1], removals)
 	}
@@ -196,7 +196,7 @@ func TestRollbackFailsMidPipeline(t *testing.T) {
 		last = got[len(got)-1]
 	}
 	want := []string{"l3xc_del", "wireguard_peer_remove", "ip_route_add_del",
-		"memif_delete", "wireguard_interface_delete", "memif_socket_filename_add_del_v2"}
+		"wireguard_interface_delete", "memif_delete", "memif_socket_filename_add_del_v2"}
 	if !slices.Equal(last, want) {
 		t.Errorf("rollback %q, want %q in one round trip (those after the refused one too); all: %q", last, want, got)
 	}

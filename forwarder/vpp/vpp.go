@@ -509,6 +509,7 @@ func (d *Dataplane) restore(ctx context.Context) {
 		}
 	}
 	d.reserveMemifs(cctx)
+	d.memifSockIDs.forget() // a new VPP: list its ids again
 	if !d.kernelTap {
 		if err := d.setupTrunk(cctx); err != nil {
 			d.log.Error("restore KERNEL trunk", "err", err)

@@ -2,6 +2,7 @@ package vpp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/wireguard"
 
 	mwireguard "github.com/vwire/vwire/mechanisms/wireguard"
@@ -80,10 +82,12 @@ func TestPassivePeer(t *testing.T) {
 }
 
 // TestRemoteConnectRoundTrips: a node's side of a remote vWire with a
-// memif end (IPv4 here) is three round trips to VPP (besides a node's first IP
-// table): the memif socket with the tunnel, the memif, then both sides'
-// setups with the cross-connect. The accepting node, built first, the
-// same, its WireGuard peer passive.
+// memif end (IPv4 here) is two round trips to VPP: every create (the
+// memif socket, with an id chosen by the dataplane, its memif, the
+// tunnel), then both sides' setups with the cross-connect. Besides: a
+// node's first IP table, and its first socket id's listing of VPP's
+// sockets. The accepting node, built first, the same, its WireGuard peer
+// passive.
 func TestRemoteConnectRoundTrips(t *testing.T) {
 	wgSetup := []string{"sw_interface_tag_add_del", "wireguard_peer_add", "sw_interface_set_unnumbered", "sw_interface_set_mtu", "sw_interface_set_flags"}
 	memifIPSetup := []string{"sw_interface_tag_add_del", "sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags"}
@@ -96,27 +100,27 @@ func TestRemoteConnectRoundTrips(t *testing.T) {
 		{name: "wireguard", typ: mwireguard.Type, payload: payload.IP,
 			a: [][]string{
 				{"ip_table_add_del"}, {"ip_table_add_del"}, // the node's first IP vWire: its shared table
-				{"memif_socket_filename_add_del_v2", "wireguard_interface_create"},
-				{"memif_create_v2"},
+				{"memif_socket_filename_dump"}, // the node's first socket id
+				{"memif_socket_filename_add_del_v2", "memif_create_v2", "wireguard_interface_create"},
 				concat(memifIPSetup, wgSetup, []string{"l3xc_update", "l3xc_update"}),
 			},
 			b: [][]string{
 				{"ip_table_add_del"}, {"ip_table_add_del"},
-				{"wireguard_interface_create", "memif_socket_filename_add_del_v2"},
-				{"memif_create_v2"},
+				{"memif_socket_filename_dump"},
+				{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"},
 				concat(wgSetup, memifIPSetup, []string{"l3xc_update", "l3xc_update"}),
 			}},
 		{name: "vxlan", typ: "VXLAN", payload: payload.Ethernet,
 			a: [][]string{
-				{"memif_socket_filename_add_del_v2", "vxlan_add_del_tunnel_v3"},
-				{"memif_create_v2"},
+				{"memif_socket_filename_dump"},
+				{"memif_socket_filename_add_del_v2", "memif_create_v2", "vxlan_add_del_tunnel_v3"},
 				{"sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 					"sw_interface_tag_add_del", "sw_interface_set_mtu", "feature_gso_enable_disable", "sw_interface_set_flags",
 					"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect"},
 			},
 			b: [][]string{
-				{"vxlan_add_del_tunnel_v3", "memif_socket_filename_add_del_v2"},
-				{"memif_create_v2"},
+				{"memif_socket_filename_dump"},
+				{"vxlan_add_del_tunnel_v3", "memif_socket_filename_add_del_v2", "memif_create_v2"},
 				{"sw_interface_tag_add_del", "sw_interface_set_mtu", "feature_gso_enable_disable", "sw_interface_set_flags",
 					"sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
 					"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect"},
@@ -249,5 +253,81 @@ func TestWireguardOneHandshakeVPP(t *testing.T) {
 	}
 	if after := vppObjects(t, n2); !maps.Equal(after, base2) {
 		t.Errorf("node 2 after Disconnect: %v, want %v", after, base2)
+	}
+}
+
+// TestMemifSocketIDs: the ids the dataplane gives memif sockets skip
+// those VPP has (listed once), and after forget VPP is listed again.
+func TestMemifSocketIDs(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	cl := a.dp.vpp
+	have, err := cl.ListMemifSockets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := map[uint32]bool{}
+	for _, s := range have {
+		taken[s.ID] = true
+	}
+	// VPP's own choice for a socket made outside the dataplane's ids.
+	other, err := cl.CreateMemifSocket(ctx, "/run/other.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken[other] = true
+	var ids socketIDs
+	for range 5 {
+		id, err := ids.take(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if taken[id] || id == 0 || id == ^uint32(0) {
+			t.Fatalf("socket id %d: VPP has it, or reserved (taken %v)", id, taken)
+		}
+		taken[id] = true
+	}
+	trips := recordTrips(a)
+	ids.forget()
+	if _, err := ids.take(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ids.take(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	if got := trips.take(); !slices.EqualFunc(got, [][]string{{"memif_socket_filename_dump"}}, slices.Equal) {
+		t.Fatalf("after forget: %q, want one listing", got)
+	}
+}
+
+// TestMemifSocketIDTaken: a socket id VPP had after all (a socket made
+// after the dataplane listed them) fails the Connect with VPP's error, and
+// what the pipelined creates made (the memif on that socket too) is rolled
+// back.
+func TestMemifSocketIDTaken(t *testing.T) {
+	ctx := context.Background()
+	a := newTestNode(t, "192.0.2.1")
+	if err := a.dp.Connect(ctx, "first", conn(memifMech("f1.sock"), payload.Ethernet), conn(memifMech("f2.sock"), payload.Ethernet)); err != nil {
+		t.Fatal(err)
+	}
+	// The next id the dataplane will give, taken behind its back.
+	a.dp.memifSockIDs.mu.Lock()
+	next := a.dp.memifSockIDs.next + 1
+	a.dp.memifSockIDs.mu.Unlock()
+	if err := a.dp.vpp.pipeline(ctx, createMemifSocketCall("/run/intruder.sock", next, func(uint32) {})); err != nil {
+		t.Fatal(err)
+	}
+	withIntruder := a.vpp.snapshot()
+	err := a.dp.Connect(ctx, "second", conn(memifMech("s1.sock"), payload.Ethernet), conn(memifMech("s2.sock"), payload.Ethernet))
+	var apiErr api.VPPApiError
+	if !errors.As(err, &apiErr) || apiErr != api.ENTRY_ALREADY_EXISTS {
+		t.Fatalf("Connect: %v, want VPP's ENTRY_ALREADY_EXISTS", err)
+	}
+	if got := a.vpp.snapshot(); got != withIntruder {
+		t.Fatalf("VPP after the failed Connect:\n%s\nwant\n%s", got, withIntruder)
+	}
+	// The ids after it are free: the same Connect succeeds.
+	if err := a.dp.Connect(ctx, "second", conn(memifMech("s1.sock"), payload.Ethernet), conn(memifMech("s2.sock"), payload.Ethernet)); err != nil {
+		t.Fatal(err)
 	}
 }
