@@ -133,6 +133,8 @@ type Config struct {
 	StatsAdapter adapter.StatsAPI
 
 	host hostNet // tests replace Linux
+	// passiveFallback replaces DefaultPassiveFallback (tests).
+	passiveFallback time.Duration
 }
 
 // New connects to VPP (starting it first when cfg.APISocket is empty),
@@ -192,6 +194,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		}
 	}()
 
+	if d.passiveFallback = cfg.passiveFallback; d.passiveFallback <= 0 {
+		d.passiveFallback = DefaultPassiveFallback
+	}
 	if d.host = cfg.host; d.host == nil {
 		h, err := newNetlinkHost(cfg.NetNSPath)
 		if err != nil {

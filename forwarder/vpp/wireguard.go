@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/ip_types"
@@ -188,4 +189,82 @@ func deleteWireguardPeerCall(peer uint32) pipelined {
 		attrs: []any{"peer", peer},
 		wrap:  func(err error) error { return fmt.Errorf("wireguard peer %d: remove: %w", peer, err) },
 	}
+}
+
+// ListWireguardPeer returns peer index, ok false when VPP has none.
+func (c *Client) ListWireguardPeer(ctx context.Context, index uint32) (p WireguardPeer, ok bool, err error) {
+	err = dump(ctx, c, &wireguard.WireguardPeersDump{PeerIndex: index}, func(d *wireguard.WireguardPeersDetails) {
+		if d.Peer.PeerIndex != index {
+			return
+		}
+		p = WireguardPeer{Index: d.Peer.PeerIndex, Interface: SwIfIndex(d.Peer.SwIfIndex), Endpoint: fromAddress(d.Peer.Endpoint), Port: d.Peer.Port,
+			Established: d.Peer.Flags&wireguard.WIREGUARD_PEER_ESTABLISHED != 0}
+		copy(p.PublicKey[:], d.Peer.PublicKey)
+		ok = true
+	})
+	if err != nil {
+		return p, false, fmt.Errorf("list wireguard peer %d: %w", index, err)
+	}
+	return p, ok, nil
+}
+
+// DefaultPassiveFallback is how long a passive peer (passivePeer) waits
+// for the far end's handshake before this end starts one (activateLater):
+// past VPP's first handshake (within 340 ms of the far end's peer) and
+// the far end's Connect after ours.
+const DefaultPassiveFallback = 2 * time.Second
+
+// activateLater makes vWire id's passive WireGuard peer, on interface wg,
+// active if VPP still has no endpoint for it d.passiveFallback after the
+// build: a far end that does not start a handshake as it comes up (the
+// kernel dataplane's WireGuard starts one only for a packet to send)
+// would otherwise leave this end unable to send at all. VPP has no call
+// that changes a peer: it is removed and added again with its port, and
+// the vWire's undo stack told the new index. It gives up quietly when the
+// vWire was rebuilt or removed meanwhile, or the dataplane closes.
+func (d *Dataplane) activateLater(id string, wg SwIfIndex, undo *undoStack) {
+	select {
+	case <-time.After(d.passiveFallback):
+	case <-d.closing():
+		return
+	}
+	unlock := d.locks.Lock(id)
+	defer unlock()
+	d.mu.Lock()
+	st := d.conns[id]
+	d.mu.Unlock()
+	if st == nil || st.undo != undo || st.in != wg {
+		return
+	}
+	ctx, cancel := context.WithTimeout(d.life, callTimeout)
+	defer cancel()
+	step := undo.peerStep()
+	if step == nil {
+		return
+	}
+	old := step.call.req.(*wireguard.WireguardPeerRemove).PeerIndex
+	cl := d.vpp.WithLogger(d.log.With("conn", id))
+	p, ok, err := cl.ListWireguardPeer(ctx, old)
+	if err != nil || !ok || p.Port != 0 || p.Interface != wg {
+		return // answered (the far end's handshake gave VPP its endpoint), gone, or VPP unreachable
+	}
+	spec := st.plan.in.wgPeer
+	spec.Interface = wg
+	add := cl.wireguardPeerCall(spec)
+	var made uint32
+	added := false
+	add.got = func(m api.Message) {
+		if r, ok := m.(*wireguard.WireguardPeerAddReply); ok {
+			made, added = r.PeerIndex, true
+		}
+	}
+	err = cl.pipeline(ctx, deleteWireguardPeerCall(old), add)
+	if added {
+		*step.call = deleteWireguardPeerCall(made)
+	}
+	if err != nil {
+		d.log.Warn("passive WireGuard peer not made active", "conn", id, "err", err)
+		return
+	}
+	d.log.Info("no handshake from the far end: WireGuard peer made active", "conn", id, "after", d.passiveFallback)
 }

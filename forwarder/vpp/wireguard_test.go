@@ -331,3 +331,79 @@ func TestMemifSocketIDTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPassivePeerMadeActive: an accepting node's passive peer that hears
+// no handshake (a far end that starts none as it comes up, such as the
+// kernel dataplane's WireGuard) is added again with its port after the
+// fallback, so that VPP starts one; Disconnect then removes the new peer.
+// A peer the far end answered (its port known to VPP) is left alone.
+func TestPassivePeerMadeActive(t *testing.T) {
+	ctx := context.Background()
+	short := func(c *Config) { c.passiveFallback = 50 * time.Millisecond }
+	a, b := newTestNode(t, "192.0.2.1", short), newTestNode(t, "192.0.2.2", short)
+	before := b.vpp.snapshot()
+	remotePair(t, a, b, mwireguard.Type, payload.IP, kernelMech(nsClient, "nsm-c"), kernelMech(nsServer, "nsm-e"))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.vpp.sentOf("wireguard_peer_add")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("passive peer not made active")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := lastPeerAdd(t, b); p.Port != mwireguard.DefaultPort {
+		t.Fatalf("peer added again with port %d, want %d", p.Port, mwireguard.DefaultPort)
+	}
+	if n := len(b.vpp.sentOf("wireguard_peer_remove")); n != 1 {
+		t.Fatalf("%d peers removed, want the passive one", n)
+	}
+	// The offering node's peer was never passive: nothing to do there.
+	time.Sleep(100 * time.Millisecond)
+	if n := len(a.vpp.sentOf("wireguard_peer_add")); n != 1 {
+		t.Fatalf("offering node: %d peers added, want 1", n)
+	}
+	if err := b.dp.Disconnect(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.vpp.snapshot(); got != before {
+		t.Fatalf("after Disconnect:\n%s\nwant\n%s", got, before)
+	}
+}
+
+// TestPassivePeerFallbackVPP: on real VPPs, an offering node that builds
+// only after the fallback finds the accepting node's peer made active,
+// and the session comes up all the same.
+func TestPassivePeerFallbackVPP(t *testing.T) {
+	needVPP(t)
+	ctx := context.Background()
+	n1, n2 := twoNodes(t)
+	wg := remoteKind{mwireguard.Type, payload.IP}
+	t.Cleanup(func() {
+		_ = n1.Disconnect(ctx, "fb-a")
+		_ = n2.Disconnect(ctx, "fb-b")
+	})
+	peers := func(dp *Dataplane) []WireguardPeer {
+		p, err := dp.vpp.ListWireguardPeers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	err := remoteVWireThen(ctx, n1, n2, wg, 0, "fb-a", "fb-b", func() error {
+		time.Sleep(n2.passiveFallback + time.Second)
+		if p := peers(n2); len(p) != 1 || p[0].Port != mwireguard.DefaultPort {
+			return fmt.Errorf("accepting node's peers after the fallback: %+v, want one with port %d", p, mwireguard.DefaultPort)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		for i, dp := range []*Dataplane{n1, n2} {
+			if p := peers(dp); len(p) != 1 || !p[0].Established {
+				return fmt.Errorf("node %d peers %+v, want one established", i+1, p)
+			}
+		}
+		return nil
+	})
+}
