@@ -19,14 +19,21 @@ import (
 // build makes every object of plan p, pushing after each create how to
 // remove it; on failure it removes them all (on a context of its own) and
 // returns the first error. On success it returns those removals: run, they
-// take the vWire down without listing VPP (see teardown).
-func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan) (in, out SwIfIndex, undo *undoStack, err error) {
+// take the vWire down without listing VPP (see teardown). first says
+// the vWire is new to both nodes (see passivePeer).
+func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan, first bool) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
 	defer u.rollbackOn(ctx, cl, &err)
-	if in, err = d.makeSide(ctx, cl, &u, p, &p.in); err != nil {
+	if vppSide(&p.in) && vppSide(&p.out) {
+		if in, out, err = d.buildPipelined(ctx, cl, &u, p, first); err != nil {
+			return NoInterface, NoInterface, nil, err
+		}
+		return in, out, &u, nil
+	}
+	if in, err = d.makeSide(ctx, cl, &u, p, &p.in, passivePeer(&p.in, first)); err != nil {
 		return NoInterface, NoInterface, nil, err
 	}
-	if out, err = d.makeSide(ctx, cl, &u, p, &p.out); err != nil {
+	if out, err = d.makeSide(ctx, cl, &u, p, &p.out, false); err != nil {
 		return NoInterface, NoInterface, nil, err
 	}
 	if err = d.crossConnect(ctx, cl, &u, p, in, out); err != nil {
@@ -89,7 +96,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	}
 	var u undoStack
 	defer u.rollbackOn(ctx, cl, &err)
-	idx, err := d.makeSide(ctx, cl, &u, p, s)
+	idx, err := d.makeSide(ctx, cl, &u, p, s, false)
 	if err != nil {
 		return NoInterface, NoInterface, err
 	}
@@ -103,43 +110,78 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	return in, out, nil
 }
 
-// makeSide makes one side's interface, configured and up.
-func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side) (SwIfIndex, error) {
-	tag := tagOf(s.role, p.id).String()
-	// An IP-payload local side goes into an IP table shared with sides
-	// whose addresses differ from its own (see ipTables). Its place there
-	// is given back after its interface is removed.
-	var table uint32
-	if p.l3 && s.local() && len(s.vppAddrs) > 0 {
-		owner := tag
-		id, err := d.vrfs.place(ctx, cl, owner, append(slices.Clone(s.vppAddrs), s.peerAddrs...))
-		if err != nil {
-			return NoInterface, err
-		}
-		table = id
-		u.push("ip table", func(ctx context.Context, cl *Client) error { return d.vrfs.release(ctx, cl, owner, id) })
-	}
+// passivePeer reports whether side s's WireGuard peer is added passive
+// (WireguardPeerSpec.Passive): when s is the tunnel this node accepted
+// (roleIn) on the vWire's first build. The previous hop builds its side
+// only after this Connect returns (it needs our reply), and then starts
+// the handshake itself as its peer comes up; one this side started first
+// would find no interface there. Any other build (a refresh that changed
+// the vWire, a rollback, a restore after VPP restarted) starts its own:
+// the far end may hold a session this side no longer has, and would not
+// start a new one before its own timeout.
+func passivePeer(s *side, first bool) bool {
+	return first && s.role == roleIn && s.typ == wireguard.Type
+}
 
+// makeSide makes one side's interface, configured and up; a WireGuard
+// side's peer passive if passive.
+func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, passive bool) (SwIfIndex, error) {
+	tag := tagOf(s.role, p.id).String()
+	table, err := d.placeTable(ctx, cl, u, p, s)
+	if err != nil {
+		return NoInterface, err
+	}
 	// A memif, VXLAN or WireGuard side has nothing to set between its
 	// creation and its tag: the tag and everything after it (table,
 	// addresses, routes, the WireGuard peer, MTU, up) go in one round
 	// trip (Client.SetupInterface).
-	pipelineTag := s.typ == memif.Type || s.typ == vxlan.Type || s.typ == wireguard.Type
+	pipelineTag := vppSide(s)
 	idx, err := d.makeInterface(ctx, cl, u, p, s, tag, !pipelineTag)
 	if err != nil {
 		return NoInterface, err
 	}
+	setup := d.sideSetup(p, s, idx, table, passive)
+	if !pipelineTag {
+		setup.Tag = ""
+	}
+	made, err := cl.SetupInterface(ctx, idx, setup)
+	pushMade(u, cl, made)
+	if err != nil {
+		return NoInterface, err
+	}
+	return idx, nil
+}
+
+// placeTable gives an IP-payload local side its place in an IP table
+// shared with sides whose addresses differ from its own (see ipTables),
+// given back (on u) after its interface is removed. It returns the
+// table, 0 (the default table) for a side that needs none.
+func (d *Dataplane) placeTable(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side) (uint32, error) {
+	if !p.l3 || !s.local() || len(s.vppAddrs) == 0 {
+		return 0, nil
+	}
+	owner := tagOf(s.role, p.id).String()
+	id, err := d.vrfs.place(ctx, cl, owner, append(slices.Clone(s.vppAddrs), s.peerAddrs...))
+	if err != nil {
+		return 0, err
+	}
+	u.push("ip table", func(ctx context.Context, cl *Client) error { return d.vrfs.release(ctx, cl, owner, id) })
+	return id, nil
+}
+
+// sideSetup is what side s's interface idx is set up with after its
+// creation: tagged, in table, its addresses and routes, its WireGuard peer
+// (passive if passive), MTU, up.
+func (d *Dataplane) sideSetup(p *plan, s *side, idx SwIfIndex, table uint32, passive bool) InterfaceSetup {
 	// A VXLAN tunnel segments GSO packets itself (VPP's gso feature):
 	// af_packet takes a KERNEL side's TSO packets as GSO buffers, and
 	// VPP would hand them, encapsulated, to the uplink's af_packet as TCP
 	// GSO, which the kernel refuses, and that frame then blocks the
 	// uplink's TX ring for good.
-	setup := InterfaceSetup{MTU: p.mtu, Up: true, GSO: s.typ == vxlan.Type}
-	if pipelineTag {
-		setup.Tag = tag
-	}
+	setup := InterfaceSetup{Tag: tagOf(s.role, p.id).String(), MTU: p.mtu, Up: true, GSO: s.typ == vxlan.Type}
 	if s.typ == wireguard.Type {
 		peer := s.wgPeer
+		peer.Passive = passive
 		setup.Peer = &peer
 	}
 	if p.l3 {
@@ -157,7 +199,12 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 			setup.Unnumbered, setup.UnnumberedTo = true, d.uplinkIndex()
 		}
 	}
-	made, err := cl.SetupInterface(ctx, idx, setup)
+	return setup
+}
+
+// pushMade records on u the removal of what an interface's setup made
+// that outlives the interface.
+func pushMade(u *undoStack, cl *Client, made SetupMade) {
 	for _, r := range made.Routes {
 		// VPP leaves API routes behind when their interface or table goes.
 		u.pushCall("route", cl.routeCall(r, false))
@@ -165,10 +212,109 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 	if made.PeerMade {
 		u.pushCall("wireguard peer", deleteWireguardPeerCall(made.Peer))
 	}
-	if err != nil {
-		return NoInterface, err
+}
+
+// vppSide reports whether side s is VPP's alone (memif, VXLAN,
+// WireGuard): made by requests to VPP with nothing else to do between
+// them, so that they can be pipelined.
+func vppSide(s *side) bool {
+	return s.typ == memif.Type || s.typ == vxlan.Type || s.typ == wireguard.Type
+}
+
+// buildPipelined is build for a vWire whose two sides are VPP's alone
+// (vppSide), in two round trips to VPP instead of one or two a step:
+// every create (memif sockets with ids chosen here and their memifs,
+// VXLAN tunnels, WireGuard interfaces), then both sides' setups and the
+// cross-connect, each round's requests pipelined.
+// On a loaded host each round trip waits for VPP and the caller to be
+// scheduled, besides VPP's queue. The undo stack gets what each request
+// made as its reply comes, in the order of the step-by-step build, so
+// that a failure anywhere is rolled back as there.
+func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack, p *plan, first bool) (in, out SwIfIndex, err error) {
+	sides := [2]*side{&p.in, &p.out}
+	var tables [2]uint32
+	idx := [2]SwIfIndex{NoInterface, NoInterface}
+	for i, s := range sides {
+		if tables[i], err = d.placeTable(ctx, cl, u, p, s); err != nil {
+			return NoInterface, NoInterface, err
+		}
 	}
-	return idx, nil
+	var creates []pipelined
+	for i, s := range sides {
+		switch s.typ {
+		case memif.Type:
+			if !strings.HasPrefix(s.memifSocket, "abstract:") && !s.memifSlave {
+				if err := os.MkdirAll(filepath.Dir(s.memifSocket), 0o755); err != nil {
+					return NoInterface, NoInterface, fmt.Errorf("memif socket directory: %w", err)
+				}
+			}
+			// The socket's id chosen here, its memif goes on the same
+			// stream. Should the socket fail (an id VPP had after all),
+			// the memif fails or is removed with the rest.
+			id, err := d.memifSockIDs.take(ctx, cl)
+			if err != nil {
+				return NoInterface, NoInterface, err
+			}
+			creates = append(creates,
+				createMemifSocketCall(s.memifSocket, id, func(id uint32) {
+					u.pushCall("memif socket", deleteMemifSocketCall(id))
+				}),
+				createMemifCall(MemifSpec{SocketID: id, IP: p.l3, Slave: s.memifSlave}, func(x SwIfIndex) {
+					idx[i] = x
+					u.pushCall("memif", deleteMemifCall(x))
+				}))
+		case vxlan.Type:
+			t := s.vxlan
+			creates = append(creates, createVxlanTunnelCall(t, func(x SwIfIndex) {
+				idx[i] = x
+				u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
+			}))
+		case wireguard.Type:
+			creates = append(creates, createWireguardInterfaceCall(s.wgIface, func(x SwIfIndex) {
+				idx[i] = x
+				u.pushCall("wireguard interface", deleteWireguardInterfaceCall(x))
+			}))
+		}
+	}
+	if err := cl.pipeline(ctx, creates...); err != nil {
+		return NoInterface, NoInterface, err
+	}
+
+	var made [2]SetupMade
+	var setups []pipelined
+	for i, s := range sides {
+		calls, err := cl.setupCalls(idx[i], d.sideSetup(p, s, idx[i], tables[i], passivePeer(s, first)), &made[i])
+		if err != nil {
+			return NoInterface, NoInterface, err
+		}
+		setups = append(setups, calls...)
+	}
+	in, out = idx[0], idx[1]
+	var xcs []pipelined
+	var l3xcs []L3XC
+	if p.l3 {
+		xcs = createL3XCCalls(func(x L3XC) { l3xcs = append(l3xcs, x) }, d.l3xcs(p, in, out)...)
+	} else {
+		xcs = createL2XCCalls(l2xcs(in, out)...)
+	}
+	err = cl.pipeline(ctx, append(setups, xcs...)...)
+	// What the setups and the cross-connect made, removed (last first) as
+	// makeSide's and crossConnect's would be.
+	pushMade(u, cl, made[0])
+	pushMade(u, cl, made[1])
+	if p.l3 {
+		for _, x := range l3xcs {
+			u.pushCall("l3xc", deleteL3XCCall(x.Rx, x.IP6))
+		}
+	} else {
+		for _, x := range l2xcs(in, out) {
+			u.pushCall("l2xc", deleteL2XCCall(x.Rx))
+		}
+	}
+	if err != nil {
+		return NoInterface, NoInterface, err
+	}
+	return in, out, nil
 }
 
 // makeInterface makes the VPP interface of one side, tagged unless
@@ -260,22 +406,30 @@ func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, 
 	if !p.l3 {
 		// Both directions in one round trip; their undo goes first, as
 		// either may have been made when the other failed.
-		xs := []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}}
+		xs := l2xcs(in, out)
 		for _, x := range xs {
 			u.pushCall("l2xc", deleteL2XCCall(x.Rx))
 		}
 		return cl.CreateL2XCs(ctx, xs...)
 	}
 	// Every direction and family in one round trip.
+	return cl.CreateL3XCs(ctx, func(x L3XC) {
+		u.pushCall("l3xc", deleteL3XCCall(x.Rx, x.IP6))
+	}, d.l3xcs(p, in, out)...)
+}
+
+// l2xcs are the two directions of an Ethernet vWire's cross-connect.
+func l2xcs(in, out SwIfIndex) []L2XC { return []L2XC{{Rx: in, Tx: out}, {Rx: out, Tx: in}} }
+
+// l3xcs are an IP vWire's cross-connects: both directions, every family.
+func (d *Dataplane) l3xcs(p *plan, in, out SwIfIndex) []L3XC {
 	var xs []L3XC
 	for _, ip6 := range families(p) {
 		xs = append(xs,
 			L3XC{Rx: in, Tx: out, IP6: ip6, NextHop: p.out.nextHop(ip6)},
 			L3XC{Rx: out, Tx: in, IP6: ip6, NextHop: p.in.nextHop(ip6)})
 	}
-	return cl.CreateL3XCs(ctx, func(x L3XC) {
-		u.pushCall("l3xc", deleteL3XCCall(x.Rx, x.IP6))
-	}, xs...)
+	return xs
 }
 
 // families lists the address families a vWire carries: false for IPv4,

@@ -202,6 +202,9 @@ type pipelined struct {
 	attrs []any
 	wrap  func(error) error
 	got   func(api.Message) // the reply of a request that succeeded; may be nil
+	// none, when set, tells a refusal that only means there was nothing
+	// to do (a delete of what is not there): the call counts as done.
+	none func(error) bool
 }
 
 // pipeline sends every request on one stream before reading any reply:
@@ -254,6 +257,9 @@ func (c *Client) pipelineEach(ctx context.Context, calls ...pipelined) []error {
 			return fail(i, err)
 		}
 		err = retval(msg)
+		if err != nil && p.none != nil && p.none(err) {
+			err = nil
+		}
 		c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
 		if err != nil {
 			errs[i] = p.wrap(err)

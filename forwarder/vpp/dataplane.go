@@ -58,9 +58,13 @@ type Dataplane struct {
 	grace        time.Duration
 	vnis         *vxlan.VNIAllocator
 	tables       *tableAllocator
-	vrfs         *ipTables        // the IP tables IP-payload local sides share
-	trunk        *trunk           // KERNEL sides on veths (see trunk.go)
-	locks        keyedlock.Locker // serialises work on one connection id
+	vrfs         *ipTables // the IP tables IP-payload local sides share
+	memifSockIDs socketIDs // memif socket ids for pipelined builds
+	// passiveFallback: how long a passive WireGuard peer waits for the
+	// far end's handshake (activateLater).
+	passiveFallback time.Duration
+	trunk           *trunk           // KERNEL sides on veths (see trunk.go)
+	locks           keyedlock.Locker // serialises work on one connection id
 
 	// Set by New and by recovery after VPP comes back; read under mu by
 	// those that may race with recovery.
@@ -323,11 +327,14 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		}
 	}
 	start := time.Now()
-	inIdx, outIdx, undo, err := d.build(ctx, cl, p)
+	// Nothing of the vWire stood here: new to this node, and so (the
+	// previous hop builds after us) to the other.
+	first := old == nil && !orphan && !unclean
+	inIdx, outIdx, undo, err := d.build(ctx, cl, p, first)
 	if err != nil {
 		if old != nil {
 			// A refresh that fails leaves the vWire as it was.
-			if in, out, undo, rerr := d.build(ctx, cl, old.plan); rerr == nil {
+			if in, out, undo, rerr := d.build(ctx, cl, old.plan, false); rerr == nil {
 				d.remember(id, old.plan, in, out, undo, old.inConn, old.outConn)
 			} else {
 				log.Error("could not put the previous vWire back", "err", rerr)
@@ -339,6 +346,17 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		return err
 	}
 	d.remember(id, p, inIdx, outIdx, undo, in, out)
+	if passivePeer(&p.in, first) {
+		select {
+		case <-d.closing():
+		default:
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.activateLater(id, inIdx, undo)
+			}()
+		}
+	}
 	log.Debug("vpp vWire built", "in", p.in.typ, "out", p.out.typ, "l3", p.l3, "mtu", p.mtu, "took", time.Since(start))
 	return nil
 }

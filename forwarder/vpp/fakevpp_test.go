@@ -360,8 +360,9 @@ func (f *fakeVPP) delIface(idx uint32) {
 }
 
 const (
-	errInvalidIndex = int32(api.INVALID_SW_IF_INDEX)
-	errNoSuchEntry  = int32(api.NO_SUCH_ENTRY)
+	errInvalidIndex  = int32(api.INVALID_SW_IF_INDEX)
+	errNoSuchEntry   = int32(api.NO_SUCH_ENTRY)
+	errAlreadyExists = int32(api.ENTRY_ALREADY_EXISTS)
 )
 
 func rv(r api.Message, retval int32) []api.Message {
@@ -501,8 +502,16 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 
 	case *memif.MemifSocketFilenameAddDelV2:
 		if m.IsAdd {
-			id := f.nextSock
-			f.nextSock++
+			id := m.SocketID
+			if id == ^uint32(0) {
+				for f.sockets[f.nextSock] != "" {
+					f.nextSock++
+				}
+				id = f.nextSock
+				f.nextSock++
+			} else if fn, ok := f.sockets[id]; ok && fn != m.SocketFilename {
+				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errAlreadyExists)
+			}
 			f.sockets[id] = m.SocketFilename
 			return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
 		}

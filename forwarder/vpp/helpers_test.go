@@ -187,7 +187,10 @@ func newTestNode(t testing.TB, tunnel string, opts ...nodeOpt) *testNode {
 	t.Helper()
 	n := &testNode{vpp: newFakeVPP(), host: newFakeHost(tunnel), stats: mock.NewStatsAdapter(), memifDir: t.TempDir()}
 	cfg := Config{Adapter: n.vpp, StatsAdapter: n.stats, Uplink: "eth0", host: n.host, Kernel: KernelVeth,
-		MemifDir: n.memifDir, Logger: testLogger(t)}
+		MemifDir: n.memifDir, Logger: testLogger(t),
+		// The fake runs no handshake: no passive peer made active behind
+		// a test's back (TestPassivePeerMadeActive sets its own).
+		passiveFallback: time.Hour}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -276,10 +276,20 @@ type SetupMade struct {
 // one run all the same: made says what to remove besides the interface,
 // also on error.
 func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceSetup) (made SetupMade, err error) {
+	calls, err := c.setupCalls(idx, s, &made)
+	if err != nil || len(calls) == 0 {
+		return made, err
+	}
+	return made, c.pipeline(ctx, calls...)
+}
+
+// setupCalls are the requests that set up interface idx as s says, for a
+// pipeline; each that succeeds records in made what it made.
+func (c *Client) setupCalls(idx SwIfIndex, s InterfaceSetup, made *SetupMade) ([]pipelined, error) {
 	var calls []pipelined
 	if s.Tag != "" {
 		if len(s.Tag) > MaxTagLen {
-			return made, fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, s.Tag, MaxTagLen)
+			return nil, fmt.Errorf("tag interface %d: tag %q longer than %d bytes", idx, s.Tag, MaxTagLen)
 		}
 		calls = append(calls, pipelined{
 			req:   &interfaces.SwInterfaceTagAddDel{IsAdd: true, SwIfIndex: idx.api(), Tag: s.Tag},
@@ -349,8 +359,5 @@ func (c *Client) SetupInterface(ctx context.Context, idx SwIfIndex, s InterfaceS
 			wrap:  func(err error) error { return fmt.Errorf("set interface %d flags %d: %w", idx, flags, err) },
 		})
 	}
-	if len(calls) == 0 {
-		return made, nil
-	}
-	return made, c.pipeline(ctx, calls...)
+	return calls, nil
 }

@@ -55,6 +55,12 @@ func (c *Client) ListL2XCs(ctx context.Context) ([]L2XC, error) {
 // CreateL2XCs makes several cross-connect directions, the requests
 // pipelined (one round trip to VPP).
 func (c *Client) CreateL2XCs(ctx context.Context, xs ...L2XC) error {
+	return c.pipeline(ctx, createL2XCCalls(xs...)...)
+}
+
+// createL2XCCalls are the requests that make the directions xs, for a
+// pipeline.
+func createL2XCCalls(xs ...L2XC) []pipelined {
 	calls := make([]pipelined, 0, len(xs))
 	for _, x := range xs {
 		calls = append(calls, pipelined{
@@ -63,5 +69,5 @@ func (c *Client) CreateL2XCs(ctx context.Context, xs ...L2XC) error {
 			wrap:  func(err error) error { return fmt.Errorf("l2xc %d->%d: create: %w", x.Rx, x.Tx, err) },
 		})
 	}
-	return c.pipeline(ctx, calls...)
+	return calls
 }

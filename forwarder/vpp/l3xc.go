@@ -93,9 +93,20 @@ func (c *Client) ListL3XCs(ctx context.Context) ([]L3XC, error) {
 // KERNEL vWires whose client side got such an index dropped every packet
 // their workload sent (TestStaleL3XCOnReusedIndex).
 func (c *Client) CreateL3XCs(ctx context.Context, made func(L3XC), xs ...L3XC) error {
+	return c.pipeline(ctx, createL3XCCalls(made, xs...)...)
+}
+
+// createL3XCCalls are the requests that create the cross-connects of xs,
+// for a pipeline, each after a delete of any cross-connect its Rx still
+// has (see CreateL3XCs); made gets each one made.
+func createL3XCCalls(made func(L3XC), xs ...L3XC) []pipelined {
 	calls := make([]pipelined, 0, 2*len(xs))
 	for _, x := range xs {
-		calls = append(calls, deleteL3XCCall(x.Rx, x.IP6))
+		del := deleteL3XCCall(x.Rx, x.IP6)
+		// l3xc_del answers INVALID_VALUE (VPP 25.10) when Rx has none:
+		// the usual case.
+		del.none = func(err error) bool { return errors.Is(err, api.INVALID_VALUE) || IsNotFound(err) }
+		calls = append(calls, del)
 	}
 	for _, x := range xs {
 		calls = append(calls, pipelined{
@@ -107,12 +118,5 @@ func (c *Client) CreateL3XCs(ctx context.Context, made func(L3XC), xs ...L3XC) e
 			got:   func(api.Message) { made(x) },
 		})
 	}
-	for i, err := range c.pipelineEach(ctx, calls...) {
-		// l3xc_del answers INVALID_VALUE (VPP 25.10) when Rx has none:
-		// the usual case.
-		if err != nil && (i >= len(xs) || !errors.Is(err, api.INVALID_VALUE) && !IsNotFound(err)) {
-			return err
-		}
-	}
-	return nil
+	return calls
 }

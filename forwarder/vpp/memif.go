@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/memif"
 )
 
@@ -22,17 +23,65 @@ type MemifSocket struct {
 // CreateMemifSocket registers a socket filename and returns the id VPP
 // gave it.
 func (c *Client) CreateMemifSocket(ctx context.Context, filename string) (id uint32, err error) {
-	start := time.Now()
-	defer func() {
-		c.done(ctx, "memif_socket_filename_add_del_v2", start, err, "socket", filename, "socket_id", id)
-	}()
-	reply, err := memif.NewServiceClient(c.conn).MemifSocketFilenameAddDelV2(ctx, &memif.MemifSocketFilenameAddDelV2{
-		IsAdd: true, SocketID: ^uint32(0), SocketFilename: filename,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("memif socket %q: create: %w", filename, err)
+	return id, c.pipeline(ctx, createMemifSocketCall(filename, ^uint32(0), func(i uint32) { id = i }))
+}
+
+// createMemifSocketCall is the request that registers filename with id
+// (^0: VPP chooses), for a pipeline; made gets the socket's id.
+func createMemifSocketCall(filename string, id uint32, made func(uint32)) pipelined {
+	return pipelined{
+		req:   &memif.MemifSocketFilenameAddDelV2{IsAdd: true, SocketID: id, SocketFilename: filename},
+		attrs: []any{"socket", filename, "socket_id", id},
+		wrap:  func(err error) error { return fmt.Errorf("memif socket %q: create: %w", filename, err) },
+		got: func(m api.Message) {
+			if r, ok := m.(*memif.MemifSocketFilenameAddDelV2Reply); ok {
+				made(r.SocketID)
+			}
+		},
 	}
-	return reply.SocketID, nil
+}
+
+// socketIDs hands out memif socket ids that no socket in VPP has, so
+// that a socket and its memif can be created on one stream (VPP answers
+// the id it chose only in the reply). It lists VPP's sockets once (VPP
+// chooses random ids for the sockets it names: those of a previous run,
+// the memif reserve's) and then counts up from 1, never giving an id
+// twice; forget makes it list again (a VPP that came back).
+type socketIDs struct {
+	mu   sync.Mutex
+	used map[uint32]bool // nil until listed
+	next uint32
+}
+
+// take returns an id no socket in VPP has.
+func (a *socketIDs) take(ctx context.Context, c *Client) (uint32, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.used == nil {
+		socks, err := c.ListMemifSockets(ctx)
+		if err != nil {
+			return 0, err
+		}
+		a.used = make(map[uint32]bool, len(socks))
+		for _, s := range socks {
+			a.used[s.ID] = true
+		}
+	}
+	for {
+		a.next++
+		// 0 is VPP's default socket, ^0 asks VPP to choose.
+		if id := a.next; id != 0 && id != ^uint32(0) && !a.used[id] {
+			return id, nil
+		}
+	}
+}
+
+// forget makes the next take list VPP's sockets again, and count from 1
+// again (what VPP still has is listed).
+func (a *socketIDs) forget() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.used, a.next = nil, 0
 }
 
 // DeleteMemifSocket removes a socket that no memif uses any more.
@@ -84,10 +133,13 @@ type Memif struct {
 
 // CreateMemif creates a memif on a registered socket.
 func (c *Client) CreateMemif(ctx context.Context, s MemifSpec) (idx SwIfIndex, err error) {
-	start := time.Now()
-	defer func() {
-		c.done(ctx, "memif_create_v2", start, err, "socket_id", s.SocketID, "id", s.ID, "ip", s.IP, "slave", s.Slave, "sw_if_index", idx)
-	}()
+	idx = NoInterface
+	return idx, c.pipeline(ctx, createMemifCall(s, func(i SwIfIndex) { idx = i }))
+}
+
+// createMemifCall is the request that creates memif s, for a pipeline;
+// made gets its index.
+func createMemifCall(s MemifSpec, made func(SwIfIndex)) pipelined {
 	mode := memif.MEMIF_MODE_API_ETHERNET
 	if s.IP {
 		mode = memif.MEMIF_MODE_API_IP
@@ -96,13 +148,16 @@ func (c *Client) CreateMemif(ctx context.Context, s MemifSpec) (idx SwIfIndex, e
 	if s.Slave {
 		role = memif.MEMIF_ROLE_API_SLAVE
 	}
-	reply, err := memif.NewServiceClient(c.conn).MemifCreateV2(ctx, &memif.MemifCreateV2{
-		Role: role, Mode: mode, ID: s.ID, SocketID: s.SocketID,
-	})
-	if err != nil {
-		return NoInterface, fmt.Errorf("memif %d on socket %d: create: %w", s.ID, s.SocketID, err)
+	return pipelined{
+		req:   &memif.MemifCreateV2{Role: role, Mode: mode, ID: s.ID, SocketID: s.SocketID},
+		attrs: []any{"socket_id", s.SocketID, "id", s.ID, "ip", s.IP, "slave", s.Slave},
+		wrap:  func(err error) error { return fmt.Errorf("memif %d on socket %d: create: %w", s.ID, s.SocketID, err) },
+		got: func(m api.Message) {
+			if r, ok := m.(*memif.MemifCreateV2Reply); ok {
+				made(SwIfIndex(r.SwIfIndex))
+			}
+		},
 	}
-	return SwIfIndex(reply.SwIfIndex), nil
 }
 
 // DeleteMemif deletes a memif.

@@ -244,7 +244,10 @@ func (d *Dataplane) matches(ctx context.Context, cl *Client, p *plan, s *side, i
 				mine = append(mine, p)
 			}
 		}
-		return len(mine) == 1 && mine[0].PublicKey == s.wgPeer.PublicKey && mine[0].Endpoint == s.wgPeer.Endpoint && mine[0].Port == s.wgPeer.Port, nil
+		// A passive peer (passivePeer) shows port 0 until the far end's
+		// first handshake gives VPP its endpoint.
+		port := len(mine) == 1 && (mine[0].Port == s.wgPeer.Port || mine[0].Port == 0 && s.role == roleIn)
+		return port && mine[0].PublicKey == s.wgPeer.PublicKey && mine[0].Endpoint == s.wgPeer.Endpoint, nil
 	}
 	return false, nil
 }

@@ -38,23 +38,33 @@ func TestConnectFailsHalfway(t *testing.T) {
 			name: "memif to memif IP, route of the first", payload: payload.IP,
 			in: memifMech("a.sock"), out: memifMech("b.sock"),
 			failMsg: "ip_route_add_del", failNth: 1,
-			// The side's setup goes pipelined: MTU and up ran after the
-			// route failed; no route to remove; the shared table goes
-			// with its only side.
-			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags", "memif_delete", "memif_socket_filename_add_del_v2", "ip_table_add_del", "ip_table_add_del"},
+			// Both sides' setups and the cross-connect go pipelined:
+			// all ran after the route failed; the second side's route
+			// and the l3xc are removed, the first's route was not made;
+			// each table goes with its only side.
+			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags",
+				"sw_interface_tag_add_del", "sw_interface_set_table", "sw_interface_add_del_address", "ip_route_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
+				"l3xc_del", "l3xc_del", "l3xc_update", "l3xc_update",
+				"l3xc_del", "l3xc_del", "ip_route_add_del", "memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2",
+				"ip_table_add_del", "ip_table_add_del", "ip_table_add_del", "ip_table_add_del"},
 		},
 		{
 			name: "memif to memif ethernet, second l2xc", payload: payload.Ethernet,
 			in: memifMech("a.sock"), out: memifMech("b.sock"),
 			failMsg: "sw_interface_set_l2_xconnect", failNth: 2,
+			// (The l2xc before the undo is the first of its two removals.)
 			wantUndo: []string{"sw_interface_set_l2_xconnect", "memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2"},
 		},
 		{
 			name: "memif, tag after create", payload: payload.Ethernet,
 			in: memifMech("a.sock"), out: memifMech("b.sock"),
 			failMsg: "sw_interface_tag_add_del", failNth: 1,
-			// Tag, MTU and up go pipelined: the two after the tag ran.
-			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags", "memif_delete", "memif_socket_filename_add_del_v2"},
+			// Both sides' setups and the cross-connect go pipelined:
+			// all ran after the tag failed.
+			wantUndo: []string{"sw_interface_set_mtu", "sw_interface_set_flags",
+				"sw_interface_tag_add_del", "sw_interface_set_mtu", "sw_interface_set_flags",
+				"sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect", "sw_interface_set_l2_xconnect",
+				"memif_delete", "memif_socket_filename_add_del_v2", "memif_delete", "memif_socket_filename_add_del_v2"},
 		},
 		{
 			name: "tap to tap, mtu of the second", kernel: KernelTap, payload: payload.Ethernet,

@@ -538,6 +538,12 @@ type remoteKind struct{ typ, payload string }
 // offers to the endpoint and builds, node 1 builds. idA and idB are its
 // connection ids on node 1 and node 2.
 func remoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, idA, idB string) error {
+	return remoteVWireThen(ctx, n1, n2, k, i, idA, idB, nil)
+}
+
+// remoteVWireThen is remoteVWire, calling between (when not nil) after
+// node 2's Connect and before node 1's.
+func remoteVWireThen(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, idA, idB string, between func() error) error {
 	cc := ipCtx(fmt.Sprintf("10.%d.%d.1", 100+i/250, i%250), fmt.Sprintf("10.%d.%d.2", 100+i/250, i%250))
 	c := &networkservice.Connection{Payload: k.payload, Context: cc}
 	in, err := n1.Accept(ctx, idA, c, []*networkservice.Mechanism{memifMech(fmt.Sprintf("rs-%d-c.sock", i))})
@@ -569,6 +575,11 @@ func remoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i int, id
 	}
 	if err := n2.Connect(ctx, idB, with(out), with(local[j])); err != nil {
 		return err
+	}
+	if between != nil {
+		if err := between(); err != nil {
+			return err
+		}
 	}
 	return n1.Connect(ctx, idA, with(in), with(out))
 }
@@ -618,12 +629,13 @@ func TestScaleRemote(t *testing.T) {
 			// mechanisms are built interleaved.
 			kindOf := func(i int) remoteKind { return tc.kinds[i%len(tc.kinds)] }
 			id := func(i int, node string) string { return fmt.Sprintf("rs-%s-%d-%s", tc.name, i, node) }
-			if runtime {
-				vppCLI(t, n1, "clear runtime")
-				vppCLI(t, n2, "clear runtime")
+			for _, n := range []*Dataplane{n1, n2} {
+				vppCLI(t, n, "clear runtime")
+				vppCLI(t, n, "clear errors")
 			}
 			h1, h2 := histograms(t, n1.metrics), histograms(t, n2.metrics)
 			heap1, heap2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
+			cpu1, cpu2 := vppCPU(t, n1), vppCPU(t, n2)
 			start := time.Now()
 			took, errs := parallel(total, workers, func(i int) error {
 				return remoteVWire(ctx, n1, n2, kindOf(i), i, id(i, "a"), id(i, "b"))
@@ -645,6 +657,12 @@ func TestScaleRemote(t *testing.T) {
 			if runtime {
 				t.Logf("node 2 show runtime after the build:\n%s", vppCLI(t, n2, "show runtime"))
 			}
+			// CPU time, unlike show runtime's clocks, does not count
+			// the time VPP was descheduled on the loaded host.
+			c1, c2 := vppCPU(t, n1)-cpu1, vppCPU(t, n2)-cpu2
+			t.Logf("VPP CPU time during the build: node 1 %v, node 2 %v: %.2f ms a vWire (both nodes)",
+				c1, c2, float64(c1+c2)/float64(time.Millisecond)/float64(total))
+			t.Logf("WireGuard work during the build: node 1 %s; node 2 %s", wgActivity(t, n1), wgActivity(t, n2))
 			used1, used2 := mainHeapUsed(t, n1), mainHeapUsed(t, n2)
 			t.Logf("main heap: node 1 %.1f MB used (%+.1f MB), node 2 %.1f MB used (%+.1f MB) with %d vWires: %.1f kB a vWire on node 2",
 				float64(used1)/1e6, float64(used1-heap1)/1e6, float64(used2)/1e6, float64(used2-heap2)/1e6, total, float64(used2-heap2)/1e3/float64(total))
@@ -678,6 +696,54 @@ func TestScaleRemote(t *testing.T) {
 	// Only govpp giving up on VPP (NotResponding, above) is a fault; the
 	// misses are a figure.
 	t.Logf("%v health checks missed", testutil.ToFloat64(govpp.metrics.healthMisses)-misses0)
+}
+
+// vppCPU is the CPU time dp's VPP process has used (user and system,
+// every thread), from /proc at its clock-tick resolution.
+func vppCPU(t testing.TB, dp *Dataplane) time.Duration {
+	t.Helper()
+	dp.mu.Lock()
+	pid := dp.proc.Pid()
+	dp.mu.Unlock()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("vpp cpu time: %v", err)
+	}
+	// The fields after the command's closing parenthesis; utime and
+	// stime are the stat's 14th and 15th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		t.Fatalf("vpp cpu time: short /proc/%d/stat %q", pid, b)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("vpp cpu time: /proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// wgActivity is what VPP's WireGuard nodes did since the last "clear
+// runtime" and "clear errors": each wg node's calls, packets (vectors)
+// and clocks a packet, and its counters (e.g. "Invalid MAC handshake": a
+// handshake that found no interface for it).
+func wgActivity(t testing.TB, dp *Dataplane) string {
+	var out []string
+	for _, l := range strings.Split(vppCLI(t, dp, "show runtime"), "\n") {
+		// Name State Calls Vectors Suspends Clocks Vectors/Call
+		if f := strings.Fields(l); len(f) >= 7 && strings.HasPrefix(f[0], "wg") {
+			out = append(out, strings.Join(f, " "))
+		}
+	}
+	for _, l := range strings.Split(vppCLI(t, dp, "show errors"), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[1], "wg") {
+			out = append(out, strings.Join(f, " "))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // plainRemoteSide makes, by a plain sequence of API calls and nothing

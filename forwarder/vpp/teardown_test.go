@@ -92,8 +92,8 @@ func TestDisconnectPipelined(t *testing.T) {
 	}{
 		{name: "wireguard", typ: wireguard.Type, payload: payload.IP, want: [][]string{
 			{"sw_interface_dump", "sw_interface_dump"},
-			{"l3xc_del", "l3xc_del", "wireguard_peer_remove", "wireguard_interface_delete",
-				"ip_route_add_del", "memif_delete", "memif_socket_filename_add_del_v2"},
+			{"l3xc_del", "l3xc_del", "wireguard_peer_remove", "ip_route_add_del",
+				"wireguard_interface_delete", "memif_delete", "memif_socket_filename_add_del_v2"},
 			{"ip_table_add_del"}, {"ip_table_add_del"},
 		}},
 		{name: "vxlan", typ: vxlan.Type, payload: payload.Ethernet, want: [][]string{
@@ -140,8 +140,8 @@ func TestDisconnectFailsMidPipeline(t *testing.T) {
 	if len(got) < 3 {
 		t.Fatalf("round trips %q: want the check, the removals and a sweep", got)
 	}
-	removals := []string{"l3xc_del", "l3xc_del", "wireguard_peer_remove", "wireguard_interface_delete",
-		"ip_route_add_del", "memif_delete", "memif_socket_filename_add_del_v2"}
+	removals := []string{"l3xc_del", "l3xc_del", "wireguard_peer_remove", "ip_route_add_del",
+		"wireguard_interface_delete", "memif_delete", "memif_socket_filename_add_del_v2"}
 	if !slices.Equal(got[1], removals) {
 		t.Errorf("removals %q, want %q in one round trip (those after the refused one too)", got[1], removals)
 	}
@@ -195,8 +195,8 @@ func TestRollbackFailsMidPipeline(t *testing.T) {
 		got = got[:len(got)-1]
 		last = got[len(got)-1]
 	}
-	want := []string{"l3xc_del", "wireguard_peer_remove", "wireguard_interface_delete",
-		"ip_route_add_del", "memif_delete", "memif_socket_filename_add_del_v2"}
+	want := []string{"l3xc_del", "wireguard_peer_remove", "ip_route_add_del",
+		"wireguard_interface_delete", "memif_delete", "memif_socket_filename_add_del_v2"}
 	if !slices.Equal(last, want) {
 		t.Errorf("rollback %q, want %q in one round trip (those after the refused one too); all: %q", last, want, got)
 	}

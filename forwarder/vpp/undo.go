@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"go.fd.io/govpp/binapi/wireguard"
 )
 
 // undoFunc removes one object that a Connect made; cl is the Client of
@@ -85,4 +87,17 @@ func (u *undoStack) rollbackOn(ctx context.Context, cl *Client, err *error) {
 	if uerr := u.run(cctx, cl); uerr != nil {
 		*err = fmt.Errorf("%w (and rolling back: %w)", *err, uerr)
 	}
+}
+
+// peerStep is the stack's first WireGuard peer removal (the in side's:
+// it is built first), nil if none.
+func (u *undoStack) peerStep() *undoStep {
+	for i := range u.steps {
+		if s := &u.steps[i]; s.call != nil {
+			if _, ok := s.call.req.(*wireguard.WireguardPeerRemove); ok {
+				return s
+			}
+		}
+	}
+	return nil
 }

@@ -133,6 +133,8 @@ type Config struct {
 	StatsAdapter adapter.StatsAPI
 
 	host hostNet // tests replace Linux
+	// passiveFallback replaces DefaultPassiveFallback (tests).
+	passiveFallback time.Duration
 }
 
 // New connects to VPP (starting it first when cfg.APISocket is empty),
@@ -192,6 +194,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		}
 	}()
 
+	if d.passiveFallback = cfg.passiveFallback; d.passiveFallback <= 0 {
+		d.passiveFallback = DefaultPassiveFallback
+	}
 	if d.host = cfg.host; d.host == nil {
 		h, err := newNetlinkHost(cfg.NetNSPath)
 		if err != nil {
@@ -509,6 +514,7 @@ func (d *Dataplane) restore(ctx context.Context) {
 		}
 	}
 	d.reserveMemifs(cctx)
+	d.memifSockIDs.forget() // a new VPP: list its ids again
 	if !d.kernelTap {
 		if err := d.setupTrunk(cctx); err != nil {
 			d.log.Error("restore KERNEL trunk", "err", err)
@@ -602,7 +608,7 @@ func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]b
 			return err
 		}
 	}
-	in, out, undo, err := d.build(ctx, cl, st.plan)
+	in, out, undo, err := d.build(ctx, cl, st.plan, false)
 	if err != nil {
 		return err
 	}

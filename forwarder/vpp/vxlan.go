@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
+	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/vxlan"
 )
 
@@ -43,15 +43,23 @@ func (t VxlanTunnel) request(add bool) *vxlan.VxlanAddDelTunnelV3 {
 
 // CreateVxlanTunnel creates a tunnel.
 func (c *Client) CreateVxlanTunnel(ctx context.Context, t VxlanTunnel) (idx SwIfIndex, err error) {
-	start := time.Now()
-	defer func() {
-		c.done(ctx, "vxlan_add_del_tunnel_v3", start, err, "src", t.Src, "dst", t.Dst, "vni", t.VNI, "sw_if_index", idx)
-	}()
-	reply, err := vxlan.NewServiceClient(c.conn).VxlanAddDelTunnelV3(ctx, t.request(true))
-	if err != nil {
-		return NoInterface, fmt.Errorf("vxlan %s->%s vni %d: create: %w", t.Src, t.Dst, t.VNI, err)
+	idx = NoInterface
+	return idx, c.pipeline(ctx, createVxlanTunnelCall(t, func(i SwIfIndex) { idx = i }))
+}
+
+// createVxlanTunnelCall is the request that creates tunnel t, for a
+// pipeline; made gets its index.
+func createVxlanTunnelCall(t VxlanTunnel, made func(SwIfIndex)) pipelined {
+	return pipelined{
+		req:   t.request(true),
+		attrs: []any{"src", t.Src, "dst", t.Dst, "vni", t.VNI},
+		wrap:  func(err error) error { return fmt.Errorf("vxlan %s->%s vni %d: create: %w", t.Src, t.Dst, t.VNI, err) },
+		got: func(m api.Message) {
+			if r, ok := m.(*vxlan.VxlanAddDelTunnelV3Reply); ok {
+				made(SwIfIndex(r.SwIfIndex))
+			}
+		},
 	}
-	return SwIfIndex(reply.SwIfIndex), nil
 }
 
 // DeleteVxlanTunnel deletes a tunnel, named by its parameters.
