@@ -62,6 +62,11 @@ type fakeVPP struct {
 	leakedRoutes int             // API routes left in a deleted table
 	down         bool            // crashed: nothing is answered
 	silent       map[string]bool // messages taken but never answered
+	// unanswered counts, per message, the next requests that are
+	// carried out but whose reply is never sent (as one that comes after
+	// its caller gave up).
+	unanswered map[string]int
+	refuse     map[string]error // messages whose sending fails
 	onDisconnect func()
 }
 
@@ -105,6 +110,8 @@ func newFakeVPP() *fakeVPP {
 		unknown:    map[string]bool{},
 		fail:       map[string]failure{},
 		silent:     map[string]bool{},
+		unanswered: map[string]int{},
+		refuse:     map[string]error{},
 	}
 	f.reset()
 	for _, m := range binapi.Messages() {
@@ -214,6 +221,23 @@ func (f *fakeVPP) silence(msg string) {
 	f.silent[msg] = true
 }
 
+// withhold makes VPP carry out the next n requests named msg but never
+// answer them: what their caller sees when the reply comes after its
+// context ended.
+func (f *fakeVPP) withhold(msg string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unanswered[msg] = n
+}
+
+// refuseSend makes sending a request named msg fail with err (nil: no
+// longer), as a connection that broke.
+func (f *fakeVPP) refuseSend(msg string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refuse[msg] = err
+}
+
 // requests returns the names of the requests sent so far (no pings, no
 // dumps unless withDumps) and forgets them.
 func (f *fakeVPP) requests(withDumps bool) []string {
@@ -280,6 +304,10 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 		f.mu.Unlock()
 		return nil
 	}
+	if err := f.refuse[name]; err != nil {
+		f.mu.Unlock()
+		return err
+	}
 	if name != "control_ping" {
 		f.sent = append(f.sent, req)
 	}
@@ -300,6 +328,10 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 		replies = []api.Message{f.errorReply(req, fl.retval)}
 	} else {
 		replies = f.handle(req)
+	}
+	if f.unanswered[name] > 0 {
+		f.unanswered[name]--
+		replies = nil
 	}
 	cb := f.cb
 	f.mu.Unlock()
@@ -385,6 +417,14 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		var idx []uint32
 		for i := range f.ifaces {
 			// As VPP: ~0 lists every interface, an index that one.
+			if m.NameFilterValid {
+				// As VPP: a name filter lists every interface whose
+				// name holds it (case aside).
+				if strings.Contains(strings.ToLower(f.ifaces[i].name), strings.ToLower(m.NameFilter)) {
+					idx = append(idx, i)
+				}
+				continue
+			}
 			if m.SwIfIndex == ^interface_types.InterfaceIndex(0) || uint32(m.SwIfIndex) == i {
 				idx = append(idx, i)
 			}
@@ -555,7 +595,8 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		}
 		for _, i := range f.ifaces {
 			if i.sub && i.sup == parent.idx && i.subID == m.VlanID {
-				return rv(&interfaces.CreateVlanSubifReply{}, int32(api.SUBIF_ALREADY_EXISTS))
+				// VPP 25.10's answer (vl_api_create_vlan_subif_t_handler).
+				return rv(&interfaces.CreateVlanSubifReply{}, int32(api.VLAN_ALREADY_EXISTS))
 			}
 		}
 		i := f.newIface("sub", fmt.Sprintf("%s.%d", parent.name, m.VlanID))

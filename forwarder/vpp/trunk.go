@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.fd.io/govpp/api"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/l2"
 )
@@ -66,10 +67,16 @@ type trunk struct {
 	used   map[uint16]string // VLAN -> link name ("" for a sub-interface alone)
 	byLink map[string]uint16
 	next   uint16
+	// doubt holds the VLANs (reserved, link "") whose sub-interface a
+	// create with no answer may have made, and that could not be looked
+	// for then: the next KERNEL side, or the next setupTrunk, looks again.
+	doubt map[uint16]bool
+	// checking is set while one caller looks at the doubtful VLANs.
+	checking bool
 }
 
 func newTrunk() *trunk {
-	return &trunk{index: NoInterface, used: map[uint16]string{}, byLink: map[string]uint16{}, next: 1}
+	return &trunk{index: NoInterface, used: map[uint16]string{}, byLink: map[string]uint16{}, next: 1, doubt: map[uint16]bool{}}
 }
 
 // ifIndex is the trunk's VPP interface.
@@ -138,7 +145,52 @@ func (t *trunk) releaseSub(v uint16) {
 	defer t.mu.Unlock()
 	if l, ok := t.used[v]; ok && l == "" {
 		delete(t.used, v)
+		delete(t.doubt, v)
 	}
+}
+
+// keepInDoubt frees link's hold on its VLAN but keeps the VLAN reserved,
+// as a sub-interface's alone: VPP may have a sub-interface in it that
+// nothing found yet.
+func (t *trunk) keepInDoubt(link string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.byLink[link]; ok {
+		delete(t.byLink, link)
+		t.used[v] = ""
+		t.doubt[v] = true
+	}
+}
+
+// heldByLink reports whether a veth holds VLAN v (a vWire's side, being
+// made or standing).
+func (t *trunk) heldByLink(v uint16) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.used[v] != ""
+}
+
+// takeDoubts returns the doubtful VLANs for one caller to look at, none
+// while another caller is at it; doneDoubts ends the look.
+func (t *trunk) takeDoubts() []uint16 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.checking || len(t.doubt) == 0 {
+		return nil
+	}
+	t.checking = true
+	out := make([]uint16, 0, len(t.doubt))
+	for v := range t.doubt {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (t *trunk) doneDoubts() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.checking = false
 }
 
 // inUse is the number of VLANs in use.
@@ -183,16 +235,52 @@ func (d *Dataplane) setupTrunk(ctx context.Context) error {
 			return fmt.Errorf("KERNEL trunk: %w", err)
 		}
 	}
+	subs := map[uint16]Interface{}
 	for _, i := range ifaces {
 		if i.Sub && i.Sup == idx {
 			d.trunk.reserve(uint16(i.SubID), "")
+			subs[uint16(i.SubID)] = i
 		}
 	}
+	removed := d.removeLeftoverSubifs(ctx, cl, subs)
 	d.trunk.mu.Lock()
 	d.trunk.index = idx
+	for v := range d.trunk.doubt {
+		if _, ok := subs[v]; !ok && d.trunk.used[v] == "" {
+			// Looked for in the listing: not made.
+			delete(d.trunk.used, v)
+			delete(d.trunk.doubt, v)
+		}
+	}
 	d.trunk.mu.Unlock()
-	d.log.Info("KERNEL trunk ready", "host_if", trunkVPP, "sw_if_index", idx, "vlans_in_use", d.trunk.inUse())
+	d.log.Info("KERNEL trunk ready", "host_if", trunkVPP, "sw_if_index", idx, "vlans_in_use", d.trunk.inUse(), "leftover_subifs_removed", removed)
 	return nil
+}
+
+// removeLeftoverSubifs deletes the trunk's sub-interfaces (subs, by VLAN)
+// that are untagged and in a VLAN no veth holds, and frees their VLANs:
+// each was made by a create_vlan_subif whose answer never reached its
+// caller (its Connect gave up first), so no tag was set and no sweep, which
+// finds objects by tag, would remove it. A sub-interface whose VLAN a veth
+// holds is a KERNEL side being made (tagged right after its create) and is
+// left alone; so is a tagged one (a previous run's vWire, swept or taken
+// back by tag). A VLAN no veth holds is reserved (setupTrunk), so no
+// Connect takes it meanwhile. It returns how many it deleted.
+func (d *Dataplane) removeLeftoverSubifs(ctx context.Context, cl *Client, subs map[uint16]Interface) int {
+	n := 0
+	for v, i := range subs {
+		if i.Tag != "" || d.trunk.heldByLink(v) {
+			continue
+		}
+		if err := cl.DeleteSubif(ctx, i.Index); err != nil && !IsNotFound(err) {
+			cl.log.Warn("KERNEL trunk: untagged sub-interface left by a create with no answer: not deleted, its VLAN kept",
+				"sw_if_index", i.Index, "vlan", v, "err", err)
+			continue
+		}
+		d.trunk.releaseSub(v)
+		n++
+	}
+	return n
 }
 
 // makeTrunkSide makes a KERNEL side on the trunk: a VLAN, the veth joined
@@ -210,13 +298,23 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 		return NoInterface, err
 	}
 	d.trunk.releaseLink(host)
+	d.checkDoubtfulVLANs(ctx, cl, trunkIdx)
 	vlan, err := d.trunk.allocate(host)
 	if err != nil {
 		return NoInterface, err
 	}
+	// inDoubt is set by the undo of a create that got no answer when it
+	// could not find out whether VPP made the sub-interface: the VLAN
+	// then stays reserved, for the next look (checkDoubtfulVLANs,
+	// setupTrunk) to remove what VPP has in it.
+	inDoubt := false
 	u.push("vlan", func(context.Context, *Client) error {
 		if err := d.host.deleteTrunkVlan(vlan); err != nil {
 			return err
+		}
+		if inDoubt {
+			d.trunk.keepInDoubt(host)
+			return nil
 		}
 		d.trunk.releaseLink(host)
 		return nil
@@ -231,7 +329,26 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 	}
 	u.push("veth", func(context.Context, *Client) error { return d.host.deleteLink(host, tag) })
 	idx, err := cl.CreateVlanSubif(ctx, trunkIdx, vlan)
+	if errors.Is(err, api.VLAN_ALREADY_EXISTS) {
+		// A sub-interface was left in this VLAN (made by a create whose
+		// answer came too late, or by a vWire since gone): take it
+		// away, unless a vWire has it.
+		if err = d.removeStaleSubif(ctx, cl, trunkIdx, vlan, tag); err == nil {
+			idx, err = cl.CreateVlanSubif(ctx, trunkIdx, vlan)
+		}
+	}
 	if err != nil {
+		if !answered(err) {
+			// VPP may have made it all the same, untagged: look for it
+			// when rolling back (see removeUnansweredSubif).
+			u.push("sub-interface (create unanswered)", func(ctx context.Context, cl *Client) error {
+				if err := removeUnansweredSubif(ctx, cl, trunkIdx, vlan); err != nil {
+					inDoubt = true
+					return err
+				}
+				return nil
+			})
+		}
 		return NoInterface, err
 	}
 	u.pushCall("sub-interface", deleteSubifCall(idx))
@@ -256,6 +373,106 @@ func (c *Client) CreateVlanSubif(ctx context.Context, parent SwIfIndex, vlan uin
 		return NoInterface, fmt.Errorf("sub-interface %d.%d: create: %w", parent, vlan, err)
 	}
 	return SwIfIndex(reply.SwIfIndex), nil
+}
+
+// answered reports whether err is VPP's refusal (a reply with a retval):
+// VPP then made nothing. Any other failure (the call's context ended, no
+// reply within govpp's timeout, the connection failed) leaves the outcome
+// unknown: VPP may have made the object and answered too late.
+func answered(err error) bool {
+	var e api.VPPApiError
+	return errors.As(err, &e)
+}
+
+// removeUnansweredSubif deletes parent's sub-interface in vlan if VPP has
+// one: the rollback of a create_vlan_subif that got no answer. VPP serves a
+// connection's messages in order, so the listing, sent after the create,
+// shows the sub-interface if the create made it. A failure (VPP still not
+// answering) is returned; the VLAN must then not be handed out again.
+func removeUnansweredSubif(ctx context.Context, cl *Client, parent SwIfIndex, vlan uint16) error {
+	i, ok, err := cl.FindVlanSubif(ctx, parent, vlan)
+	if err != nil {
+		cl.log.Error("KERNEL trunk: a create_vlan_subif got no answer and its sub-interface cannot be looked for: VLAN kept until it is",
+			"vlan", vlan, "err", err)
+		return err
+	}
+	if !ok {
+		return nil
+	}
+	if i.Tag != "" {
+		// Not the one the create made (that one has no tag yet): the
+		// VLAN's next create meets it (see removeStaleSubif).
+		cl.log.Warn("KERNEL trunk: a tagged sub-interface is in the VLAN of an unanswered create: left alone", "sw_if_index", i.Index, "vlan", vlan, "tag", i.Tag)
+		return nil
+	}
+	cl.log.Info("KERNEL trunk: deleting the sub-interface a create_vlan_subif made after its caller gave up", "sw_if_index", i.Index, "vlan", vlan)
+	return cl.DeleteSubif(ctx, i.Index)
+}
+
+// removeStaleSubif deletes parent's sub-interface in vlan, found there by
+// a create_vlan_subif refused with VLAN_ALREADY_EXISTS, when it is no
+// vWire's: untagged, or tagged for this very side (tag), or for a
+// connection this dataplane neither has nor keeps for a refresh.
+func (d *Dataplane) removeStaleSubif(ctx context.Context, cl *Client, parent SwIfIndex, vlan uint16, tag string) error {
+	i, ok, err := cl.FindVlanSubif(ctx, parent, vlan)
+	if err != nil {
+		return fmt.Errorf("sub-interface %d.%d exists: %w", parent, vlan, err)
+	}
+	if !ok {
+		return nil // gone meanwhile: create again
+	}
+	if i.Tag != "" && i.Tag != tag {
+		t, ok := ParseTag(i.Tag)
+		if !ok {
+			return fmt.Errorf("sub-interface %d.%d exists, tagged %q (not vwire's): left alone", parent, vlan, i.Tag)
+		}
+		d.mu.Lock()
+		known := d.conns[t.Key] != nil || d.orphans[t.Key]
+		d.mu.Unlock()
+		if known {
+			return fmt.Errorf("sub-interface %d.%d exists and belongs to vWire %s: left alone", parent, vlan, t.Key)
+		}
+	}
+	cl.log.Warn("KERNEL trunk: deleting a leftover sub-interface in the VLAN given to a new side", "sw_if_index", i.Index, "vlan", vlan, "tag", i.Tag)
+	if err := cl.DeleteSubif(ctx, i.Index); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// checkDoubtfulVLANs looks again at the VLANs whose sub-interface an
+// unanswered create may have made (see trunk.doubt): one deleted, or none
+// found, frees the VLAN. One caller at a time; failures keep the VLAN for
+// the next look and do not fail the caller.
+func (d *Dataplane) checkDoubtfulVLANs(ctx context.Context, cl *Client, parent SwIfIndex) {
+	vlans := d.trunk.takeDoubts()
+	if len(vlans) == 0 {
+		return
+	}
+	defer d.trunk.doneDoubts()
+	for _, v := range vlans {
+		if err := removeUnansweredSubif(ctx, cl, parent, v); err != nil && !IsNotFound(err) {
+			return
+		}
+		d.trunk.releaseSub(v)
+	}
+}
+
+// FindVlanSubif returns parent's sub-interface in vlan; ok is false when
+// VPP has none. VPP is asked for the interfaces whose name holds the
+// trunk's name and the VLAN (sub-interfaces are named
+// <parent>.<vlan>), not the whole list.
+func (c *Client) FindVlanSubif(ctx context.Context, parent SwIfIndex, vlan uint16) (found Interface, ok bool, err error) {
+	req := &interfaces.SwInterfaceDump{SwIfIndex: NoInterface.api(), NameFilterValid: true, NameFilter: fmt.Sprintf("%s.%d", trunkVPP, vlan)}
+	err = dump(ctx, c, req, func(d *interfaces.SwInterfaceDetails) {
+		if i := interfaceOf(d); i.Sub && i.Sup == parent && i.SubID == uint32(vlan) {
+			found, ok = i, true
+		}
+	})
+	if err != nil {
+		return Interface{}, false, fmt.Errorf("sub-interface %d.%d: find: %w", parent, vlan, err)
+	}
+	return found, ok, nil
 }
 
 // DeleteSubif deletes a sub-interface.
