@@ -65,8 +65,8 @@ type fakeVPP struct {
 	// unanswered counts, per message, the next requests that are
 	// carried out but whose reply is never sent (as one that comes after
 	// its caller gave up).
-	unanswered map[string]int
-	refuse     map[string]error // messages whose sending fails
+	unanswered   map[string]int
+	refuse       map[string]error // messages whose sending fails
 	onDisconnect func()
 }
 
