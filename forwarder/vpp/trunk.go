@@ -390,23 +390,32 @@ func answered(err error) bool {
 // shows the sub-interface if the create made it. A failure (VPP still not
 // answering) is returned; the VLAN must then not be handed out again.
 func removeUnansweredSubif(ctx context.Context, cl *Client, parent SwIfIndex, vlan uint16) error {
-	i, ok, err := cl.FindVlanSubif(ctx, parent, vlan)
+	_, err := removeUntaggedSubif(ctx, cl, parent, vlan)
 	if err != nil {
 		cl.log.Error("KERNEL trunk: a create_vlan_subif got no answer and its sub-interface cannot be looked for: VLAN kept until it is",
 			"vlan", vlan, "err", err)
-		return err
 	}
-	if !ok {
-		return nil
+	return err
+}
+
+// removeUntaggedSubif deletes parent's sub-interface in vlan if it is
+// untagged; tagged reports one left there because it has a tag (not what
+// an unanswered create made: that one has none yet).
+func removeUntaggedSubif(ctx context.Context, cl *Client, parent SwIfIndex, vlan uint16) (tagged bool, err error) {
+	i, ok, err := cl.FindVlanSubif(ctx, parent, vlan)
+	if err != nil || !ok {
+		return false, err
 	}
 	if i.Tag != "" {
-		// Not the one the create made (that one has no tag yet): the
-		// VLAN's next create meets it (see removeStaleSubif).
+		// The VLAN's next create meets it (see removeStaleSubif).
 		cl.log.Warn("KERNEL trunk: a tagged sub-interface is in the VLAN of an unanswered create: left alone", "sw_if_index", i.Index, "vlan", vlan, "tag", i.Tag)
-		return nil
+		return true, nil
 	}
 	cl.log.Info("KERNEL trunk: deleting the sub-interface a create_vlan_subif made after its caller gave up", "sw_if_index", i.Index, "vlan", vlan)
-	return cl.DeleteSubif(ctx, i.Index)
+	if err := cl.DeleteSubif(ctx, i.Index); err != nil && !IsNotFound(err) {
+		return false, err
+	}
+	return false, nil
 }
 
 // removeStaleSubif deletes parent's sub-interface in vlan, found there by
@@ -451,8 +460,17 @@ func (d *Dataplane) checkDoubtfulVLANs(ctx context.Context, cl *Client, parent S
 	}
 	defer d.trunk.doneDoubts()
 	for _, v := range vlans {
-		if err := removeUnansweredSubif(ctx, cl, parent, v); err != nil && !IsNotFound(err) {
+		tagged, err := removeUntaggedSubif(ctx, cl, parent, v)
+		if err != nil {
+			cl.log.Warn("KERNEL trunk: VLANs in doubt not looked at again", "vlans", vlans, "err", err)
 			return
+		}
+		if tagged {
+			// A tagged sub-interface's VLAN is freed with it (sweep).
+			d.trunk.mu.Lock()
+			delete(d.trunk.doubt, v)
+			d.trunk.mu.Unlock()
+			continue
 		}
 		d.trunk.releaseSub(v)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"go.fd.io/govpp/adapter/mock"
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/core"
 )
 
 func must(t *testing.T, err error) {
@@ -198,4 +200,27 @@ func TestLeftoverSubifsRemovedAtStart(t *testing.T) {
 		check(t, strings.Contains(s, "vwire/"), "untagged sub-interface left: %s", s)
 	}
 	check(t, dp.trunk.inUse() == 2, "%d VLANs in use, want the kept vWire's two", dp.trunk.inUse())
+}
+
+// TestAnswered: only VPP's refusal (a retval) says nothing was made; an
+// ended context, govpp's reply timeout or a broken connection leave the
+// outcome unknown.
+func TestAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{name: "retval", err: fmt.Errorf("sub-interface 2.1: create: %w", api.VLAN_ALREADY_EXISTS), want: true},
+		{name: "deadline", err: fmt.Errorf("create: %w", context.DeadlineExceeded)},
+		{name: "canceled", err: context.Canceled},
+		{name: "govpp reply timeout", err: fmt.Errorf("%w 1s", core.ErrReplyTimeout)},
+		{name: "connection", err: errors.New("write: broken pipe")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := answered(tc.err); got != tc.want {
+				t.Fatalf("answered(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
 }
