@@ -272,7 +272,20 @@ func (d *Dataplane) removeLeftoverSubifs(ctx context.Context, cl *Client, subs m
 		if i.Tag != "" || d.trunk.heldByLink(v) {
 			continue
 		}
-		if err := cl.DeleteSubif(ctx, i.Index); err != nil && !IsNotFound(err) {
+		// The listing may be older than a rollback that deleted it and
+		// freed its index for another interface: ask again (the VLAN is
+		// reserved, so no new sub-interface of ours can be in it now).
+		now, ok, err := cl.GetInterface(ctx, i.Index)
+		if err == nil && (!ok || !now.Sub || now.Sup != i.Sup || now.SubID != i.SubID || now.Tag != "") {
+			if !ok || now.Sup != i.Sup || now.SubID != i.SubID {
+				d.trunk.releaseSub(v)
+			}
+			continue
+		}
+		if err == nil {
+			err = cl.DeleteSubif(ctx, i.Index)
+		}
+		if err != nil && !IsNotFound(err) {
 			cl.log.Warn("KERNEL trunk: untagged sub-interface left by a create with no answer: not deleted, its VLAN kept",
 				"sw_if_index", i.Index, "vlan", v, "err", err)
 			continue
