@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	interfaces "go.fd.io/govpp/binapi/interface"
+
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
+	"github.com/vwire/vwire/mechanisms/kernel"
 )
 
 // TestLeftoverSubifsVPP, on a real VPP: a create_vlan_subif whose reply
@@ -77,6 +82,71 @@ func TestLeftoverSubifsVPP(t *testing.T) {
 		t.Errorf("VPP after close:\n%s\nbefore:\n%s", got, before)
 	}
 	if n := n1.trunk.inUse(); n != 0 {
+		t.Errorf("%d VLANs in use after close", n)
+	}
+}
+
+// TestLeftoverSubifsRemovedAtStartVPP: a forwarder attached to a running
+// VPP deletes, when it starts, the trunk's untagged sub-interfaces left by
+// a previous run's unanswered creates, and leaves the previous run's
+// vWire, which a refresh then takes back unchanged.
+func TestLeftoverSubifsRemovedAtStartVPP(t *testing.T) {
+	bin, plugins := needVPP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNS(t, "node")
+	proc, err := vppstart.Start(ctx, vppstart.Config{Bin: bin, PluginPath: plugins, Dir: stateDir(t), NetNSPath: ns.path, PollSleepUsec: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Stop(vppstart.DefaultStopTimeout) })
+	open := func() *Dataplane {
+		dp, err := New(ctx, Config{APISocket: proc.APISocket, StatsSocket: proc.StatsSocket, NetNSPath: ns.path, Kernel: KernelVeth,
+			StateDir: stateDir(t), Grace: time.Minute, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dp.Close() })
+		return dp
+	}
+	dp1 := open()
+	before := interfacesOf(t, dp1)
+	c, e := newWorkload(t, "kernel", "nsc", "172.16.171.1"), newWorkload(t, "kernel", "nse", "172.16.171.2")
+	cc := ipCtx(c.addr, e.addr)
+	in := &networkservice.Connection{Mechanism: kernel.New(kernel.Params{Name: "nsm-c", NetNSURL: "file://" + c.ns.path}), Context: cc, Payload: payload.IP}
+	out := &networkservice.Connection{Mechanism: kernel.New(kernel.Params{Name: "nsm-e", NetNSURL: "file://" + e.ns.path}), Context: cc, Payload: payload.IP}
+	if err := dp1.Connect(ctx, "kept", in, out); err != nil {
+		t.Fatal(err)
+	}
+	withKept := interfacesOf(t, dp1)
+	const leftVLAN = 3000
+	trunk := dp1.trunk.ifIndex()
+	if _, err := dp1.vpp.CreateVlanSubif(ctx, trunk, leftVLAN); err != nil {
+		t.Fatal(err)
+	}
+	dp1.Close()
+
+	dp2 := open()
+	if i, ok, err := dp2.vpp.FindVlanSubif(ctx, trunk, leftVLAN); err != nil || ok {
+		t.Fatalf("untagged sub-interface in VLAN %d after the restart: %+v (err %v)", leftVLAN, i, err)
+	}
+	if err := dp2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp2.Connect(ctx, "kept", in, out); err != nil {
+		t.Fatal(err)
+	}
+	if got := interfacesOf(t, dp2); got != withKept {
+		t.Fatalf("VPP after the restart and refresh:\n%s\nwant:\n%s", got, withKept)
+	}
+	eventually(t, 10*time.Second, func() error { return c.ping(t, e.addr) })
+	if err := dp2.Disconnect(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if got := interfacesOf(t, dp2); got != before {
+		t.Fatalf("VPP after close:\n%s\nbefore:\n%s", got, before)
+	}
+	if n := dp2.trunk.inUse(); n != 0 {
 		t.Errorf("%d VLANs in use after close", n)
 	}
 }
