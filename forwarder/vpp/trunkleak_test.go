@@ -68,7 +68,7 @@ func buildKernel(ctx context.Context, n *testNode, id string) error {
 	if err != nil {
 		return err
 	}
-	_, _, _, err = n.dp.build(ctx, n.dp.vpp, p)
+	_, _, _, err = n.dp.build(ctx, n.dp.vpp, p, true)
 	return err
 }
 
