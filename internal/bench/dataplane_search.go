@@ -62,8 +62,8 @@ type SearchResult struct {
 	// with no loss and with at most PDRLoss; 0 when none passed.
 	NDR float64 `json:"ndr_pps"`
 	PDR float64 `json:"pdr_pps"`
-	// SourceMax is the rate the source reached unthrottled (the first
-	// trial): the search's ceiling. When NDR or PDR is there, the source,
+	// SourceMax is the rate the source reached unthrottled (the faster
+	// of the unthrottled load's trials): the search's ceiling. When NDR or PDR is there, the source,
 	// not the path, was the limit.
 	SourceMax float64 `json:"source_max_pps"`
 	// Trials in the order they ran.
@@ -260,6 +260,12 @@ func Search(ctx context.Context, trial Trial, precision float64) (SearchResult, 
 	v, err := decide(ctx, trial, 0, first, &res)
 	if err != nil {
 		return res, fmt.Errorf("unthrottled trial: %w", err)
+	}
+	// A retry of the unthrottled load may have offered more than the
+	// first trial (the source's own rate varies): the ceiling is the
+	// faster, so that NDR and PDR never exceed it.
+	for _, t := range res.Trials {
+		res.SourceMax = max(res.SourceMax, t.Offered)
 	}
 	record(first.Offered, v)
 	floor := minRateFraction * first.Offered

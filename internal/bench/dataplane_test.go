@@ -126,6 +126,33 @@ func (p *noisy) trial(ctx context.Context, pps float64) (TrialResult, error) {
 	return t, err
 }
 
+// TestSearchSourceMaxFromRetry: when the unthrottled load's first trial
+// lost frames and its retry, unthrottled too, offered more and lost none,
+// the source's ceiling is the retry's rate, not under NDR (seen in
+// TestRunDataplane on a loaded host: NDR 1.32 Mpps, source 1.12).
+func TestSearchSourceMaxFromRetry(t *testing.T) {
+	n := 0
+	trial := func(_ context.Context, pps float64) (TrialResult, error) {
+		n++
+		offered, lost := pps, uint64(0)
+		switch {
+		case n == 1:
+			offered, lost = 1.12e6, 1000 // descheduled: slow, and lost some
+		case pps == 0:
+			offered = 1.32e6
+		}
+		sent := uint64(offered)
+		return TrialResult{Rate: pps, Offered: offered, Sent: sent, Received: sent - lost}, nil
+	}
+	res, err := Search(context.Background(), trial, 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SourceMax != 1.32e6 || res.NDR > res.SourceMax || res.PDR > res.SourceMax || res.NDR > res.PDR {
+		t.Errorf("NDR %.0f, PDR %.0f, source %.0f: want source 1320000 and NDR ≤ PDR ≤ source", res.NDR, res.PDR, res.SourceMax)
+	}
+}
+
 // TestSearchRetryOfferedMore: when the second trial of a load offers a
 // little more than the first (a source's rate varies) and passes NDR
 // where the first passed only PDR, PDR is not left under NDR.
