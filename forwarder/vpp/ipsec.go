@@ -175,3 +175,35 @@ func (c *Client) ListTunnelProtections(ctx context.Context, idx SwIfIndex) ([]Tu
 	}
 	return out, nil
 }
+
+// removeIpipTunnelOf deletes the untagged IP-in-IP tunnel from t.Src to
+// t.Dst if VPP has one: the undo of an ipip_add_tunnel that got no answer.
+// VPP serves a connection's messages in order, so the listing, sent after
+// the create, shows the tunnel if the create made it; a tagged one is
+// another vWire's. One that cannot be looked for or deleted is logged.
+func removeIpipTunnelOf(ctx context.Context, cl *Client, t IpipTunnel) error {
+	err := func() error {
+		tuns, err := cl.ListIpipTunnels(ctx)
+		if err != nil {
+			return err
+		}
+		for _, x := range tuns {
+			if x.Src != t.Src || x.Dst != t.Dst {
+				continue
+			}
+			i, ok, err := cl.GetInterface(ctx, x.Index)
+			if err != nil {
+				return err
+			}
+			if ok && i.Tag == "" {
+				return cl.DeleteIpipTunnel(ctx, x.Index)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		cl.log.Error("an ipip_add_tunnel got no answer and the tunnel it may have made cannot be removed: left untagged in VPP",
+			"src", t.Src, "dst", t.Dst, "err", err)
+	}
+	return err
+}
