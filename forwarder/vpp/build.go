@@ -25,6 +25,8 @@ import (
 // the vWire is new to both nodes (see passivePeer).
 func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan, first bool) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
+	// Run after the rollback: what it could not look for is kept.
+	defer func() { d.keepLeftovers(p.id, u.left) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	if vppSide(&p.in) && vppSide(&p.out) {
 		if in, out, err = d.buildPipelined(ctx, cl, &u, p, first); err != nil {
@@ -97,6 +99,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 		}
 	}
 	var u undoStack
+	defer func() { d.keepLeftovers(p.id, u.left) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s, false)
 	if err != nil {
@@ -271,13 +274,13 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			}), func() {
 				// No other socket has the id (socketIDs): VPP's "no
 				// such entry" means the create made none.
-				u.pushCall("memif socket", deleteMemifSocketCall(id))
+				u.pushCallAgain("memif socket", deleteMemifSocketCall(id))
 			})
 			add(createMemifCall(spec, func(x SwIfIndex) {
 				idx[i] = x
 				u.pushCall("memif", deleteMemifCall(x))
 			}), func() {
-				u.push("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
+				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
 			})
 		case vxlan.Type:
 			t := s.vxlan
@@ -285,7 +288,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 				idx[i] = x
 				u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
 			}), func() {
-				u.pushCall("vxlan tunnel", deleteUnansweredVxlanCall(t))
+				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
 			})
 		case wireguard.Type:
 			w := s.wgIface
@@ -293,7 +296,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 				idx[i] = x
 				u.pushCall("wireguard interface", deleteWireguardInterfaceCall(x))
 			}), func() {
-				u.push("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
+				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
 			})
 		}
 	}
@@ -401,7 +404,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		sock, err := cl.CreateMemifSocket(ctx, filename)
 		if err != nil {
 			if !answered(err) {
-				u.push("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
+				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
 			}
 			return NoInterface, err
 		}
@@ -409,7 +412,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		spec := MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}
 		if idx, err = cl.CreateMemif(ctx, spec); err != nil {
 			if !answered(err) {
-				u.push("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
+				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
 			}
 			return NoInterface, err
 		}
@@ -418,7 +421,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		t := s.vxlan
 		if idx, err = cl.CreateVxlanTunnel(ctx, t); err != nil {
 			if !answered(err) {
-				u.pushCall("vxlan tunnel", deleteUnansweredVxlanCall(t))
+				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
 			}
 			return NoInterface, err
 		}
@@ -427,7 +430,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		w := s.wgIface
 		if idx, err = cl.CreateWireguardInterface(ctx, w); err != nil {
 			if !answered(err) {
-				u.push("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
+				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
 			}
 			return NoInterface, err
 		}
@@ -438,14 +441,14 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		out, in := s.saOut, s.saIn
 		if err := cl.CreateSA(ctx, out); err != nil {
 			if !answered(err) {
-				u.pushCall("outbound sa", deleteSACall(out.ID))
+				u.pushCallAgain("outbound sa", deleteSACall(out.ID))
 			}
 			return NoInterface, err
 		}
 		u.pushCall("outbound sa", deleteSACall(out.ID))
 		if err := cl.CreateSA(ctx, in); err != nil {
 			if !answered(err) {
-				u.pushCall("inbound sa", deleteSACall(in.ID))
+				u.pushCallAgain("inbound sa", deleteSACall(in.ID))
 			}
 			return NoInterface, err
 		}
@@ -453,7 +456,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		t := s.ipip
 		if idx, err = cl.CreateIpipTunnel(ctx, t); err != nil {
 			if !answered(err) {
-				u.push("ipip tunnel", func(ctx context.Context, cl *Client) error { return removeIpipTunnelOf(ctx, cl, t) })
+				u.pushAgain("ipip tunnel", func(ctx context.Context, cl *Client) error { return removeIpipTunnelOf(ctx, cl, t) })
 			}
 			return NoInterface, err
 		}
@@ -527,4 +530,33 @@ func (d *Dataplane) uplinkIndex() SwIfIndex {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.uplink
+}
+
+// keepLeftovers keeps, for vWire id's next Connect or its Disconnect (see
+// removeLeftovers), the undo steps of creates that got no answer whose
+// lookup failed (VPP still not answering): VPP may hold an untagged
+// object of the vWire that no sweep finds (sweeps go by tag).
+func (d *Dataplane) keepLeftovers(id string, steps []undoStep) {
+	if len(steps) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.leftovers[id] = append(d.leftovers[id], steps...)
+}
+
+// removeLeftovers runs again the steps keepLeftovers kept for id, and
+// keeps those that fail again.
+func (d *Dataplane) removeLeftovers(ctx context.Context, cl *Client, id string) error {
+	d.mu.Lock()
+	steps := d.leftovers[id]
+	delete(d.leftovers, id)
+	d.mu.Unlock()
+	if len(steps) == 0 {
+		return nil
+	}
+	u := undoStack{steps: steps}
+	err := u.run(ctx, cl)
+	d.keepLeftovers(id, u.left)
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,19 +24,19 @@ const unansweredDeadline = 500 * time.Millisecond
 // buildAccepted builds, within ctx, node b's side of a vWire that node a
 // offers with mechanism typ (b accepts it), out being b's other side, as
 // b's Connect would (b builds first).
-func buildAccepted(ctx context.Context, t *testing.T, a, b *testNode, typ, pl string, out *networkservice.Mechanism) error {
+func buildAccepted(ctx context.Context, t *testing.T, a, b *testNode, typ, pl string, out *networkservice.Mechanism) (accepted *networkservice.Mechanism, err error) {
 	t.Helper()
 	c := &networkservice.Connection{Payload: pl}
 	offers, err := a.dp.Offer(context.Background(), "a", c, true)
 	must(t, err)
 	i := slices.IndexFunc(offers, func(m *networkservice.Mechanism) bool { return m.GetType() == typ })
 	check(t, i >= 0, "%s not offered: %v", typ, offers)
-	accepted, err := b.dp.Accept(context.Background(), "b", c, offers[i:i+1])
+	accepted, err = b.dp.Accept(context.Background(), "b", c, offers[i:i+1])
 	must(t, err)
 	p, err := b.dp.plan("b", conn(accepted, pl), conn(out, pl))
 	must(t, err)
 	_, _, _, err = b.dp.build(ctx, b.dp.vpp, p, true)
-	return err
+	return accepted, err
 }
 
 // TestUnansweredPipelinedCreatesLeaveNothing: in the pipelined build (a
@@ -63,7 +64,7 @@ func TestUnansweredPipelinedCreatesLeaveNothing(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), unansweredDeadline)
 				defer cancel()
-				err := buildAccepted(ctx, t, a, b, tc.typ, tc.payload, memifMech("e.sock"))
+				_, err := buildAccepted(ctx, t, a, b, tc.typ, tc.payload, memifMech("e.sock"))
 				check(t, errors.Is(err, context.DeadlineExceeded), "build: %v, want DeadlineExceeded", err)
 				check(t, b.vpp.snapshot() == before, "VPP now:\n%s\nbefore:\n%s", b.vpp.snapshot(), before)
 				check(t, len(b.vpp.sentOf(tc.creates[len(tc.creates)-1])) == 1, "the last create was not sent")
@@ -103,11 +104,61 @@ func TestUnansweredStepByStepCreatesLeaveNothing(t *testing.T) {
 				must(t, perr)
 				_, _, _, err = b.dp.build(ctx, b.dp.vpp, p, true)
 			} else {
-				err = buildAccepted(ctx, t, a, b, tc.typ, tc.payload, kernelMech(nsServer, "nsm-e"))
+				_, err = buildAccepted(ctx, t, a, b, tc.typ, tc.payload, kernelMech(nsServer, "nsm-e"))
 			}
 			check(t, errors.Is(err, context.DeadlineExceeded), "build: %v, want DeadlineExceeded", err)
 			check(t, b.vpp.snapshot() == before, "VPP now:\n%s\nbefore:\n%s", b.vpp.snapshot(), before)
 			check(t, b.dp.trunk.inUse() == 0, "%d VLANs still held", b.dp.trunk.inUse())
+		})
+	}
+}
+
+// TestUnansweredCreateLookupFails: when the rollback cannot look for what
+// a create with no answer made (the connection fails), the object stays,
+// and the vWire's next Connect (after a failed one, as here) or its
+// Disconnect looks again and removes it: VPP is back as it was.
+func TestUnansweredCreateLookupFails(t *testing.T) {
+	for _, tc := range []struct {
+		typ, payload string
+		withhold     []string
+		dump         string
+		reconnect    bool
+	}{
+		{typ: wireguard.Type, payload: payload.IP, withhold: []string{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"}, dump: "wireguard_interface_dump", reconnect: true},
+		{typ: wireguard.Type, payload: payload.IP, withhold: []string{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"}, dump: "wireguard_interface_dump"},
+		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", reconnect: true},
+		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump"},
+	} {
+		then := map[bool]string{true: "Connect", false: "Disconnect"}[tc.reconnect]
+		t.Run(fmt.Sprintf("%s %s then %s", tc.typ, tc.dump, then), func(t *testing.T) {
+			a, b := newTestNode(t, "192.0.2.1"), newTestNode(t, "192.0.2.2")
+			before := b.vpp.snapshot()
+			for _, c := range tc.withhold {
+				b.vpp.withhold(c, 1)
+			}
+			b.vpp.refuseSend(tc.dump, errors.New("connection broken"))
+			ctx, cancel := context.WithTimeout(context.Background(), unansweredDeadline)
+			defer cancel()
+			accepted, err := buildAccepted(ctx, t, a, b, tc.typ, tc.payload, memifMech("e.sock"))
+			check(t, errors.Is(err, context.DeadlineExceeded), "build: %v, want DeadlineExceeded", err)
+			check(t, err != nil && strings.Contains(err.Error(), "connection broken"), "build: %v, want the failed lookup", err)
+			check(t, b.vpp.snapshot() != before, "nothing left in VPP: the test does not test")
+			b.dp.mu.Lock()
+			left := len(b.dp.leftovers["b"])
+			b.dp.unclean[tagKey("b")] = true // as the failed Connect leaves it
+			b.dp.mu.Unlock()
+			check(t, left > 0, "no leftover kept")
+
+			b.vpp.refuseSend(tc.dump, nil)
+			if tc.reconnect {
+				must(t, b.dp.Connect(context.Background(), "b", conn(accepted, tc.payload), conn(memifMech("e.sock"), tc.payload)))
+				b.dp.mu.Lock()
+				left = len(b.dp.leftovers["b"])
+				b.dp.mu.Unlock()
+				check(t, left == 0, "%d leftovers still kept after the Connect", left)
+			}
+			must(t, b.dp.Disconnect(context.Background(), "b"))
+			check(t, b.vpp.snapshot() == before, "VPP now:\n%s\nbefore:\n%s", b.vpp.snapshot(), before)
 		})
 	}
 }
