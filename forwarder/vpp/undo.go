@@ -28,7 +28,9 @@ type undoStep struct {
 }
 
 // undoStack records, after each successful create, how to remove what was
-// created; run removes it all in reverse order when a later step fails.
+// created (after a create whose outcome is unknown, how to look for what it
+// may have made and remove it); run removes it all in reverse order when a
+// later step fails.
 type undoStack struct {
 	steps []undoStep
 	// left are the steps that may run again (again) and failed in the
