@@ -269,8 +269,10 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 				return NoInterface, NoInterface, err
 			}
 			spec := MemifSpec{SocketID: id, IP: p.l3, Slave: s.memifSlave}
+			// Its undo may run again (a memif left on it, should the
+			// memif's lookup fail, holds it): no other socket gets the id.
 			add(createMemifSocketCall(s.memifSocket, id, func(id uint32) {
-				u.pushCall("memif socket", deleteMemifSocketCall(id))
+				u.pushCallAgain("memif socket", deleteMemifSocketCall(id))
 			}), func() {
 				// No other socket has the id (socketIDs): VPP's "no
 				// such entry" means the create made none.
@@ -412,6 +414,10 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		spec := MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}
 		if idx, err = cl.CreateMemif(ctx, spec); err != nil {
 			if !answered(err) {
+				// The socket's undo, should it run again (a memif left
+				// on it holds it), by its filename: VPP chose its id.
+				u.steps = u.steps[:len(u.steps)-1]
+				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
 				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
 			}
 			return NoInterface, err

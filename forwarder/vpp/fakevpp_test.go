@@ -570,6 +570,12 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		if _, ok := f.sockets[m.SocketID]; !ok {
 			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errNoSuchEntry)
 		}
+		for _, i := range f.ifaces {
+			if i.kind == "memif" && i.memif.SocketID == m.SocketID {
+				// VPP refuses to delete a socket a memif uses.
+				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.INSTANCE_IN_USE))
+			}
+		}
 		delete(f.sockets, m.SocketID)
 		return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{}}
 	case *memif.MemifSocketFilenameDump:

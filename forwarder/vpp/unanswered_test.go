@@ -123,14 +123,17 @@ func TestUnansweredCreateLookupFails(t *testing.T) {
 		withhold     []string
 		dump         string
 		reconnect    bool
+		local        bool // KERNEL to memif, step by step
 	}{
 		{typ: wireguard.Type, payload: payload.IP, withhold: []string{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"}, dump: "wireguard_interface_dump", reconnect: true},
 		{typ: wireguard.Type, payload: payload.IP, withhold: []string{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"}, dump: "wireguard_interface_dump"},
 		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", reconnect: true},
 		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump"},
+		{typ: "memif", payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", reconnect: true, local: true},
+		{typ: "memif", payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", local: true},
 	} {
 		then := map[bool]string{true: "Connect", false: "Disconnect"}[tc.reconnect]
-		t.Run(fmt.Sprintf("%s %s then %s", tc.typ, tc.dump, then), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %s %s then %s", tc.typ, tc.withhold[0], tc.dump, then), func(t *testing.T) {
 			a, b := newTestNode(t, "192.0.2.1"), newTestNode(t, "192.0.2.2")
 			before := b.vpp.snapshot()
 			for _, c := range tc.withhold {
@@ -139,7 +142,17 @@ func TestUnansweredCreateLookupFails(t *testing.T) {
 			b.vpp.refuseSend(tc.dump, errors.New("connection broken"))
 			ctx, cancel := context.WithTimeout(context.Background(), unansweredDeadline)
 			defer cancel()
-			accepted, err := buildAccepted(ctx, t, a, b, tc.typ, tc.payload, memifMech("e.sock"))
+			in, out := conn(kernelMech(nsClient, "nsm-c"), tc.payload), conn(memifMech("e.sock"), tc.payload)
+			var err error
+			if tc.local {
+				p, perr := b.dp.plan("b", in, out)
+				must(t, perr)
+				_, _, _, err = b.dp.build(ctx, b.dp.vpp, p, true)
+			} else {
+				var accepted *networkservice.Mechanism
+				accepted, err = buildAccepted(ctx, t, a, b, tc.typ, tc.payload, memifMech("e.sock"))
+				in = conn(accepted, tc.payload)
+			}
 			check(t, errors.Is(err, context.DeadlineExceeded), "build: %v, want DeadlineExceeded", err)
 			check(t, err != nil && strings.Contains(err.Error(), "connection broken"), "build: %v, want the failed lookup", err)
 			check(t, b.vpp.snapshot() != before, "nothing left in VPP: the test does not test")
@@ -151,7 +164,7 @@ func TestUnansweredCreateLookupFails(t *testing.T) {
 
 			b.vpp.refuseSend(tc.dump, nil)
 			if tc.reconnect {
-				must(t, b.dp.Connect(context.Background(), "b", conn(accepted, tc.payload), conn(memifMech("e.sock"), tc.payload)))
+				must(t, b.dp.Connect(context.Background(), "b", in, out))
 				b.dp.mu.Lock()
 				left = len(b.dp.leftovers["b"])
 				b.dp.mu.Unlock()
