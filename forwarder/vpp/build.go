@@ -272,11 +272,11 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			// Its undo may run again (a memif left on it, should the
 			// memif's lookup fail, holds it): no other socket gets the id.
 			add(createMemifSocketCall(s.memifSocket, id, func(id uint32) {
-				u.pushCallAgain("memif socket", deleteMemifSocketCall(id))
+				u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
 			}), func() {
-				// No other socket has the id (socketIDs): VPP's "no
-				// such entry" means the create made none.
-				u.pushCallAgain("memif socket", deleteMemifSocketCall(id))
+				// No other socket has the id (socketIDs): VPP's
+				// refusal means the create made none.
+				u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
 			})
 			add(createMemifCall(spec, func(x SwIfIndex) {
 				idx[i] = x

@@ -369,3 +369,17 @@ func removeSocketNamed(ctx context.Context, cl *Client, filename string) error {
 	}
 	return err
 }
+
+// deleteChosenMemifSocketCall is deleteMemifSocketCall for a socket whose
+// id vwire chose (socketIDs), which may not exist (its create got no
+// answer): VPP 25.10 refuses the delete of an unknown id with "invalid
+// argument" (as it does ids 0 and ^0, never chosen), so that, like "no
+// such entry", means nothing to do.
+func deleteChosenMemifSocketCall(id uint32) pipelined {
+	call := deleteMemifSocketCall(id)
+	call.none = func(err error) bool {
+		var e api.VPPApiError
+		return IsNotFound(err) || errors.As(err, &e) && e == api.INVALID_ARGUMENT
+	}
+	return call
+}

@@ -45,7 +45,7 @@ func TestUnansweredCreatesVPP(t *testing.T) {
 			spec := MemifSpec{SocketID: id}
 			return []api.Message{createMemifSocketCall(filepath.Join(dir, "a.sock"), id, nil).req, createMemifCall(spec, nil).req},
 				func(u *undoStack) {
-					u.pushCallAgain("memif socket", deleteMemifSocketCall(id))
+					u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
 					u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, id, spec.ID) })
 				}
 		}},
