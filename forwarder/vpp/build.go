@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"go.fd.io/govpp/api"
+
 	"github.com/vwire/vwire/mechanisms/ipsec"
 	"github.com/vwire/vwire/mechanisms/kernel"
 	"github.com/vwire/vwire/mechanisms/memif"
@@ -23,6 +25,8 @@ import (
 // the vWire is new to both nodes (see passivePeer).
 func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan, first bool) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
+	// Run after the rollback: what it could not look for is kept.
+	defer func() { d.keepLeftovers(p.id, u.left) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	if vppSide(&p.in) && vppSide(&p.out) {
 		if in, out, err = d.buildPipelined(ctx, cl, &u, p, first); err != nil {
@@ -95,6 +99,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 		}
 	}
 	var u undoStack
+	defer func() { d.keepLeftovers(p.id, u.left) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s, false)
 	if err != nil {
@@ -239,7 +244,15 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			return NoInterface, NoInterface, err
 		}
 	}
+	// Each create's undo is pushed as its reply comes; one whose outcome
+	// is unknown (no reply: the context ended or the connection failed
+	// first, so VPP may have made it all the same) gets, from ifUnknown,
+	// an undo that looks for what VPP made by what was chosen here.
 	var creates []pipelined
+	var ifUnknown []func()
+	add := func(c pipelined, unknown func()) {
+		creates, ifUnknown = append(creates, c), append(ifUnknown, unknown)
+	}
 	for i, s := range sides {
 		switch s.typ {
 		case memif.Type:
@@ -255,28 +268,41 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			if err != nil {
 				return NoInterface, NoInterface, err
 			}
-			creates = append(creates,
-				createMemifSocketCall(s.memifSocket, id, func(id uint32) {
-					u.pushCall("memif socket", deleteMemifSocketCall(id))
-				}),
-				createMemifCall(MemifSpec{SocketID: id, IP: p.l3, Slave: s.memifSlave}, func(x SwIfIndex) {
-					idx[i] = x
-					u.pushCall("memif", deleteMemifCall(x))
-				}))
+			spec := MemifSpec{SocketID: id, IP: p.l3, Slave: s.memifSlave}
+			// Its undo may run again (a memif left on it, should the
+			// memif's lookup fail, holds it): no other socket gets the id.
+			add(createMemifSocketCall(s.memifSocket, id, func(id uint32) {
+				u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
+			}), func() {
+				// No other socket has the id (socketIDs): VPP's
+				// refusal means the create made none.
+				u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
+			})
+			add(createMemifCall(spec, func(x SwIfIndex) {
+				idx[i] = x
+				u.pushCall("memif", deleteMemifCall(x))
+			}), func() {
+				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
+			})
 		case vxlan.Type:
 			t := s.vxlan
-			creates = append(creates, createVxlanTunnelCall(t, func(x SwIfIndex) {
+			add(createVxlanTunnelCall(t, func(x SwIfIndex) {
 				idx[i] = x
 				u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
-			}))
+			}), func() {
+				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
+			})
 		case wireguard.Type:
-			creates = append(creates, createWireguardInterfaceCall(s.wgIface, func(x SwIfIndex) {
+			w := s.wgIface
+			add(createWireguardInterfaceCall(w, func(x SwIfIndex) {
 				idx[i] = x
 				u.pushCall("wireguard interface", deleteWireguardInterfaceCall(x))
-			}))
+			}), func() {
+				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
+			})
 		}
 	}
-	if err := cl.pipeline(ctx, creates...); err != nil {
+	if err := pipelineCreates(ctx, cl, creates, ifUnknown); err != nil {
 		return NoInterface, NoInterface, err
 	}
 
@@ -317,6 +343,34 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 	return in, out, nil
 }
 
+// pipelineCreates pipelines creates and calls, for each whose outcome is
+// unknown (no reply came: answered), its ifUnknown, after the replies
+// that came (their got pushed their undos). Those are a suffix of creates
+// (the first one without a reply ends the stream), so the undo stack
+// keeps the creates' order. It returns the first failure.
+func pipelineCreates(ctx context.Context, cl *Client, creates []pipelined, ifUnknown []func()) error {
+	replied := make([]bool, len(creates))
+	for k := range creates {
+		got := creates[k].got
+		creates[k].got = func(m api.Message) {
+			replied[k] = true
+			if got != nil {
+				got(m)
+			}
+		}
+	}
+	var first error
+	for k, err := range cl.pipelineEach(ctx, creates...) {
+		if !replied[k] && !answered(err) {
+			ifUnknown[k]()
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // makeInterface makes the VPP interface of one side, tagged unless
 // tagHere is false (the caller then tags it first thing).
 func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack, p *plan, s *side, tag string, tagHere bool) (SwIfIndex, error) {
@@ -346,37 +400,70 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 				return NoInterface, fmt.Errorf("memif socket directory: %w", err)
 			}
 		}
-		sock, err := cl.CreateMemifSocket(ctx, s.memifSocket)
+		// A create with no answer (answered) may have been carried out:
+		// its undo looks for what VPP made by what was asked for.
+		filename := s.memifSocket
+		sock, err := cl.CreateMemifSocket(ctx, filename)
 		if err != nil {
+			if !answered(err) {
+				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
+			}
 			return NoInterface, err
 		}
 		u.pushCall("memif socket", deleteMemifSocketCall(sock))
-		if idx, err = cl.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}); err != nil {
+		spec := MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}
+		if idx, err = cl.CreateMemif(ctx, spec); err != nil {
+			if !answered(err) {
+				// The socket's undo, should it run again (a memif left
+				// on it holds it), by its filename: VPP chose its id.
+				u.steps = u.steps[:len(u.steps)-1]
+				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
+				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
+			}
 			return NoInterface, err
 		}
 		u.pushCall("memif", deleteMemifCall(idx))
 	case vxlan.Type:
 		t := s.vxlan
 		if idx, err = cl.CreateVxlanTunnel(ctx, t); err != nil {
+			if !answered(err) {
+				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
+			}
 			return NoInterface, err
 		}
 		u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
 	case wireguard.Type:
-		if idx, err = cl.CreateWireguardInterface(ctx, s.wgIface); err != nil {
+		w := s.wgIface
+		if idx, err = cl.CreateWireguardInterface(ctx, w); err != nil {
+			if !answered(err) {
+				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
+			}
 			return NoInterface, err
 		}
 		u.pushCall("wireguard interface", deleteWireguardInterfaceCall(idx))
 	case ipsec.Type:
+		// The SAs' ids are chosen by vwire: an SA whose create got no
+		// answer is deleted by its id (VPP's "no such entry": none made).
 		out, in := s.saOut, s.saIn
 		if err := cl.CreateSA(ctx, out); err != nil {
+			if !answered(err) {
+				u.pushCallAgain("outbound sa", deleteSACall(out.ID))
+			}
 			return NoInterface, err
 		}
 		u.pushCall("outbound sa", deleteSACall(out.ID))
 		if err := cl.CreateSA(ctx, in); err != nil {
+			if !answered(err) {
+				u.pushCallAgain("inbound sa", deleteSACall(in.ID))
+			}
 			return NoInterface, err
 		}
 		u.pushCall("inbound sa", deleteSACall(in.ID))
-		if idx, err = cl.CreateIpipTunnel(ctx, s.ipip); err != nil {
+		t := s.ipip
+		if idx, err = cl.CreateIpipTunnel(ctx, t); err != nil {
+			if !answered(err) {
+				u.pushAgain("ipip tunnel", func(ctx context.Context, cl *Client) error { return removeIpipTunnelOf(ctx, cl, t) })
+			}
 			return NoInterface, err
 		}
 		u.pushCall("ipip tunnel", deleteIpipTunnelCall(idx))
@@ -449,4 +536,33 @@ func (d *Dataplane) uplinkIndex() SwIfIndex {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.uplink
+}
+
+// keepLeftovers keeps, for vWire id's next Connect or its Disconnect (see
+// removeLeftovers), the undo steps of creates that got no answer whose
+// lookup failed (VPP still not answering): VPP may hold an untagged
+// object of the vWire that no sweep finds (sweeps go by tag).
+func (d *Dataplane) keepLeftovers(id string, steps []undoStep) {
+	if len(steps) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.leftovers[id] = append(d.leftovers[id], steps...)
+}
+
+// removeLeftovers runs again the steps keepLeftovers kept for id, and
+// keeps those that fail again.
+func (d *Dataplane) removeLeftovers(ctx context.Context, cl *Client, id string) error {
+	d.mu.Lock()
+	steps := d.leftovers[id]
+	delete(d.leftovers, id)
+	d.mu.Unlock()
+	if len(steps) == 0 {
+		return nil
+	}
+	u := undoStack{steps: steps}
+	err := u.run(ctx, cl)
+	d.keepLeftovers(id, u.left)
+	return err
 }

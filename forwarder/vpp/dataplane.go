@@ -88,6 +88,10 @@ type Dataplane struct {
 	// sweeps. An id in none of conns, orphans and unclean has nothing in
 	// VPP, and its Disconnect makes no VPP call.
 	unclean map[string]bool
+	// leftovers are, by vWire id, undo steps of creates that got no
+	// answer whose lookup failed (keepLeftovers): run again by the id's
+	// next Connect or its Disconnect.
+	leftovers map[string][]undoStep
 }
 
 // vwireState is what Connect built for one id, and what it was given, so
@@ -321,7 +325,12 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		}
 	}
 	if old != nil || orphan || unclean {
-		// Leftovers of an earlier build (or of a peer that changed) go first.
+		// Leftovers of an earlier build (or of a peer that changed) go
+		// first: untagged ones its rollback could not look for, then
+		// tagged ones.
+		if err := d.removeLeftovers(ctx, cl, id); err != nil {
+			return err
+		}
 		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
 			return err
 		}
@@ -383,8 +392,17 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
-	err := d.teardown(ctx, d.vpp.WithLogger(d.log.With("conn", id)), id)
+	cl := d.vpp.WithLogger(d.log.With("conn", id))
+	err := errors.Join(d.removeLeftovers(ctx, cl, id), d.teardown(ctx, cl, id))
 	d.mu.Lock()
+	if left := d.leftovers[id]; len(left) > 0 {
+		// Its VNIs and keys are released below and may go to another
+		// vWire, whose objects a later lookup would take for these.
+		for _, s := range left {
+			d.log.Error("an object a create with no answer may have made is left in VPP, untagged", "conn", id, "step", s.what)
+		}
+		delete(d.leftovers, id)
+	}
 	for _, vni := range d.held[id] {
 		d.vnis.Release(vni)
 	}

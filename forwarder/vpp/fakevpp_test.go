@@ -66,6 +66,7 @@ type fakeVPP struct {
 	// carried out but whose reply is never sent (as one that comes after
 	// its caller gave up).
 	unanswered   map[string]int
+	answerFirst  map[string]int   // of those, how many requests are answered first
 	refuse       map[string]error // messages whose sending fails
 	onDisconnect func()
 }
@@ -105,13 +106,14 @@ type fakeIface struct {
 
 func newFakeVPP() *fakeVPP {
 	f := &fakeVPP{
-		VppAdapter: mock.NewVppAdapter(),
-		protos:     map[string]api.Message{},
-		unknown:    map[string]bool{},
-		fail:       map[string]failure{},
-		silent:     map[string]bool{},
-		unanswered: map[string]int{},
-		refuse:     map[string]error{},
+		VppAdapter:  mock.NewVppAdapter(),
+		protos:      map[string]api.Message{},
+		unknown:     map[string]bool{},
+		fail:        map[string]failure{},
+		silent:      map[string]bool{},
+		unanswered:  map[string]int{},
+		answerFirst: map[string]int{},
+		refuse:      map[string]error{},
 	}
 	f.reset()
 	for _, m := range binapi.Messages() {
@@ -230,6 +232,14 @@ func (f *fakeVPP) withhold(msg string, n int) {
 	f.unanswered[msg] = n
 }
 
+// withholdAfter is withhold, after answering the next skip requests named
+// msg.
+func (f *fakeVPP) withholdAfter(msg string, skip, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answerFirst[msg], f.unanswered[msg] = skip, n
+}
+
 // refuseSend makes sending a request named msg fail with err (nil: no
 // longer), as a connection that broke.
 func (f *fakeVPP) refuseSend(msg string, err error) {
@@ -329,7 +339,9 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 	} else {
 		replies = f.handle(req)
 	}
-	if f.unanswered[name] > 0 {
+	if f.answerFirst[name] > 0 {
+		f.answerFirst[name]--
+	} else if f.unanswered[name] > 0 {
 		f.unanswered[name]--
 		replies = nil
 	}
@@ -558,6 +570,12 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		if _, ok := f.sockets[m.SocketID]; !ok {
 			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errNoSuchEntry)
 		}
+		for _, i := range f.ifaces {
+			if i.kind == "memif" && i.memif.SocketID == m.SocketID {
+				// VPP refuses to delete a socket a memif uses.
+				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.INSTANCE_IN_USE))
+			}
+		}
 		delete(f.sockets, m.SocketID)
 		return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{}}
 	case *memif.MemifSocketFilenameDump:
@@ -734,7 +752,13 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		f.delIface(uint32(m.SwIfIndex))
 		return []api.Message{&ipip.IpipDelTunnelReply{}}
 	case *ipip.IpipTunnelDump:
-		return nil
+		var out []api.Message
+		for _, i := range f.ifaces {
+			if i.kind == "ipip" {
+				out = append(out, &ipip.IpipTunnelDetails{Tunnel: ipip.IpipTunnel{SwIfIndex: interface_types.InterfaceIndex(i.idx), Src: i.ipip.Src, Dst: i.ipip.Dst}})
+			}
+		}
+		return out
 	case *ipsec.IpsecSadEntryAddV2:
 		if f.sas[m.Entry.SadID] {
 			return rv(&ipsec.IpsecSadEntryAddV2Reply{}, int32(api.ENTRY_ALREADY_EXISTS))

@@ -31,16 +31,21 @@ type IpipTunnelInfo struct {
 func (c *Client) CreateIpipTunnel(ctx context.Context, t IpipTunnel) (idx SwIfIndex, err error) {
 	start := time.Now()
 	defer func() { c.done(ctx, "ipip_add_tunnel", start, err, "src", t.Src, "dst", t.Dst, "sw_if_index", idx) }()
-	reply, err := ipip.NewServiceClient(c.conn).IpipAddTunnel(ctx, &ipip.IpipAddTunnel{Tunnel: ipip.IpipTunnel{
-		Instance: ^uint32(0),
-		Src:      toAddress(t.Src),
-		Dst:      toAddress(t.Dst),
-		Mode:     tunnel_types.TUNNEL_API_MODE_P2P,
-	}})
+	reply, err := ipip.NewServiceClient(c.conn).IpipAddTunnel(ctx, t.request())
 	if err != nil {
 		return NoInterface, fmt.Errorf("ipip %s->%s: create: %w", t.Src, t.Dst, err)
 	}
 	return SwIfIndex(reply.SwIfIndex), nil
+}
+
+// request is the request that creates t.
+func (t IpipTunnel) request() *ipip.IpipAddTunnel {
+	return &ipip.IpipAddTunnel{Tunnel: ipip.IpipTunnel{
+		Instance: ^uint32(0),
+		Src:      toAddress(t.Src),
+		Dst:      toAddress(t.Dst),
+		Mode:     tunnel_types.TUNNEL_API_MODE_P2P,
+	}}
 }
 
 // DeleteIpipTunnel deletes a tunnel.
@@ -89,11 +94,20 @@ func (c *Client) CreateSA(ctx context.Context, sa SA) (err error) {
 	defer func() {
 		c.done(ctx, "ipsec_sad_entry_add_v2", start, err, "sa", sa.ID, "spi", sa.SPI, "inbound", sa.Inbound)
 	}()
+	_, err = ipsec.NewServiceClient(c.conn).IpsecSadEntryAddV2(ctx, sa.request())
+	if err != nil {
+		return fmt.Errorf("ipsec sa %d (spi %d): create: %w", sa.ID, sa.SPI, err)
+	}
+	return nil
+}
+
+// request is the request that adds sa.
+func (sa SA) request() *ipsec.IpsecSadEntryAddV2 {
 	flags := ipsec_types.IPSEC_API_SAD_FLAG_UDP_ENCAP | ipsec_types.IPSEC_API_SAD_FLAG_USE_ANTI_REPLAY
 	if sa.Inbound {
 		flags |= ipsec_types.IPSEC_API_SAD_FLAG_IS_INBOUND
 	}
-	_, err = ipsec.NewServiceClient(c.conn).IpsecSadEntryAddV2(ctx, &ipsec.IpsecSadEntryAddV2{Entry: ipsec_types.IpsecSadEntryV4{
+	return &ipsec.IpsecSadEntryAddV2{Entry: ipsec_types.IpsecSadEntryV4{
 		SadID:                sa.ID,
 		Spi:                  sa.SPI,
 		Protocol:             ipsec_types.IPSEC_API_PROTO_ESP,
@@ -105,11 +119,7 @@ func (c *Client) CreateSA(ctx context.Context, sa SA) (err error) {
 		UDPSrcPort:           sa.UDPSrcPort,
 		UDPDstPort:           sa.UDPDstPort,
 		AntiReplayWindowSize: 64,
-	}})
-	if err != nil {
-		return fmt.Errorf("ipsec sa %d (spi %d): create: %w", sa.ID, sa.SPI, err)
-	}
-	return nil
+	}}
 }
 
 // DeleteSA deletes an SA no tunnel uses any more.
@@ -174,4 +184,36 @@ func (c *Client) ListTunnelProtections(ctx context.Context, idx SwIfIndex) ([]Tu
 		return nil, fmt.Errorf("list tunnel protections: %w", err)
 	}
 	return out, nil
+}
+
+// removeIpipTunnelOf deletes the untagged IP-in-IP tunnel from t.Src to
+// t.Dst if VPP has one: the undo of an ipip_add_tunnel that got no answer.
+// VPP serves a connection's messages in order, so the listing, sent after
+// the create, shows the tunnel if the create made it; a tagged one is
+// another vWire's. One that cannot be looked for or deleted is logged.
+func removeIpipTunnelOf(ctx context.Context, cl *Client, t IpipTunnel) error {
+	err := func() error {
+		tuns, err := cl.ListIpipTunnels(ctx)
+		if err != nil {
+			return err
+		}
+		for _, x := range tuns {
+			if x.Src != t.Src || x.Dst != t.Dst {
+				continue
+			}
+			i, ok, err := cl.GetInterface(ctx, x.Index)
+			if err != nil {
+				return err
+			}
+			if ok && i.Tag == "" {
+				return cl.DeleteIpipTunnel(ctx, x.Index)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		cl.log.Error("an ipip_add_tunnel got no answer and the tunnel it may have made cannot be removed: left untagged in VPP",
+			"src", t.Src, "dst", t.Dst, "err", err)
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -309,4 +310,76 @@ func each(n, workers int, f func(i int) error) error {
 	close(ids)
 	wg.Wait()
 	return first
+}
+
+// removeMemifOn deletes the memif id on socket sock if VPP has one: the
+// undo of a memif_create_v2 that got no answer (sock is chosen by vwire,
+// see socketIDs, so no other memif is there). VPP serves a connection's
+// messages in order, so the listing, sent after the create, shows the
+// memif if the create made it. A memif that cannot be looked for or
+// deleted is logged; it holds its socket, whose id socketIDs never gives
+// again (nor, after forget, a socket VPP lists).
+func removeMemifOn(ctx context.Context, cl *Client, sock, id uint32) error {
+	err := func() error {
+		memifs, err := cl.ListMemifs(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range memifs {
+			if m.SocketID == sock && m.ID == id {
+				return cl.DeleteMemif(ctx, m.Index)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		cl.log.Error("a memif_create_v2 got no answer and the memif it may have made cannot be removed: left untagged in VPP",
+			"socket_id", sock, "id", id, "err", err)
+	}
+	return err
+}
+
+// removeSocketNamed deletes VPP's sockets named filename that no memif
+// uses: the undo of a memif_socket_filename_add_del_v2 that got no answer
+// and whose id VPP was to choose (the step-by-step build's). VPP serves a
+// connection's messages in order, so the listing, sent after the create,
+// shows the socket if the create made it. A socket that cannot be looked
+// for or deleted is logged.
+func removeSocketNamed(ctx context.Context, cl *Client, filename string) error {
+	err := func() error {
+		socks, err := cl.ListMemifSockets(ctx)
+		if err != nil {
+			return err
+		}
+		memifs, err := cl.ListMemifs(ctx)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, s := range socks {
+			if s.Filename == filename && !slices.ContainsFunc(memifs, func(m Memif) bool { return m.SocketID == s.ID }) {
+				errs = append(errs, cl.DeleteMemifSocket(ctx, s.ID))
+			}
+		}
+		return errors.Join(errs...)
+	}()
+	if err != nil {
+		cl.log.Error("a memif_socket_filename_add_del_v2 got no answer and the socket it may have made cannot be removed: left in VPP",
+			"socket", filename, "err", err)
+	}
+	return err
+}
+
+// deleteChosenMemifSocketCall is deleteMemifSocketCall for a socket whose
+// id vwire chose (socketIDs), which may not exist (its create got no
+// answer): VPP 25.10 refuses the delete of an unknown id with "invalid
+// argument" (as it does ids 0 and ^0, never chosen), so that, like "no
+// such entry", means nothing to do.
+func deleteChosenMemifSocketCall(id uint32) pipelined {
+	call := deleteMemifSocketCall(id)
+	call.none = func(err error) bool {
+		var e api.VPPApiError
+		return IsNotFound(err) || errors.As(err, &e) && e == api.INVALID_ARGUMENT
+	}
+	return call
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.fd.io/govpp/binapi/wireguard"
 )
@@ -19,12 +20,22 @@ type undoStep struct {
 	// the requests of steps next to each other on one stream, one round
 	// trip for all (Client.pipelineEach).
 	call *pipelined
+	// again: the step finds its object by what the vWire holds (ids
+	// vwire chose, its tunnel's parameters or key), not by an index VPP
+	// may give to another's object meanwhile, so it may run again later
+	// should it fail (see Dataplane.leftovers).
+	again bool
 }
 
 // undoStack records, after each successful create, how to remove what was
-// created; run removes it all in reverse order when a later step fails.
+// created (after a create whose outcome is unknown, how to look for what it
+// may have made and remove it); run removes it all in reverse order when a
+// later step fails.
 type undoStack struct {
 	steps []undoStep
+	// left are the steps that may run again (again) and failed in the
+	// last run, in push order.
+	left []undoStep
 }
 
 // push records fn, which removes what; what names it in errors and logs.
@@ -35,6 +46,16 @@ func (u *undoStack) push(what string, fn undoFunc) {
 // pushCall records call, the one request to VPP that removes what.
 func (u *undoStack) pushCall(what string, call pipelined) {
 	u.steps = append(u.steps, undoStep{what: what, call: &call})
+}
+
+// pushAgain is push for a step that may run again later (undoStep.again).
+func (u *undoStack) pushAgain(what string, fn undoFunc) {
+	u.steps = append(u.steps, undoStep{what: what, fn: fn, again: true})
+}
+
+// pushCallAgain is pushCall for a step that may run again later.
+func (u *undoStack) pushCallAgain(what string, call pipelined) {
+	u.steps = append(u.steps, undoStep{what: what, call: &call, again: true})
 }
 
 // len reports how many steps are recorded.
@@ -48,16 +69,20 @@ func (u *undoStack) len() int { return len(u.steps) }
 // and logs.
 func (u *undoStack) run(ctx context.Context, cl *Client) error {
 	var errs []error
-	keep := func(what string, err error) {
+	u.left = nil
+	keep := func(s undoStep, err error) {
 		if err != nil && !IsNotFound(err) {
-			cl.log.Error("undo failed", "step", what, "err", err)
-			errs = append(errs, fmt.Errorf("undo %s: %w", what, err))
+			cl.log.Error("undo failed", "step", s.what, "err", err)
+			errs = append(errs, fmt.Errorf("undo %s: %w", s.what, err))
+			if s.again {
+				u.left = append(u.left, s)
+			}
 		}
 	}
 	for i := len(u.steps) - 1; i >= 0; {
 		s := u.steps[i]
 		if s.call == nil {
-			keep(s.what, s.fn(ctx, cl))
+			keep(s, s.fn(ctx, cl))
 			i--
 			continue
 		}
@@ -67,10 +92,11 @@ func (u *undoStack) run(ctx context.Context, cl *Client) error {
 			calls = append(calls, *u.steps[j].call)
 		}
 		for k, err := range cl.pipelineEach(ctx, calls...) {
-			keep(u.steps[i-k].what, err)
+			keep(u.steps[i-k], err)
 		}
 		i = j
 	}
+	slices.Reverse(u.left)
 	u.steps = nil
 	return errors.Join(errs...)
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -154,6 +155,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		conns:      map[string]*vwireState{},
 		orphans:    map[string]bool{},
 		unclean:    map[string]bool{},
+		leftovers:  map[string][]undoStep{},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -514,6 +516,21 @@ func (d *Dataplane) restore(ctx context.Context) {
 		}
 	}
 	d.reserveMemifs(cctx)
+	// Leftovers go before socket ids count again: their lookups go by
+	// ids this run gave. What VPP cannot be asked for now is dropped.
+	d.mu.Lock()
+	pending := slices.Collect(maps.Keys(d.leftovers))
+	d.mu.Unlock()
+	for _, id := range pending {
+		unlock := d.locks.Lock(id)
+		if err := d.removeLeftovers(cctx, d.vpp.WithLogger(d.log.With("conn", id)), id); err != nil {
+			d.log.Error("objects that creates with no answer may have made are left in VPP, untagged", "conn", id, "err", err)
+		}
+		d.mu.Lock()
+		delete(d.leftovers, id)
+		d.mu.Unlock()
+		unlock()
+	}
 	d.memifSockIDs.forget() // a new VPP: list its ids again
 	if !d.kernelTap {
 		if err := d.setupTrunk(cctx); err != nil {

@@ -90,3 +90,15 @@ func (c *Client) ListVxlanTunnels(ctx context.Context) ([]VxlanTunnelInfo, error
 	}
 	return out, nil
 }
+
+// deleteUnansweredVxlanCall is the request that deletes tunnel t if VPP
+// has it: the undo of a vxlan_add_del_tunnel_v3 that got no answer. VPP
+// serves a connection's messages in order, so the delete, sent after the
+// create, finds the tunnel if the create made it; VPP's "no such entry"
+// means it did not. t's VNI is held by its vWire (see holdVNI), so no
+// other vWire has a tunnel with t's parameters.
+func deleteUnansweredVxlanCall(t VxlanTunnel) pipelined {
+	call := deleteVxlanTunnelCall(t)
+	call.none = IsNotFound
+	return call
+}

@@ -268,3 +268,29 @@ func (d *Dataplane) activateLater(id string, wg SwIfIndex, undo *undoStack) {
 	}
 	d.log.Info("no handshake from the far end: WireGuard peer made active", "conn", id, "after", d.passiveFallback)
 }
+
+// removeWireguardInterfaceOf deletes the WireGuard interface with s's
+// private key, source and port if VPP has one: the undo of a
+// wireguard_interface_create that got no answer (the key is the vWire's
+// own, see plan). VPP serves a connection's messages in order, so the
+// listing, sent after the create, shows the interface if the create made
+// it. One that cannot be looked for or deleted is logged.
+func removeWireguardInterfaceOf(ctx context.Context, cl *Client, s WireguardInterfaceSpec) error {
+	err := func() error {
+		wgs, err := cl.ListWireguardInterfaces(ctx)
+		if err != nil {
+			return err
+		}
+		for _, w := range wgs {
+			if w.PrivateKey == s.PrivateKey && w.Port == s.Port && w.Src == s.Src {
+				return cl.DeleteWireguardInterface(ctx, w.Index)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		cl.log.Error("a wireguard_interface_create got no answer and the interface it may have made cannot be removed: left untagged in VPP, holding its port",
+			"src", s.Src, "port", s.Port, "err", err)
+	}
+	return err
+}
