@@ -231,49 +231,16 @@ func apiSummary(t testing.TB, m *Metrics) string {
 	return strings.Join(lines, "; ")
 }
 
-// plainMemifVWire makes, by a plain sequence of API calls and nothing
-// else, the VPP objects of one local memif vWire (what build makes for
-// it): two memif sockets and memifs, tagged, MTU set, up, cross-connected
-// both ways. It returns how to remove them.
+// plainMemifVWire makes local memif vWire i's objects by the plain loop
+// (PlainMemifVWire), its sockets in dir.
 func plainMemifVWire(ctx context.Context, c *Client, dir string, i int) (func(context.Context), error) {
-	var socks []uint32
-	var ifs []SwIfIndex
-	undo := func(ctx context.Context) {
-		for _, idx := range ifs {
-			_ = c.DeleteL2XC(ctx, idx)
-			_ = c.DeleteMemif(ctx, idx)
-		}
-		for _, s := range socks {
-			_ = c.DeleteMemifSocket(ctx, s)
-		}
+	var socks, tags [2]string
+	for k, role := range []string{roleIn, roleOut} {
+		socks[k] = fmt.Sprintf("%s/plain-%d-%s.sock", dir, i, role)
+		tags[k] = tagOf(role, fmt.Sprintf("plain-%d", i)).String()
 	}
-	for _, role := range []string{roleIn, roleOut} {
-		sock, err := c.CreateMemifSocket(ctx, fmt.Sprintf("%s/plain-%d-%s.sock", dir, i, role))
-		if err != nil {
-			return undo, err
-		}
-		socks = append(socks, sock)
-		idx, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock})
-		if err != nil {
-			return undo, err
-		}
-		ifs = append(ifs, idx)
-		if err := c.SetInterfaceTag(ctx, idx, tagOf(role, fmt.Sprintf("plain-%d", i)).String()); err != nil {
-			return undo, err
-		}
-		if err := c.SetInterfaceMTU(ctx, idx, 1500); err != nil {
-			return undo, err
-		}
-		if err := c.SetInterfaceUp(ctx, idx); err != nil {
-			return undo, err
-		}
-	}
-	for _, x := range []L2XC{{Rx: ifs[0], Tx: ifs[1]}, {Rx: ifs[1], Tx: ifs[0]}} {
-		if err := c.CreateL2XC(ctx, x); err != nil {
-			return undo, err
-		}
-	}
-	return undo, nil
+	u, err := PlainMemifVWire(ctx, c, socks, tags)
+	return u.Run, err
 }
 
 // BenchmarkMemifConnect measures local memif vWires built on a real VPP
@@ -746,112 +713,6 @@ func wgActivity(t testing.TB, dp *Dataplane) string {
 	return strings.Join(out, "; ")
 }
 
-// plainRemoteSide makes, by a plain sequence of API calls and nothing
-// else, one node's VPP objects of remote vWire i of kind k (what build
-// makes for it, in the same order, one round trip each): a memif (IP mode
-// for WireGuard, in table, with the far end's address and a route to its
-// workload), the tunnel to remote (VXLAN, or WireGuard with key priv and
-// peer peerPub, unnumbered to uplink), each tagged, MTU set, up, and the
-// cross-connect both ways. mine and theirs are the workloads' addresses
-// on this node's side and beyond the tunnel. It returns how to remove
-// them.
-func plainRemoteSide(ctx context.Context, c *Client, k remoteKind, i int, dir string, local, remote netip.Addr, uplink SwIfIndex,
-	table uint32, priv, peerPub [WireguardKeyLen]byte, mine, theirs netip.Prefix,
-) (func(context.Context), error) {
-	var undo []func(context.Context)
-	done := func(ctx context.Context) {
-		for j := len(undo) - 1; j >= 0; j-- {
-			undo[j](ctx)
-		}
-	}
-	l3 := k.typ == wireguard.Type
-	mtu := uint32(1450)
-	if l3 {
-		mtu = 1440
-	}
-	sock, err := c.CreateMemifSocket(ctx, fmt.Sprintf("%s/plain-r-%d.sock", dir, i))
-	if err != nil {
-		return done, err
-	}
-	undo = append(undo, func(ctx context.Context) { _ = c.DeleteMemifSocket(ctx, sock) })
-	m, err := c.CreateMemif(ctx, MemifSpec{SocketID: sock, IP: l3})
-	if err != nil {
-		return done, err
-	}
-	undo = append(undo, func(ctx context.Context) { _ = c.DeleteMemif(ctx, m) })
-	steps := []func() error{func() error { return c.SetInterfaceTag(ctx, m, tagOf(roleIn, fmt.Sprintf("plain-r-%d", i)).String()) }}
-	if l3 {
-		r := Route{Table: table, Prefix: mine, Via: m}
-		steps = append(steps,
-			func() error { return c.SetInterfaceTable(ctx, m, table, false) },
-			func() error { return c.AddInterfaceAddress(ctx, m, theirs) },
-			func() error {
-				if err := c.CreateRoute(ctx, r); err != nil {
-					return err
-				}
-				undo = append(undo, func(ctx context.Context) { _ = c.DeleteRoute(ctx, r) })
-				return nil
-			})
-	}
-	steps = append(steps,
-		func() error { return c.SetInterfaceMTU(ctx, m, mtu) },
-		func() error { return c.SetInterfaceUp(ctx, m) })
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return done, err
-		}
-	}
-	var tun SwIfIndex
-	if l3 {
-		if tun, err = c.CreateWireguardInterface(ctx, WireguardInterfaceSpec{PrivateKey: priv, Src: local, Port: wireguardPort}); err != nil {
-			return done, err
-		}
-		undo = append(undo, func(ctx context.Context) { _ = c.DeleteWireguardInterface(ctx, tun) })
-	} else {
-		t := VxlanTunnel{Src: local, Dst: remote, VNI: plainVNIBase + uint32(i)}
-		if tun, err = c.CreateVxlanTunnel(ctx, t); err != nil {
-			return done, err
-		}
-		undo = append(undo, func(ctx context.Context) { _ = c.DeleteVxlanTunnel(ctx, t) })
-	}
-	steps = []func() error{func() error {
-		return c.SetInterfaceTag(ctx, tun, tagOf(roleOut, fmt.Sprintf("plain-r-%d", i)).String())
-	}}
-	if l3 {
-		steps = append(steps,
-			func() error {
-				_, err := c.CreateWireguardPeer(ctx, WireguardPeerSpec{Interface: tun, PublicKey: peerPub, Endpoint: remote, Port: wireguardPort,
-					AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}})
-				return err
-			},
-			func() error { return c.SetInterfaceUnnumbered(ctx, tun, uplink) })
-	}
-	steps = append(steps,
-		func() error { return c.SetInterfaceMTU(ctx, tun, mtu) },
-		func() error { return c.SetInterfaceUp(ctx, tun) })
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return done, err
-		}
-	}
-	if l3 {
-		for _, x := range []L3XC{{Rx: m, Tx: tun, NextHop: theirs.Addr()}, {Rx: tun, Tx: m, NextHop: mine.Addr()}} {
-			if err := c.CreateL3XC(ctx, x); err != nil {
-				return done, err
-			}
-			undo = append(undo, func(ctx context.Context) { _ = c.DeleteL3XC(ctx, x.Rx, false) })
-		}
-	} else {
-		for _, x := range []L2XC{{Rx: m, Tx: tun}, {Rx: tun, Tx: m}} {
-			if err := c.CreateL2XC(ctx, x); err != nil {
-				return done, err
-			}
-			undo = append(undo, func(ctx context.Context) { _ = c.DeleteL2XC(ctx, x.Rx) })
-		}
-	}
-	return done, nil
-}
-
 const (
 	wireguardPort = 51820
 	// plainVNIBase keeps the plain loop's VNIs apart from the dataplane's.
@@ -944,10 +805,18 @@ func plainRemoteVWire(ctx context.Context, n1, n2 *Dataplane, k remoteKind, i in
 	}
 	client := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.1/32", 100+i/250, i%250))
 	endpoint := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.2/32", 100+i/250, i%250))
-	u2, err := plainRemoteSide(ctx, n2.vpp, k, i, n2.memifDir, n2.tunnel, n1.tunnel, n2.uplinkIndex(), plainTable, k2, p1, endpoint, client)
-	if err != nil {
-		return u2, err
+	side := func(n *Dataplane, far *Dataplane, role string, priv, peer [WireguardKeyLen]byte, mine, theirs netip.Prefix) PlainRemoteSide {
+		name := fmt.Sprintf("plain-r-%d", i)
+		return PlainRemoteSide{
+			Socket: fmt.Sprintf("%s/%s-%s.sock", n.memifDir, name, role), MemifTag: tagOf(roleIn, name).String(), TunTag: tagOf(roleOut, name).String(),
+			WireGuard: k.typ == wireguard.Type, Local: n.tunnel, Remote: far.tunnel, VNI: plainVNIBase + uint32(i), Port: wireguardPort,
+			PrivateKey: priv, PeerKey: peer, Uplink: n.uplinkIndex(), Table: plainTable, Mine: mine, Theirs: theirs,
+		}
 	}
-	u1, err := plainRemoteSide(ctx, n1.vpp, k, i, n1.memifDir, n1.tunnel, n2.tunnel, n1.uplinkIndex(), plainTable, k1, p2, client, endpoint)
-	return func(ctx context.Context) { u1(ctx); u2(ctx) }, err
+	u2, err := side(n2, n1, "e", k2, p1, endpoint, client).Make(ctx, n2.vpp)
+	if err != nil {
+		return u2.Run, err
+	}
+	u1, err := side(n1, n2, "c", k1, p2, client, endpoint).Make(ctx, n1.vpp)
+	return func(ctx context.Context) { u1.Run(ctx); u2.Run(ctx) }, err
 }
