@@ -88,7 +88,7 @@ func wireguardKeyHash(priv [WireguardKeyLen]byte) string {
 type journal struct {
 	log *recordlog.Log
 
-	mu   sync.Mutex                    // guards the fields below
+	mu   sync.Mutex                   // guards the fields below
 	byID map[string]map[uint64]intent // open intents by vWire id and key
 }
 
