@@ -288,16 +288,22 @@ func (d *Dataplane) clearIntents(keys ...uint64) {
 	}
 	for _, it := range its {
 		if it.Kind == intentVxlan {
-			d.releaseVNIIfFree(it.VNI)
+			d.releaseVNIIfFree(it.ID, it.VNI)
 		}
 	}
 }
 
-// releaseVNIIfFree releases vni unless a vWire holds it or an open intent
+// releaseVNIIfFree releases vni, which vWire id's intent named, unless a
+// vWire holds it (id itself, most often: checked first) or an open intent
 // names it.
-func (d *Dataplane) releaseVNIIfFree(vni uint32) {
+func (d *Dataplane) releaseVNIIfFree(id string, vni uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for _, v := range d.held[id] {
+		if v == vni {
+			return
+		}
+	}
 	for _, roles := range d.held {
 		for _, v := range roles {
 			if v == vni {

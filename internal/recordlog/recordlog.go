@@ -22,6 +22,7 @@ package recordlog
 import (
 	"bytes"
 	"cmp"
+	"math"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -115,7 +116,7 @@ func (l *Log) parse(b []byte) error {
 		keyText, data, hasData := bytes.Cut(rest, []byte{' '})
 		key, err := strconv.ParseUint(string(keyText), 10, 64)
 		switch {
-		case err != nil:
+		case err != nil || key == 0 || key == math.MaxUint64: // keys count from 1; next must not wrap
 			errs = append(errs, fmt.Errorf("line %d: not a record", n))
 			continue
 		case op == '+' && hasData:

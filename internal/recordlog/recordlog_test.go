@@ -154,3 +154,26 @@ func BenchmarkAddDrop(b *testing.B) {
 		}
 	}
 }
+
+// FuzzOpen: any log file opens without a panic, and what it reads is
+// what the rewritten log reads again.
+func FuzzOpen(f *testing.F) {
+	f.Add([]byte("+1 a\n+2 b\n-1\n"))
+	f.Add([]byte("+1 {\"a\":1}\n+2 {\"b\""))
+	f.Add([]byte("garbage\n-\n+\n+x y\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		must(t, os.WriteFile(filepath.Join(dir, "x.log"), b, 0o600))
+		l, err := Open(dir, "x")
+		must(t, err)
+		first := strings.Join(datas(l.Records()), "\n")
+		must(t, l.Close())
+		l, err = Open(dir, "x")
+		must(t, err)
+		defer l.Close()
+		must(t, l.Unreadable())
+		if again := strings.Join(datas(l.Records()), "\n"); again != first {
+			t.Fatalf("records %q, after rewriting %q", first, again)
+		}
+	})
+}
