@@ -22,10 +22,10 @@ package recordlog
 import (
 	"bytes"
 	"cmp"
-	"math"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
