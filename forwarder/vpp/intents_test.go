@@ -309,3 +309,29 @@ func TestIntentJournalOnePerVPP(t *testing.T) {
 	must(t, err)
 	j2.close()
 }
+
+// BenchmarkIntentJournal is what the journal adds to a local memif
+// vWire's Connect (pipelined: two sockets and two memifs): their intents
+// recorded in one write, then cleared in another, on the state
+// directory's file system.
+func BenchmarkIntentJournal(b *testing.B) {
+	j, err := openJournal(journalDir(b.TempDir(), "/run/vpp/api.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.close()
+	file := "/var/lib/vwire/vpp/memif/0123456789abcdef0123456789abcdef/out.sock"
+	for b.Loop() {
+		keys, err := j.record(
+			intent{ID: "0123456789abcdef0123456789abcdef", Kind: intentMemifSocket, Sock: 12, File: file},
+			intent{ID: "0123456789abcdef0123456789abcdef", Kind: intentMemif, Sock: 12, File: file},
+			intent{ID: "0123456789abcdef0123456789abcdef", Kind: intentMemifSocket, Sock: 13, File: file},
+			intent{ID: "0123456789abcdef0123456789abcdef", Kind: intentMemif, Sock: 13, File: file})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := j.clear(keys...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
