@@ -92,8 +92,8 @@ type Dataplane struct {
 	// leftovers are, by vWire id, undo steps of creates that got no
 	// answer whose lookup failed (keepLeftovers): run again by the id's
 	// next Connect or its Disconnect. Their intents stay open in the
-	// journal (d.intents) until they succeed, there once they are
-	// dropped (at Disconnect, at the VPP connection's return).
+	// journal (d.intents) until they succeed, and so outlive the steps,
+	// which Disconnect and the VPP connection's return drop.
 	leftovers map[string][]undoStep
 }
 
