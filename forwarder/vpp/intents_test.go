@@ -308,6 +308,14 @@ func TestIntentJournalOnePerVPP(t *testing.T) {
 	j2, err := openJournal(journalDir(state, "/run/vpp2/api.sock"))
 	must(t, err)
 	j2.close()
+
+	// Through New: a second dataplane on a node's VPP and state directory.
+	n := newTestNode(t, "192.0.2.1")
+	_, err = New(context.Background(), Config{Adapter: n.vpp, StatsAdapter: n.stats, Uplink: "eth0", host: n.host, Kernel: KernelVeth,
+		MemifDir: n.memifDir, StateDir: n.stateDir, Logger: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "another forwarder is attached to this VPP") {
+		t.Fatalf("second dataplane: %v, want refused", err)
+	}
 }
 
 // BenchmarkIntentJournal is what the journal adds to a local memif

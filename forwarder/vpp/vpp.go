@@ -207,8 +207,25 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		d.host = h
 	}
 
-	api, stats := cfg.Adapter, cfg.StatsAdapter
+	// The intent journal first: a second forwarder on this VPP and state
+	// directory stops here, before it starts or touches anything.
 	journalSock := ""
+	switch {
+	case cfg.Adapter != nil:
+	case cfg.APISocket != "":
+		journalSock = cfg.APISocket
+	default:
+		journalSock = filepath.Join(stateDir, "api.sock") // vppstart's
+	}
+	if d.intents, err = openJournal(journalDir(stateDir, journalSock)); err != nil {
+		return nil, fmt.Errorf("vpp dataplane: %w", err)
+	}
+	// VNIs the open intents name stay taken until their lookups succeed.
+	for _, vni := range d.intents.openVNIs() {
+		_ = d.vnis.Reserve(vni)
+	}
+
+	api, stats := cfg.Adapter, cfg.StatsAdapter
 	if api == nil {
 		sock, statsSock := cfg.APISocket, cfg.StatsSocket
 		if sock == "" {
@@ -230,17 +247,8 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		} else if statsSock == "" {
 			statsSock = DefaultStatsSocket
 		}
-		journalSock = sock
 		api = socketclient.NewVppClient(sock)
 		stats = statsclient.NewStatsClient(statsSock)
-	}
-
-	if d.intents, err = openJournal(journalDir(stateDir, journalSock)); err != nil {
-		return nil, fmt.Errorf("vpp dataplane: %w", err)
-	}
-	// VNIs the open intents name stay taken until their lookups succeed.
-	for _, vni := range d.intents.openVNIs() {
-		_ = d.vnis.Reserve(vni)
 	}
 
 	ev := newConnEvents(d.log, d.metrics)
