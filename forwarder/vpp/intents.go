@@ -37,8 +37,10 @@ import (
 // Records are not synced (see recordlog): a forwarder that dies leaves
 // its writes in the page cache for the next run, and a host that crashes
 // takes VPP, and every object the journal names, with it (an attached
-// VPP on the same host too). A build records its intents in one write(2)
-// and clears them in another: two small writes per Connect.
+// VPP on the same host too). The pipelined build (memif, VXLAN, WireGuard
+// sides) records its intents in one write(2) and clears them in another:
+// two small writes per Connect; the step-by-step one writes before each
+// create, and clears them all in one.
 
 // Intent kinds, by the create they stand for.
 const (
@@ -362,7 +364,7 @@ func (d *Dataplane) resolveAllIntents(ctx context.Context) {
 	}
 }
 
-// resolveIntent looks for the object it's create may have made, and
+// resolveIntent looks for the object its create may have made, and
 // deletes it if it has no tag. nil means the lookup succeeded: the object
 // was deleted, was not there, or is tagged (its vWire's: a build that
 // succeeded, left to the tag sweeps and to adoption).
