@@ -39,7 +39,8 @@ run-registry: build
 FUZZTIME ?= 30s
 FUZZ_TARGETS := FuzzDecode:./registry/manifest FuzzSelect:./manager FuzzParse:./mechanisms/nscurl \
 	FuzzParse:./mechanisms/inodeurl FuzzFromMechanism:./mechanisms/kernel FuzzFromMechanism:./mechanisms/memif \
-	FuzzFromMechanism:./mechanisms/vxlan FuzzFromMechanism:./mechanisms/wireguard FuzzFromMechanism:./mechanisms/ipsec
+	FuzzFromMechanism:./mechanisms/vxlan FuzzFromMechanism:./mechanisms/wireguard FuzzFromMechanism:./mechanisms/ipsec \
+	FuzzOpen:./internal/recordlog
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== $${t%%:*} in $${t#*:}"; \

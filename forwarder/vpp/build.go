@@ -2,6 +2,7 @@ package vpp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,8 +26,9 @@ import (
 // the vWire is new to both nodes (see passivePeer).
 func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan, first bool) (in, out SwIfIndex, undo *undoStack, err error) {
 	var u undoStack
-	// Run after the rollback: what it could not look for is kept.
-	defer func() { d.keepLeftovers(p.id, u.left) }()
+	// Run after the rollback: what it could not look for is kept, and
+	// the journal's intents of the rest are cleared.
+	defer func() { d.keepLeftovers(p.id, u.left); d.settleIntents(&u) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	if vppSide(&p.in) && vppSide(&p.out) {
 		if in, out, err = d.buildPipelined(ctx, cl, &u, p, first); err != nil {
@@ -99,7 +101,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 		}
 	}
 	var u undoStack
-	defer func() { d.keepLeftovers(p.id, u.left) }()
+	defer func() { d.keepLeftovers(p.id, u.left); d.settleIntents(&u) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s, false)
 	if err != nil {
@@ -248,10 +250,12 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 	// is unknown (no reply: the context ended or the connection failed
 	// first, so VPP may have made it all the same) gets, from ifUnknown,
 	// an undo that looks for what VPP made by what was chosen here.
+	// Each create is recorded first in the intent journal (intents.go).
 	var creates []pipelined
 	var ifUnknown []func()
-	add := func(c pipelined, unknown func()) {
-		creates, ifUnknown = append(creates, c), append(ifUnknown, unknown)
+	var its []intent
+	add := func(c pipelined, it intent, unknown func()) {
+		creates, ifUnknown, its = append(creates, c), append(ifUnknown, unknown), append(its, it)
 	}
 	for i, s := range sides {
 		switch s.typ {
@@ -273,7 +277,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			// memif's lookup fail, holds it): no other socket gets the id.
 			add(createMemifSocketCall(s.memifSocket, id, func(id uint32) {
 				u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
-			}), func() {
+			}), intent{ID: p.id, Kind: intentMemifSocket, Sock: id, File: s.memifSocket}, func() {
 				// No other socket has the id (socketIDs): VPP's
 				// refusal means the create made none.
 				u.pushCallAgain("memif socket", deleteChosenMemifSocketCall(id))
@@ -281,7 +285,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			add(createMemifCall(spec, func(x SwIfIndex) {
 				idx[i] = x
 				u.pushCall("memif", deleteMemifCall(x))
-			}), func() {
+			}), intent{ID: p.id, Kind: intentMemif, Sock: id, Memif: spec.ID, File: s.memifSocket}, func() {
 				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
 			})
 		case vxlan.Type:
@@ -289,7 +293,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			add(createVxlanTunnelCall(t, func(x SwIfIndex) {
 				idx[i] = x
 				u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
-			}), func() {
+			}), vxlanIntent(p.id, t), func() {
 				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
 			})
 		case wireguard.Type:
@@ -297,12 +301,17 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			add(createWireguardInterfaceCall(w, func(x SwIfIndex) {
 				idx[i] = x
 				u.pushCall("wireguard interface", deleteWireguardInterfaceCall(x))
-			}), func() {
+			}), wireguardIntent(p.id, w), func() {
 				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
 			})
 		}
 	}
-	if err := pipelineCreates(ctx, cl, creates, ifUnknown); err != nil {
+	keys, err := d.intents.record(its...)
+	if err != nil {
+		return NoInterface, NoInterface, err
+	}
+	u.intents = append(u.intents, keys...)
+	if err := pipelineCreates(ctx, cl, u, keys, creates, ifUnknown); err != nil {
 		return NoInterface, NoInterface, err
 	}
 
@@ -347,8 +356,9 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 // unknown (no reply came: answered), its ifUnknown, after the replies
 // that came (their got pushed their undos). Those are a suffix of creates
 // (the first one without a reply ends the stream), so the undo stack
-// keeps the creates' order. It returns the first failure.
-func pipelineCreates(ctx context.Context, cl *Client, creates []pipelined, ifUnknown []func()) error {
+// keeps the creates' order. Each got and ifUnknown pushes one step on u,
+// given the create's journal key from keys. It returns the first failure.
+func pipelineCreates(ctx context.Context, cl *Client, u *undoStack, keys []uint64, creates []pipelined, ifUnknown []func()) error {
 	replied := make([]bool, len(creates))
 	for k := range creates {
 		got := creates[k].got
@@ -356,6 +366,7 @@ func pipelineCreates(ctx context.Context, cl *Client, creates []pipelined, ifUnk
 			replied[k] = true
 			if got != nil {
 				got(m)
+				u.markLast(keys[k])
 			}
 		}
 	}
@@ -363,6 +374,7 @@ func pipelineCreates(ctx context.Context, cl *Client, creates []pipelined, ifUnk
 	for k, err := range cl.pipelineEach(ctx, creates...) {
 		if !replied[k] && !answered(err) {
 			ifUnknown[k]()
+			u.markLast(keys[k])
 		}
 		if first == nil {
 			first = err
@@ -403,70 +415,105 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		// A create with no answer (answered) may have been carried out:
 		// its undo looks for what VPP made by what was asked for.
 		filename := s.memifSocket
+		sockKey, err := d.intend(u, intent{ID: p.id, Kind: intentMemifSocket, File: filename})
+		if err != nil {
+			return NoInterface, err
+		}
 		sock, err := cl.CreateMemifSocket(ctx, filename)
 		if err != nil {
 			if !answered(err) {
 				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
+				u.markLast(sockKey)
 			}
 			return NoInterface, err
 		}
 		u.pushCall("memif socket", deleteMemifSocketCall(sock))
+		u.markLast(sockKey)
 		spec := MemifSpec{SocketID: sock, IP: p.l3, Slave: s.memifSlave}
+		key, err := d.intend(u, intent{ID: p.id, Kind: intentMemif, Sock: sock, Memif: spec.ID, File: filename})
+		if err != nil {
+			return NoInterface, err
+		}
 		if idx, err = cl.CreateMemif(ctx, spec); err != nil {
 			if !answered(err) {
 				// The socket's undo, should it run again (a memif left
 				// on it holds it), by its filename: VPP chose its id.
 				u.steps = u.steps[:len(u.steps)-1]
 				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
+				u.markLast(sockKey)
 				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
+				u.markLast(key)
 			}
 			return NoInterface, err
 		}
 		u.pushCall("memif", deleteMemifCall(idx))
+		u.markLast(key)
 	case vxlan.Type:
 		t := s.vxlan
+		key, err := d.intend(u, vxlanIntent(p.id, t))
+		if err != nil {
+			return NoInterface, err
+		}
 		if idx, err = cl.CreateVxlanTunnel(ctx, t); err != nil {
 			if !answered(err) {
 				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
+				u.markLast(key)
 			}
 			return NoInterface, err
 		}
 		u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
+		u.markLast(key)
 	case wireguard.Type:
 		w := s.wgIface
+		key, err := d.intend(u, wireguardIntent(p.id, w))
+		if err != nil {
+			return NoInterface, err
+		}
 		if idx, err = cl.CreateWireguardInterface(ctx, w); err != nil {
 			if !answered(err) {
 				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
+				u.markLast(key)
 			}
 			return NoInterface, err
 		}
 		u.pushCall("wireguard interface", deleteWireguardInterfaceCall(idx))
+		u.markLast(key)
 	case ipsec.Type:
 		// The SAs' ids are chosen by vwire: an SA whose create got no
 		// answer is deleted by its id (VPP's "no such entry": none made).
 		out, in := s.saOut, s.saIn
-		if err := cl.CreateSA(ctx, out); err != nil {
-			if !answered(err) {
-				u.pushCallAgain("outbound sa", deleteSACall(out.ID))
+		for _, sa := range []struct {
+			what string
+			sa   SA
+		}{{"outbound sa", out}, {"inbound sa", in}} {
+			key, err := d.intend(u, intent{ID: p.id, Kind: intentSA, SA: sa.sa.ID})
+			if err != nil {
+				return NoInterface, err
 			}
-			return NoInterface, err
-		}
-		u.pushCall("outbound sa", deleteSACall(out.ID))
-		if err := cl.CreateSA(ctx, in); err != nil {
-			if !answered(err) {
-				u.pushCallAgain("inbound sa", deleteSACall(in.ID))
+			if err := cl.CreateSA(ctx, sa.sa); err != nil {
+				if !answered(err) {
+					u.pushCallAgain(sa.what, deleteSACall(sa.sa.ID))
+					u.markLast(key)
+				}
+				return NoInterface, err
 			}
-			return NoInterface, err
+			u.pushCall(sa.what, deleteSACall(sa.sa.ID))
+			u.markLast(key)
 		}
-		u.pushCall("inbound sa", deleteSACall(in.ID))
 		t := s.ipip
+		key, err := d.intend(u, intent{ID: p.id, Kind: intentIpip, Src: t.Src, Dst: t.Dst})
+		if err != nil {
+			return NoInterface, err
+		}
 		if idx, err = cl.CreateIpipTunnel(ctx, t); err != nil {
 			if !answered(err) {
 				u.pushAgain("ipip tunnel", func(ctx context.Context, cl *Client) error { return removeIpipTunnelOf(ctx, cl, t) })
+				u.markLast(key)
 			}
 			return NoInterface, err
 		}
 		u.pushCall("ipip tunnel", deleteIpipTunnelCall(idx))
+		u.markLast(key)
 	default:
 		return NoInterface, fmt.Errorf("%s side: mechanism %q is not supported", s.role, s.typ)
 	}
@@ -552,17 +599,24 @@ func (d *Dataplane) keepLeftovers(id string, steps []undoStep) {
 }
 
 // removeLeftovers runs again the steps keepLeftovers kept for id, and
-// keeps those that fail again.
+// keeps those that fail again; then it looks up id's other open intents
+// (resolveIntents: what a failed rollback or a previous run left).
 func (d *Dataplane) removeLeftovers(ctx context.Context, cl *Client, id string) error {
 	d.mu.Lock()
 	steps := d.leftovers[id]
 	delete(d.leftovers, id)
 	d.mu.Unlock()
-	if len(steps) == 0 {
-		return nil
+	var err error
+	if len(steps) > 0 {
+		u := undoStack{steps: steps}
+		err = u.run(ctx, cl)
+		d.keepLeftovers(id, u.left)
+		for _, s := range steps {
+			if s.intent != 0 {
+				u.intents = append(u.intents, s.intent)
+			}
+		}
+		d.settleIntents(&u)
 	}
-	u := undoStack{steps: steps}
-	err := u.run(ctx, cl)
-	d.keepLeftovers(id, u.left)
-	return err
+	return errors.Join(err, d.resolveIntents(ctx, cl, id))
 }

@@ -64,6 +64,7 @@ type Dataplane struct {
 	// far end's handshake (activateLater).
 	passiveFallback time.Duration
 	trunk           *trunk           // KERNEL sides on veths (see trunk.go)
+	intents         *journal         // creates that may leave untagged objects (intents.go)
 	locks           keyedlock.Locker // serialises work on one connection id
 
 	// Set by New and by recovery after VPP comes back; read under mu by
@@ -90,7 +91,9 @@ type Dataplane struct {
 	unclean map[string]bool
 	// leftovers are, by vWire id, undo steps of creates that got no
 	// answer whose lookup failed (keepLeftovers): run again by the id's
-	// next Connect or its Disconnect.
+	// next Connect or its Disconnect. Their intents stay open in the
+	// journal (d.intents) until they succeed, and so outlive the steps,
+	// which Disconnect and the VPP connection's return drop.
 	leftovers map[string][]undoStep
 }
 
@@ -324,10 +327,10 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			log.Warn("rebuilding one side failed; rebuilding the vWire", "kept", keep, "err", err)
 		}
 	}
-	if old != nil || orphan || unclean {
+	if old != nil || orphan || unclean || d.intents.has(id) {
 		// Leftovers of an earlier build (or of a peer that changed) go
-		// first: untagged ones its rollback could not look for, then
-		// tagged ones.
+		// first: untagged ones its rollback could not look for (or a
+		// previous run's open intents), then tagged ones.
 		if err := d.removeLeftovers(ctx, cl, id); err != nil {
 			return err
 		}
@@ -396,15 +399,20 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	err := errors.Join(d.removeLeftovers(ctx, cl, id), d.teardown(ctx, cl, id))
 	d.mu.Lock()
 	if left := d.leftovers[id]; len(left) > 0 {
-		// Its VNIs and keys are released below and may go to another
-		// vWire, whose objects a later lookup would take for these.
+		// Their intents stay open in the journal, looked up again when
+		// the VPP connection comes back, at the next start, or at this
+		// id's next Connect or Disconnect.
 		for _, s := range left {
-			d.log.Error("an object a create with no answer may have made is left in VPP, untagged", "conn", id, "step", s.what)
+			d.log.Error("an object a create with no answer may have made is still in VPP, untagged: kept in the intent journal", "conn", id, "step", s.what)
 		}
 		delete(d.leftovers, id)
 	}
 	for _, vni := range d.held[id] {
-		d.vnis.Release(vni)
+		// A VNI an open intent names stays taken until its lookup
+		// succeeds: another vWire's tunnel would be taken for it.
+		if !d.intents.vniOpen(vni) {
+			d.vnis.Release(vni)
+		}
 	}
 	delete(d.held, id)
 	delete(d.keys, id)

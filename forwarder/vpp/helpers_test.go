@@ -176,6 +176,7 @@ func (h *fakeHost) linkCount() int {
 type testNode struct {
 	dp       *Dataplane
 	memifDir string
+	stateDir string // the intent journal's (intents.go)
 	vpp      *fakeVPP
 	host     *fakeHost
 	stats    *mock.StatsAdapter
@@ -185,9 +186,9 @@ type nodeOpt func(*Config)
 
 func newTestNode(t testing.TB, tunnel string, opts ...nodeOpt) *testNode {
 	t.Helper()
-	n := &testNode{vpp: newFakeVPP(), host: newFakeHost(tunnel), stats: mock.NewStatsAdapter(), memifDir: t.TempDir()}
+	n := &testNode{vpp: newFakeVPP(), host: newFakeHost(tunnel), stats: mock.NewStatsAdapter(), memifDir: t.TempDir(), stateDir: t.TempDir()}
 	cfg := Config{Adapter: n.vpp, StatsAdapter: n.stats, Uplink: "eth0", host: n.host, Kernel: KernelVeth,
-		MemifDir: n.memifDir, Logger: testLogger(t),
+		MemifDir: n.memifDir, StateDir: n.stateDir, Logger: testLogger(t),
 		// The fake runs no handshake: no passive peer made active behind
 		// a test's back (TestPassivePeerMadeActive sets its own).
 		passiveFallback: time.Hour}

@@ -76,9 +76,9 @@ func parseHealth(v string) (HealthCheck, error) {
 func restart(t *testing.T, old *testNode, grace time.Duration) *testNode {
 	t.Helper()
 	old.dp.Close()
-	n := &testNode{vpp: old.vpp, host: old.host, stats: old.stats, memifDir: old.memifDir}
+	n := &testNode{vpp: old.vpp, host: old.host, stats: old.stats, memifDir: old.memifDir, stateDir: old.stateDir}
 	cfg := Config{Adapter: n.vpp, StatsAdapter: n.stats, Uplink: "eth0", host: n.host, Kernel: KernelVeth,
-		MemifDir: n.memifDir, Grace: grace, Logger: testLogger(t)}
+		MemifDir: n.memifDir, StateDir: n.stateDir, Grace: grace, Logger: testLogger(t)}
 	dp, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

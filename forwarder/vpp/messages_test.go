@@ -55,7 +55,7 @@ func TestTapRequest(t *testing.T) {
 func TestTrunkRequests(t *testing.T) {
 	n := &testNode{vpp: newFakeVPP(), host: newFakeHost("192.0.2.1"), memifDir: t.TempDir()}
 	dp, err := New(context.Background(), Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host,
-		Kernel: KernelVeth, MemifDir: n.memifDir, Logger: testLogger(t)})
+		Kernel: KernelVeth, MemifDir: n.memifDir, StateDir: t.TempDir(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestTrunkVLANsTakenBack(t *testing.T) {
 	}
 	before, _ := n.host.trunkVlans()
 	n.dp.Close()
-	cfg := Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host, Kernel: KernelVeth, MemifDir: n.memifDir, Logger: testLogger(t)}
+	cfg := Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host, Kernel: KernelVeth, MemifDir: n.memifDir, StateDir: n.stateDir, Logger: testLogger(t)}
 	dp, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

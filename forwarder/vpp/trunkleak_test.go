@@ -189,7 +189,7 @@ func TestLeftoverSubifsRemovedAtStart(t *testing.T) {
 	addSubif(n, 100, "")
 	addSubif(n, 101, "")
 	n.dp.Close()
-	cfg := Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host, Kernel: KernelVeth, MemifDir: n.memifDir, Logger: testLogger(t)}
+	cfg := Config{Adapter: n.vpp, StatsAdapter: mock.NewStatsAdapter(), Uplink: "eth0", host: n.host, Kernel: KernelVeth, MemifDir: n.memifDir, StateDir: n.stateDir, Logger: testLogger(t)}
 	dp, err := New(context.Background(), cfg)
 	must(t, err)
 	defer dp.Close()

@@ -25,6 +25,9 @@ type undoStep struct {
 	// may give to another's object meanwhile, so it may run again later
 	// should it fail (see Dataplane.leftovers).
 	again bool
+	// intent is the journal key of the create whose object the step
+	// removes (see intents.go), 0 if none.
+	intent uint64
 }
 
 // undoStack records, after each successful create, how to remove what was
@@ -36,6 +39,10 @@ type undoStack struct {
 	// left are the steps that may run again (again) and failed in the
 	// last run, in push order.
 	left []undoStep
+	// intents are the journal keys of the creates the stack's build
+	// recorded (Dataplane.intend); stuck, those of steps that failed in
+	// the last run (their objects may still be in VPP).
+	intents, stuck []uint64
 }
 
 // push records fn, which removes what; what names it in errors and logs.
@@ -58,6 +65,14 @@ func (u *undoStack) pushCallAgain(what string, call pipelined) {
 	u.steps = append(u.steps, undoStep{what: what, call: &call, again: true})
 }
 
+// markLast gives the step pushed last the journal key of the create it
+// undoes.
+func (u *undoStack) markLast(key uint64) {
+	if n := len(u.steps); n > 0 {
+		u.steps[n-1].intent = key
+	}
+}
+
 // len reports how many steps are recorded.
 func (u *undoStack) len() int { return len(u.steps) }
 
@@ -69,13 +84,16 @@ func (u *undoStack) len() int { return len(u.steps) }
 // and logs.
 func (u *undoStack) run(ctx context.Context, cl *Client) error {
 	var errs []error
-	u.left = nil
+	u.left, u.stuck = nil, nil
 	keep := func(s undoStep, err error) {
 		if err != nil && !IsNotFound(err) {
 			cl.log.Error("undo failed", "step", s.what, "err", err)
 			errs = append(errs, fmt.Errorf("undo %s: %w", s.what, err))
 			if s.again {
 				u.left = append(u.left, s)
+			}
+			if s.intent != 0 {
+				u.stuck = append(u.stuck, s.intent)
 			}
 		}
 	}

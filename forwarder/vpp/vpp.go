@@ -207,6 +207,24 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		d.host = h
 	}
 
+	// The intent journal first: a second forwarder on this VPP and state
+	// directory stops here, before it starts or touches anything.
+	journalSock := ""
+	switch {
+	case cfg.Adapter != nil:
+	case cfg.APISocket != "":
+		journalSock = cfg.APISocket
+	default:
+		journalSock = filepath.Join(stateDir, "api.sock") // vppstart's
+	}
+	if d.intents, err = openJournal(journalDir(stateDir, journalSock)); err != nil {
+		return nil, fmt.Errorf("vpp dataplane: %w", err)
+	}
+	// VNIs the open intents name stay taken until their lookups succeed.
+	for _, vni := range d.intents.openVNIs() {
+		_ = d.vnis.Reserve(vni)
+	}
+
 	api, stats := cfg.Adapter, cfg.StatsAdapter
 	if api == nil {
 		sock, statsSock := cfg.APISocket, cfg.StatsSocket
@@ -269,6 +287,9 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 			return nil, fmt.Errorf("vpp dataplane: %w", err)
 		}
 	}
+	// What a previous run's creates may have left untagged, before any
+	// Connect (and before Start holds the VNIs of the tagged tunnels).
+	d.resolveAllIntents(ctx)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -332,6 +353,7 @@ func (d *Dataplane) Close() error {
 		if d.host != nil {
 			d.host.close()
 		}
+		d.intents.close()
 	})
 	return nil
 }
@@ -516,15 +538,19 @@ func (d *Dataplane) restore(ctx context.Context) {
 		}
 	}
 	d.reserveMemifs(cctx)
-	// Leftovers go before socket ids count again: their lookups go by
-	// ids this run gave. What VPP cannot be asked for now is dropped.
+	// Leftovers go before socket ids count again: their undo steps go
+	// by ids this run gave. What VPP cannot be asked for now stays open
+	// in the intent journal, whose lookups check the socket's filename
+	// too (resolveIntent), for the next time.
 	d.mu.Lock()
 	pending := slices.Collect(maps.Keys(d.leftovers))
 	d.mu.Unlock()
-	for _, id := range pending {
+	pending = append(pending, d.intents.ids()...)
+	slices.Sort(pending)
+	for _, id := range slices.Compact(pending) {
 		unlock := d.locks.Lock(id)
 		if err := d.removeLeftovers(cctx, d.vpp.WithLogger(d.log.With("conn", id)), id); err != nil {
-			d.log.Error("objects that creates with no answer may have made are left in VPP, untagged", "conn", id, "err", err)
+			d.log.Error("objects creates with no answer may have made are still in VPP, untagged: kept in the intent journal, looked for again later", "conn", id, "err", err)
 		}
 		d.mu.Lock()
 		delete(d.leftovers, id)
