@@ -1,10 +1,13 @@
 package vpp
 
 import (
+	"context"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
 
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"go.fd.io/govpp/adapter"
 	"go.fd.io/govpp/api"
 )
@@ -76,5 +79,54 @@ func checkMetrics(t *testing.T, d *Dataplane, id string) {
 	}
 	if n := lc.lists.Load(); n > 1 {
 		t.Fatalf("3 reads of a vWire's metrics listed the stats directory %d times", n)
+	}
+}
+
+// BenchmarkVWireMetrics measures one read of a vWire's counters on a real
+// VPP (VPP_BIN) after an interface was created since the last read, as on
+// a node building vWires: through ifCounters (vwire) and through govpp's
+// GetInterfaceStats, which Metrics used before (govpp: it lists the whole
+// directory again once its epoch moved). The memif made and removed
+// between reads is outside the timer.
+func BenchmarkVWireMetrics(b *testing.B) {
+	needVPP(b)
+	ctx := context.Background()
+	d := startNode(b, newNS(b, "node"), "")
+	if err := d.Connect(ctx, "vm", conn(memifMech("vm-c.sock"), payload.Ethernet), conn(memifMech("vm-e.sock"), payload.Ethernet)); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Disconnect(ctx, "vm") })
+	st := d.conns["vm"]
+	sock, err := d.vpp.CreateMemifSocket(ctx, filepath.Join(d.memifDir, "vm-churn.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.vpp.DeleteMemifSocket(ctx, sock) })
+	for _, mode := range []string{"vwire", "govpp"} {
+		b.Run(mode, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				idx, err := d.vpp.CreateMemif(ctx, MemifSpec{SocketID: sock, ID: uint32(i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				d.statsMu.Lock()
+				if mode == "vwire" {
+					_, err = d.stats.read(st.in, st.out)
+				} else {
+					err = d.statsConn.GetInterfaceStats(&api.InterfaceStats{})
+				}
+				d.statsMu.Unlock()
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.vpp.DeleteMemif(ctx, idx); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
 	}
 }
