@@ -51,9 +51,9 @@ type ifCounters struct {
 	idx []uint32 // directory indexes of ifCounterNames, in that order; nil until listed
 }
 
-// ifCounterReads bounds the attempts of one read: a read VPP changed the
-// directory under (ErrStatsDataBusy), or that found other entries at the
-// listed indexes (a VPP that restarted), lists again.
+// ifCounterReads bounds the attempts of one read: a listing or a read VPP
+// changed the directory under (ErrStatsDataBusy), or a read that found
+// other entries at the listed indexes (a VPP that restarted), lists again.
 const ifCounterReads = 3
 
 // read returns the counters of the given interfaces; interfaces the
@@ -63,7 +63,7 @@ func (r *ifCounters) read(idx ...SwIfIndex) (map[SwIfIndex]Counters, error) {
 	for range ifCounterReads {
 		if r.idx == nil {
 			if err = r.list(); err != nil {
-				return nil, err
+				continue // VPP may have changed the directory meanwhile
 			}
 		}
 		var dir *adapter.StatDir

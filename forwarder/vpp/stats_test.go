@@ -33,10 +33,16 @@ type countingStats struct {
 	lists int
 	reads [][]uint32
 	busy  int // reads still to fail with ErrStatsDataBusy
+	// listBusy: listings still to fail with ErrStatsDataBusy
+	listBusy int
 }
 
 func (s *countingStats) ListStats(...string) ([]adapter.StatIdentifier, error) {
 	s.lists++
+	if s.listBusy > 0 {
+		s.listBusy--
+		return nil, adapter.ErrStatsDataBusy
+	}
 	return s.ids, nil
 }
 
@@ -157,6 +163,11 @@ func TestIfCountersBadSegment(t *testing.T) {
 	busy.busy = 1
 	if got, err := (&ifCounters{s: busy}).read(1); err != nil || got[1].RxPackets != 2 {
 		t.Fatalf("busy once: %v, %v", got, err)
+	}
+	listBusy := newCountingStats(0, 3)
+	listBusy.listBusy = 1
+	if got, err := (&ifCounters{s: listBusy}).read(1); err != nil || got[1].RxPackets != 2 {
+		t.Fatalf("listing busy once: %v, %v", got, err)
 	}
 	busy.busy = ifCounterReads
 	if _, err := (&ifCounters{s: busy}).read(1); !errors.Is(err, adapter.ErrStatsDataBusy) {
