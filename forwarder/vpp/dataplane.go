@@ -47,7 +47,7 @@ type Dataplane struct {
 	vpp          *Client
 	conn         *core.Connection
 	statsMu      sync.Mutex  // serialises reads of the stats segment
-	stats        statsReader // nil when the stats segment could not be reached; guarded by statsMu
+	stats        *ifCounters // nil when the stats segment could not be reached; guarded by statsMu
 	statsConn    *core.StatsConnection
 	proc         *vppstart.Process // nil when attached to a running VPP; guarded by mu after New
 	host         hostNet
@@ -439,7 +439,7 @@ func (d *Dataplane) Metrics(id string) map[string]string {
 	if d.stats == nil {
 		return nil
 	}
-	c, err := interfaceCounters(d.stats, st.in, st.out)
+	c, err := d.stats.read(st.in, st.out)
 	if err != nil {
 		d.log.Debug("metrics", "conn", id, "err", err)
 		return nil

@@ -95,6 +95,11 @@ func (s *unmappedStats) read() {
 	}
 }
 
+func (s *unmappedStats) ListStats(p ...string) ([]adapter.StatIdentifier, error) {
+	s.read()
+	return s.StatsAdapter.ListStats(p...)
+}
+
 func (s *unmappedStats) DumpStats(p ...string) ([]adapter.StatEntry, error) {
 	s.read()
 	return s.StatsAdapter.DumpStats(p...)

@@ -373,6 +373,7 @@ func runVWire(t *testing.T, n1, n2 *Dataplane, remote, pl string, client, ep *wo
 
 	eventually(t, 20*time.Second, func() error { return client.ping(t, ep.addr) })
 	eventually(t, 10*time.Second, func() error { return ep.ping(t, client.addr) })
+	checkMetrics(t, n1, idA)
 	t.Logf("%s: vWire MTU %d", id, inConn.GetContext().GetMTU())
 
 	// Close leaves VPP as it was.

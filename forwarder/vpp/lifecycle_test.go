@@ -178,14 +178,14 @@ func TestMetrics(t *testing.T) {
 	drops := make([]adapter.Counter, n)
 	rx[st.in] = adapter.CombinedCounter{10, 1000}
 	tx[st.in] = adapter.CombinedCounter{9, 900}
-	drops[st.in], drops[st.out] = 1, 2
-	a.stats.MockDir(&adapter.StatDir{Entries: []adapter.StatEntry{
-		{StatIdentifier: adapter.StatIdentifier{Name: []byte("/if/rx")}, Type: adapter.CombinedCounterVector, Data: adapter.CombinedCounterStat{rx}},
-		{StatIdentifier: adapter.StatIdentifier{Name: []byte("/if/tx")}, Type: adapter.CombinedCounterVector, Data: adapter.CombinedCounterStat{tx}},
-		{StatIdentifier: adapter.StatIdentifier{Name: []byte("/if/drops")}, Type: adapter.SimpleCounterVector, Data: adapter.SimpleCounterStat{drops}},
-	}})
+	rxErr, txErr := make([]adapter.Counter, n), make([]adapter.Counter, n)
+	drops[st.in], drops[st.out], rxErr[st.in], txErr[st.out] = 1, 2, 4, 8
+	mockIfCounters(a.stats, map[string]adapter.Stat{
+		statRx: adapter.CombinedCounterStat{rx}, statTx: adapter.CombinedCounterStat{tx},
+		statDrops: adapter.SimpleCounterStat{drops}, statRxError: adapter.SimpleCounterStat{rxErr}, statTxError: adapter.SimpleCounterStat{txErr},
+	})
 	got := a.dp.Metrics("m")
-	want := map[string]string{"rx_packets": "10", "rx_bytes": "1000", "tx_packets": "9", "tx_bytes": "900", "drops": "3"}
+	want := map[string]string{"rx_packets": "10", "rx_bytes": "1000", "tx_packets": "9", "tx_bytes": "900", "drops": "15"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Fatalf("metrics %v, want %v", got, want)

@@ -273,7 +273,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		if sc, err := core.ConnectStats(stats); err != nil {
 			d.log.Warn("VPP stats segment unavailable: vWire metrics are off", "err", err)
 		} else {
-			d.statsConn, d.stats = sc, sc
+			d.statsConn, d.stats = sc, &ifCounters{s: stats}
 		}
 	}
 
