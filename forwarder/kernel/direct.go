@@ -502,8 +502,9 @@ func (d *Dataplane) removeDirect(id string, p directPair) error {
 }
 
 // retireDirect sets the client's end of p down (the endpoint's end loses
-// its carrier) and into reapGroup, in one request, and hands it to the
-// reaper, which deletes the pair in the client's namespace.
+// its carrier), into reapGroup and out of its name, in one exchange, and
+// hands it to the reaper, which deletes the pair in the client's
+// namespace.
 func (d *Dataplane) retireDirect(id string, p directPair) error {
 	x := d.conns.heldFirst(id)
 	if x == nil {
@@ -528,9 +529,15 @@ func (d *Dataplane) retireDirect(id string, p directPair) error {
 		return d.recs.remove(p.record)
 	}
 	index := l.Attrs().Index
-	errs, _, err := x.rtnl.exchange(setLinkReq(index, "", 0, unix.IFF_UP, reapGroup))
+	// Renamed once down, in the same write: the client's name is free
+	// for its next vWire at once, while the pair waits for the reaper.
+	// A failed rename leaves it to makeRoom.
+	errs, _, err := x.rtnl.exchange(setLinkReq(index, "", 0, unix.IFF_UP, reapGroup), renameReq(index, retiredName(id, p.in.name)))
 	if err == nil {
 		err = errs[0]
+		if errs[1] != nil && err == nil {
+			d.log.Debug("rename a closed vWire's interface out of the way", "conn", id, "name", p.in.name, "err", errs[1])
+		}
 	}
 	if err != nil {
 		if !errors.Is(err, unix.ENODEV) {

@@ -108,13 +108,12 @@ func (d *Dataplane) makeRoom(h *netlink.Handle, s vethSpec) error {
 	if id != s.id && d.live(id) {
 		d.log.Info("interface name taken over from an older vWire", "conn", s.id, "name", s.name, "older", id)
 	}
-	sum := sha256.Sum256([]byte(id + "/" + s.name))
 	err = h.LinkSetDown(l)
 	if err == nil {
 		err = h.LinkSetGroup(l, reapGroup)
 	}
 	if err == nil {
-		err = h.LinkSetName(l, "vwr"+hex.EncodeToString(sum[:5]))
+		err = h.LinkSetName(l, retiredName(id, s.name))
 	}
 	if err == nil {
 		if ns, err := openNetNS(s.netns); err == nil {
@@ -127,6 +126,13 @@ func (d *Dataplane) makeRoom(h *netlink.Handle, s vethSpec) error {
 		return fmt.Errorf("delete %s of vWire %s: %w", s.name, id, err)
 	}
 	return nil
+}
+
+// retiredName is the name a vWire id's interface name takes on its way
+// out, freeing name for the next vWire that wants it.
+func retiredName(id, name string) string {
+	sum := sha256.Sum256([]byte(id + "/" + name))
+	return "vwr" + hex.EncodeToString(sum[:5])
 }
 
 // live reports whether id's vWire is built or claimed here.
