@@ -88,8 +88,8 @@ func TestStartDeletesLinksOnTheirWayOut(t *testing.T) {
 	}
 }
 
-// TestRetiredPairsWaitForALull: a closed local vWire's pair is down and out
-// of its name at once (the next vWire takes the name without moving it),
+// TestRetiredPairsWaitForALull: a closed local vWire's pair is down at
+// once, and moved out of the way when the next vWire asks for its name,
 // but deleted only when no Connect or Disconnect has run for the reaper's
 // quiet time; flush deletes at once. With the quiet time back to its
 // default, retired pairs go by themselves.
@@ -118,8 +118,8 @@ func TestRetiredPairsWaitForALull(t *testing.T) {
 		}
 	}
 	connect("conn-live", 3)
-	// The three retired pairs wait, down and renamed; the live vWire has
-	// the client's name.
+	// The three retired pairs wait, down and renamed by the Connect that
+	// took their name; the live vWire has the client's name.
 	got := links(t, client)
 	if n := strings.Count(got, "vwr"); n != 3 {
 		t.Fatalf("want the 3 retired pairs still there, renamed:\n%s", got)

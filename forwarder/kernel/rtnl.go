@@ -246,16 +246,6 @@ func replaceRouteReq(index int, r *netlink.Route) *nl.NetlinkRequest {
 	return req
 }
 
-// renameReq names index name (it must be down).
-func renameReq(index int, name string) *nl.NetlinkRequest {
-	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	return req
-}
-
 func delLinkReq(index int) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
