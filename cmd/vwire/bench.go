@@ -26,8 +26,9 @@ func newBenchCmd(_ *globals) *cobra.Command {
 		Long: `Measure vwire on this host, each figure next to its baseline:
 
   latency     Request→vWire-up: --sequential Requests one at a time and
-              --parallel at once (--rounds times), local and remote (p50,
-              p90, p99), next to a plain veth pair made by hand
+              --parallel×--rounds from --parallel clients (vWires up and
+              closed per second, counted as vpp-scale does), local and
+              remote (p50, p90, p99), next to a plain veth pair made by hand
   heal        an endpoint killed under a live connection → traffic through
               another endpoint (--heals times), next to a fresh Request
   find        registry Find of one service among --find-sizes endpoints,
@@ -112,8 +113,8 @@ Ctrl-C. A table goes to stdout, progress to stderr.
 	fl := cmd.Flags()
 	fl.StringSliceVar(&only, "only", nil, "measure only these: "+strings.Join(bench.AllGroups, ","))
 	fl.IntVar(&cfg.Sequential, "sequential", cfg.Sequential, "Requests one after the other (latency)")
-	fl.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "Requests at once (latency)")
-	fl.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "how many times the parallel Requests are made")
+	fl.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "clients requesting at once (latency)")
+	fl.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "the parallel run makes --parallel×--rounds Requests (latency)")
 	fl.IntVar(&cfg.Heals, "heals", cfg.Heals, "endpoint kills (heal)")
 	defSizes := make([]string, len(cfg.FindSizes))
 	for i, n := range cfg.FindSizes {

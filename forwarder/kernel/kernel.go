@@ -408,6 +408,7 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 // Connect builds (or re-checks) the vWire: the incoming side, the outgoing
 // side and the redirects between them.
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
+	defer d.reap.begin()()
 	d.mu.Lock()
 	leftovers := d.orphans[id] || !d.listed
 	delete(d.orphans, id)
@@ -710,6 +711,7 @@ func (d *Dataplane) check(id string, routed *routedXC) (ok, found bool) {
 // with others (see reaper); VXLAN and WireGuard links are gone when it
 // returns, as their VNIs and ports are free again.
 func (d *Dataplane) Disconnect(_ context.Context, id string) error {
+	defer d.reap.begin()()
 	d.mu.Lock()
 	pair, direct := d.direct[id]
 	delete(d.direct, id)

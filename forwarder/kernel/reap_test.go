@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -84,5 +85,112 @@ func TestStartDeletesLinksOnTheirWayOut(t *testing.T) {
 	}
 	if err := d2.Disconnect(ctx, "live"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetiredPairsWaitForALull: a closed local vWire's pair is down at
+// once, and moved out of the way when the next vWire asks for its name,
+// but deleted only when no Connect or Disconnect has run for the reaper's
+// quiet time; flush deletes at once. With the quiet time back to its
+// default, retired pairs go by themselves.
+func TestRetiredPairsWaitForALull(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	_, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	d.reap.mu.Lock()
+	d.reap.quiet, d.reap.maxDelay = time.Hour, time.Hour
+	d.reap.mu.Unlock()
+	connect := func(id string, i int) {
+		t.Helper()
+		cc := ipContext(fmt.Sprintf("169.254.22.%d", 2*i+1), fmt.Sprintf("169.254.22.%d", 2*i+2))
+		if err := d.Connect(ctx, id, kernelConn(clientPath, "nsm-c", cc), kernelConn(epPath, fmt.Sprintf("nsm-e%d", i), cc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("conn-%d", i)
+		connect(id, i)
+		if err := d.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connect("conn-live", 3)
+	// The three retired pairs wait, down and renamed by the Connect that
+	// took their name; the live vWire has the client's name.
+	got := links(t, client)
+	if n := strings.Count(got, "vwr"); n != 3 {
+		t.Fatalf("want the 3 retired pairs still there, renamed:\n%s", got)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
+		if strings.Contains(line, "vwr") && (strings.Contains(line, ",UP") || !strings.Contains(line, "group 1987510273")) {
+			t.Fatalf("a retired pair is up or out of the reaper's group: %s", line)
+		}
+		if strings.Contains(line, " nsm-c@") && !strings.Contains(line, "vwire/wl/conn-live") {
+			t.Fatalf("the client's name is not the live vWire's: %s", line)
+		}
+	}
+	if err := ping(client, "169.254.22.8"); err != nil {
+		t.Fatalf("the live vWire: %v", err)
+	}
+	d.reap.flush()
+	if got := links(t, client); strings.Contains(got, "vwr") || !strings.Contains(got, "vwire/wl/conn-live") {
+		t.Fatalf("after a flush, want only the live vWire's interface:\n%s", got)
+	}
+
+	// With the default quiet time, a Close's pair goes at the next lull.
+	d.reap.mu.Lock()
+	d.reap.quiet, d.reap.maxDelay = reapQuiet, reapMaxDelay
+	d.reap.mu.Unlock()
+	if err := d.Disconnect(ctx, "conn-live"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := links(t, client) + links(t, ep)
+		if !strings.Contains(got, "vwr") && !strings.Contains(got, "nsm-") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed vWire's pair was not deleted by itself:\n%s", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReapWait: when the pending calls run.
+func TestReapWait(t *testing.T) {
+	now := time.Now()
+	type state struct {
+		busy, now, maxBatch int
+		lastEnd, oldest     time.Time
+	}
+	for _, tc := range []struct {
+		name    string
+		s       state
+		pending []reapCall
+		want    time.Duration
+	}{
+		{"idle long enough", state{lastEnd: now.Add(-time.Second)}, []reapCall{{marked: true}}, 0},
+		{"idle, not long enough", state{lastEnd: now.Add(-5 * time.Millisecond)}, []reapCall{{marked: true}}, 15 * time.Millisecond},
+		{"busy", state{busy: 1, lastEnd: now}, []reapCall{{marked: true}}, 600 * time.Millisecond},
+		{"busy, too old", state{busy: 1, oldest: now.Add(-2 * time.Second)}, []reapCall{{marked: true}}, 0},
+		{"busy, a caller waits", state{busy: 1}, []reapCall{{marked: true}, {done: make(chan error)}}, 0},
+		{"busy, flushed", state{busy: 1, now: 1}, []reapCall{{marked: true}}, 0},
+		{"busy, a full batch", state{busy: 1, maxBatch: 2}, []reapCall{{marked: true}, {marked: true}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &reaper{quiet: 20 * time.Millisecond, maxDelay: time.Second, maxBatch: cmp.Or(tc.s.maxBatch, reapMaxBatch),
+				busy: tc.s.busy, now: tc.s.now, lastEnd: tc.s.lastEnd, pending: tc.pending}
+			r.oldest = tc.s.oldest
+			if r.oldest.IsZero() {
+				r.oldest = now.Add(-400 * time.Millisecond)
+			}
+			if got := r.waitLocked(now); got != tc.want {
+				t.Fatalf("wait %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -38,6 +38,7 @@ func TestRefreshAfterNameTaken(t *testing.T) {
 			!strings.Contains(err.Error(), clientPath) || !strings.Contains(err.Error(), "conn-new") {
 			t.Fatalf("refresh of the old connection: %v, want %v naming nsm-c, %s and conn-new", err, forwarder.ErrWorkloadNameTaken, clientPath)
 		}
+		d.reap.flush() // the old pair, retired when the new one took its names
 		for _, ns := range []string{client, ep} {
 			if got := links(t, ns); strings.Contains(got, "conn-old") || !strings.Contains(got, "vwire/wl/conn-new") {
 				t.Fatalf("%s after the old connection's refresh: want only the newer vWire's interface:\n%s", ns, got)
@@ -70,6 +71,7 @@ func TestRefreshAfterNameTaken(t *testing.T) {
 	if err := d.Connect(ctx, "conn-third", oldIn, oldOut); err != nil {
 		t.Fatalf("new Request on a live vWire's names: %v", err)
 	}
+	d.reap.flush() // the newer vWire's pair, moved out of the way
 	if got := links(t, client); !strings.Contains(got, "vwire/wl/conn-third") || strings.Contains(got, "vwire/wl/conn-new") {
 		t.Fatalf("want the third vWire's interface in place of the newer one's:\n%s", got)
 	}

@@ -39,30 +39,31 @@ type vethSpec struct {
 // these; each call is a system call and, but for the look-up, a turn of
 // the kernel's rtnl lock): the pair is made with this end up, one look-up
 // gives both ends' indexes (a veth's IFLA_LINK is its peer's index in the
-// peer's namespace), and the workload's namespace is entered once, for a
-// route socket only.
+// peer's namespace), and the workload's end is configured in one exchange
+// on the route socket in its namespace (nsConns: a local vWire's there is
+// shared, else one is opened for the call).
 func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 	ns, err := openNetNS(s.netns)
 	if err != nil {
 		return nil, err
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	x, err := d.conns.getNS(ns, s.netns)
 	if err != nil {
 		return nil, fmt.Errorf("veth %s<->%s: netlink in workload namespace: %w", s.host, s.name, err)
 	}
-	defer h.Delete()
-	err = d.addVeth(s, ns)
+	defer d.conns.put(x)
+	err = d.addVeth(s, x.ns)
 	if errors.Is(err, errExist) {
-		if rerr := d.makeRoom(h, s); rerr != nil {
+		rerr := withHandle(x.ns, s, func(h *netlink.Handle) error { return d.makeRoom(h, s) })
+		if rerr != nil {
 			return nil, fmt.Errorf("veth %s<->%s: %w", s.host, s.name, rerr)
 		}
-		err = d.addVeth(s, ns)
+		err = d.addVeth(s, x.ns)
 	}
 	if errors.Is(err, errExist) {
 		// Held by a closed vWire's link the reaper is deleting.
 		d.reap.flush()
-		err = d.addVeth(s, ns)
+		err = d.addVeth(s, x.ns)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("veth %s<->%s: create: %w", s.host, s.name, err)
@@ -72,7 +73,11 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 		err = d.setHostEnd(link.Attrs().Index, s)
 	}
 	if err == nil {
-		err = configurePeer(h, link.Attrs().ParentIndex, s)
+		if peer := link.Attrs().ParentIndex; peer > 0 {
+			err = configureEnd(x.rtnl, peer, s, true)
+		} else {
+			err = fmt.Errorf("%s: the kernel gave no peer index", s.host)
+		}
 	}
 	if err != nil {
 		if link != nil {
@@ -83,6 +88,16 @@ func (d *Dataplane) createVeth(s vethSpec) (netlink.Link, error) {
 		return nil, fmt.Errorf("veth %s<->%s: %w", s.host, s.name, err)
 	}
 	return link, nil
+}
+
+// withHandle calls f with a netlink handle in ns (s's workload namespace).
+func withHandle(ns netns.NsHandle, s vethSpec, f func(h *netlink.Handle) error) error {
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in workload namespace %s: %w", s.netns, err)
+	}
+	defer h.Delete()
+	return f(h)
 }
 
 // makeRoom frees the workload interface name s.name in h's namespace when
@@ -108,13 +123,12 @@ func (d *Dataplane) makeRoom(h *netlink.Handle, s vethSpec) error {
 	if id != s.id && d.live(id) {
 		d.log.Info("interface name taken over from an older vWire", "conn", s.id, "name", s.name, "older", id)
 	}
-	sum := sha256.Sum256([]byte(id + "/" + s.name))
 	err = h.LinkSetDown(l)
 	if err == nil {
 		err = h.LinkSetGroup(l, reapGroup)
 	}
 	if err == nil {
-		err = h.LinkSetName(l, "vwr"+hex.EncodeToString(sum[:5]))
+		err = h.LinkSetName(l, retiredName(id, s.name))
 	}
 	if err == nil {
 		if ns, err := openNetNS(s.netns); err == nil {
@@ -127,6 +141,13 @@ func (d *Dataplane) makeRoom(h *netlink.Handle, s vethSpec) error {
 		return fmt.Errorf("delete %s of vWire %s: %w", s.name, id, err)
 	}
 	return nil
+}
+
+// retiredName is the name a vWire id's interface name takes on its way
+// out, freeing name for the next vWire that wants it.
+func retiredName(id, name string) string {
+	sum := sha256.Sum256([]byte(id + "/" + name))
+	return "vwr" + hex.EncodeToString(sum[:5])
 }
 
 // live reports whether id's vWire is built or claimed here.
@@ -190,17 +211,8 @@ func (d *Dataplane) setHostEnd(index int, s vethSpec) error {
 	return nil
 }
 
-// configurePeer sets the workload end, index peer, up through h, a handle
-// in the workload's namespace: alias, addresses, up, routes.
-func configurePeer(h *netlink.Handle, peer int, s vethSpec) error {
-	if peer <= 0 {
-		return fmt.Errorf("%s: the kernel gave no peer index", s.host)
-	}
-	return configurePeerWith(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: s.name, Index: peer}}, s)
-}
-
-// configurePeerWith is configurePeer on a handle in the workload's
-// namespace and the workload end found there.
+// configurePeerWith sets the workload end peer up through h, a handle in
+// the workload's namespace: alias, addresses, up, routes.
 func configurePeerWith(h *netlink.Handle, peer netlink.Link, s vethSpec) error {
 	if err := h.LinkSetAlias(peer, alias(roleWL, s.id)); err != nil {
 		return fmt.Errorf("alias %s: %w", s.name, err)

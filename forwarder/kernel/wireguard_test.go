@@ -714,6 +714,7 @@ func TestRoutedCrossConnect(t *testing.T) {
 		if err := x.d.Disconnect(ctx, x.id); err != nil {
 			t.Fatal(err)
 		}
+		x.d.reap.flush()
 		if got := linkNames(t, x.ns); got != x.before {
 			t.Fatalf("links left in %s:\n%s", x.ns, got)
 		}
@@ -910,6 +911,7 @@ func remoteWireguard(t *testing.T, mode string, dual bool) {
 		if err := x.d.Disconnect(ctx, x.id); err != nil {
 			t.Fatal(err)
 		}
+		x.d.reap.flush()
 		if got := linkNames(t, x.ns); got != x.before {
 			t.Fatalf("links left in %s:\n%s\nwere:\n%s", x.ns, got, x.before)
 		}

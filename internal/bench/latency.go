@@ -22,10 +22,14 @@ const (
 // measureLatency times Request→vWire-up: from the client's Request to the
 // manager's reply, which comes once both forwarders have built the vWire.
 // Sequential: cfg.Sequential requests one after the other (each closed
-// before the next); parallel: cfg.Parallel at once, cfg.Rounds times;
-// remote: sequential through a second node (kernel VXLAN). The baseline is
-// a plain veth pair made with netlink between the same namespaces,
-// addressed and up: the kernel's share of a vWire, done by hand.
+// before the next); parallel: cfg.Parallel×cfg.Rounds Requests from
+// cfg.Parallel clients, each sending its next as soon as its last is
+// answered, the vWires left standing until all are up, then closed the
+// same way (vsMesh: the rate is Requests over the time from the first
+// sent to the last answered); remote: sequential through a second node
+// (kernel VXLAN). The baseline is a plain veth pair made with netlink
+// between the same namespaces, addressed and up: the kernel's share of a
+// vWire, done by hand.
 func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Row, error) {
 	const group = "latency"
 	nscNS, err := m.w.Netns("lat-nsc")
@@ -71,37 +75,31 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	rows = append(rows, percentileRows(group, "request→vWire-up, local, sequential", seq, "plain veth", baseSeq)...)
 	rows = append(rows, percentileRows(group, "close, local, sequential", seqClose, "request", seq)...)
 
-	// Parallel.
+	// Parallel: as vpp-scale's kernel baseline counts (vsMesh), so that
+	// the two rates are the same measure.
 	total := cfg.Parallel * cfg.Rounds
-	p.Stage(fmt.Sprintf("latency: %d×%d parallel Requests", cfg.Rounds, cfg.Parallel), total)
-	var par, parClose []time.Duration
-	var wall, closeWall time.Duration
-	for range cfg.Rounds {
-		r, err := parallelRequests(ctx, m, n1, nscNS, latencyService, cfg.Parallel, p)
-		if err != nil {
-			return nil, err
-		}
-		par, wall = append(par, r.requests...), wall+r.requestWall
-		parClose, closeWall = append(parClose, r.closes...), closeWall+r.closeWall
+	p.Stage(fmt.Sprintf("latency: %d Requests from %d clients", total, cfg.Parallel), 2*total)
+	req := func(ctx context.Context, i int) (*networkservice.Connection, error) {
+		return m.request(ctx, n1, nscNS, latencyService, fmt.Sprintf("nsm-p%d", i))
 	}
-	p.Stage(fmt.Sprintf("latency: %d×%d parallel plain veths", cfg.Rounds, cfg.Parallel), total)
-	var basePar []time.Duration
-	var baseWall time.Duration
-	for range cfg.Rounds {
-		d, took, err := vethBaseline(ctx, nscNS, epNS, cfg.Parallel, cfg.Parallel, p)
-		if err != nil {
-			return nil, err
-		}
-		basePar, baseWall = append(basePar, d...), baseWall+took
+	par, _, err := vsMesh(ctx, m, n1, total, cfg.Parallel, p, req, nil, nil)
+	if err != nil {
+		return nil, err
 	}
-	rows = append(rows, percentileRows(group, fmt.Sprintf("request→vWire-up, local, %d parallel", cfg.Parallel), par, "plain veth", basePar)...)
+	p.Stage(fmt.Sprintf("latency: %d plain veths from %d workers", total, cfg.Parallel), total)
+	basePar, baseWall, err := vethBaseline(ctx, nscNS, epNS, total, cfg.Parallel, p)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("local, %d parallel", cfg.Parallel)
+	rows = append(rows, percentileRows(group, "request→vWire-up, "+name, par.up, "plain veth", basePar)...)
 	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires up per second, %d parallel", cfg.Parallel),
-		Value: float64(len(par)) / wall.Seconds(), Unit: "/s", Samples: len(par)}.
-		WithBaseline("plain veth", float64(len(basePar))/baseWall.Seconds()))
-	rows = append(rows, percentileRows(group, fmt.Sprintf("close, local, %d parallel", cfg.Parallel), parClose, "request", par)...)
+		Value: par.upRate(), Unit: "/s", Samples: len(par.up)}.
+		WithBaseline("plain veth", rate(len(basePar), baseWall)))
+	rows = append(rows, percentileRows(group, "close, "+name, par.down, "request", par.up)...)
 	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires closed per second, %d parallel", cfg.Parallel),
-		Value: float64(len(parClose)) / closeWall.Seconds(), Unit: "/s", Samples: len(parClose)}.
-		WithBaseline("requests", float64(len(par))/wall.Seconds()))
+		Value: par.downRate(), Unit: "/s", Samples: len(par.down)}.
+		WithBaseline("requests", par.upRate()))
 
 	// Remote, through node2.
 	if len(m.nodes) > 1 {
@@ -147,56 +145,6 @@ func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, 
 		p.Step()
 	}
 	return requests, closes, nil
-}
-
-// parallelRound is one round of parallel Requests then Closes: each call's
-// time and each batch's.
-type parallelRound struct {
-	requests, closes       []time.Duration
-	requestWall, closeWall time.Duration
-}
-
-// parallelRequests starts n Requests at once, times each and the batch,
-// then closes them all at once, timed the same way.
-func parallelRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (parallelRound, error) {
-	r := parallelRound{requests: make([]time.Duration, n), closes: make([]time.Duration, n)}
-	conns := make([]*networkservice.Connection, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t0 := time.Now()
-			conns[i], errs[i] = m.request(ctx, nd, ns, service, fmt.Sprintf("nsm-p%d", i))
-			r.requests[i] = time.Since(t0)
-			p.Step()
-		}()
-	}
-	wg.Wait()
-	r.requestWall = time.Since(start)
-	start = time.Now()
-	for i, c := range conns {
-		if c == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t0 := time.Now()
-			if err := m.closeConn(ctx, nd, c); err != nil && errs[i] == nil {
-				errs[i] = err
-			}
-			r.closes[i] = time.Since(t0)
-		}()
-	}
-	wg.Wait()
-	r.closeWall = time.Since(start)
-	if err := errors.Join(errs...); err != nil {
-		return parallelRound{}, err
-	}
-	return r, nil
 }
 
 // vethBaseline times n plain veth pairs from a to b, parallel at a time:

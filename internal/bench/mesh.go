@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -133,7 +134,7 @@ func newMeshWith(ctx context.Context, w *World, n int, o meshOptions) (_ *mesh, 
 			"--tunnel-ip", nd.ip.String(),
 			"--max-token-lifetime", tokenLifetime.String(),
 			"--state-dir", w.Dir,
-			"--log-level", "info",
+			"--log-level", logLevel(),
 		}
 		args = append(args, o.dataplaneArgs(filepath.Join(w.Dir, name, "vpp"))...)
 		if o.Metrics {
@@ -202,6 +203,11 @@ func (m *mesh) close() {
 	}
 }
 
+// logLevel is the --log-level of the bench's processes: info, or
+// VWIRE_BENCH_LOG_LEVEL (debug logs each gRPC call with its duration; with
+// VWIRE_BENCH_KEEP the logs stay in the world's directory).
+func logLevel() string { return cmp.Or(os.Getenv("VWIRE_BENCH_LOG_LEVEL"), "info") }
+
 func ipAll(ns *Netns, cmds ...[]string) error {
 	for _, c := range cmds {
 		if _, err := ns.IP(c...); err != nil {
@@ -233,7 +239,7 @@ func (m *mesh) restartEndpoint(ctx context.Context, e *endpoint) error {
 		"--name", e.name, "--service", e.service, "--cidr", e.cidr,
 		"--connect-to", "unix://" + e.node.socket,
 		"--listen", "unix://" + filepath.Join(m.w.Dir, e.name+".sock"),
-		"--state-dir", m.w.Dir, "--log-level", "info"}, e.args...)
+		"--state-dir", m.w.Dir, "--log-level", logLevel()}, e.args...)
 	var err error
 	e.proc, err = m.w.Start(e.ns, fmt.Sprintf("%s-%d", e.name, time.Now().UnixNano()), m.w.Bin, args...)
 	if err != nil {
