@@ -4,17 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vwire/vwire/internal/recordlog"
 )
 
 // A direct pair (direct.go) has nothing in the forwarder's namespace, so a
@@ -24,18 +23,13 @@ import (
 // found by alias; one whose connection is not refreshed within the grace
 // has its ends found (by the identity of their namespaces) and deleted.
 //
-// The records are lines of one append-only file, pairs.log, in the state
-// directory: "+<key> <record>" when a pair is recorded, "-<key>" when its
-// record is dropped. A record costs its Connect one write(2) to a file
-// that is open already: a file of its own (create, write, close; unlink
+// The records are kept in a record log (internal/recordlog), pairs.log in
+// the state directory: a record costs its Connect one write(2) to a file
+// that is open already. A file of its own (create, write, close; unlink
 // later) cost a new inode and directory entry each time, 0.1-0.5 ms on
 // ext4, most of the price of a pair's Connect after the kernel's own
-// work. A write(2) this small to a regular file is whole or not there
-// when the process is killed; a torn last line (a host crash) is skipped.
-// Nothing is synced: a host that crashes takes every namespace, and so
-// every pair, with it. The file is rewritten with the live records only
-// when a run opens it and when dropped lines outnumber live ones (see
-// compactAfter), so it stays as small as what it describes.
+// work. Nothing is synced: a host that crashes takes every namespace, and
+// so every pair, with it.
 
 // pairRecord is what finding a pair's ends again needs.
 type pairRecord struct {
@@ -54,25 +48,16 @@ type recordEnd struct {
 	Ino  uint64 `json:"ino"`
 }
 
-// compactAfter is how many dropped records the log may hold, beyond as
-// many as it has live ones, before it is rewritten.
-const compactAfter = 1024
-
 // records keeps the records in a log in dir; one with no dir keeps none.
+// Keys are the log's, in decimal ("" is none), as direct pairs hold them.
 type records struct {
-	dir string
-
-	mu    sync.Mutex        // guards the fields below
-	lock  *os.File          // pairs.lock, flocked while the log is ours
-	f     *os.File          // the log, open for appending
-	live  map[string][]byte // the line of each live record, by key
-	dead  int               // dropped records in the log
-	next  uint64            // the next key
-	found []pairRecord      // the records a previous run left, for list
-	errs  error             // unreadable records found at open
+	dir   string
+	log   *recordlog.Log
+	found []pairRecord // the records a previous run left, for list; set at open
+	errs  error        // unreadable records found at open
 }
 
-const recordLog = "pairs.log"
+const recordLog = "pairs" // pairs.log, pairs.lock
 
 // openRecords keeps records under dir for the forwarder whose namespace
 // is nsPath ("": this process's), and reads what a previous run left.
@@ -88,110 +73,79 @@ func openRecords(dir, nsPath string) (*records, error) {
 		return nil, fmt.Errorf("state directory: the forwarder's netns: %w", err)
 	}
 	dir = filepath.Join(dir, fmt.Sprintf("netns-%x-%x", st.Dev, st.Ino))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
 	// One forwarder at a time: another's rewrite of the log would take
 	// this one's later lines with the old file.
-	lock, err := os.OpenFile(filepath.Join(dir, "pairs.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	l, err := recordlog.Open(dir, recordLog)
+	if errors.Is(err, recordlog.ErrLocked) {
+		return nil, fmt.Errorf("state directory %s: another forwarder in this network namespace keeps its pair records there; give each its own --state-dir", dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("state directory %s: another forwarder in this network namespace keeps its pair records there; give each its own --state-dir", dir)
-		}
-		return nil, fmt.Errorf("state directory: lock %s: %w", dir, err)
-	}
-	r := &records{dir: dir, live: map[string][]byte{}, lock: lock}
-	old, err := r.load()
-	if err == nil {
-		r.mu.Lock()
-		err = r.compactLocked()
-		r.mu.Unlock()
-	}
-	if err != nil {
-		lock.Close()
+	r := &records{dir: dir, log: l}
+	if err := r.load(); err != nil {
+		l.Close()
 		return nil, err
-	}
-	for _, path := range old {
-		os.Remove(path) // in the log now
 	}
 	return r, nil
 }
 
-// load reads the log, and the files of one record each that runs before
-// the log left (returned: they go once the log holds them).
-func (r *records) load() ([]string, error) {
+// load reads the log's records, drops those that are not pair records,
+// and moves into the log the files of one record each that runs before
+// the log left.
+func (r *records) load() error {
 	var errs []error
-	b, err := os.ReadFile(filepath.Join(r.dir, recordLog))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("pair records: %w", err)
+	if err := r.log.Unreadable(); err != nil {
+		errs = append(errs, fmt.Errorf("pair records: %w", err))
 	}
-	recs := map[string]pairRecord{}
-	var order []string
-	lines := strings.Split(string(b), "\n")
-	for i, line := range lines {
-		if line == "" {
+	var bad []uint64
+	for _, lr := range r.log.Records() {
+		rec, err := parseRecord(lr.Data)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pair record %d: %w", lr.Key, err))
+			bad = append(bad, lr.Key)
 			continue
 		}
-		key, rest, _ := strings.Cut(line[1:], " ")
-		switch {
-		case line[0] == '-' && rest == "":
-			delete(recs, key)
-		case line[0] == '+':
-			rec, err := parseRecord([]byte(rest))
-			if err != nil {
-				if i < len(lines)-1 { // not a torn last line
-					errs = append(errs, fmt.Errorf("pair record %s: %w", key, err))
-				}
-				continue
-			}
-			if _, dup := recs[key]; !dup {
-				order = append(order, key)
-			}
-			recs[key] = rec
-		default:
-			errs = append(errs, fmt.Errorf("pair records: line %d: not a record", i+1))
-			continue
-		}
-		if n, err := strconv.ParseUint(key, 10, 64); err == nil && n >= r.next {
-			r.next = n + 1
-		}
+		rec.key = strconv.FormatUint(lr.Key, 10)
+		r.found = append(r.found, rec)
+	}
+	// Nothing can be done with them.
+	if err := r.log.Drop(bad...); err != nil {
+		return fmt.Errorf("pair records: %w", err)
 	}
 	old, _ := filepath.Glob(filepath.Join(r.dir, "*.pair"))
+	var recs []pairRecord
+	var datas [][]byte
+	var moved []string
 	for _, path := range old {
 		b, err := os.ReadFile(path)
 		if err == nil && len(b) > 0 {
 			var rec pairRecord
 			if rec, err = parseRecord(b); err == nil {
-				key := strconv.FormatUint(r.next, 10)
-				r.next++
-				order = append(order, key)
-				recs[key] = rec
+				line, merr := json.Marshal(rec)
+				if merr != nil {
+					return fmt.Errorf("pair record %s: %w", path, merr)
+				}
+				recs, datas, moved = append(recs, rec), append(datas, line), append(moved, path)
 			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pair record %s: %w", path, err))
 		}
 	}
-	for _, key := range order {
-		rec, ok := recs[key]
-		if !ok {
-			continue
-		}
-		line, err := recordLine(key, rec)
-		if err != nil {
-			return nil, err
-		}
-		rec.key = key
-		r.live[key] = line
+	keys, err := r.log.Add(datas...)
+	if err != nil {
+		return fmt.Errorf("pair records: %w", err)
+	}
+	for i, rec := range recs {
+		rec.key = strconv.FormatUint(keys[i], 10)
 		r.found = append(r.found, rec)
-		delete(recs, key)
+	}
+	for _, path := range moved {
+		os.Remove(path) // in the log now
 	}
 	r.errs = errors.Join(errs...)
-	return old, nil
+	return nil
 }
 
 func parseRecord(b []byte) (pairRecord, error) {
@@ -205,61 +159,17 @@ func parseRecord(b []byte) (pairRecord, error) {
 	return rec, nil
 }
 
-func recordLine(key string, rec pairRecord) ([]byte, error) {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("record pair: %w", err)
-	}
-	line := make([]byte, 0, len(key)+len(b)+3)
-	line = append(append(append(append(line, '+'), key...), ' '), b...)
-	return append(line, '\n'), nil
-}
-
-// compactLocked writes the live records to a new log and puts it in the
-// old one's place (a rename: the log is whole at every moment).
-func (r *records) compactLocked() error {
-	path := filepath.Join(r.dir, recordLog)
-	tmp := path + ".new"
-	var buf []byte
-	for _, line := range r.live {
-		buf = append(buf, line...)
-	}
-	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
-		return fmt.Errorf("pair records: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pair records: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return fmt.Errorf("pair records: %w", err)
-	}
-	if r.f != nil {
-		r.f.Close()
-	}
-	r.f, r.dead = f, 0
-	return nil
-}
-
 // close closes the log; the records stay for the next run.
 func (r *records) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
-	}
-	if r.lock != nil {
-		r.lock.Close()
-		r.lock = nil
+	if r.log != nil {
+		r.log.Close()
 	}
 }
 
 // write records id's pair with both ends' namespaces (h) and returns its
 // key ("" when records are not kept).
 func (r *records) write(id string, h *pairHandles, p directPair) (string, error) {
-	if r.dir == "" {
+	if r.log == nil {
 		return "", nil
 	}
 	rec := pairRecord{ID: id}
@@ -273,64 +183,45 @@ func (r *records) write(id string, h *pairHandles, p directPair) (string, error)
 		}
 		rec.Ends = append(rec.Ends, recordEnd{Name: e.s.name, Path: e.s.netns, Dev: st.Dev, Ino: st.Ino})
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.f == nil {
-		return "", errors.New("record pair: the records are closed")
-	}
-	key := strconv.FormatUint(r.next, 10)
-	line, err := recordLine(key, rec)
+	b, err := json.Marshal(rec)
 	if err != nil {
-		return "", err
-	}
-	if _, err := r.f.Write(line); err != nil {
 		return "", fmt.Errorf("record pair: %w", err)
 	}
-	r.next++
-	r.live[key] = line
-	return key, nil
+	keys, err := r.log.Add(b)
+	if err != nil {
+		return "", fmt.Errorf("record pair: %w", err)
+	}
+	return strconv.FormatUint(keys[0], 10), nil
+}
+
+// logKey is key's in the log; ok is false for none ("") or one that is no
+// key, which no record has.
+func logKey(key string) (uint64, bool) {
+	k, err := strconv.ParseUint(key, 10, 64)
+	return k, err == nil
 }
 
 // remove drops the record key; none ("") or one dropped already is fine.
 func (r *records) remove(key string) error {
-	if key == "" || r.dir == "" {
+	k, ok := logKey(key)
+	if !ok || r.log == nil {
 		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.live[key]; !ok {
-		return nil
-	}
-	if r.f == nil {
-		return errors.New("remove pair record: the records are closed")
-	}
-	if _, err := r.f.WriteString("-" + key + "\n"); err != nil {
+	if err := r.log.Drop(k); err != nil {
 		return fmt.Errorf("remove pair record: %w", err)
-	}
-	delete(r.live, key)
-	r.dead++
-	if r.dead > compactAfter && r.dead > len(r.live) {
-		if err := r.compactLocked(); err != nil {
-			// The log is longer than it need be, no more.
-			return nil
-		}
 	}
 	return nil
 }
 
 // has reports whether key is a live record.
 func (r *records) has(key string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.live[key]
-	return ok
+	k, ok := logKey(key)
+	return ok && r.log != nil && r.log.Has(k)
 }
 
 // list returns the records a previous run left, and those it could not
 // read as errors (they are dropped: nothing can be done with them).
 func (r *records) list() ([]pairRecord, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	return slices.Clone(r.found), r.errs
 }
 

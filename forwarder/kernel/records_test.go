@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vwire/vwire/internal/recordlog"
 )
 
 // TestRestartRemovesUnclaimedPairs: local pairs (nothing of them in the
@@ -132,14 +135,16 @@ func TestRestartRemovesUnclaimedPairs(t *testing.T) {
 // would read them.
 func recordCount(t *testing.T, dir string) int {
 	t.Helper()
-	r := &records{dir: dir, live: map[string][]byte{}}
-	if _, err := r.load(); err != nil {
+	recs, err := recordlog.Read(dir, recordLog)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if r.errs != nil {
-		t.Fatal(r.errs)
+	for _, r := range recs {
+		if _, err := parseRecord(r.Data); err != nil {
+			t.Fatalf("pair record %d: %v", r.Key, err)
+		}
 	}
-	return len(r.live)
+	return len(recs)
 }
 
 // BenchmarkPairRecord is what a local vWire's record costs its Connect
@@ -262,7 +267,7 @@ func TestPairRecordLog(t *testing.T) {
 	r.close()
 
 	// A legacy record file, a torn last line.
-	log := filepath.Join(r.dir, recordLog)
+	log := filepath.Join(r.dir, recordLog+".log")
 	legacy := filepath.Join(r.dir, "abc-1.pair")
 	if err := os.WriteFile(legacy, []byte(`{"id":"conn-old","ends":[{"name":"a","netns":"/x","dev":1,"ino":2},{"name":"b","netns":"/y","dev":1,"ino":3}]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -300,7 +305,7 @@ func TestPairRecordLog(t *testing.T) {
 	}
 
 	// Many vWires come and go: the log stays the size of the live ones.
-	for i := range 3 * compactAfter {
+	for i := range 3 * recordlog.CompactAfter {
 		key, err := r.write(fmt.Sprintf("churn-%d", i), h, pair(i))
 		if err != nil {
 			t.Fatal(err)
@@ -314,11 +319,84 @@ func TestPairRecordLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line, _ := recordLine("1000", pairRecord{ID: "churn-1000", Ends: []recordEnd{{Name: "nsm-c1000", Path: "file:///proc/1/fd/5"}, {Name: "nsm-e1000", Path: "file:///proc/1/fd/6"}}})
-	if max := int64(2*compactAfter+8) * int64(len(line)); st.Size() > max {
-		t.Fatalf("log of %d bytes after %d vWires came and went, want at most %d", st.Size(), 3*compactAfter, max)
+	rec, _ := json.Marshal(pairRecord{ID: "churn-1000", Ends: []recordEnd{{Name: "nsm-c1000", Path: "file:///proc/1/fd/5"}, {Name: "nsm-e1000", Path: "file:///proc/1/fd/6"}}})
+	line := "+1000 " + string(rec) + "\n"
+	if max := int64(2*recordlog.CompactAfter+8) * int64(len(line)); st.Size() > max {
+		t.Fatalf("log of %d bytes after %d vWires came and went, want at most %d", st.Size(), 3*recordlog.CompactAfter, max)
 	}
 	if n := recordCount(t, r.dir); n != 4 {
 		t.Fatalf("%d live records after the churn, want 4", n)
 	}
+}
+
+// TestPairRecordLogUpgrade: a pairs.log written by the forwarder before it
+// kept its records with internal/recordlog (testdata, made by that code:
+// three pairs recorded, keys from 0, the second dropped) is read by this
+// one in place: both live records are listed, under keys that stay theirs
+// across a restart, can be dropped, and are not given again.
+func TestPairRecordLogUpgrade(t *testing.T) {
+	old, err := os.ReadFile("testdata/pairs-before-recordlog.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	r, err := openRecords(state, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.close()
+	if err := os.WriteFile(filepath.Join(r.dir, recordLog+".log"), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() map[string]string { // id -> key
+		t.Helper()
+		r, err = openRecords(state, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := r.list()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, rec := range recs {
+			if rec.Ends[0].Name != "nsm-c"+rec.ID[5:] || rec.Ends[1].Path != "file:///proc/1/fd/6" {
+				t.Fatalf("record %+v read wrong", rec)
+			}
+			if !r.has(rec.key) {
+				t.Fatalf("record %s listed under key %q, which is not live", rec.ID, rec.key)
+			}
+			got[rec.ID] = rec.key
+		}
+		return got
+	}
+	first := listed()
+	if len(first) != 2 || first["conn-a"] == "" || first["conn-c"] == "" {
+		t.Fatalf("records of the old log: %v, want conn-a and conn-c", first)
+	}
+	r.close()
+	again := listed()
+	if fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("keys after a second restart: %v, want %v", again, first)
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	key, err := r.write("conn-d", &pairHandles{inNS: ns, outNS: ns}, directPair{in: vethSpec{name: "nsm-cd", netns: "file:///proc/1/fd/5"}, out: vethSpec{name: "nsm-ed", netns: "file:///proc/1/fd/6"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key == again["conn-a"] || key == again["conn-c"] {
+		t.Fatalf("key %s given again", key)
+	}
+	if err := r.remove(again["conn-a"]); err != nil {
+		t.Fatal(err)
+	}
+	r.close()
+	if got := listed(); len(got) != 2 || got["conn-c"] != first["conn-c"] || got["conn-d"] != key {
+		t.Fatalf("after dropping conn-a: %v", got)
+	}
+	r.close()
 }

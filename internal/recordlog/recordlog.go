@@ -8,7 +8,7 @@
 // the log open, so that no other one rewrites it underneath. The log is
 // rewritten with the live records only (to a new file renamed over the
 // old: it is whole at every moment) when it is opened and when dropped
-// records outnumber live ones by compactAfter, so it stays as small as
+// records outnumber live ones by CompactAfter, so it stays as small as
 // what it describes.
 //
 // Nothing is synced: a write(2) this small to a regular file is whole or
@@ -39,9 +39,9 @@ import (
 // another Log in this one) has the log open.
 var ErrLocked = errors.New("the record log is open in another process")
 
-// compactAfter is how many dropped records the log may hold, beyond as
+// CompactAfter is how many dropped records the log may hold, beyond as
 // many as it has live ones, before it is rewritten.
-const compactAfter = 1024
+const CompactAfter = 1024
 
 // Record is one live record. Keys count from 1.
 type Record struct {
@@ -116,7 +116,7 @@ func (l *Log) parse(b []byte) error {
 		keyText, data, hasData := bytes.Cut(rest, []byte{' '})
 		key, err := strconv.ParseUint(string(keyText), 10, 64)
 		switch {
-		case err != nil || key == 0 || key == math.MaxUint64: // keys count from 1; next must not wrap
+		case err != nil || key == math.MaxUint64: // next must not wrap
 			errs = append(errs, fmt.Errorf("line %d: not a record", n))
 			continue
 		case op == '+' && hasData:
@@ -131,10 +131,33 @@ func (l *Log) parse(b []byte) error {
 			l.next = key + 1
 		}
 	}
+	// Logs the kernel forwarder wrote before it used this package counted
+	// keys from 0: such a record is given a key of its own (the rewrite
+	// at open keeps it), so that no caller sees key 0.
+	if d, ok := l.live[0]; ok {
+		delete(l.live, 0)
+		l.live[l.next] = d
+		l.next++
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("record log %s: %w", l.path, errors.Join(errs...))
 	}
 	return nil
+}
+
+// Read returns the live records of the log name in dir (none when there
+// is no log) as the next Open would find them, and the lines it could not
+// read, without taking the log's lock or rewriting it: a log another
+// process has open is read as it was at one moment (a rewrite renames a
+// whole file in place; a line being written is torn and skipped).
+func Read(dir, name string) ([]Record, error) {
+	l := &Log{path: filepath.Join(dir, name+".log"), live: map[uint64][]byte{}, next: 1}
+	b, err := os.ReadFile(l.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("record log: %w", err)
+	}
+	bad := l.parse(b)
+	return l.recordsLocked(), bad
 }
 
 // Unreadable reports the lines Open could not read (and dropped), nil
@@ -217,7 +240,7 @@ func (l *Log) Drop(keys ...uint64) error {
 			l.dead++
 		}
 	}
-	if l.dead > compactAfter && l.dead > len(l.live) {
+	if l.dead > CompactAfter && l.dead > len(l.live) {
 		// Should it fail, the log is longer than it need be, no more.
 		_ = l.compactLocked()
 	}

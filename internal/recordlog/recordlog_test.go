@@ -115,7 +115,7 @@ func TestOneOpen(t *testing.T) {
 }
 
 // TestCompaction: a log whose dropped records outnumber live ones by
-// compactAfter is rewritten with the live ones only.
+// CompactAfter is rewritten with the live ones only.
 func TestCompaction(t *testing.T) {
 	dir := t.TempDir()
 	l, err := Open(dir, "x")
@@ -123,7 +123,7 @@ func TestCompaction(t *testing.T) {
 	defer l.Close()
 	kept, err := l.Add([]byte("kept"))
 	must(t, err)
-	for range compactAfter + 1 {
+	for range CompactAfter + 1 {
 		k, err := l.Add([]byte("gone"))
 		must(t, err)
 		must(t, l.Drop(k...))
@@ -176,4 +176,64 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("records %q, after rewriting %q", first, again)
 		}
 	})
+}
+
+// TestKeyZero: a log whose keys count from 0 (the kernel forwarder's
+// pairs.log before it used this package) is read; its record 0 gets a key
+// of its own, which the next Open finds again, and a dropped 0 stays
+// dropped.
+func TestKeyZero(t *testing.T) {
+	for _, tc := range []struct{ name, log, want string }{
+		{name: "live", log: "+0 a\n+1 b\n+2 c\n-1\n", want: "2=c 3=a"},
+		{name: "dropped", log: "+0 a\n+1 b\n-0\n", want: "1=b"},
+		{name: "alone", log: "+0 a\n", want: "1=a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			must(t, os.WriteFile(filepath.Join(dir, "x.log"), []byte(tc.log), 0o600))
+			for range 2 {
+				l, err := Open(dir, "x")
+				must(t, err)
+				must(t, l.Unreadable())
+				got := strings.Join(datas(l.Records()), " ")
+				must(t, l.Close())
+				if got != tc.want {
+					t.Fatalf("records %q, want %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestRead: Read finds what the next Open would, while another Log has
+// the log open, and neither takes its lock nor rewrites it.
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	if recs, err := Read(dir, "x"); err != nil || len(recs) != 0 {
+		t.Fatalf("no log: %v, %v", recs, err)
+	}
+	l, err := Open(dir, "x")
+	must(t, err)
+	defer l.Close()
+	keys, err := l.Add([]byte("a"), []byte("b"))
+	must(t, err)
+	must(t, l.Drop(keys[0]))
+	recs, err := Read(dir, "x")
+	must(t, err)
+	if got := strings.Join(datas(recs), " "); got != fmt.Sprintf("%d=b", keys[1]) {
+		t.Fatalf("Read: %q", got)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "x.log"))
+	must(t, err)
+	if strings.Count(string(b), "\n") != 3 {
+		t.Fatalf("the log was rewritten by Read:\n%s", b)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "x.log"), os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.WriteString("junk\n+7 torn")
+	f.Close()
+	must(t, err)
+	if recs, err := Read(dir, "x"); err == nil || len(recs) != 1 {
+		t.Fatalf("a bad line: %d records, err %v", len(recs), err)
+	}
 }
