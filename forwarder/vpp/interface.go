@@ -46,9 +46,10 @@ func (i Interface) kind() string {
 	return ""
 }
 
-// ListInterfaces returns every software interface.
+// ListInterfaces returns every software interface, from a listing VPP
+// began after the call (shared with concurrent callers: see sharedList).
 func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
-	out, err := c.listInterfaces(ctx, NoInterface)
+	out, err := c.ifaces.get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
