@@ -39,10 +39,6 @@ type Client struct {
 	// afPacket lets one af_packet at a time be between its creation and
 	// its admin up (see CreateAfPacket); shared by WithLogger's copies.
 	afPacket *sync.Mutex
-	// ifaces shares listings of every interface between concurrent
-	// callers (see sharedList); shared by WithLogger's copies.
-	ifaces *sharedList[Interface]
-	tables *sharedList[IPTable] // the same for IP tables
 }
 
 // NewClient returns a Client on conn; log and m may be nil.
@@ -50,16 +46,13 @@ func NewClient(conn api.Connection, log *slog.Logger, m *Metrics) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{conn: conn, log: log, metrics: m, afPacket: new(sync.Mutex)}
-	c.ifaces = newSharedList(func(ctx context.Context) ([]Interface, error) { return c.listInterfaces(ctx, NoInterface) })
-	c.tables = newSharedList(c.listIPTables)
-	return c
+	return &Client{conn: conn, log: log, metrics: m, afPacket: new(sync.Mutex)}
 }
 
 // WithLogger returns a Client on the same connection and metrics logging to
 // log (for example with the connection id attached).
 func (c *Client) WithLogger(log *slog.Logger) *Client {
-	return &Client{conn: c.conn, log: log, metrics: c.metrics, afPacket: c.afPacket, ifaces: c.ifaces, tables: c.tables}
+	return &Client{conn: c.conn, log: log, metrics: c.metrics, afPacket: c.afPacket}
 }
 
 // done records one VPP call in the metrics and logs it.

@@ -46,10 +46,9 @@ func (i Interface) kind() string {
 	return ""
 }
 
-// ListInterfaces returns every software interface, from a listing VPP
-// began after the call (shared with concurrent callers: see sharedList).
+// ListInterfaces returns every software interface.
 func (c *Client) ListInterfaces(ctx context.Context) ([]Interface, error) {
-	out, err := c.ifaces.get(ctx)
+	out, err := c.listInterfaces(ctx, NoInterface)
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}

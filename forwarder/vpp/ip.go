@@ -37,14 +37,7 @@ func (c *Client) table(ctx context.Context, t IPTable, add bool) (err error) {
 }
 
 // ListIPTables returns every IP table of both families.
-//
-// The listing is shared with concurrent callers (see sharedList): sweeps
-// list the tables too.
 func (c *Client) ListIPTables(ctx context.Context) ([]IPTable, error) {
-	return c.tables.get(ctx)
-}
-
-func (c *Client) listIPTables(ctx context.Context) ([]IPTable, error) {
 	var out []IPTable
 	err := dump(ctx, c, &ip.IPTableDump{}, func(d *ip.IPTableDetails) {
 		out = append(out, IPTable{ID: d.Table.TableID, IP6: d.Table.IsIP6, Name: d.Table.Name})
