@@ -50,6 +50,7 @@ type Dataplane struct {
 	stats        *ifCounters // nil when the stats segment could not be reached; guarded by statsMu
 	statsConn    *core.StatsConnection
 	proc         *vppstart.Process // nil when attached to a running VPP; guarded by mu after New
+	apiSocket    string            // VPP's API socket; empty with a test's adapter
 	host         hostNet
 	kernelTap    bool
 	memifDir     string

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/core"
+	"golang.org/x/sys/unix"
+
+	"github.com/vwire/vwire/forwarder/vpp/vppstart"
 )
 
 // Health-check defaults. VPP serves its binary API on its main thread, one
@@ -198,3 +202,82 @@ func slogLevel(l logrus.Level) slog.Level {
 type nopFormatter struct{}
 
 func (nopFormatter) Format(*logrus.Entry) ([]byte, error) { return nil, nil }
+
+// vppSchedSample is how long the forwarder watches a VPP that stopped
+// answering before it says what VPP's threads were doing.
+const vppSchedSample = time.Second
+
+// diagnoseVPP logs, in the background, why VPP went away or stopped
+// answering (state is govpp's event): a VPP of ours that exited is
+// reported by superviseVPP (how it ended, the tail of its output and
+// log); for one that still runs (ours, or the one attached to, found as
+// the peer of its API socket) the forwarder samples how its threads are
+// scheduled for a second: starved by the host, busy on its own work,
+// blocked in the kernel, or idle (then its silence is not CPU). It waits
+// for nothing and is bounded by ctx (the dataplane's life).
+func (d *Dataplane) diagnoseVPP(ctx context.Context, state core.ConnectionState) {
+	d.mu.Lock()
+	proc := d.proc
+	d.mu.Unlock()
+	sock := d.apiSocket
+	if proc == nil && sock == "" {
+		return // a test's adapter: no process to look at
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		pid := 0
+		if proc != nil {
+			select {
+			case <-proc.Done():
+				return // superviseVPP reports it
+			case <-time.After(100 * time.Millisecond): // a closed socket comes a moment before the exit
+			case <-ctx.Done():
+				return
+			}
+			pid = proc.Pid()
+		} else {
+			var err error
+			if pid, err = socketPeerPid(sock); err != nil {
+				d.log.Warn("VPP "+stateName(state)+": its process not found", "err", err)
+				return
+			}
+		}
+		s, err := vppstart.SampleSched(ctx, pid, vppSchedSample)
+		if err != nil {
+			d.log.Warn("VPP "+stateName(state)+": its threads not sampled", "pid", pid, "err", err)
+			return
+		}
+		d.log.Warn("VPP "+stateName(state)+": its threads over the next second", "pid", pid, "sched", s.String())
+	}()
+}
+
+// socketPeerPid is the pid of the process listening on the unix socket at
+// path (SO_PEERCRED answers from the kernel, whether or not the listener
+// accepts). 0 means the listener is in a pid namespace this process does
+// not see (a VPP container apart).
+func socketPeerPid(path string) (int, error) {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED on %s: %w", path, credErr)
+	}
+	if cred.Pid == 0 {
+		return 0, fmt.Errorf("the listener on %s is in another pid namespace", path)
+	}
+	return int(cred.Pid), nil
+}

@@ -3,6 +3,7 @@ package vpp
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
@@ -83,8 +84,9 @@ func startNode(t testing.TB, ns itNS, uplink string, opts ...nodeOpt) *Dataplane
 	bin, plugins := needVPP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	kept := newKeepHandler(testLogger(t).Handler())
 	cfg := Config{Bin: bin, PluginPath: plugins, StateDir: stateDir(t), NetNSPath: ns.path, Uplink: uplink,
-		Kernel: KernelVeth, PollSleepUsec: 100, Logger: testLogger(t)}
+		Kernel: KernelVeth, PollSleepUsec: 100, Logger: slog.New(kept)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -93,6 +95,8 @@ func startNode(t testing.TB, ns itNS, uplink string, opts ...nodeOpt) *Dataplane
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
+	// Before the Close above and the state directory's removal.
+	t.Cleanup(func() { reportVPPOnFailure(t, dp, kept) })
 	if err := dp.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -249,6 +249,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		}
 		api = socketclient.NewVppClient(sock)
 		stats = statsclient.NewStatsClient(statsSock)
+		d.apiSocket = sock
 	}
 
 	ev := newConnEvents(d.log, d.metrics)
@@ -449,6 +450,7 @@ func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEven
 				}
 			case core.Disconnected, core.NotResponding, core.Failed:
 				lost = true
+				d.diagnoseVPP(ctx, e.State)
 			}
 		}
 	}
@@ -679,7 +681,8 @@ func (d *Dataplane) superviseVPP(ctx context.Context, cfg vppstart.Config) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.log.Error("VPP exited; starting it again", "err", proc.Err())
+		d.log.Error("VPP exited; starting it again", "exit", vppstart.DescribeExit(proc.Err()),
+			"output", proc.Output(), "log_tail", vppstart.TailFile(proc.LogFile(), vppstart.LogTailLines))
 		select {
 		case <-ctx.Done():
 			return

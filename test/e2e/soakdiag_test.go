@@ -28,6 +28,9 @@ var soakVPPShows = []string{
 	"show interface", "show interface address", "show hardware-interfaces brief",
 	"show l3xc", "show mode", "show ip fib summary", "show errors", "show memory main-heap",
 	"show ip neighbors", "show ip6 neighbors",
+	// Its threads, its API rings (a full ring: replies VPP cannot queue)
+	// and clients, its buffers and the Unix errors it met.
+	"show threads", "show api ring-stats", "show api clients", "show buffers", "show unix errors",
 }
 
 // keepSoakDiagnostics keeps those when

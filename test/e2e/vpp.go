@@ -274,9 +274,17 @@ func (m *Mesh) ReportVPPHang() {
 		if n.VPP == nil {
 			continue
 		}
-		if n.VPP.Exited() {
-			t.Logf("%s's VPP exited (see its log above): \"worker thread deadlock\" means its worker missed a barrier for 1 s (starved of CPU, or spinning; see forwarder/vpp/README.md)", n.Name)
+		if err, ok := n.VPP.Wait(0); ok {
+			t.Logf("%s's VPP %s (its output is above; \"worker thread deadlock\" means its worker missed a barrier for 1 s: starved of CPU, or spinning, see forwarder/vpp/README.md); last %d lines of its own log:\n%s",
+				n.Name, vppstart.DescribeExit(err), vppstart.LogTailLines, vppstart.TailFile(filepath.Join(n.vppDir(), "vpp.log"), vppstart.LogTailLines))
 			continue
+		}
+		// Whether a VPP that does not answer is starved by the host, busy
+		// on its own work, blocked in the kernel or idle.
+		if s, err := vppstart.SampleSched(context.Background(), n.VPP.Pid(), time.Second); err != nil {
+			t.Logf("%s's VPP: %v", n.Name, err)
+		} else {
+			t.Logf("%s's VPP threads: %s", n.Name, s)
 		}
 		answered := make(chan error, 1)
 		go func() {

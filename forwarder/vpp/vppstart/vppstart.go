@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -76,9 +77,12 @@ type Process struct {
 	// ConfigFile is the startup configuration written.
 	ConfigFile string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // set before done is closed
+	dir      string
+	out      *lineWriter
+	stopping atomic.Bool // Stop was called: an exit then is ours
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error // set before done is closed
 }
 
 // heapSize is VPP's notation for a size: a number and an optional unit.
@@ -174,14 +178,15 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		StatsSocket: filepath.Join(cfg.Dir, "stats.sock"),
 		CLISocket:   filepath.Join(cfg.Dir, "cli.sock"),
 		ConfigFile:  conf,
+		dir:         cfg.Dir,
+		out:         &lineWriter{log: cfg.Log, tail: tail{n: outputTail}},
 		done:        make(chan struct{}),
 	}
 	for _, s := range []string{p.APISocket, p.StatsSocket, p.CLISocket} {
 		_ = os.Remove(s) // a previous VPP's, which would fool the wait below
 	}
 	p.cmd = exec.Command(bin, "-c", conf)
-	out := &lineWriter{log: cfg.Log}
-	p.cmd.Stdout, p.cmd.Stderr = out, out
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	// VPP goes when its parent goes, even if we are killed.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := startIn(cfg.NetNSPath, p.cmd); err != nil {
@@ -189,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	go func() {
 		p.err = p.cmd.Wait()
+		p.out.flush() // Wait has copied all of VPP's output
 		close(p.done)
 	}()
 	if err := p.waitSocket(ctx); err != nil {
@@ -248,7 +254,7 @@ func (p *Process) waitSocket(ctx context.Context) error {
 		case <-deadline.C:
 			return fmt.Errorf("vppstart: %s did not accept a connection within %s", p.APISocket, DefaultStartTimeout)
 		case <-p.done:
-			return fmt.Errorf("vppstart: vpp exited before its API socket appeared: %v (see %s)", p.err, filepath.Join(filepath.Dir(p.APISocket), "vpp.log"))
+			return fmt.Errorf("vppstart: vpp exited before its API socket appeared: %s", p.ExitReport())
 		case <-tick.C:
 		}
 	}
@@ -271,6 +277,7 @@ func (p *Process) Stop(timeout time.Duration) error {
 		return nil
 	default:
 	}
+	p.stopping.Store(true)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -282,18 +289,18 @@ func (p *Process) Stop(timeout time.Duration) error {
 	return nil
 }
 
-// lineWriter logs each line written to it.
+// lineWriter logs each line written to it and keeps the last ones. VPP's
+// stdout and stderr share it: exec.Cmd copies both from one goroutine when
+// they are the same writer.
 type lineWriter struct {
-	log *slog.Logger
-	buf []byte
+	log  *slog.Logger
+	tail tail
+	buf  []byte
 }
 
 var _ io.Writer = (*lineWriter)(nil)
 
 func (w *lineWriter) Write(b []byte) (int, error) {
-	if w.log == nil {
-		return len(b), nil
-	}
 	w.buf = append(w.buf, b...)
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
@@ -301,9 +308,24 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 			break
 		}
 		if line := strings.TrimSpace(string(w.buf[:i])); line != "" {
-			w.log.Info(line, "source", "vpp")
+			w.tail.add(line)
+			if w.log != nil {
+				w.log.Info(line, "source", "vpp")
+			}
 		}
 		w.buf = w.buf[i+1:]
 	}
 	return len(b), nil
+}
+
+// flush keeps a last line that had no newline (an abort's message may
+// not); call it only once nothing writes any more.
+func (w *lineWriter) flush() {
+	if line := strings.TrimSpace(string(w.buf)); line != "" {
+		w.tail.add(line)
+		if w.log != nil {
+			w.log.Info(line, "source", "vpp")
+		}
+	}
+	w.buf = nil
 }

@@ -53,6 +53,9 @@ func fakeVPP() {
 	if err := syscall.Listen(fd, 16); err != nil {
 		os.Exit(2)
 	}
+	if os.Getenv("VWIRE_FAKE_VPP_ABORT") == "1" {
+		fakeAbort(filepath.Join(filepath.Dir(sock), "vpp.log"))
+	}
 	for {
 		nfd, _, err := syscall.Accept(fd)
 		if err != nil {
