@@ -17,11 +17,11 @@ type Pair struct {
 }
 
 // IPAM hands out point-to-point address pairs from one CIDR, one pair per
-// connection id, the endpoint's (Dst) before the client's (Src). Addresses
-// never handed out are taken from the bottom of the CIDR up; released ones
-// are reused oldest release first (an address just released is not handed
-// out again while older ones are free, so a late packet to it finds no one
-// rather than a new client). Allocate and Release cost O(1) amortised,
+// connection id, the endpoint's (Dst) before the client's (Src). Released
+// addresses are reused first, the longest released first (an address just
+// released is not handed out again while older ones are free, so a late
+// packet to it finds no one rather than a new client); then addresses never
+// handed out, from the bottom of the CIDR up. Allocate and Release cost O(1) amortised,
 // whatever the number of live connections, unless a Request's excluded
 // prefixes cover the free addresses it would get (then the scan crosses
 // them). Every address of the CIDR is usable: the ends are host routes, so
