@@ -117,15 +117,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
-// TestES256Header: the header taken without decoding is the one it stands
-// for, and the one golang-jwt signs with.
-func TestES256Header(t *testing.T) {
-	if b, err := b64.DecodeString(es256Header); err != nil || string(b) != `{"alg":"ES256","typ":"JWT"}` {
-		t.Fatalf("es256Header decodes to %q, %v", b, err)
-	}
-	h := svids(t, "a", "b")
-	if tok := must(Sign(h[0], h[1].ID, time.Now().Add(time.Minute))); !strings.HasPrefix(tok, es256Header+".") {
-		t.Fatalf("golang-jwt's header: %s", tok[:strings.Index(tok, ".")])
-	}
-}
