@@ -37,7 +37,7 @@ run-registry: build
 # Every fuzz target for FUZZTIME each; crashers land in testdata/fuzz and
 # become regression cases that `make test` runs.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzDecode:./registry/manifest FuzzSelect:./manager FuzzParse:./internal/token FuzzParse:./mechanisms/nscurl \
+FUZZ_TARGETS := FuzzDecode:./registry/manifest FuzzSelect:./manager FuzzParse:./mechanisms/nscurl \
 	FuzzParse:./mechanisms/inodeurl FuzzFromMechanism:./mechanisms/kernel FuzzFromMechanism:./mechanisms/memif \
 	FuzzFromMechanism:./mechanisms/vxlan FuzzFromMechanism:./mechanisms/wireguard FuzzFromMechanism:./mechanisms/ipsec
 fuzz:

@@ -95,14 +95,8 @@ func (c *Cache) Verify(tok string, cert *x509.Certificate, now time.Time) (Claim
 		}
 		return cl, nil
 	}
-	// The claims were often read already (Admit reads the token the
-	// caller sent in its metadata; the chain check reads it again): decode
-	// them once, then check the signature.
-	cl, err := c.Parse(tok)
+	cl, err := Verify(tok, cert, now)
 	if err != nil {
-		return Claims{}, err
-	}
-	if err := checkVerify(tok, cl, cert, now); err != nil {
 		return Claims{}, err
 	}
 	c.mu.Lock()
@@ -110,6 +104,9 @@ func (c *Cache) Verify(tok string, cert *x509.Certificate, now time.Time) (Claim
 		prune(c.verified, func(k verifyKey) bool { return !now.Before(c.verified[k].Expires) })
 	}
 	c.verified[k] = cl
+	if len(c.parsed) < cacheEntries {
+		c.parsed[tok] = cl // the chain check reads it again
+	}
 	c.mu.Unlock()
 	return cl, nil
 }

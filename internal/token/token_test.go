@@ -15,7 +15,7 @@ import (
 	"github.com/vwire/vwire/internal/identity"
 )
 
-func svids(t testing.TB, names ...string) []*x509svid.SVID {
+func svids(t *testing.T, names ...string) []*x509svid.SVID {
 	t.Helper()
 	ca, err := identity.OpenCA(t.TempDir(), "example.org", true)
 	if err != nil {
@@ -215,7 +215,7 @@ func must(s string, err error) string {
 	return s
 }
 
-func unsigned(t testing.TB, sub string, exp time.Time) string {
+func unsigned(t *testing.T, sub string, exp time.Time) string {
 	t.Helper()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.RegisteredClaims{Subject: sub, ExpiresAt: jwt.NewNumericDate(exp)}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	if err != nil {
