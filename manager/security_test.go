@@ -95,7 +95,7 @@ func TestRequestAuthentication(t *testing.T) {
 			_, err := c.Request(ctx, req)
 			return err
 		}},
-		{name: "client token not a JWT", code: codes.PermissionDenied, msg: "three dot-separated parts", call: func() error {
+		{name: "client token not a JWT", code: codes.PermissionDenied, msg: "invalid number of segments", call: func() error {
 			c := n.Client("nsc-garbled")
 			c.NoToken = true
 			req := request("icmp", nil)
@@ -103,7 +103,7 @@ func TestRequestAuthentication(t *testing.T) {
 			_, err := c.Request(ctx, req)
 			return err
 		}},
-		{name: "unsigned client token (alg none)", code: codes.PermissionDenied, msg: `signing method "none", want ES256`, call: func() error {
+		{name: "unsigned client token (alg none)", code: codes.PermissionDenied, msg: "signing method none is invalid", call: func() error {
 			c := n.Client("nsc-alg-none")
 			c.NoToken = true
 			tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.RegisteredClaims{
