@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,7 @@ func TestRequestAuthentication(t *testing.T) {
 		name string
 		call func() error
 		code codes.Code
+		msg  string // in the error, when set
 	}{
 		{name: "unsigned client segment", code: codes.PermissionDenied, call: func() error {
 			c := n.Client("nsc-unsigned")
@@ -93,6 +95,30 @@ func TestRequestAuthentication(t *testing.T) {
 			_, err := c.Request(ctx, req)
 			return err
 		}},
+		{name: "client token not a JWT", code: codes.PermissionDenied, msg: "invalid number of segments", call: func() error {
+			c := n.Client("nsc-garbled")
+			c.NoToken = true
+			req := request("icmp", nil)
+			req.Connection.Path.PathSegments[0].Token = "not-a-jwt"
+			_, err := c.Request(ctx, req)
+			return err
+		}},
+		{name: "unsigned client token (alg none)", code: codes.PermissionDenied, msg: "signing method none is invalid", call: func() error {
+			c := n.Client("nsc-alg-none")
+			c.NoToken = true
+			tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.RegisteredClaims{
+				Subject:   "spiffe://sandbox.local/nsc-alg-none",
+				Audience:  jwt.ClaimStrings{"spiffe://sandbox.local/vwire/manager-node1"},
+				ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute)),
+			}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+			if err != nil {
+				return err
+			}
+			req := request("icmp", nil)
+			req.Connection.Path.PathSegments[0].Token = tok
+			_, err = c.Request(ctx, req)
+			return err
+		}},
 		{name: "no client certificate", code: codes.Unavailable, call: func() error {
 			cc, err := grpc.NewClient("unix://"+n.ManagerSocket, grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(cli.Src, tlsconfig.AuthorizeAny()))))
 			if err != nil {
@@ -114,8 +140,9 @@ func TestRequestAuthentication(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.call(); status.Code(err) != tt.code {
-				t.Fatalf("err = %v, want %s", err, tt.code)
+			err := tt.call()
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
+				t.Fatalf("err = %v, want %s mentioning %q", err, tt.code, tt.msg)
 			}
 			if len(n.Dataplane.Calls("Connect")) != 0 || len(n.Manager.Connections()) != 0 {
 				t.Fatal("a refused request reached the dataplane or left state")

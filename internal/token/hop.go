@@ -68,7 +68,7 @@ func (c *Cache) Admit(ctx context.Context, conn *networkservice.Connection, prev
 			}
 		}
 	}
-	if err := c.CheckCaller(conn.GetPath(), prev, cert, self, time.Now()); err != nil {
+	if err := c.checkCaller(conn.GetPath(), prev, cert, caller, self, time.Now()); err != nil {
 		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "path token from %s: %v", caller, err)
 	}
 	return caller, nil

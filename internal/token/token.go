@@ -112,13 +112,18 @@ func CheckCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate
 
 // CheckCaller is CheckCaller through the cache.
 func (cache *Cache) CheckCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate, self spiffeid.ID, now time.Time) error {
-	segs := path.GetPathSegments()
-	if prev < 0 || prev >= len(segs) {
-		return fmt.Errorf("%w: no caller segment", ErrMissing)
-	}
 	peerID, err := x509svid.IDFromCert(peerCert)
 	if err != nil {
 		return fmt.Errorf("%w: caller certificate: %v", ErrInvalid, err)
+	}
+	return cache.checkCaller(path, prev, peerCert, peerID, self, now)
+}
+
+// checkCaller is CheckCaller with the peer's ID already read from peerCert.
+func (cache *Cache) checkCaller(path *networkservice.Path, prev int, peerCert *x509.Certificate, peerID, self spiffeid.ID, now time.Time) error {
+	segs := path.GetPathSegments()
+	if prev < 0 || prev >= len(segs) {
+		return fmt.Errorf("%w: no caller segment", ErrMissing)
 	}
 	c, err := cache.Verify(segs[prev].GetToken(), peerCert, now)
 	if err != nil {
