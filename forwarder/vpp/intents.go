@@ -371,27 +371,9 @@ func (d *Dataplane) resolveAllIntents(ctx context.Context) {
 func (d *Dataplane) resolveIntent(ctx context.Context, cl *Client, it intent) error {
 	switch it.Kind {
 	case intentMemifSocket:
-		socks, err := cl.ListMemifSockets(ctx)
-		if err != nil {
-			return err
-		}
-		memifs, err := cl.ListMemifs(ctx)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, s := range socks {
-			// A socket id may be given again after VPP restarted: the
-			// filename must be the recorded one too. A socket a memif
-			// uses is that memif's (its own intent, or its tag).
-			if (it.Sock == 0 || s.ID == it.Sock) && s.Filename == it.File &&
-				!slices.ContainsFunc(memifs, func(m Memif) bool { return m.SocketID == s.ID }) {
-				if err := cl.DeleteMemifSocket(ctx, s.ID); err != nil && !IsNotFound(err) {
-					errs = append(errs, err)
-				}
-			}
-		}
-		return errors.Join(errs...)
+		// A socket id may be given again after VPP restarted: the
+		// filename must be the recorded one too.
+		return deleteUnusedSockets(ctx, cl, it.File, it.Sock)
 	case intentMemif:
 		memifs, err := cl.ListMemifs(ctx)
 		if err != nil {

@@ -346,28 +346,36 @@ func removeMemifOn(ctx context.Context, cl *Client, sock, id uint32) error {
 // shows the socket if the create made it. A socket that cannot be looked
 // for or deleted is logged.
 func removeSocketNamed(ctx context.Context, cl *Client, filename string) error {
-	err := func() error {
-		socks, err := cl.ListMemifSockets(ctx)
-		if err != nil {
-			return err
-		}
-		memifs, err := cl.ListMemifs(ctx)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, s := range socks {
-			if s.Filename == filename && !slices.ContainsFunc(memifs, func(m Memif) bool { return m.SocketID == s.ID }) {
-				errs = append(errs, cl.DeleteMemifSocket(ctx, s.ID))
-			}
-		}
-		return errors.Join(errs...)
-	}()
+	err := deleteUnusedSockets(ctx, cl, filename, 0)
 	if err != nil {
 		cl.log.Error("a memif_socket_filename_add_del_v2 got no answer and the socket it may have made cannot be removed: left in VPP",
 			"socket", filename, "err", err)
 	}
 	return err
+}
+
+// deleteUnusedSockets deletes VPP's memif sockets named filename (and
+// numbered id, unless id is 0) that no memif uses: a socket a memif uses
+// is that memif's.
+func deleteUnusedSockets(ctx context.Context, cl *Client, filename string, id uint32) error {
+	socks, err := cl.ListMemifSockets(ctx)
+	if err != nil {
+		return err
+	}
+	memifs, err := cl.ListMemifs(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range socks {
+		if (id == 0 || s.ID == id) && s.Filename == filename &&
+			!slices.ContainsFunc(memifs, func(m Memif) bool { return m.SocketID == s.ID }) {
+			if err := cl.DeleteMemifSocket(ctx, s.ID); err != nil && !IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // deleteChosenMemifSocketCall is deleteMemifSocketCall for a socket whose

@@ -36,23 +36,8 @@ func fakeAbort(logFile string) {
 // output (Config.Log nil, as in tests). Before, its output was dropped and
 // its exit said "signal: aborted" at most, in a log line nobody kept.
 func TestExitReportOfCrashedVPP(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("VWIRE_FAKE_VPP", "1")
 	t.Setenv("VWIRE_FAKE_VPP_ABORT", "1")
-	dir, err := os.MkdirTemp("/tmp", "vwvs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := Start(ctx, Config{Bin: self, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, dir := startFake(t)
 	defer p.Stop(DefaultStopTimeout)
 	select {
 	case <-p.Done():
@@ -82,22 +67,7 @@ func TestExitReportOfCrashedVPP(t *testing.T) {
 
 // TestExitReportAfterStop: an exit Stop caused says so.
 func TestExitReportAfterStop(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("VWIRE_FAKE_VPP", "1")
-	dir, err := os.MkdirTemp("/tmp", "vwvs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := Start(ctx, Config{Bin: self, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _ := startFake(t)
 	p.Stop(DefaultStopTimeout)
 	if r := p.ExitReport(); !strings.Contains(r, "(after Stop)") || !strings.Contains(r, "no such file") {
 		t.Errorf("exit report after Stop (no vpp.log written):\n%s", r)

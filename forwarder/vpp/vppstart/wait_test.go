@@ -70,26 +70,36 @@ func fakeVPP() {
 // it a moment before listen()). Connecting in between was refused, and a
 // VPP integration test failed with "connect: connection refused".
 func TestStartWaitsUntilVPPListens(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("VWIRE_FAKE_VPP", "1")
-	dir, err := os.MkdirTemp("/tmp", "vwvs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := Start(ctx, Config{Bin: self, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, dir := startFake(t)
 	defer p.Stop(DefaultStopTimeout)
 	c, err := net.Dial("unix", filepath.Join(dir, "api.sock"))
 	if err != nil {
 		t.Fatalf("Start returned, and VPP's API socket refuses a connection: %v", err)
 	}
 	c.Close()
+}
+
+// startFake starts the test binary as a fake VPP (VWIRE_FAKE_VPP=1; the
+// caller sets VWIRE_FAKE_VPP_ABORT first to have it abort) in a directory
+// of its own, removed when the test ends (after the caller's deferred
+// Stop).
+func startFake(t *testing.T) (*Process, string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VWIRE_FAKE_VPP", "1")
+	dir, err := os.MkdirTemp("/tmp", "vwvs") // short: the socket's path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := Start(ctx, Config{Bin: self, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, dir
 }
