@@ -55,11 +55,25 @@ func newCPUWatch(w *World) *cpuWatch {
 	defer w.mu.Unlock()
 	for _, p := range w.procs {
 		if !p.Exited() {
-			c.names = append(c.names, p.Name)
+			c.names = append(c.names, procLabel(p.Name))
 			c.pids = append(c.pids, p.cmd.Process.Pid)
 		}
 	}
 	return c
+}
+
+// procLabel is a process's name without the unique number a restartable
+// endpoint's carries (nse-lat-<n>): the rows keep their names from run to
+// run.
+func procLabel(name string) string {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 {
+		return name
+	}
+	if _, err := strconv.ParseUint(name[i+1:], 10, 64); err != nil {
+		return name
+	}
+	return name[:i]
 }
 
 // snap reads the counters; a process that cannot be read (gone) counts

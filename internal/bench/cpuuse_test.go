@@ -69,3 +69,11 @@ func TestCPUWatch(t *testing.T) {
 		t.Fatalf("rows %+v", rows)
 	}
 }
+
+func TestProcLabel(t *testing.T) {
+	for in, want := range map[string]string{"nse-lat-1796529966961481900": "nse-lat", "node1": "node1", "nse-lat-r-17": "nse-lat-r", "a-b": "a-b", "-5": "-5"} {
+		if got := procLabel(in); got != want {
+			t.Errorf("procLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
