@@ -106,7 +106,15 @@ func (c *cpuWatch) rows(group, name string, a, b cpuSnap, n int, wholeBase float
 	if n == 0 {
 		return nil
 	}
-	per := func(d time.Duration) float64 { return Millis(d) / float64(n) }
+	// row is a figure, or skipped when /proc counted nothing: less than
+	// one clock tick over the phase, not a measured zero.
+	row := func(what string, d time.Duration) Row {
+		name := fmt.Sprintf("CPU per vWire, %s: %s", name, what)
+		if d <= 0 {
+			return Row{Group: group, Name: name, Skipped: fmt.Sprintf("under /proc's %v tick over the phase", clockTick)}
+		}
+		return Row{Group: group, Name: name, Value: Millis(d) / float64(n), Unit: "ms", Samples: n}
+	}
 	var rows []Row
 	for i, pn := range c.names {
 		from := a.procs[i]
@@ -114,15 +122,11 @@ func (c *cpuWatch) rows(group, name string, a, b cpuSnap, n int, wholeBase float
 			from = a.self
 		}
 		d := b.procs[i].sub(from)
-		rows = append(rows,
-			Row{Group: group, Name: fmt.Sprintf("CPU per vWire, %s: %s, user+system", name, pn), Value: per(d.total()), Unit: "ms", Samples: n},
-			Row{Group: group, Name: fmt.Sprintf("CPU per vWire, %s: %s, of it system", name, pn), Value: per(d.sys), Unit: "ms", Samples: n})
+		rows = append(rows, row(pn+", user+system", d.total()), row(pn+", of it system", d.sys))
 	}
-	rows = append(rows,
-		Row{Group: group, Name: fmt.Sprintf("CPU per vWire, %s: kernel threads", name), Value: per(b.kthreads - a.kthreads), Unit: "ms", Samples: n},
-		Row{Group: group, Name: fmt.Sprintf("CPU per vWire, %s: interrupts", name), Value: per(b.irq - a.irq), Unit: "ms", Samples: n})
-	whole := Row{Group: group, Name: fmt.Sprintf("CPU per vWire, %s: whole machine (other jobs too)", name), Value: per(b.busy - a.busy - a.self.sub(a.procs[0]).total()), Unit: "ms", Samples: n}
-	if wholeBase > 0 {
+	rows = append(rows, row("kernel threads", b.kthreads-a.kthreads), row("interrupts", b.irq-a.irq))
+	whole := row("whole machine (other jobs too)", b.busy-a.busy-a.self.sub(a.procs[0]).total())
+	if wholeBase > 0 && whole.Skipped == "" {
 		whole = whole.WithBaseline("plain veth", wholeBase)
 	}
 	return append(rows, whole)

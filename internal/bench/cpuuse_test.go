@@ -65,8 +65,14 @@ func TestCPUWatch(t *testing.T) {
 		t.Fatalf("100 ms spinning not seen: process %v → %v, machine %v → %v", a.self, b.procs[0], a.busy, b.busy)
 	}
 	rows := c.rows("latency", "test", a, b, 1, 0)
-	if len(rows) != 5 || rows[0].Value <= 0 {
+	if len(rows) != 5 || rows[0].Value <= 0 || rows[0].Skipped != "" {
 		t.Fatalf("rows %+v", rows)
+	}
+	// Nothing counted between two equal snaps: skipped, not a zero.
+	for _, r := range c.rows("latency", "test", b, b, 1, 1) {
+		if r.Skipped == "" || r.Baseline != nil {
+			t.Errorf("no CPU counted, yet %+v", r)
+		}
 	}
 }
 
