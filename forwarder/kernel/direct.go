@@ -391,11 +391,16 @@ func (d *Dataplane) buildDirect(h *pairHandles, p directPair) error {
 // namespace: the client's end there and up, the peer in the endpoint's
 // namespace and down (a veth end cannot be set up before its peer is
 // registered, and the peer is made first; the kernel takes no alias at
-// creation). A look-up of the client's end by name goes with it, for its
-// index and its peer's (a veth's IFLA_LINK); it is only read when the
-// creation succeeded.
+// creation). The request asks for its echo (NLM_F_ECHO: Linux 6.1 and
+// later answer a creation with the new link, as its notification says it),
+// which gives the client's end's index and its peer's (a veth's
+// IFLA_LINK). A kernel that sends no echo gets a look-up by name instead.
+// The echo saves that look-up's round, and the look-up was not free: it
+// runs the link's pending link-watch event at once (an IPv6 route table
+// walk in the client's namespace), which the link-watch worker otherwise
+// merges with the carrier event of the endpoint's end coming up.
 func (d *Dataplane) addPair(h *pairHandles, p directPair) (netlink.Link, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
 	req.AddData(msg)
@@ -410,22 +415,36 @@ func (d *Dataplane) addPair(h *pairHandles, p directPair) (netlink.Link, error) 
 	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.out.mtu)))
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.outNS)))
 	req.AddData(info)
-	errs, replies, err := h.in.rtnl.exchange(req, getLinkReq(p.in.name))
+	errs, replies, err := h.in.rtnl.exchange(req)
 	if err != nil {
 		return nil, err
 	}
 	if errs[0] != nil {
 		return nil, errs[0]
 	}
-	if errs[1] != nil {
-		return nil, fmt.Errorf("find it: %w", errs[1])
+	if c, err := echoedPair(replies[0], p.in.name); err == nil {
+		return c, nil
 	}
-	c, err := parseLink(replies[1])
+	c, err := h.in.rtnl.linkByName(p.in.name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("find it: %w", err)
 	}
 	if c.Attrs().ParentIndex <= 0 {
 		return nil, fmt.Errorf("%s: the kernel gave no peer index", p.in.name)
+	}
+	return c, nil
+}
+
+// echoedPair is the client's end name as the kernel's echo of its
+// creation describes it, with its peer's index; an error when there was
+// no echo or it does not say.
+func echoedPair(reply []byte, name string) (netlink.Link, error) {
+	c, err := parseLink(reply)
+	if err != nil {
+		return nil, err
+	}
+	if c.Attrs().Name != name || c.Attrs().Index <= 0 || c.Attrs().ParentIndex <= 0 {
+		return nil, fmt.Errorf("the echo of %s's creation names %q, index %d, peer %d", name, c.Attrs().Name, c.Attrs().Index, c.Attrs().ParentIndex)
 	}
 	return c, nil
 }

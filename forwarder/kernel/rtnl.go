@@ -166,6 +166,10 @@ func parseLink(reply []byte) (netlink.Link, error) {
 	if reply == nil {
 		return nil, errors.New("netlink: no link in the answer")
 	}
+	if len(reply) < unix.SizeofIfInfomsg {
+		// LinkDeserialize would slice past its end.
+		return nil, fmt.Errorf("netlink: a link message of %d bytes", len(reply))
+	}
 	return netlink.LinkDeserialize(nil, reply)
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 )
 
 // TestPairSocketsHeldWhileVWiresLive: local pairs share one route socket
@@ -92,4 +94,92 @@ func TestPairSocketsHeldWhileVWiresLive(t *testing.T) {
 	if n := recordCount(t, d.recs.dir); n != 0 {
 		t.Fatalf("%d pair records after a failed Connect", n)
 	}
+}
+
+// TestAddPairEcho: the pair's creation answers with its echo (on kernels
+// that send one), and addPair's client end, echoed or looked up, has the
+// index and peer index the kernel lists in the two namespaces. A reply
+// that is not the echo of the client's end is not taken for it.
+func TestAddPairEcho(t *testing.T) {
+	needRoot(t)
+	node, nodePath := netnsFor(t, "node")
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d := newDP(t, nodePath, "", 0)
+	before := linkNames(t, node)
+	cc := ipContext("169.254.23.1", "169.254.23.2")
+	p, _, err := directFor("conn-echo", &networkservice.Connection{Mechanism: kernelMech(clientPath, "nsm-echo"), Context: cc},
+		&networkservice.Connection{Mechanism: kernelMech(epPath, "nsm-echo-e"), Context: cc}, DefaultMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.openPair(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	c, err := d.addPair(h, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.in.rtnl.linkByName("nsm-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := h.out.rtnl.linkByName("nsm-echo-e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Attrs().Name != "nsm-echo" || c.Attrs().Index != got.Attrs().Index || c.Attrs().ParentIndex != peer.Attrs().Index {
+		t.Fatalf("addPair: %s index %d peer %d; the kernel lists nsm-echo index %d, nsm-echo-e index %d",
+			c.Attrs().Name, c.Attrs().Index, c.Attrs().ParentIndex, got.Attrs().Index, peer.Attrs().Index)
+	}
+
+	// The echo itself, where the kernel sends one (Linux 6.1 and later).
+	req := getLinkReq("nsm-echo")
+	_, replies, err := h.in.rtnl.exchange(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := echoedPair(replies[0], "nsm-echo"); err != nil || e.Attrs().Index != c.Attrs().Index {
+		t.Fatalf("the client's end's own description: %v, %v", e, err)
+	}
+	if _, err := echoedPair(replies[0], "nsm-other"); err == nil {
+		t.Fatal("a description of nsm-echo taken for nsm-other's")
+	}
+	if _, err := echoedPair(nil, "nsm-echo"); err == nil {
+		t.Fatal("no echo taken for one")
+	}
+	if _, err := echoedPair(replies[0][:8], "nsm-echo"); err == nil {
+		t.Fatal("a truncated echo taken")
+	}
+	// On a kernel that echoes a creation, addPair must have taken the
+	// echo: a veth made the same way answers with one.
+	probe := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+	probe.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	probe.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("nsm-probe")))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peerInfo := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peerInfo, unix.AF_UNSPEC)
+	peerInfo.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("nsm-probe-p"))
+	probe.AddData(info)
+	errs, replies, err := h.in.rtnl.exchange(probe)
+	if err != nil || errs[0] != nil {
+		t.Fatal(err, errs)
+	}
+	if e, err := echoedPair(replies[0], "nsm-probe"); err == nil {
+		if errs, _, err := h.in.rtnl.exchange(delLinkReq(e.Attrs().Index)); err != nil || errs[0] != nil {
+			t.Fatal(err, errs)
+		}
+	} else {
+		run(t, "ip", "-n", client, "link", "del", "nsm-probe")
+		var u unix.Utsname
+		_ = unix.Uname(&u)
+		t.Logf("this kernel (%s) does not echo a link's creation (%v): addPair looked the end up", unix.ByteSliceToString(u.Release[:]), err)
+	}
+	if errs, _, err := h.in.rtnl.exchange(delLinkReq(c.Attrs().Index)); err != nil || errs[0] != nil {
+		t.Fatal(err, errs)
+	}
+	requireNoLinksLeft(t, node, before, client, ep)
 }

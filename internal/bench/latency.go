@@ -68,7 +68,7 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 		return nil, err
 	}
 	p.Stage(fmt.Sprintf("latency: %d sequential plain veths", cfg.Sequential), cfg.Sequential)
-	baseSeq, _, err := vethBaseline(ctx, nscNS, epNS, cfg.Sequential, 1, p)
+	baseSeq, _, err := vethBaseline(ctx, nscNS, epNS, cfg.Sequential, 1, p, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -82,14 +82,31 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	req := func(ctx context.Context, i int) (*networkservice.Connection, error) {
 		return m.request(ctx, n1, nscNS, latencyService, fmt.Sprintf("nsm-p%d", i))
 	}
-	par, _, err := vsMesh(ctx, m, n1, total, cfg.Parallel, p, req, nil, nil)
+	// Each process's CPU, the kernel's threads' and the machine's over
+	// the Requests and over the Closes.
+	cpu := newCPUWatch(m.w)
+	var snaps [5]cpuSnap // Requests, Closes; then the plain veths
+	var snapErr error
+	snap := func(i int) func() {
+		return func() {
+			if snapErr == nil {
+				snaps[i], snapErr = cpu.snap()
+			}
+		}
+	}
+	snap(0)()
+	par, _, err := vsMesh(ctx, m, n1, total, cfg.Parallel, p, req, func() error { snap(1)(); return nil }, nil)
 	if err != nil {
 		return nil, err
 	}
+	snap(2)()
 	p.Stage(fmt.Sprintf("latency: %d plain veths from %d workers", total, cfg.Parallel), total)
-	basePar, baseWall, err := vethBaseline(ctx, nscNS, epNS, total, cfg.Parallel, p)
+	basePar, baseWall, err := vethBaseline(ctx, nscNS, epNS, total, cfg.Parallel, p, snap(3), snap(4))
 	if err != nil {
 		return nil, err
+	}
+	if snapErr != nil {
+		return nil, fmt.Errorf("CPU use: %w", snapErr)
 	}
 	name := fmt.Sprintf("local, %d parallel", cfg.Parallel)
 	rows = append(rows, percentileRows(group, "request→vWire-up, "+name, par.up, "plain veth", basePar)...)
@@ -100,6 +117,12 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires closed per second, %d parallel", cfg.Parallel),
 		Value: par.downRate(), Unit: "/s", Samples: len(par.down)}.
 		WithBaseline("requests", par.upRate()))
+	wholeBase := 0.0
+	if len(basePar) > 0 {
+		wholeBase = Millis(snaps[4].busy-snaps[3].busy-snaps[3].self.sub(snaps[3].procs[0]).total()) / float64(len(basePar))
+	}
+	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Requests", cfg.Parallel), snaps[0], snaps[1], len(par.up), wholeBase)...)
+	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Closes", cfg.Parallel), snaps[1], snaps[2], len(par.down), 0)...)
 
 	// Remote, through node2.
 	if len(m.nodes) > 1 {
@@ -151,7 +174,9 @@ func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, 
 // create with the peer in b, address both ends, set both up. It returns
 // each pair's time and the time for all. Each worker has netlink sockets
 // of its own, opened before the timing; the pairs are deleted after it.
-func vethBaseline(ctx context.Context, a, b *Netns, n, parallel int, p *Progress) ([]time.Duration, time.Duration, error) {
+// before and after, when set, are called right before and after the
+// timed part.
+func vethBaseline(ctx context.Context, a, b *Netns, n, parallel int, p *Progress, before, after func()) ([]time.Duration, time.Duration, error) {
 	nsA, err := netns.GetFromName(a.Name)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open %s: %w", a.Label, err)
@@ -202,6 +227,9 @@ func vethBaseline(ctx context.Context, a, b *Netns, n, parallel int, p *Progress
 			}
 		}()
 	}
+	if before != nil {
+		before()
+	}
 	t0 := time.Now()
 	close(start)
 	for i := range n {
@@ -213,6 +241,9 @@ func vethBaseline(ctx context.Context, a, b *Netns, n, parallel int, p *Progress
 	close(work)
 	wg.Wait()
 	took := time.Since(t0)
+	if after != nil {
+		after()
+	}
 	if err := deleteVeths(nsA, n); err != nil {
 		errs = append(errs, err)
 	}
