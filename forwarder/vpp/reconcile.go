@@ -125,6 +125,16 @@ func (d *Dataplane) vethsStand(st *vwireState) (bool, error) {
 // thousand Requests failing at once, each retried) queued so many
 // megabyte-sized dumps in VPP that its main heap ran out
 // (vl_socket_api_send) and VPP aborted.
+// mayHave reports whether VPP may hold anything of vWire id: what a
+// Disconnect has to remove (teardown, removeLeftovers). The caller holds
+// id's lock.
+func (d *Dataplane) mayHave(id string) bool {
+	d.mu.Lock()
+	has := d.conns[id] != nil || d.orphans[tagKey(id)] || d.unclean[tagKey(id)] || len(d.leftovers[id]) > 0
+	d.mu.Unlock()
+	return has || d.intents.has(id)
+}
+
 func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 	d.mu.Lock()
 	st := d.conns[id]
@@ -532,9 +542,14 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 	d.mu.Unlock()
 	for _, key := range stale {
 		d.log.Info("removing a vWire no connection claimed", "tag_key", key)
+		release, err := d.admission.admit(ctx, opRemove)
+		if err != nil {
+			return // ctx ended
+		}
 		sctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
-		err := d.sweep(sctx, d.vpp.WithLogger(d.log.With("tag_key", key)), key)
+		err = d.sweep(sctx, d.vpp.WithLogger(d.log.With("tag_key", key)), key)
 		cancel()
+		release()
 		d.mu.Lock()
 		if d.conns[key] == nil {
 			// Nor what Start held for it: its VNIs and read-back keys.

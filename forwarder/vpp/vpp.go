@@ -104,6 +104,11 @@ type Config struct {
 	// at connect and after VPP restarts (--vpp-memif-reserve; see
 	// Client.ReserveMemifs); none when zero.
 	MemifReserve int
+	// MaxInFlight bounds the vWire operations (Connect, Disconnect, a
+	// restore's rebuild) talking to VPP at once; the others wait in the
+	// forwarder, removals first (--vpp-max-in-flight; see admission.go).
+	// DefaultMaxInFlight when zero, no bound when negative.
+	MaxInFlight int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
 	// several nodes in one process).
@@ -164,6 +169,11 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		d.metrics = NewMetrics()
 	}
 	d.vrfs = newIPTables(d.tables)
+	maxInFlight := cfg.MaxInFlight
+	if maxInFlight == 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	d.admission = newAdmission(max(maxInFlight, 0), d.metrics)
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -636,14 +646,21 @@ func (d *Dataplane) tagged(ctx context.Context) map[string]bool {
 func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]bool) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	d.mu.Lock()
 	st := d.conns[id]
 	d.mu.Unlock()
 	if st == nil {
 		return nil // disconnected meanwhile
 	}
+	// Waits on ctx (the dataplane's life): the rebuild's own bound starts
+	// once admitted.
+	release, err := d.admission.admit(ctx, opBuild)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	cl := d.vpp.WithLogger(d.log.With("conn", id, "step", "restore"))
 	if left == nil || left[tagKey(id)] {
 		if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
