@@ -326,8 +326,10 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			return nil
 		}
 	}
+	sideTried := false // a side rebuild that failed may have left objects old does not name
 	if old != nil && !samePlan(old.plan, p) {
 		if keep := keptSide(old.plan, p); keep != "" {
+			sideTried = true
 			inIdx, outIdx, err := d.rebuildSide(ctx, cl, old, p, keep)
 			if err == nil {
 				log.Info("vWire changed: one side rebuilt", "kept", keep)
@@ -344,7 +346,11 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		if err := d.removeLeftovers(ctx, cl, id); err != nil {
 			return err
 		}
-		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+		sweep := func() error { return d.sweep(ctx, cl, tagKey(id)) }
+		if old != nil && old.undo != nil && !orphan && !unclean && !sideTried {
+			sweep = func() error { return d.sweepBuilt(ctx, cl, old) }
+		}
+		if err := sweep(); err != nil {
 			return err
 		}
 	}

@@ -666,12 +666,24 @@ func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]b
 		if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
 			return err
 		}
-		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+		d.mu.Lock()
+		unclean := d.unclean[tagKey(id)]
+		d.mu.Unlock()
+		sweep := func() error { return d.sweep(ctx, cl, tagKey(id)) }
+		if st.undo != nil && !unclean {
+			sweep = func() error { return d.sweepBuilt(ctx, cl, st) }
+		}
+		if err := sweep(); err != nil {
 			return err
 		}
 	}
 	in, out, undo, err := d.build(ctx, cl, st.plan, false)
 	if err != nil {
+		// Its rollback may have left objects st does not name: the
+		// Disconnect sweeps all of VPP for them (see sweepBuilt).
+		d.mu.Lock()
+		d.unclean[tagKey(id)] = true
+		d.mu.Unlock()
 		return err
 	}
 	d.mu.Lock()
