@@ -10,7 +10,7 @@ import (
 // DefaultMaxInFlight is --vpp-max-in-flight's default: how many vWire
 // operations (Connect, Disconnect, a restore's rebuild) talk to one VPP at
 // once. See admission.
-const DefaultMaxInFlight = 8
+const DefaultMaxInFlight = 16
 
 // opKind is the kind of an operation waiting for admission, by priority.
 type opKind int
