@@ -473,6 +473,7 @@ func TestForwarderFlagErrors(t *testing.T) {
 		{name: "zero threshold", args: []string{"forwarder", "--vpp-health-threshold", "0"}, want: "--vpp-health-threshold 0: want 1 or more"},
 		{name: "not a duration", args: []string{"forwarder", "--vpp-health-timeout", "soon"}, want: `"soon"`},
 		{name: "node", args: []string{"node", "--vpp-health-threshold", "-3"}, want: "--vpp-health-threshold -3: want 1 or more"},
+		{name: "negative max in flight", args: []string{"forwarder", "--vpp-max-in-flight", "-1"}, want: "--vpp-max-in-flight -1: want 0 (no bound) or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := c

@@ -43,6 +43,7 @@ type forwarderFlags struct {
 	vppStatsSocket   string
 	vppPollSleepUsec int
 	vppMemifReserve  int
+	vppMaxInFlight   int
 	vppMainHeap      string
 	vppHealth        vpp.HealthCheck
 	uplink           string
@@ -64,6 +65,7 @@ func addForwarderFlags(cmd *cobra.Command, f *forwarderFlags, listenFlag string)
 	fl.StringVar(&f.vppStatsSocket, "vpp-stats-socket", "", "stats socket of the VPP given by --vpp-api-socket (default: stats.sock beside its API socket)")
 	fl.IntVar(&f.vppPollSleepUsec, "vpp-poll-sleep-usec", 0, "make the VPP this forwarder starts sleep this long between polls, for a VPP that shares its cores (0: poll flat out, one core)")
 	fl.IntVar(&f.vppMemifReserve, "vpp-memif-reserve", vpp.DefaultMemifReserve, "memifs VPP's memif pool is grown to hold at start and after VPP restarts, against a VPP 25.10 crash when it grows while in use (0: none; about two per local memif vWire)")
+	fl.IntVar(&f.vppMaxInFlight, "vpp-max-in-flight", vpp.DefaultMaxInFlight, "vWire operations (Connect, Disconnect) talking to VPP at once; the others wait in the forwarder, removals first, and one whose caller gives up while it waits costs VPP nothing (0: no bound)")
 	fl.StringVar(&f.vppMainHeap, "vpp-main-heap", vppstart.DefaultMainHeapSize, "main heap of the VPP this forwarder starts (512M, 1G...): about 80 kB a VXLAN and 30 kB a WireGuard vWire with memif ends, besides VPP's own ~100 MB")
 	fl.DurationVar(&f.vppHealth.Interval, "vpp-health-interval", vpp.DefaultHealthInterval, "time between govpp's health-check probes of VPP")
 	fl.DurationVar(&f.vppHealth.Timeout, "vpp-health-timeout", vpp.DefaultHealthTimeout, "a health-check probe unanswered this long is a miss (VPP's main thread may be busy building objects)")
@@ -100,6 +102,9 @@ func newForwarderCmd(g *globals) *cobra.Command {
 func (f forwarderFlags) validate() error {
 	if !slices.Contains(kernel.WireGuardModes, f.wireguard) {
 		return fmt.Errorf("--wireguard %q: want one of %s", f.wireguard, strings.Join(kernel.WireGuardModes, ", "))
+	}
+	if f.vppMaxInFlight < 0 {
+		return fmt.Errorf("--vpp-max-in-flight %d: want 0 (no bound) or more", f.vppMaxInFlight)
 	}
 	if f.vppPollSleepUsec < 0 {
 		return fmt.Errorf("--vpp-poll-sleep-usec %d: want 0 or more", f.vppPollSleepUsec)
@@ -165,12 +170,17 @@ func openDataplane(ctx context.Context, g *globals, f forwarderFlags, tunnel net
 		if stats == "" && f.vppAPISocket != "" {
 			stats = filepath.Join(filepath.Dir(f.vppAPISocket), "stats.sock")
 		}
+		maxInFlight := f.vppMaxInFlight
+		if maxInFlight == 0 {
+			maxInFlight = -1 // vpp.Config's "no bound"
+		}
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		return vpp.New(cctx, vpp.Config{
 			APISocket: f.vppAPISocket, StatsSocket: stats, Bin: f.vppBin, PluginPath: f.vppPluginPath,
 			PollSleepUsec: f.vppPollSleepUsec, MemifReserve: f.vppMemifReserve, MainHeapSize: f.vppMainHeap,
-			StateDir: cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
+			MaxInFlight: maxInFlight,
+			StateDir:    cmp.Or(f.vppStateDir, filepath.Join(g.stateDir, "vpp")), Uplink: f.uplink, TunnelIP: tunnel,
 			Grace: f.grace, Logger: g.log.With("dataplane", "vpp"), Metrics: m,
 		})
 	default:

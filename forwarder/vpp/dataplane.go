@@ -67,6 +67,7 @@ type Dataplane struct {
 	trunk           *trunk           // KERNEL sides on veths (see trunk.go)
 	intents         *journal         // creates that may leave untagged objects (intents.go)
 	locks           keyedlock.Locker // serialises work on one connection id
+	admission       *admission       // bounds the operations in VPP at once
 
 	// Set by New and by recovery after VPP comes back; read under mu by
 	// those that may race with recovery.
@@ -259,18 +260,26 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
 	unlock := d.locks.Lock(id)
 	defer unlock()
-	// A VPP call its caller gave up on still runs in VPP: an interface
-	// created after the caller's deadline would come back to nobody, stay
-	// untagged, and no sweep would ever find it (the soak on VPP left such
-	// WireGuard interfaces). So a Connect, once begun, runs to its end or
-	// its rollback on its own bounded context.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-	defer cancel()
 	log := d.log.With("conn", id)
 	p, err := d.plan(id, in, out)
 	if err != nil {
 		return err
 	}
+	// At most so many operations talk to VPP at once (admission.go); a
+	// caller that gives up while this one waits costs VPP nothing.
+	release, err := d.admission.admit(ctx, opBuild)
+	if err != nil {
+		log.Debug("Connect gave up waiting for VPP; nothing sent", "err", err)
+		return err
+	}
+	defer release()
+	// A VPP call its caller gave up on still runs in VPP: an interface
+	// created after the caller's deadline would come back to nobody, stay
+	// untagged, and no sweep would ever find it (the soak on VPP left such
+	// WireGuard interfaces). So a Connect, once begun, runs to its end or
+	// its rollback on its own bounded context, from its admission.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
 	// From here on VPP is called: a failure may leave objects (a sweep or
 	// rollback that failed, an orphan not taken back), which the id's
 	// Disconnect then sweeps.
@@ -317,8 +326,10 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			return nil
 		}
 	}
+	sideTried := false // a side rebuild that failed may have left objects old does not name
 	if old != nil && !samePlan(old.plan, p) {
 		if keep := keptSide(old.plan, p); keep != "" {
+			sideTried = true
 			inIdx, outIdx, err := d.rebuildSide(ctx, cl, old, p, keep)
 			if err == nil {
 				log.Info("vWire changed: one side rebuilt", "kept", keep)
@@ -335,7 +346,11 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		if err := d.removeLeftovers(ctx, cl, id); err != nil {
 			return err
 		}
-		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+		sweep := func() error { return d.sweep(ctx, cl, tagKey(id)) }
+		if old != nil && old.undo != nil && !orphan && !unclean && !sideTried {
+			sweep = func() error { return d.sweepBuilt(ctx, cl, old) }
+		}
+		if err := sweep(); err != nil {
 			return err
 		}
 	}
@@ -391,13 +406,28 @@ func (d *Dataplane) remember(id string, p *plan, in, out SwIfIndex, undo *undoSt
 // soak on VPP, its callers timing out under load, swept hundreds of such
 // vWires at once, each listing thousands of interfaces, and fell further
 // behind with each).
+//
+// A Disconnect that has VPP work to do waits for its slot (admission.go)
+// whatever its caller does: the caller has forgotten the vWire, and a
+// Disconnect that gave up would leave it in VPP with nobody left to remove
+// it. Removals go first, so it waits at most for the operations in VPP
+// (each bounded by callTimeout) and the removals ahead of it. One with
+// nothing in VPP waits for nothing.
 func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-	defer cancel()
-	cl := d.vpp.WithLogger(d.log.With("conn", id))
-	err := errors.Join(d.removeLeftovers(ctx, cl, id), d.teardown(ctx, cl, id))
+	var err error
+	if d.mayHave(id) {
+		release, aerr := d.admission.admit(d.life, opRemove)
+		if aerr != nil {
+			return aerr // the dataplane is closing
+		}
+		defer release()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+		defer cancel()
+		cl := d.vpp.WithLogger(d.log.With("conn", id))
+		err = errors.Join(d.removeLeftovers(ctx, cl, id), d.teardown(ctx, cl, id))
+	}
 	d.mu.Lock()
 	if left := d.leftovers[id]; len(left) > 0 {
 		// Their intents stay open in the journal, looked up again when

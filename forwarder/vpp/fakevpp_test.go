@@ -265,6 +265,24 @@ func (f *fakeVPP) requests(withDumps bool) []string {
 	return out
 }
 
+// takeSent returns the requests sent so far (no pings) and forgets them.
+func (f *fakeVPP) takeSent() []api.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.sent
+	f.sent = nil
+	return out
+}
+
+// messageNames are the names of msgs.
+func messageNames(msgs []api.Message) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.GetMessageName())
+	}
+	return out
+}
+
 func (f *fakeVPP) sentOf(name string) []api.Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()

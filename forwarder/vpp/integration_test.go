@@ -86,7 +86,7 @@ func startNode(t testing.TB, ns itNS, uplink string, opts ...nodeOpt) *Dataplane
 	defer cancel()
 	kept := newKeepHandler(testLogger(t).Handler())
 	cfg := Config{Bin: bin, PluginPath: plugins, StateDir: stateDir(t), NetNSPath: ns.path, Uplink: uplink,
-		Kernel: KernelVeth, PollSleepUsec: 100, Logger: slog.New(kept)}
+		Kernel: KernelVeth, PollSleepUsec: 100, Logger: slog.New(kept), MaxInFlight: maxInFlight(t)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -101,6 +101,26 @@ func startNode(t testing.TB, ns itNS, uplink string, opts ...nodeOpt) *Dataplane
 		t.Fatal(err)
 	}
 	return dp
+}
+
+// maxInFlight is the real-VPP tests' Config.MaxInFlight:
+// VWIRE_MAX_IN_FLIGHT as --vpp-max-in-flight takes it (0: no bound), else
+// the default; for measuring the bound (BenchmarkMemifConnect,
+// BenchmarkRemoteConnect, the scale tests).
+func maxInFlight(t testing.TB) int {
+	t.Helper()
+	v := os.Getenv("VWIRE_MAX_IN_FLIGHT")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("VWIRE_MAX_IN_FLIGHT=%q: want 0 (no bound) or more", v)
+	}
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // twoNodes makes two node namespaces joined by a veth "uplink" with

@@ -53,6 +53,11 @@ type Metrics struct {
 	healthMisses prometheus.Counter
 	restoreSecs  prometheus.Histogram
 	restoredVW   *prometheus.CounterVec
+	// The admission of vWire operations (admission.go), by op kind.
+	admWaiting   *prometheus.GaugeVec
+	admInFlight  prometheus.Gauge
+	admWait      *prometheus.HistogramVec
+	admAbandoned *prometheus.CounterVec
 }
 
 // NewMetrics returns unregistered VPP metrics.
@@ -88,6 +93,28 @@ func NewMetrics() *Metrics {
 			Name: "vwire_vpp_restored_vwires_total",
 			Help: "vWires rebuilt after the connection to VPP came back, by result (ok, failed).",
 		}, []string{"result"}),
+		admWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vwire_vpp_admission_waiting",
+			Help: "vWire operations waiting for a slot to talk to VPP (--vpp-max-in-flight), by kind (remove, build).",
+		}, []string{"op"}),
+		admInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vwire_vpp_admission_in_flight",
+			Help: "vWire operations holding a slot to talk to VPP (at most --vpp-max-in-flight).",
+		}),
+		admWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vwire_vpp_admission_wait_seconds",
+			Help:    "Time vWire operations waited for a slot to talk to VPP before they got one, by kind (remove, build); 0 for those that found one free.",
+			Buckets: apiBuckets,
+		}, []string{"op"}),
+		admAbandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vwire_vpp_admission_abandoned_total",
+			Help: "vWire operations whose caller gave up while they waited for a slot: they sent VPP nothing, by kind (remove, build).",
+		}, []string{"op"}),
+	}
+	for k := range opKinds {
+		m.admWaiting.WithLabelValues(k.String())
+		m.admWait.WithLabelValues(k.String())
+		m.admAbandoned.WithLabelValues(k.String())
 	}
 	m.restoredVW.WithLabelValues("ok")
 	m.restoredVW.WithLabelValues("failed")
@@ -101,7 +128,8 @@ func NewMetrics() *Metrics {
 
 // collectors are m's series, for Describe and Collect.
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.apiSeconds, m.apiErrors, m.connEvents, m.connState, m.healthMisses, m.restoreSecs, m.restoredVW}
+	return []prometheus.Collector{m.apiSeconds, m.apiErrors, m.connEvents, m.connState, m.healthMisses, m.restoreSecs, m.restoredVW,
+		m.admWaiting, m.admInFlight, m.admWait, m.admAbandoned}
 }
 
 // Describe implements prometheus.Collector.
@@ -154,6 +182,36 @@ func (m *Metrics) restored(took time.Duration, ok, failed int) {
 	m.restoreSecs.Observe(took.Seconds())
 	m.restoredVW.WithLabelValues("ok").Add(float64(ok))
 	m.restoredVW.WithLabelValues("failed").Add(float64(failed))
+}
+
+// waiting counts operations of kind op starting (+1) or ending (-1) a
+// wait for admission.
+func (m *Metrics) waiting(op opKind, delta float64) {
+	if m != nil {
+		m.admWaiting.WithLabelValues(op.String()).Add(delta)
+	}
+}
+
+// admitted records an operation let into VPP after waiting that long.
+func (m *Metrics) admitted(op opKind, waited time.Duration) {
+	if m != nil {
+		m.admInFlight.Inc()
+		m.admWait.WithLabelValues(op.String()).Observe(waited.Seconds())
+	}
+}
+
+// released records an operation done with VPP.
+func (m *Metrics) released() {
+	if m != nil {
+		m.admInFlight.Dec()
+	}
+}
+
+// abandoned records an operation whose caller gave up while it waited.
+func (m *Metrics) abandoned(op opKind) {
+	if m != nil {
+		m.admAbandoned.WithLabelValues(op.String()).Inc()
+	}
 }
 
 func (m *Metrics) healthMiss() {

@@ -125,12 +125,22 @@ func (d *Dataplane) vethsStand(st *vwireState) (bool, error) {
 // thousand Requests failing at once, each retried) queued so many
 // megabyte-sized dumps in VPP that its main heap ran out
 // (vl_socket_api_send) and VPP aborted.
+// mayHave reports whether VPP may hold anything of vWire id: what a
+// Disconnect has to remove (teardown, removeLeftovers). The caller holds
+// id's lock.
+func (d *Dataplane) mayHave(id string) bool {
+	d.mu.Lock()
+	has := d.conns[id] != nil || d.orphans[tagKey(id)] || d.unclean[tagKey(id)] || len(d.leftovers[id]) > 0
+	d.mu.Unlock()
+	return has || d.intents.has(id)
+}
+
 func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 	d.mu.Lock()
 	st := d.conns[id]
-	mayHave := st != nil || d.orphans[tagKey(id)] || d.unclean[tagKey(id)]
+	orphan, unclean := d.orphans[tagKey(id)], d.unclean[tagKey(id)]
 	d.mu.Unlock()
-	if !mayHave {
+	if st == nil && !orphan && !unclean {
 		return nil
 	}
 	if st != nil && st.undo != nil {
@@ -138,6 +148,9 @@ func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 			if err := st.undo.run(ctx, cl); err == nil {
 				return nil
 			}
+		}
+		if !unclean {
+			return d.sweepBuilt(ctx, cl, st)
 		}
 	}
 	return d.sweep(ctx, cl, tagKey(id))
@@ -260,9 +273,42 @@ func (d *Dataplane) sweep(ctx context.Context, cl *Client, key string) error {
 	return d.sweepRoles(ctx, cl, key, roleIn, roleOut)
 }
 
+// sweepBuilt is sweep for a vWire this process built whole (st.undo set)
+// in its last Connect, which succeeded (the id is not unclean): its tagged
+// interfaces can only be st.in and st.out (a create of it whose answer was
+// lost failed that Connect; an object from a previous run made it an
+// orphan, never adopted into an undo stack), and it has no IP table of its
+// own (this process makes shared ones only, iptables.go). So VPP is asked
+// for those two interfaces instead of every one (about 1,200 on a loaded
+// node, a listing each retried Close made in the full soak) and for no IP
+// table listing; an index VPP gave to another interface since shows that
+// one's tag and is left alone.
+func (d *Dataplane) sweepBuilt(ctx context.Context, cl *Client, st *vwireState) error {
+	return d.sweepOnly(ctx, cl, tagKey(st.plan.id), []SwIfIndex{st.in, st.out}, roleIn, roleOut)
+}
+
 // sweepRoles is sweep for the sides of key in roles only.
 func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, roles ...string) error {
-	ifaces, err := cl.ListInterfaces(ctx)
+	return d.sweepOnly(ctx, cl, key, nil, roles...)
+}
+
+// sweepOnly is sweepRoles; with known set, it looks among those
+// interfaces only and lists no IP table (see sweepBuilt).
+func (d *Dataplane) sweepOnly(ctx context.Context, cl *Client, key string, known []SwIfIndex, roles ...string) error {
+	var ifaces []Interface
+	var err error
+	if known == nil {
+		ifaces, err = cl.ListInterfaces(ctx)
+	} else {
+		var got []Interface
+		var ok []bool
+		got, ok, err = cl.GetInterfaces(ctx, known...)
+		for i := range got {
+			if ok[i] {
+				ifaces = append(ifaces, got[i])
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -276,9 +322,11 @@ func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, role
 	if len(mine) > 0 {
 		errs = append(errs, d.sweepInterfaces(ctx, cl, key, mine)...)
 	}
-	tables, err := cl.ListIPTables(ctx)
-	if err != nil {
-		errs = append(errs, err)
+	var tables []IPTable
+	if known == nil {
+		if tables, err = cl.ListIPTables(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, t := range tables {
 		if tg, ok := ParseTag(t.Name); ok && tg.Key == key && slices.Contains(roles, tg.Role) {
@@ -532,9 +580,14 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 	d.mu.Unlock()
 	for _, key := range stale {
 		d.log.Info("removing a vWire no connection claimed", "tag_key", key)
+		release, err := d.admission.admit(ctx, opRemove)
+		if err != nil {
+			return // ctx ended
+		}
 		sctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
-		err := d.sweep(sctx, d.vpp.WithLogger(d.log.With("tag_key", key)), key)
+		err = d.sweep(sctx, d.vpp.WithLogger(d.log.With("tag_key", key)), key)
 		cancel()
+		release()
 		d.mu.Lock()
 		if d.conns[key] == nil {
 			// Nor what Start held for it: its VNIs and read-back keys.

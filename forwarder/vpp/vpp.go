@@ -104,6 +104,12 @@ type Config struct {
 	// at connect and after VPP restarts (--vpp-memif-reserve; see
 	// Client.ReserveMemifs); none when zero.
 	MemifReserve int
+	// MaxInFlight bounds the vWire operations (Connect, Disconnect, a
+	// restore's rebuild) talking to VPP at once; the others wait in the
+	// forwarder, removals first (--vpp-max-in-flight; see admission.go).
+	// DefaultMaxInFlight when zero (no bound, for now), no bound when
+	// negative.
+	MaxInFlight int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
 	// several nodes in one process).
@@ -164,6 +170,11 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		d.metrics = NewMetrics()
 	}
 	d.vrfs = newIPTables(d.tables)
+	maxInFlight := cfg.MaxInFlight
+	if maxInFlight == 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	d.admission = newAdmission(max(maxInFlight, 0), d.metrics)
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
 	}
@@ -636,25 +647,44 @@ func (d *Dataplane) tagged(ctx context.Context) map[string]bool {
 func (d *Dataplane) restoreOne(ctx context.Context, id string, left map[string]bool) error {
 	unlock := d.locks.Lock(id)
 	defer unlock()
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	d.mu.Lock()
 	st := d.conns[id]
 	d.mu.Unlock()
 	if st == nil {
 		return nil // disconnected meanwhile
 	}
+	// Waits on ctx (the dataplane's life): the rebuild's own bound starts
+	// once admitted.
+	release, err := d.admission.admit(ctx, opBuild)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	cl := d.vpp.WithLogger(d.log.With("conn", id, "step", "restore"))
 	if left == nil || left[tagKey(id)] {
 		if ok, err := d.intact(ctx, cl, id, st); err != nil || ok {
 			return err
 		}
-		if err := d.sweep(ctx, cl, tagKey(id)); err != nil {
+		d.mu.Lock()
+		unclean := d.unclean[tagKey(id)]
+		d.mu.Unlock()
+		sweep := func() error { return d.sweep(ctx, cl, tagKey(id)) }
+		if st.undo != nil && !unclean {
+			sweep = func() error { return d.sweepBuilt(ctx, cl, st) }
+		}
+		if err := sweep(); err != nil {
 			return err
 		}
 	}
 	in, out, undo, err := d.build(ctx, cl, st.plan, false)
 	if err != nil {
+		// Its rollback may have left objects st does not name: the
+		// Disconnect sweeps all of VPP for them (see sweepBuilt).
+		d.mu.Lock()
+		d.unclean[tagKey(id)] = true
+		d.mu.Unlock()
 		return err
 	}
 	d.mu.Lock()

@@ -236,12 +236,17 @@ func (d *Dataplane) activateLater(id string, wg SwIfIndex, undo *undoStack) {
 	if st == nil || st.undo != undo || st.in != wg {
 		return
 	}
-	ctx, cancel := context.WithTimeout(d.life, callTimeout)
-	defer cancel()
 	step := undo.peerStep()
 	if step == nil {
 		return
 	}
+	release, err := d.admission.admit(d.life, opBuild)
+	if err != nil {
+		return // closing
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(d.life, callTimeout)
+	defer cancel()
 	old := step.call.req.(*wireguard.WireguardPeerRemove).PeerIndex
 	cl := d.vpp.WithLogger(d.log.With("conn", id))
 	p, ok, err := cl.ListWireguardPeer(ctx, old)
