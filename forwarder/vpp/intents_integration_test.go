@@ -89,16 +89,7 @@ func TestIntentsAfterRestartVPP(t *testing.T) {
 	if _, err := dp.intents.record(its...); err != nil {
 		t.Fatal(err)
 	}
-	stream, err := dp.conn.NewStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range reqs {
-		if err := stream.SendMsg(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = stream.Close() // their replies are never read
+	sendUnread(ctx, t, dp, reqs)
 	// VPP serves a connection's messages in order: this listing, sent
 	// after, sees what they made.
 	if got := vppObjects(t, dp); reflect.DeepEqual(got, withOther) {

@@ -80,16 +80,7 @@ func TestUnansweredCreatesVPP(t *testing.T) {
 				before, ifaces := vppObjects(t, n1), interfacesOf(t, n1)
 				reqs, push := tc.creates(t)
 				if made {
-					stream, err := n1.conn.NewStream(ctx)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, r := range reqs {
-						if err := stream.SendMsg(r); err != nil {
-							t.Fatal(err)
-						}
-					}
-					_ = stream.Close() // their replies are never read
+					sendUnread(ctx, t, n1, reqs)
 				}
 				var u undoStack
 				push(&u)
@@ -114,4 +105,20 @@ func TestUnansweredCreatesVPP(t *testing.T) {
 			})
 		}
 	}
+}
+
+// sendUnread sends reqs to dp's VPP on a stream of their own and never
+// reads their replies: creates whose answer a Connect never got.
+func sendUnread(ctx context.Context, t *testing.T, dp *Dataplane, reqs []api.Message) {
+	t.Helper()
+	stream, err := dp.conn.NewStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		if err := stream.SendMsg(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = stream.Close()
 }
