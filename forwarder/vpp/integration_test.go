@@ -148,14 +148,10 @@ type memifWorkload struct {
 
 func startMemifWorkload(t testing.TB, ns itNS) *memifWorkload {
 	t.Helper()
-	bin, plugins := needVPP(t)
+	needVPP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	proc, err := vppstart.Start(ctx, vppstart.Config{Bin: bin, PluginPath: plugins, Dir: stateDir(t), NetNSPath: ns.path, PollSleepUsec: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Stop(vppstart.DefaultStopTimeout) })
+	proc := startVPPIn(ctx, t, ns)
 	conn, err := core.Connect(socketclient.NewVppClient(proc.APISocket))
 	if err != nil {
 		t.Fatal(err)
@@ -454,14 +450,10 @@ func TestVPPRestartRestoresVWires(t *testing.T) {
 // A forwarder attached to a running VPP that restarts takes back the
 // vWire a refresh claims, untouched, and removes the one nothing claims.
 func TestForwarderRestartReconciles(t *testing.T) {
-	bin, plugins := needVPP(t)
+	needVPP(t)
 	ctx := context.Background()
 	ns := newNS(t, "node")
-	proc, err := vppstart.Start(ctx, vppstart.Config{Bin: bin, PluginPath: plugins, Dir: stateDir(t), NetNSPath: ns.path, PollSleepUsec: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Stop(vppstart.DefaultStopTimeout) })
+	proc := startVPPIn(ctx, t, ns)
 	open := func(grace time.Duration) *Dataplane {
 		dp, err := New(ctx, Config{APISocket: proc.APISocket, StatsSocket: proc.StatsSocket, NetNSPath: ns.path, Kernel: KernelVeth,
 			StateDir: stateDir(t), Grace: grace, Logger: testLogger(t)})
@@ -525,4 +517,17 @@ func syscallKill(pid int) error {
 		return err
 	}
 	return p.Kill()
+}
+
+// startVPPIn starts a VPP (VPP_BIN) in ns, its files in a directory of the
+// test's, stopped when the test ends.
+func startVPPIn(ctx context.Context, t testing.TB, ns itNS) *vppstart.Process {
+	t.Helper()
+	bin, plugins := needVPP(t)
+	proc, err := vppstart.Start(ctx, vppstart.Config{Bin: bin, PluginPath: plugins, Dir: stateDir(t), NetNSPath: ns.path, PollSleepUsec: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Stop(vppstart.DefaultStopTimeout) })
+	return proc
 }

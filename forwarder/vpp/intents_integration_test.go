@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.fd.io/govpp/api"
-
-	"github.com/vwire/vwire/forwarder/vpp/vppstart"
 )
 
 // TestIntentsAfterRestartVPP, on a real VPP the forwarder attaches to:
@@ -25,15 +23,11 @@ import (
 // keys and deletes it, leaves the tagged one alone, and clears every
 // intent: VPP's objects are back as they were but for the tagged tunnel.
 func TestIntentsAfterRestartVPP(t *testing.T) {
-	bin, plugins := needVPP(t)
+	needVPP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNS(t, "node")
-	proc, err := vppstart.Start(ctx, vppstart.Config{Bin: bin, PluginPath: plugins, Dir: stateDir(t), NetNSPath: ns.path, PollSleepUsec: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Stop(vppstart.DefaultStopTimeout) })
+	proc := startVPPIn(ctx, t, ns)
 	state := stateDir(t)
 	open := func() *Dataplane {
 		dp, err := New(ctx, Config{APISocket: proc.APISocket, StatsSocket: proc.StatsSocket, NetNSPath: ns.path, Kernel: KernelVeth,

@@ -11,7 +11,6 @@ import (
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	interfaces "go.fd.io/govpp/binapi/interface"
 
-	"github.com/vwire/vwire/forwarder/vpp/vppstart"
 	"github.com/vwire/vwire/mechanisms/kernel"
 )
 
@@ -91,15 +90,11 @@ func TestLeftoverSubifsVPP(t *testing.T) {
 // a previous run's unanswered creates, and leaves the previous run's
 // vWire, which a refresh then takes back unchanged.
 func TestLeftoverSubifsRemovedAtStartVPP(t *testing.T) {
-	bin, plugins := needVPP(t)
+	needVPP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNS(t, "node")
-	proc, err := vppstart.Start(ctx, vppstart.Config{Bin: bin, PluginPath: plugins, Dir: stateDir(t), NetNSPath: ns.path, PollSleepUsec: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Stop(vppstart.DefaultStopTimeout) })
+	proc := startVPPIn(ctx, t, ns)
 	open := func() *Dataplane {
 		dp, err := New(ctx, Config{APISocket: proc.APISocket, StatsSocket: proc.StatsSocket, NetNSPath: ns.path, Kernel: KernelVeth,
 			StateDir: stateDir(t), Grace: time.Minute, Logger: testLogger(t)})
