@@ -29,7 +29,9 @@ import (
 // VPP's handler ran, barrier included (<msg>-vpp-us); all handlers of one
 // Connect summed (vpp-busy-us); from the first message's start to the last
 // one's end in VPP (vpp-span-us), and the longest stretch in between with
-// no handler running (vpp-wait-us: VPP waiting for the next round trip).
+// no handler running (vpp-wait-us: VPP waiting for the next round trip);
+// and VPP's CPU with one vWire standing and no call (vpp-idle-cpu-%: what
+// the poll sleep saves).
 // The sockets are abstract in a namespace of their own (what a workload's
 // memif mechanism names: VPP creates each listener inside it) or files in
 // the state directory.
@@ -85,6 +87,17 @@ func BenchmarkMemifConnectSteps(b *testing.B) {
 				b.StartTimer()
 			}
 			b.StopTimer()
+			// What the poll sleep buys: VPP's CPU with one vWire standing
+			// and nothing asked of it (its memifs admin up, no workload).
+			if err := dp.Connect(ctx, "steps-idle", conn(mech("steps-idle-c"), payload.Ethernet), conn(mech("steps-idle-e"), payload.Ethernet)); err != nil {
+				b.Fatal(err)
+			}
+			cpu0, wall0 := vppCPU(b, dp), time.Now()
+			time.Sleep(2 * time.Second)
+			b.ReportMetric(100*float64(vppCPU(b, dp)-cpu0)/float64(time.Since(wall0)), "vpp-idle-cpu-%")
+			if err := dp.Disconnect(ctx, "steps-idle"); err != nil {
+				b.Fatal(err)
+			}
 			us := func(ds []time.Duration) float64 {
 				slices.Sort(ds)
 				return float64(quantile(ds, 0.5)) / 1e3
