@@ -125,7 +125,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if err != nil {
 		return nil, err
 	}
-	conn := proto.Clone(req.GetConnection()).(*networkservice.Connection)
+	conn := req.GetConnection() // decoded for this call alone: ours to change
 	hop, err := connpath.Enter(conn, f.name)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "path: %v", err)
@@ -136,7 +136,6 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	}
 	unlock := f.locks.Lock(hop.ID())
 	defer unlock()
-	log := f.log.With("conn", hop.ID(), "service", conn.GetNetworkService())
 	expires := connpath.Expiry(hop.Prev(conn), f.clock.Now(), f.lifetime)
 	connpath.SetExpires(hop.Segment, expires)
 	old := f.get(hop.ID())
@@ -169,7 +168,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	}
 	out, local, files, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop, cross.next, fresh, have)
 	if err != nil {
-		log.Info("next hop refused", "next_hop", nextHop, "err", err)
+		f.log.Info("next hop refused", "conn", hop.ID(), "service", conn.GetNetworkService(), "next_hop", nextHop, "err", err)
 		if old == nil {
 			// Release what Accept and Offer reserved (VNIs, keys).
 			f.undo(ctx, hop.ID(), nil, "", false)
@@ -188,7 +187,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	conn.State = networkservice.State_UP
 	start := time.Now()
 	if err := f.connect(ctx, hop.ID(), conn, local, cross); err != nil {
-		log.Error("dataplane connect failed", "err", err)
+		f.log.Error("dataplane connect failed", "conn", hop.ID(), "service", conn.GetNetworkService(), "err", err)
 		if fresh {
 			// What the next hop built for us is ours to close.
 			f.closeNextAsync(ctx, out, nextHop, files)
@@ -202,7 +201,9 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		f.undo(ctx, hop.ID(), nil, "", old != nil && old.nextHop != nextHop)
 		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
 	}
-	log.Debug("vWire built", "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
+	if f.log.Enabled(ctx, slog.LevelDebug) {
+		f.log.Debug("vWire built", "conn", hop.ID(), "service", conn.GetNetworkService(), "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
+	}
 	if mp, ok := f.dp.(interface {
 		Metrics(id string) map[string]string
 	}); ok {
@@ -243,12 +244,16 @@ func validate(ctx context.Context, req *networkservice.NetworkServiceRequest) (n
 			return "", false, cross, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %v", i, err)
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	hops := md.Get(MDNextHop)
+	// Looked up one by one: FromIncomingContext would copy all of the
+	// call's metadata, tokens included, for these three keys.
+	hops := metadata.ValueFromIncomingContext(ctx, MDNextHop)
 	if len(hops) != 1 || hops[0] == "" {
 		return "", false, cross, status.Errorf(codes.InvalidArgument, "metadata %s: the manager must name the next hop", MDNextHop)
 	}
-	isTrue := func(key string) bool { v := md.Get(key); return len(v) == 1 && v[0] == "true" }
+	isTrue := func(key string) bool {
+		v := metadata.ValueFromIncomingContext(ctx, key)
+		return len(v) == 1 && v[0] == "true"
+	}
 	remote = isTrue(MDNextHopRemote)
 	cross = crossing{next: remote && isTrue(MDNextHopInterdomain), prev: isTrue(MDPrevHopInterdomain)}
 	return hops[0], remote, cross, nil
@@ -353,12 +358,13 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 		// The next manager tells its forwarder to answer with its public address.
 		ctx = metadata.AppendToOutgoingContext(ctx, MDInterdomain, "true")
 	}
-	next := proto.Clone(conn).(*networkservice.Connection)
-	next.Mechanism = nil
+	// conn is this call's own (the caller sets its Mechanism after us):
+	// the next hop gets it without the previous hop's mechanism, uncopied.
+	conn.Mechanism = nil
 	var p peer.Peer
 	opts := append(sendFiles(have, offers...), grpc.Peer(&p))
 	out, err = networkservice.NewNetworkServiceClient(cc).Request(ctx, &networkservice.NetworkServiceRequest{
-		Connection:           next,
+		Connection:           conn,
 		MechanismPreferences: offers,
 	}, opts...)
 	if err != nil {
