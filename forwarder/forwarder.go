@@ -215,9 +215,12 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		f.closeNext(ctx, old.out, old.nextHop, old.files)
 		old.files.close()
 	}
-	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: proto.Clone(conn).(*networkservice.Connection), out: out, files: files, expires: expires})
-	connpath.Leave(conn, hop)
-	return conn, nil
+	// conn is kept as it is from here on; the caller's answer shares all
+	// but its own fields and index with it.
+	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: conn, out: out, files: files, expires: expires})
+	reply := connpath.View(conn)
+	connpath.Leave(reply, hop)
+	return reply, nil
 }
 
 // hopName names the next hop in errors: a local endpoint by its name (its
