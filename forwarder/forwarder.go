@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -166,7 +167,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if !fresh {
 		have = old.files
 	}
-	out, local, files, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop, cross.next, fresh, have)
+	out, local, files, err := f.callNext(ctx, conn, hop, offers, nextHop, cross.next, fresh, have)
 	if err != nil {
 		f.log.Info("next hop refused", "conn", hop.ID(), "service", conn.GetNetworkService(), "next_hop", nextHop, "err", err)
 		if old == nil {
@@ -181,7 +182,11 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	// and everything the endpoint decided.
 	conn.Mechanism = in
 	conn.Context = out.GetContext()
-	conn.Path = proto.Clone(out.GetPath()).(*networkservice.Path)
+	// The path as the next hop answered it, kept in out too: its segments
+	// are shared, never changed, but for our own, which gets our counters.
+	conn.Path = connpath.Shallow(out.GetPath())
+	conn.Path.PathSegments = slices.Clone(conn.Path.PathSegments)
+	conn.Path.PathSegments[hop.Index] = connpath.Shallow(conn.Path.PathSegments[hop.Index])
 	conn.Path.Index = uint32(hop.Index)
 	conn.NetworkServiceEndpointName = out.GetNetworkServiceEndpointName()
 	conn.State = networkservice.State_UP
@@ -341,7 +346,7 @@ func (f *Forwarder) offers(ctx context.Context, id string, conn *networkservice.
 // closed there, on its own context, not waited for. A refresh's is left to
 // expire or to the manager's heal: closing it would take down the vWire
 // that still runs on the last good answer.
-func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string, interdomain, fresh bool, have fileSet) (out, local *networkservice.Connection, files fileSet, err error) {
+func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, hop connpath.Hop, offers []*networkservice.Mechanism, nextHop string, interdomain, fresh bool, have fileSet) (out, local *networkservice.Connection, files fileSet, err error) {
 	cc, err := f.pool.Get(nextHop)
 	if err != nil {
 		return nil, nil, nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
@@ -354,6 +359,7 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 	if err != nil {
 		return nil, nil, nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 	}
+	own := hop.Segment
 	if ctx, err = f.tokens.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
 		return nil, nil, nil, err
 	}
@@ -376,8 +382,11 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 		}
 		return nil, nil, nil, err
 	}
-	if out.GetMechanism() == nil {
+	switch {
+	case out.GetMechanism() == nil:
 		err = errors.New("its reply has no mechanism")
+	case len(out.GetPath().GetPathSegments()) <= hop.Index:
+		err = fmt.Errorf("its reply's path has %d segments, none for this hop (%d)", len(out.GetPath().GetPathSegments()), hop.Index)
 	}
 	var mech *networkservice.Mechanism
 	if err == nil {
