@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -125,7 +126,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if err != nil {
 		return nil, err
 	}
-	conn := proto.Clone(req.GetConnection()).(*networkservice.Connection)
+	conn := req.GetConnection() // decoded for this call alone: ours to change
 	hop, err := connpath.Enter(conn, f.name)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "path: %v", err)
@@ -136,7 +137,6 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	}
 	unlock := f.locks.Lock(hop.ID())
 	defer unlock()
-	log := f.log.With("conn", hop.ID(), "service", conn.GetNetworkService())
 	expires := connpath.Expiry(hop.Prev(conn), f.clock.Now(), f.lifetime)
 	connpath.SetExpires(hop.Segment, expires)
 	old := f.get(hop.ID())
@@ -167,9 +167,9 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	if !fresh {
 		have = old.files
 	}
-	out, local, files, err := f.callNext(ctx, conn, hop.Segment, offers, nextHop, cross.next, fresh, have)
+	out, local, files, err := f.callNext(ctx, conn, hop, offers, nextHop, cross.next, fresh, have)
 	if err != nil {
-		log.Info("next hop refused", "next_hop", nextHop, "err", err)
+		f.log.Info("next hop refused", "conn", hop.ID(), "service", conn.GetNetworkService(), "next_hop", nextHop, "err", err)
 		if old == nil {
 			// Release what Accept and Offer reserved (VNIs, keys).
 			f.undo(ctx, hop.ID(), nil, "", false)
@@ -182,13 +182,17 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 	// and everything the endpoint decided.
 	conn.Mechanism = in
 	conn.Context = out.GetContext()
-	conn.Path = proto.Clone(out.GetPath()).(*networkservice.Path)
+	// The path as the next hop answered it, kept in out too: its segments
+	// are shared, never changed, but for our own, which gets our counters.
+	conn.Path = connpath.Shallow(out.GetPath())
+	conn.Path.PathSegments = slices.Clone(conn.Path.PathSegments)
+	conn.Path.PathSegments[hop.Index] = connpath.Shallow(conn.Path.PathSegments[hop.Index])
 	conn.Path.Index = uint32(hop.Index)
 	conn.NetworkServiceEndpointName = out.GetNetworkServiceEndpointName()
 	conn.State = networkservice.State_UP
 	start := time.Now()
 	if err := f.connect(ctx, hop.ID(), conn, local, cross); err != nil {
-		log.Error("dataplane connect failed", "err", err)
+		f.log.Error("dataplane connect failed", "conn", hop.ID(), "service", conn.GetNetworkService(), "err", err)
 		if fresh {
 			// What the next hop built for us is ours to close.
 			f.closeNextAsync(ctx, out, nextHop, files)
@@ -202,7 +206,9 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		f.undo(ctx, hop.ID(), nil, "", old != nil && old.nextHop != nextHop)
 		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
 	}
-	log.Debug("vWire built", "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
+	if f.log.Enabled(ctx, slog.LevelDebug) {
+		f.log.Debug("vWire built", "conn", hop.ID(), "service", conn.GetNetworkService(), "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
+	}
 	if mp, ok := f.dp.(interface {
 		Metrics(id string) map[string]string
 	}); ok {
@@ -214,9 +220,12 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		f.closeNext(ctx, old.out, old.nextHop, old.files)
 		old.files.close()
 	}
-	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: proto.Clone(conn).(*networkservice.Connection), out: out, files: files, expires: expires})
-	connpath.Leave(conn, hop)
-	return conn, nil
+	// conn is kept as it is from here on; the caller's answer shares all
+	// but its own fields and index with it.
+	f.remember(&vwire{id: hop.ID(), caller: caller.String(), nextHop: nextHop, remote: remote, cross: cross, in: conn, out: out, files: files, expires: expires})
+	reply := connpath.View(conn)
+	connpath.Leave(reply, hop)
+	return reply, nil
 }
 
 // hopName names the next hop in errors: a local endpoint by its name (its
@@ -243,12 +252,16 @@ func validate(ctx context.Context, req *networkservice.NetworkServiceRequest) (n
 			return "", false, cross, status.Errorf(codes.InvalidArgument, "mechanism_preferences[%d]: %v", i, err)
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	hops := md.Get(MDNextHop)
+	// Looked up one by one: FromIncomingContext would copy all of the
+	// call's metadata, tokens included, for these three keys.
+	hops := metadata.ValueFromIncomingContext(ctx, MDNextHop)
 	if len(hops) != 1 || hops[0] == "" {
 		return "", false, cross, status.Errorf(codes.InvalidArgument, "metadata %s: the manager must name the next hop", MDNextHop)
 	}
-	isTrue := func(key string) bool { v := md.Get(key); return len(v) == 1 && v[0] == "true" }
+	isTrue := func(key string) bool {
+		v := metadata.ValueFromIncomingContext(ctx, key)
+		return len(v) == 1 && v[0] == "true"
+	}
 	remote = isTrue(MDNextHopRemote)
 	cross = crossing{next: remote && isTrue(MDNextHopInterdomain), prev: isTrue(MDPrevHopInterdomain)}
 	return hops[0], remote, cross, nil
@@ -333,7 +346,7 @@ func (f *Forwarder) offers(ctx context.Context, id string, conn *networkservice.
 // closed there, on its own context, not waited for. A refresh's is left to
 // expire or to the manager's heal: closing it would take down the vWire
 // that still runs on the last good answer.
-func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, own *networkservice.PathSegment, offers []*networkservice.Mechanism, nextHop string, interdomain, fresh bool, have fileSet) (out, local *networkservice.Connection, files fileSet, err error) {
+func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connection, hop connpath.Hop, offers []*networkservice.Mechanism, nextHop string, interdomain, fresh bool, have fileSet) (out, local *networkservice.Connection, files fileSet, err error) {
 	cc, err := f.pool.Get(nextHop)
 	if err != nil {
 		return nil, nil, nil, status.Errorf(codes.InvalidArgument, "dial: %v", err)
@@ -346,6 +359,7 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 	if err != nil {
 		return nil, nil, nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 	}
+	own := hop.Segment
 	if ctx, err = f.tokens.Stamp(ctx, own, svid, aud, own.GetExpires().AsTime()); err != nil {
 		return nil, nil, nil, err
 	}
@@ -353,12 +367,13 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 		// The next manager tells its forwarder to answer with its public address.
 		ctx = metadata.AppendToOutgoingContext(ctx, MDInterdomain, "true")
 	}
-	next := proto.Clone(conn).(*networkservice.Connection)
-	next.Mechanism = nil
+	// conn is this call's own (the caller sets its Mechanism after us):
+	// the next hop gets it without the previous hop's mechanism, uncopied.
+	conn.Mechanism = nil
 	var p peer.Peer
 	opts := append(sendFiles(have, offers...), grpc.Peer(&p))
 	out, err = networkservice.NewNetworkServiceClient(cc).Request(ctx, &networkservice.NetworkServiceRequest{
-		Connection:           next,
+		Connection:           conn,
 		MechanismPreferences: offers,
 	}, opts...)
 	if err != nil {
@@ -367,8 +382,11 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 		}
 		return nil, nil, nil, err
 	}
-	if out.GetMechanism() == nil {
+	switch {
+	case out.GetMechanism() == nil:
 		err = errors.New("its reply has no mechanism")
+	case len(out.GetPath().GetPathSegments()) <= hop.Index:
+		err = fmt.Errorf("its reply's path has %d segments, none for this hop (%d)", len(out.GetPath().GetPathSegments()), hop.Index)
 	}
 	var mech *networkservice.Mechanism
 	if err == nil {

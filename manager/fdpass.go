@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vwire/vwire/internal/connpath"
 	"github.com/vwire/vwire/mechanisms/inodeurl"
 )
 
@@ -98,13 +99,16 @@ func receiveFile(ctx context.Context, u string) (*os.File, error) {
 // descriptor it passed back to its inode:// URL (NSM's sendfd client maps
 // that URL back to its own path; a path in the manager's /proc would mean
 // nothing to it).
+//
+// The view shares what it does not change with conn (connpath.View),
+// which a manager never changes once stored.
 func clientView(conn *networkservice.Connection, files clientFiles) (*networkservice.Connection, *os.File) {
-	view := proto.Clone(conn).(*networkservice.Connection)
-	params := view.GetMechanism().GetParameters()
-	p := params[common.InodeURL]
+	view := connpath.View(conn)
+	p := view.GetMechanism().GetParameters()[common.InodeURL]
 	for u, f := range files {
 		if p != "" && p == inodeurl.File(f.Name()).String() {
-			params[common.InodeURL] = u
+			view.Mechanism = proto.Clone(view.GetMechanism()).(*networkservice.Mechanism)
+			view.Mechanism.Parameters[common.InodeURL] = u
 			return view, f
 		}
 	}
@@ -130,7 +134,8 @@ func toClient(ctx context.Context, conn *networkservice.Connection, files client
 		return view
 	}
 	defer sock.Close() // SendFile sends a duplicate
-	view.GetMechanism().GetParameters()[common.InodeURL] = u
+	view.Mechanism = proto.Clone(view.GetMechanism()).(*networkservice.Mechanism)
+	view.Mechanism.Parameters[common.InodeURL] = u
 	if ok {
 		sender.SendFile(sock)
 	}

@@ -287,3 +287,46 @@ func TestEndpointAnswerWithoutDescriptor(t *testing.T) {
 		t.Fatalf("%d vWires left", len(live))
 	}
 }
+
+// shortPathEndpoint answers with a path cut before the forwarder's segment.
+type shortPathEndpoint struct {
+	networkservice.NetworkServiceServer
+	closes chan bool
+}
+
+func (e *shortPathEndpoint) Request(ctx context.Context, req *networkservice.NetworkServiceRequest) (*networkservice.Connection, error) {
+	conn, err := e.NetworkServiceServer.Request(ctx, req)
+	if err == nil {
+		conn.Path.PathSegments = conn.Path.PathSegments[:1]
+		conn.Path.Index = 0
+	}
+	return conn, err
+}
+
+func (e *shortPathEndpoint) Close(ctx context.Context, conn *networkservice.Connection) (*emptypb.Empty, error) {
+	e.closes <- true
+	return e.NetworkServiceServer.Close(ctx, conn)
+}
+
+// TestEndpointAnswerWithoutForwarderSegment: a reply whose path has no
+// segment for the forwarder fails the Request with a status that says so
+// (the forwarder does not index past the path), and what the endpoint made
+// is closed.
+func TestEndpointAnswerWithoutForwarderSegment(t *testing.T) {
+	n, inner := icmpNode(t, "short-nse")
+	ep := &shortPathEndpoint{NetworkServiceServer: inner, closes: make(chan bool, 4)}
+	n.ServeEndpoint("short-nse", ep, nil, "icmp")
+	_, err := n.Client("nsc").Request(ctxT(t), request("icmp", nil))
+	if err == nil || status.Code(err) == codes.DeadlineExceeded ||
+		!strings.Contains(err.Error(), "endpoint short-nse") || !strings.Contains(err.Error(), "none for this hop") {
+		t.Fatalf("Request: %v; want a refusal naming endpoint short-nse and the missing segment", err)
+	}
+	select {
+	case <-ep.closes:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the endpoint's connection was not closed")
+	}
+	if live := n.Dataplane.Live(); len(live) != 0 {
+		t.Fatalf("%d vWires left", len(live))
+	}
+}

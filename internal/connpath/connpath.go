@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -140,4 +142,33 @@ func Expiry(prev *networkservice.PathSegment, now time.Time, maxLifetime time.Du
 // SetExpires stamps a segment's expiry.
 func SetExpires(seg *networkservice.PathSegment, t time.Time) {
 	seg.Expires = timestamppb.New(t)
+}
+
+// View returns a connection that Leave and a hop's renaming may change
+// (its own fields and its path's index) while conn stays as it is. The
+// rest (segments, mechanism, context, labels) is conn's, not copied: a hop
+// answering with a connection it keeps needs no proto.Clone of the whole
+// path and its maps on every call, as long as neither side changes a
+// shared part afterwards.
+func View(conn *networkservice.Connection) *networkservice.Connection {
+	v := Shallow(conn)
+	if conn.GetPath() != nil {
+		v.Path = Shallow(conn.GetPath())
+	}
+	return v
+}
+
+// Shallow returns a new message of m's type holding m's fields: its
+// messages, maps and lists are m's, shared, not copied.
+func Shallow[M proto.Message](m M) M {
+	src := m.ProtoReflect()
+	dst := src.New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		dst.Set(fd, v)
+		return true
+	})
+	if u := src.GetUnknown(); len(u) > 0 {
+		dst.SetUnknown(u)
+	}
+	return dst.Interface().(M)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -107,5 +108,49 @@ func TestEnterSameCallerSameID(t *testing.T) {
 	h2, _ := Enter(c, "m")
 	if h1.ID() == "" || h1.ID() == h2.ID() {
 		t.Errorf("caller without an id: ids %q and %q, want two random ones", h1.ID(), h2.ID())
+	}
+}
+
+// TestView: an answer made with View and changed the way hops change
+// theirs (Leave, names) leaves the kept connection as it was, holds every
+// field of it (unknown ones too), and shares, not copies, the rest.
+func TestView(t *testing.T) {
+	kept := &networkservice.Connection{
+		Id:             "c1",
+		NetworkService: "svc@here",
+		Labels:         map[string]string{"app": "a"},
+		Mechanism:      &networkservice.Mechanism{Type: "KERNEL", Parameters: map[string]string{"name": "nsm-1"}},
+		Context:        &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{SrcIpAddrs: []string{"10.0.0.1/32"}}},
+		State:          networkservice.State_UP,
+	}
+	if _, err := Enter(kept, "nsc"); err != nil {
+		t.Fatal(err)
+	}
+	hop, err := Enter(kept, "mgr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept.ProtoReflect().SetUnknown([]byte{0xf8, 0x07, 0x01}) // field 127, varint 1
+	before := proto.Clone(kept)
+
+	view := View(kept)
+	if !proto.Equal(view, kept) {
+		t.Fatalf("view differs from the connection:\n%v\n%v", view, kept)
+	}
+	Leave(view, hop)
+	view.NetworkService = "svc"
+	if !proto.Equal(kept, before) {
+		t.Fatalf("changing the view changed the kept connection:\n%v\nwas\n%v", kept, before)
+	}
+	if view.GetPath().GetIndex() != 0 || view.GetId() != kept.GetPath().GetPathSegments()[0].GetId() {
+		t.Fatalf("view after Leave: index %d id %s", view.GetPath().GetIndex(), view.GetId())
+	}
+	switch {
+	case view.Mechanism != kept.Mechanism, view.Context != kept.Context,
+		&view.Path.PathSegments[0] != &kept.Path.PathSegments[0]:
+		t.Fatal("View copied what it should share")
+	}
+	if View(&networkservice.Connection{}).GetPath() != nil {
+		t.Fatal("View of a connection without a path has one")
 	}
 }

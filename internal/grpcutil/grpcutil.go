@@ -435,6 +435,10 @@ func (c *Conn) PeerID(ctx context.Context) (spiffeid.ID, error) {
 	if err := c.refresh(); err != nil {
 		return spiffeid.ID{}, err
 	}
+	// The usual case, a connection that is up, needs no timer.
+	if id := c.peer.Load(); id != nil && c.current().GetState() == connectivity.Ready {
+		return *id, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	retried := false
