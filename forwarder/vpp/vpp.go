@@ -107,7 +107,8 @@ type Config struct {
 	// MaxInFlight bounds the vWire operations (Connect, Disconnect, a
 	// restore's rebuild) talking to VPP at once; the others wait in the
 	// forwarder, removals first (--vpp-max-in-flight; see admission.go).
-	// DefaultMaxInFlight when zero, no bound when negative.
+	// DefaultMaxInFlight when zero (no bound, for now), no bound when
+	// negative.
 	MaxInFlight int
 	// NetNSPath is the network namespace of VPP, the uplink and the
 	// forwarder's veth ends; the current one when empty (tests run
