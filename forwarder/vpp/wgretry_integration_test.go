@@ -234,3 +234,36 @@ func TestWireguardRetryAfterGiveUp(t *testing.T) {
 		t.Errorf("node 2 after the test:\n%s\nbefore:\n%s", got, before2)
 	}
 }
+
+// TestWireguardRetryAfterFarPeerActivated: as TestWireguardRetryAfterGiveUp's
+// second case, but node 2's passive peer of the failed try has been made
+// active (no handshake came: node 1 gave up) before the retry reaches node
+// 2, which rebuilds its WireGuard side for the new key in place; both ends
+// then start handshakes. The retry must carry pings both ways.
+func TestWireguardRetryAfterFarPeerActivated(t *testing.T) {
+	needVPP(t)
+	n1, n2 := twoNodes(t, func(c *Config) { c.MaxInFlight = 1; c.passiveFallback = 300 * time.Millisecond })
+	ctx := context.Background()
+	client := newWorkload(t, "kernel", "nsc", "172.16.95.1")
+	ep := newWorkload(t, "kernel", "nse", "172.16.95.2")
+	idA, idB := "wgact-a", "wgact-b"
+	t.Cleanup(func() {
+		_ = n1.Disconnect(ctx, idA)
+		_ = n2.Disconnect(ctx, idB)
+	})
+	first := tryWireguard(t, n1, n2, idA, idB, client, ep)
+	giveUpQueued(t, n1, idA, first)
+	if err := n1.Disconnect(ctx, idA); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node 2's passive peer is made active", func() bool {
+		ps, err := n2.vpp.ListWireguardPeers(ctx)
+		return err == nil && len(ps) == 1 && ps[0].Port != 0
+	})
+	retry := tryWireguard(t, n1, n2, idA, idB, client, ep)
+	if err := retry.connectA(ctx, n1, idA); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error { return client.ping(t, ep.addr) })
+	eventually(t, 10*time.Second, func() error { return ep.ping(t, client.addr) })
+}
