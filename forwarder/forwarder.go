@@ -79,6 +79,9 @@ type Forwarder struct {
 	conns map[string]*vwire
 	// cleanups are Closes of unusable next hops still running.
 	cleanups sync.WaitGroup
+	// closing holds, by connection id, one channel per such Close still
+	// running, closed when it ends (see waitCloses); guarded by mu.
+	closing map[string][]chan struct{}
 }
 
 // vwire is the forwarder's state for one connection, keyed by its own
@@ -101,7 +104,7 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.Name == "" || cfg.Dataplane == nil || cfg.Pool == nil || cfg.Source == nil {
 		return nil, errors.New("forwarder: name, dataplane, source and pool are required")
 	}
-	f := &Forwarder{tokens: token.NewCache(), name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, clock: clock.Or(cfg.Clock), log: cfg.Logger, conns: map[string]*vwire{}}
+	f := &Forwarder{tokens: token.NewCache(), name: cfg.Name, dp: cfg.Dataplane, src: cfg.Source, pool: cfg.Pool, lifetime: cfg.MaxTokenLifetime, clock: clock.Or(cfg.Clock), log: cfg.Logger, conns: map[string]*vwire{}, closing: map[string][]chan struct{}{}}
 	if f.lifetime <= 0 {
 		f.lifetime = DefaultMaxTokenLifetime
 	}
@@ -144,6 +147,9 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s, not %s", hop.ID(), old.caller, caller)
 	}
 
+	if err := f.waitCloses(ctx, hop.ID()); err != nil {
+		return nil, err
+	}
 	in, err := f.acceptIncoming(ctx, hop.ID(), conn, req.GetMechanismPreferences(), old)
 	if err != nil {
 		return nil, err
@@ -195,7 +201,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 		f.log.Error("dataplane connect failed", "conn", hop.ID(), "service", conn.GetNetworkService(), "err", err)
 		if fresh {
 			// What the next hop built for us is ours to close.
-			f.closeNextAsync(ctx, out, nextHop, files)
+			f.closeNextAsync(ctx, hop.ID(), out, nextHop, files)
 		} else {
 			for u, fl := range files {
 				if old.files[u] != fl {
@@ -394,7 +400,7 @@ func (f *Forwarder) callNext(ctx context.Context, conn *networkservice.Connectio
 	}
 	if err != nil {
 		if fresh {
-			f.closeNextAsync(ctx, out, nextHop, nil)
+			f.closeNextAsync(ctx, own.GetId(), out, nextHop, nil)
 		}
 		return nil, nil, nil, status.Errorf(codes.FailedPrecondition, "its answer cannot be used: %v", err)
 	}
@@ -418,23 +424,64 @@ func (f *Forwarder) undo(ctx context.Context, id string, out *networkservice.Con
 		}
 		if v := f.forget(id); v != nil {
 			// The old route's next hop: the failed Request does not wait.
-			f.closeNextAsync(ctx, v.out, v.nextHop, v.files)
+			f.closeNextAsync(ctx, id, v.out, v.nextHop, v.files)
 		}
 	}
 }
 
-// closeNextAsync closes, at the next hop, a connection whose answer this
+// closeNextAsync closes, at the next hop, connection id's answer that this
 // forwarder cannot use, on its own bounded context: the failed Request
 // returns at once instead of waiting for it. It owns files from here.
-func (f *Forwarder) closeNextAsync(ctx context.Context, out *networkservice.Connection, nextHop string, files fileSet) {
+// Until it ends, the next Request for id waits for it (waitCloses).
+func (f *Forwarder) closeNextAsync(ctx context.Context, id string, out *networkservice.Connection, nextHop string, files fileSet) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeNextTimeout)
+	done := make(chan struct{})
+	f.mu.Lock()
+	f.closing[id] = append(f.closing[id], done)
+	f.mu.Unlock()
 	f.cleanups.Add(1)
 	go func() {
 		defer f.cleanups.Done()
 		defer cancel()
+		defer func() {
+			f.mu.Lock()
+			if left := slices.DeleteFunc(f.closing[id], func(c chan struct{}) bool { return c == done }); len(left) > 0 {
+				f.closing[id] = left
+			} else {
+				delete(f.closing, id)
+			}
+			f.mu.Unlock()
+			close(done)
+		}()
 		f.closeNext(ctx, out, nextHop, files)
 		files.close()
 	}()
+}
+
+// waitCloses waits until the Closes closeNextAsync still runs for id
+// have ended, or ctx ends. A retry of a failed Request (the caller's
+// own, its manager's heal) has the same connection id at every hop (see
+// connpath's segmentID): were it to reach the next hop before the Close
+// of the failed try, that Close would take down, there and beyond, the
+// vWire the retry just built, while this node kept its own side (the soak
+// on VPP, with Connects giving up in the admission queue: WireGuard
+// vWires whose far side was gone, VPP logging "Keypair error").
+func (f *Forwarder) waitCloses(ctx context.Context, id string) error {
+	f.mu.Lock()
+	pending := slices.Clone(f.closing[id])
+	f.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	f.log.Info("waiting for the Close of an earlier try at the next hop", "conn", id, "closes", len(pending))
+	for _, done := range pending {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return status.Errorf(status.FromContextError(ctx.Err()).Code(), "waiting for the Close of an earlier try at the next hop: %v", ctx.Err())
+		}
+	}
+	return nil
 }
 
 // Close tears down one vWire and closes the next hop. Closing an unknown

@@ -50,6 +50,9 @@ type Options struct {
 	ProbeInterval    time.Duration         // the managers' (200ms when zero)
 	Clock            clock.Clock           // managers' and forwarders' connection expiry (real when nil)
 	Logger           *slog.Logger
+	// ManagerInterceptor, when set, runs before every call the managers
+	// serve (tests hold calls back to order them).
+	ManagerInterceptor grpc.UnaryServerInterceptor
 }
 
 // Sandbox is a running mesh. Everything stops when the test ends.
@@ -69,6 +72,7 @@ type Sandbox struct {
 	reselect time.Duration
 	probe    time.Duration
 	clock    clock.Clock
+	mgrInt   grpc.UnaryServerInterceptor
 }
 
 // Node is one node: a manager and a forwarder.
@@ -104,7 +108,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval, clock: opt.Clock}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval, clock: opt.Clock, mgrInt: opt.ManagerInterceptor}
 	if sb.svidTTL == 0 {
 		sb.svidTTL = time.Hour
 	}
@@ -219,7 +223,11 @@ func (n *Node) startManager() {
 	if err != nil {
 		sb.t.Fatal(err)
 	}
-	gs := grpcutil.NewServer(src, authz, sb.log)
+	var opts []grpc.ServerOption
+	if sb.mgrInt != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(sb.mgrInt))
+	}
+	gs := grpcutil.NewServer(src, authz, sb.log, opts...)
 	m.Register(gs)
 	_, stopUnix := sb.serve(gs, "unix://"+n.ManagerSocket)
 	_, stopTCP := sb.serve(gs, n.ManagerURL)
