@@ -162,6 +162,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		orphans:    map[string]bool{},
 		unclean:    map[string]bool{},
 		leftovers:  map[string][]undoStep{},
+		memifs:     newMemifRoom(cfg.MemifReserve),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

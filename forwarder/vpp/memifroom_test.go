@@ -1,0 +1,111 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+)
+
+// TestMemifRoom: claims fit the room or are refused, a refused claim
+// leaves the earlier one, settle never refuses, and no room (0) bounds
+// nothing.
+func TestMemifRoom(t *testing.T) {
+	type step struct {
+		id      string
+		n       int
+		settle  bool
+		refused bool
+		total   int // after the step
+	}
+	for _, tc := range []struct {
+		name  string
+		max   int
+		steps []step
+	}{
+		{name: "fills and refuses", max: 4, steps: []step{
+			{id: "a", n: 2, total: 2},
+			{id: "b", n: 2, total: 4},
+			{id: "c", n: 1, refused: true, total: 4},
+			{id: "a", n: 2, total: 4}, // a refresh claims what it holds
+			{id: "a", n: 3, refused: true, total: 4},
+			{id: "a", n: 0, settle: true, total: 2},
+			{id: "c", n: 2, total: 4},
+		}},
+		{name: "settle past the room", max: 2, steps: []step{
+			{id: "a", n: 2, total: 2},
+			{id: "b", n: 1, settle: true, total: 3},
+			{id: "b", n: 1, refused: true, total: 3}, // others hold 2: 3 > 2
+			{id: "b", n: 0, settle: true, total: 2},
+		}},
+		{name: "no bound", max: 0, steps: []step{
+			{id: "a", n: 5000, total: 5000},
+			{id: "b", n: 5000, total: 10000},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newMemifRoom(tc.max)
+			for i, s := range tc.steps {
+				var err error
+				if s.settle {
+					r.settle(s.id, s.n)
+				} else {
+					err = r.claim(s.id, s.n)
+				}
+				if refused := errors.Is(err, ErrMemifPoolFull); refused != s.refused || err != nil && !refused {
+					t.Fatalf("step %d (%s %d): err %v, want refused %v", i, s.id, s.n, err, s.refused)
+				}
+				if r.total != s.total {
+					t.Fatalf("step %d (%s %d): %d held, want %d", i, s.id, s.n, r.total, s.total)
+				}
+			}
+		})
+	}
+}
+
+// TestMemifPoolBound: on govpp's mock adapter, local memif vWires past
+// --vpp-memif-reserve are refused before any message goes to VPP; a
+// refresh of a vWire that stands is not; a Disconnect frees its room.
+func TestMemifPoolBound(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = 6 })
+	ctx := context.Background()
+	connect := func(id string) error {
+		return n.dp.Connect(ctx, id,
+			conn(memifMech(id+"-c.sock"), payload.Ethernet),
+			conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	for i := range 3 {
+		if err := connect(fmt.Sprintf("v%d", i)); err != nil {
+			t.Fatalf("vWire %d of 3 that fit 6 memifs: %v", i, err)
+		}
+	}
+	n.vpp.requests(true)
+	if err := connect("v3"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("a 4th vWire: %v, want ErrMemifPoolFull", err)
+	}
+	if sent := n.vpp.requests(true); len(sent) > 0 {
+		t.Fatalf("a refused vWire sent VPP %v", sent)
+	}
+	if err := connect("v0"); err != nil {
+		t.Fatalf("a refresh of a vWire that stands, the pool full: %v", err)
+	}
+	if err := n.dp.Disconnect(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := connect("v3"); err != nil {
+		t.Fatalf("a vWire in the room a Disconnect freed: %v", err)
+	}
+	if err := connect("v4"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("a vWire past the reserve again: %v, want ErrMemifPoolFull", err)
+	}
+	for _, id := range []string{"v0", "v2", "v3"} {
+		if err := n.dp.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.dp.memifs.total != 0 {
+		t.Fatalf("%d memifs held after every Disconnect, want 0", n.dp.memifs.total)
+	}
+}
