@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 )
@@ -108,4 +110,35 @@ func TestMemifPoolBound(t *testing.T) {
 	if n.dp.memifs.total != 0 {
 		t.Fatalf("%d memifs held after every Disconnect, want 0", n.dp.memifs.total)
 	}
+}
+
+// TestReserveLeftRemovedAfterRestart: a memif reserve whose round could
+// not delete its memifs (the deletes refused, as by a connection that
+// broke) leaves them in VPP, untagged, with its intent open; a restarted
+// forwarder (a new Dataplane on the same state directory and VPP) finds
+// them by the journal and removes them and their socket: VPP is back as
+// it was, and the journal empty.
+func TestReserveLeftRemovedAfterRestart(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1", func(c *Config) {
+		c.Adapter.(*fakeVPP).refuseSend("memif_delete", errors.New("connection broken"))
+		c.MemifReserve = 4
+	})
+	// The memifs and sockets VPP holds.
+	held := func(n *testNode) (memifs, socks int) {
+		ctx := context.Background()
+		ms, err := n.dp.vpp.ListMemifs(ctx)
+		must(t, err)
+		ss, err := n.dp.vpp.ListMemifSockets(ctx)
+		must(t, err)
+		return len(ms), len(ss)
+	}
+	memifs, socks := held(n)
+	check(t, memifs == 4 && socks == 2, "the reserve left %d memifs and %d sockets, want 4 and 2 (with VPP's own): the test does not test", memifs, socks)
+	check(t, slices.Equal(openIntents(n), []string{reserveIntentID}), "open intents %v, want the reserve's", openIntents(n))
+
+	n.vpp.refuseSend("memif_delete", nil)
+	n = restart(t, n, time.Minute)
+	memifs, socks = held(n)
+	check(t, memifs == 0 && socks == 1, "after the restart VPP holds %d memifs and %d sockets, want 0 and VPP's own", memifs, socks)
+	check(t, len(openIntents(n)) == 0, "intents still open: %v", openIntents(n))
 }

@@ -517,6 +517,9 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 	defer cancel()
 	start := time.Now()
+	if err := d.resolveReserve(ctx); err != nil {
+		d.log.Warn("memifs an earlier memif reserve left could not be removed: kept in the intent journal", "err", err)
+	}
 	// Only into an empty pool (see ReserveMemifs); a VPP that has memifs
 	// had them reserved by the forwarder that made them.
 	if ms, err := d.vpp.ListMemifs(ctx); err != nil || len(ms) > 0 {
@@ -528,7 +531,7 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	// on one file, and a memif VPP 25.10 fails to create on its error
 	// path crashes it (vnet_delete_hw_interface from memif_create_if).
 	sock := "abstract:" + filepath.Join(d.memifDir, ".vwire-reserve")
-	if err := d.vpp.ReserveMemifs(ctx, sock, d.memifReserve, restoreWorkers); err != nil {
+	if err := d.reserveJournaled(ctx, sock); err != nil {
 		d.log.Warn("memif pool not reserved", "err", err)
 		return
 	}
