@@ -465,21 +465,21 @@ func deleteUntagged(ctx context.Context, cl *Client, idx SwIfIndex, del func() e
 }
 
 // reserveJournaled grows VPP's memif pool (ReserveMemifs) on socket file
-// with its intent open, and clears the intent once every round removed
+// with its intent open, returns the room reached, and clears the intent once every round removed
 // what it made. Under the reserve's lock: resolveAllIntents, when VPP
 // comes back, must not take a round's memifs for leftovers.
-func (d *Dataplane) reserveJournaled(ctx context.Context, file string) error {
+func (d *Dataplane) reserveJournaled(ctx context.Context, file string) (reached int, err error) {
 	unlock := d.locks.Lock(reserveIntentID)
 	defer unlock()
 	keys, err := d.intents.record(intent{ID: reserveIntentID, Kind: intentMemifReserve, File: file})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := d.vpp.ReserveMemifs(ctx, file, d.memifReserve, restoreWorkers); err != nil {
-		return err // its intent stays open: looked up again
+	if reached, err = d.vpp.ReserveMemifs(ctx, file, d.memifReserve, restoreWorkers); err != nil {
+		return reached, err // its intent stays open: looked up again
 	}
 	d.clearIntents(keys...)
-	return nil
+	return reached, nil
 }
 
 // resolveReserve removes what an earlier reserve left in VPP (its open

@@ -26,15 +26,27 @@ var ErrMemifPoolFull = errors.New("memif: the room reserved in VPP's memif pool 
 // only not growing is safe. The reserve is the pool's room; vWires past
 // it are refused.
 type memifRoom struct {
-	max int // 0: no bound (no reserve was asked for)
-
 	mu    sync.Mutex
+	max   int            // the room; -1: no bound (no reserve was asked for); guarded by mu
 	held  map[string]int // memifs each vWire may have in VPP; guarded by mu
 	total int            // sum of held; guarded by mu
 }
 
-func newMemifRoom(max int) *memifRoom {
-	return &memifRoom{max: max, held: map[string]int{}}
+// newMemifRoom bounds memifs to reserve, or to nothing when it is 0.
+func newMemifRoom(reserve int) *memifRoom {
+	r := &memifRoom{max: reserve, held: map[string]int{}}
+	if reserve == 0 {
+		r.max = -1
+	}
+	return r
+}
+
+// setRoom makes n the room: what a reserve reached in the pool of the VPP
+// now connected (it may fall short of what was asked).
+func (r *memifRoom) setRoom(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.max = n
 }
 
 // claim makes id hold n memifs, or refuses (ErrMemifPoolFull) when the
@@ -44,7 +56,7 @@ func (r *memifRoom) claim(id string, n int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	others := r.total - r.held[id]
-	if r.max > 0 && others+n > r.max {
+	if r.max >= 0 && others+n > r.max {
 		return fmt.Errorf("%w: %d of %d memifs held by other vWires, this one needs %d (raise --vpp-memif-reserve)",
 			ErrMemifPoolFull, others, r.max, n)
 	}

@@ -142,3 +142,29 @@ func TestReserveLeftRemovedAfterRestart(t *testing.T) {
 	check(t, memifs == 0 && socks == 1, "after the restart VPP holds %d memifs and %d sockets, want 0 and VPP's own", memifs, socks)
 	check(t, len(openIntents(n)) == 0, "intents still open: %v", openIntents(n))
 }
+
+// TestMemifRoomShortReserve: a reserve that falls short (a create refused
+// in its round) bounds the vWires by the room it reached, not by the room
+// asked for.
+func TestMemifRoomShortReserve(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1", func(c *Config) {
+		c.Adapter.(*fakeVPP).failNth("memif_create_v2", 3, -1)
+		c.MemifReserve = 6
+	})
+	n.dp.memifs.mu.Lock()
+	room := n.dp.memifs.max
+	n.dp.memifs.mu.Unlock()
+	check(t, room >= 2 && room < 6, "room %d after a reserve whose 3rd create failed, want 2 to 5", room)
+	ctx := context.Background()
+	built := 0
+	for i := range 4 {
+		id := fmt.Sprintf("v%d", i)
+		err := n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+		if errors.Is(err, ErrMemifPoolFull) {
+			break
+		}
+		must(t, err)
+		built++
+	}
+	check(t, built == room/2, "%d vWires built in a room of %d memifs, want %d", built, room, room/2)
+}

@@ -506,8 +506,8 @@ func (c *connEvents) record(e core.ConnectionEvent) {
 }
 
 // reserveMemifs grows VPP's memif pool (see Client.ReserveMemifs); a
-// failure is logged, not fatal: VPP works on, at the risk the reserve is
-// there to remove.
+// failure is logged, not fatal: VPP works on, with local memif vWires
+// bounded by the room reached.
 func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	if d.memifReserve == 0 {
 		return
@@ -531,8 +531,11 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	// on one file, and a memif VPP 25.10 fails to create on its error
 	// path crashes it (vnet_delete_hw_interface from memif_create_if).
 	sock := "abstract:" + filepath.Join(d.memifDir, ".vwire-reserve")
-	if err := d.reserveJournaled(ctx, sock); err != nil {
-		d.log.Warn("memif pool not reserved", "err", err)
+	reached, err := d.reserveJournaled(ctx, sock)
+	// The room this VPP's pool has bounds the vWires' memifs (memifroom.go).
+	d.memifs.setRoom(reached)
+	if err != nil {
+		d.log.Error("memif pool reserved short: local memif vWires past its room are refused", "room", reached, "memifs", d.memifReserve, "err", err)
 		return
 	}
 	d.log.Info("memif pool reserved", "memifs", d.memifReserve, "took", time.Since(start))
