@@ -271,7 +271,7 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	}
 	defer func() {
 		if err == nil {
-			d.memifs.settle(id, p.memifs())
+			d.memifs.settle(tagKey(id), p.memifs())
 		}
 	}()
 	// At most so many operations talk to VPP at once (admission.go); a
@@ -462,7 +462,7 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
 	if err == nil {
-		d.memifs.settle(id, 0)
+		d.memifs.settle(tagKey(id), 0)
 	}
 	return err
 }
@@ -470,7 +470,7 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 // claimMemifs claims, before VPP is called, the room in VPP's memif pool
 // the Connect of id to plan p may fill at its peak (memifroom.go): the
 // memifs of p, of the vWire as it stands, or what id holds already (a
-// failed Connect's leftovers), whichever is most: every path of Connect
+// failed Connect's leftovers, or a previous run's vWire), whichever is most: every path of Connect
 // removes what stands (or its changed side) before it builds anew. A
 // Connect that succeeds settles the claim to p's memifs; a failed one
 // keeps it until its Disconnect succeeds, for what it may have left in
@@ -483,7 +483,9 @@ func (d *Dataplane) claimMemifs(id string, p *plan) error {
 	if old != nil {
 		standing = old.plan.memifs()
 	}
-	return d.memifs.claim(id, max(d.memifs.holding(id), standing, p.memifs()))
+	// By tag key, as a previous run's vWires are counted (reconcile).
+	key := tagKey(id)
+	return d.memifs.claim(key, max(d.memifs.holding(key), standing, p.memifs()))
 }
 
 // Metrics returns the counters of vWire id as path segment metrics

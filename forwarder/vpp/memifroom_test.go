@@ -168,3 +168,43 @@ func TestMemifRoomShortReserve(t *testing.T) {
 	}
 	check(t, built == room/2, "%d vWires built in a room of %d memifs, want %d", built, room, room/2)
 }
+
+// TestMemifRoomCountsPreviousRun: a forwarder restarted on a VPP that
+// holds its previous run's memif vWires counts their memifs in the room
+// (the reserve is skipped: VPP has memifs) until a refresh takes them back
+// (no double count) or the grace period's sweep removes them.
+func TestMemifRoomCountsPreviousRun(t *testing.T) {
+	const reserve = 6
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = reserve })
+	ctx := context.Background()
+	connect := func(n *testNode, id string) error {
+		return n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	must(t, connect(n, "old0"))
+	must(t, connect(n, "old1"))
+
+	// restart (lifecycle_test.go), with the reserve and a grace the
+	// test waits out.
+	n.dp.Close()
+	r := &testNode{vpp: n.vpp, host: n.host, stats: n.stats, memifDir: n.memifDir, stateDir: n.stateDir}
+	dp, err := New(ctx, Config{Adapter: r.vpp, StatsAdapter: r.stats, Uplink: "eth0", host: r.host, Kernel: KernelVeth,
+		MemifDir: r.memifDir, StateDir: r.stateDir, Grace: 500 * time.Millisecond, Logger: testLogger(t), MemifReserve: reserve})
+	must(t, err)
+	t.Cleanup(func() { dp.Close() })
+	r.dp = dp
+	must(t, dp.Start(ctx)) // finds the previous run's vWires
+
+	must(t, connect(r, "new0"))
+	if err := connect(r, "new1"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("a vWire past the room the previous run's 4 memifs leave: %v, want ErrMemifPoolFull", err)
+	}
+	must(t, connect(r, "old0")) // taken back: its memifs counted once
+	eventually(t, 10*time.Second, func() error {
+		// old1, not refreshed, is swept after the grace period.
+		return connect(r, "new1")
+	})
+	r.dp.memifs.mu.Lock()
+	total := r.dp.memifs.total
+	r.dp.memifs.mu.Unlock()
+	check(t, total == reserve, "%d memifs held for old0, new0 and new1, want %d", total, reserve)
+}
