@@ -470,11 +470,11 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 // claimMemifs claims, before VPP is called, the room in VPP's memif pool
 // the Connect of id to plan p may fill at its peak (memifroom.go): the
 // memifs of p, of the vWire as it stands, or what id holds already (a
-// failed Connect's leftovers, or a previous run's vWire), whichever is most: every path of Connect
-// removes what stands (or its changed side) before it builds anew. A
-// Connect that succeeds settles the claim to p's memifs; a failed one
-// keeps it until its Disconnect succeeds, for what it may have left in
-// VPP.
+// failed Connect's leftovers, or a previous run's vWire), whichever is
+// most: every path of Connect removes what stands (or its changed side)
+// before it builds anew. A Connect that succeeds settles the claim to p's
+// memifs; a failed one keeps it until its Disconnect succeeds, for what
+// it may have left in VPP.
 func (d *Dataplane) claimMemifs(id string, p *plan) error {
 	d.mu.Lock()
 	old := d.conns[id]
