@@ -207,7 +207,9 @@ func BenchmarkBurst(b *testing.B) {
 				// than govpp's 100-reply buffer stalls it: fewer vWires.
 				dp, vwires = newTestNode(b, "192.0.2.1", withMetrics).dp, 40
 			} else {
-				dp, on = startNode(b, newNS(b, "node"), "", withMetrics), "VPP"
+				// The pool reserved for its memifs (memifroom.go).
+				reserve := func(c *Config) { c.MemifReserve = 2*vwires + 8 }
+				dp, on = startNode(b, newNS(b, "node"), "", withMetrics, reserve), "VPP"
 				if kind == "kernel" {
 					nsc, nse = newNS(b, "nsc"), newNS(b, "nse")
 				}

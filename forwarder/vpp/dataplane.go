@@ -59,8 +59,9 @@ type Dataplane struct {
 	grace        time.Duration
 	vnis         *vxlan.VNIAllocator
 	tables       *tableAllocator
-	vrfs         *ipTables // the IP tables IP-payload local sides share
-	memifSockIDs socketIDs // memif socket ids for pipelined builds
+	vrfs         *ipTables  // the IP tables IP-payload local sides share
+	memifSockIDs socketIDs  // memif socket ids for pipelined builds
+	memifs       *memifRoom // keeps vWires' memifs within the reserved pool (memifroom.go)
 	// passiveFallback: how long a passive WireGuard peer waits for the
 	// far end's handshake (activateLater).
 	passiveFallback time.Duration
@@ -265,6 +266,14 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 	if err != nil {
 		return err
 	}
+	if err := d.claimMemifs(id, p); err != nil {
+		return err
+	}
+	defer func() {
+		if err == nil {
+			d.memifs.settle(tagKey(id), p.memifs())
+		}
+	}()
 	// At most so many operations talk to VPP at once (admission.go); a
 	// caller that gives up while this one waits costs VPP nothing.
 	release, err := d.admission.admit(ctx, opBuild)
@@ -452,7 +461,31 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	delete(d.orphans, tagKey(id))
 	delete(d.unclean, tagKey(id))
 	d.mu.Unlock()
+	if err == nil {
+		d.memifs.settle(tagKey(id), 0)
+	}
 	return err
+}
+
+// claimMemifs claims, before VPP is called, the room in VPP's memif pool
+// the Connect of id to plan p may fill at its peak (memifroom.go): the
+// memifs of p, of the vWire as it stands, or what id holds already (a
+// failed Connect's leftovers, or a previous run's vWire), whichever is
+// most: every path of Connect removes what stands (or its changed side)
+// before it builds anew. A Connect that succeeds settles the claim to p's
+// memifs; a failed one keeps it until its Disconnect succeeds, for what
+// it may have left in VPP.
+func (d *Dataplane) claimMemifs(id string, p *plan) error {
+	d.mu.Lock()
+	old := d.conns[id]
+	d.mu.Unlock()
+	standing := 0
+	if old != nil {
+		standing = old.plan.memifs()
+	}
+	// By tag key, as a previous run's vWires are counted (reconcile).
+	key := tagKey(id)
+	return d.memifs.claim(key, max(d.memifs.holding(key), standing, p.memifs()))
 }
 
 // Metrics returns the counters of vWire id as path segment metrics

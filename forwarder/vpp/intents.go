@@ -50,7 +50,17 @@ const (
 	intentWireguard   = "wireguard"    // wireguard_interface_create: Src, Port, KeyHash
 	intentSA          = "sa"           // ipsec_sad_entry_add_v2: SA
 	intentIpip        = "ipip"         // ipip_add_tunnel: Src, Dst
+	// ReserveMemifs: File, its socket's. Its rounds create memifs on a
+	// socket of their own and delete them; a forwarder that dies in a
+	// round, or a round whose deletes fail, leaves them in VPP, untagged,
+	// where they take the pool's room (memifroom.go) and keep the next
+	// start from reserving (only into an empty pool).
+	intentMemifReserve = "memif-reserve"
 )
+
+// reserveIntentID stands for the vWire id of the memif reserve's intents:
+// it is no connection's.
+const reserveIntentID = "/vwire/memif-reserve"
 
 // intent is one create that may leave an untagged object: its vWire and
 // the keys it is found by.
@@ -433,6 +443,8 @@ func (d *Dataplane) resolveIntent(ctx context.Context, cl *Client, it intent) er
 		return nil
 	case intentIpip:
 		return removeIpipTunnelOf(ctx, cl, IpipTunnel{Src: it.Src, Dst: it.Dst})
+	case intentMemifReserve:
+		return removeReserveLeft(ctx, cl, it.File)
 	}
 	// A kind this version does not know: nothing can look for it.
 	d.log.Warn("intent journal: a record of an unknown kind dropped", "conn", it.ID, "kind", it.Kind)
@@ -450,4 +462,65 @@ func deleteUntagged(ctx context.Context, cl *Client, idx SwIfIndex, del func() e
 	}
 	cl.log.Info("an untagged object a create with no answer made: deleted", "sw_if_index", idx, "name", i.Name)
 	return nil
+}
+
+// reserveJournaled grows VPP's memif pool (ReserveMemifs) on socket file
+// with its intent open, returns the room reached, and clears the intent once every round removed
+// what it made. Under the reserve's lock: resolveAllIntents, when VPP
+// comes back, must not take a round's memifs for leftovers.
+func (d *Dataplane) reserveJournaled(ctx context.Context, file string) (reached int, err error) {
+	unlock := d.locks.Lock(reserveIntentID)
+	defer unlock()
+	keys, err := d.intents.record(intent{ID: reserveIntentID, Kind: intentMemifReserve, File: file})
+	if err != nil {
+		return 0, err
+	}
+	if reached, err = d.vpp.ReserveMemifs(ctx, file, d.memifReserve, restoreWorkers); err != nil {
+		return reached, err // its intent stays open: looked up again
+	}
+	d.clearIntents(keys...)
+	return reached, nil
+}
+
+// resolveReserve removes what an earlier reserve left in VPP (its open
+// intents): before a reserve, which goes only into an empty pool.
+func (d *Dataplane) resolveReserve(ctx context.Context) error {
+	unlock := d.locks.Lock(reserveIntentID)
+	defer unlock()
+	return d.resolveIntents(ctx, d.vpp, reserveIntentID)
+}
+
+// removeReserveLeft deletes the untagged memifs on the sockets named file
+// (the reserve's, named by vwire), then those sockets.
+func removeReserveLeft(ctx context.Context, cl *Client, file string) error {
+	socks, err := cl.ListMemifSockets(ctx)
+	if err != nil {
+		return err
+	}
+	ids := map[uint32]bool{}
+	for _, s := range socks {
+		if s.Filename == file {
+			ids[s.ID] = true
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	memifs, err := cl.ListMemifs(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range memifs {
+		if ids[m.SocketID] {
+			idx := m.Index
+			if err := deleteUntagged(ctx, cl, idx, func() error { return cl.DeleteMemif(ctx, idx) }); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return deleteUnusedSockets(ctx, cl, file, 0)
 }

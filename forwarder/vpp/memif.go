@@ -204,26 +204,26 @@ func (c *Client) ListMemifs(ctx context.Context) ([]Memif, error) {
 // reserved memif is ever set up (so no other wake-up). Each round deletes what it made (an empty
 // pool stops the process) and the next grows on from there. Call it on a
 // VPP with no memif. Calls are made from workers goroutines, so that
-// several are in flight.
-func (c *Client) ReserveMemifs(ctx context.Context, filename string, n, workers int) error {
+// several are in flight. It returns the room reached, which may be short
+// of n when it fails.
+func (c *Client) ReserveMemifs(ctx context.Context, filename string, n, workers int) (reached int, err error) {
 	const maxRounds = 20
 	start := time.Now()
-	reached := 0
 	for round := 1; reached < n; round++ {
 		if round > maxRounds {
-			return fmt.Errorf("reserve %d memifs: %d reached in %d rounds", n, reached, maxRounds)
+			return reached, fmt.Errorf("reserve %d memifs: %d reached in %d rounds", n, reached, maxRounds)
 		}
 		made, err := c.reserveRound(ctx, filename, n, workers, reserveBudget)
-		if err != nil {
-			return fmt.Errorf("reserve %d memifs (%d reached): %w", n, reached, err)
-		}
 		// A round slower than the one before makes fewer: the pool
-		// keeps the room of the largest.
+		// keeps the room of the largest (a failed round's too).
 		reached = max(reached, made)
+		if err != nil {
+			return reached, fmt.Errorf("reserve %d memifs (%d reached): %w", n, reached, err)
+		}
 		c.log.DebugContext(ctx, "memif pool round", "round", round, "memifs", made)
 	}
 	c.log.DebugContext(ctx, "memif pool reserved", "memifs", n, "took", time.Since(start))
-	return nil
+	return reached, nil
 }
 
 // reserveBudget is how long a reserve round creates memifs: well inside

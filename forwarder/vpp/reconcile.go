@@ -505,12 +505,16 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		return fmt.Errorf("vpp dataplane: reconcile: %w", err)
 	}
 	d.mu.Lock()
+	memifs := map[string]int{} // a previous run's memifs by vWire, for memifRoom
 	for _, i := range ifaces {
 		t, ok := ParseTag(i.Tag)
 		if !ok || t.Role == roleUplink {
 			continue
 		}
 		d.orphans[t.Key] = true
+		if i.kind() == "memif" {
+			memifs[t.Key]++
+		}
 		if w := slices.IndexFunc(wgs, func(w WireguardInterface) bool { return w.Index == i.Index }); w >= 0 {
 			// The previous run's key for this side: with it, the
 			// refresh's mechanism (which names its public key) is ours
@@ -550,6 +554,11 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	}
 	n := len(d.orphans)
 	d.mu.Unlock()
+	for key, m := range memifs {
+		// They take room in VPP's memif pool until a refresh takes them
+		// back or collectOrphans removes them.
+		d.memifs.settle(key, m)
+	}
 	if n == 0 {
 		return nil
 	}
@@ -596,6 +605,9 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 			}
 			delete(d.held, key)
 			delete(d.keys, key)
+			if err == nil {
+				d.memifs.settle(key, 0)
+			}
 		}
 		d.mu.Unlock()
 		if err != nil {

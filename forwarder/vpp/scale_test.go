@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -249,11 +250,17 @@ func plainMemifVWire(ctx context.Context, c *Client, dir string, i int) (func(co
 // objects made by a plain loop of the same API calls (plain, the floor
 // vwire's own overhead sits on). It reports vWires/s and each vWire's
 // p50/p99; removal runs outside the timer.
+//
+// Each run holds b.N vWires at once, two memifs each, in VPP's memif pool
+// reserved for them (memifroom.go: a pool that grows under VPP 25.10's
+// memif process crashes it): give -benchtime as Nx; the pool holds 1,024
+// vWires otherwise.
 func BenchmarkMemifConnect(b *testing.B) {
 	needVPP(b)
+	vwires := benchtimeN(b, 1024)
 	for _, workers := range []int{0, 1} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			dp := startNode(b, newNS(b, "node"), "", func(c *Config) { c.Workers = workers })
+			dp := startNode(b, newNS(b, "node"), "", func(c *Config) { c.Workers = workers; c.MemifReserve = 2*vwires + 8 })
 			dir := dp.memifDir
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				b.Fatal(err)
@@ -262,6 +269,9 @@ func BenchmarkMemifConnect(b *testing.B) {
 			for _, mode := range []string{"vwire", "plain"} {
 				for _, par := range []int{1, 20} {
 					b.Run(fmt.Sprintf("%s/parallel=%d", mode, par), func(b *testing.B) {
+						if b.N > vwires {
+							b.Fatalf("%d vWires at once: the memif pool is reserved for %d; give -benchtime %dx or less", b.N, vwires, vwires)
+						}
 						ctx := context.Background()
 						base := seq.Add(int64(b.N))
 						undos := make([]func(context.Context), b.N)
@@ -300,6 +310,24 @@ func BenchmarkMemifConnect(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchtimeN is N of -test.benchtime Nx, else def.
+func benchtimeN(t testing.TB, def int) int {
+	t.Helper()
+	f := flag.Lookup("test.benchtime")
+	if f == nil {
+		return def
+	}
+	v, ok := strings.CutSuffix(f.Value.String(), "x")
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("-test.benchtime %q: want Nx with N ≥ 1", f.Value.String())
+	}
+	return n
 }
 
 // scaleWorkers is the VPP worker count of the scale tests:

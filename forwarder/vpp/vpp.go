@@ -162,6 +162,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		orphans:    map[string]bool{},
 		unclean:    map[string]bool{},
 		leftovers:  map[string][]undoStep{},
+		memifs:     newMemifRoom(cfg.MemifReserve),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -505,8 +506,8 @@ func (c *connEvents) record(e core.ConnectionEvent) {
 }
 
 // reserveMemifs grows VPP's memif pool (see Client.ReserveMemifs); a
-// failure is logged, not fatal: VPP works on, at the risk the reserve is
-// there to remove.
+// failure is logged, not fatal: VPP works on, with local memif vWires
+// bounded by the room reached.
 func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	if d.memifReserve == 0 {
 		return
@@ -516,6 +517,9 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 	defer cancel()
 	start := time.Now()
+	if err := d.resolveReserve(ctx); err != nil {
+		d.log.Warn("memifs an earlier memif reserve left could not be removed: kept in the intent journal", "err", err)
+	}
 	// Only into an empty pool (see ReserveMemifs); a VPP that has memifs
 	// had them reserved by the forwarder that made them.
 	if ms, err := d.vpp.ListMemifs(ctx); err != nil || len(ms) > 0 {
@@ -527,8 +531,11 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 	// on one file, and a memif VPP 25.10 fails to create on its error
 	// path crashes it (vnet_delete_hw_interface from memif_create_if).
 	sock := "abstract:" + filepath.Join(d.memifDir, ".vwire-reserve")
-	if err := d.vpp.ReserveMemifs(ctx, sock, d.memifReserve, restoreWorkers); err != nil {
-		d.log.Warn("memif pool not reserved", "err", err)
+	reached, err := d.reserveJournaled(ctx, sock)
+	// The room this VPP's pool has bounds the vWires' memifs (memifroom.go).
+	d.memifs.setRoom(reached)
+	if err != nil {
+		d.log.Error("memif pool reserved short: local memif vWires past its room are refused", "room", reached, "memifs", d.memifReserve, "err", err)
 		return
 	}
 	d.log.Info("memif pool reserved", "memifs", d.memifReserve, "took", time.Since(start))

@@ -1,0 +1,210 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+)
+
+// TestMemifRoom: claims fit the room or are refused, a refused claim
+// leaves the earlier one, settle never refuses, and no room (0) bounds
+// nothing.
+func TestMemifRoom(t *testing.T) {
+	type step struct {
+		id      string
+		n       int
+		settle  bool
+		refused bool
+		total   int // after the step
+	}
+	for _, tc := range []struct {
+		name  string
+		max   int
+		steps []step
+	}{
+		{name: "fills and refuses", max: 4, steps: []step{
+			{id: "a", n: 2, total: 2},
+			{id: "b", n: 2, total: 4},
+			{id: "c", n: 1, refused: true, total: 4},
+			{id: "a", n: 2, total: 4}, // a refresh claims what it holds
+			{id: "a", n: 3, refused: true, total: 4},
+			{id: "a", n: 0, settle: true, total: 2},
+			{id: "c", n: 2, total: 4},
+		}},
+		{name: "settle past the room", max: 2, steps: []step{
+			{id: "a", n: 2, total: 2},
+			{id: "b", n: 1, settle: true, total: 3},
+			{id: "b", n: 1, refused: true, total: 3}, // others hold 2: 3 > 2
+			{id: "b", n: 0, settle: true, total: 2},
+		}},
+		{name: "no bound", max: 0, steps: []step{
+			{id: "a", n: 5000, total: 5000},
+			{id: "b", n: 5000, total: 10000},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newMemifRoom(tc.max)
+			for i, s := range tc.steps {
+				var err error
+				if s.settle {
+					r.settle(s.id, s.n)
+				} else {
+					err = r.claim(s.id, s.n)
+				}
+				if refused := errors.Is(err, ErrMemifPoolFull); refused != s.refused || err != nil && !refused {
+					t.Fatalf("step %d (%s %d): err %v, want refused %v", i, s.id, s.n, err, s.refused)
+				}
+				if r.total != s.total {
+					t.Fatalf("step %d (%s %d): %d held, want %d", i, s.id, s.n, r.total, s.total)
+				}
+			}
+		})
+	}
+}
+
+// TestMemifPoolBound: on govpp's mock adapter, local memif vWires past
+// --vpp-memif-reserve are refused before any message goes to VPP; a
+// refresh of a vWire that stands is not; a Disconnect frees its room.
+func TestMemifPoolBound(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = 6 })
+	ctx := context.Background()
+	connect := func(id string) error {
+		return n.dp.Connect(ctx, id,
+			conn(memifMech(id+"-c.sock"), payload.Ethernet),
+			conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	for i := range 3 {
+		if err := connect(fmt.Sprintf("v%d", i)); err != nil {
+			t.Fatalf("vWire %d of 3 that fit 6 memifs: %v", i, err)
+		}
+	}
+	n.vpp.requests(true)
+	if err := connect("v3"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("a 4th vWire: %v, want ErrMemifPoolFull", err)
+	}
+	if sent := n.vpp.requests(true); len(sent) > 0 {
+		t.Fatalf("a refused vWire sent VPP %v", sent)
+	}
+	if err := connect("v0"); err != nil {
+		t.Fatalf("a refresh of a vWire that stands, the pool full: %v", err)
+	}
+	if err := n.dp.Disconnect(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := connect("v3"); err != nil {
+		t.Fatalf("a vWire in the room a Disconnect freed: %v", err)
+	}
+	if err := connect("v4"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("a vWire past the reserve again: %v, want ErrMemifPoolFull", err)
+	}
+	for _, id := range []string{"v0", "v2", "v3"} {
+		if err := n.dp.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.dp.memifs.total != 0 {
+		t.Fatalf("%d memifs held after every Disconnect, want 0", n.dp.memifs.total)
+	}
+}
+
+// TestReserveLeftRemovedAfterRestart: a memif reserve whose round could
+// not delete its memifs (the deletes refused, as by a connection that
+// broke) leaves them in VPP, untagged, with its intent open; a restarted
+// forwarder (a new Dataplane on the same state directory and VPP) finds
+// them by the journal and removes them and their socket: VPP is back as
+// it was, and the journal empty.
+func TestReserveLeftRemovedAfterRestart(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1", func(c *Config) {
+		c.Adapter.(*fakeVPP).refuseSend("memif_delete", errors.New("connection broken"))
+		c.MemifReserve = 4
+	})
+	// The memifs and sockets VPP holds.
+	held := func(n *testNode) (memifs, socks int) {
+		ctx := context.Background()
+		ms, err := n.dp.vpp.ListMemifs(ctx)
+		must(t, err)
+		ss, err := n.dp.vpp.ListMemifSockets(ctx)
+		must(t, err)
+		return len(ms), len(ss)
+	}
+	memifs, socks := held(n)
+	check(t, memifs == 4 && socks == 2, "the reserve left %d memifs and %d sockets, want 4 and 2 (with VPP's own): the test does not test", memifs, socks)
+	check(t, slices.Equal(openIntents(n), []string{reserveIntentID}), "open intents %v, want the reserve's", openIntents(n))
+
+	n.vpp.refuseSend("memif_delete", nil)
+	n = restart(t, n, time.Minute)
+	memifs, socks = held(n)
+	check(t, memifs == 0 && socks == 1, "after the restart VPP holds %d memifs and %d sockets, want 0 and VPP's own", memifs, socks)
+	check(t, len(openIntents(n)) == 0, "intents still open: %v", openIntents(n))
+}
+
+// TestMemifRoomShortReserve: a reserve that falls short (a create refused
+// in its round) bounds the vWires by the room it reached, not by the room
+// asked for.
+func TestMemifRoomShortReserve(t *testing.T) {
+	n := newTestNode(t, "192.0.2.1", func(c *Config) {
+		c.Adapter.(*fakeVPP).failNth("memif_create_v2", 3, -1)
+		c.MemifReserve = 6
+	})
+	n.dp.memifs.mu.Lock()
+	room := n.dp.memifs.max
+	n.dp.memifs.mu.Unlock()
+	check(t, room >= 2 && room < 6, "room %d after a reserve whose 3rd create failed, want 2 to 5", room)
+	ctx := context.Background()
+	built := 0
+	for i := range 4 {
+		id := fmt.Sprintf("v%d", i)
+		err := n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+		if errors.Is(err, ErrMemifPoolFull) {
+			break
+		}
+		must(t, err)
+		built++
+	}
+	check(t, built == room/2, "%d vWires built in a room of %d memifs, want %d", built, room, room/2)
+}
+
+// TestMemifRoomCountsPreviousRun: a forwarder restarted on a VPP that
+// holds its previous run's memif vWires counts their memifs in the room
+// (the reserve is skipped: VPP has memifs) until a refresh takes them back
+// (no double count) or the grace period's sweep removes them.
+func TestMemifRoomCountsPreviousRun(t *testing.T) {
+	const reserve = 6
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = reserve })
+	ctx := context.Background()
+	connect := func(n *testNode, id string) error {
+		return n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	must(t, connect(n, "old0"))
+	must(t, connect(n, "old1"))
+
+	// restart (lifecycle_test.go), with the reserve and a grace the
+	// test waits out.
+	n.dp.Close()
+	r := &testNode{vpp: n.vpp, host: n.host, stats: n.stats, memifDir: n.memifDir, stateDir: n.stateDir}
+	dp, err := New(ctx, Config{Adapter: r.vpp, StatsAdapter: r.stats, Uplink: "eth0", host: r.host, Kernel: KernelVeth,
+		MemifDir: r.memifDir, StateDir: r.stateDir, Grace: 500 * time.Millisecond, Logger: testLogger(t), MemifReserve: reserve})
+	must(t, err)
+	t.Cleanup(func() { dp.Close() })
+	r.dp = dp
+	must(t, dp.Start(ctx)) // finds the previous run's vWires
+
+	must(t, connect(r, "new0"))
+	if err := connect(r, "new1"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("a vWire past the room the previous run's 4 memifs leave: %v, want ErrMemifPoolFull", err)
+	}
+	must(t, connect(r, "old0")) // taken back: its memifs counted once
+	eventually(t, 10*time.Second, func() error {
+		// old1, not refreshed, is swept after the grace period.
+		return connect(r, "new1")
+	})
+	r.dp.memifs.mu.Lock()
+	total := r.dp.memifs.total
+	r.dp.memifs.mu.Unlock()
+	check(t, total == reserve, "%d memifs held for old0, new0 and new1, want %d", total, reserve)
+}
