@@ -210,7 +210,7 @@ func (f *Forwarder) Request(ctx context.Context, req *networkservice.NetworkServ
 			}
 		}
 		f.undo(ctx, hop.ID(), nil, "", old != nil && old.nextHop != nextHop)
-		return nil, status.Errorf(codes.Internal, "dataplane: %v", err)
+		return nil, status.Errorf(dataplaneCode(err), "dataplane: %v", err)
 	}
 	if f.log.Enabled(ctx, slog.LevelDebug) {
 		f.log.Debug("vWire built", "conn", hop.ID(), "service", conn.GetNetworkService(), "in", in.GetType(), "out", out.GetMechanism().GetType(), "took", time.Since(start), "refresh", old != nil)
@@ -624,3 +624,13 @@ func (f *Forwarder) Shutdown() {
 
 // String names the forwarder in logs.
 func (f *Forwarder) String() string { return fmt.Sprintf("forwarder %s", f.name) }
+
+// dataplaneCode is the gRPC code for a dataplane's failure: Internal,
+// unless the dataplane said otherwise with a status of its own (a node
+// out of room is ResourceExhausted, not broken).
+func dataplaneCode(err error) codes.Code {
+	if s, ok := status.FromError(err); ok && s.Code() != codes.OK {
+		return s.Code()
+	}
+	return codes.Internal
+}

@@ -1,16 +1,20 @@
 package vpp
 
 import (
-	"errors"
 	"fmt"
 	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vwire/vwire/mechanisms/memif"
 )
 
 // ErrMemifPoolFull refuses a vWire whose memifs would not fit in the room
-// reserved in VPP's memif pool (--vpp-memif-reserve).
-var ErrMemifPoolFull = errors.New("memif: the room reserved in VPP's memif pool is taken")
+// reserved in VPP's memif pool (--vpp-memif-reserve). It carries
+// ResourceExhausted, which the forwarder passes on to the caller: the
+// node is full, not broken.
+var ErrMemifPoolFull = status.Error(codes.ResourceExhausted, "memif: the room reserved in VPP's memif pool is taken")
 
 // memifRoom keeps the memifs of vWires within the room ReserveMemifs made
 // in VPP's memif pool, so that the pool never grows while VPP runs.

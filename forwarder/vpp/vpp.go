@@ -49,8 +49,9 @@ const (
 	// a refresh before they are removed.
 	DefaultGrace = time.Minute
 	// DefaultMemifReserve is --vpp-memif-reserve's default: the room of
-	// 500 local memif vWires, which a few seconds at start reserve.
-	DefaultMemifReserve = 1024
+	// 1,000 local memif vWires (two memifs each) and a margin, which a
+	// few seconds at start reserve.
+	DefaultMemifReserve = 2048
 	// restoreWorkers is how many vWires are rebuilt at once after VPP
 	// restarts: VPP serves one message at a time, but with several in
 	// flight it never waits for the next.
