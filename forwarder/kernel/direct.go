@@ -400,6 +400,12 @@ func (d *Dataplane) buildDirect(h *pairHandles, p directPair) error {
 // walk in the client's namespace), which the link-watch worker otherwise
 // merges with the carrier event of the endpoint's end coming up.
 func (d *Dataplane) addPair(h *pairHandles, p directPair) (netlink.Link, error) {
+	return addPairOn(h.in.rtnl, h.outNS, p)
+}
+
+// addPairOn is addPair through conn, the socket in the client's namespace;
+// outNS is the endpoint's.
+func addPairOn(conn *rtnlConn, outNS netns.NsHandle, p directPair) (netlink.Link, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
@@ -413,9 +419,9 @@ func (d *Dataplane) addPair(h *pairHandles, p directPair) (netlink.Link, error) 
 	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
 	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.out.name))
 	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.out.mtu)))
-	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(h.outNS)))
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(outNS)))
 	req.AddData(info)
-	errs, replies, err := h.in.rtnl.exchange(req)
+	errs, replies, err := conn.exchange(req)
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +431,7 @@ func (d *Dataplane) addPair(h *pairHandles, p directPair) (netlink.Link, error) 
 	if c, err := echoedPair(replies[0], p.in.name); err == nil {
 		return c, nil
 	}
-	c, err := h.in.rtnl.linkByName(p.in.name)
+	c, err := conn.linkByName(p.in.name)
 	if err != nil {
 		return nil, fmt.Errorf("find it: %w", err)
 	}
