@@ -47,7 +47,8 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 		return nil, err
 	}
 	n1 := m.nodes[0]
-	if _, err := m.startEndpoint(ctx, n1, epNS, "nse-lat", latencyService, "172.16.40.0/21"); err != nil {
+	ep, err := m.startEndpoint(ctx, n1, epNS, "nse-lat", latencyService, "172.16.40.0/21")
+	if err != nil {
 		return nil, err
 	}
 	// A first vWire, checked with a ping, warms every cache on the path.
@@ -69,9 +70,13 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	var rows []Row
 	// Sequential.
 	p.Stage(fmt.Sprintf("latency: %d sequential Requests", cfg.Sequential), cfg.Sequential)
-	seq, seqClose, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyService, cfg.Sequential, p)
+	nodeLog, epLog := logSize(n1.proc.Stderr), logSize(ep.proc.Stderr)
+	seq, seqClose, windows, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyService, cfg.Sequential, p)
 	if err != nil {
 		return nil, err
+	}
+	if logLevel() == "debug" {
+		rows = append(rows, tailFromLogs(group, n1.proc.Stderr, nodeLog, ep.proc.Stderr, epLog, windows)...)
 	}
 	r := latencyResult{parallel: cfg.Parallel, seq: vsRun{up: seq, down: seqClose}}
 	p.Stage(fmt.Sprintf("latency: %d sequential plain loop pairs", cfg.Sequential), cfg.Sequential)
@@ -151,27 +156,53 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 // sequentialRequests times n Requests one after the other, closing each
 // before the next.
 func sequentialRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) ([]time.Duration, error) {
-	requests, _, err := sequentialRequestCloses(ctx, m, nd, ns, service, n, p)
+	requests, _, _, err := sequentialRequestCloses(ctx, m, nd, ns, service, n, p)
 	return requests, err
 }
 
-// sequentialRequestCloses is sequentialRequests, and times each Close too.
-func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (requests, closes []time.Duration, err error) {
+// sequentialRequestCloses is sequentialRequests, and times each Close too;
+// windows are when each Request was sent and answered.
+func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (requests, closes []time.Duration, windows []reqWindow, err error) {
 	for i := range n {
 		start := time.Now()
 		conn, err := m.request(ctx, nd, ns, service, fmt.Sprintf("nsm-s%d", i))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		requests = append(requests, time.Since(start))
+		end := time.Now()
+		requests = append(requests, end.Sub(start))
+		windows = append(windows, reqWindow{start, end})
 		start = time.Now()
 		if err := m.closeConn(ctx, nd, conn); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		closes = append(closes, time.Since(start))
 		p.Step()
 	}
-	return requests, closes, nil
+	return requests, closes, windows, nil
+}
+
+// tailFromLogs is the sequential Requests' breakdown (tailRows) from
+// node1's and the endpoint's logs past the given offsets, or a skipped row
+// that says why there is none.
+func tailFromLogs(group, nodeLog string, nodeOff int64, epLog string, epOff int64, windows []reqWindow) []Row {
+	phases, err := func() ([]reqPhases, error) {
+		node, err := logFrom(nodeLog, nodeOff)
+		if err != nil {
+			return nil, err
+		}
+		defer node.Close()
+		ep, err := logFrom(epLog, epOff)
+		if err != nil {
+			return nil, err
+		}
+		defer ep.Close()
+		return breakdown(node, ep, windows)
+	}()
+	if err != nil {
+		return []Row{{Group: group, Name: "slowest 1% of local sequential Requests", Skipped: err.Error()}}
+	}
+	return tailRows(group, phases)
 }
 
 // vethBaseline times n plain veth pairs from a to b, parallel at a time:
