@@ -112,9 +112,13 @@ func (l *PlainLoop) Connect(p PlainPair) error {
 // group in the client's namespace at the next lull.
 func (l *PlainLoop) Disconnect(name string) error {
 	defer l.reap.begin()()
-	x := l.conns.heldFirst(name)
-	if x == nil {
+	xs := l.conns.heldBy(name)
+	if len(xs) == 0 {
 		return fmt.Errorf("plain loop: %s: not made", name)
+	}
+	x := xs[0]
+	for _, o := range xs[1:] {
+		l.conns.put(o)
 	}
 	defer l.conns.drop(name)
 	c, err := x.rtnl.linkByName(name)

@@ -77,6 +77,9 @@ type reapCall struct {
 	// nsConns, given back after the pass: it keeps the socket there for
 	// the next vWire until the pair is gone.
 	conn *nsConn
+	// also, with conn, are more sockets given back after the pass (the
+	// endpoint's namespace's of a local pair), kept open till then.
+	also []*nsConn
 	// record, with inNS, is the key of the pair's record, dropped once
 	// the pair is deleted.
 	record string
@@ -239,6 +242,9 @@ func (r *reaper) pass(batch []reapCall) {
 	for i, c := range batch {
 		if c.inNS && c.conn != nil {
 			defer r.conns.put(c.conn)
+			for _, x := range c.also {
+				defer r.conns.put(x)
+			}
 			viaConn[c.conn.key] = c.conn
 			if c.record != "" {
 				recorded[c.conn.key] = append(recorded[c.conn.key], c.record)
