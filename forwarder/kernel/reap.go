@@ -37,7 +37,7 @@ const reapGroup = 0x76770001
 // no pass ran beside them, 1.5 s when one did, perf lock contention).
 // Under a steady stream of Requests there is no lull, and the passes come
 // every reapMaxDelay, each into a Connect (15-20 ms of rtnl here): with
-// 1 s, in 4 of 5 runs of vwire bench's breakdown the passes overlapped the
+// 1 s, in 4 of 6 runs of vwire bench's breakdown the passes overlapped the
 // slowest 1 % of sequential Requests by 10-141 ms on average, the median
 // ones by under 0.3 ms; with 5 s a fifth as many Requests meet one.
 // Links to be removed (remove, flush) go at once.

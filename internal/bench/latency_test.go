@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -132,4 +133,67 @@ func countLines(s string) int {
 		}
 	}
 	return n
+}
+
+func TestBreakdown(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
+	windows := []reqWindow{{at(0), at(10)}, {at(20), at(25)}}
+	const (
+		mgr   = `time=2026-12-06T05:00:00.009Z level=DEBUG msg="grpc call" method=/networkservice.NetworkService/Request peer=spiffe://vwire.local/vwire/bench code=OK duration=%s err=<nil>`
+		fwd   = `time=2026-12-06T05:00:00.009Z level=DEBUG msg="grpc call" method=/networkservice.NetworkService/Request peer=spiffe://vwire.local/vwire/manager code=OK duration=%s err=<nil>`
+		close = `time=2026-12-06T05:00:00.012Z level=DEBUG msg="grpc call" method=/networkservice.NetworkService/Close peer=spiffe://vwire.local/vwire/bench code=OK duration=1ms err=<nil>`
+		built = `time=2026-12-06T05:00:00.008Z level=DEBUG msg="kernel vWire built" dataplane=kernel conn=c pair="a<->b" took=1ms whole=%s open=100µs check=50µs record=30µs create=%s client_end=100µs endpoint_end=200µs`
+		ep    = `time=2026-12-06T05:00:00.008Z level=DEBUG msg="grpc call" method=/networkservice.NetworkService/Request peer=spiffe://vwire.local/vwire/forwarder code=OK duration=%s err=<nil>`
+	)
+	node := strings.Join([]string{
+		fmt.Sprintf(built, "2ms", "1.52ms"), fmt.Sprintf(fwd, "4ms"), fmt.Sprintf(mgr, "6ms"),
+		// A refused Request is no Request of the run's.
+		`time=2026-12-06T05:00:00.009Z level=INFO msg="grpc call" method=/networkservice.NetworkService/Request peer=spiffe://vwire.local/vwire/bench code=Unavailable duration=1ms err="no"`,
+		close,
+		"gc 3 @1.0s 0%: 0.5+3.0+0.25 ms clock, 1+1/1/1+1 ms cpu, 4->4->2 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 2 P",
+		fmt.Sprintf(`time=2026-12-06T05:00:00.030Z level=DEBUG msg="reaper pass" dataplane=kernel calls=1 start_us=%d took=3ms`, at(21).UnixMicro()),
+		fmt.Sprintf(built, "3ms", "2.5ms"), fmt.Sprintf(fwd, "3.5ms"), fmt.Sprintf(mgr, "4ms"), close,
+	}, "\n")
+	epLog := fmt.Sprintf(ep, "500µs") + "\n" + fmt.Sprintf(ep, "250µs") + "\n"
+	got, err := breakdown(strings.NewReader(node), strings.NewReader(epLog), windows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	want := []reqPhases{
+		{total: ms(10), manager: ms(6), forwarder: ms(4), endpoint: ms(0.5), kernel: ms(2),
+			steps: [6]time.Duration{ms(0.1), ms(0.05), ms(0.03), ms(1.52), ms(0.1), ms(0.2)}},
+		{total: ms(5), manager: ms(4), forwarder: ms(3.5), endpoint: ms(0.25), kernel: ms(3),
+			steps:  [6]time.Duration{ms(0.1), ms(0.05), ms(0.03), ms(2.5), ms(0.1), ms(0.2)},
+			reaper: ms(3), gcs: 1, gcPause: ms(0.75)},
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("Request %d:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+	// A log without the debug lines says so instead of a breakdown.
+	if _, err := breakdown(strings.NewReader(close), strings.NewReader(""), windows); err == nil || !strings.Contains(err.Error(), "VWIRE_BENCH_LOG_LEVEL=debug") {
+		t.Errorf("no debug lines: err %v", err)
+	}
+	rows := tailRows("latency", got)
+	if len(rows) != 16 || rows[0].Value != 10 || rows[0].Baseline == nil || *rows[0].Baseline != 5 || rows[0].Samples != 1 {
+		t.Errorf("%d rows, the first %+v: want 16, the slowest's 10 ms next to the median's 5", len(rows), rows[0])
+	}
+}
+
+func TestLogfmt(t *testing.T) {
+	kv := logfmt(`time=2026-12-06T05:00:00.009Z msg="grpc call" err="a \"quoted\" b" n=3`)
+	for k, want := range map[string]string{"time": "2026-12-06T05:00:00.009Z", "msg": "grpc call", "err": `a "quoted" b`, "n": "3"} {
+		if kv[k] != want {
+			t.Errorf("%s = %q, want %q", k, kv[k], want)
+		}
+	}
+	if p, ok := gcLine("gc 3 @1.0s 0%: 0.5+3.0+0.25 ms clock, x"); !ok || p != 750*time.Microsecond {
+		t.Errorf("gc line: %v %v", p, ok)
+	}
+	if _, ok := gcLine("gc 3 nothing"); ok {
+		t.Error("a broken gc line parsed")
+	}
 }
