@@ -35,11 +35,12 @@ const reapGroup = 0x76770001
 // Close, run as the next Request came in, made the local Requests' tail
 // (a Connect's rtnl wait: 39 ms in all over 300 sequential Connects when
 // no pass ran beside them, 1.5 s when one did, perf lock contention).
-// Under a steady stream of Requests there is no lull, and the passes come
-// every reapMaxDelay, each into a Connect (15-20 ms of rtnl here): with
-// 1 s, in 4 of 6 runs of vwire bench's breakdown the passes overlapped the
-// slowest 1 % of sequential Requests by 10-141 ms on average, the median
-// ones by under 0.3 ms; with 5 s a fifth as many Requests meet one.
+// Under a steady stream of Requests there is no lull, and a pass comes
+// every reapMaxDelay (or reapMaxBatch Closes) into a Connect: in 4 of 6
+// runs of vwire bench's breakdown the passes overlapped the slowest 1 % of
+// sequential Requests by 10-141 ms on average, the median ones by under
+// 0.3 ms. 5 s instead of 1 s was tried: no change at 170 Requests a second
+// (256 Closes come first) and load 17-41 (README).
 // Links to be removed (remove, flush) go at once.
 type reaper struct {
 	h     *netlink.Handle
@@ -65,7 +66,7 @@ type reaper struct {
 
 const (
 	reapQuiet    = 20 * time.Millisecond
-	reapMaxDelay = 5 * time.Second
+	reapMaxDelay = time.Second
 	reapMaxBatch = 256
 )
 
