@@ -28,7 +28,9 @@ func newBenchCmd(_ *globals) *cobra.Command {
   latency     Request→vWire-up: --sequential Requests one at a time and
               --parallel×--rounds from --parallel clients (vWires up and
               closed per second, counted as vpp-scale does), local and
-              remote (p50, p90, p99), next to a plain veth pair made by hand
+              remote (p50, p90, p99), next to a plain loop of the kernel
+              dataplane's netlink requests for a local vWire (no vwire
+              above them), itself next to a plain veth pair made by hand
   heal        an endpoint killed under a live connection → traffic through
               another endpoint (--heals times), next to a fresh Request
   find        registry Find of one service among --find-sizes endpoints,

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -383,16 +384,17 @@ func (c *nsConns) hold(id string, xs ...*nsConn) {
 	c.held[id] = xs
 }
 
-// heldFirst is the first socket id's vWire holds (a local pair's: the
-// client's namespace's), taken as get does; nil when it holds none.
-func (c *nsConns) heldFirst(id string) *nsConn {
+// heldBy is the sockets id's vWire holds (a local pair's: the client's
+// namespace's, then the endpoint's), each taken as get does; nil when it
+// holds none.
+func (c *nsConns) heldBy(id string) []*nsConn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if xs := c.held[id]; len(xs) > 0 {
-		xs[0].refs++
-		return xs[0]
+	xs := slices.Clone(c.held[id])
+	for _, x := range xs {
+		x.refs++
 	}
-	return nil
+	return xs
 }
 
 // drop lets go of what id's vWire held.

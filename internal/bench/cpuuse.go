@@ -101,7 +101,7 @@ func (c *cpuWatch) snap() (cpuSnap, error) {
 // cpuRows are the rows of the CPU per vWire between a and b, n vWires:
 // each process's user+system time and its system time, the kernel's
 // threads, interrupts and the whole machine; wholeBase, when above 0, is
-// the whole machine's per plain veth pair.
+// the whole machine's per pair of the plain loop.
 func (c *cpuWatch) rows(group, name string, a, b cpuSnap, n int, wholeBase float64) []Row {
 	if n == 0 {
 		return nil
@@ -127,7 +127,7 @@ func (c *cpuWatch) rows(group, name string, a, b cpuSnap, n int, wholeBase float
 	rows = append(rows, row("kernel threads", b.kthreads-a.kthreads), row("interrupts", b.irq-a.irq))
 	whole := row("whole machine (other jobs too)", b.busy-a.busy-a.self.sub(a.procs[0]).total())
 	if wholeBase > 0 && whole.Skipped == "" {
-		whole = whole.WithBaseline("plain veth", wholeBase)
+		whole = whole.WithBaseline("plain loop", wholeBase)
 	}
 	return append(rows, whole)
 }

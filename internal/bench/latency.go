@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/vwire/vwire/forwarder/kernel"
 )
 
 // Services and address ranges of the latency endpoints.
@@ -27,9 +30,12 @@ const (
 // answered, the vWires left standing until all are up, then closed the
 // same way (vsMesh: the rate is Requests over the time from the first
 // sent to the last answered); remote: sequential through a second node
-// (kernel VXLAN). The baseline is a plain veth pair made with netlink
-// between the same namespaces, addressed and up: the kernel's share of a
-// vWire, done by hand.
+// (kernel VXLAN). The baseline is the plain loop (kernel.PlainLoop): the
+// netlink requests the kernel dataplane sends for a local vWire, the same
+// pair between the same namespaces, sent from this process with nothing
+// of vwire above them, one at a time and from as many workers; next to
+// it, a plain veth pair made with netlink's Handle (create, address, up:
+// less work than a vWire's pair).
 func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Row, error) {
 	const group = "latency"
 	nscNS, err := m.w.Netns("lat-nsc")
@@ -41,7 +47,8 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 		return nil, err
 	}
 	n1 := m.nodes[0]
-	if _, err := m.startEndpoint(ctx, n1, epNS, "nse-lat", latencyService, "172.16.40.0/21"); err != nil {
+	ep, err := m.startEndpoint(ctx, n1, epNS, "nse-lat", latencyService, "172.16.40.0/21")
+	if err != nil {
 		return nil, err
 	}
 	// A first vWire, checked with a ping, warms every cache on the path.
@@ -63,17 +70,23 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	var rows []Row
 	// Sequential.
 	p.Stage(fmt.Sprintf("latency: %d sequential Requests", cfg.Sequential), cfg.Sequential)
-	seq, seqClose, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyService, cfg.Sequential, p)
+	nodeLog, epLog := logSize(n1.proc.Stderr), logSize(ep.proc.Stderr)
+	seq, seqClose, windows, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyService, cfg.Sequential, p)
 	if err != nil {
 		return nil, err
+	}
+	if logLevel() == "debug" {
+		rows = append(rows, tailFromLogs(group, n1.proc.Stderr, nodeLog, ep.proc.Stderr, epLog, windows)...)
+	}
+	r := latencyResult{parallel: cfg.Parallel, seq: vsRun{up: seq, down: seqClose}}
+	p.Stage(fmt.Sprintf("latency: %d sequential plain loop pairs", cfg.Sequential), cfg.Sequential)
+	if r.plainSeq, err = plainLoopRun(ctx, nscNS, epNS, "pl-s", cfg.Sequential, 1, p, nil, nil); err != nil {
+		return nil, fmt.Errorf("plain loop: %w", err)
 	}
 	p.Stage(fmt.Sprintf("latency: %d sequential plain veths", cfg.Sequential), cfg.Sequential)
-	baseSeq, _, err := vethBaseline(ctx, nscNS, epNS, cfg.Sequential, 1, p, nil, nil)
-	if err != nil {
+	if r.vethSeq, _, err = vethBaseline(ctx, nscNS, epNS, cfg.Sequential, 1, p, nil, nil); err != nil {
 		return nil, err
 	}
-	rows = append(rows, percentileRows(group, "request→vWire-up, local, sequential", seq, "plain veth", baseSeq)...)
-	rows = append(rows, percentileRows(group, "close, local, sequential", seqClose, "request", seq)...)
 
 	// Parallel: as vpp-scale's kernel baseline counts (vsMesh), so that
 	// the two rates are the same measure.
@@ -85,7 +98,7 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	// Each process's CPU, the kernel's threads' and the machine's over
 	// the Requests and over the Closes.
 	cpu := newCPUWatch(m.w)
-	var snaps [5]cpuSnap // Requests, Closes; then the plain veths
+	var snaps [5]cpuSnap // Requests, Closes; then the plain loop's Connects
 	var snapErr error
 	snap := func(i int) func() {
 		return func() {
@@ -100,26 +113,22 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 		return nil, err
 	}
 	snap(2)()
+	r.par = par
+	p.Stage(fmt.Sprintf("latency: %d plain loop pairs from %d workers", total, cfg.Parallel), 2*total)
+	if r.plainPar, err = plainLoopRun(ctx, nscNS, epNS, "pl-p", total, cfg.Parallel, p, snap(3), snap(4)); err != nil {
+		return nil, fmt.Errorf("plain loop: %w", err)
+	}
 	p.Stage(fmt.Sprintf("latency: %d plain veths from %d workers", total, cfg.Parallel), total)
-	basePar, baseWall, err := vethBaseline(ctx, nscNS, epNS, total, cfg.Parallel, p, snap(3), snap(4))
-	if err != nil {
+	if r.vethPar, r.vethWall, err = vethBaseline(ctx, nscNS, epNS, total, cfg.Parallel, p, nil, nil); err != nil {
 		return nil, err
 	}
 	if snapErr != nil {
 		return nil, fmt.Errorf("CPU use: %w", snapErr)
 	}
-	name := fmt.Sprintf("local, %d parallel", cfg.Parallel)
-	rows = append(rows, percentileRows(group, "request→vWire-up, "+name, par.up, "plain veth", basePar)...)
-	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires up per second, %d parallel", cfg.Parallel),
-		Value: par.upRate(), Unit: "/s", Samples: len(par.up)}.
-		WithBaseline("plain veth", rate(len(basePar), baseWall)))
-	rows = append(rows, percentileRows(group, "close, "+name, par.down, "request", par.up)...)
-	rows = append(rows, Row{Group: group, Name: fmt.Sprintf("vWires closed per second, %d parallel", cfg.Parallel),
-		Value: par.downRate(), Unit: "/s", Samples: len(par.down)}.
-		WithBaseline("requests", par.upRate()))
+	rows = append(rows, latencyRows(group, r)...)
 	wholeBase := 0.0
-	if len(basePar) > 0 {
-		wholeBase = Millis(snaps[4].busy-snaps[3].busy-snaps[3].self.sub(snaps[3].procs[0]).total()) / float64(len(basePar))
+	if len(r.plainPar.up) > 0 {
+		wholeBase = Millis(snaps[4].busy-snaps[3].busy-snaps[3].self.sub(snaps[3].procs[0]).total()) / float64(len(r.plainPar.up))
 	}
 	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Requests", cfg.Parallel), snaps[0], snaps[1], len(par.up), wholeBase)...)
 	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Closes", cfg.Parallel), snaps[1], snaps[2], len(par.down), 0)...)
@@ -138,7 +147,7 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, percentileRows(group, "request→vWire-up, remote (vxlan), sequential", rem, "plain veth", baseSeq)...)
+		rows = append(rows, percentileRows(group, "request→vWire-up, remote (vxlan), sequential", rem, "plain loop", r.plainSeq.up)...)
 	}
 	p.Done()
 	return rows, nil
@@ -147,27 +156,53 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 // sequentialRequests times n Requests one after the other, closing each
 // before the next.
 func sequentialRequests(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) ([]time.Duration, error) {
-	requests, _, err := sequentialRequestCloses(ctx, m, nd, ns, service, n, p)
+	requests, _, _, err := sequentialRequestCloses(ctx, m, nd, ns, service, n, p)
 	return requests, err
 }
 
-// sequentialRequestCloses is sequentialRequests, and times each Close too.
-func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (requests, closes []time.Duration, err error) {
+// sequentialRequestCloses is sequentialRequests, and times each Close too;
+// windows are when each Request was sent and answered.
+func sequentialRequestCloses(ctx context.Context, m *mesh, nd *node, ns *Netns, service string, n int, p *Progress) (requests, closes []time.Duration, windows []reqWindow, err error) {
 	for i := range n {
 		start := time.Now()
 		conn, err := m.request(ctx, nd, ns, service, fmt.Sprintf("nsm-s%d", i))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		requests = append(requests, time.Since(start))
+		end := time.Now()
+		requests = append(requests, end.Sub(start))
+		windows = append(windows, reqWindow{start, end})
 		start = time.Now()
 		if err := m.closeConn(ctx, nd, conn); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		closes = append(closes, time.Since(start))
 		p.Step()
 	}
-	return requests, closes, nil
+	return requests, closes, windows, nil
+}
+
+// tailFromLogs is the sequential Requests' breakdown (tailRows) from
+// node1's and the endpoint's logs past the given offsets, or a skipped row
+// that says why there is none.
+func tailFromLogs(group, nodeLog string, nodeOff int64, epLog string, epOff int64, windows []reqWindow) []Row {
+	phases, err := func() ([]reqPhases, error) {
+		node, err := logFrom(nodeLog, nodeOff)
+		if err != nil {
+			return nil, err
+		}
+		defer node.Close()
+		ep, err := logFrom(epLog, epOff)
+		if err != nil {
+			return nil, err
+		}
+		defer ep.Close()
+		return breakdown(node, ep, windows)
+	}()
+	if err != nil {
+		return []Row{{Group: group, Name: "slowest 1% of local sequential Requests", Skipped: err.Error()}}
+	}
+	return tailRows(group, phases)
 }
 
 // vethBaseline times n plain veth pairs from a to b, parallel at a time:
@@ -297,4 +332,111 @@ func plainVeth(hA, hB *netlink.Handle, nsB netns.NsHandle, name string, ipA, ipB
 		}
 	}
 	return nil
+}
+
+// latencyResult is what the latency group's local rows are made of:
+// vwire's Requests and Closes, the plain loop's Connects and Disconnects
+// (the same netlink requests without vwire), and plain veth pairs, one at
+// a time and from parallel workers.
+type latencyResult struct {
+	parallel         int
+	seq, plainSeq    vsRun // the walls of the sequential runs are not used
+	par, plainPar    vsRun
+	vethSeq, vethPar []time.Duration
+	vethWall         time.Duration
+}
+
+// latencyRows are the local rows: each of vwire's next to the plain loop,
+// and the plain loop's next to the plain veth.
+func latencyRows(group string, r latencyResult) []Row {
+	const plain, veth = "plain loop", "plain veth"
+	var rows []Row
+	rows = append(rows, percentileRows(group, "request→vWire-up, local, sequential", r.seq.up, plain, r.plainSeq.up)...)
+	rows = append(rows, percentileRows(group, "plain loop (vwire's netlink requests), sequential", r.plainSeq.up, veth, r.vethSeq)...)
+	rows = append(rows, percentileRows(group, "close, local, sequential", r.seq.down, "request", r.seq.up)...)
+	rows = append(rows, percentileRows(group, "plain loop's close, sequential", r.plainSeq.down, "vwire's close", r.seq.down)...)
+	name := fmt.Sprintf("local, %d parallel", r.parallel)
+	rows = append(rows, percentileRows(group, "request→vWire-up, "+name, r.par.up, plain, r.plainPar.up)...)
+	rows = append(rows, percentileRows(group, fmt.Sprintf("plain loop, %d parallel", r.parallel), r.plainPar.up, veth, r.vethPar)...)
+	rows = append(rows,
+		Row{Group: group, Name: fmt.Sprintf("vWires up per second, %d parallel", r.parallel),
+			Value: r.par.upRate(), Unit: "/s", Samples: len(r.par.up)}.WithBaseline(plain, r.plainPar.upRate()),
+		Row{Group: group, Name: fmt.Sprintf("plain loop pairs up per second, %d parallel", r.parallel),
+			Value: r.plainPar.upRate(), Unit: "/s", Samples: len(r.plainPar.up)}.WithBaseline(veth, rate(len(r.vethPar), r.vethWall)))
+	rows = append(rows, percentileRows(group, "close, "+name, r.par.down, "request", r.par.up)...)
+	rows = append(rows,
+		Row{Group: group, Name: fmt.Sprintf("vWires closed per second, %d parallel", r.parallel),
+			Value: r.par.downRate(), Unit: "/s", Samples: len(r.par.down)}.WithBaseline("requests", r.par.upRate()),
+		Row{Group: group, Name: fmt.Sprintf("plain loop pairs closed per second, %d parallel", r.parallel),
+			Value: r.plainPar.downRate(), Unit: "/s", Samples: len(r.plainPar.down)}.WithBaseline("vwire's", r.par.downRate()))
+	return rows
+}
+
+// plainLoopRun makes n pairs with the plain loop between a and b from
+// parallel workers, as the latency group's vWires are made: one at a time
+// (each disconnected before the next) when parallel is 1, else all
+// connected first (vsMesh's pool), then all disconnected. before and
+// after, when set, run right before and after the Connects. The pairs
+// are deleted (the loop's reaper) before it returns.
+func plainLoopRun(ctx context.Context, a, b *Netns, prefix string, n, parallel int, p *Progress, before, after func()) (vsRun, error) {
+	var run vsRun
+	l, err := kernel.NewPlainLoop(a.Path(), b.Path())
+	if err != nil {
+		return run, err
+	}
+	defer l.Close()
+	pair := func(i int) kernel.PlainPair {
+		// 10.115.x.y/32 pairs, one per i.
+		ip := func(k int) netip.Prefix {
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 115, byte(i / 128), byte(i%128*2 + k)}), 32)
+		}
+		return kernel.PlainPair{Name: fmt.Sprintf("%s%d", prefix, i), Client: ip(1), Endpoint: ip(0)}
+	}
+	made := make([]bool, n)
+	defer func() {
+		for i, m := range made {
+			if m {
+				_ = l.Disconnect(pair(i).Name)
+			}
+		}
+	}()
+	if parallel <= 1 {
+		for i := range n {
+			if err := ctx.Err(); err != nil {
+				return run, err
+			}
+			t0 := time.Now()
+			if err := l.Connect(pair(i)); err != nil {
+				return run, err
+			}
+			run.up = append(run.up, time.Since(t0))
+			t0 = time.Now()
+			if err := l.Disconnect(pair(i).Name); err != nil {
+				return run, err
+			}
+			run.down = append(run.down, time.Since(t0))
+			p.Step()
+		}
+		return run, nil
+	}
+	if before != nil {
+		before()
+	}
+	run.up, run.upWall, err = pool(ctx, n, parallel, p, func(i int) error {
+		err := l.Connect(pair(i))
+		made[i] = err == nil
+		return err
+	})
+	if after != nil {
+		after()
+	}
+	if err != nil {
+		return run, err
+	}
+	run.down, run.downWall, err = pool(ctx, n, parallel, p, func(i int) error {
+		err := l.Disconnect(pair(i).Name)
+		made[i] = false
+		return err
+	})
+	return run, err
 }
