@@ -273,13 +273,21 @@ func TestEndpointAnswerWithoutDescriptor(t *testing.T) {
 	n, inner := icmpNode(t, "nofd-nse")
 	ep := &fdEndpoint{NetworkServiceServer: inner, closes: make(chan bool, 4)}
 	n.ServeEndpoint("nofd-nse", ep, nil, "icmp")
+	expectRefusedAndClosed(t, n, ep.closes, "nofd-nse", "did not come with the reply")
+}
+
+// expectRefusedAndClosed requests the icmp service from n and wants a
+// refusal naming endpoint nse and why, what the endpoint made closed
+// (closes) and no vWire left.
+func expectRefusedAndClosed(t *testing.T, n *sandbox.Node, closes <-chan bool, nse, why string) {
+	t.Helper()
 	_, err := n.Client("nsc").Request(ctxT(t), request("icmp", nil))
 	if err == nil || status.Code(err) == codes.DeadlineExceeded ||
-		!strings.Contains(err.Error(), "endpoint nofd-nse") || !strings.Contains(err.Error(), "did not come with the reply") {
-		t.Fatalf("Request: %v; want a refusal naming endpoint nofd-nse and the missing descriptor", err)
+		!strings.Contains(err.Error(), "endpoint "+nse) || !strings.Contains(err.Error(), why) {
+		t.Fatalf("Request: %v; want a refusal naming endpoint %s and %q", err, nse, why)
 	}
 	select {
-	case <-ep.closes:
+	case <-closes:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the endpoint's connection was not closed")
 	}
@@ -316,17 +324,5 @@ func TestEndpointAnswerWithoutForwarderSegment(t *testing.T) {
 	n, inner := icmpNode(t, "short-nse")
 	ep := &shortPathEndpoint{NetworkServiceServer: inner, closes: make(chan bool, 4)}
 	n.ServeEndpoint("short-nse", ep, nil, "icmp")
-	_, err := n.Client("nsc").Request(ctxT(t), request("icmp", nil))
-	if err == nil || status.Code(err) == codes.DeadlineExceeded ||
-		!strings.Contains(err.Error(), "endpoint short-nse") || !strings.Contains(err.Error(), "none for this hop") {
-		t.Fatalf("Request: %v; want a refusal naming endpoint short-nse and the missing segment", err)
-	}
-	select {
-	case <-ep.closes:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the endpoint's connection was not closed")
-	}
-	if live := n.Dataplane.Live(); len(live) != 0 {
-		t.Fatalf("%d vWires left", len(live))
-	}
+	expectRefusedAndClosed(t, n, ep.closes, "short-nse", "none for this hop")
 }
