@@ -61,9 +61,10 @@ type fakeVPP struct {
 	l3xc         map[[2]uint32]l3xc.L3xc // {rx, ip6}
 	routes       map[routeKey]ip.IPRoute
 	leakedRoutes int // API routes left in a deleted table
-	// orphanRoutes counts the routes that were still through an
-	// interface when it was deleted: VPP keeps them, and a later add to
-	// the same prefix replaces them (see TestRouteOutlivesInterfaceVPP).
+	// orphanRoutes counts the routes and l3xcs that were still through
+	// an interface when it was deleted: VPP keeps them, and with an l3xc
+	// through it, the route's path keeps the deleted interface's
+	// adjacency (see TestRouteOutlivingInterfaceVPP).
 	orphanRoutes int
 	down         bool            // crashed: nothing is answered
 	silent       map[string]bool // messages taken but never answered
@@ -439,6 +440,11 @@ func (f *fakeVPP) noIface(idx interface_types.InterfaceIndex) bool {
 func (f *fakeVPP) delIface(idx uint32) {
 	for _, r := range f.routes {
 		if slices.ContainsFunc(r.Paths, func(p fib_types.FibPath) bool { return p.SwIfIndex == idx }) {
+			f.orphanRoutes++
+		}
+	}
+	for k, x := range f.l3xc {
+		if k[0] != idx && slices.ContainsFunc(x.Paths, func(p fib_types.FibPath) bool { return p.SwIfIndex == idx }) {
 			f.orphanRoutes++
 		}
 	}

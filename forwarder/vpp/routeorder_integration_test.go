@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"go.fd.io/govpp/adapter/socketclient"
+	"go.fd.io/govpp/binapi/vlib"
 	"go.fd.io/govpp/core"
 )
 
@@ -100,6 +102,18 @@ func TestRouteOutlivingInterfaceVPP(t *testing.T) {
 			t.Fatalf("VPP removed the route through deleted interface %d (%v): this test's premise no longer holds", a, routes)
 		}
 		alive("interfaces deleted")
+		if round == 0 {
+			// With an l3xc through the deleted interface, the route's
+			// path is not made a drop: it keeps that interface's
+			// adjacency (a route alone through it is dropped).
+			out, err := vlib.NewServiceClient(conn).CliInband(ctx, &vlib.CliInband{Cmd: "show ip fib table 7 172.21.0.1/32"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.Reply, "DELETED") || strings.Contains(out.Reply, "oper-flags:drop") {
+				t.Fatalf("the route's path no longer keeps the deleted interface's adjacency:\n%s", out.Reply)
+			}
+		}
 	}
 	// The route replaced through another index: its old path list goes.
 	x, err := cl.CreateMemif(ctx, MemifSpec{SocketID: sock, ID: 999, IP: true})

@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// orphans is how many routes the fake VPP saw outlive their interface.
+// orphans is how many routes and l3xcs the fake VPP saw outlive the
+// interface they go through.
 func orphans(f *fakeVPP) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -16,8 +17,8 @@ func orphans(f *fakeVPP) int {
 
 // TestUnansweredRouteRemovedBeforeInterface: a route add that VPP carries
 // out but answers only after the Connect's deadline (so its reply, and
-// every reply after it on the stream, is lost) is removed by the rollback,
-// before its interface. Before, the rollback knew only the routes whose
+// every reply after it on the stream, the l3xc_updates' too, is lost) is
+// removed by the rollback, before its interface, and so are the l3xcs. Before, the rollback knew only the routes whose
 // reply it had read: the route stayed in the shared table, through the
 // deleted memif, and the next vWire given that prefix in that table
 // replaced it (ip_route_add_del is an add that replaces), as in the soak
@@ -36,7 +37,7 @@ func TestUnansweredRouteRemovedBeforeInterface(t *testing.T) {
 	must(t, err)
 	_, _, _, err = n.dp.build(ctx, n.dp.vpp, p, true)
 	check(t, errors.Is(err, context.DeadlineExceeded), "build: %v, want DeadlineExceeded", err)
-	check(t, orphans(n.vpp) == 0, "%d routes outlived their interface", orphans(n.vpp))
+	check(t, orphans(n.vpp) == 0, "%d routes or l3xcs outlived their interface", orphans(n.vpp))
 	check(t, n.vpp.snapshot() == before, "VPP now:\n%s\nbefore:\n%s", n.vpp.snapshot(), before)
 }
 
