@@ -339,7 +339,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 	pushMade(u, cl, made[1])
 	if p.l3 {
 		for _, x := range l3xcs {
-			u.pushCall("l3xc", deleteL3XCCall(x.Rx, x.IP6))
+			u.pushCall("l3xc", undoL3XCCall(x))
 		}
 	} else {
 		for _, x := range l2xcs(in, out) {
@@ -548,7 +548,7 @@ func (d *Dataplane) crossConnect(ctx context.Context, cl *Client, u *undoStack, 
 	}
 	// Every direction and family in one round trip.
 	return cl.CreateL3XCs(ctx, func(x L3XC) {
-		u.pushCall("l3xc", deleteL3XCCall(x.Rx, x.IP6))
+		u.pushCall("l3xc", undoL3XCCall(x))
 	}, d.l3xcs(p, in, out)...)
 }
 

@@ -205,6 +205,10 @@ type pipelined struct {
 	// none, when set, tells a refusal that only means there was nothing
 	// to do (a delete of what is not there): the call counts as done.
 	none func(error) bool
+	// lost, when set, is told of a request whose reply never came (the
+	// context ended or the connection failed first): VPP may have
+	// carried it out all the same.
+	lost func()
 }
 
 // pipeline sends every request on one stream before reading any reply:
@@ -236,6 +240,9 @@ func (c *Client) pipelineEach(ctx context.Context, calls ...pipelined) []error {
 		for i, p := range calls[from:] {
 			c.done(ctx, p.req.GetMessageName(), start, err, p.attrs...)
 			errs[from+i] = p.wrap(err)
+			if p.lost != nil {
+				p.lost()
+			}
 		}
 		return errs
 	}

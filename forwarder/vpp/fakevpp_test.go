@@ -13,6 +13,7 @@ import (
 	"go.fd.io/govpp/adapter/mock"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/af_packet"
+	"go.fd.io/govpp/binapi/fib_types"
 	"go.fd.io/govpp/binapi/gso"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
@@ -59,14 +60,24 @@ type fakeVPP struct {
 	l2xc         map[uint32]uint32
 	l3xc         map[[2]uint32]l3xc.L3xc // {rx, ip6}
 	routes       map[routeKey]ip.IPRoute
-	leakedRoutes int             // API routes left in a deleted table
+	leakedRoutes int // API routes left in a deleted table
+	// orphanRoutes counts the routes and l3xcs that were still through
+	// an interface when it was deleted: VPP keeps them, and with an l3xc
+	// through it, the route's path keeps the deleted interface's
+	// adjacency (see TestRouteOutlivingInterfaceVPP).
+	orphanRoutes int
 	down         bool            // crashed: nothing is answered
 	silent       map[string]bool // messages taken but never answered
 	// unanswered counts, per message, the next requests that are
 	// carried out but whose reply is never sent (as one that comes after
 	// its caller gave up).
-	unanswered   map[string]int
-	answerFirst  map[string]int   // of those, how many requests are answered first
+	unanswered  map[string]int
+	answerFirst map[string]int // of those, how many requests are answered first
+	// muteOn names the request from which the next mute requests (of
+	// any name) are carried out but never answered (withholdFrom).
+	muteOn       string
+	mute         int
+	muting       bool
 	refuse       map[string]error // messages whose sending fails
 	onDisconnect func()
 }
@@ -232,6 +243,16 @@ func (f *fakeVPP) withhold(msg string, n int) {
 	f.unanswered[msg] = n
 }
 
+// withholdFrom makes VPP carry out the next request named msg and the
+// n-1 requests after it, of any name, and answer none of them: what a
+// caller whose context ended in the middle of a pipeline sees (VPP answers
+// in order, so every reply after the first lost one is lost too).
+func (f *fakeVPP) withholdFrom(msg string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.muteOn, f.mute = msg, n
+}
+
 // withholdAfter is withhold, after answering the next skip requests named
 // msg.
 func (f *fakeVPP) withholdAfter(msg string, skip, n int) {
@@ -357,7 +378,15 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 	} else {
 		replies = f.handle(req)
 	}
-	if f.answerFirst[name] > 0 {
+	if name == f.muteOn && f.mute > 0 {
+		f.muteOn, f.muting = "", true
+	}
+	if f.muting {
+		if f.mute--; f.mute == 0 {
+			f.muting = false
+		}
+		replies = nil
+	} else if f.answerFirst[name] > 0 {
 		f.answerFirst[name]--
 	} else if f.unanswered[name] > 0 {
 		f.unanswered[name]--
@@ -409,6 +438,16 @@ func (f *fakeVPP) noIface(idx interface_types.InterfaceIndex) bool {
 }
 
 func (f *fakeVPP) delIface(idx uint32) {
+	for _, r := range f.routes {
+		if slices.ContainsFunc(r.Paths, func(p fib_types.FibPath) bool { return p.SwIfIndex == idx }) {
+			f.orphanRoutes++
+		}
+	}
+	for k, x := range f.l3xc {
+		if k[0] != idx && slices.ContainsFunc(x.Paths, func(p fib_types.FibPath) bool { return p.SwIfIndex == idx }) {
+			f.orphanRoutes++
+		}
+	}
 	delete(f.ifaces, idx)
 	delete(f.l2xc, idx)
 	delete(f.l3xc, [2]uint32{idx, 0})

@@ -335,6 +335,11 @@ func (c *Client) setupCalls(idx SwIfIndex, s InterfaceSetup, made *SetupMade) ([
 	for _, r := range s.Routes {
 		p := c.routeCall(r, true)
 		p.got = func(api.Message) { made.Routes = append(made.Routes, r) }
+		// A route whose reply was lost may be in VPP: its removal is
+		// recorded too (a delete of what is not there is no failure).
+		// Left behind, it would outlive its interface, and the next
+		// vWire given its prefix in its table would replace it.
+		p.lost = func() { made.Routes = append(made.Routes, r) }
 		calls = append(calls, p)
 	}
 	if s.MTU != 0 {

@@ -141,9 +141,31 @@ func (t *ipTables) release(ctx context.Context, cl *Client, owner string, id uin
 	return t.forget(ctx, cl, owner, s)
 }
 
-// releaseOwner takes owner out of whatever table holds it, deleting its
-// routes there first (a sweep: the interface they went through is gone,
-// and VPP keeps routes made through the API until they are deleted).
+// deleteRoutes deletes owner's host routes in whatever table holds it (a
+// sweep's first step: VPP keeps a route made through the API when the
+// interface it goes through is deleted, so the routes go before the
+// interfaces). Owner keeps its place: its prefixes are not given to
+// another side until releaseOwner.
+func (t *ipTables) deleteRoutes(ctx context.Context, cl *Client, owner string) error {
+	t.mu.Lock()
+	var routes []Route
+	for _, s := range t.tables {
+		for _, p := range s.owners[owner] {
+			routes = append(routes, Route{Table: s.id, Prefix: p})
+		}
+	}
+	t.mu.Unlock()
+	var errs []error
+	for _, r := range routes {
+		if err := cl.DeleteRoute(ctx, r); err != nil && !IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// releaseOwner takes owner out of whatever table holds it; its routes
+// went first (deleteRoutes).
 func (t *ipTables) releaseOwner(ctx context.Context, cl *Client, owner string) error {
 	t.mu.Lock()
 	var in []*sharedTable
@@ -155,15 +177,6 @@ func (t *ipTables) releaseOwner(ctx context.Context, cl *Client, owner string) e
 	t.mu.Unlock()
 	var errs []error
 	for _, s := range in {
-		t.mu.Lock()
-		ps := slices.Clone(s.owners[owner])
-		t.mu.Unlock()
-		for _, p := range ps {
-			r := Route{Table: s.id, Prefix: p}
-			if err := cl.DeleteRoute(ctx, r); err != nil && !IsNotFound(err) {
-				errs = append(errs, err)
-			}
-		}
 		errs = append(errs, t.forget(ctx, cl, owner, s))
 	}
 	return errors.Join(errs...)

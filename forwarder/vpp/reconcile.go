@@ -319,36 +319,54 @@ func (d *Dataplane) sweepOnly(ctx context.Context, cl *Client, key string, known
 		}
 	}
 	var errs []error
-	if len(mine) > 0 {
-		errs = append(errs, d.sweepInterfaces(ctx, cl, key, mine)...)
-	}
-	var tables []IPTable
+	var tables []IPTable // IP tables of this vWire's own (made by earlier versions)
 	if known == nil {
-		if tables, err = cl.ListIPTables(ctx); err != nil {
+		all, err := cl.ListIPTables(ctx)
+		if err != nil {
 			errs = append(errs, err)
+		}
+		for _, t := range all {
+			if tg, ok := ParseTag(t.Name); ok && tg.Key == key && slices.Contains(roles, tg.Role) {
+				tables = append(tables, t)
+			}
+		}
+	}
+	// The routes through the interfaces go first: VPP keeps them when
+	// their interface goes (and when their table goes), and the next
+	// side given their prefix in their table would replace them. One
+	// that cannot be deleted keeps its interface and its place in the
+	// table, for the next sweep.
+	var routeErrs []error
+	for _, role := range roles {
+		if err := d.vrfs.deleteRoutes(ctx, cl, tagOfKey(role, key)); err != nil {
+			routeErrs = append(routeErrs, err)
 		}
 	}
 	for _, t := range tables {
-		if tg, ok := ParseTag(t.Name); ok && tg.Key == key && slices.Contains(roles, tg.Role) {
-			// VPP does not flush the routes added through the API when
-			// their table is deleted: remove ours (host routes) first.
-			routes, err := cl.ListRoutes(ctx, t.ID, t.IP6)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			for _, r := range routes {
-				if r.Prefix.IsSingleIP() {
-					if err := cl.DeleteRoute(ctx, r); err != nil && !IsNotFound(err) {
-						errs = append(errs, err)
-					}
+		routes, err := cl.ListRoutes(ctx, t.ID, t.IP6)
+		if err != nil {
+			routeErrs = append(routeErrs, err)
+		}
+		for _, r := range routes {
+			if r.Prefix.IsSingleIP() {
+				if err := cl.DeleteRoute(ctx, r); err != nil && !IsNotFound(err) {
+					routeErrs = append(routeErrs, err)
 				}
 			}
-			if err := cl.DeleteIPTable(ctx, t); err != nil && !IsNotFound(err) {
-				errs = append(errs, err)
-			}
-			if !t.IP6 {
-				d.tables.release(t.ID)
-			}
+		}
+	}
+	if len(routeErrs) > 0 {
+		return errors.Join(append(errs, routeErrs...)...)
+	}
+	if len(mine) > 0 {
+		errs = append(errs, d.sweepInterfaces(ctx, cl, key, mine)...)
+	}
+	for _, t := range tables {
+		if err := cl.DeleteIPTable(ctx, t); err != nil && !IsNotFound(err) {
+			errs = append(errs, err)
+		}
+		if !t.IP6 {
+			d.tables.release(t.ID)
 		}
 	}
 	for _, role := range roles {
