@@ -83,7 +83,7 @@ type Dataplane struct {
 	mu       sync.Mutex                    // guards the fields below
 	held     map[string]map[string]uint32  // VNIs by connection id and role
 	keys     map[string]map[string]keyPair // key pairs by connection id and role/type
-	wgPorts  map[uint16]bool               // WireGuard listen ports held (wireguardPort)
+	wgPorts  map[uint16]bool               // WireGuard listen ports held (holdWireguard)
 	accepted map[string]string             // mechanism type Accept chose, by id
 	conns    map[string]*vwireState        // built vWires, by id
 	orphans  map[string]bool               // tag keys found at start, not yet claimed
@@ -523,13 +523,14 @@ func (d *Dataplane) offerVNI(id string) (uint32, error) {
 // Offer, Accept and plans on two nodes would do it about ten times.
 type keyPair struct {
 	priv, pub [32]byte
-	// port is a WireGuard side's listen port (see wireguardPort).
+	// port is a WireGuard side's listen port (see holdWireguard).
 	port uint16
 }
 
 // maxWireguardPorts bounds the listen ports WireGuard sides take, from
-// wireguard.DefaultPort up: one a side (see wireguardPort).
-const maxWireguardPorts = 16384
+// wireguard.DefaultPort up (51820–55915, as the kernel dataplane's): one
+// a side (see holdWireguard).
+const maxWireguardPorts = 4096
 
 // holdWireguard is holdKey for a WireGuard side, with the listen port it
 // holds for it: a port of its own, the lowest free from
