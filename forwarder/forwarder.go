@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang/protobuf/ptypes/empty"
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/cls"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -534,11 +535,12 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 // interface here held). A retry offers anew (the failed try's Disconnect
 // freed its keys and VNIs), so its mechanism differs; a refresh keeps
 // the agreed one (acceptIncoming), so the Close of the connection as it
-// stands names the mechanism held. A Close naming another type (a
-// restarted previous hop's, built from its caller's view) is not
-// judged.
+// stands names the mechanism held. Only tunnels between nodes are
+// judged: a Close naming another type (a restarted previous hop's, built
+// from its caller's view) or a local one (a workload's client may hand
+// its mechanism back changed) is served.
 func otherTry(closing, held *networkservice.Mechanism) bool {
-	return closing != nil && held != nil && closing.GetType() == held.GetType() && !proto.Equal(closing, held)
+	return closing != nil && held != nil && closing.GetCls() == cls.REMOTE && closing.GetType() == held.GetType() && !proto.Equal(closing, held)
 }
 
 // closeContext is the context of a Close's work here and beyond: it
