@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang/protobuf/ptypes/empty"
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+	"github.com/networkservicemesh/api/pkg/api/networkservice/mechanisms/cls"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -498,6 +499,10 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	if v := f.get(id); v != nil && v.caller != peer.String() {
 		return nil, status.Errorf(codes.PermissionDenied, "connection %s belongs to %s; %s may not close it", id, v.caller, peer)
 	}
+	if v := f.get(id); v != nil && otherTry(conn.GetMechanism(), v.in.GetMechanism()) {
+		f.log.Info("Close of an earlier try ignored: the connection was requested again since", "conn", id)
+		return &empty.Empty{}, nil
+	}
 	ctx, cancel := closeContext(ctx)
 	defer cancel()
 	old := f.forget(id)
@@ -516,6 +521,26 @@ func (f *Forwarder) Close(ctx context.Context, conn *networkservice.Connection) 
 	}
 	f.log.Debug("vWire closed", "conn", id, "known", old != nil)
 	return &empty.Empty{}, nil
+}
+
+// otherTry reports whether a Close naming mechanism closing is for an
+// earlier try of a connection now held with mechanism held: same type,
+// other parameters. A Close can reach this hop after a retry that
+// replaced what it names: the previous hop gives up waiting for it
+// (closeNextTimeout) and the manager between answers it once its own
+// call here gave up, while the Close still waits here (for the
+// connection's lock, behind a Request), and would then take down the
+// retry's vWire, which the previous hop keeps (remote WireGuard vWires
+// on a loaded VPP, silent: the previous hop's peer named a key no
+// interface here held). A retry offers anew (the failed try's Disconnect
+// freed its keys and VNIs), so its mechanism differs; a refresh keeps
+// the agreed one (acceptIncoming), so the Close of the connection as it
+// stands names the mechanism held. Only tunnels between nodes are
+// judged: a Close naming another type (a restarted previous hop's, built
+// from its caller's view) or a local one (a workload's client may hand
+// its mechanism back changed) is served.
+func otherTry(closing, held *networkservice.Mechanism) bool {
+	return closing != nil && held != nil && closing.GetCls() == cls.REMOTE && closing.GetType() == held.GetType() && !proto.Equal(closing, held)
 }
 
 // closeContext is the context of a Close's work here and beyond: it

@@ -156,7 +156,23 @@ func (d *Dataplane) makeSide(ctx context.Context, cl *Client, u *undoStack, p *p
 	if err != nil {
 		return NoInterface, err
 	}
+	logWireguardSide(cl, s, idx, made, passive)
 	return idx, nil
+}
+
+// logWireguardSide logs the keys a WireGuard side was built with: both
+// nodes' lines for one connection id say which keys each end holds and
+// expects (the soak's report of a silent vWire compares them with VPP's).
+func logWireguardSide(cl *Client, s *side, idx SwIfIndex, made SetupMade, passive bool) {
+	if s.typ != wireguard.Type {
+		return
+	}
+	pub, err := wireguard.PublicKey(s.wgIface.PrivateKey)
+	if err != nil {
+		return
+	}
+	cl.log.Info("WireGuard side built", "role", s.role, "sw_if_index", idx, "key", wireguard.EncodeKey(pub),
+		"peer_key", wireguard.EncodeKey(s.wgPeer.PublicKey), "peer", made.Peer, "endpoint", s.wgPeer.Endpoint, "passive", passive)
 }
 
 // placeTable gives an IP-payload local side its place in an IP table
@@ -348,6 +364,9 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 	}
 	if err != nil {
 		return NoInterface, NoInterface, err
+	}
+	for i, s := range sides {
+		logWireguardSide(cl, s, idx[i], made[i], passivePeer(s, first))
 	}
 	return in, out, nil
 }

@@ -84,6 +84,7 @@ type Dataplane struct {
 	mu       sync.Mutex                    // guards the fields below
 	held     map[string]map[string]uint32  // VNIs by connection id and role
 	keys     map[string]map[string]keyPair // key pairs by connection id and role/type
+	wgPorts  map[uint16]bool               // WireGuard listen ports held (holdWireguard)
 	accepted map[string]string             // mechanism type Accept chose, by id
 	conns    map[string]*vwireState        // built vWires, by id
 	orphans  map[string]bool               // tag keys found at start, not yet claimed
@@ -179,11 +180,11 @@ func (d *Dataplane) accept(id string, conn *networkservice.Connection, p *networ
 		if err := d.checkTunnel(d.tunnel, offer.SrcIP); err != nil {
 			return nil, fmt.Errorf("wireguard: %w", err)
 		}
-		pub, err := d.holdKey(id, roleIn, wireguard.Type)
+		pub, port, err := d.holdWireguard(id, roleIn)
 		if err != nil {
 			return nil, err
 		}
-		params := wireguard.Accept(offer, d.tunnel, wireguard.DefaultPort, pub)
+		params := wireguard.Accept(offer, d.tunnel, port, pub)
 		params.MTU = uint32(d.underlayMTU - d.overhead(wireguard.Type))
 		return wireguard.New(params), nil
 	case ipsec.Type:
@@ -228,11 +229,11 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 	}
 	var offers []*networkservice.Mechanism
 	if ipPayload {
-		pub, err := d.holdKey(id, roleOut, wireguard.Type)
+		pub, port, err := d.holdWireguard(id, roleOut)
 		if err != nil {
 			return nil, err
 		}
-		wg := wireguard.Offer(d.tunnel, wireguard.DefaultPort, pub)
+		wg := wireguard.Offer(d.tunnel, port, pub)
 		wg.MTU = uint32(d.underlayMTU - d.overhead(wireguard.Type))
 		if pub, err = d.holdKey(id, roleOut, ipsec.Type); err != nil {
 			return nil, err
@@ -455,7 +456,7 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 		}
 	}
 	delete(d.held, id)
-	delete(d.keys, id)
+	d.dropKeysLocked(id)
 	delete(d.accepted, id)
 	delete(d.conns, id)
 	delete(d.orphans, tagKey(id))
@@ -555,6 +556,62 @@ func (d *Dataplane) offerVNI(id string) (uint32, error) {
 // Offer, Accept and plans on two nodes would do it about ten times.
 type keyPair struct {
 	priv, pub [32]byte
+	// port is a WireGuard side's listen port (see holdWireguard).
+	port uint16
+}
+
+// maxWireguardPorts bounds the listen ports WireGuard sides take, from
+// wireguard.DefaultPort up (51820–55915, as the kernel dataplane's): one
+// a side (see holdWireguard).
+const maxWireguardPorts = 4096
+
+// holdWireguard is holdKey for a WireGuard side, with the listen port it
+// holds for it: a port of its own, the lowest free from
+// wireguard.DefaultPort. VPP 25.10 finds a handshake's interface among
+// every WireGuard interface on the packet's port, asking each whether it
+// is under load, and an interface with no peer always is (its threshold
+// is 40 handshakes a peer), which puts every interface of the VPP under
+// load for a second (one flag for all): each handshake then gets a
+// cookie reply instead of an answer and is tried again only after 5 s.
+// A WireGuard interface has no peer from its creation to its setup's
+// round trip, and a node building and closing vWires always has some:
+// on one shared port, handshakes never stopped meeting them, and at
+// load vWires stayed silent past the soak's 30 s (keys agreeing on both
+// VPPs, neither peer established). On a port of its own, a handshake
+// meets its own interface only.
+func (d *Dataplane) holdWireguard(id, role string) (pub [32]byte, port uint16, err error) {
+	if pub, err = d.holdKey(id, role, wireguard.Type); err != nil {
+		return pub, 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := role + "/" + wireguard.Type
+	kp := d.keys[id][k]
+	if kp.port == 0 {
+		for i := range maxWireguardPorts {
+			if p := wireguard.DefaultPort + uint16(i); !d.wgPorts[p] {
+				kp.port = p
+				break
+			}
+		}
+		if kp.port == 0 {
+			return pub, 0, fmt.Errorf("wireguard: all %d listen ports from %d are held", maxWireguardPorts, wireguard.DefaultPort)
+		}
+		d.wgPorts[kp.port] = true
+		d.keys[id][k] = kp
+	}
+	return kp.pub, kp.port, nil
+}
+
+// dropKeysLocked forgets id's key pairs and frees their WireGuard ports;
+// d.mu held.
+func (d *Dataplane) dropKeysLocked(id string) {
+	for _, kp := range d.keys[id] {
+		if kp.port != 0 {
+			delete(d.wgPorts, kp.port)
+		}
+	}
+	delete(d.keys, id)
 }
 
 // holdKey returns the public key of the key pair id uses on role for a

@@ -541,7 +541,8 @@ func (d *Dataplane) Start(ctx context.Context) error {
 				if d.keys[t.Key] == nil {
 					d.keys[t.Key] = map[string]keyPair{}
 				}
-				d.keys[t.Key][t.Role+"/"+wireguard.Type] = keyPair{priv: wgs[w].PrivateKey, pub: pub}
+				d.keys[t.Key][t.Role+"/"+wireguard.Type] = keyPair{priv: wgs[w].PrivateKey, pub: pub, port: wgs[w].Port}
+				d.wgPorts[wgs[w].Port] = true
 			}
 		}
 		if v := slices.IndexFunc(vxlans, func(v VxlanTunnelInfo) bool { return v.Index == i.Index }); v >= 0 {
@@ -622,7 +623,7 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 				d.vnis.Release(vni)
 			}
 			delete(d.held, key)
-			delete(d.keys, key)
+			d.dropKeysLocked(key)
 			if err == nil {
 				d.memifs.settle(key, 0)
 			}

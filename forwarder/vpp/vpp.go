@@ -158,6 +158,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		uplink:     NoInterface,
 		held:       map[string]map[string]uint32{},
 		keys:       map[string]map[string]keyPair{},
+		wgPorts:    map[uint16]bool{},
 		accepted:   map[string]string{},
 		conns:      map[string]*vwireState{},
 		orphans:    map[string]bool{},

@@ -2,6 +2,7 @@ package vpp
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"time"
@@ -271,7 +272,8 @@ func (d *Dataplane) activateLater(id string, wg SwIfIndex, undo *undoStack) {
 		d.log.Warn("passive WireGuard peer not made active", "conn", id, "err", err)
 		return
 	}
-	d.log.Info("no handshake from the far end: WireGuard peer made active", "conn", id, "after", d.passiveFallback)
+	d.log.Info("no handshake from the far end: WireGuard peer made active", "conn", id, "after", d.passiveFallback,
+		"sw_if_index", wg, "peer", made, "was", old, "peer_key", base64.StdEncoding.EncodeToString(spec.PublicKey[:]))
 }
 
 // removeWireguardInterfaceOf deletes the WireGuard interface with s's

@@ -228,7 +228,7 @@ func TestWireguardOneHandshakeVPP(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if !p.Established || p.Port != mwireguard.DefaultPort {
+			if !p.Established || p.Port == 0 { // each side listens on a port of its own (holdWireguard)
 				return fmt.Errorf("%s: peer %s:%d established %v", c.id, p.Endpoint, p.Port, p.Established)
 			}
 		}

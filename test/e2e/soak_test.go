@@ -183,7 +183,7 @@ func runSoak(t *testing.T, size soakSize, dp VPPEnv) {
 	clients := newSoakClients(t, l, n1, clientNS)
 	clients.scheme, clients.service = scheme, "soak"
 	if dp.Bin != "" {
-		clients.describe = func(tg pingTarget) string { return describeSilent(n1, tg) }
+		clients.describe = func(tg pingTarget) string { return describeSilent(n1, m.Nodes, tg) }
 	}
 
 	// A first round sets up what every later one reuses (the managers'

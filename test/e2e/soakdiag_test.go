@@ -3,17 +3,24 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.fd.io/govpp/adapter/socketclient"
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/vlib"
+	"go.fd.io/govpp/binapi/wireguard"
 	"go.fd.io/govpp/core"
 )
 
@@ -122,7 +129,9 @@ func rawMetrics(ns *Netns, addr, prefix string) (string, error) {
 // veth end in the node's namespace (counters), the trunk's filter of that
 // veth (its VLAN, hit counters), VPP's sub-interface of that VLAN and what
 // VPP knows of the client's address. Run while the vWire still stands.
-func describeSilent(n *MeshNode, tg pingTarget) string {
+// For a remote vWire over WireGuard it adds both VPPs' WireGuard
+// state for it (describeWireguard, with every node in nodes).
+func describeSilent(n *MeshNode, nodes []*MeshNode, tg pingTarget) string {
 	var b strings.Builder
 	sh := func(ns *Netns, args ...string) string {
 		out, err := ns.IP(args...)
@@ -223,7 +232,11 @@ func describeSilent(n *MeshNode, tg pingTarget) string {
 	fmt.Fprintf(&b, "### show errors (non-zero)\n%s\n", cli("show errors"))
 	// What the forwarder did for this vWire (the workload end's alias
 	// is vwire/wl/<connection id>).
-	if key := strings.TrimSuffix(strings.TrimPrefix(fieldAfter(link, "alias"), "vwire/wl/"), "\\"); key != "" && n.Forwarder != nil {
+	key := strings.TrimSuffix(strings.TrimPrefix(fieldAfter(link, "alias"), "vwire/wl/"), "\\")
+	if key != "" && strings.Contains(strings.Join(others, " "), "wg") {
+		fmt.Fprintf(&b, "### WireGuard of %s on every node\n%s\n", key, describeWireguard(nodes, key))
+	}
+	if key != "" && n.Forwarder != nil {
 		for _, f := range []string{n.Forwarder.Stdout, n.Forwarder.Stderr} {
 			if data, err := os.ReadFile(f); err == nil {
 				lines := strings.Split(linesWith(string(data), key), "\n")
@@ -275,4 +288,222 @@ func linesWith(s string, subs ...string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// wgIface and wgPeer are what one VPP holds of a WireGuard interface and
+// peer (the binary API's view, not the forwarder's).
+type wgIface struct {
+	name, tag string
+	pub       string
+	port      uint16
+}
+
+type wgPeer struct {
+	index     uint32
+	iface     uint32
+	pub       string
+	endpoint  string
+	port      uint16
+	flags     uint8
+	ifaceName string
+}
+
+// wgState is one node's VPP WireGuard state: every interface and peer.
+type wgState struct {
+	ifaces map[uint32]wgIface
+	peers  []wgPeer
+}
+
+// vppWireguard dumps node n's interfaces (for names and tags), WireGuard
+// interfaces (with their public keys) and peers.
+func vppWireguard(n *MeshNode) (*wgState, error) {
+	conn, err := core.Connect(socketclient.NewVppClient(n.VPPAPISocket()))
+	if err != nil {
+		return nil, fmt.Errorf("%s VPP: connect: %w", n.Name, err)
+	}
+	defer conn.Disconnect()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st := &wgState{ifaces: map[uint32]wgIface{}}
+	names := map[uint32][2]string{}
+	is, err := interfaces.NewServiceClient(conn).SwInterfaceDump(ctx, &interfaces.SwInterfaceDump{SwIfIndex: ^interface_types.InterfaceIndex(0)})
+	if err != nil {
+		return nil, fmt.Errorf("%s VPP: interfaces: %w", n.Name, err)
+	}
+	for {
+		d, err := is.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s VPP: interfaces: %w", n.Name, err)
+		}
+		names[uint32(d.SwIfIndex)] = [2]string{d.InterfaceName, d.Tag}
+	}
+	wc := wireguard.NewServiceClient(conn)
+	ws, err := wc.WireguardInterfaceDump(ctx, &wireguard.WireguardInterfaceDump{SwIfIndex: ^interface_types.InterfaceIndex(0)})
+	if err != nil {
+		return nil, fmt.Errorf("%s VPP: wireguard interfaces: %w", n.Name, err)
+	}
+	for {
+		d, err := ws.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s VPP: wireguard interfaces: %w", n.Name, err)
+		}
+		i := uint32(d.Interface.SwIfIndex)
+		st.ifaces[i] = wgIface{name: names[i][0], tag: names[i][1], pub: base64.StdEncoding.EncodeToString(d.Interface.PublicKey), port: d.Interface.Port}
+	}
+	ps, err := wc.WireguardPeersDump(ctx, &wireguard.WireguardPeersDump{PeerIndex: ^uint32(0)})
+	if err != nil {
+		return nil, fmt.Errorf("%s VPP: wireguard peers: %w", n.Name, err)
+	}
+	for {
+		d, err := ps.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s VPP: wireguard peers: %w", n.Name, err)
+		}
+		i := uint32(d.Peer.SwIfIndex)
+		st.peers = append(st.peers, wgPeer{index: d.Peer.PeerIndex, iface: i, pub: base64.StdEncoding.EncodeToString(d.Peer.PublicKey),
+			endpoint: d.Peer.Endpoint.String(), port: d.Peer.Port, flags: uint8(d.Peer.Flags), ifaceName: names[i][0]})
+	}
+	return st, nil
+}
+
+// describeWireguard says, for the remote vWire id over WireGuard, what
+// each node's VPP holds of it and which keys each forwarder logged
+// building it, then which end disagrees with which. Connection ids
+// differ per hop, so the far end is found by key: the interface holding
+// the key this end's peer names, and the interface whose peer names this
+// end's key (one and the same when both ends agree). No other interface
+// or peer on either VPP may hold either key: VPP finds a handshake's
+// interface by key among all those on the port, and its peer by key
+// among all peers.
+func describeWireguard(nodes []*MeshNode, id string) string {
+	var b strings.Builder
+	states := map[*MeshNode]*wgState{}
+	for _, n := range nodes {
+		if n.VPP == nil || n.VPP.Exited() {
+			continue
+		}
+		st, err := vppWireguard(n)
+		if err != nil {
+			fmt.Fprintf(&b, "%v\n", err)
+			continue
+		}
+		states[n] = st
+	}
+	peersOf := func(st *wgState, idx uint32) []wgPeer {
+		var out []wgPeer
+		for _, p := range st.peers {
+			if p.iface == idx {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	show := func(n *MeshNode, st *wgState, idx uint32, why string) {
+		w := st.ifaces[idx]
+		fmt.Fprintf(&b, "%s: %s %s (sw_if_index %d, tag %q, port %d) key %s\n", n.Name, why, w.name, idx, w.tag, w.port, w.pub)
+		ps := peersOf(st, idx)
+		for _, p := range ps {
+			fmt.Fprintf(&b, "  peer [%d] key %s endpoint %s:%d flags %d\n", p.index, p.pub, p.endpoint, p.port, p.flags)
+		}
+		if len(ps) == 0 {
+			b.WriteString("  no peer\n")
+		}
+		if _, key, ok := strings.Cut(strings.TrimPrefix(w.tag, "vwire/"), "/"); ok && n.Forwarder != nil {
+			if data, err := os.ReadFile(n.Forwarder.Stderr); err == nil {
+				var keys []string
+				for _, l := range strings.Split(linesWith(string(data), key), "\n") {
+					if strings.Contains(strings.ToLower(l), "wireguard") {
+						keys = append(keys, l)
+					}
+				}
+				if len(keys) > 20 {
+					keys = keys[len(keys)-20:]
+				}
+				fmt.Fprintf(&b, "  %s forwarder's WireGuard lines for %s:\n    %s\n", n.Name, key, strings.Join(keys, "\n    "))
+			}
+		}
+	}
+	// This end: the interface tagged with id.
+	var home *MeshNode
+	var idx uint32
+	for _, n := range nodes {
+		if states[n] == nil {
+			continue
+		}
+		for i, w := range states[n].ifaces {
+			if strings.HasSuffix(w.tag, "/"+id) {
+				if home != nil {
+					fmt.Fprintf(&b, "VERDICT: a second interface tagged with %s: %s on %s\n", id, w.name, n.Name)
+					continue
+				}
+				home, idx = n, i
+			}
+		}
+	}
+	if home == nil {
+		fmt.Fprintf(&b, "VERDICT: no WireGuard interface tagged with %s on any node\n", id)
+		return b.String()
+	}
+	st := states[home]
+	me := st.ifaces[idx]
+	show(home, st, idx, "the vWire's")
+	mine := peersOf(st, idx)
+	if len(mine) != 1 {
+		fmt.Fprintf(&b, "VERDICT: %s's %s has %d peers, want 1\n", home.Name, me.name, len(mine))
+	}
+	for _, n := range nodes {
+		o := states[n]
+		if o == nil {
+			continue
+		}
+		var holds, names []uint32 // interfaces holding the key our peer names; naming our key
+		for i, w := range o.ifaces {
+			if n == home && i == idx {
+				continue
+			}
+			for _, p := range mine {
+				if w.pub == p.pub {
+					holds = append(holds, i)
+				}
+			}
+			if w.pub == me.pub {
+				fmt.Fprintf(&b, "VERDICT: %s's key %s is also held by %s's %s (tag %q)\n", home.Name, me.pub, n.Name, w.name, w.tag)
+			}
+		}
+		for _, p := range o.peers {
+			if p.pub == me.pub && !(n == home && p.iface == idx) {
+				names = append(names, p.iface)
+			}
+		}
+		for _, i := range holds {
+			show(n, o, i, "holds the key "+home.Name+"'s peer names:")
+		}
+		for _, i := range names {
+			if !slices.Contains(holds, i) {
+				show(n, o, i, "has a peer naming "+home.Name+"'s key:")
+			}
+		}
+		if n == home {
+			continue
+		}
+		switch {
+		case len(holds) == 0 && len(names) == 0:
+			fmt.Fprintf(&b, "VERDICT: %s holds neither the key %s's peer names nor a peer naming %s's key\n", n.Name, home.Name, home.Name)
+		case len(holds) == 0:
+			fmt.Fprintf(&b, "VERDICT: %s's peer names a key %s's interface does not hold (%s disagrees with %s: a key %s no longer has)\n", home.Name, n.Name, home.Name, n.Name, n.Name)
+		case len(names) == 0:
+			fmt.Fprintf(&b, "VERDICT: %s's interface holds the key %s's peer names, but has no peer naming %s's key (%s disagrees with %s)\n", n.Name, home.Name, home.Name, n.Name, home.Name)
+		case len(holds) == 1 && len(names) == 1 && holds[0] == names[0]:
+			fmt.Fprintf(&b, "VERDICT: keys agree between %s's %s and %s's %s\n", home.Name, me.name, n.Name, o.ifaces[holds[0]].name)
+		default:
+			fmt.Fprintf(&b, "VERDICT: keys split on %s: interfaces %v hold the key, %v name ours\n", n.Name, holds, names)
+		}
+	}
+	return b.String()
 }

@@ -53,6 +53,9 @@ type Options struct {
 	// ManagerInterceptor, when set, runs before every call the managers
 	// serve (tests hold calls back to order them).
 	ManagerInterceptor grpc.UnaryServerInterceptor
+	// ForwarderInterceptor, likewise, runs before every call the
+	// forwarders serve.
+	ForwarderInterceptor grpc.UnaryServerInterceptor
 }
 
 // Sandbox is a running mesh. Everything stops when the test ends.
@@ -73,6 +76,7 @@ type Sandbox struct {
 	probe    time.Duration
 	clock    clock.Clock
 	mgrInt   grpc.UnaryServerInterceptor
+	fwdInt   grpc.UnaryServerInterceptor
 }
 
 // Node is one node: a manager and a forwarder.
@@ -108,7 +112,7 @@ func New(t testing.TB, opt Options) *Sandbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval, clock: opt.Clock, mgrInt: opt.ManagerInterceptor}
+	sb := &Sandbox{t: t, Dir: dir, CA: ca, log: log, lifetime: opt.MaxTokenLifetime, policy: opt.Policy, regPol: opt.RegistryPolicy, metrics: opt.Metrics, svidTTL: opt.SVIDTTL, reselect: opt.ReselectTimeout, probe: opt.ProbeInterval, clock: opt.Clock, mgrInt: opt.ManagerInterceptor, fwdInt: opt.ForwarderInterceptor}
 	if sb.svidTTL == 0 {
 		sb.svidTTL = time.Hour
 	}
@@ -262,7 +266,11 @@ func (n *Node) startForwarder() {
 	if err != nil {
 		sb.t.Fatal(err)
 	}
-	gs := grpcutil.NewServer(src, authz, sb.log)
+	var opts []grpc.ServerOption
+	if sb.fwdInt != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(sb.fwdInt))
+	}
+	gs := grpcutil.NewServer(src, authz, sb.log, opts...)
 	f.Register(gs)
 	sock := filepath.Join(sb.Dir, n.Name+"-fwd.sock")
 	_, stop := sb.serve(gs, "unix://"+sock)
