@@ -84,24 +84,7 @@ func TestRetryWaitsForTheFailedTrysClose(t *testing.T) {
 		return handler(ctx, req)
 	}
 	log := slog.New(signalHandler{msg: "waiting for the Close of an earlier try at the next hop", once: &sync.Once{}, seen: waiting})
-	sb := sandbox.New(t, sandbox.Options{Nodes: 2, Logger: log, ManagerInterceptor: intercept})
-	n1, n2 := sb.Nodes[0], sb.Nodes[1]
-	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
-	n2.ServeICMPResponder("icmp-remote", nil, "icmp")
-	var failed atomic.Bool
-	n1.Dataplane.FailConnect = func(string) error {
-		if failed.CompareAndSwap(false, true) {
-			return errors.New("gave up waiting for VPP")
-		}
-		return nil
-	}
-	req := &networkservice.NetworkServiceRequest{
-		Connection: &networkservice.Connection{Id: "c1", NetworkService: "icmp",
-			Path: &networkservice.Path{PathSegments: []*networkservice.PathSegment{{Name: "nsc", Id: "c1"}}}},
-		MechanismPreferences: []*networkservice.Mechanism{{Cls: "LOCAL", Type: "KERNEL",
-			Parameters: map[string]string{"name": "nsm-1", "inodeURL": "file:///proc/self/ns/net"}}},
-	}
-	client := n1.Client("nsc")
+	n1, n2, client, req := remoteFailingOnce(t, sandbox.Options{Logger: log, ManagerInterceptor: intercept})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -156,4 +139,31 @@ func TestRetryWaitsForTheFailedTrysClose(t *testing.T) {
 	if live := n1.Dataplane.Live(); len(live) != 1 {
 		t.Errorf("node1 has %d vWires after the retry, want the retry's one", len(live))
 	}
+}
+
+// remoteFailingOnce is a two-node sandbox made with opts (Nodes set
+// here), an icmp-responder on node2, node1's first dataplane Connect
+// failing (as one that gave up waiting for VPP), and a client on node1
+// with the Request that reaches the responder.
+func remoteFailingOnce(t *testing.T, opts sandbox.Options) (n1, n2 *sandbox.Node, client *sandbox.Client, req *networkservice.NetworkServiceRequest) {
+	t.Helper()
+	opts.Nodes = 2
+	sb := sandbox.New(t, opts)
+	n1, n2 = sb.Nodes[0], sb.Nodes[1]
+	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
+	n2.ServeICMPResponder("icmp-remote", nil, "icmp")
+	var failed atomic.Bool
+	n1.Dataplane.FailConnect = func(string) error {
+		if failed.CompareAndSwap(false, true) {
+			return errors.New("gave up waiting for VPP")
+		}
+		return nil
+	}
+	req = &networkservice.NetworkServiceRequest{
+		Connection: &networkservice.Connection{Id: "c1", NetworkService: "icmp",
+			Path: &networkservice.Path{PathSegments: []*networkservice.PathSegment{{Name: "nsc", Id: "c1"}}}},
+		MechanismPreferences: []*networkservice.Mechanism{{Cls: "LOCAL", Type: "KERNEL",
+			Parameters: map[string]string{"name": "nsm-1", "inodeURL": "file:///proc/self/ns/net"}}},
+	}
+	return n1, n2, n1.Client("nsc"), req
 }

@@ -2,14 +2,12 @@ package forwarder_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
-	regapi "github.com/networkservicemesh/api/pkg/api/registry"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -40,24 +38,7 @@ func TestStaleCloseAfterRetryIgnored(t *testing.T) {
 		// a handler that outlives a cancelled call is.
 		return handler(context.WithoutCancel(ctx), req)
 	}
-	sb := sandbox.New(t, sandbox.Options{Nodes: 2, ForwarderInterceptor: intercept})
-	n1, n2 := sb.Nodes[0], sb.Nodes[1]
-	sb.RegisterService(&regapi.NetworkService{Name: "icmp"})
-	n2.ServeICMPResponder("icmp-remote", nil, "icmp")
-	var failed atomic.Bool
-	n1.Dataplane.FailConnect = func(string) error {
-		if failed.CompareAndSwap(false, true) {
-			return errors.New("gave up waiting for VPP")
-		}
-		return nil
-	}
-	req := &networkservice.NetworkServiceRequest{
-		Connection: &networkservice.Connection{Id: "c1", NetworkService: "icmp",
-			Path: &networkservice.Path{PathSegments: []*networkservice.PathSegment{{Name: "nsc", Id: "c1"}}}},
-		MechanismPreferences: []*networkservice.Mechanism{{Cls: "LOCAL", Type: "KERNEL",
-			Parameters: map[string]string{"name": "nsm-1", "inodeURL": "file:///proc/self/ns/net"}}},
-	}
-	client := n1.Client("nsc")
+	n1, n2, client, req := remoteFailingOnce(t, sandbox.Options{ForwarderInterceptor: intercept})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
