@@ -30,7 +30,7 @@ const (
 // answered, the vWires left standing until all are up, then closed the
 // same way (vsMesh: the rate is Requests over the time from the first
 // sent to the last answered); remote: sequential through a second node
-// (kernel VXLAN). The baseline is the plain loop (kernel.PlainLoop): the
+// (kernel VXLAN), each Close timed too. The baseline is the plain loop (kernel.PlainLoop): the
 // netlink requests the kernel dataplane sends for a local vWire, the same
 // pair between the same namespaces, sent from this process with nothing
 // of vwire above them, one at a time and from as many workers; next to
@@ -143,11 +143,12 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 			return nil, err
 		}
 		p.Stage(fmt.Sprintf("latency: %d sequential remote Requests", cfg.Sequential), cfg.Sequential)
-		rem, err := sequentialRequests(ctx, m, n1, nscNS, latencyRemoteService, cfg.Sequential, p)
+		rem, remClose, _, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyRemoteService, cfg.Sequential, p)
 		if err != nil {
 			return nil, err
 		}
 		rows = append(rows, percentileRows(group, "request→vWire-up, remote (vxlan), sequential", rem, "plain loop", r.plainSeq.up)...)
+		rows = append(rows, percentileRows(group, "close, remote (vxlan), sequential", remClose, "request", rem)...)
 	}
 	p.Done()
 	return rows, nil
