@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +133,14 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	}
 	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Requests", cfg.Parallel), snaps[0], snaps[1], len(par.up), wholeBase)...)
 	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Closes", cfg.Parallel), snaps[1], snaps[2], len(par.down), 0)...)
+	// The plain loop's Connects: its netlink work is this process's
+	// (system) and the kernel threads', next to node1's above.
+	for _, row := range cpu.rows(group, fmt.Sprintf("plain loop's %d parallel Connects", cfg.Parallel), snaps[3], snaps[4], len(r.plainPar.up), 0) {
+		if strings.Contains(row.Name, ": "+cpu.names[0]+",") || strings.HasSuffix(row.Name, ": kernel threads") {
+			row.Name = strings.Replace(row.Name, ": "+cpu.names[0]+",", ": this process (the plain loop),", 1)
+			rows = append(rows, row)
+		}
+	}
 
 	// Remote, through node2.
 	if len(m.nodes) > 1 {
