@@ -706,10 +706,12 @@ func (d *Dataplane) check(id string, routed *routedXC) (ok, found bool) {
 }
 
 // Disconnect removes every link and rule of id and frees its VNIs, ports
-// and keys. A vWire made of veths only is down when it returns (its
-// workloads' ends have lost their carrier) and is deleted a moment later
-// with others (see reaper); VXLAN and WireGuard links are gone when it
-// returns, as their VNIs and ports are free again.
+// and keys. A vWire made of veths and VXLAN devices is down when it
+// returns (its workloads' ends have lost their carrier, its VXLAN devices
+// are down) and is deleted a moment later with others (see reaper): its
+// VNIs stay taken until then, as the kernel refuses a second device with
+// a VNI. WireGuard links are gone when it returns, as their ports are free
+// again.
 func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	defer d.reap.begin()()
 	d.mu.Lock()
@@ -717,24 +719,37 @@ func (d *Dataplane) Disconnect(_ context.Context, id string) error {
 	delete(d.direct, id)
 	recs := d.orphanRecs[id]
 	delete(d.orphanRecs, id)
+	vnis := d.held[id]
+	delete(d.held, id)
 	d.mu.Unlock()
+	// The VNIs are free once the links are gone; a link that could not be
+	// deleted stays marked for the next start, which deletes it before
+	// taking its VNIs again.
+	releaseVNIs := func(err error) {
+		if err != nil {
+			d.log.Warn("VNIs of a closed vWire stay taken: its links are not deleted", "conn", id, "err", err)
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, vni := range vnis {
+			d.vnis.Release(vni)
+		}
+	}
 	var err error
 	if direct {
 		// Nothing of it is in this namespace (see connectDirect).
 		err = d.retireDirect(id, pair)
 		pair.release()
 		d.conns.drop(id)
+		releaseVNIs(nil)
 	} else {
-		err = d.retireLinks(id)
+		err = d.retireLinks(id, releaseVNIs)
 	}
 	if rerr := d.recs.removePairs(recs); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	d.mu.Lock()
-	for _, vni := range d.held[id] {
-		d.vnis.Release(vni)
-	}
-	delete(d.held, id)
 	for _, h := range d.wgHeld[id] {
 		d.wgPorts.Release(h.port)
 	}
@@ -823,21 +838,25 @@ func (d *Dataplane) removeLinks(id string) error {
 	return err
 }
 
-// retireLinks is removeLinks, except that links that are all veths are
-// only set down and handed to the reaper: they are out of use, and their
-// deletion, which takes the kernel tens of milliseconds, need not be
-// waited for.
-func (d *Dataplane) retireLinks(id string) error {
+// retireLinks is removeLinks, except that links that are all veths and
+// VXLAN devices are only set down and handed to the reaper: they are out
+// of use, and their deletion, which takes the kernel tens of milliseconds,
+// need not be waited for. after is called once with nil when the links are
+// gone (before retireLinks returns, when it waited for that).
+func (d *Dataplane) retireLinks(id string, after func(error)) error {
 	links, err := d.linksOf(id)
 	for _, l := range links {
-		if _, ok := l.(*netlink.Veth); !ok {
-			if rerr := d.reap.remove(links); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
-			return err
+		switch l.(type) {
+		case *netlink.Veth, *netlink.Vxlan:
+		default:
+			// A WireGuard device: its port is free for the next one
+			// only once it is gone.
+			rerr := d.reap.remove(links)
+			after(rerr)
+			return errors.Join(err, rerr)
 		}
 	}
-	if rerr := d.reap.retire(links); rerr != nil {
+	if rerr := d.reap.retire(links, after); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	return err

@@ -90,6 +90,10 @@ type reapCall struct {
 	// the pair is deleted.
 	record string
 	done   chan error // nil for retired links: errors are logged
+	// after, for retired links, is called once the pass is over, with nil
+	// when the links are gone: what they held (a VXLAN device's VNI) is
+	// free again only then.
+	after func(error)
 }
 
 func newReaper(h *netlink.Handle, sock *nl.NetlinkSocket, recs *records, conns *nsConns, log *slog.Logger) *reaper {
@@ -112,8 +116,9 @@ func (r *reaper) remove(links []netlink.Link) error {
 
 // retire sets links down and in reapGroup, and has them deleted in the
 // background. A veth whose end is down has no carrier at its peer either:
-// nothing passes any more.
-func (r *reaper) retire(links []netlink.Link) error {
+// nothing passes any more. after, if not nil, is called once with nil when
+// all of links are gone (at once when none waits for a pass).
+func (r *reaper) retire(links []netlink.Link, after func(error)) error {
 	var errs []error
 	var marked []netlink.Link
 	for _, l := range links {
@@ -131,10 +136,18 @@ func (r *reaper) retire(links []netlink.Link) error {
 			errs = append(errs, r.remove([]netlink.Link{l}))
 		}
 	}
-	if len(marked) > 0 {
-		r.enqueue(reapCall{links: marked, marked: true})
+	err := errors.Join(errs...)
+	switch {
+	case len(marked) > 0:
+		c := reapCall{links: marked, marked: true}
+		if after != nil {
+			c.after = func(perr error) { after(errors.Join(err, perr)) }
+		}
+		r.enqueue(c)
+	case after != nil:
+		after(err)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 func (r *reaper) enqueue(c reapCall) {
@@ -324,6 +337,9 @@ func (r *reaper) pass(batch []reapCall) {
 			c.done <- err
 		} else if err != nil {
 			r.log.Error("delete links of a closed vWire; they stay marked for the next start", "err", err)
+		}
+		if c.after != nil {
+			c.after(err)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
+
+	"github.com/vwire/vwire/mechanisms/vxlan"
 )
 
 // TestConcurrentDisconnects: many vWires closed at once share deletion
@@ -193,4 +195,92 @@ func TestReapWait(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoteDisconnectRetires: a remote (VXLAN) vWire's Disconnect returns
+// with its links down and in the reaper's group, not deleted: both sides'
+// VXLAN device and veth wait for the reaper's pass (held back here), and
+// their VNIs stay taken until it. A Connect under the same id meanwhile
+// gets its links (the old device's name and VNI are freed for it) and
+// carries traffic; after the pass nothing of the closed vWire is left and
+// its VNIs are free.
+func TestRemoteDisconnectRetires(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	n1, p1, n2, p2 := twoNodes(t)
+	client, clientPath := netnsFor(t, "nsc")
+	ep, epPath := netnsFor(t, "nse")
+	d1 := newDP(t, p1, "10.222.0.1", 0)
+	d2 := newDP(t, p2, "10.222.0.2", 0)
+	before1, before2 := linkNames(t, n1), linkNames(t, n2)
+	for _, d := range []*Dataplane{d1, d2} {
+		d.reap.mu.Lock()
+		d.reap.quiet, d.reap.maxDelay = time.Hour, time.Hour
+		d.reap.mu.Unlock()
+	}
+	cc := ipContext("169.254.23.1", "169.254.23.2")
+	connect := func() uint32 {
+		t.Helper()
+		offers, err := d1.Offer(ctx, "a", nil, true)
+		if err != nil || len(offers) != 1 {
+			t.Fatalf("offer: %v %v", offers, err)
+		}
+		accepted, err := d2.Accept(ctx, "b", nil, offers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d2.Connect(ctx, "b", &networkservice.Connection{Mechanism: accepted, Context: cc}, kernelConn(epPath, "nsm-e", cc)); err != nil {
+			t.Fatal(err)
+		}
+		if err := d1.Connect(ctx, "a", kernelConn(clientPath, "nsm-c", cc), &networkservice.Connection{Mechanism: accepted, Context: cc}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ping(client, "169.254.23.2"); err != nil {
+			t.Fatal(err)
+		}
+		p, err := vxlan.FromMechanism(accepted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.VNI
+	}
+	disconnect := func() {
+		t.Helper()
+		for _, x := range []struct {
+			d  *Dataplane
+			id string
+		}{{d1, "a"}, {d2, "b"}} {
+			if err := x.d.Disconnect(ctx, x.id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	vni := connect()
+	disconnect()
+	for _, x := range []struct{ ns, id string }{{n1, "a"}, {n2, "b"}} {
+		for _, role := range []string{roleIn, roleOut} {
+			l := run(t, "ip", "-n", x.ns, "-o", "-d", "link", "show", linkName(role, x.id))
+			if strings.Contains(l, ",UP") || !strings.Contains(l, "group 1987510273") {
+				t.Fatalf("after Disconnect, want %s down and in the reaper's group: %s", linkName(role, x.id), l)
+			}
+		}
+	}
+	for _, d := range []*Dataplane{d1, d2} {
+		if !d.vnis.InUse(vni) {
+			t.Fatalf("VNI %d free while its closed vWire's device is there", vni)
+		}
+	}
+	// The same id again, while the closed vWire's links wait.
+	vni2 := connect()
+	disconnect()
+	for _, d := range []*Dataplane{d1, d2} {
+		d.reap.flush()
+		for _, v := range []uint32{vni, vni2} {
+			if d.vnis.InUse(v) {
+				t.Fatalf("VNI %d still taken after the reaper's pass", v)
+			}
+		}
+	}
+	requireNoLinksLeft(t, n1, before1, client)
+	requireNoLinksLeft(t, n2, before2, ep)
 }

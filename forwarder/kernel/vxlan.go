@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 
@@ -29,7 +30,14 @@ func (d *Dataplane) createVxlan(name, role, id string, p vxlan.Params, local, re
 	noOffload := p.PeerNoOffload(role == roleOut)
 	created := false
 	err := d.inNetNS(func() error {
-		if err := addVxlan(name, p.VNI, local, remote, p.Port(), mtu); err != nil {
+		err := addVxlan(name, p.VNI, local, remote, p.Port(), mtu)
+		if errors.Is(err, unix.EEXIST) {
+			// The name, or the VNI, held by a closed vWire's device
+			// the reaper is deleting (Disconnect leaves it down).
+			d.reap.flush()
+			err = addVxlan(name, p.VNI, local, remote, p.Port(), mtu)
+		}
+		if err != nil {
 			return err
 		}
 		created = true

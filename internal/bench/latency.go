@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,7 @@ const (
 // answered, the vWires left standing until all are up, then closed the
 // same way (vsMesh: the rate is Requests over the time from the first
 // sent to the last answered); remote: sequential through a second node
-// (kernel VXLAN). The baseline is the plain loop (kernel.PlainLoop): the
+// (kernel VXLAN), each Close timed too. The baseline is the plain loop (kernel.PlainLoop): the
 // netlink requests the kernel dataplane sends for a local vWire, the same
 // pair between the same namespaces, sent from this process with nothing
 // of vwire above them, one at a time and from as many workers; next to
@@ -132,6 +133,14 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 	}
 	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Requests", cfg.Parallel), snaps[0], snaps[1], len(par.up), wholeBase)...)
 	rows = append(rows, cpu.rows(group, fmt.Sprintf("%d parallel Closes", cfg.Parallel), snaps[1], snaps[2], len(par.down), 0)...)
+	// The plain loop's Connects: its netlink work is this process's
+	// (system) and the kernel threads', next to node1's above.
+	for _, row := range cpu.rows(group, fmt.Sprintf("plain loop's %d parallel Connects", cfg.Parallel), snaps[3], snaps[4], len(r.plainPar.up), 0) {
+		if strings.Contains(row.Name, ": "+cpu.names[0]+",") || strings.HasSuffix(row.Name, ": kernel threads") {
+			row.Name = strings.Replace(row.Name, ": "+cpu.names[0]+",", ": this process (the plain loop),", 1)
+			rows = append(rows, row)
+		}
+	}
 
 	// Remote, through node2.
 	if len(m.nodes) > 1 {
@@ -143,11 +152,12 @@ func measureLatency(ctx context.Context, m *mesh, cfg Config, p *Progress) ([]Ro
 			return nil, err
 		}
 		p.Stage(fmt.Sprintf("latency: %d sequential remote Requests", cfg.Sequential), cfg.Sequential)
-		rem, err := sequentialRequests(ctx, m, n1, nscNS, latencyRemoteService, cfg.Sequential, p)
+		rem, remClose, _, err := sequentialRequestCloses(ctx, m, n1, nscNS, latencyRemoteService, cfg.Sequential, p)
 		if err != nil {
 			return nil, err
 		}
 		rows = append(rows, percentileRows(group, "request→vWire-up, remote (vxlan), sequential", rem, "plain loop", r.plainSeq.up)...)
+		rows = append(rows, percentileRows(group, "close, remote (vxlan), sequential", remClose, "request", rem)...)
 	}
 	p.Done()
 	return rows, nil

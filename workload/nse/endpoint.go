@@ -46,7 +46,9 @@ type Service interface {
 	// should be gRPC statuses; others reach the caller as Unknown.
 	Request(ctx context.Context, conn *networkservice.Connection) error
 	// Close releases what Request took for conn.Id. It is called once per
-	// established connection: on Close, on expiry or at Stop.
+	// established connection: on Close, on expiry or at Stop. conn is the
+	// endpoint's stored copy, which monitors share: Close must not modify
+	// it.
 	Close(ctx context.Context, conn *networkservice.Connection) error
 }
 
@@ -222,9 +224,9 @@ func (e *Endpoint) Request(ctx context.Context, req *networkservice.NetworkServi
 	log.Log(ctx, level, what, "mechanism", mech.GetType(), "ip", conn.GetContext().GetIpContext().GetDstIpAddrs(),
 		"expires", expires.Format(time.RFC3339))
 
-	reply := conn.Clone()
-	connpath.Leave(reply, hop)
-	return reply, nil
+	// keep stored a copy of its own: conn is the reply.
+	connpath.Leave(conn, hop)
+	return conn, nil
 }
 
 // Close releases a connection. Closing a connection the endpoint does not
@@ -294,12 +296,14 @@ func (e *Endpoint) keep(id string, conn *networkservice.Connection, expires time
 	} else {
 		st.timer.Stop()
 	}
-	st.conn = conn.Clone()
+	// One copy for the state and the monitors: neither modifies it.
+	kept := conn.Clone()
+	st.conn = kept
 	st.gen++
 	gen := st.gen
 	st.timer = time.AfterFunc(time.Until(expires), func() { e.expire(id, gen) })
 	e.mu.Unlock()
-	e.monitor.update(conn)
+	e.monitor.update(kept)
 	return refresh
 }
 

@@ -517,3 +517,43 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyIsTheCallers: an in-process caller may modify the reply and the
+// request it sent; the connection the endpoint keeps (and its monitors
+// stream) is a copy of its own and stays as established.
+func TestReplyIsTheCallers(t *testing.T) {
+	e := newEnv(t, "10.0.0.0/24", 0)
+	ctx := ctxT(t)
+	req := request("a", time.Minute, kernelMech(""))
+	reply, err := e.ep.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := addrs(reply)
+	epID := reply.GetPath().GetPathSegments()[1].GetId()
+	for _, c := range []*networkservice.Connection{reply, req.GetConnection()} {
+		c.State = networkservice.State_DOWN
+		c.Context = &networkservice.ConnectionContext{IpContext: &networkservice.IPContext{SrcIpAddrs: []string{"192.0.2.1/32"}}}
+		c.GetPath().GetPathSegments()[0].Name = "changed"
+	}
+	events, err := e.mon.MonitorConnections(ctx, &networkservice.MonitorScopeSelector{
+		PathSegments: []*networkservice.PathSegment{{Id: "a"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := ev.GetConnections()[epID]
+	if kept == nil {
+		t.Fatalf("initial state %v", ev)
+	}
+	if got := addrs(kept); got != want || kept.GetState() != networkservice.State_UP || kept.GetPath().GetPathSegments()[0].GetName() != "forwarder" {
+		t.Fatalf("kept connection changed with the caller's: %s %v %q, want %s UP forwarder", got, kept.GetState(), kept.GetPath().GetPathSegments()[0].GetName(), want)
+	}
+	if _, err := e.ns.Close(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -33,11 +33,11 @@ func newMonitor() *monitor {
 	return &monitor{conns: map[string]*networkservice.Connection{}, subs: map[*subscriber]struct{}{}}
 }
 
-// update records a new or refreshed connection and sends UPDATE.
+// update records a new or refreshed connection and sends UPDATE. conn is
+// kept and sent as it is: the caller must not modify it afterwards.
 func (m *monitor) update(conn *networkservice.Connection) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	conn = conn.Clone()
 	m.conns[conn.GetId()] = conn
 	m.broadcast(networkservice.ConnectionEventType_UPDATE, conn)
 }
