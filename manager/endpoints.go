@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"slices"
@@ -96,12 +95,12 @@ func (m *Manager) forwardersMatching(sel map[string]string) []*localForwarder {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []*localForwarder
-	for _, name := range slices.Sorted(maps.Keys(m.forwarders)) {
-		f := m.forwarders[name]
+	for _, f := range m.forwarders {
 		if f.failures == 0 && registry.IsSubset(sel, f.labels) {
 			out = append(out, f)
 		}
 	}
+	slices.SortFunc(out, func(a, b *localForwarder) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 

@@ -331,13 +331,10 @@ func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder,
 	if err != nil {
 		return nil, false, status.Errorf(codes.Unavailable, "forwarder %s: %v", fwd.name, err)
 	}
-	octx, err := m.stamp(ctx, conn, fwd.url)
+	kv := append([]string{forwarder.MDNextHop, nextHop, forwarder.MDNextHopRemote, boolString(remote)}, crossingMD(ctx, foreign)...)
+	octx, err := m.stamp(ctx, conn, fwd.url, kv...)
 	if err != nil {
 		return nil, false, err
-	}
-	octx = metadata.AppendToOutgoingContext(octx, forwarder.MDNextHop, nextHop, forwarder.MDNextHopRemote, boolString(remote))
-	if kv := crossingMD(ctx, foreign); len(kv) > 0 {
-		octx = metadata.AppendToOutgoingContext(octx, kv...)
 	}
 	req := &networkservice.NetworkServiceRequest{Connection: conn, MechanismPreferences: prefs}
 	var trailer metadata.MD
@@ -362,8 +359,8 @@ func (m *Manager) callForwarderTrailer(ctx context.Context, fwd *localForwarder,
 }
 
 // stamp signs the manager's own segment (current in conn) for the
-// forwarder at url.
-func (m *Manager) stamp(ctx context.Context, conn *networkservice.Connection, url string) (context.Context, error) {
+// forwarder at url; the call carries kv in its metadata too.
+func (m *Manager) stamp(ctx context.Context, conn *networkservice.Connection, url string, kv ...string) (context.Context, error) {
 	aud, err := m.pool.PeerID(ctx, url)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "forwarder at %s: %v", url, err)
@@ -373,7 +370,7 @@ func (m *Manager) stamp(ctx context.Context, conn *networkservice.Connection, ur
 		return nil, status.Errorf(codes.Internal, "own SVID: %v", err)
 	}
 	seg := conn.GetPath().GetPathSegments()[conn.GetPath().GetIndex()]
-	return m.tokens.Stamp(ctx, seg, svid, aud, seg.GetExpires().AsTime())
+	return m.tokens.Stamp(ctx, seg, svid, aud, seg.GetExpires().AsTime(), kv...)
 }
 
 // forwarderRetryTimeout bounds the second attempt at a forwarder whose

@@ -150,12 +150,30 @@ func SetExpires(seg *networkservice.PathSegment, t time.Time) {
 // answering with a connection it keeps needs no proto.Clone of the whole
 // path and its maps on every call, as long as neither side changes a
 // shared part afterwards.
+//
+// It copies the fields by name, not by protoreflect as Shallow does (2
+// allocations instead of 15, every string field boxed there):
+// TestViewCopiesEveryField fails when the API gives either message a
+// field this does not copy.
 func View(conn *networkservice.Connection) *networkservice.Connection {
-	v := Shallow(conn)
-	if conn.GetPath() != nil {
-		v.Path = Shallow(conn.GetPath())
+	v := &networkservice.Connection{
+		Id: conn.GetId(), NetworkService: conn.GetNetworkService(), Mechanism: conn.GetMechanism(),
+		Context: conn.GetContext(), Labels: conn.GetLabels(), NetworkServiceEndpointName: conn.GetNetworkServiceEndpointName(),
+		Payload: conn.GetPayload(), State: conn.GetState(),
+	}
+	keepUnknown(v, conn)
+	if p := conn.GetPath(); p != nil {
+		v.Path = &networkservice.Path{Index: p.GetIndex(), PathSegments: p.GetPathSegments()}
+		keepUnknown(v.Path, p)
 	}
 	return v
+}
+
+// keepUnknown gives dst the fields of src this build does not know.
+func keepUnknown(dst, src proto.Message) {
+	if u := src.ProtoReflect().GetUnknown(); len(u) > 0 {
+		dst.ProtoReflect().SetUnknown(u)
+	}
 }
 
 // Shallow returns a new message of m's type holding m's fields: its

@@ -6,6 +6,7 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -153,4 +154,84 @@ func TestView(t *testing.T) {
 	if View(&networkservice.Connection{}).GetPath() != nil {
 		t.Fatal("View of a connection without a path has one")
 	}
+}
+
+// TestViewCopiesEveryField: a connection with every field of its own and
+// of its path set (and fields this build does not know) has a view equal
+// to it. A field the API adds is set here too, through protoreflect, so
+// View must learn to copy it.
+func TestViewCopiesEveryField(t *testing.T) {
+	conn := &networkservice.Connection{}
+	fill(t, conn.ProtoReflect(), 2)
+	conn.ProtoReflect().SetUnknown([]byte{0xf8, 0x07, 0x01}) // field 127, varint 1
+	conn.GetPath().ProtoReflect().SetUnknown([]byte{0xf8, 0x07, 0x02})
+	if n := conn.GetPath().GetPathSegments(); len(n) == 0 || conn.GetMechanism() == nil || len(conn.GetLabels()) == 0 {
+		t.Fatalf("fill left fields unset: %v", conn)
+	}
+	if v := View(conn); !proto.Equal(v, conn) {
+		t.Fatalf("view differs from the connection:\n%v\n%v", v, conn)
+	}
+}
+
+// fill sets every field of m to a value that is not the default: messages
+// (filled down to depth more levels), one-element lists and maps.
+func fill(t *testing.T, m protoreflect.Message, depth int) {
+	t.Helper()
+	fds := m.Descriptor().Fields()
+	for i := range fds.Len() {
+		fd := fds.Get(i)
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			mp.Set(scalar(t, fd.MapKey()).MapKey(), scalar(t, fd.MapValue()))
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			if fd.Message() != nil {
+				e := l.NewElement()
+				if depth > 0 {
+					fill(t, e.Message(), depth-1)
+				}
+				l.Append(e)
+			} else {
+				l.Append(scalar(t, fd))
+			}
+		case fd.Message() != nil:
+			e := m.NewField(fd)
+			if depth > 0 {
+				fill(t, e.Message(), depth-1)
+			}
+			m.Set(fd, e)
+		default:
+			m.Set(fd, scalar(t, fd))
+		}
+	}
+}
+
+// scalar is a value of fd's kind that is not its default.
+func scalar(t *testing.T, fd protoreflect.FieldDescriptor) protoreflect.Value {
+	t.Helper()
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString("x")
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte("x"))
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(1)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return protoreflect.ValueOfInt32(7)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return protoreflect.ValueOfInt64(7)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return protoreflect.ValueOfUint32(7)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return protoreflect.ValueOfUint64(7)
+	case protoreflect.FloatKind:
+		return protoreflect.ValueOfFloat32(7)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(7)
+	}
+	t.Fatalf("field %s: kind %v", fd.FullName(), fd.Kind())
+	return protoreflect.Value{}
 }

@@ -80,8 +80,10 @@ func Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.
 	return (*Cache)(nil).Stamp(ctx, seg, svid, aud, expires)
 }
 
-// Stamp is Stamp through the cache.
-func (c *Cache) Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.SVID, aud spiffeid.ID, expires time.Time) (context.Context, error) {
+// Stamp is Stamp through the cache; kv are more metadata pairs for the
+// same call, added with the token (one copy of the call's metadata, not
+// one per pair).
+func (c *Cache) Stamp(ctx context.Context, seg *networkservice.PathSegment, svid *x509svid.SVID, aud spiffeid.ID, expires time.Time, kv ...string) (context.Context, error) {
 	tok, err := c.Sign(svid, aud, expires)
 	if err != nil {
 		return ctx, status.Errorf(codes.Internal, "%v", err)
@@ -91,7 +93,7 @@ func (c *Cache) Stamp(ctx context.Context, seg *networkservice.PathSegment, svid
 	if len(svid.Certificates) > 0 {
 		ctx = context.WithValue(ctx, signerKey{}, svid.Certificates[0])
 	}
-	return Outgoing(ctx, seg), nil
+	return Outgoing(ctx, seg, kv...), nil
 }
 
 type signerKey struct{}
@@ -108,10 +110,13 @@ func SignedWith(ctx context.Context) *x509.Certificate {
 
 // Outgoing returns ctx carrying seg's token as NSM's metadata, as a hop
 // sends it beside every call onward (NSM's endpoints look for it on Close
-// too). A segment without a token leaves ctx as it is.
-func Outgoing(ctx context.Context, seg *networkservice.PathSegment) context.Context {
-	if seg.GetToken() == "" {
+// too), and the pairs kv. A segment without a token adds only kv.
+func Outgoing(ctx context.Context, seg *networkservice.PathSegment, kv ...string) context.Context {
+	if seg.GetToken() != "" {
+		kv = append([]string{MDToken, seg.GetToken(), MDExpires, seg.GetExpires().AsTime().UTC().Format(time.RFC3339Nano)}, kv...)
+	}
+	if len(kv) == 0 {
 		return ctx
 	}
-	return metadata.AppendToOutgoingContext(ctx, MDToken, seg.GetToken(), MDExpires, seg.GetExpires().AsTime().UTC().Format(time.RFC3339Nano))
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
