@@ -76,6 +76,27 @@ func (r *memifRoom) settle(id string, n int) {
 	r.set(id, n)
 }
 
+// readmit claims again, in order, room for the vWires keys names, whose
+// memifs went with a VPP that restarted: their claims are dropped, then
+// made again one by one while they fit the room the new VPP's reserve
+// reached (need[key] memifs each). It returns the keys refused, which then
+// hold nothing. All under one lock: no Connect takes the room between.
+func (r *memifRoom) readmit(keys []string, need map[string]int) (refused []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		r.set(k, 0)
+	}
+	for _, k := range keys {
+		if r.max >= 0 && r.total+need[k] > r.max {
+			refused = append(refused, k)
+			continue
+		}
+		r.set(k, need[k])
+	}
+	return refused
+}
+
 // holding is what id holds.
 func (r *memifRoom) holding(id string) int {
 	r.mu.Lock()

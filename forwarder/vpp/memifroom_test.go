@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestMemifRoom: claims fit the room or are refused, a refused claim
@@ -207,4 +208,62 @@ func TestMemifRoomCountsPreviousRun(t *testing.T) {
 	total := r.dp.memifs.total
 	r.dp.memifs.mu.Unlock()
 	check(t, total == reserve, "%d memifs held for old0, new0 and new1, want %d", total, reserve)
+}
+
+// TestRestoreBoundByReserve: after VPP restarts, the restore reserves the
+// new VPP's memif pool first and rebuilds no more memifs than the room it
+// reached; a vWire past it is refused (counted, logged, forgotten by the
+// dataplane), and its client hears so at its next refresh
+// (ErrMemifPoolFull), which a freed room then lets through.
+func TestRestoreBoundByReserve(t *testing.T) {
+	m := NewMetrics()
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = 6; c.Metrics = m })
+	ctx := context.Background()
+	connect := func(id string) error {
+		return n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	for _, id := range []string{"v0", "v1", "v2"} {
+		must(t, connect(id))
+	}
+
+	crashVPP(t, n.vpp)
+	// The new VPP's reserve falls short: its 5th create fails, so the
+	// room is 4 or 5 memifs (creates are in flight at once): two vWires.
+	n.vpp.failNth("memif_create_v2", 5, -1)
+	n.vpp.revive()
+	restored := func() float64 {
+		return testutil.ToFloat64(m.restoredVW.WithLabelValues("ok")) + testutil.ToFloat64(m.restoredVW.WithLabelValues("failed")) +
+			testutil.ToFloat64(m.restoredVW.WithLabelValues("refused"))
+	}
+	eventually(t, 10*time.Second, func() error {
+		if got := restored(); got < 3 {
+			return fmt.Errorf("%v of 3 vWires restored or refused", got)
+		}
+		return nil
+	})
+	n.dp.memifs.mu.Lock()
+	room, total := n.dp.memifs.max, n.dp.memifs.total
+	n.dp.memifs.mu.Unlock()
+	check(t, room == 4 || room == 5, "room %d after a reserve whose 5th create failed, want 4 or 5: the test does not test", room)
+	ok, refused := testutil.ToFloat64(m.restoredVW.WithLabelValues("ok")), testutil.ToFloat64(m.restoredVW.WithLabelValues("refused"))
+	check(t, ok == 2 && refused == 1, "restore rebuilt %v vWires and refused %v, want 2 and 1", ok, refused)
+	ms, err := n.dp.vpp.ListMemifs(ctx)
+	must(t, err)
+	check(t, len(ms) == 4 && total == 4, "VPP holds %d memifs, the room counts %d, want 4 and 4 (room %d)", len(ms), total, room)
+	n.dp.mu.Lock()
+	_, kept := n.dp.conns["v2"]
+	n.dp.mu.Unlock()
+	check(t, !kept, "the refused vWire is still remembered as built")
+
+	if err := connect("v2"); !errors.Is(err, ErrMemifPoolFull) {
+		t.Fatalf("the refused vWire's refresh: %v, want ErrMemifPoolFull", err)
+	}
+	must(t, n.dp.Disconnect(ctx, "v0"))
+	must(t, connect("v2"))
+	for _, id := range []string{"v1", "v2"} {
+		must(t, n.dp.Disconnect(ctx, id))
+	}
+	ms, err = n.dp.vpp.ListMemifs(ctx)
+	must(t, err)
+	check(t, len(ms) == 0 && n.dp.memifs.total == 0, "%d memifs in VPP and %d held after every Disconnect, want 0", len(ms), n.dp.memifs.total)
 }
