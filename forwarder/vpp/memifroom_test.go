@@ -267,3 +267,67 @@ func TestRestoreBoundByReserve(t *testing.T) {
 	must(t, err)
 	check(t, len(ms) == 0 && n.dp.memifs.total == 0, "%d memifs in VPP and %d held after every Disconnect, want 0", len(ms), n.dp.memifs.total)
 }
+
+// TestMemifSocketPoolReserved: the reserve grows VPP's pool of memif
+// socket files as far as its memifs' (a socket file each), at start and
+// after VPP restarts, so that vWires within the room never grow that pool
+// while VPP has memifs the memif process may walk; a socket reserve that
+// falls short bounds the room too.
+func TestMemifSocketPoolReserved(t *testing.T) {
+	ctx := context.Background()
+	connect := func(n *testNode, id string) error {
+		return n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	room := func(n *testNode) int {
+		n.dp.memifs.mu.Lock()
+		defer n.dp.memifs.mu.Unlock()
+		return n.dp.memifs.max
+	}
+	fakeState := func(n *testNode) (socketRoom, growths, sockets int) {
+		n.vpp.mu.Lock()
+		defer n.vpp.mu.Unlock()
+		return n.vpp.socketRoom, n.vpp.socketGrowths, len(n.vpp.sockets)
+	}
+	t.Run("no growth under memifs", func(t *testing.T) {
+		m := NewMetrics()
+		n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = 6; c.Metrics = m })
+		socketRoom, _, sockets := fakeState(n)
+		check(t, socketRoom >= 7 && sockets == 1, "after the reserve the socket pool's room is %d with %d sockets, want 7 (VPP's own and 6) and 1", socketRoom, sockets)
+		for _, id := range []string{"v0", "v1", "v2"} {
+			must(t, connect(n, id))
+		}
+		crashVPP(t, n.vpp)
+		n.vpp.revive()
+		eventually(t, 10*time.Second, func() error {
+			if got := testutil.ToFloat64(m.restoredVW.WithLabelValues("ok")); got < 3 {
+				return fmt.Errorf("%v of 3 vWires restored", got)
+			}
+			return nil
+		})
+		for _, id := range []string{"v0", "v1", "v2"} {
+			must(t, n.dp.Disconnect(ctx, id))
+			must(t, connect(n, id))
+		}
+		_, growths, sockets := fakeState(n)
+		check(t, sockets == 7, "%d sockets in VPP, want 7: the test does not test", sockets)
+		check(t, growths == 0, "vWires grew VPP's memif socket pool %d times while it had memifs", growths)
+	})
+	t.Run("short socket reserve", func(t *testing.T) {
+		n := newTestNode(t, "192.0.2.1", func(c *Config) {
+			c.Adapter.(*fakeVPP).failNth("memif_socket_filename_add_del_v2", 3, -1)
+			c.MemifReserve = 6
+		})
+		check(t, room(n) == 5, "room %d after a socket reserve whose 3rd of 6 registrations failed, want 5", room(n))
+		_, _, sockets := fakeState(n)
+		check(t, sockets == 1, "%d sockets left by the reserve, want VPP's own", sockets)
+		n.vpp.mu.Lock()
+		memifRoom := n.vpp.memifRoom
+		n.vpp.mu.Unlock()
+		check(t, memifRoom == 5, "the memif pool's room is %d, want the 5 the socket pool has", memifRoom)
+		must(t, connect(n, "v0"))
+		must(t, connect(n, "v1"))
+		if err := connect(n, "v2"); !errors.Is(err, ErrMemifPoolFull) {
+			t.Fatalf("a 3rd vWire in a room of 5: %v, want ErrMemifPoolFull", err)
+		}
+	})
+}
