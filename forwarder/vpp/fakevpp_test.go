@@ -56,6 +56,9 @@ type fakeVPP struct {
 	// socketGrowths counts the times a socket file grew that pool while
 	// VPP had a memif, which the memif process may be walking (see
 	// ReserveMemifSockets), over every start.
+	// onSend, when set, is called with each request's name as it comes,
+	// before it is handled (a test holds VPP's answers back there).
+	onSend        func(name string)
 	socketRoom    int
 	socketGrowths int
 	memifRoom     int // the same for VPP's pool of memifs
@@ -373,6 +376,11 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 	if f.down {
 		f.mu.Unlock()
 		return nil
+	}
+	if hook := f.onSend; hook != nil {
+		f.mu.Unlock()
+		hook(name)
+		f.mu.Lock()
 	}
 	if err := f.refuse[name]; err != nil {
 		f.mu.Unlock()

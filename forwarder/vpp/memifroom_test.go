@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +331,62 @@ func TestMemifSocketPoolReserved(t *testing.T) {
 			t.Fatalf("a 3rd vWire in a room of 5: %v, want ErrMemifPoolFull", err)
 		}
 	})
+}
+
+// TestMemifsWaitForReserveAfterRestart: a memif vWire asked for while VPP
+// is away, or back but not yet reserved again, waits: its memifs would
+// grow the new VPP's pool unreserved, and the reserve, which goes only
+// into an empty pool, would be skipped. It is built once the restore has
+// reserved the pool, and no socket file or memif of it grows a pool.
+func TestMemifsWaitForReserveAfterRestart(t *testing.T) {
+	m := NewMetrics()
+	n := newTestNode(t, "192.0.2.1", func(c *Config) { c.MemifReserve = 6; c.Metrics = m })
+	ctx := context.Background()
+	connect := func(id string) error {
+		return n.dp.Connect(ctx, id, conn(memifMech(id+"-c.sock"), payload.Ethernet), conn(memifMech(id+"-e.sock"), payload.Ethernet))
+	}
+	must(t, connect("v0"))
+	crashVPP(t, n.vpp)
+
+	// The restore's look at VPP's memifs, just before its reserve, is
+	// held until the late vWire's Connect returns, or 2 s.
+	atReserve, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	n.vpp.mu.Lock()
+	n.vpp.onSend = func(name string) {
+		if name == "memif_dump" {
+			once.Do(func() {
+				close(atReserve)
+				<-release
+			})
+		}
+	}
+	n.vpp.mu.Unlock()
+	n.vpp.revive()
+	<-atReserve
+	late := make(chan error, 1)
+	go func() { late <- connect("late") }()
+	var err error
+	select {
+	case err = <-late:
+		close(release)
+	case <-time.After(2 * time.Second):
+		close(release)
+		err = <-late
+	}
+	must(t, err)
+	eventually(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(m.restoredVW.WithLabelValues("ok")); got < 1 {
+			return errors.New("v0 not restored yet")
+		}
+		return nil
+	})
+	n.vpp.mu.Lock()
+	socketRoom, memifRoom, growths := n.vpp.socketRoom, n.vpp.memifRoom, n.vpp.socketGrowths
+	n.vpp.mu.Unlock()
+	check(t, socketRoom >= 7 && memifRoom >= 6, "after the restart VPP's pools have room for %d socket files and %d memifs, want 7 and 6: the reserve was skipped", socketRoom, memifRoom)
+	check(t, growths == 0, "socket files grew VPP's pool %d times while it had memifs", growths)
+	for _, id := range []string{"v0", "late"} {
+		must(t, n.dp.Disconnect(ctx, id))
+	}
 }

@@ -464,6 +464,7 @@ func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEven
 				}
 			case core.Disconnected, core.NotResponding, core.Failed:
 				lost = true
+				d.memifs.shut() // until restore has reserved the pool again
 				d.diagnoseVPP(ctx, e.State)
 			}
 		}
@@ -548,6 +549,7 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 // records (vwire_vpp_restore_seconds) how long it took.
 func (d *Dataplane) restore(ctx context.Context) {
 	start := time.Now()
+	defer d.memifs.open() // however the restore ends
 	cctx, cancel := bounded(ctx)
 	defer cancel()
 	if _, err := binapi.Check(cctx, d.conn); err != nil {
@@ -598,6 +600,9 @@ func (d *Dataplane) restore(ctx context.Context) {
 	d.mu.Unlock()
 	left := d.tagged(cctx)
 	ids, refused := d.readmitMemifs(ids, left)
+	// The pool reserved and the restored vWires' room claimed: new
+	// memifs may go, beside the rebuild.
+	d.memifs.open()
 	var failed atomic.Int64
 	work := make(chan string)
 	var wg sync.WaitGroup
