@@ -17,6 +17,11 @@ import (
 // node is full, not broken.
 var ErrMemifPoolFull = status.Error(codes.ResourceExhausted, "memif: the room reserved in VPP's memif pool is taken")
 
+// ErrMemifPoolAway is a memif vWire's Connect that gave up waiting for VPP
+// to come back and its memif pool to be reserved again (memifRoom.await):
+// Unavailable, for the caller to try again.
+var ErrMemifPoolAway = status.Error(codes.Unavailable, "memif: VPP is away, or back and its memif pool not reserved again yet")
+
 // memifRoom keeps the memifs of vWires within the room ReserveMemifs made
 // in VPP's memif pool, so that the pool never grows while VPP runs.
 //
@@ -87,7 +92,7 @@ func (r *memifRoom) await(ctx context.Context, closing <-chan struct{}) error {
 	case <-closing:
 		return status.Error(codes.Unavailable, "memif: the dataplane is closing")
 	case <-ctx.Done():
-		return fmt.Errorf("memif: waiting for VPP to come back and its memif pool to be reserved: %w", ctx.Err())
+		return fmt.Errorf("%w: %w", ErrMemifPoolAway, ctx.Err())
 	}
 }
 

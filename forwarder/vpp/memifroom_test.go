@@ -11,6 +11,8 @@ import (
 
 	"github.com/networkservicemesh/api/pkg/api/networkservice/payload"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestMemifRoom: claims fit the room or are refused, a refused claim
@@ -347,6 +349,11 @@ func TestMemifsWaitForReserveAfterRestart(t *testing.T) {
 	}
 	must(t, connect("v0"))
 	crashVPP(t, n.vpp)
+	// While VPP is away, a caller that gives up is told to try again.
+	early, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err := n.dp.Connect(early, "early", conn(memifMech("early-c.sock"), payload.Ethernet), conn(memifMech("early-e.sock"), payload.Ethernet))
+	cancel()
+	check(t, status.Code(err) == codes.Unavailable && errors.Is(err, context.DeadlineExceeded), "a memif vWire asked for while VPP is away: %v, want Unavailable after its deadline", err)
 
 	// The restore's look at VPP's memifs, just before its reserve, is
 	// held until the late vWire's Connect returns, or 2 s.
@@ -366,7 +373,6 @@ func TestMemifsWaitForReserveAfterRestart(t *testing.T) {
 	<-atReserve
 	late := make(chan error, 1)
 	go func() { late <- connect("late") }()
-	var err error
 	select {
 	case err = <-late:
 		close(release)
