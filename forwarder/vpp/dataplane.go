@@ -260,6 +260,13 @@ func (d *Dataplane) Offer(_ context.Context, id string, conn *networkservice.Con
 // out and checked first; a failure after the first VPP call removes what
 // was made, in reverse order.
 func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkservice.Connection) (err error) {
+	// Before the lock: the restore that opens the gate takes the
+	// vWires' locks (readmitMemifs).
+	if in.GetMechanism().GetType() == memif.Type || out.GetMechanism().GetType() == memif.Type {
+		if err := d.memifs.await(ctx, d.closing()); err != nil {
+			return err
+		}
+	}
 	unlock := d.locks.Lock(id)
 	defer unlock()
 	log := d.log.With("conn", id)

@@ -41,26 +41,37 @@ import (
 type fakeVPP struct {
 	*mock.VppAdapter
 
-	mu           sync.Mutex
-	cb           adapter.MsgCallback
-	protos       map[string]api.Message
-	unknown      map[string]bool    // messages the running "VPP" does not know
-	fail         map[string]failure // message name -> how to fail it
-	sent         []api.Message
-	nextIndex    uint32
-	ifaces       map[uint32]*fakeIface
-	sockets      map[uint32]string
-	nextSock     uint32
-	sas          map[uint32]bool
-	protect      map[uint32]ipsec.IpsecTunnelProtect
-	peers        map[uint32]uint32 // peer -> interface
-	peerInfo     map[uint32]wireguard.WireguardPeer
-	nextPeer     uint32
-	tables       map[[2]uint32]string // {id, ip6} -> name
-	l2xc         map[uint32]uint32
-	l3xc         map[[2]uint32]l3xc.L3xc // {rx, ip6}
-	routes       map[routeKey]ip.IPRoute
-	leakedRoutes int // API routes left in a deleted table
+	mu        sync.Mutex
+	cb        adapter.MsgCallback
+	protos    map[string]api.Message
+	unknown   map[string]bool    // messages the running "VPP" does not know
+	fail      map[string]failure // message name -> how to fail it
+	sent      []api.Message
+	nextIndex uint32
+	ifaces    map[uint32]*fakeIface
+	sockets   map[uint32]string
+	nextSock  uint32
+	// socketRoom is the room of VPP's pool of memif socket files: the
+	// most it held at once since it started (a pool keeps its room).
+	// socketGrowths counts the times a socket file grew that pool while
+	// VPP had a memif, which the memif process may be walking (see
+	// ReserveMemifSockets), over every start.
+	// onSend, when set, is called with each request's name as it comes,
+	// before it is handled (a test holds VPP's answers back there).
+	onSend        func(name string)
+	socketRoom    int
+	socketGrowths int
+	memifRoom     int // the same for VPP's pool of memifs
+	sas           map[uint32]bool
+	protect       map[uint32]ipsec.IpsecTunnelProtect
+	peers         map[uint32]uint32 // peer -> interface
+	peerInfo      map[uint32]wireguard.WireguardPeer
+	nextPeer      uint32
+	tables        map[[2]uint32]string // {id, ip6} -> name
+	l2xc          map[uint32]uint32
+	l3xc          map[[2]uint32]l3xc.L3xc // {rx, ip6}
+	routes        map[routeKey]ip.IPRoute
+	leakedRoutes  int // API routes left in a deleted table
 	// orphanRoutes counts the routes and l3xcs that were still through
 	// an interface when it was deleted: VPP keeps them, and with an l3xc
 	// through it, the route's path keeps the deleted interface's
@@ -140,6 +151,8 @@ func (f *fakeVPP) reset() {
 	f.ifaces = map[uint32]*fakeIface{0: {idx: 0, name: "local0", kind: "local"}}
 	f.sockets = map[uint32]string{0: "/run/vpp/memif.sock"}
 	f.nextSock = 1
+	f.socketRoom = 1
+	f.memifRoom = 0
 	f.sas = map[uint32]bool{}
 	f.protect = map[uint32]ipsec.IpsecTunnelProtect{}
 	f.peers = map[uint32]uint32{}
@@ -150,6 +163,17 @@ func (f *fakeVPP) reset() {
 	f.l3xc = map[[2]uint32]l3xc.L3xc{}
 	f.routes = map[routeKey]ip.IPRoute{}
 	f.leakedRoutes = 0
+}
+
+// memifsLocked is how many memifs VPP has (f.mu held).
+func (f *fakeVPP) memifsLocked() int {
+	n := 0
+	for _, i := range f.ifaces {
+		if i.kind == "memif" {
+			n++
+		}
+	}
+	return n
 }
 
 // crash makes VPP lose everything and stop answering (and accepting
@@ -352,6 +376,11 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 	if f.down {
 		f.mu.Unlock()
 		return nil
+	}
+	if hook := f.onSend; hook != nil {
+		f.mu.Unlock()
+		hook(name)
+		f.mu.Lock()
 	}
 	if err := f.refuse[name]; err != nil {
 		f.mu.Unlock()
@@ -622,6 +651,12 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errAlreadyExists)
 			}
 			f.sockets[id] = m.SocketFilename
+			if len(f.sockets) > f.socketRoom {
+				f.socketRoom = len(f.sockets)
+				if f.memifsLocked() > 0 {
+					f.socketGrowths++
+				}
+			}
 			return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
 		}
 		if _, ok := f.sockets[m.SocketID]; !ok {
@@ -647,6 +682,7 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 		}
 		i := f.newIface("memif", fmt.Sprintf("memif%d/%d", m.SocketID, m.ID))
 		i.memif = *m
+		f.memifRoom = max(f.memifRoom, f.memifsLocked())
 		return []api.Message{&memif.MemifCreateV2Reply{SwIfIndex: interface_types.InterfaceIndex(i.idx)}}
 	case *memif.MemifDelete:
 		if f.noIface(m.SwIfIndex) {

@@ -464,8 +464,9 @@ func deleteUntagged(ctx context.Context, cl *Client, idx SwIfIndex, del func() e
 	return nil
 }
 
-// reserveJournaled grows VPP's memif pool (ReserveMemifs) on socket file
-// with its intent open, returns the room reached, and clears the intent once every round removed
+// reserveJournaled grows VPP's pools of memif socket files and memifs
+// (ReserveMemifSockets, ReserveMemifs) on socket file with its intent
+// open, returns the room reached in both, and clears the intent once every round removed
 // what it made. Under the reserve's lock: resolveAllIntents, when VPP
 // comes back, must not take a round's memifs for leftovers.
 func (d *Dataplane) reserveJournaled(ctx context.Context, file string) (reached int, err error) {
@@ -475,8 +476,13 @@ func (d *Dataplane) reserveJournaled(ctx context.Context, file string) (reached 
 	if err != nil {
 		return 0, err
 	}
-	if reached, err = d.vpp.ReserveMemifs(ctx, file, d.memifReserve, restoreWorkers); err != nil {
-		return reached, err // its intent stays open: looked up again
+	// The socket files first, as many as memifs (a memif of a vWire has
+	// a socket file of its own): the room is the smaller of the two
+	// pools' (ReserveMemifSockets).
+	socks, serr := d.vpp.ReserveMemifSockets(ctx, file, d.memifReserve, restoreWorkers)
+	reached, merr := d.vpp.ReserveMemifs(ctx, file, socks, restoreWorkers)
+	if err := errors.Join(serr, merr); err != nil {
+		return min(reached, socks), err // its intent stays open: looked up again
 	}
 	d.clearIntents(keys...)
 	return reached, nil

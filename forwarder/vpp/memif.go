@@ -226,6 +226,52 @@ func (c *Client) ReserveMemifs(ctx context.Context, filename string, n, workers 
 	return reached, nil
 }
 
+// ReserveMemifSockets grows VPP's pool of memif socket files to hold n at
+// once, by registering n socket filenames (all filename, VPP choosing
+// their ids) and removing them: VPP keeps a pool's room once it has grown.
+// It returns the room reached, which may be short of n when it fails.
+//
+// Why: the memif process's walk (see ReserveMemifs) takes its memif's
+// entry in that pool (memif.c, memif_process: msf) before it pauses and,
+// for a slave memif that is up and not connected (one on an NSM
+// endpoint's socket the endpoint does not answer yet), reads the entry's
+// filename and writes its fd hash after the pause. A socket file
+// registered meanwhile that grows the pool moves it: VPP reads and writes
+// freed memory. Each memif vwire makes has a socket file of its own
+// (build), so with this pool's room as large as the memifs' no vWire
+// within the memif room grows it. Unlike memifs, a socket file wakes no
+// walk: the registrations go as fast as VPP answers, pipelined.
+func (c *Client) ReserveMemifSockets(ctx context.Context, filename string, n, workers int) (reached int, err error) {
+	const batch = 64 // requests in flight on one stream
+	ids := make([]uint32, n)
+	made := make([]bool, n)
+	createErr := each((n+batch-1)/batch, workers, func(b int) error {
+		var calls []pipelined
+		for i := b * batch; i < min(n, (b+1)*batch); i++ {
+			calls = append(calls, createMemifSocketCall(filename, ^uint32(0), func(id uint32) { ids[i], made[i] = id, true }))
+		}
+		return c.pipeline(ctx, calls...)
+	})
+	// Removed on a context of their own: ctx may be what failed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var dels []pipelined
+	for i := range ids {
+		if made[i] {
+			reached++
+			dels = append(dels, deleteMemifSocketCall(ids[i]))
+		}
+	}
+	deleteErr := each((len(dels)+batch-1)/batch, workers, func(b int) error {
+		return c.pipeline(cctx, dels[b*batch:min(len(dels), (b+1)*batch)]...)
+	})
+	if err := errors.Join(createErr, deleteErr); err != nil {
+		return reached, fmt.Errorf("reserve %d memif sockets (%d reached): %w", n, reached, err)
+	}
+	c.log.DebugContext(ctx, "memif socket pool reserved", "sockets", n)
+	return reached, nil
+}
+
 // reserveBudget is how long a reserve round creates memifs: well inside
 // the 3 s the memif process sleeps after the walk the round's first memif
 // wakes it for.

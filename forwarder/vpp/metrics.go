@@ -91,7 +91,7 @@ func NewMetrics() *Metrics {
 		}),
 		restoredVW: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vwire_vpp_restored_vwires_total",
-			Help: "vWires rebuilt after the connection to VPP came back, by result (ok, failed).",
+			Help: "vWires rebuilt after the connection to VPP came back, by result (ok, failed, refused: no room in the reserved memif pool).",
 		}, []string{"result"}),
 		admWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vwire_vpp_admission_waiting",
@@ -118,6 +118,7 @@ func NewMetrics() *Metrics {
 	}
 	m.restoredVW.WithLabelValues("ok")
 	m.restoredVW.WithLabelValues("failed")
+	m.restoredVW.WithLabelValues("refused")
 	// Every state from the start, so that a scrape shows the zeros.
 	for _, s := range connStates {
 		m.connEvents.WithLabelValues(s)
@@ -174,14 +175,15 @@ func (m *Metrics) connEvent(s core.ConnectionState) {
 }
 
 // restored records one restore: how long it took and how many vWires it
-// rebuilt or failed to.
-func (m *Metrics) restored(took time.Duration, ok, failed int) {
+// rebuilt, failed to, or refused (no room in the memif pool).
+func (m *Metrics) restored(took time.Duration, ok, failed, refused int) {
 	if m == nil {
 		return
 	}
 	m.restoreSecs.Observe(took.Seconds())
 	m.restoredVW.WithLabelValues("ok").Add(float64(ok))
 	m.restoredVW.WithLabelValues("failed").Add(float64(failed))
+	m.restoredVW.WithLabelValues("refused").Add(float64(refused))
 }
 
 // waiting counts operations of kind op starting (+1) or ending (-1) a

@@ -464,6 +464,7 @@ func (d *Dataplane) watch(ctx context.Context, events <-chan core.ConnectionEven
 				}
 			case core.Disconnected, core.NotResponding, core.Failed:
 				lost = true
+				d.memifs.shut() // until restore has reserved the pool again
 				d.diagnoseVPP(ctx, e.State)
 			}
 		}
@@ -548,6 +549,7 @@ func (d *Dataplane) reserveMemifs(ctx context.Context) {
 // records (vwire_vpp_restore_seconds) how long it took.
 func (d *Dataplane) restore(ctx context.Context) {
 	start := time.Now()
+	defer d.memifs.open() // however the restore ends
 	cctx, cancel := bounded(ctx)
 	defer cancel()
 	if _, err := binapi.Check(cctx, d.conn); err != nil {
@@ -594,12 +596,13 @@ func (d *Dataplane) restore(ctx context.Context) {
 		d.log.Error("restore: ip tables", "err", err)
 	}
 	d.mu.Lock()
-	ids := make([]string, 0, len(d.conns))
-	for id := range d.conns {
-		ids = append(ids, id)
-	}
+	ids := slices.Sorted(maps.Keys(d.conns))
 	d.mu.Unlock()
 	left := d.tagged(cctx)
+	ids, refused := d.readmitMemifs(ids, left)
+	// The pool reserved and the restored vWires' room claimed: new
+	// memifs may go, beside the rebuild.
+	d.memifs.open()
 	var failed atomic.Int64
 	work := make(chan string)
 	var wg sync.WaitGroup
@@ -621,8 +624,57 @@ func (d *Dataplane) restore(ctx context.Context) {
 	close(work)
 	wg.Wait()
 	took := time.Since(start)
-	d.metrics.restored(took, len(ids)-int(failed.Load()), int(failed.Load()))
-	d.log.Info("vWires restored", "vwires", len(ids), "failed", failed.Load(), "took", took)
+	d.metrics.restored(took, len(ids)-int(failed.Load()), int(failed.Load()), refused)
+	d.log.Info("vWires restored", "vwires", len(ids), "failed", failed.Load(), "refused", refused, "took", took)
+}
+
+// readmitMemifs claims room in the memif pool of a VPP that restarted for
+// the vWires of ids it has nothing of (left, see tagged), in ids' order,
+// before any is rebuilt: the rebuild must not grow the pool past the room
+// its reserve reached (memifroom.go), and that room may be short of the
+// one before. A vWire past it is refused: logged, counted, and forgotten
+// here (the forwarder still holds it, so its keys and VNIs stay held), so
+// that its client's next refresh is a new Connect, refused with
+// ErrMemifPoolFull (ResourceExhausted) while the room stays taken. It
+// returns the ids to rebuild and how many were refused. With left nil (VPP
+// could not be listed) each vWire keeps its claim and is checked as it is
+// rebuilt.
+func (d *Dataplane) readmitMemifs(ids []string, left map[string]bool) (rebuild []string, refused int) {
+	if left == nil {
+		return ids, 0
+	}
+	// The vWires' locks, in ids' order (nothing else takes two): no
+	// Connect or Disconnect of theirs claims or settles meanwhile.
+	for _, id := range ids {
+		if !left[tagKey(id)] {
+			defer d.locks.Lock(id)()
+		}
+	}
+	var lost []string
+	need := map[string]int{}
+	gone := map[string]string{} // id by tag key
+	d.mu.Lock()
+	for _, id := range ids {
+		st := d.conns[id]
+		if st == nil || left[tagKey(id)] {
+			continue
+		}
+		lost = append(lost, tagKey(id))
+		need[tagKey(id)] = st.plan.memifs()
+		gone[tagKey(id)] = id
+	}
+	d.mu.Unlock()
+	out := map[string]bool{}
+	for _, key := range d.memifs.readmit(lost, need) {
+		id := gone[key]
+		out[id] = true
+		d.mu.Lock()
+		delete(d.conns, id)
+		d.mu.Unlock()
+		d.log.Error("vWire not rebuilt after VPP restarted: its memifs do not fit in the room reserved in the new VPP's memif pool; its next Request is refused while the room is taken (raise --vpp-memif-reserve)",
+			"conn", id, "memifs", need[key])
+	}
+	return slices.DeleteFunc(ids, func(id string) bool { return out[id] }), len(out)
 }
 
 // tagged returns the keys of the vWires VPP has any tagged interface or IP
