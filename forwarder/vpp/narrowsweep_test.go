@@ -13,15 +13,17 @@ import (
 	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/l2"
 	"go.fd.io/govpp/binapi/l3xc"
+	"go.fd.io/govpp/binapi/memif"
 
 	"github.com/vwire/vwire/mechanisms/wireguard"
 )
 
 // fullListings counts, by message, the requests sent to f so far that
 // list every object of a kind: every interface, IP table, L3 and L2
-// cross-connect. On a node with a thousand vWires each is megabytes that
+// cross-connect; with memifs, every memif too. (An open intent's lookup
+// lists memifs, intents.go: tests of ids with one leave memifs out.) On a node with a thousand vWires each is megabytes that
 // VPP's main thread writes while every other caller waits.
-func fullListings(f *fakeVPP) map[string]int {
+func fullListings(f *fakeVPP, memifs bool) map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := map[string]int{}
@@ -37,6 +39,10 @@ func fullListings(f *fakeVPP) map[string]int {
 			}
 		case *ip.IPTableDump, *l2.L2XconnectDump:
 			out[m.GetMessageName()]++
+		case *memif.MemifDump:
+			if memifs {
+				out[m.GetMessageName()]++
+			}
 		}
 	}
 	return out
@@ -75,7 +81,7 @@ func TestRetryAfterFailedConnectSweepsNarrow(t *testing.T) {
 	check(t, n.vpp.snapshot() != before, "the failed rollback left nothing: the test proves nothing")
 	n.vpp.requests(true)
 	must(t, n.dp.Connect(ctx, "retry", in, out))
-	if got := fullListings(n.vpp); len(got) != 0 {
+	if got := fullListings(n.vpp, false); len(got) != 0 {
 		t.Errorf("the retried Connect listed all of VPP: %v", got)
 	}
 	n.dp.mu.Lock()
@@ -111,7 +117,7 @@ func TestUncleanDisconnectSweepsNarrow(t *testing.T) {
 	check(t, n.vpp.snapshot() != before, "the failed rollback left nothing: the test proves nothing")
 	n.vpp.requests(true)
 	must(t, n.dp.Disconnect(ctx, "unclean"))
-	if got := fullListings(n.vpp); len(got) != 0 {
+	if got := fullListings(n.vpp, false); len(got) != 0 {
 		t.Errorf("the unclean Disconnect listed all of VPP: %v", got)
 	}
 	if got := n.vpp.snapshot(); got != before {
@@ -145,7 +151,7 @@ func TestFailedSideRebuildSweepsNarrow(t *testing.T) {
 	b.vpp.requests(true)
 	must(t, b.dp.Connect(ctx, "b", inB, outB))
 	check(t, len(b.vpp.sentOf("wireguard_interface_create")) == 1, "the side rebuild did not fail: the vWire was not rebuilt whole")
-	if got := fullListings(b.vpp); len(got) != 0 {
+	if got := fullListings(b.vpp, false); len(got) != 0 {
 		t.Errorf("the side rebuild and the whole rebuild after it listed all of VPP: %v", got)
 	}
 	b.vpp.mu.Lock()
@@ -186,16 +192,27 @@ func TestOrphanSweptWhole(t *testing.T) {
 	if err := b.dp.Connect(ctx, "orphan", in, out); err == nil {
 		t.Fatal("Connect succeeded with its sweep failing")
 	}
-	if got := fullListings(b.vpp); got["sw_interface_dump"] == 0 {
+	if got := fullListings(b.vpp, false); got["sw_interface_dump"] == 0 {
 		t.Errorf("an orphan's sweep did not list every interface: %v", got)
 	}
 	b.vpp.requests(true)
 	must(t, b.dp.Connect(ctx, "orphan", in, out))
-	if got := fullListings(b.vpp); got["sw_interface_dump"] == 0 || got["ip_table_dump"] == 0 {
+	if got := fullListings(b.vpp, false); got["sw_interface_dump"] == 0 || got["ip_table_dump"] == 0 {
 		t.Errorf("the retry after an orphan's failed sweep did not list every interface and IP table: %v", got)
 	}
 	must(t, b.dp.Disconnect(ctx, "orphan"))
 	if got := b.vpp.snapshot(); got != before {
 		t.Errorf("VPP after the Disconnect:\n%s\nwant\n%s", got, before)
+	}
+}
+
+// TestMemifSocketOf: the socket id of a memif read from the name VPP
+// gives it; none from another name, nor VPP's default socket 0.
+func TestMemifSocketOf(t *testing.T) {
+	for name, want := range map[string]uint32{"memif7/0": 7, "memif4294967295/3": 4294967295, "memif0/1": 0, "memif7": 0, "memifx/1": 0, "tap7/0": 0, "memif/1": 0} {
+		got, ok := memifSocketOf(name)
+		if got != want || ok != (want != 0) {
+			t.Errorf("memifSocketOf(%q) = %d, %v; want %d, %v", name, got, ok, want, want != 0)
+		}
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"go.fd.io/govpp/api"
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/mechanisms/kernel"
@@ -500,6 +503,14 @@ func (d *Dataplane) sweepInterfaces(ctx context.Context, cl *Client, key string,
 	for _, i := range mine {
 		switch i.kind() {
 		case "memif":
+			if sock, ok := memifSocketOf(i.Name); ok {
+				// Its socket by the id in its name, in the same round
+				// trip: no listing of every memif of VPP.
+				for _, err := range cl.pipelineEach(ctx, deleteMemifCall(i.Index), deleteSweptMemifSocketCall(sock)) {
+					keep(err)
+				}
+				continue
+			}
 			if memifs == nil {
 				var err error
 				if memifs, err = cl.ListMemifs(ctx); err != nil {
@@ -715,6 +726,39 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 			d.log.Error("remove stale vWire", "tag_key", key, "err", err)
 		}
 	}
+}
+
+// memifSocketOf reads the socket id from a memif interface's name, which
+// VPP 25.10 makes "memif<socket id>/<memif id>" (format_memif_device_name);
+// ok is false for another name, and for socket 0, VPP's default, which is
+// not a vWire's to delete.
+func memifSocketOf(name string) (sock uint32, ok bool) {
+	rest, found := strings.CutPrefix(name, "memif")
+	if !found {
+		return 0, false
+	}
+	id, _, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// deleteSweptMemifSocketCall removes the socket of a swept memif, for a
+// pipeline after the memif's delete: a socket another memif still uses
+// (VPP 25.10: UNEXPECTED_INTF_STATE, "in use") or already gone
+// (INVALID_ARGUMENT) is left as it is.
+func deleteSweptMemifSocketCall(id uint32) pipelined {
+	call := deleteMemifSocketCall(id)
+	call.none = func(err error) bool {
+		var e api.VPPApiError
+		return IsNotFound(err) || errors.As(err, &e) && (e == api.INVALID_ARGUMENT || e == api.UNEXPECTED_INTF_STATE || e == api.INSTANCE_IN_USE)
+	}
+	return call
 }
 
 func tagOfKey(role, key string) string { return Tag{Role: role, Key: key}.String() }
