@@ -28,7 +28,7 @@ func (d *Dataplane) build(ctx context.Context, cl *Client, p *plan, first bool) 
 	var u undoStack
 	// Run after the rollback: what it could not look for is kept, and
 	// the journal's intents of the rest are cleared.
-	defer func() { d.keepLeftovers(p.id, u.left); d.settleIntents(&u) }()
+	defer func() { d.keepLeftovers(p.id, u.left); d.settleIntents(&u); d.notePlaced(p.id, u.ifaces) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	if vppSide(&p.in) && vppSide(&p.out) {
 		if in, out, err = d.buildPipelined(ctx, cl, &u, p, first); err != nil {
@@ -82,7 +82,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 	if keep == roleOut {
 		change, s = roleIn, &p.in
 	}
-	if err := d.sweepRoles(ctx, cl, tagKey(p.id), change); err != nil {
+	if err := d.sweepKnown(ctx, cl, p.id, old, change); err != nil {
 		return NoInterface, NoInterface, err
 	}
 	// The kept side's l3xc still points at the removed side: VPP 25.10's
@@ -101,7 +101,7 @@ func (d *Dataplane) rebuildSide(ctx context.Context, cl *Client, old *vwireState
 		}
 	}
 	var u undoStack
-	defer func() { d.keepLeftovers(p.id, u.left); d.settleIntents(&u) }()
+	defer func() { d.keepLeftovers(p.id, u.left); d.settleIntents(&u); d.notePlaced(p.id, u.ifaces) }()
 	defer u.rollbackOn(ctx, cl, &err)
 	idx, err := d.makeSide(ctx, cl, &u, p, s, false)
 	if err != nil {
@@ -300,6 +300,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			})
 			add(createMemifCall(spec, func(x SwIfIndex) {
 				idx[i] = x
+				u.made(x)
 				u.pushCall("memif", deleteMemifCall(x))
 			}), intent{ID: p.id, Kind: intentMemif, Sock: id, Memif: spec.ID, File: s.memifSocket}, func() {
 				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
@@ -308,6 +309,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			t := s.vxlan
 			add(createVxlanTunnelCall(t, func(x SwIfIndex) {
 				idx[i] = x
+				u.made(x)
 				u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
 			}), vxlanIntent(p.id, t), func() {
 				u.pushCallAgain("vxlan tunnel", deleteUnansweredVxlanCall(t))
@@ -316,6 +318,7 @@ func (d *Dataplane) buildPipelined(ctx context.Context, cl *Client, u *undoStack
 			w := s.wgIface
 			add(createWireguardInterfaceCall(w, func(x SwIfIndex) {
 				idx[i] = x
+				u.made(x)
 				u.pushCall("wireguard interface", deleteWireguardInterfaceCall(x))
 			}), wireguardIntent(p.id, w), func() {
 				u.pushAgain("wireguard interface", func(ctx context.Context, cl *Client) error { return removeWireguardInterfaceOf(ctx, cl, w) })
@@ -416,6 +419,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 				return NoInterface, err
 			}
 			tagged = true
+			u.made(idx)
 			u.pushCall("tap", deleteTapCall(idx))
 			if err := d.host.configureWorkload(s.workload); err != nil {
 				return NoInterface, fmt.Errorf("tap %s: %w", s.workload.name, err)
@@ -465,6 +469,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 			}
 			return NoInterface, err
 		}
+		u.made(idx)
 		u.pushCall("memif", deleteMemifCall(idx))
 		u.markLast(key)
 	case vxlan.Type:
@@ -480,6 +485,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 			}
 			return NoInterface, err
 		}
+		u.made(idx)
 		u.pushCall("vxlan tunnel", deleteVxlanTunnelCall(t))
 		u.markLast(key)
 	case wireguard.Type:
@@ -495,6 +501,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 			}
 			return NoInterface, err
 		}
+		u.made(idx)
 		u.pushCall("wireguard interface", deleteWireguardInterfaceCall(idx))
 		u.markLast(key)
 	case ipsec.Type:
@@ -531,6 +538,7 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 			}
 			return NoInterface, err
 		}
+		u.made(idx)
 		u.pushCall("ipip tunnel", deleteIpipTunnelCall(idx))
 		u.markLast(key)
 	default:

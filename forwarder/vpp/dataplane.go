@@ -99,6 +99,16 @@ type Dataplane struct {
 	// journal (d.intents) until they succeed, and so outlive the steps,
 	// which Disconnect and the VPP connection's return drop.
 	leftovers map[string][]undoStep
+	// placed holds, by tag key, the interfaces whose create VPP answered
+	// this process for the vWire since its last sweep that succeeded:
+	// with leftovers and the intent journal (creates with no answer), all
+	// this process may have left of it in VPP. A sweep looks at those
+	// indexes only (sweepKnown), unless the key is in blind.
+	placed map[string][]SwIfIndex
+	// blind holds the tag keys VPP may hold objects of that this process
+	// did not make (a previous run's: Start), until a sweep of all of VPP
+	// for the key succeeds.
+	blind map[string]bool
 }
 
 // vwireState is what Connect built for one id, and what it was given, so
@@ -343,10 +353,10 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 			return nil
 		}
 	}
-	sideTried := false // a side rebuild that failed may have left objects old does not name
 	if old != nil && !samePlan(old.plan, p) {
 		if keep := keptSide(old.plan, p); keep != "" {
-			sideTried = true
+			// What a side rebuild that fails may leave, its answered
+			// creates, is in placed: the sweep below looks there.
 			inIdx, outIdx, err := d.rebuildSide(ctx, cl, old, p, keep)
 			if err == nil {
 				log.Info("vWire changed: one side rebuilt", "kept", keep)
@@ -357,17 +367,16 @@ func (d *Dataplane) Connect(ctx context.Context, id string, in, out *networkserv
 		}
 	}
 	if old != nil || orphan || unclean || d.intents.has(id) {
-		// Leftovers of an earlier build (or of a peer that changed) go
-		// first: untagged ones its rollback could not look for (or a
-		// previous run's open intents), then tagged ones.
-		if err := d.removeLeftovers(ctx, cl, id); err != nil {
+		// What an earlier build (or a peer that changed) left: its tagged
+		// objects first, then the untagged ones its rollback could not
+		// look for (or a previous run's open intents). A leftover step
+		// may need a tagged object gone: a memif socket under the memif
+		// a failed rollback could not delete is refused as in use until
+		// then, and the id's every retry failed on it.
+		if err := d.sweepKnown(ctx, cl, id, old, roleIn, roleOut); err != nil {
 			return err
 		}
-		sweep := func() error { return d.sweep(ctx, cl, tagKey(id)) }
-		if old != nil && old.undo != nil && !orphan && !unclean && !sideTried {
-			sweep = func() error { return d.sweepBuilt(ctx, cl, old) }
-		}
-		if err := sweep(); err != nil {
+		if err := d.removeLeftovers(ctx, cl, id); err != nil {
 			return err
 		}
 	}
@@ -443,7 +452,8 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 		defer cancel()
 		cl := d.vpp.WithLogger(d.log.With("conn", id))
-		err = errors.Join(d.removeLeftovers(ctx, cl, id), d.teardown(ctx, cl, id))
+		// Tagged objects first, as in Connect.
+		err = errors.Join(d.teardown(ctx, cl, id), d.removeLeftovers(ctx, cl, id))
 	}
 	d.mu.Lock()
 	if left := d.leftovers[id]; len(left) > 0 {
@@ -468,6 +478,8 @@ func (d *Dataplane) Disconnect(ctx context.Context, id string) error {
 	delete(d.conns, id)
 	delete(d.orphans, tagKey(id))
 	delete(d.unclean, tagKey(id))
+	delete(d.placed, tagKey(id))
+	delete(d.blind, tagKey(id))
 	d.mu.Unlock()
 	if err == nil {
 		d.memifs.settle(tagKey(id), 0)

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"go.fd.io/govpp/api"
 
 	"github.com/vwire/vwire/forwarder"
 	"github.com/vwire/vwire/mechanisms/kernel"
@@ -143,17 +146,15 @@ func (d *Dataplane) teardown(ctx context.Context, cl *Client, id string) error {
 	if st == nil && !orphan && !unclean {
 		return nil
 	}
-	if st != nil && st.undo != nil {
+	if st != nil && st.undo != nil && !unclean {
 		if ok, err := d.intact(ctx, cl, id, st); err == nil && ok {
 			if err := st.undo.run(ctx, cl); err == nil {
+				d.forgetPlaced(tagKey(id), nil)
 				return nil
 			}
 		}
-		if !unclean {
-			return d.sweepBuilt(ctx, cl, st)
-		}
 	}
-	return d.sweep(ctx, cl, tagKey(id))
+	return d.sweepKnown(ctx, cl, id, st, roleIn, roleOut)
 }
 
 // adopt takes back a vWire a previous run of the forwarder built, when VPP
@@ -275,16 +276,99 @@ func (d *Dataplane) sweep(ctx context.Context, cl *Client, key string) error {
 
 // sweepBuilt is sweep for a vWire this process built whole (st.undo set)
 // in its last Connect, which succeeded (the id is not unclean): its tagged
-// interfaces can only be st.in and st.out (a create of it whose answer was
-// lost failed that Connect; an object from a previous run made it an
-// orphan, never adopted into an undo stack), and it has no IP table of its
-// own (this process makes shared ones only, iptables.go). So VPP is asked
-// for those two interfaces instead of every one (about 1,200 on a loaded
-// node, a listing each retried Close made in the full soak) and for no IP
-// table listing; an index VPP gave to another interface since shows that
-// one's tag and is left alone.
+// interfaces can only be st.in and st.out. See sweepKnown, which covers
+// this case and more.
 func (d *Dataplane) sweepBuilt(ctx context.Context, cl *Client, st *vwireState) error {
 	return d.sweepOnly(ctx, cl, tagKey(st.plan.id), []SwIfIndex{st.in, st.out}, roleIn, roleOut)
+}
+
+// sweepKnown sweeps the sides of vWire id in roles. What this process
+// may have left of the vWire in VPP is known: the interfaces whose create
+// VPP answered it (placed, and those of st, the vWire as it stands, nil if
+// none), the creates with no answer (leftovers and the intent journal,
+// looked up by removeLeftovers), and no IP table of its own (this process
+// makes shared ones only, iptables.go). So VPP is asked for those
+// interfaces only, by index, and an index VPP gave to another interface
+// since shows that one's tag and is left alone: no listing of every
+// interface (about 2,000 on a loaded node), IP table or cross-connect.
+// Under load each such listing took VPP's main thread longer than its
+// caller waited; the caller failed, was marked unclean, and its retry
+// listed all of VPP again (the concurrent soak beside 12 CPU spinners:
+// thousands of listings nobody waited for, and 634 of 1,000 memif vWires
+// up after 10 minutes).
+//
+// The narrow sweep holds across a lost and regained VPP connection: VPP
+// keeps its indexes while it runs, a restarted VPP has none of the old
+// objects, and a create whose answer the loss cut off is in the journal.
+//
+// All of VPP is listed (sweepRoles) only for a key in blind: a previous
+// run's vWire (Start), whose objects this process knows only by their
+// tag, until such a sweep succeeds. A sweep of both roles that succeeds
+// forgets the indexes it looked at.
+func (d *Dataplane) sweepKnown(ctx context.Context, cl *Client, id string, st *vwireState, roles ...string) error {
+	key := tagKey(id)
+	d.mu.Lock()
+	blind := d.blind[key]
+	known := slices.Clone(d.placed[key])
+	d.mu.Unlock()
+	whole := slices.Contains(roles, roleIn) && slices.Contains(roles, roleOut)
+	if blind {
+		err := d.sweepRoles(ctx, cl, key, roles...)
+		if err == nil && whole {
+			d.mu.Lock()
+			delete(d.blind, key)
+			d.mu.Unlock()
+			d.forgetPlaced(key, known)
+		}
+		return err
+	}
+	if st != nil {
+		known = append(known, st.in, st.out)
+	}
+	known = slices.DeleteFunc(known, func(i SwIfIndex) bool { return i == NoInterface })
+	slices.Sort(known)
+	known = slices.Compact(known)
+	if known == nil {
+		known = []SwIfIndex{} // nothing to look at; nil would list all (sweepOnly)
+	}
+	err := d.sweepOnly(ctx, cl, key, known, roles...)
+	if err == nil && whole {
+		d.forgetPlaced(key, known)
+	}
+	return err
+}
+
+// notePlaced adds to what vWire id may have left in VPP (placed) the
+// interfaces whose create VPP answered.
+func (d *Dataplane) notePlaced(id string, ifaces []SwIfIndex) {
+	if len(ifaces) == 0 {
+		return
+	}
+	key := tagKey(id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, i := range ifaces {
+		if !slices.Contains(d.placed[key], i) {
+			d.placed[key] = append(d.placed[key], i)
+		}
+	}
+}
+
+// forgetPlaced drops from placed the interfaces of key that a sweep or
+// teardown removed (or found not to be the vWire's), all of them for nil.
+func (d *Dataplane) forgetPlaced(key string, gone []SwIfIndex) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if gone == nil {
+		delete(d.placed, key)
+		return
+	}
+	left := slices.DeleteFunc(d.placed[key], func(i SwIfIndex) bool { return slices.Contains(gone, i) })
+	if len(left) == 0 {
+		delete(d.placed, key)
+		return
+	}
+	d.placed[key] = left
 }
 
 // sweepRoles is sweep for the sides of key in roles only.
@@ -292,14 +376,14 @@ func (d *Dataplane) sweepRoles(ctx context.Context, cl *Client, key string, role
 	return d.sweepOnly(ctx, cl, key, nil, roles...)
 }
 
-// sweepOnly is sweepRoles; with known set, it looks among those
-// interfaces only and lists no IP table (see sweepBuilt).
+// sweepOnly is sweepRoles; with known not nil, it looks among those
+// interfaces only and lists no IP table (see sweepKnown).
 func (d *Dataplane) sweepOnly(ctx context.Context, cl *Client, key string, known []SwIfIndex, roles ...string) error {
 	var ifaces []Interface
 	var err error
 	if known == nil {
 		ifaces, err = cl.ListInterfaces(ctx)
-	} else {
+	} else if len(known) > 0 {
 		var got []Interface
 		var ok []bool
 		got, ok, err = cl.GetInterfaces(ctx, known...)
@@ -400,30 +484,33 @@ func (d *Dataplane) sweepInterfaces(ctx context.Context, cl *Client, key string,
 			errs = append(errs, err)
 		}
 	}
-	// Cross-connects first, so no packet is sent to a half-removed side.
-	if l3, err := cl.ListL3XCs(ctx); err != nil {
-		keep(err)
-	} else {
-		for _, x := range l3 {
-			if slices.ContainsFunc(mine, func(i Interface) bool { return i.Index == x.Rx }) {
-				keep(cl.DeleteL3XC(ctx, x.Rx, x.IP6))
-			}
-		}
+	// Cross-connects first, so no packet is sent to a half-removed side:
+	// every one these interfaces may be the Rx of, by their index, in one
+	// round trip, rather than a listing of every cross-connect of VPP.
+	// VPP 25.10 answers INVALID_VALUE to an l3xc_del of an Rx with none
+	// (undoL3XCCall), and the L2 one puts an Rx in L3 mode, which one
+	// that is in it already (an IP vWire's) stays, and which it leaves
+	// for good when deleted next (its l2 config goes with it).
+	var xcs []pipelined
+	for _, i := range mine {
+		xcs = append(xcs, undoL3XCCall(L3XC{Rx: i.Index}), undoL3XCCall(L3XC{Rx: i.Index, IP6: true}), deleteL2XCCall(i.Index))
 	}
-	if l2, err := cl.ListL2XCs(ctx); err != nil {
+	for _, err := range cl.pipelineEach(ctx, xcs...) {
 		keep(err)
-	} else {
-		for _, x := range l2 {
-			if slices.ContainsFunc(mine, func(i Interface) bool { return i.Index == x.Rx }) {
-				keep(cl.DeleteL2XC(ctx, x.Rx))
-			}
-		}
 	}
 	var memifs []Memif
 	var vxlans []VxlanTunnelInfo
 	for _, i := range mine {
 		switch i.kind() {
 		case "memif":
+			if sock, ok := memifSocketOf(i.Name); ok {
+				// Its socket by the id in its name, in the same round
+				// trip: no listing of every memif of VPP.
+				for _, err := range cl.pipelineEach(ctx, deleteMemifCall(i.Index), deleteSweptMemifSocketCall(sock)) {
+					keep(err)
+				}
+				continue
+			}
 			if memifs == nil {
 				var err error
 				if memifs, err = cl.ListMemifs(ctx); err != nil {
@@ -571,6 +658,9 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			d.orphans[tg.Key] = true
 		}
 	}
+	for key := range d.orphans {
+		d.blind[key] = true
+	}
 	n := len(d.orphans)
 	d.mu.Unlock()
 	for key, m := range memifs {
@@ -617,6 +707,9 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 		cancel()
 		release()
 		d.mu.Lock()
+		if err == nil {
+			delete(d.blind, key)
+		}
 		if d.conns[key] == nil {
 			// Nor what Start held for it: its VNIs and read-back keys.
 			for _, vni := range d.held[key] {
@@ -633,6 +726,39 @@ func (d *Dataplane) collectOrphans(ctx context.Context) {
 			d.log.Error("remove stale vWire", "tag_key", key, "err", err)
 		}
 	}
+}
+
+// memifSocketOf reads the socket id from a memif interface's name, which
+// VPP 25.10 makes "memif<socket id>/<memif id>" (format_memif_device_name);
+// ok is false for another name, and for socket 0, VPP's default, which is
+// not a vWire's to delete.
+func memifSocketOf(name string) (sock uint32, ok bool) {
+	rest, found := strings.CutPrefix(name, "memif")
+	if !found {
+		return 0, false
+	}
+	id, _, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// deleteSweptMemifSocketCall removes the socket of a swept memif, for a
+// pipeline after the memif's delete: a socket another memif still uses
+// (VPP 25.10: UNEXPECTED_INTF_STATE, "in use") or already gone
+// (INVALID_ARGUMENT) is left as it is.
+func deleteSweptMemifSocketCall(id uint32) pipelined {
+	call := deleteMemifSocketCall(id)
+	call.none = func(err error) bool {
+		var e api.VPPApiError
+		return IsNotFound(err) || errors.As(err, &e) && (e == api.INVALID_ARGUMENT || e == api.UNEXPECTED_INTF_STATE || e == api.INSTANCE_IN_USE)
+	}
+	return call
 }
 
 func tagOfKey(role, key string) string { return Tag{Role: role, Key: key}.String() }

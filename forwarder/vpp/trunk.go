@@ -364,6 +364,7 @@ func (d *Dataplane) makeTrunkSide(ctx context.Context, cl *Client, u *undoStack,
 		}
 		return NoInterface, err
 	}
+	u.made(idx)
 	u.pushCall("sub-interface", deleteSubifCall(idx))
 	if !l3 {
 		if err := cl.SetVlanTagPop(ctx, idx); err != nil {

@@ -43,7 +43,14 @@ type undoStack struct {
 	// recorded (Dataplane.intend); stuck, those of steps that failed in
 	// the last run (their objects may still be in VPP).
 	intents, stuck []uint64
+	// ifaces are the interfaces whose create VPP answered, whatever
+	// became of them since: the indexes a narrow sweep looks at (see
+	// Dataplane.placed).
+	ifaces []SwIfIndex
 }
+
+// made records that VPP answered the create of interface idx.
+func (u *undoStack) made(idx SwIfIndex) { u.ifaces = append(u.ifaces, idx) }
 
 // push records fn, which removes what; what names it in errors and logs.
 func (u *undoStack) push(what string, fn undoFunc) {

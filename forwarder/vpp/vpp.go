@@ -164,6 +164,8 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 		orphans:    map[string]bool{},
 		unclean:    map[string]bool{},
 		leftovers:  map[string][]undoStep{},
+		placed:     map[string][]SwIfIndex{},
+		blind:      map[string]bool{},
 		memifs:     newMemifRoom(cfg.MemifReserve),
 	}
 	if d.log == nil {
