@@ -1,6 +1,7 @@
 package vpp
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -293,6 +294,21 @@ func (f *fakeVPP) refuseSend(msg string, err error) {
 	f.refuse[msg] = err
 }
 
+// refuseKey names, for refuseSend, a lookup of interfaces by name
+// (sw_interface_dump's name filter) by the filter's leading letters:
+// "sw_interface_dump:memif" is the lookup of a memif by its name.
+func refuseKey(req api.Message) string {
+	d, ok := req.(*interfaces.SwInterfaceDump)
+	if !ok || !d.NameFilterValid {
+		return ""
+	}
+	kind, _, _ := strings.Cut(strings.TrimRight(d.NameFilter, "0123456789/."), "/")
+	if i := strings.IndexAny(kind, "0123456789"); i >= 0 {
+		kind = kind[:i]
+	}
+	return "sw_interface_dump:" + kind
+}
+
 // requests returns the names of the requests sent so far (no pings, no
 // dumps unless withDumps) and forgets them.
 func (f *fakeVPP) requests(withDumps bool) []string {
@@ -382,7 +398,7 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 		hook(name)
 		f.mu.Lock()
 	}
-	if err := f.refuse[name]; err != nil {
+	if err := cmp.Or(f.refuse[name], f.refuse[refuseKey(req)]); err != nil {
 		f.mu.Unlock()
 		return err
 	}
@@ -659,13 +675,15 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 			}
 			return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
 		}
-		if _, ok := f.sockets[m.SocketID]; !ok {
-			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errNoSuchEntry)
+		// As VPP 25.10 (memif_socket_filename_add_del): "invalid
+		// argument" for socket 0 and an id it does not have, "unexpected
+		// interface state" for a socket a memif uses.
+		if _, ok := f.sockets[m.SocketID]; !ok || m.SocketID == 0 {
+			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.INVALID_ARGUMENT))
 		}
 		for _, i := range f.ifaces {
 			if i.kind == "memif" && i.memif.SocketID == m.SocketID {
-				// VPP refuses to delete a socket a memif uses.
-				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.INSTANCE_IN_USE))
+				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.UNEXPECTED_INTF_STATE))
 			}
 		}
 		delete(f.sockets, m.SocketID)
