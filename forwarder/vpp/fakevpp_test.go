@@ -80,6 +80,7 @@ type fakeVPP struct {
 	orphanRoutes int
 	down         bool            // crashed: nothing is answered
 	silent       map[string]bool // messages taken but never answered
+	dropped      map[string]int  // the same for the next requests, not carried out
 	// unanswered counts, per message, the next requests that are
 	// carried out but whose reply is never sent (as one that comes after
 	// its caller gave up).
@@ -134,6 +135,7 @@ func newFakeVPP() *fakeVPP {
 		unknown:     map[string]bool{},
 		fail:        map[string]failure{},
 		silent:      map[string]bool{},
+		dropped:     map[string]int{},
 		unanswered:  map[string]int{},
 		answerFirst: map[string]int{},
 		refuse:      map[string]error{},
@@ -257,6 +259,14 @@ func (f *fakeVPP) silence(msg string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.silent[msg] = true
+}
+
+// drop makes VPP take the next n requests named msg and neither carry
+// them out nor answer them: a create that got no answer and made nothing.
+func (f *fakeVPP) drop(msg string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropped[msg] = n
 }
 
 // withhold makes VPP carry out the next n requests named msg but never
@@ -404,6 +414,11 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 	}
 	if name != "control_ping" {
 		f.sent = append(f.sent, req)
+	}
+	if f.dropped[name] > 0 {
+		f.dropped[name]--
+		f.mu.Unlock()
+		return nil
 	}
 	if f.silent[name] {
 		f.mu.Unlock()
