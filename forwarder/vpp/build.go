@@ -460,9 +460,13 @@ func (d *Dataplane) makeInterface(ctx context.Context, cl *Client, u *undoStack,
 		if idx, err = cl.CreateMemif(ctx, spec); err != nil {
 			if !answered(err) {
 				// The socket's undo, should it run again (a memif left
-				// on it holds it), by its filename: VPP chose its id.
+				// on it holds it, and VPP refuses the delete until
+				// the memif's undo succeeds): by its id and filename,
+				// an id VPP may give again after it restarts.
 				u.steps = u.steps[:len(u.steps)-1]
-				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error { return removeSocketNamed(ctx, cl, filename) })
+				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error {
+					return deleteSocketOf(ctx, cl, filename, sock, deleteChosenMemifSocketCall(sock))
+				})
 				u.markLast(sockKey)
 				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, spec.SocketID, spec.ID) })
 				u.markLast(key)

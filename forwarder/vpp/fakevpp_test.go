@@ -1,6 +1,7 @@
 package vpp
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -79,6 +80,7 @@ type fakeVPP struct {
 	orphanRoutes int
 	down         bool            // crashed: nothing is answered
 	silent       map[string]bool // messages taken but never answered
+	dropped      map[string]int  // the same for the next requests, not carried out
 	// unanswered counts, per message, the next requests that are
 	// carried out but whose reply is never sent (as one that comes after
 	// its caller gave up).
@@ -133,6 +135,7 @@ func newFakeVPP() *fakeVPP {
 		unknown:     map[string]bool{},
 		fail:        map[string]failure{},
 		silent:      map[string]bool{},
+		dropped:     map[string]int{},
 		unanswered:  map[string]int{},
 		answerFirst: map[string]int{},
 		refuse:      map[string]error{},
@@ -258,6 +261,14 @@ func (f *fakeVPP) silence(msg string) {
 	f.silent[msg] = true
 }
 
+// drop makes VPP take the next n requests named msg and neither carry
+// them out nor answer them: a create that got no answer and made nothing.
+func (f *fakeVPP) drop(msg string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropped[msg] = n
+}
+
 // withhold makes VPP carry out the next n requests named msg but never
 // answer them: what their caller sees when the reply comes after its
 // context ended.
@@ -291,6 +302,21 @@ func (f *fakeVPP) refuseSend(msg string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.refuse[msg] = err
+}
+
+// refuseKey names, for refuseSend, a lookup of interfaces by name
+// (sw_interface_dump's name filter) by the filter's leading letters:
+// "sw_interface_dump:memif" is the lookup of a memif by its name.
+func refuseKey(req api.Message) string {
+	d, ok := req.(*interfaces.SwInterfaceDump)
+	if !ok || !d.NameFilterValid {
+		return ""
+	}
+	kind, _, _ := strings.Cut(strings.TrimRight(d.NameFilter, "0123456789/."), "/")
+	if i := strings.IndexAny(kind, "0123456789"); i >= 0 {
+		kind = kind[:i]
+	}
+	return "sw_interface_dump:" + kind
 }
 
 // requests returns the names of the requests sent so far (no pings, no
@@ -382,12 +408,17 @@ func (f *fakeVPP) SendMsg(clientID uint32, data []byte) error {
 		hook(name)
 		f.mu.Lock()
 	}
-	if err := f.refuse[name]; err != nil {
+	if err := cmp.Or(f.refuse[name], f.refuse[refuseKey(req)]); err != nil {
 		f.mu.Unlock()
 		return err
 	}
 	if name != "control_ping" {
 		f.sent = append(f.sent, req)
+	}
+	if f.dropped[name] > 0 {
+		f.dropped[name]--
+		f.mu.Unlock()
+		return nil
 	}
 	if f.silent[name] {
 		f.mu.Unlock()
@@ -659,13 +690,15 @@ func (f *fakeVPP) handle(req api.Message) []api.Message {
 			}
 			return []api.Message{&memif.MemifSocketFilenameAddDelV2Reply{SocketID: id}}
 		}
-		if _, ok := f.sockets[m.SocketID]; !ok {
-			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, errNoSuchEntry)
+		// As VPP 25.10 (memif_socket_filename_add_del): "invalid
+		// argument" for socket 0 and an id it does not have, "unexpected
+		// interface state" for a socket a memif uses.
+		if _, ok := f.sockets[m.SocketID]; !ok || m.SocketID == 0 {
+			return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.INVALID_ARGUMENT))
 		}
 		for _, i := range f.ifaces {
 			if i.kind == "memif" && i.memif.SocketID == m.SocketID {
-				// VPP refuses to delete a socket a memif uses.
-				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.INSTANCE_IN_USE))
+				return rv(&memif.MemifSocketFilenameAddDelV2Reply{}, int32(api.UNEXPECTED_INTF_STATE))
 			}
 		}
 		delete(f.sockets, m.SocketID)

@@ -383,15 +383,17 @@ func (d *Dataplane) resolveIntent(ctx context.Context, cl *Client, it intent) er
 	case intentMemifSocket:
 		// A socket id may be given again after VPP restarted: the
 		// filename must be the recorded one too.
-		return deleteUnusedSockets(ctx, cl, it.File, it.Sock)
-	case intentMemif:
-		memifs, err := cl.ListMemifs(ctx)
-		if err != nil {
-			return err
+		if it.Sock == 0 { // VPP was to choose it: only the filename finds it
+			return deleteUnusedSockets(ctx, cl, it.File)
 		}
-		i := slices.IndexFunc(memifs, func(m Memif) bool { return m.SocketID == it.Sock && m.ID == it.Memif })
-		if i < 0 {
-			return nil
+		// In use: by a memif whose intent is resolved first (newest
+		// first), so one that is tagged, the socket's.
+		return deleteSocketOf(ctx, cl, it.File, it.Sock, deleteSweptMemifSocketCall(it.Sock))
+	case intentMemif:
+		// Looked up by its name, not in the list of every memif.
+		m, ok, err := cl.findInterfaceNamed(ctx, memifName(it.Sock, it.Memif))
+		if err != nil || !ok {
+			return err
 		}
 		socks, err := cl.ListMemifSockets(ctx)
 		if err != nil {
@@ -400,7 +402,7 @@ func (d *Dataplane) resolveIntent(ctx context.Context, cl *Client, it intent) er
 		if !slices.Contains(socks, MemifSocket{ID: it.Sock, Filename: it.File}) {
 			return nil // that id is another socket's now
 		}
-		idx := memifs[i].Index
+		idx := m.Index
 		return deleteUntagged(ctx, cl, idx, func() error { return cl.DeleteMemif(ctx, idx) })
 	case intentVxlan:
 		t := VxlanTunnel{Src: it.Src, Dst: it.Dst, Port: it.Port, VNI: it.VNI}
@@ -528,5 +530,5 @@ func removeReserveLeft(ctx context.Context, cl *Client, file string) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	return deleteUnusedSockets(ctx, cl, file, 0)
+	return deleteUnusedSockets(ctx, cl, file)
 }

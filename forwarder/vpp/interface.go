@@ -89,6 +89,23 @@ func (c *Client) GetInterfaces(ctx context.Context, idxs ...SwIfIndex) (out []In
 	return out, ok, nil
 }
 
+// findInterfaceNamed returns the interface named name; ok is false when
+// VPP has none. VPP is asked for the interfaces whose name holds name (its
+// name filter: a substring, case aside, see sw_interface_dump's handler),
+// not the whole list, and the one named exactly name is kept.
+func (c *Client) findInterfaceNamed(ctx context.Context, name string) (found Interface, ok bool, err error) {
+	req := &interfaces.SwInterfaceDump{SwIfIndex: NoInterface.api(), NameFilterValid: true, NameFilter: name}
+	err = dump(ctx, c, req, func(d *interfaces.SwInterfaceDetails) {
+		if i := interfaceOf(d); i.Name == name {
+			found, ok = i, true
+		}
+	})
+	if err != nil {
+		return Interface{}, false, fmt.Errorf("interface %q: find: %w", name, err)
+	}
+	return found, ok, nil
+}
+
 // listInterfaces dumps interface idx, or every one for NoInterface.
 func (c *Client) listInterfaces(ctx context.Context, idx SwIfIndex) ([]Interface, error) {
 	var out []Interface

@@ -360,21 +360,22 @@ func each(n, workers int, f func(i int) error) error {
 
 // removeMemifOn deletes the memif id on socket sock if VPP has one: the
 // undo of a memif_create_v2 that got no answer (sock is chosen by vwire,
-// see socketIDs, so no other memif is there). VPP serves a connection's
-// messages in order, so the listing, sent after the create, shows the
-// memif if the create made it. A memif that cannot be looked for or
-// deleted is logged; it holds its socket, whose id socketIDs never gives
-// again (nor, after forget, a socket VPP lists).
+// see socketIDs, so no other memif is there). It is looked up by its name
+// (memifName), not in the list of every memif: under load, listings of
+// thousands of memifs for each unanswered create kept VPP's one API
+// thread busy, and more creates went unanswered (#16). VPP serves a
+// connection's messages in order, so the lookup, sent after the create,
+// finds the memif if the create made it. A memif that cannot be looked for
+// or deleted is logged; it holds its socket, whose id socketIDs never
+// gives again (nor, after forget, a socket VPP lists).
 func removeMemifOn(ctx context.Context, cl *Client, sock, id uint32) error {
 	err := func() error {
-		memifs, err := cl.ListMemifs(ctx)
-		if err != nil {
+		i, ok, err := cl.findInterfaceNamed(ctx, memifName(sock, id))
+		if err != nil || !ok {
 			return err
 		}
-		for _, m := range memifs {
-			if m.SocketID == sock && m.ID == id {
-				return cl.DeleteMemif(ctx, m.Index)
-			}
+		if err := cl.DeleteMemif(ctx, i.Index); err != nil && !IsNotFound(err) {
+			return err
 		}
 		return nil
 	}()
@@ -385,6 +386,10 @@ func removeMemifOn(ctx context.Context, cl *Client, sock, id uint32) error {
 	return err
 }
 
+// memifName is the name VPP 25.10 gives memif id on socket sock
+// (format_memif_device_name; memifSocketOf reads it back).
+func memifName(sock, id uint32) string { return fmt.Sprintf("memif%d/%d", sock, id) }
+
 // removeSocketNamed deletes VPP's sockets named filename that no memif
 // uses: the undo of a memif_socket_filename_add_del_v2 that got no answer
 // and whose id VPP was to choose (the step-by-step build's). VPP serves a
@@ -392,7 +397,7 @@ func removeMemifOn(ctx context.Context, cl *Client, sock, id uint32) error {
 // shows the socket if the create made it. A socket that cannot be looked
 // for or deleted is logged.
 func removeSocketNamed(ctx context.Context, cl *Client, filename string) error {
-	err := deleteUnusedSockets(ctx, cl, filename, 0)
+	err := deleteUnusedSockets(ctx, cl, filename)
 	if err != nil {
 		cl.log.Error("a memif_socket_filename_add_del_v2 got no answer and the socket it may have made cannot be removed: left in VPP",
 			"socket", filename, "err", err)
@@ -400,10 +405,11 @@ func removeSocketNamed(ctx context.Context, cl *Client, filename string) error {
 	return err
 }
 
-// deleteUnusedSockets deletes VPP's memif sockets named filename (and
-// numbered id, unless id is 0) that no memif uses: a socket a memif uses
-// is that memif's.
-func deleteUnusedSockets(ctx context.Context, cl *Client, filename string, id uint32) error {
+// deleteUnusedSockets deletes VPP's memif sockets named filename that no
+// memif uses: a socket a memif uses is that memif's. It lists every socket
+// and every memif: for a socket whose id VPP chose, which only the
+// filename finds (deleteSocketOf deletes one whose id is known).
+func deleteUnusedSockets(ctx context.Context, cl *Client, filename string) error {
 	socks, err := cl.ListMemifSockets(ctx)
 	if err != nil {
 		return err
@@ -414,14 +420,29 @@ func deleteUnusedSockets(ctx context.Context, cl *Client, filename string, id ui
 	}
 	var errs []error
 	for _, s := range socks {
-		if (id == 0 || s.ID == id) && s.Filename == filename &&
-			!slices.ContainsFunc(memifs, func(m Memif) bool { return m.SocketID == s.ID }) {
+		if s.Filename == filename && !slices.ContainsFunc(memifs, func(m Memif) bool { return m.SocketID == s.ID }) {
 			if err := cl.DeleteMemifSocket(ctx, s.ID); err != nil && !IsNotFound(err) {
 				errs = append(errs, err)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteSocketOf deletes socket id with del (deleteMemifSocketCall(id)
+// with the refusals that mean nothing to do) if it is named filename. The
+// id may be another socket's now (VPP restarted: it gives ids again, and
+// so does socketIDs), so the filename is checked in VPP's list of sockets;
+// the memifs are not listed: VPP refuses to delete a socket a memif uses.
+func deleteSocketOf(ctx context.Context, cl *Client, filename string, id uint32, del pipelined) error {
+	socks, err := cl.ListMemifSockets(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(socks, MemifSocket{ID: id, Filename: filename}) {
+		return nil
+	}
+	return cl.pipeline(ctx, del)
 }
 
 // deleteChosenMemifSocketCall is deleteMemifSocketCall for a socket whose

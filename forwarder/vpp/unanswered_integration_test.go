@@ -49,6 +49,22 @@ func TestUnansweredCreatesVPP(t *testing.T) {
 					u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, id, spec.ID) })
 				}
 		}},
+		{name: "memif on a socket VPP chose", creates: func(t *testing.T) ([]api.Message, func(u *undoStack)) {
+			// The step-by-step build's: the socket answered, its
+			// memif not.
+			file := filepath.Join(dir, "c.sock")
+			sock, err := cl.CreateMemifSocket(ctx, file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := MemifSpec{SocketID: sock}
+			return []api.Message{createMemifCall(spec, nil).req}, func(u *undoStack) {
+				u.pushAgain("memif socket", func(ctx context.Context, cl *Client) error {
+					return deleteSocketOf(ctx, cl, file, sock, deleteChosenMemifSocketCall(sock))
+				})
+				u.pushAgain("memif", func(ctx context.Context, cl *Client) error { return removeMemifOn(ctx, cl, sock, spec.ID) })
+			}
+		}},
 		{name: "memif socket, id chosen by VPP", creates: func(*testing.T) ([]api.Message, func(u *undoStack)) {
 			file := filepath.Join(dir, "b.sock")
 			return []api.Message{createMemifSocketCall(file, ^uint32(0), nil).req}, func(u *undoStack) {
@@ -121,4 +137,56 @@ func sendUnread(ctx context.Context, t *testing.T, dp *Dataplane, reqs []api.Mes
 		}
 	}
 	_ = stream.Close()
+}
+
+// TestMemifSocketDeleteByIDVPP, on a real VPP: a socket deleted by its id
+// once its filename is checked (deleteSocketOf) is refused while a memif
+// uses it (an undo's error: run again later; the journal's "nothing to
+// do"), deleted once the memif is gone, and a second delete, of an id VPP
+// no longer has, is nothing to do: VPP 25.10's codes, as the fake's.
+func TestMemifSocketDeleteByIDVPP(t *testing.T) {
+	needVPP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n1, _ := twoNodes(t)
+	cl := n1.vpp
+	file := filepath.Join(t.TempDir(), "d.sock")
+	sock, err := n1.memifSockIDs.take(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx SwIfIndex
+	if err := cl.pipeline(ctx, createMemifSocketCall(file, sock, func(uint32) {}), createMemifCall(MemifSpec{SocketID: sock}, func(x SwIfIndex) { idx = x })); err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteSocketOf(ctx, cl, file, sock, deleteChosenMemifSocketCall(sock)); err == nil {
+		t.Fatal("socket in use deleted, or its refusal taken as nothing to do")
+	}
+	if err := deleteSocketOf(ctx, cl, file, sock, deleteSweptMemifSocketCall(sock)); err != nil {
+		t.Fatalf("socket in use, swept: %v", err)
+	}
+	i, ok, err := cl.findInterfaceNamed(ctx, memifName(sock, 0))
+	if err != nil || !ok || i.Index != idx {
+		t.Fatalf("memif %s: found %v %v %v, want index %d", memifName(sock, 0), i, ok, err, idx)
+	}
+	if err := cl.DeleteMemif(ctx, idx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := deleteSocketOf(ctx, cl, file, sock, deleteChosenMemifSocketCall(sock)); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.pipeline(ctx, deleteChosenMemifSocketCall(sock)); err != nil {
+			t.Fatalf("socket %d, gone, deleted again: %v", sock, err)
+		}
+	}
+	socks, err := cl.ListMemifSockets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range socks {
+		if s.ID == sock {
+			t.Fatalf("socket %d left: %v", sock, s)
+		}
+	}
 }

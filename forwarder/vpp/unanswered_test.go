@@ -127,10 +127,10 @@ func TestUnansweredCreateLookupFails(t *testing.T) {
 	}{
 		{typ: wireguard.Type, payload: payload.IP, withhold: []string{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"}, dump: "wireguard_interface_dump", reconnect: true},
 		{typ: wireguard.Type, payload: payload.IP, withhold: []string{"wireguard_interface_create", "memif_socket_filename_add_del_v2", "memif_create_v2"}, dump: "wireguard_interface_dump"},
-		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", reconnect: true},
-		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump"},
-		{typ: "memif", payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", reconnect: true, local: true},
-		{typ: "memif", payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "memif_dump", local: true},
+		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "sw_interface_dump:memif", reconnect: true},
+		{typ: vxlan.Type, payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "sw_interface_dump:memif"},
+		{typ: "memif", payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "sw_interface_dump:memif", reconnect: true, local: true},
+		{typ: "memif", payload: payload.Ethernet, withhold: []string{"memif_create_v2"}, dump: "sw_interface_dump:memif", local: true},
 	} {
 		then := map[bool]string{true: "Connect", false: "Disconnect"}[tc.reconnect]
 		t.Run(fmt.Sprintf("%s %s %s then %s", tc.typ, tc.withhold[0], tc.dump, then), func(t *testing.T) {
