@@ -349,6 +349,20 @@ func TestMemifsWaitForReserveAfterRestart(t *testing.T) {
 	}
 	must(t, connect("v0"))
 	crashVPP(t, n.vpp)
+	// crashVPP returns once govpp has seen the loss; the dataplane shuts
+	// the gate when its watch takes the event, a moment later (under load,
+	// later still: a Connect before that fails on VPP's connection).
+	eventually(t, 10*time.Second, func() error {
+		n.dp.memifs.mu.Lock()
+		gate := n.dp.memifs.gate
+		n.dp.memifs.mu.Unlock()
+		select {
+		case <-gate:
+			return errors.New("the dataplane has not taken VPP's loss yet")
+		default:
+			return nil
+		}
+	})
 	// While VPP is away, a caller that gives up is told to try again.
 	early, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	err := n.dp.Connect(early, "early", conn(memifMech("early-c.sock"), payload.Ethernet), conn(memifMech("early-e.sock"), payload.Ethernet))
