@@ -169,14 +169,24 @@ func (f *fakeVPP) reset() {
 }
 
 // memifsLocked is how many memifs VPP has (f.mu held).
-func (f *fakeVPP) memifsLocked() int {
+func (f *fakeVPP) memifsLocked() int { return f.kindLocked("memif") }
+
+// kindLocked is how many interfaces of kind VPP has (f.mu held).
+func (f *fakeVPP) kindLocked(kind string) int {
 	n := 0
 	for _, i := range f.ifaces {
-		if i.kind == "memif" {
+		if i.kind == kind {
 			n++
 		}
 	}
 	return n
+}
+
+// count is how many interfaces of kind VPP has.
+func (f *fakeVPP) count(kind string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.kindLocked(kind)
 }
 
 // crash makes VPP lose everything and stop answering (and accepting

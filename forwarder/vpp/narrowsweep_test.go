@@ -88,14 +88,7 @@ func TestRetryAfterFailedConnectSweepsNarrow(t *testing.T) {
 	st := n.dp.conns["retry"]
 	n.dp.mu.Unlock()
 	check(t, st != nil, "no vWire after the retry")
-	n.vpp.mu.Lock()
-	memifs := 0
-	for _, i := range n.vpp.ifaces {
-		if i.kind == "memif" {
-			memifs++
-		}
-	}
-	n.vpp.mu.Unlock()
+	memifs := n.vpp.count("memif")
 	check(t, memifs == 4, "%d memifs in VPP, want the two vWires' 4 (the leftover removed)", memifs)
 	must(t, n.dp.Disconnect(ctx, "retry"))
 	if got := n.vpp.snapshot(); got != before {
@@ -154,14 +147,7 @@ func TestFailedSideRebuildSweepsNarrow(t *testing.T) {
 	if got := fullListings(b.vpp, false); len(got) != 0 {
 		t.Errorf("the side rebuild and the whole rebuild after it listed all of VPP: %v", got)
 	}
-	b.vpp.mu.Lock()
-	subs := 0
-	for _, i := range b.vpp.ifaces {
-		if i.kind == "sub" {
-			subs++
-		}
-	}
-	b.vpp.mu.Unlock()
+	subs := b.vpp.count("sub")
 	check(t, subs == 1, "%d sub-interfaces in VPP, want the moved vWire's one (the failed side's removed)", subs)
 	must(t, b.dp.Disconnect(ctx, "b"))
 	if got := b.vpp.snapshot(); got != before {
